@@ -1,0 +1,291 @@
+//! Parsing and validation of catalogue TOML into a [`Catalogue`].
+//!
+//! Every problem is collected and reported with its line and column, so a
+//! catalogue author fixes them all in one pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use super::{Catalogue, Clause, ClauseKind, Field, FieldType, Purpose, Region};
+use crate::document::{Document, Problems};
+
+/// The only catalogue schema this build understands.
+const SCHEMA: u32 = 1;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalogue {
+    schema: Spanned<u32>,
+    #[serde(default, rename = "clause")]
+    clauses: Vec<RawClause>,
+    #[serde(default, rename = "purpose")]
+    purposes: Vec<RawPurpose>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClause {
+    id: Spanned<String>,
+    title: String,
+    kind: ClauseKind,
+    version: Spanned<u32>,
+    text: Spanned<String>,
+    #[serde(default)]
+    requires: Vec<Spanned<String>>,
+    #[serde(default)]
+    regions: Vec<Region>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPurpose {
+    id: Spanned<String>,
+    title: String,
+    clauses: Spanned<Vec<Spanned<String>>>,
+    #[serde(default, rename = "field")]
+    fields: Vec<RawField>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    ty: FieldType,
+    description: Spanned<String>,
+}
+
+/// An identifier people type on the command line: `[a-z0-9_-]+`.
+pub(crate) fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> {
+    let raw: RawCatalogue = document.parse()?;
+    let mut problems = Vec::new();
+    let mut at = |span: std::ops::Range<usize>, message: String| {
+        problems.push(document.problem(Some(span), message));
+    };
+
+    if *raw.schema.get_ref() != SCHEMA {
+        at(
+            raw.schema.span(),
+            format!(
+                "catalogue schema {} is not supported by this build (expected {SCHEMA})",
+                raw.schema.get_ref()
+            ),
+        );
+    }
+
+    let mut clauses = BTreeMap::new();
+    for raw_clause in &raw.clauses {
+        let id = raw_clause.id.get_ref();
+        if !is_valid_id(id) {
+            at(
+                raw_clause.id.span(),
+                format!("clause id `{id}` must match [a-z0-9_-]+"),
+            );
+        }
+        if *raw_clause.version.get_ref() == 0 {
+            at(
+                raw_clause.version.span(),
+                "clause version starts at 1".into(),
+            );
+        }
+        if raw_clause.text.get_ref().trim().is_empty() {
+            at(
+                raw_clause.text.span(),
+                format!("clause `{id}` has an empty text"),
+            );
+        }
+        let clause = Clause {
+            id: id.clone(),
+            title: raw_clause.title.clone(),
+            kind: raw_clause.kind,
+            version: *raw_clause.version.get_ref(),
+            text: raw_clause.text.get_ref().clone(),
+            text_sha256: hex::encode(Sha256::digest(raw_clause.text.get_ref().as_bytes())),
+            requires: raw_clause
+                .requires
+                .iter()
+                .map(|r| r.get_ref().clone())
+                .collect(),
+            regions: raw_clause.regions.clone(),
+        };
+        if clauses.insert(id.clone(), clause).is_some() {
+            at(
+                raw_clause.id.span(),
+                format!("clause `{id}` is defined twice"),
+            );
+        }
+    }
+
+    for raw_clause in &raw.clauses {
+        for required in &raw_clause.requires {
+            let name = required.get_ref();
+            match clauses.get(name) {
+                None => at(
+                    required.span(),
+                    format!("required clause `{name}` is not defined"),
+                ),
+                Some(other) if !other.requires.is_empty() => at(
+                    required.span(),
+                    format!(
+                        "clause `{name}` itself requires other clauses; requirements are one level deep"
+                    ),
+                ),
+                Some(_) if name == raw_clause.id.get_ref() => at(
+                    required.span(),
+                    format!("clause `{name}` cannot require itself"),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
+    let mut purposes = BTreeMap::new();
+    for raw_purpose in &raw.purposes {
+        let id = raw_purpose.id.get_ref();
+        if !is_valid_id(id) {
+            at(
+                raw_purpose.id.span(),
+                format!("purpose id `{id}` must match [a-z0-9_-]+"),
+            );
+        }
+        if raw_purpose.clauses.get_ref().is_empty() {
+            at(
+                raw_purpose.clauses.span(),
+                format!("purpose `{id}` names no clause, so nothing could ever allow it"),
+            );
+        }
+        for clause in raw_purpose.clauses.get_ref() {
+            if !clauses.contains_key(clause.get_ref()) {
+                at(
+                    clause.span(),
+                    format!(
+                        "purpose `{id}` names clause `{}`, which is not defined",
+                        clause.get_ref()
+                    ),
+                );
+            }
+        }
+        if raw_purpose.fields.is_empty() {
+            at(
+                raw_purpose.id.span(),
+                format!("purpose `{id}` declares no field"),
+            );
+        }
+        let mut names = BTreeSet::new();
+        for field in &raw_purpose.fields {
+            let name = field.name.get_ref();
+            if !is_valid_id(name) {
+                at(
+                    field.name.span(),
+                    format!("field name `{name}` must match [a-z0-9_-]+"),
+                );
+            }
+            if !names.insert(name.clone()) {
+                at(
+                    field.name.span(),
+                    format!("field `{id}.{name}` is declared twice"),
+                );
+            }
+            if field.description.get_ref().trim().is_empty() {
+                at(
+                    field.description.span(),
+                    format!("field `{id}.{name}` needs a description"),
+                );
+            }
+        }
+        let purpose = Purpose {
+            id: id.clone(),
+            title: raw_purpose.title.clone(),
+            clauses: raw_purpose
+                .clauses
+                .get_ref()
+                .iter()
+                .map(|c| c.get_ref().clone())
+                .collect(),
+            fields: raw_purpose
+                .fields
+                .iter()
+                .map(|field| Field {
+                    name: field.name.get_ref().clone(),
+                    ty: field.ty,
+                    description: field.description.get_ref().clone(),
+                })
+                .collect(),
+        };
+        if purposes.insert(id.clone(), purpose).is_some() {
+            at(
+                raw_purpose.id.span(),
+                format!("purpose `{id}` is defined twice"),
+            );
+        }
+    }
+
+    if problems.is_empty() {
+        Ok(Catalogue { clauses, purposes })
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::Origin;
+
+    fn load(text: &str) -> Result<Catalogue, String> {
+        let document = Document {
+            origin: Origin::File("cat.toml".into()),
+            text: text.into(),
+        };
+        from_document(&document).map_err(|e| e.to_string())
+    }
+
+    const CLAUSE: &str = "schema = 1\n[[clause]]\nid = \"eula\"\ntitle = \"t\"\nkind = \"eula\"\nversion = 1\ntext = \"x\"\n";
+
+    #[test]
+    fn purpose_naming_an_undefined_clause_is_located() {
+        let text = format!(
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nclauses = [\"nope\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"string\"\ndescription = \"d\"\n"
+        );
+        let err = load(&text).unwrap_err();
+        assert!(err.starts_with("cat.toml:11:"), "{err}");
+        assert!(err.contains("clause `nope`, which is not defined"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = format!(
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nclauses = []\n[[purpose]]\nid = \"Bad Id\"\ntitle = \"t\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"string\"\ndescription = \"d\"\n"
+        );
+        let err = load(&text).unwrap_err();
+        assert!(err.contains("names no clause"), "{err}");
+        assert!(err.contains("declares no field"), "{err}");
+        assert!(err.contains("must match [a-z0-9_-]+"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = load(&CLAUSE.replace("text = \"x\"", "text = \"x\"\ntxet = 1")).unwrap_err();
+        assert!(err.contains("txet"), "{err}");
+    }
+
+    #[test]
+    fn clause_text_hash_is_sha256_of_the_text() {
+        let catalogue = load(CLAUSE).unwrap();
+        assert_eq!(
+            catalogue.clause("eula").unwrap().text_sha256,
+            // sha256("x")
+            "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+        );
+    }
+}

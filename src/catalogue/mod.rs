@@ -1,0 +1,292 @@
+//! The catalogue: clauses → purposes → fields.
+//!
+//! A *clause* is a text the user accepts (the EULA, the voluntary Security
+//! Network statement, later regional editions), with a version and the
+//! SHA-256 of its text. A *purpose* is one reason to send data, allowed by
+//! any one of its clauses that applies in the configured region. A *field*
+//! is one value a purpose may carry, with its type and a one-line
+//! description.
+//!
+//! The catalogue is the only description of what may leave the machine:
+//! [`Catalogue::check`] refuses any record that names an unknown purpose, an
+//! undeclared field or a value of the wrong type. This module never reads
+//! the consent file and never decides consent; that is `consent::registry`.
+
+mod load;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::collect::{FieldValue, Record};
+use crate::document::{Document, ReadError};
+
+/// The default catalogue, compiled in from `config/catalogue.toml`.
+pub const EMBEDDED: &str = include_str!("../../config/catalogue.toml");
+
+/// The territory whose edition of the clauses applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Region {
+    Global,
+    Eu,
+    Uk,
+    Br,
+    UsCa,
+}
+
+impl Region {
+    pub const ALL: [Region; 5] = [
+        Region::Global,
+        Region::Eu,
+        Region::Uk,
+        Region::Br,
+        Region::UsCa,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Region::Global => "global",
+            Region::Eu => "eu",
+            Region::Uk => "uk",
+            Region::Br => "br",
+            Region::UsCa => "us-ca",
+        }
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a clause is a condition of use or an opt-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClauseKind {
+    /// Part of the licence agreement: accepted to use the product at all.
+    Eula,
+    /// Opt-in, switched on and off at any time.
+    Voluntary,
+}
+
+/// One text the user accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Clause {
+    pub id: String,
+    pub title: String,
+    pub kind: ClauseKind,
+    /// Raised whenever the text changes; an older acceptance must be renewed.
+    pub version: u32,
+    pub text: String,
+    /// Lower-case hex SHA-256 of `text`, exactly as stored in the catalogue.
+    pub text_sha256: String,
+    /// Clauses that must also be accepted for this one to take effect (the
+    /// Security Network statement rides on the EULA).
+    pub requires: Vec<String>,
+    /// Regions where this clause applies; empty means every region.
+    pub regions: Vec<Region>,
+}
+
+impl Clause {
+    pub fn applies_in(&self, region: Region) -> bool {
+        self.regions.is_empty() || self.regions.contains(&region)
+    }
+}
+
+/// The type a field's value must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    String,
+    Integer,
+    Boolean,
+    Uuid,
+    Timestamp,
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            FieldType::String => "string",
+            FieldType::Integer => "integer",
+            FieldType::Boolean => "boolean",
+            FieldType::Uuid => "uuid",
+            FieldType::Timestamp => "timestamp",
+        };
+        f.write_str(name)
+    }
+}
+
+/// One value a purpose may carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Field {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    pub description: String,
+}
+
+/// One reason to send data, and everything it may carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Purpose {
+    pub id: String,
+    pub title: String,
+    /// Any one of these clauses (that applies in the region) allows it.
+    pub clauses: Vec<String>,
+    pub fields: Vec<Field>,
+}
+
+impl Purpose {
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|field| field.name == name)
+    }
+}
+
+/// Why a record was refused by the catalogue before it could be queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error("purpose `{0}` is not in the catalogue")]
+    UnknownPurpose(String),
+    #[error("purpose `{purpose}` does not declare field `{field}`")]
+    UndeclaredField { purpose: String, field: String },
+    #[error("field `{purpose}.{field}` must be a {expected}, not a {found}")]
+    WrongType {
+        purpose: String,
+        field: String,
+        expected: FieldType,
+        found: FieldType,
+    },
+}
+
+/// Clauses and purposes, validated: every reference resolves, ids are unique.
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    clauses: BTreeMap<String, Clause>,
+    purposes: BTreeMap<String, Purpose>,
+}
+
+impl Catalogue {
+    /// The catalogue compiled into the binary.
+    pub fn embedded() -> Self {
+        let document = Document::embedded("catalogue", EMBEDDED);
+        load::from_document(&document).expect("the embedded catalogue is validated by its tests")
+    }
+
+    /// Reads and validates a catalogue file.
+    pub fn from_file(path: &Path) -> Result<Self, ReadError> {
+        let document = Document::read(path)?;
+        Ok(load::from_document(&document)?)
+    }
+
+    /// Parses and validates catalogue text (used by tests and benches).
+    pub fn from_document(document: &Document) -> Result<Self, crate::document::Problems> {
+        load::from_document(document)
+    }
+
+    pub fn clause(&self, id: &str) -> Option<&Clause> {
+        self.clauses.get(id)
+    }
+
+    pub fn clauses(&self) -> impl Iterator<Item = &Clause> {
+        self.clauses.values()
+    }
+
+    pub fn purpose(&self, id: &str) -> Option<&Purpose> {
+        self.purposes.get(id)
+    }
+
+    pub fn purposes(&self) -> impl Iterator<Item = &Purpose> {
+        self.purposes.values()
+    }
+
+    /// Refuses a record that carries anything the catalogue does not declare.
+    pub fn check(&self, record: &Record) -> Result<(), CheckError> {
+        let purpose = self
+            .purpose(&record.purpose)
+            .ok_or_else(|| CheckError::UnknownPurpose(record.purpose.clone()))?;
+        for (name, value) in &record.fields {
+            let field = purpose
+                .field(name)
+                .ok_or_else(|| CheckError::UndeclaredField {
+                    purpose: purpose.id.clone(),
+                    field: name.clone(),
+                })?;
+            let found = value.field_type();
+            if found != field.ty {
+                return Err(CheckError::WrongType {
+                    purpose: purpose.id.clone(),
+                    field: name.clone(),
+                    expected: field.ty,
+                    found,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FieldValue {
+    pub fn field_type(&self) -> FieldType {
+        match self {
+            FieldValue::String(_) => FieldType::String,
+            FieldValue::Integer(_) => FieldType::Integer,
+            FieldValue::Boolean(_) => FieldType::Boolean,
+            FieldValue::Uuid(_) => FieldType::Uuid,
+            FieldValue::Timestamp(_) => FieldType::Timestamp,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_catalogue_is_valid_and_complete() {
+        let document = Document::embedded("catalogue", EMBEDDED);
+        let catalogue = load::from_document(&document).unwrap();
+        for id in [
+            "update_identity",
+            "activation",
+            "ksn_scan_aggregates",
+            "installation_errors",
+            "geo_distribution",
+        ] {
+            assert!(catalogue.purpose(id).is_some(), "missing purpose {id}");
+        }
+        assert_eq!(catalogue.clause("eula").unwrap().kind, ClauseKind::Eula);
+        assert_eq!(catalogue.clause("ksn").unwrap().kind, ClauseKind::Voluntary);
+        assert_eq!(catalogue.clause("ksn").unwrap().requires, vec!["eula"]);
+    }
+
+    #[test]
+    fn check_refuses_undeclared_field_and_wrong_type() {
+        let catalogue = Catalogue::embedded();
+        let mut record = Record::new("update_identity");
+        record.set("product_id", FieldValue::String("p".into()));
+        assert_eq!(catalogue.check(&record), Ok(()));
+
+        record.set("hostname", FieldValue::String("my-laptop".into()));
+        assert!(matches!(
+            catalogue.check(&record),
+            Err(CheckError::UndeclaredField { .. })
+        ));
+
+        let mut record = Record::new("update_identity");
+        record.set("installation_id", FieldValue::String("not-a-uuid".into()));
+        assert!(matches!(
+            catalogue.check(&record),
+            Err(CheckError::WrongType { .. })
+        ));
+
+        let record = Record::new("no_such_purpose");
+        assert_eq!(
+            catalogue.check(&record),
+            Err(CheckError::UnknownPurpose("no_such_purpose".into()))
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! `consentry consent list|show|grant|revoke`: read and change the consent
+//! file, then tell a running daemon so the change applies at once (a revoke
+//! purges what that clause had queued).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use consentry::catalogue::Catalogue;
+use consentry::config::Config;
+use consentry::consent::{self, Consents, Method};
+use consentry::control::{self, ControlError, Request, Response};
+use serde::Serialize;
+
+use super::{OutputArgs, print_json};
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Every clause of the catalogue and whether it is accepted.
+    List(OutputArgs),
+    /// A clause's full text, and the purposes and fields it allows.
+    Show {
+        clause: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Accept the catalogue's current version of a clause.
+    Grant {
+        clause: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Withdraw a clause; what it had queued is purged.
+    Revoke {
+        clause: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+pub async fn run(command: ConsentCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ConsentCommand::List(output) => list(&output),
+        ConsentCommand::Show { clause, output } => show(&clause, &output),
+        ConsentCommand::Grant { clause, output } => change(&clause, &output, true).await,
+        ConsentCommand::Revoke { clause, output } => change(&clause, &output, false).await,
+    }
+}
+
+#[derive(Serialize)]
+struct ClauseState {
+    clause: String,
+    kind: consentry::catalogue::ClauseKind,
+    version: u32,
+    title: String,
+    accepted: Option<consent::Acceptance>,
+    /// `accepted`, `not accepted`, or why the acceptance does not count.
+    state: String,
+}
+
+fn load(output: &OutputArgs) -> anyhow::Result<(Config, Catalogue)> {
+    let config = output.config.load()?;
+    let catalogue = config.load_catalogue()?;
+    Ok((config, catalogue))
+}
+
+fn list(output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let (config, catalogue) = load(output)?;
+    let consents = Consents::load(&config.consent_file, &catalogue)?;
+    let states: Vec<ClauseState> = catalogue
+        .clauses()
+        .map(|clause| {
+            let accepted = consents.get(&clause.id).cloned();
+            let state = match &accepted {
+                None => "not accepted".to_owned(),
+                Some(a) if a.version != clause.version => {
+                    format!(
+                        "accepted at version {}, catalogue is at {}: renewal needed",
+                        a.version, clause.version
+                    )
+                }
+                Some(a) if a.text_sha256 != clause.text_sha256 => {
+                    "accepted text differs: renewal needed".to_owned()
+                }
+                Some(a) => format!("accepted ({}, {})", a.accepted_at, a.method.as_str()),
+            };
+            ClauseState {
+                clause: clause.id.clone(),
+                kind: clause.kind,
+                version: clause.version,
+                title: clause.title.clone(),
+                accepted,
+                state,
+            }
+        })
+        .collect();
+    if output.json {
+        print_json(&states)?;
+    } else {
+        for state in &states {
+            let kind = match state.kind {
+                consentry::catalogue::ClauseKind::Eula => "eula",
+                consentry::catalogue::ClauseKind::Voluntary => "voluntary",
+            };
+            println!(
+                "{:<10} v{:<3} {:<10} {}\n{:<26}{}",
+                state.clause, state.version, kind, state.state, "", state.title
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(clause_id: &str, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let (_, catalogue) = load(output)?;
+    let clause = catalogue.clause(clause_id).with_context(|| {
+        let known: Vec<_> = catalogue.clauses().map(|c| c.id.as_str()).collect();
+        format!(
+            "unknown clause `{clause_id}` (the catalogue has: {})",
+            known.join(", ")
+        )
+    })?;
+    let purposes: Vec<_> = catalogue
+        .purposes()
+        .filter(|p| p.clauses.iter().any(|c| c == clause_id))
+        .collect();
+    if output.json {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            clause: &'a consentry::catalogue::Clause,
+            purposes: Vec<&'a consentry::catalogue::Purpose>,
+        }
+        print_json(&Shown { clause, purposes })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} (version {}, sha256 {})",
+        clause.title, clause.version, clause.text_sha256
+    );
+    println!("\n{}", clause.text.trim_end());
+    if !clause.requires.is_empty() {
+        println!(
+            "\nTakes effect only together with: {}",
+            clause.requires.join(", ")
+        );
+    }
+    for purpose in purposes {
+        println!("\nPurpose {}: {}", purpose.id, purpose.title);
+        for field in &purpose.fields {
+            println!(
+                "  {:<26} {:<9} {}",
+                field.name,
+                field.ty.to_string(),
+                field.description
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct Change {
+    clause: String,
+    granted: bool,
+    /// False for a revoke of a clause that was not accepted.
+    changed: bool,
+    acceptance: Option<consent::Acceptance>,
+    daemon: String,
+}
+
+async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Result<ExitCode> {
+    let (config, catalogue) = load(output)?;
+    let (changed, acceptance) = if grant {
+        let acceptance = consent::grant(&config.consent_file, &catalogue, clause, Method::Cli)?;
+        (true, Some(acceptance))
+    } else {
+        (
+            consent::revoke(&config.consent_file, &catalogue, clause)?,
+            None,
+        )
+    };
+    let daemon = if changed {
+        tell_daemon(&config).await
+    } else {
+        "unchanged".to_owned()
+    };
+    let report = Change {
+        clause: clause.to_owned(),
+        granted: grant,
+        changed,
+        acceptance,
+        daemon,
+    };
+    if output.json {
+        print_json(&report)?;
+    } else {
+        match (&report.acceptance, report.changed) {
+            (Some(a), _) => println!(
+                "accepted {} version {} (text sha256 {})",
+                a.clause, a.version, a.text_sha256
+            ),
+            (None, true) => println!(
+                "revoked {clause}; anything it had queued is purged before the next upload"
+            ),
+            (None, false) => println!("{clause} was not accepted; nothing to revoke"),
+        }
+        println!("daemon: {}", report.daemon);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Best effort: a stopped daemon reads the file when it starts.
+async fn tell_daemon(config: &Config) -> String {
+    match control::request(&config.control_socket(), &Request::ConsentChanged).await {
+        Ok(Response::Flushed(summary)) => format!(
+            "applied (purged {}, queued {}, sent {})",
+            summary.upload.records_purged, summary.collect.queued, summary.upload.records_sent
+        ),
+        Ok(Response::Error { message }) => format!("refused the change notice: {message}"),
+        Ok(other) => format!("answered unexpectedly: {other:?}"),
+        Err(ControlError::NotRunning(_)) => {
+            "not running; the change applies when it starts".to_owned()
+        }
+        Err(err) => {
+            format!("not told ({err}); it re-reads the consent file before its next upload")
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `consentry flush`: collect and upload now, through the running daemon if
+//! there is one, or in this process if not.
+
+use std::process::ExitCode;
+
+use consentry::control::{self, ControlError, Request, Response};
+use consentry::pipeline::{FlushSummary, Pipeline};
+
+use super::{OutputArgs, print_json};
+
+pub async fn run(args: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config.load()?;
+    let summary = match control::request(&config.control_socket(), &Request::Flush).await {
+        Ok(Response::Flushed(summary)) => summary,
+        Ok(Response::Error { message }) => anyhow::bail!("the daemon could not flush: {message}"),
+        Ok(other) => anyhow::bail!("the daemon answered unexpectedly: {other:?}"),
+        Err(ControlError::NotRunning(_)) => Pipeline::open(config)?.flush().await?,
+        Err(err) => return Err(err.into()),
+    };
+    if args.json {
+        print_json(&summary)?;
+    } else {
+        print_summary(&summary);
+    }
+    Ok(
+        if summary.upload.stopped.is_some() || !summary.collect.errors.is_empty() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+fn print_summary(summary: &FlushSummary) {
+    println!("collected: {} record(s) queued", summary.collect.queued);
+    for blocked in &summary.collect.blocked {
+        println!("  blocked  {blocked}");
+    }
+    for error in &summary.collect.errors {
+        println!("  error    {error}");
+    }
+    let upload = &summary.upload;
+    println!(
+        "uploaded: {} record(s) in {} batch(es); {} purged; {} still queued",
+        upload.records_sent, upload.batches_sent, upload.records_purged, upload.records_queued
+    );
+    if let Some(stopped) = &upload.stopped {
+        println!("  stopped  {stopped}");
+    }
+}

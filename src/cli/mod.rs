@@ -1,0 +1,99 @@
+//! The command line: one clap definition, one file per verb group. This is
+//! the binary's edge, so errors here are `anyhow` with context; every verb
+//! reads the agent config from `--config` and prints text, or JSON with
+//! `--json`.
+
+mod consent;
+mod daemon;
+mod demo;
+mod flush;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use consentry::config::{self, Config};
+
+/// consentry: sends a product's telemetry only as far as its accepted
+/// clauses allow.
+#[derive(Debug, Parser)]
+#[command(name = "consentry", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent: collect on schedule, gate by consent, upload.
+    Daemon(ConfigArgs),
+    /// Validate the config, the catalogue and the consent file.
+    Check(OutputArgs),
+    /// List, show, grant or revoke clauses.
+    #[command(subcommand)]
+    Consent(consent::ConsentCommand),
+    /// Show, per purpose, whether it may send and why.
+    Status(status::StatusArgs),
+    /// Collect and upload now.
+    Flush(OutputArgs),
+    /// Run the whole path on loopback with a throwaway receiver, then exit.
+    Demo(demo::DemoArgs),
+}
+
+/// `--config PATH`, shared by every verb.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// The agent config file.
+    #[arg(long, short = 'c', value_name = "PATH", env = "CONSENTRY_CONFIG", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+}
+
+impl ConfigArgs {
+    pub fn load(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(&self.config)?)
+    }
+}
+
+/// `--config PATH` and `--json`.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Logs go to stderr; `CONSENTRY_LOG` (e.g. `debug`) overrides the level.
+pub fn init_logging(cli: &Cli) {
+    let default = match cli.command {
+        Command::Daemon(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONSENTRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Daemon(args) => daemon::run(&args).await,
+        Command::Check(args) => status::check(&args),
+        Command::Consent(command) => consent::run(command).await,
+        Command::Status(args) => status::run(&args).await,
+        Command::Flush(args) => flush::run(&args).await,
+        Command::Demo(args) => demo::run(&args).await,
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("cannot encode JSON output")?;
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! `consentry status` and `consentry check`: what is allowed and why, and
+//! whether every file the agent reads is valid.
+
+use std::process::ExitCode;
+
+use consentry::consent::{Consents, Decision};
+use consentry::control::{self, DaemonStatus, Request, Response};
+use consentry::pipeline::current_registry;
+use consentry::upload::Transport;
+use serde::Serialize;
+
+use super::{OutputArgs, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Only this purpose.
+    pub purpose: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Serialize)]
+struct Status {
+    region: String,
+    decisions: Vec<Decision>,
+    /// The running daemon's view, when one answers.
+    daemon: Option<DaemonStatus>,
+}
+
+pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let config = args.output.config.load()?;
+    let catalogue = config.load_catalogue()?;
+    if let Some(purpose) = &args.purpose
+        && catalogue.purpose(purpose).is_none()
+    {
+        let known: Vec<_> = catalogue.purposes().map(|p| p.id.as_str()).collect();
+        anyhow::bail!(
+            "unknown purpose `{purpose}` (the catalogue has: {})",
+            known.join(", ")
+        );
+    }
+    let registry = current_registry(&config, &catalogue);
+    let decisions: Vec<Decision> = registry
+        .decisions()
+        .filter(|d| args.purpose.as_ref().is_none_or(|p| *p == d.purpose))
+        .cloned()
+        .collect();
+    let daemon = match control::request(&config.control_socket(), &Request::Status).await {
+        Ok(Response::Status(status)) => Some(status),
+        _ => None,
+    };
+    let status = Status {
+        region: config.region.to_string(),
+        decisions,
+        daemon,
+    };
+    if args.output.json {
+        print_json(&status)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("region {}", status.region);
+    for decision in &status.decisions {
+        let verdict = if decision.allowed {
+            "allowed"
+        } else {
+            "blocked"
+        };
+        println!("{:<22} {verdict}  {}", decision.purpose, decision.reason);
+    }
+    match &status.daemon {
+        Some(daemon) => {
+            println!(
+                "daemon: running (pid {}), {} record(s) queued",
+                daemon.pid, daemon.records_queued
+            );
+            if let Some(upload) = &daemon.last_upload {
+                let outcome = upload.stopped.as_deref().unwrap_or("ok");
+                println!(
+                    "last upload: {} record(s) sent; {outcome}",
+                    upload.records_sent
+                );
+            }
+        }
+        None => println!("daemon: not running"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct CheckReport {
+    config: String,
+    catalogue: String,
+    clauses: usize,
+    purposes: usize,
+    consent_file: String,
+    accepted: Vec<String>,
+    endpoint: String,
+    state_dir: String,
+}
+
+/// Validates everything the daemon would read at start-up; the first
+/// problem found is the error (each file reports all of its own problems).
+pub fn check(args: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config.load()?;
+    let catalogue = config.load_catalogue()?;
+    let consents = Consents::load(&config.consent_file, &catalogue)?;
+    Transport::new(&config.upload)?;
+    let state_dir = match std::fs::metadata(&config.state_dir) {
+        Ok(meta) if meta.is_dir() => "exists".to_owned(),
+        Ok(_) => anyhow::bail!(
+            "state_dir {} is not a directory",
+            config.state_dir.display()
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => "will be created".to_owned(),
+        Err(err) => anyhow::bail!("cannot use state_dir {}: {err}", config.state_dir.display()),
+    };
+    let report = CheckReport {
+        config: config.path.display().to_string(),
+        catalogue: config
+            .catalogue_file
+            .as_ref()
+            .map_or("embedded".to_owned(), |p| p.display().to_string()),
+        clauses: catalogue.clauses().count(),
+        purposes: catalogue.purposes().count(),
+        consent_file: config.consent_file.display().to_string(),
+        accepted: consents
+            .iter()
+            .map(|a| format!("{} v{}", a.clause, a.version))
+            .collect(),
+        endpoint: config.upload.endpoint.clone(),
+        state_dir: format!("{} ({state_dir})", config.state_dir.display()),
+    };
+    if args.json {
+        print_json(&report)?;
+    } else {
+        println!("config     {}: ok", report.config);
+        println!(
+            "catalogue  {}: {} clauses, {} purposes",
+            report.catalogue, report.clauses, report.purposes
+        );
+        let accepted = if report.accepted.is_empty() {
+            "nothing accepted".to_owned()
+        } else {
+            report.accepted.join(", ")
+        };
+        println!("consent    {}: {accepted}", report.consent_file);
+        println!("endpoint   {}: ok", report.endpoint);
+        println!("state_dir  {}", report.state_dir);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,249 @@
+//! The agent config: where state lives, which region applies, what product
+//! this is, how to collect and where to upload.
+//!
+//! Loading never binds a socket or creates a directory: it only reads and
+//! validates, collecting every problem with its line and column. Relative
+//! paths are resolved against the directory of the config file, so a config
+//! and its consent file can travel together. Unknown keys are errors: a typo
+//! in a file that controls what is sent must never be silently ignored.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use crate::catalogue::{Catalogue, Region};
+use crate::collect::{CollectConfig, ProductConfig};
+use crate::document::{Document, Problems, ReadError};
+use crate::upload::UploadConfig;
+
+/// Where the config is looked for when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/consentry/consentry.toml";
+
+/// The documented default config, shipped as `config/consentry.toml`.
+pub const EMBEDDED_EXAMPLE: &str = include_str!("../config/consentry.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_region")]
+    region: Region,
+    state_dir: PathBuf,
+    runtime_dir: PathBuf,
+    consent_file: PathBuf,
+    #[serde(default)]
+    catalogue: Option<PathBuf>,
+    product: ProductConfig,
+    #[serde(default)]
+    collect: CollectConfig,
+    upload: Spanned<UploadConfig>,
+}
+
+fn default_region() -> Region {
+    Region::Global
+}
+
+/// A validated agent config with absolute paths.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    pub region: Region,
+    /// Durable queue, installation id, audit trail.
+    pub state_dir: PathBuf,
+    /// Control socket.
+    pub runtime_dir: PathBuf,
+    pub consent_file: PathBuf,
+    /// A catalogue file; `None` means the embedded default.
+    pub catalogue_file: Option<PathBuf>,
+    pub product: ProductConfig,
+    pub collect: CollectConfig,
+    pub upload: UploadConfig,
+}
+
+/// Why the config, or what it points to, cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let path = absolute(path);
+        let document = Document::read(&path)?;
+        Ok(Self::from_document(&document, &path)?)
+    }
+
+    /// Validates config text as if it had been read from `path`.
+    pub fn from_document(document: &Document, path: &Path) -> Result<Self, ReadError> {
+        let raw: RawConfig = document.parse()?;
+        let mut problems = Vec::new();
+        let upload_span = raw.upload.span();
+        let upload = raw.upload.into_inner();
+        if let Err(message) = upload.validate() {
+            problems.push(document.problem(Some(upload_span), message));
+        }
+        if let Err(message) = raw.product.validate() {
+            problems.push(document.problem(None, message));
+        }
+        if !problems.is_empty() {
+            return Err(Problems(problems).into());
+        }
+        let base = path.parent().unwrap_or(Path::new("/"));
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            region: raw.region,
+            state_dir: resolve(&raw.state_dir),
+            runtime_dir: resolve(&raw.runtime_dir),
+            consent_file: resolve(&raw.consent_file),
+            catalogue_file: raw.catalogue.as_deref().map(resolve),
+            product: raw.product,
+            collect: raw.collect,
+            upload: UploadConfig {
+                ca_file: upload.ca_file.as_deref().map(resolve),
+                ..upload
+            },
+        })
+    }
+
+    /// The catalogue this config names, or the embedded default.
+    pub fn load_catalogue(&self) -> Result<Catalogue, ReadError> {
+        match &self.catalogue_file {
+            Some(path) => Catalogue::from_file(path),
+            None => Ok(Catalogue::embedded()),
+        }
+    }
+
+    /// The control socket inside `runtime_dir`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.runtime_dir.join("control.sock")
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A duration written the human way in config files: `"90s"`, `"6h"`,
+/// `"250ms"`. A bad value is reported at its line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let duration = humantime::parse_duration(&text).map_err(|err| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration ({err}); write it like \"90s\", \"5m\" or \"6h\""
+            ))
+        })?;
+        if duration.is_zero() {
+            return Err(serde::de::Error::custom(
+                "a duration of zero is not allowed here",
+            ));
+        }
+        Ok(Self(duration))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::Origin;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let path = Path::new("/etc/consentry/consentry.toml");
+        let document = Document {
+            origin: Origin::File(path.into()),
+            text: text.into(),
+        };
+        Config::from_document(&document, path).map_err(|e| e.to_string())
+    }
+
+    const MINIMAL: &str = r#"
+state_dir = "state"
+runtime_dir = "/run/consentry"
+consent_file = "consent.toml"
+[product]
+id = "ksec"
+version = "12.1.0.505"
+[upload]
+endpoint = "https://telemetry.example.com/v1/batches"
+"#;
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let config = load(EMBEDDED_EXAMPLE).unwrap();
+        assert_eq!(config.region, Region::Global);
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let config = load(MINIMAL).unwrap();
+        assert_eq!(config.state_dir, Path::new("/etc/consentry/state"));
+        assert_eq!(
+            config.consent_file,
+            Path::new("/etc/consentry/consent.toml")
+        );
+        assert_eq!(config.runtime_dir, Path::new("/run/consentry"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_a_place() {
+        let err = load(&format!("regoin = \"eu\"\n{MINIMAL}")).unwrap_err();
+        assert!(
+            err.starts_with("/etc/consentry/consentry.toml:1:1"),
+            "{err}"
+        );
+        assert!(err.contains("regoin"), "{err}");
+    }
+
+    #[test]
+    fn unknown_region_is_refused() {
+        let err = load(&format!("region = \"mars\"\n{MINIMAL}")).unwrap_err();
+        assert!(
+            err.contains("mars") || err.contains("unknown variant"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_duration_is_located() {
+        let err = load(&MINIMAL.replace("[upload]", "[upload]\ninterval = \"soon\"")).unwrap_err();
+        assert!(err.contains("consentry.toml:9:12:"), "{err}");
+        assert!(err.contains("not a duration"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback_and_without_the_flag() {
+        let remote = MINIMAL.replace(
+            "https://telemetry.example.com",
+            "http://telemetry.example.com",
+        );
+        assert!(load(&remote).unwrap_err().contains("https"));
+
+        let loopback = MINIMAL.replace("https://telemetry.example.com", "http://127.0.0.1:9");
+        assert!(
+            load(&loopback)
+                .unwrap_err()
+                .contains("allow_plaintext_loopback")
+        );
+
+        let allowed = loopback.replace("[upload]", "[upload]\nallow_plaintext_loopback = true");
+        assert!(load(&allowed).is_ok());
+
+        let remote_allowed =
+            remote.replace("[upload]", "[upload]\nallow_plaintext_loopback = true");
+        assert!(load(&remote_allowed).unwrap_err().contains("loopback"));
+    }
+}

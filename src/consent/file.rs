@@ -1,0 +1,434 @@
+//! The consent file: records of accepted clauses, each with the clause id,
+//! the version accepted, the SHA-256 of the text as accepted, when, and by
+//! what means.
+//!
+//! Reading validates against the catalogue (an unknown clause is an error
+//! with its line and column). Writing goes through `toml_edit`, so the
+//! comments and layout a person wrote survive, and lands atomically: a temp
+//! file in the same directory, fsync, rename, fsync of the directory. The
+//! file is never truncated in place.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
+
+use crate::catalogue::Catalogue;
+use crate::collect::rfc3339;
+use crate::document::{Document, Problems, ReadError};
+
+/// How an acceptance was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Accepted in the product's installer.
+    Installer,
+    /// Accepted with `consentry consent grant`.
+    Cli,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Installer => "installer",
+            Method::Cli => "cli",
+        }
+    }
+}
+
+/// One accepted clause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Acceptance {
+    pub clause: String,
+    pub version: u32,
+    pub text_sha256: String,
+    /// RFC 3339, as written in the file.
+    pub accepted_at: String,
+    pub method: Method,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsentFile {
+    #[serde(default)]
+    accepted: Vec<RawAcceptance>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcceptance {
+    clause: Spanned<String>,
+    version: u32,
+    text_sha256: Spanned<String>,
+    accepted_at: toml::value::Datetime,
+    method: Method,
+}
+
+/// Every acceptance in a consent file, by clause id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Consents {
+    by_clause: BTreeMap<String, Acceptance>,
+}
+
+impl Consents {
+    pub fn get(&self, clause: &str) -> Option<&Acceptance> {
+        self.by_clause.get(clause)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Acceptance> {
+        self.by_clause.values()
+    }
+
+    /// Reads the consent file at `path`; a missing file accepts nothing.
+    pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Self, ConsentError> {
+        match std::fs::metadata(path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            _ => {}
+        }
+        let document = Document::read(path)?;
+        Ok(Self::from_document(&document, catalogue)?)
+    }
+
+    pub fn from_document(document: &Document, catalogue: &Catalogue) -> Result<Self, Problems> {
+        let raw: RawConsentFile = document.parse()?;
+        let mut problems = Vec::new();
+        let mut by_clause = BTreeMap::new();
+        for entry in raw.accepted {
+            let clause = entry.clause.get_ref();
+            if catalogue.clause(clause).is_none() {
+                let known: Vec<_> = catalogue.clauses().map(|c| c.id.as_str()).collect();
+                problems.push(document.problem(
+                    Some(entry.clause.span()),
+                    format!(
+                        "unknown clause `{clause}` (the catalogue has: {})",
+                        known.join(", ")
+                    ),
+                ));
+                continue;
+            }
+            let sha = entry.text_sha256.get_ref();
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                problems.push(document.problem(
+                    Some(entry.text_sha256.span()),
+                    "text_sha256 must be 64 hexadecimal digits",
+                ));
+                continue;
+            }
+            let acceptance = Acceptance {
+                clause: clause.clone(),
+                version: entry.version,
+                text_sha256: sha.to_ascii_lowercase(),
+                accepted_at: entry.accepted_at.to_string(),
+                method: entry.method,
+            };
+            if by_clause.insert(clause.clone(), acceptance).is_some() {
+                problems.push(document.problem(
+                    Some(entry.clause.span()),
+                    format!("clause `{clause}` is accepted twice; keep one record"),
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { by_clause })
+        } else {
+            Err(Problems(problems))
+        }
+    }
+}
+
+/// Why the consent file could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsentError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("unknown clause `{clause}` (the catalogue has: {known})")]
+    UnknownClause { clause: String, known: String },
+    #[error("cannot edit {path}: {message}")]
+    Edit { path: PathBuf, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<Problems> for ConsentError {
+    fn from(problems: Problems) -> Self {
+        ConsentError::Read(ReadError::Invalid(problems))
+    }
+}
+
+const NEW_FILE_HEADER: &str = "\
+# consentry consent file: which clause versions were accepted, when and how.
+# Edit with `consentry consent grant|revoke`, or by hand and check with
+# `consentry check`. Removing a record revokes that clause.
+";
+
+/// Records acceptance of the catalogue's current version of `clause`,
+/// replacing any earlier record for it. Returns the new acceptance.
+pub fn grant(
+    path: &Path,
+    catalogue: &Catalogue,
+    clause: &str,
+    method: Method,
+) -> Result<Acceptance, ConsentError> {
+    let known = catalogue
+        .clause(clause)
+        .ok_or_else(|| unknown_clause(catalogue, clause))?;
+    // Validate what is there first: never build on top of a broken file.
+    Consents::load(path, catalogue)?;
+    let mut document = read_editable(path)?;
+    let acceptance = Acceptance {
+        clause: known.id.clone(),
+        version: known.version,
+        text_sha256: known.text_sha256.clone(),
+        accepted_at: rfc3339(SystemTime::now()),
+        method,
+    };
+    let when: toml_edit::Datetime =
+        acceptance
+            .accepted_at
+            .parse()
+            .map_err(|err: toml_edit::DatetimeParseError| ConsentError::Edit {
+                path: path.to_path_buf(),
+                message: err.to_string(),
+            })?;
+    let fill = |table: &mut Table| {
+        table.insert("clause", value(&acceptance.clause));
+        table.insert("version", value(i64::from(acceptance.version)));
+        table.insert("text_sha256", value(&acceptance.text_sha256));
+        table.insert("accepted_at", value(when));
+        table.insert("method", value(acceptance.method.as_str()));
+    };
+    if !document.contains_key("accepted") {
+        document.insert("accepted", Item::ArrayOfTables(ArrayOfTables::new()));
+    }
+    // A file of comments only keeps them in the document's trailing text;
+    // they belong above the first record, not below it.
+    let header = document.trailing().as_str().unwrap_or_default().to_owned();
+    let is_empty = matches!(document.get("accepted"), Some(Item::ArrayOfTables(a)) if a.is_empty());
+    if is_empty && !header.trim().is_empty() {
+        document.set_trailing("");
+    }
+    let Some(Item::ArrayOfTables(array)) = document.get_mut("accepted") else {
+        return Err(ConsentError::Edit {
+            path: path.to_path_buf(),
+            message: "`accepted` must be an array of tables ([[accepted]])".into(),
+        });
+    };
+    // Update an existing record in place, so its comments and position stay.
+    let existing = array.iter().position(|table| is_record_of(table, clause));
+    match existing.and_then(|index| array.get_mut(index)) {
+        Some(record) => fill(record),
+        None => {
+            let mut table = Table::new();
+            fill(&mut table);
+            if is_empty && !header.trim().is_empty() {
+                table.decor_mut().set_prefix(header);
+            }
+            array.push(table);
+        }
+    }
+    write_atomically(path, document.to_string().as_bytes())?;
+    Ok(acceptance)
+}
+
+/// Removes every record of `clause`. Returns whether there was one.
+pub fn revoke(path: &Path, catalogue: &Catalogue, clause: &str) -> Result<bool, ConsentError> {
+    if catalogue.clause(clause).is_none() {
+        return Err(unknown_clause(catalogue, clause));
+    }
+    if !path.exists() {
+        return Ok(false);
+    }
+    let mut document = read_editable(path)?;
+    if !remove_records(&mut document, clause) {
+        return Ok(false);
+    }
+    write_atomically(path, document.to_string().as_bytes())?;
+    Ok(true)
+}
+
+fn unknown_clause(catalogue: &Catalogue, clause: &str) -> ConsentError {
+    let known: Vec<_> = catalogue.clauses().map(|c| c.id.as_str()).collect();
+    ConsentError::UnknownClause {
+        clause: clause.to_owned(),
+        known: known.join(", "),
+    }
+}
+
+fn read_editable(path: &Path) -> Result<DocumentMut, ConsentError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => NEW_FILE_HEADER.to_owned(),
+        Err(source) => {
+            return Err(ConsentError::Read(ReadError::Io {
+                path: path.to_path_buf(),
+                source,
+            }));
+        }
+    };
+    text.parse::<DocumentMut>()
+        .map_err(|err| ConsentError::Edit {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        })
+}
+
+fn is_record_of(table: &Table, clause: &str) -> bool {
+    table.get("clause").and_then(Item::as_str) == Some(clause)
+}
+
+/// Drops the `[[accepted]]` records of `clause`; true if any was dropped.
+/// Comments above the first record are the file's header, not the
+/// record's: they stay, on the next record or at the end of the file.
+fn remove_records(document: &mut DocumentMut, clause: &str) -> bool {
+    let Some(Item::ArrayOfTables(array)) = document.get_mut("accepted") else {
+        return false;
+    };
+    let header = array
+        .get(0)
+        .filter(|first| is_record_of(first, clause))
+        .and_then(|first| first.decor().prefix())
+        .and_then(|prefix| prefix.as_str())
+        .map(str::to_owned);
+    let before = array.len();
+    array.retain(|table| !is_record_of(table, clause));
+    let removed = before != array.len();
+    if let Some(header) = header {
+        match array.get_mut(0) {
+            Some(first) => first.decor_mut().set_prefix(header),
+            None => {
+                let trailing = document.trailing().as_str().unwrap_or_default().to_owned();
+                document.set_trailing(format!("{header}{trailing}"));
+            }
+        }
+    }
+    removed
+}
+
+/// Temp file beside the target, fsync, rename over it, fsync the directory:
+/// a crash leaves either the old file or the new one, never half of either.
+fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), ConsentError> {
+    let wrap = |source| ConsentError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".consent-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(wrap)?;
+    if let Ok(existing) = std::fs::metadata(path) {
+        temp.as_file()
+            .set_permissions(existing.permissions())
+            .map_err(wrap)?;
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(wrap)?;
+    }
+    temp.write_all(contents).map_err(wrap)?;
+    temp.as_file().sync_all().map_err(wrap)?;
+    temp.persist(path).map_err(|err| wrap(err.error))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(wrap)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_accepts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let consents =
+            Consents::load(&dir.path().join("none.toml"), &Catalogue::embedded()).unwrap();
+        assert_eq!(consents.iter().count(), 0);
+    }
+
+    #[test]
+    fn grant_then_revoke_round_trips_and_keeps_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("consent.toml");
+        std::fs::write(&path, "# written by the installer\n").unwrap();
+        let catalogue = Catalogue::embedded();
+
+        let acceptance = grant(&path, &catalogue, "eula", Method::Installer).unwrap();
+        assert_eq!(
+            acceptance.version,
+            catalogue.clause("eula").unwrap().version
+        );
+        grant(&path, &catalogue, "ksn", Method::Cli).unwrap();
+        // granting again replaces, never duplicates
+        grant(&path, &catalogue, "eula", Method::Cli).unwrap();
+
+        let consents = Consents::load(&path, &catalogue).unwrap();
+        assert_eq!(consents.get("eula").unwrap().method, Method::Cli);
+        assert!(consents.get("ksn").is_some());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# written by the installer\n"), "{text}");
+
+        assert!(revoke(&path, &catalogue, "eula").unwrap());
+        assert!(!revoke(&path, &catalogue, "eula").unwrap());
+        let consents = Consents::load(&path, &catalogue).unwrap();
+        assert!(consents.get("eula").is_none());
+        assert!(consents.get("ksn").is_some());
+        assert!(read(&path).starts_with("# written by the installer\n"));
+
+        assert!(revoke(&path, &catalogue, "ksn").unwrap());
+        assert_eq!(read(&path).trim(), "# written by the installer");
+        assert_eq!(Consents::load(&path, &catalogue).unwrap().iter().count(), 0);
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn unknown_clause_in_file_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("consent.toml");
+        let sha = "0".repeat(64);
+        std::fs::write(
+            &path,
+            format!("[[accepted]]\nclause = \"eulaa\"\nversion = 1\ntext_sha256 = \"{sha}\"\naccepted_at = 2026-01-01T00:00:00Z\nmethod = \"cli\"\n"),
+        )
+        .unwrap();
+        let err = Consents::load(&path, &Catalogue::embedded())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("consent.toml:2:10: unknown clause `eulaa`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn grant_refuses_unknown_clause_and_broken_file_without_touching_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("consent.toml");
+        let catalogue = Catalogue::embedded();
+        assert!(matches!(
+            grant(&path, &catalogue, "nope", Method::Cli),
+            Err(ConsentError::UnknownClause { .. })
+        ));
+        assert!(!path.exists());
+
+        std::fs::write(&path, "[[accepted]\n").unwrap();
+        assert!(grant(&path, &catalogue, "eula", Method::Cli).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "[[accepted]\n");
+    }
+}

@@ -1,0 +1,309 @@
+//! The consent registry: catalogue + consents + region → a [`Decision`] per
+//! purpose, with a reason a person can read.
+//!
+//! This is the one place that decides. A purpose is allowed only when one of
+//! its clauses applies in the region, is accepted at exactly the catalogue's
+//! version with exactly the catalogue's text, and every clause it requires is
+//! accepted the same way. Everything else is blocked, and says why.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::file::Consents;
+use crate::catalogue::{Catalogue, Clause, Region};
+
+/// Whether one purpose may send now, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub purpose: String,
+    pub allowed: bool,
+    /// The clause that allows it (when allowed).
+    pub clause: Option<String>,
+    pub clause_version: Option<u32>,
+    /// SHA-256 of the accepted clause text (when allowed): the proof that
+    /// travels with every record.
+    pub clause_sha256: Option<String>,
+    pub reason: String,
+}
+
+/// Decisions for every purpose of a catalogue, evaluated once.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    decisions: BTreeMap<String, Decision>,
+    /// Set when the consent file could not be read: nothing is allowed, and
+    /// queued data is held (not purged) until a person fixes the file.
+    unreadable: Option<String>,
+}
+
+impl Registry {
+    pub fn evaluate(catalogue: &Catalogue, consents: &Consents, region: Region) -> Self {
+        let decisions = catalogue
+            .purposes()
+            .map(|purpose| {
+                let decision =
+                    decide_purpose(catalogue, consents, region, &purpose.id, &purpose.clauses);
+                (purpose.id.clone(), decision)
+            })
+            .collect();
+        Self {
+            decisions,
+            unreadable: None,
+        }
+    }
+
+    /// Every purpose blocked because the consent file could not be used.
+    pub fn closed(catalogue: &Catalogue, why: &str) -> Self {
+        let decisions = catalogue
+            .purposes()
+            .map(|purpose| {
+                let decision = blocked(&purpose.id, format!("consent file unusable: {why}"));
+                (purpose.id.clone(), decision)
+            })
+            .collect();
+        Self {
+            decisions,
+            unreadable: Some(why.to_owned()),
+        }
+    }
+
+    /// The decision for `purpose`; an unknown purpose is blocked.
+    pub fn decide(&self, purpose: &str) -> Decision {
+        self.decisions
+            .get(purpose)
+            .cloned()
+            .unwrap_or_else(|| blocked(purpose, "purpose is not in the catalogue".into()))
+    }
+
+    pub fn is_allowed(&self, purpose: &str) -> bool {
+        self.decisions.get(purpose).is_some_and(|d| d.allowed)
+    }
+
+    pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
+        self.decisions.values()
+    }
+
+    /// Why the consent file could not be read, if it could not.
+    pub fn unreadable(&self) -> Option<&str> {
+        self.unreadable.as_deref()
+    }
+}
+
+fn blocked(purpose: &str, reason: String) -> Decision {
+    Decision {
+        purpose: purpose.to_owned(),
+        allowed: false,
+        clause: None,
+        clause_version: None,
+        clause_sha256: None,
+        reason,
+    }
+}
+
+fn decide_purpose(
+    catalogue: &Catalogue,
+    consents: &Consents,
+    region: Region,
+    purpose: &str,
+    clause_ids: &[String],
+) -> Decision {
+    let applicable: Vec<&Clause> = clause_ids
+        .iter()
+        .filter_map(|id| catalogue.clause(id))
+        .filter(|clause| clause.applies_in(region))
+        .collect();
+    if applicable.is_empty() {
+        return blocked(
+            purpose,
+            format!("no clause allowing it applies in region {region}"),
+        );
+    }
+    let mut first_refusal = None;
+    for clause in applicable {
+        match clause_in_effect(catalogue, consents, clause) {
+            Ok(reason) => {
+                return Decision {
+                    purpose: purpose.to_owned(),
+                    allowed: true,
+                    clause: Some(clause.id.clone()),
+                    clause_version: Some(clause.version),
+                    clause_sha256: Some(clause.text_sha256.clone()),
+                    reason,
+                };
+            }
+            Err(reason) => {
+                first_refusal.get_or_insert(reason);
+            }
+        }
+    }
+    blocked(purpose, first_refusal.unwrap_or_default())
+}
+
+/// Ok(reason) when `clause` and everything it requires are accepted as the
+/// catalogue has them now.
+fn clause_in_effect(
+    catalogue: &Catalogue,
+    consents: &Consents,
+    clause: &Clause,
+) -> Result<String, String> {
+    let own = acceptance_matches(consents, clause)?;
+    for required in &clause.requires {
+        let Some(required_clause) = catalogue.clause(required) else {
+            return Err(format!(
+                "{} requires {required}, which is not in the catalogue",
+                clause.id
+            ));
+        };
+        acceptance_matches(consents, required_clause)
+            .map_err(|why| format!("{} requires {required}: {why}", clause.id))?;
+    }
+    Ok(own)
+}
+
+fn acceptance_matches(consents: &Consents, clause: &Clause) -> Result<String, String> {
+    let id = &clause.id;
+    let Some(acceptance) = consents.get(id) else {
+        return Err(format!("{id} not accepted"));
+    };
+    let (accepted, current) = (acceptance.version, clause.version);
+    if accepted < current {
+        return Err(format!(
+            "{id} accepted at version {accepted} but catalogue is at version {current}: renewal needed"
+        ));
+    }
+    if accepted > current {
+        return Err(format!(
+            "{id} accepted at version {accepted}, newer than the catalogue's version {current}: check the catalogue"
+        ));
+    }
+    if acceptance.text_sha256 != clause.text_sha256 {
+        return Err(format!(
+            "{id} version {current} was accepted with a different text than the catalogue has now: renewal needed"
+        ));
+    }
+    Ok(format!(
+        "{id} accepted at version {accepted} ({}, {})",
+        acceptance.accepted_at,
+        acceptance.method.as_str()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::{Method, grant};
+    use crate::document::{Document, Origin};
+
+    struct World {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        catalogue: Catalogue,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("consent.toml");
+            Self {
+                _dir: dir,
+                path,
+                catalogue: Catalogue::embedded(),
+            }
+        }
+        fn grant(&self, clause: &str) {
+            grant(&self.path, &self.catalogue, clause, Method::Cli).unwrap();
+        }
+        fn registry(&self, region: Region) -> Registry {
+            let consents = Consents::load(&self.path, &self.catalogue).unwrap();
+            Registry::evaluate(&self.catalogue, &consents, region)
+        }
+    }
+
+    #[test]
+    fn nothing_accepted_blocks_everything() {
+        let world = World::new();
+        let registry = world.registry(Region::Global);
+        assert!(registry.decisions().all(|d| !d.allowed));
+        assert_eq!(
+            registry.decide("update_identity").reason,
+            "eula not accepted"
+        );
+    }
+
+    #[test]
+    fn eula_allows_its_purposes_but_not_ksn() {
+        let world = World::new();
+        world.grant("eula");
+        let registry = world.registry(Region::Global);
+        let decision = registry.decide("update_identity");
+        assert!(decision.allowed, "{decision:?}");
+        assert_eq!(decision.clause.as_deref(), Some("eula"));
+        let ksn = registry.decide("ksn_scan_aggregates");
+        assert!(!ksn.allowed);
+        assert_eq!(ksn.reason, "ksn not accepted");
+    }
+
+    #[test]
+    fn ksn_without_eula_is_blocked_by_its_requirement() {
+        let world = World::new();
+        world.grant("ksn");
+        let decision = world.registry(Region::Global).decide("ksn_scan_aggregates");
+        assert!(!decision.allowed);
+        assert_eq!(decision.reason, "ksn requires eula: eula not accepted");
+        world.grant("eula");
+        assert!(
+            world
+                .registry(Region::Global)
+                .is_allowed("ksn_scan_aggregates")
+        );
+    }
+
+    #[test]
+    fn older_version_needs_renewal() {
+        let world = World::new();
+        world.grant("eula");
+        let bumped = crate::catalogue::EMBEDDED.replacen("version = 1", "version = 2", 1);
+        let catalogue = Catalogue::from_document(&Document {
+            origin: Origin::Embedded("test"),
+            text: bumped,
+        })
+        .unwrap();
+        let consents = Consents::load(&world.path, &catalogue).unwrap();
+        let decision =
+            Registry::evaluate(&catalogue, &consents, Region::Global).decide("update_identity");
+        assert!(!decision.allowed);
+        assert_eq!(
+            decision.reason,
+            "eula accepted at version 1 but catalogue is at version 2: renewal needed"
+        );
+    }
+
+    #[test]
+    fn changed_text_at_same_version_is_not_consent() {
+        let world = World::new();
+        world.grant("eula");
+        let edited = crate::catalogue::EMBEDDED.replacen("no personal", "NO personal", 1);
+        let catalogue = Catalogue::from_document(&Document {
+            origin: Origin::Embedded("test"),
+            text: edited,
+        })
+        .unwrap();
+        let consents = Consents::load(&world.path, &catalogue).unwrap();
+        let decision =
+            Registry::evaluate(&catalogue, &consents, Region::Global).decide("update_identity");
+        assert!(!decision.allowed);
+        assert!(
+            decision.reason.contains("different text"),
+            "{}",
+            decision.reason
+        );
+    }
+
+    #[test]
+    fn closed_registry_allows_nothing_and_says_why() {
+        let registry = Registry::closed(&Catalogue::embedded(), "bad toml");
+        assert!(registry.decisions().all(|d| !d.allowed));
+        assert_eq!(registry.unreadable(), Some("bad toml"));
+        assert!(!registry.decide("nope").allowed);
+    }
+}

@@ -1,0 +1,123 @@
+//! The control protocol between the CLI and a running daemon: one JSON
+//! [`Request`] line in, one JSON [`Response`] line out, over the Unix socket
+//! `runtime_dir/control.sock` (mode 0600; the daemon also checks the peer's
+//! uid). This module holds the message types and the client side; the
+//! server side is `daemon::listener`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use crate::consent::Decision;
+use crate::pipeline::{CollectSummary, FlushSummary};
+use crate::upload::UploadSummary;
+
+/// Longest request or response line accepted, so a confused peer cannot
+/// make either side buffer without bound.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// How long the CLI waits for the daemon to answer (a flush may include an
+/// upload that itself times out after `[upload] timeout`).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the CLI asks of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Decisions, queue depth and the last results.
+    Status,
+    /// Collect and upload now, ignoring any wait after a failure.
+    Flush,
+    /// The consent file changed: re-read it, purge what is no longer
+    /// allowed, collect what now is, and upload.
+    ConsentChanged,
+}
+
+/// A running daemon's view of itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub records_queued: u64,
+    pub decisions: Vec<Decision>,
+    pub last_collect: Option<CollectSummary>,
+    pub last_upload: Option<UploadSummary>,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    Status(DaemonStatus),
+    Flushed(FlushSummary),
+    Error { message: String },
+}
+
+/// Why the daemon could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no daemon is listening on {0}")]
+    NotRunning(String),
+    #[error("control socket {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the daemon did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the daemon sent an unreadable answer: {0}")]
+    Garbled(String),
+}
+
+/// Sends one request and reads one response.
+pub async fn request(socket: &Path, request: &Request) -> Result<Response, ControlError> {
+    let path = socket.display().to_string();
+    let io = |source| ControlError::Io {
+        path: path.clone(),
+        source,
+    };
+    let stream = match UnixStream::connect(socket).await {
+        Ok(stream) => stream,
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(ControlError::NotRunning(path));
+        }
+        Err(err) => return Err(io(err)),
+    };
+    let exchange = async {
+        let (read, mut write) = stream.into_split();
+        let mut line = serde_json::to_string(request).expect("requests always serialize");
+        line.push('\n');
+        write.write_all(line.as_bytes()).await.map_err(io)?;
+        let mut answer = String::new();
+        let mut reader = BufReader::new(read).take(MAX_LINE_BYTES as u64);
+        reader.read_line(&mut answer).await.map_err(io)?;
+        serde_json::from_str(answer.trim_end())
+            .map_err(|err| ControlError::Garbled(err.to_string()))
+    };
+    tokio::time::timeout(REPLY_TIMEOUT, exchange)
+        .await
+        .map_err(|_| ControlError::Timeout(REPLY_TIMEOUT))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_json_lines() {
+        assert_eq!(
+            serde_json::to_string(&Request::Flush).unwrap(),
+            r#"{"request":"flush"}"#
+        );
+        let back: Request = serde_json::from_str(r#"{"request":"consent_changed"}"#).unwrap();
+        assert_eq!(back, Request::ConsentChanged);
+    }
+}

@@ -1,0 +1,175 @@
+//! The daemon: one loop that owns the [`Pipeline`] and runs collection and
+//! upload on their schedules, answers control requests, and stops when the
+//! shutdown token is cancelled.
+//!
+//! The library never binds a path or installs a signal handler by itself:
+//! the caller hands in the bound control socket and a
+//! [`CancellationToken`] (mini-redis's test seam), so tests run the real
+//! loop in a temporary directory.
+
+pub mod listener;
+
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::control::{DaemonStatus, Request, Response};
+use crate::pipeline::{CollectSummary, Pipeline, PipelineError};
+use crate::upload::UploadSummary;
+
+pub use listener::{BindError, bind_control_socket};
+
+/// How long in-flight work gets after shutdown is asked before the daemon
+/// stops waiting for it ("terminating now").
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Control requests waiting for the loop; more than this and a client waits.
+const CONTROL_QUEUE: usize = 16;
+
+/// A control request and where its answer goes.
+pub(crate) type Envelope = (Request, oneshot::Sender<Response>);
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+struct Daemon {
+    pipeline: Pipeline,
+    last_collect: Option<CollectSummary>,
+    last_upload: Option<UploadSummary>,
+    next_collect: Instant,
+    next_upload: Instant,
+}
+
+/// Runs until `shutdown` is cancelled. Collection runs at start-up and then
+/// every `[collect] interval`; upload follows each collection, runs every
+/// `[upload] interval`, and waits out the backoff after a failure.
+pub async fn run(
+    pipeline: Pipeline,
+    listener: UnixListener,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let (requests, mut inbox) = mpsc::channel::<Envelope>(CONTROL_QUEUE);
+    let server = tokio::spawn(listener::serve(listener, requests, shutdown.clone()));
+    let now = Instant::now();
+    let mut daemon = Daemon {
+        next_upload: now + pipeline.config().upload.interval.0,
+        pipeline,
+        last_collect: None,
+        last_upload: None,
+        next_collect: now,
+    };
+    tracing::info!(
+        endpoint = %daemon.pipeline.config().upload.endpoint,
+        region = %daemon.pipeline.config().region,
+        "daemon started"
+    );
+    let result = daemon.serve(&mut inbox, &shutdown).await;
+    shutdown.cancel();
+    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+        tracing::warn!("control connections still open after the grace period; terminating now");
+    }
+    tracing::info!("daemon stopped");
+    result
+}
+
+impl Daemon {
+    async fn serve(
+        &mut self,
+        inbox: &mut mpsc::Receiver<Envelope>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), DaemonError> {
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                Some((request, reply)) = inbox.recv() => {
+                    let response = tokio::select! {
+                        response = self.handle(request) => response,
+                        _ = shutdown.cancelled() => return Ok(()),
+                    };
+                    let _ = reply.send(response);
+                }
+                _ = sleep_until(self.next_collect) => {
+                    self.next_collect = Instant::now() + self.pipeline.config().collect.interval.0;
+                    self.collect();
+                    tokio::select! {
+                        result = self.upload(false) => { result?; }
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                }
+                _ = sleep_until(self.next_upload) => {
+                    tokio::select! {
+                        result = self.upload(false) => { result?; }
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, request: Request) -> Response {
+        match request {
+            Request::Status => Response::Status(self.status()),
+            Request::Flush | Request::ConsentChanged => {
+                let collect = self.collect();
+                match self.upload(matches!(request, Request::Flush)).await {
+                    Ok(upload) => {
+                        Response::Flushed(crate::pipeline::FlushSummary { collect, upload })
+                    }
+                    Err(err) => Response::Error {
+                        message: err.to_string(),
+                    },
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> DaemonStatus {
+        DaemonStatus {
+            pid: std::process::id(),
+            records_queued: self.pipeline.store().depth().unwrap_or_default(),
+            decisions: self.pipeline.registry().decisions().cloned().collect(),
+            last_collect: self.last_collect.clone(),
+            last_upload: self.last_upload.clone(),
+        }
+    }
+
+    /// A failed collection is logged and reported, never fatal: the next
+    /// run may succeed, and the queue is untouched.
+    fn collect(&mut self) -> CollectSummary {
+        let summary = self.pipeline.collect_once().unwrap_or_else(|err| {
+            tracing::error!(error = %err, "collection failed");
+            CollectSummary {
+                errors: vec![err.to_string()],
+                ..CollectSummary::default()
+            }
+        });
+        if summary.queued > 0 {
+            tracing::info!(records = summary.queued, "collected and queued");
+        }
+        for blocked in &summary.blocked {
+            tracing::debug!(%blocked, "not collected");
+        }
+        self.last_collect = Some(summary.clone());
+        summary
+    }
+
+    async fn upload(&mut self, force: bool) -> Result<UploadSummary, DaemonError> {
+        let summary = self.pipeline.upload_once(force).await?;
+        let interval = self.pipeline.config().upload.interval.0;
+        self.next_upload = self
+            .pipeline
+            .uploader()
+            .not_before()
+            .unwrap_or_else(|| Instant::now() + interval);
+        self.last_upload = Some(summary.clone());
+        Ok(summary)
+    }
+}

@@ -1,0 +1,270 @@
+//! A loopback HTTPS receiver that accepts batches and remembers them: what
+//! `consentry demo` uploads to, and what every integration test runs
+//! against. Not a production collector endpoint.
+//!
+//! It binds 127.0.0.1 only, serves a certificate from a throwaway CA made at
+//! start-up ([`LoopbackPki`]), decodes each body with the same `protocol`
+//! module the uploader uses, and answers with a status that tests can
+//! script (to prove that a 500 leaves a batch queued, say).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::upload::protocol::Envelope;
+use crate::upload::transport::IDEMPOTENCY_KEY;
+
+/// Largest request body the receiver reads.
+const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Why the receiver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    #[error("cannot make a loopback certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    #[error("cannot configure TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot bind 127.0.0.1: {0}")]
+    Bind(#[source] std::io::Error),
+}
+
+/// A throwaway CA and a server certificate it signed for 127.0.0.1, ::1 and
+/// localhost. The CA's PEM is what the agent's `ca_file` points to.
+pub struct LoopbackPki {
+    pub ca_pem: String,
+    chain: Vec<CertificateDer<'static>>,
+    key_der: Vec<u8>,
+}
+
+impl LoopbackPki {
+    pub fn generate() -> Result<Self, ReceiverError> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "consentry loopback test CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+        let leaf_key = KeyPair::generate()?;
+        let mut leaf_params = CertificateParams::new(vec![
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+            "localhost".to_owned(),
+        ])?;
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "consentry loopback receiver");
+        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
+        Ok(Self {
+            ca_pem: ca.pem(),
+            chain: vec![leaf.der().clone(), ca.der().clone()],
+            key_der: leaf_key.serialize_der(),
+        })
+    }
+
+    fn server_config(&self) -> Result<rustls::ServerConfig, ReceiverError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));
+        Ok(rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), key)?)
+    }
+}
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct ReceivedRequest {
+    pub method: String,
+    pub path: String,
+    pub idempotency_key: Option<String>,
+    pub content_encoding: Option<String>,
+    /// The status the receiver answered with.
+    pub status: u16,
+    /// The decoded batch, or why it could not be decoded.
+    pub envelope: Result<Envelope, String>,
+}
+
+#[derive(Default)]
+struct State {
+    requests: Mutex<Vec<ReceivedRequest>>,
+    scripted: Mutex<VecDeque<u16>>,
+    status: AtomicU16,
+    arrived: Notify,
+}
+
+/// A running receiver; stops when dropped.
+pub struct Receiver {
+    address: SocketAddr,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+}
+
+impl Receiver {
+    /// Binds 127.0.0.1 on a free port and serves until dropped.
+    pub async fn start(pki: &LoopbackPki) -> Result<Self, ReceiverError> {
+        let acceptor = TlsAcceptor::from(Arc::new(pki.server_config()?));
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(ReceiverError::Bind)?;
+        let address = listener.local_addr().map_err(ReceiverError::Bind)?;
+        let state = Arc::new(State {
+            status: AtomicU16::new(200),
+            ..State::default()
+        });
+        let shutdown = CancellationToken::new();
+        tokio::spawn(accept_loop(
+            listener,
+            acceptor,
+            Arc::clone(&state),
+            shutdown.clone(),
+        ));
+        Ok(Self {
+            address,
+            state,
+            shutdown,
+        })
+    }
+
+    /// The URL to put in `[upload] endpoint`.
+    pub fn url(&self) -> String {
+        format!("https://{}/v1/batches", self.address)
+    }
+
+    /// The status answered from now on (once any scripted ones are used).
+    pub fn set_status(&self, status: u16) {
+        self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Statuses for the next requests, in order, before the standing one.
+    pub fn script(&self, statuses: &[u16]) {
+        lock(&self.state.scripted).extend(statuses);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<ReceivedRequest> {
+        lock(&self.state.requests).clone()
+    }
+
+    /// Waits until at least `count` requests arrived; false on timeout.
+    pub async fn wait_for_requests(&self, count: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let arrived = self.state.arrived.notified();
+            if lock(&self.state.requests).len() >= count {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return lock(&self.state.requests).len() >= count;
+            }
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            },
+        };
+        let acceptor = acceptor.clone();
+        let state = Arc::clone(&state);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = service_fn(move |request| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, std::convert::Infallible>(handle(request, &state).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service);
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = connection => {}
+            }
+        });
+    }
+}
+
+async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let idempotency_key = header(IDEMPOTENCY_KEY);
+    let content_encoding = header("content-encoding");
+    let body = http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes());
+    let envelope = match body {
+        Ok(bytes) => Envelope::decode(&bytes, content_encoding.as_deref() == Some("gzip"))
+            .map_err(|e| e.to_string()),
+        Err(err) => Err(format!("body unreadable: {err}")),
+    };
+    let status = lock(&state.scripted)
+        .pop_front()
+        .unwrap_or_else(|| state.status.load(Ordering::SeqCst));
+    let status = if envelope.is_err() && (200..300).contains(&status) {
+        400
+    } else {
+        status
+    };
+    lock(&state.requests).push(ReceivedRequest {
+        method,
+        path,
+        idempotency_key,
+        content_encoding,
+        status,
+        envelope,
+    });
+    state.arrived.notify_waiters();
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::new()))
+        .expect("a status code from a u16 in range builds a response")
+}

@@ -1,0 +1,71 @@
+//! The database schema and its migrations, keyed by `PRAGMA user_version`.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Each entry migrates from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: queue, meta, audit.
+    "CREATE TABLE meta (
+         key   TEXT PRIMARY KEY,
+         value TEXT NOT NULL
+     );
+     CREATE TABLE queue (
+         id             INTEGER PRIMARY KEY AUTOINCREMENT,
+         purpose        TEXT NOT NULL,
+         clause         TEXT NOT NULL,
+         clause_version INTEGER NOT NULL,
+         clause_sha256  TEXT NOT NULL,
+         collected_at   TEXT NOT NULL,
+         fields         TEXT NOT NULL,
+         batch_id       TEXT
+     );
+     CREATE INDEX queue_batch ON queue (batch_id);
+     CREATE INDEX queue_purpose ON queue (purpose);
+     CREATE TABLE audit (
+         id       INTEGER PRIMARY KEY AUTOINCREMENT,
+         at       TEXT NOT NULL,
+         event    TEXT NOT NULL,
+         batch_id TEXT,
+         records  INTEGER NOT NULL,
+         detail   TEXT NOT NULL
+     );",
+];
+
+pub(super) fn migrate(connection: &Connection, path: &Path) -> Result<(), StoreError> {
+    let open_error = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    // WAL keeps readers (the CLI) from blocking the daemon; FULL sync makes
+    // a committed record survive power loss, not only a killed process.
+    connection
+        .pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_error)?;
+    connection
+        .pragma_update(None, "synchronous", "FULL")
+        .map_err(open_error)?;
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(open_error)?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported,
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        connection
+            .execute_batch(&format!(
+                "BEGIN; {migration}; PRAGMA user_version = {}; COMMIT;",
+                index + 1
+            ))
+            .map_err(open_error)?;
+    }
+    Ok(())
+}

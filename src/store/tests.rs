@@ -1,0 +1,96 @@
+use super::*;
+
+fn record(purpose: &str, n: i64) -> QueuedRecord {
+    QueuedRecord {
+        purpose: purpose.into(),
+        clause: "eula".into(),
+        clause_version: 1,
+        clause_sha256: "0".repeat(64),
+        collected_at: "2026-01-01T00:00:00Z".into(),
+        fields_json: format!("{{\"n\":{n}}}"),
+    }
+}
+
+#[test]
+fn installation_id_is_stable_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path()).unwrap().installation_id().unwrap();
+    let again = Store::open(dir.path()).unwrap().installation_id().unwrap();
+    assert_eq!(first, again);
+}
+
+#[test]
+fn a_retried_batch_keeps_its_id_and_completion_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .enqueue(&(0..5).map(|n| record("a", n)).collect::<Vec<_>>())
+        .unwrap();
+
+    let first = store.claim_batch(3).unwrap().unwrap();
+    assert_eq!(first.records.len(), 3);
+    let retry = store.claim_batch(3).unwrap().unwrap();
+    assert_eq!(first.id, retry.id);
+    assert_eq!(first.records, retry.records);
+
+    assert_eq!(store.complete_batch(first.id).unwrap(), 3);
+    let next = store.claim_batch(3).unwrap().unwrap();
+    assert_ne!(next.id, first.id);
+    assert_eq!(next.records, vec![record("a", 3), record("a", 4)]);
+    store.complete_batch(next.id).unwrap();
+    assert!(store.claim_batch(3).unwrap().is_none());
+    assert_eq!(store.depth().unwrap(), 0);
+}
+
+#[test]
+fn queue_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path())
+        .unwrap()
+        .enqueue(&[record("a", 1)])
+        .unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.depth().unwrap(), 1);
+}
+
+#[test]
+fn purge_removes_only_blocked_purposes_and_releases_their_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .enqueue(&[record("a", 1), record("b", 2), record("a", 3)])
+        .unwrap();
+    let claimed = store.claim_batch(10).unwrap().unwrap();
+
+    assert_eq!(store.purge_blocked(|purpose| purpose != "a").unwrap(), 2);
+    let after = store.claim_batch(10).unwrap().unwrap();
+    assert_ne!(
+        after.id, claimed.id,
+        "a batch that lost records gets a new id"
+    );
+    assert_eq!(after.records, vec![record("b", 2)]);
+}
+
+#[test]
+fn audit_keeps_the_newest_lines_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for n in 0..5 {
+        store
+            .audit("uploaded", None, n, &format!("line {n}"))
+            .unwrap();
+    }
+    let lines = store.recent_audit(2).unwrap();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0].detail, "line 3");
+    assert_eq!(lines[1].detail, "line 4");
+}
+
+#[test]
+fn unusable_state_dir_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let err = Store::open(&file.join("state")).err().unwrap().to_string();
+    assert!(err.starts_with("cannot use state directory"), "{err}");
+}

@@ -1,0 +1,272 @@
+//! Delivery: from the queue to the receiver, one batch at a time.
+//!
+//! [`Uploader::upload_pending`] first asks the registry (handed in by the
+//! caller) and purges what is no longer allowed, then claims batches from
+//! the store, encodes them (`protocol`), sends them (`transport`) and
+//! applies the outcome (`policy`): a 2xx deletes the batch, anything else
+//! leaves it queued and sets when to try again. Every outcome is written to
+//! the audit trail. The uploader never decides consent itself.
+
+pub mod policy;
+pub mod protocol;
+pub mod transport;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::config::HumanDuration;
+use crate::consent::Registry;
+use crate::store::{Store, StoreError};
+pub use policy::{RetryPolicy, UploadResult};
+use protocol::Envelope;
+pub use transport::{Transport, TransportError};
+
+/// Most records one batch may carry, whatever the config says: keeps one
+/// request well under common receiver body limits.
+pub const BATCH_MAX_RECORDS_LIMIT: usize = 10_000;
+
+/// `[upload]` in the agent config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadConfig {
+    /// `https://…`, or `http://127.0.0.1…`/`http://[::1]…` with the flag below.
+    pub endpoint: String,
+    /// Extra CA certificates (PEM) trusted besides the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_plaintext_loopback: bool,
+    #[serde(default = "defaults::interval")]
+    pub interval: HumanDuration,
+    #[serde(default = "defaults::batch_max_records")]
+    pub batch_max_records: usize,
+    #[serde(default = "defaults::timeout")]
+    pub timeout: HumanDuration,
+    #[serde(default = "defaults::retry_initial")]
+    pub retry_initial: HumanDuration,
+    #[serde(default = "defaults::retry_max")]
+    pub retry_max: HumanDuration,
+}
+
+mod defaults {
+    use super::HumanDuration;
+    use std::time::Duration;
+    pub fn interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(60))
+    }
+    pub fn batch_max_records() -> usize {
+        500
+    }
+    pub fn timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub fn retry_initial() -> HumanDuration {
+        HumanDuration(Duration::from_secs(5))
+    }
+    pub fn retry_max() -> HumanDuration {
+        HumanDuration(Duration::from_secs(15 * 60))
+    }
+}
+
+impl UploadConfig {
+    pub fn endpoint_url(&self) -> Result<reqwest::Url, String> {
+        let url = reqwest::Url::parse(&self.endpoint)
+            .map_err(|err| format!("upload endpoint `{}` is not a URL: {err}", self.endpoint))?;
+        match url.scheme() {
+            "https" => Ok(url),
+            "http" => {
+                let loopback = match url.host() {
+                    Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                    _ => false,
+                };
+                if !loopback {
+                    Err(format!(
+                        "upload endpoint `{}` must use https:// (plain http:// is allowed only to a loopback address, 127.0.0.1 or [::1])",
+                        self.endpoint
+                    ))
+                } else if !self.allow_plaintext_loopback {
+                    Err(format!(
+                        "upload endpoint `{}` is plain http://; use https://, or set allow_plaintext_loopback = true for a loopback test receiver",
+                        self.endpoint
+                    ))
+                } else {
+                    Ok(url)
+                }
+            }
+            other => Err(format!(
+                "upload endpoint `{}` has scheme `{other}`; use https://",
+                self.endpoint
+            )),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        self.endpoint_url()?;
+        if self.batch_max_records == 0 || self.batch_max_records > BATCH_MAX_RECORDS_LIMIT {
+            return Err(format!(
+                "[upload] batch_max_records must be between 1 and {BATCH_MAX_RECORDS_LIMIT}, not {}",
+                self.batch_max_records
+            ));
+        }
+        if self.retry_initial.0 > self.retry_max.0 {
+            return Err("[upload] retry_initial must not be longer than retry_max".into());
+        }
+        Ok(())
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            initial: self.retry_initial.0,
+            max: self.retry_max.0,
+        }
+    }
+}
+
+/// What one call of [`Uploader::upload_pending`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadSummary {
+    pub batches_sent: u64,
+    pub records_sent: u64,
+    /// Records dropped from the queue because their consent is gone.
+    pub records_purged: u64,
+    /// Records still queued afterwards.
+    pub records_queued: u64,
+    /// Why sending stopped early, if it did.
+    pub stopped: Option<String>,
+    /// Seconds until the next attempt, when waiting after a failure.
+    pub retry_in_seconds: Option<u64>,
+}
+
+/// Why the uploader could not do its job at all (the queue is unusable).
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Sends queued batches, remembering failures between calls.
+pub struct Uploader {
+    store: Arc<Store>,
+    transport: Transport,
+    policy: RetryPolicy,
+    batch_max_records: usize,
+    consecutive_failures: u32,
+    not_before: Option<Instant>,
+}
+
+impl Uploader {
+    pub fn new(store: Arc<Store>, transport: Transport, config: &UploadConfig) -> Self {
+        Self {
+            store,
+            transport,
+            policy: config.retry_policy(),
+            batch_max_records: config.batch_max_records,
+            consecutive_failures: 0,
+            not_before: None,
+        }
+    }
+
+    /// When the next attempt is due after a failure (`None`: now).
+    pub fn not_before(&self) -> Option<Instant> {
+        self.not_before
+    }
+
+    /// Purges what `registry` no longer allows, then sends batches until the
+    /// queue is empty or an attempt fails. `force` ignores the wait after a
+    /// failure (an explicit `flush`).
+    pub async fn upload_pending(
+        &mut self,
+        registry: &Registry,
+        force: bool,
+    ) -> Result<UploadSummary, UploadError> {
+        let mut summary = UploadSummary::default();
+        if let Some(why) = registry.unreadable() {
+            // Fail closed without destroying anything: hold the queue.
+            summary.stopped = Some(format!("holding the queue: consent file unusable: {why}"));
+            summary.records_queued = self.store.depth()?;
+            return Ok(summary);
+        }
+        summary.records_purged = self
+            .store
+            .purge_blocked(|purpose| registry.is_allowed(purpose))?;
+        if summary.records_purged > 0 {
+            tracing::info!(
+                records = summary.records_purged,
+                "purged queued records whose consent is gone"
+            );
+            self.store.audit(
+                "purged",
+                None,
+                summary.records_purged,
+                "consent no longer allows these purposes",
+            )?;
+        }
+        if !force && self.not_before.is_some_and(|t| Instant::now() < t) {
+            summary.retry_in_seconds = self
+                .not_before
+                .map(|t| t.saturating_duration_since(Instant::now()).as_secs());
+            summary.stopped = Some("waiting after a failed attempt".into());
+            summary.records_queued = self.store.depth()?;
+            return Ok(summary);
+        }
+        while let Some(batch) = self.store.claim_batch(self.batch_max_records)? {
+            let count = batch.records.len() as u64;
+            let envelope = match Envelope::from_batch(&batch) {
+                Ok(envelope) => envelope,
+                Err(err) => {
+                    // Unsendable rows must not block the queue forever.
+                    tracing::error!(batch = %batch.id, error = %err, "dropping a corrupt batch");
+                    self.store.complete_batch(batch.id)?;
+                    self.store
+                        .audit("dropped", Some(batch.id), count, &err.to_string())?;
+                    continue;
+                }
+            };
+            let result = self.transport.send(batch.id, envelope.encode()).await;
+            match &result {
+                UploadResult::Accepted { .. } => {
+                    self.store.complete_batch(batch.id)?;
+                    self.store
+                        .audit("uploaded", Some(batch.id), count, &result.detail())?;
+                    tracing::info!(batch = %batch.id, records = count, "batch delivered");
+                    self.consecutive_failures = 0;
+                    self.not_before = None;
+                    summary.batches_sent += 1;
+                    summary.records_sent += count;
+                }
+                UploadResult::Retryable { .. } | UploadResult::Refused { .. } => {
+                    self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                    let wait =
+                        self.policy
+                            .wait_after(&result, self.consecutive_failures, fastrand::f64());
+                    self.not_before = Some(Instant::now() + wait);
+                    let detail = result.detail();
+                    self.store.audit("failed", Some(batch.id), count, &detail)?;
+                    tracing::warn!(batch = %batch.id, records = count, error = %detail, retry_in = ?wait, "batch not delivered; it stays queued");
+                    summary.stopped = Some(detail);
+                    summary.retry_in_seconds = Some(wait.as_secs());
+                    break;
+                }
+            }
+        }
+        summary.records_queued = self.store.depth()?;
+        Ok(summary)
+    }
+
+    /// How long the caller may sleep before the next attempt is due.
+    pub fn wait_hint(&self, idle: Duration) -> Duration {
+        match self.not_before {
+            Some(t) => t
+                .saturating_duration_since(Instant::now())
+                .min(idle)
+                .max(Duration::from_millis(10)),
+            None => idle,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Upload policy, apart from the transport: how a response is classified and
+//! how long to wait before the next attempt. Pure functions, tested without
+//! a network or a runtime.
+
+use std::time::Duration;
+
+/// What one upload attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadResult {
+    /// 2xx: the receiver has the batch; it leaves the queue.
+    Accepted { status: u16 },
+    /// Worth retrying as is: 5xx, 408, 429, or no response at all.
+    Retryable {
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+        detail: String,
+    },
+    /// The receiver refused this batch (other 4xx). It stays queued, as the
+    /// receiver may be fixed, but attempts slow to the longest wait.
+    Refused { status: u16, detail: String },
+}
+
+impl UploadResult {
+    /// Classifies an HTTP status. `retry_after` is the parsed header, if any.
+    pub fn from_status(status: u16, retry_after: Option<Duration>) -> Self {
+        match status {
+            200..=299 => UploadResult::Accepted { status },
+            408 | 429 | 500..=599 => UploadResult::Retryable {
+                status: Some(status),
+                retry_after,
+                detail: format!("receiver answered {status}"),
+            },
+            _ => UploadResult::Refused {
+                status,
+                detail: format!("receiver refused the batch with {status}"),
+            },
+        }
+    }
+
+    /// A short description for logs and the audit trail.
+    pub fn detail(&self) -> String {
+        match self {
+            UploadResult::Accepted { status } => format!("accepted with {status}"),
+            UploadResult::Retryable { detail, .. } | UploadResult::Refused { detail, .. } => {
+                detail.clone()
+            }
+        }
+    }
+}
+
+/// The waits between attempts, from `[upload]` in the agent config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+/// A `Retry-After` longer than this is not believed: a misconfigured
+/// receiver must not silence an agent for days.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(6 * 3600);
+
+impl RetryPolicy {
+    /// The wait after `failures` consecutive failures (1 = the first):
+    /// exponential from `initial`, capped at `max`, with "equal jitter"
+    /// (half fixed, half random) so a fleet that failed together does not
+    /// retry together. `unit` is a random number in [0, 1).
+    pub fn backoff(&self, failures: u32, unit: f64) -> Duration {
+        let exponent = failures.saturating_sub(1).min(30);
+        let ceiling = self
+            .initial
+            .saturating_mul(1u32 << exponent.min(31))
+            .min(self.max);
+        let half = ceiling / 2;
+        half + half.mul_f64(unit.clamp(0.0, 1.0))
+    }
+
+    /// The wait after `result`, given `failures` so far (including this one).
+    pub fn wait_after(&self, result: &UploadResult, failures: u32, unit: f64) -> Duration {
+        match result {
+            UploadResult::Accepted { .. } => Duration::ZERO,
+            UploadResult::Retryable {
+                retry_after: Some(wait),
+                ..
+            } => (*wait).min(RETRY_AFTER_CAP),
+            UploadResult::Retryable { .. } => self.backoff(failures, unit),
+            UploadResult::Refused { .. } => self.max,
+        }
+    }
+}
+
+/// Parses `Retry-After` given in seconds (the HTTP-date form is ignored:
+/// an agent's clock is not to be trusted against a server's).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        initial: Duration::from_secs(5),
+        max: Duration::from_secs(900),
+    };
+
+    #[test]
+    fn statuses_are_classified() {
+        assert!(matches!(
+            UploadResult::from_status(204, None),
+            UploadResult::Accepted { .. }
+        ));
+        for status in [408, 429, 500, 503] {
+            assert!(matches!(
+                UploadResult::from_status(status, None),
+                UploadResult::Retryable { .. }
+            ));
+        }
+        for status in [400, 401, 404, 413] {
+            assert!(matches!(
+                UploadResult::from_status(status, None),
+                UploadResult::Refused { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_then_caps() {
+        assert_eq!(POLICY.backoff(1, 1.0), Duration::from_secs(5));
+        assert_eq!(POLICY.backoff(2, 1.0), Duration::from_secs(10));
+        assert_eq!(POLICY.backoff(3, 0.0), Duration::from_secs(10));
+        assert_eq!(POLICY.backoff(40, 1.0), Duration::from_secs(900));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_but_capped() {
+        let result = UploadResult::from_status(503, parse_retry_after(" 120 "));
+        assert_eq!(POLICY.wait_after(&result, 1, 0.5), Duration::from_secs(120));
+        let result = UploadResult::from_status(503, Some(Duration::from_secs(10 * 24 * 3600)));
+        assert_eq!(POLICY.wait_after(&result, 1, 0.5), RETRY_AFTER_CAP);
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn backoff_stays_within_half_and_whole_of_its_ceiling(failures in 1u32..100, unit in 0.0f64..1.0) {
+            let wait = POLICY.backoff(failures, unit);
+            prop_assert!(wait <= POLICY.max);
+            prop_assert!(wait >= POLICY.initial / 2);
+        }
+    }
+}

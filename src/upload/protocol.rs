@@ -1,0 +1,179 @@
+//! The wire format of one batch: a gzip-compressed JSON envelope.
+//!
+//! ```json
+//! { "schema": 1, "batch_id": "…", "agent": {"name": "consentry", "version": "0.1.0"},
+//!   "sent_at": "2026-11-25T14:00:00Z",
+//!   "records": [ { "purpose": "update_identity", "clause": "eula", "clause_version": 1,
+//!                  "clause_sha256": "…", "collected_at": "…", "fields": { … } } ] }
+//! ```
+//!
+//! Every record names the purpose it serves and the clause (id, version and
+//! SHA-256 of the accepted text) that allowed it. The batch id is also the
+//! request's `Idempotency-Key`. `docs/protocol.md` is the long form.
+
+use std::io::{Read, Write};
+use std::time::SystemTime;
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::collect::rfc3339;
+use crate::store::Batch;
+
+/// Version of the envelope; a receiver refuses what it does not know.
+pub const SCHEMA: u32 = 1;
+
+/// Who sent the batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// One record on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireRecord {
+    pub purpose: String,
+    pub clause: String,
+    pub clause_version: u32,
+    pub clause_sha256: String,
+    pub collected_at: String,
+    pub fields: Box<RawValue>,
+}
+
+/// One batch on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub schema: u32,
+    pub batch_id: Uuid,
+    pub agent: AgentInfo,
+    pub sent_at: String,
+    pub records: Vec<WireRecord>,
+}
+
+/// Why a batch could not be encoded or a body decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("queued record of `{purpose}` holds invalid JSON fields: {source}")]
+    CorruptRecord {
+        purpose: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("body is not gzip: {0}")]
+    Gzip(#[source] std::io::Error),
+    #[error("body is not a batch envelope: {0}")]
+    Json(#[source] serde_json::Error),
+}
+
+impl Envelope {
+    pub fn from_batch(batch: &Batch) -> Result<Self, ProtocolError> {
+        let records = batch
+            .records
+            .iter()
+            .map(|record| {
+                let fields =
+                    RawValue::from_string(record.fields_json.clone()).map_err(|source| {
+                        ProtocolError::CorruptRecord {
+                            purpose: record.purpose.clone(),
+                            source,
+                        }
+                    })?;
+                Ok(WireRecord {
+                    purpose: record.purpose.clone(),
+                    clause: record.clause.clone(),
+                    clause_version: record.clause_version,
+                    clause_sha256: record.clause_sha256.clone(),
+                    collected_at: record.collected_at.clone(),
+                    fields,
+                })
+            })
+            .collect::<Result<_, ProtocolError>>()?;
+        Ok(Self {
+            schema: SCHEMA,
+            batch_id: batch.id,
+            agent: AgentInfo {
+                name: env!("CARGO_PKG_NAME").into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+            sent_at: rfc3339(SystemTime::now()),
+            records,
+        })
+    }
+
+    /// The request body: JSON, gzip-compressed.
+    pub fn encode(&self) -> Vec<u8> {
+        let json = serde_json::to_vec(self).expect("an envelope always serializes");
+        let mut encoder = GzEncoder::new(
+            Vec::with_capacity(json.len() / 4 + 64),
+            Compression::default(),
+        );
+        encoder
+            .write_all(&json)
+            .expect("writing to a Vec cannot fail");
+        encoder.finish().expect("writing to a Vec cannot fail")
+    }
+
+    /// Reads a request body (for receivers and tests), gzip or plain.
+    pub fn decode(body: &[u8], gzip: bool) -> Result<Self, ProtocolError> {
+        if gzip {
+            let mut json = Vec::new();
+            GzDecoder::new(body)
+                .read_to_end(&mut json)
+                .map_err(ProtocolError::Gzip)?;
+            serde_json::from_slice(&json).map_err(ProtocolError::Json)
+        } else {
+            serde_json::from_slice(body).map_err(ProtocolError::Json)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::QueuedRecord;
+
+    #[test]
+    fn envelope_round_trips_through_gzip() {
+        let batch = Batch {
+            id: Uuid::new_v4(),
+            records: vec![QueuedRecord {
+                purpose: "update_identity".into(),
+                clause: "eula".into(),
+                clause_version: 1,
+                clause_sha256: "ab".repeat(32),
+                collected_at: "2026-01-01T00:00:00Z".into(),
+                fields_json: r#"{"product_id":"p"}"#.into(),
+            }],
+        };
+        let body = Envelope::from_batch(&batch).unwrap().encode();
+        assert_eq!(&body[..2], &[0x1f, 0x8b], "gzip magic");
+        let decoded = Envelope::decode(&body, true).unwrap();
+        assert_eq!(decoded.batch_id, batch.id);
+        assert_eq!(decoded.records[0].fields.get(), r#"{"product_id":"p"}"#);
+        assert_eq!(decoded.records[0].clause, "eula");
+    }
+
+    #[test]
+    fn corrupt_fields_are_an_error_not_a_panic() {
+        let batch = Batch {
+            id: Uuid::new_v4(),
+            records: vec![QueuedRecord {
+                purpose: "p".into(),
+                clause: "eula".into(),
+                clause_version: 1,
+                clause_sha256: String::new(),
+                collected_at: String::new(),
+                fields_json: "{not json".into(),
+            }],
+        };
+        assert!(matches!(
+            Envelope::from_batch(&batch),
+            Err(ProtocolError::CorruptRecord { .. })
+        ));
+    }
+}
