@@ -1,1 +1,6 @@
+//! Integration tests: the real `consentry` binary against a real TLS
+//! receiver on 127.0.0.1. One test binary, one link step.
 
+mod bad_input;
+mod delivery;
+mod support;

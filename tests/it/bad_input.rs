@@ -1,0 +1,193 @@
+//! Every bad input gets a clear one-line error, a non-zero exit, and loses
+//! nothing.
+
+use crate::support::{World, run_with_config, stderr_line};
+
+async fn fails_with(world: &World, args: &[&str], expected: &[&str]) -> String {
+    let output = world.run(args).await;
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "consentry {args:?} should fail"
+    );
+    let line = stderr_line(&output);
+    assert!(line.starts_with("error: "), "{line}");
+    for part in expected {
+        assert!(line.contains(part), "`{line}` lacks `{part}`");
+    }
+    line
+}
+
+#[tokio::test]
+async fn malformed_config_names_file_line_and_column() {
+    let world = World::new().await;
+    world.write_config("region = \"global\"\nstate_dir = = \"x\"\n");
+    fails_with(&world, &["check"], &["consentry.toml:2:"]).await;
+    fails_with(&world, &["daemon"], &["consentry.toml:2:"]).await;
+}
+
+#[tokio::test]
+async fn missing_config_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_with_config(&dir.path().join("nope.toml"), &["status"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let line = stderr_line(&output);
+    assert!(
+        line.contains("nope.toml") && line.contains("No such file"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_key_in_config_is_an_error() {
+    let world = World::new().await;
+    let text = world
+        .config_text("")
+        .replace("region = \"global\"", "regoin = \"global\"");
+    world.write_config(&text);
+    fails_with(&world, &["check"], &["consentry.toml:1:1", "regoin"]).await;
+}
+
+#[tokio::test]
+async fn unknown_clause_in_the_consent_file_is_located_and_the_file_kept() {
+    let world = World::new().await;
+    let text = format!(
+        "# by hand\n[[accepted]]\nclause = \"eulla\"\nversion = 1\ntext_sha256 = \"{}\"\naccepted_at = 2026-01-01T00:00:00Z\nmethod = \"cli\"\n",
+        "0".repeat(64)
+    );
+    std::fs::write(world.path("consent.toml"), &text).unwrap();
+    fails_with(
+        &world,
+        &["check"],
+        &["consent.toml:3:10", "unknown clause `eulla`"],
+    )
+    .await;
+    fails_with(
+        &world,
+        &["consent", "grant", "eula"],
+        &["unknown clause `eulla`"],
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(world.path("consent.toml")).unwrap(),
+        text
+    );
+    // status still works and fails closed
+    let status = world.status().await;
+    assert!(
+        status["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["allowed"] == false)
+    );
+}
+
+#[tokio::test]
+async fn unknown_clause_on_the_command_line() {
+    let world = World::new().await;
+    fails_with(
+        &world,
+        &["consent", "grant", "kns"],
+        &["unknown clause `kns`", "eula, ksn"],
+    )
+    .await;
+    fails_with(
+        &world,
+        &["consent", "revoke", "kns"],
+        &["unknown clause `kns`"],
+    )
+    .await;
+    assert!(!world.path("consent.toml").exists(), "nothing written");
+}
+
+#[tokio::test]
+async fn unknown_purpose_is_refused() {
+    let world = World::new().await;
+    fails_with(
+        &world,
+        &["status", "telemetry_everything"],
+        &["unknown purpose `telemetry_everything`"],
+    )
+    .await;
+
+    // A catalogue without the purpose a collector serves is refused at start.
+    let catalogue = consentry::catalogue::EMBEDDED
+        .replace("id = \"update_identity\"", "id = \"renamed_identity\"");
+    std::fs::write(world.path("catalogue.toml"), catalogue).unwrap();
+    let text = world.config_text("").replace(
+        "consent_file",
+        "catalogue = \"catalogue.toml\"\nconsent_file",
+    );
+    world.write_config(&text);
+    fails_with(
+        &world,
+        &["daemon"],
+        &["collector `update_identity`", "catalogue does not define"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unusable_state_dir_is_a_clear_error() {
+    let world = World::new().await;
+    std::fs::write(world.path("blocker"), "a file, not a directory").unwrap();
+    let text = world
+        .config_text("")
+        .replace("state_dir = \"state\"", "state_dir = \"blocker/state\"");
+    world.write_config(&text);
+    fails_with(
+        &world,
+        &["daemon"],
+        &["cannot use state directory", "blocker/state"],
+    )
+    .await;
+    fails_with(&world, &["flush"], &["cannot use state directory"]).await;
+}
+
+#[tokio::test]
+async fn endpoints_must_be_tls_unless_loopback_and_explicitly_allowed() {
+    let world = World::new().await;
+    let url = world.receiver.url();
+
+    let remote = world
+        .config_text("")
+        .replace(&url, "http://telemetry.example.com/v1/batches");
+    world.write_config(&remote);
+    fails_with(&world, &["check"], &["must use https://"]).await;
+
+    let loopback = world
+        .config_text("")
+        .replace(&url, "http://127.0.0.1:9/v1/batches");
+    world.write_config(&loopback);
+    fails_with(&world, &["check"], &["allow_plaintext_loopback"]).await;
+
+    let allowed = world
+        .config_text("allow_plaintext_loopback = true")
+        .replace(&url, "http://[::1]:9/v1/batches");
+    world.write_config(&allowed);
+    world.ok(&["check"]).await;
+
+    let remote_allowed = world
+        .config_text("allow_plaintext_loopback = true")
+        .replace(&url, "http://192.0.2.1/v1/batches");
+    world.write_config(&remote_allowed);
+    fails_with(&world, &["check"], &["must use https://"]).await;
+}
+
+#[tokio::test]
+async fn unreadable_ca_file_is_a_clear_error() {
+    let world = World::new().await;
+    std::fs::write(world.path("ca.pem"), "not a certificate").unwrap();
+    fails_with(&world, &["check"], &["ca.pem"]).await;
+}
+
+#[tokio::test]
+async fn check_accepts_a_good_world() {
+    let world = World::new().await;
+    world.ok(&["consent", "grant", "eula"]).await;
+    let out = world.ok(&["check", "--json"]).await;
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["accepted"][0], "eula v1");
+    assert_eq!(report["catalogue"], "embedded");
+}

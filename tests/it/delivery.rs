@@ -1,0 +1,233 @@
+//! What reaches the receiver, and what never does.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use consentry::catalogue::Catalogue;
+
+use crate::support::{PATIENCE, World};
+
+fn update_identity_fields() -> BTreeSet<String> {
+    let catalogue = Catalogue::embedded();
+    catalogue
+        .purpose("update_identity")
+        .unwrap()
+        .fields
+        .iter()
+        .map(|f| f.name.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_only_eula_update_identity_arrives_with_catalogue_fields_only() {
+    let world = World::new().await;
+    world.ok(&["consent", "grant", "eula"]).await;
+    let daemon = world.spawn_daemon().await;
+
+    assert!(
+        world.receiver.wait_for_requests(1, PATIENCE).await,
+        "no batch arrived"
+    );
+    let request = world.receiver.requests().remove(0);
+    assert_eq!(request.status, 200);
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.content_encoding.as_deref(), Some("gzip"));
+    let envelope = request.envelope.expect("a decodable batch");
+    assert_eq!(
+        request.idempotency_key.as_deref(),
+        Some(envelope.batch_id.to_string().as_str()),
+        "the Idempotency-Key is the batch id"
+    );
+    assert!(!envelope.records.is_empty());
+
+    let catalogue = Catalogue::embedded();
+    let eula = catalogue.clause("eula").unwrap();
+    let declared = update_identity_fields();
+    for record in &envelope.records {
+        assert_eq!(record.purpose, "update_identity");
+        assert_eq!(record.clause, "eula");
+        assert_eq!(record.clause_version, eula.version);
+        assert_eq!(record.clause_sha256, eula.text_sha256);
+        let fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(record.fields.get()).unwrap();
+        let sent: BTreeSet<String> = fields.keys().cloned().collect();
+        assert!(sent.is_subset(&declared), "undeclared fields in {sent:?}");
+        assert_eq!(fields["product_id"], "it-product");
+        assert_eq!(fields["product_version"], "9.8.7.6");
+        assert!(uuid::Uuid::parse_str(fields["installation_id"].as_str().unwrap()).is_ok());
+        assert!(uuid::Uuid::parse_str(fields["update_task_id"].as_str().unwrap()).is_ok());
+    }
+
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "daemon exit {status:?}: {log}");
+    assert!(
+        !world.path("run/control.sock").exists(),
+        "socket left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nothing_accepted_the_receiver_gets_no_request_at_all() {
+    let world = World::new().await;
+    let daemon = world.spawn_daemon().await;
+    // Several upload intervals, and an explicit flush through the daemon.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let flushed = world.run(&["flush", "--json"]).await;
+    let summary: serde_json::Value = serde_json::from_slice(&flushed.stdout).unwrap();
+    assert_eq!(summary["collect"]["queued"], 0);
+    assert!(
+        summary["collect"]["blocked"][0]
+            .as_str()
+            .unwrap()
+            .contains("update_identity: eula not accepted"),
+        "{summary}"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        world.receiver.requests().is_empty(),
+        "something was sent without consent"
+    );
+    daemon.terminate().await;
+
+    // And without a daemon, the in-process flush sends nothing either.
+    world.run(&["flush"]).await;
+    assert!(world.receiver.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_revoke_nothing_more_arrives_and_the_queue_is_purged() {
+    let world = World::new().await;
+    world.ok(&["consent", "grant", "eula"]).await;
+    let daemon = world.spawn_daemon().await;
+    assert!(world.receiver.wait_for_requests(1, PATIENCE).await);
+
+    // Queue a batch the receiver refuses, so there is something to purge.
+    world.receiver.set_status(503);
+    let flushed = world.run(&["flush", "--json"]).await;
+    assert!(
+        !flushed.status.success(),
+        "a failed upload makes flush fail"
+    );
+    let queued = world.status().await["daemon"]["records_queued"]
+        .as_u64()
+        .unwrap();
+    assert!(queued >= 1, "the refused batch stays queued");
+
+    let revoked = world.ok(&["consent", "revoke", "eula", "--json"]).await;
+    let revoked: serde_json::Value = serde_json::from_str(&revoked).unwrap();
+    assert!(
+        revoked["daemon"].as_str().unwrap().starts_with("applied"),
+        "{revoked}"
+    );
+    assert_eq!(
+        world.status().await["daemon"]["records_queued"],
+        0,
+        "revoke purges the queue"
+    );
+
+    world.receiver.set_status(200);
+    let seen = world.receiver.requests().len();
+    world.run(&["flush"]).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        world.receiver.requests().len(),
+        seen,
+        "something arrived after the revoke"
+    );
+    let decision = &world.status().await["decisions"];
+    let update = decision
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["purpose"] == "update_identity")
+        .unwrap();
+    assert_eq!(update["allowed"], false);
+    assert_eq!(update["reason"], "eula not accepted");
+    daemon.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_keeps_the_batch_queued_and_it_arrives_after_recovery() {
+    let world = World::new().await;
+    world.receiver.set_status(500);
+    world.ok(&["consent", "grant", "eula"]).await;
+    let daemon = world.spawn_daemon().await;
+
+    // At least two refused attempts: the batch is retried, not lost.
+    assert!(world.receiver.wait_for_requests(2, PATIENCE).await);
+    world.receiver.set_status(200);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let delivered = loop {
+        if let Some(ok) = world
+            .receiver
+            .requests()
+            .into_iter()
+            .find(|r| r.status == 200)
+        {
+            break ok;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never delivered after recovery"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let refused = world.receiver.requests().remove(0);
+    assert_eq!(refused.status, 500);
+    assert_eq!(
+        refused.idempotency_key, delivered.idempotency_key,
+        "the retry is the same batch"
+    );
+    let task_id = |r: &consentry::receiver::ReceivedRequest| {
+        let envelope = r.envelope.as_ref().unwrap();
+        let fields: serde_json::Value =
+            serde_json::from_str(envelope.records[0].fields.get()).unwrap();
+        fields["update_task_id"].clone()
+    };
+    assert_eq!(task_id(&refused), task_id(&delivered));
+    assert_eq!(world.status().await["daemon"]["records_queued"], 0);
+    daemon.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_reaches_a_running_daemon_without_restart() {
+    let world = World::new().await;
+    let daemon = world.spawn_daemon().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(world.receiver.requests().is_empty());
+
+    let granted = world.ok(&["consent", "grant", "eula"]).await;
+    assert!(granted.contains("daemon: applied"), "{granted}");
+    assert!(
+        world.receiver.wait_for_requests(1, PATIENCE).await,
+        "grant did not take effect"
+    );
+    daemon.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_records_survive_a_daemon_restart() {
+    let world = World::new().await;
+    world.receiver.set_status(503);
+    world.ok(&["consent", "grant", "eula"]).await;
+    let daemon = world.spawn_daemon().await;
+    assert!(world.receiver.wait_for_requests(1, PATIENCE).await);
+    daemon.terminate().await;
+
+    let first_key = world.receiver.requests()[0].idempotency_key.clone();
+    world.receiver.set_status(200);
+    let seen = world.receiver.requests().len();
+    let daemon = world.spawn_daemon().await;
+    assert!(world.receiver.wait_for_requests(seen + 1, PATIENCE).await);
+    let delivered: Vec<_> = world
+        .receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .collect();
+    assert!(
+        delivered.iter().any(|r| r.idempotency_key == first_key),
+        "the batch queued before the restart was delivered after it"
+    );
+    daemon.terminate().await;
+}

@@ -1,0 +1,172 @@
+//! The one test world every integration test uses: a temporary directory
+//! with an agent config, a loopback TLS receiver (the library's own
+//! `receiver`, with a throwaway CA the agent trusts through `ca_file`), and
+//! helpers that run the real `consentry` binary against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use consentry::receiver::{LoopbackPki, Receiver};
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_consentry");
+
+/// Long enough for a debug build on a loaded two-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub receiver: Receiver,
+    pub config: PathBuf,
+}
+
+impl World {
+    /// A world whose daemon uploads every 300 ms and retries after 200 ms.
+    pub async fn new() -> Self {
+        Self::with_upload_extra("").await
+    }
+
+    /// As [`World::new`], with extra lines appended to `[upload]`.
+    pub async fn with_upload_extra(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = LoopbackPki::generate().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+        let receiver = Receiver::start(&pki).await.unwrap();
+        let config = dir.path().join("consentry.toml");
+        let world = Self {
+            dir,
+            receiver,
+            config,
+        };
+        world.write_config(&world.config_text(extra));
+        world
+    }
+
+    pub fn config_text(&self, upload_extra: &str) -> String {
+        format!(
+            r#"region = "global"
+state_dir = "state"
+runtime_dir = "run"
+consent_file = "consent.toml"
+
+[product]
+id = "it-product"
+version = "9.8.7.6"
+
+[collect]
+interval = "1h"
+
+[upload]
+endpoint = "{}"
+ca_file = "ca.pem"
+interval = "300ms"
+timeout = "5s"
+retry_initial = "200ms"
+retry_max = "1s"
+{upload_extra}
+"#,
+            self.receiver.url()
+        )
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `consentry ARGS --config <world config>` to completion.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        run_with_config(&self.config, args).await
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args).await;
+        assert!(
+            output.status.success(),
+            "consentry {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// `status --json`, parsed.
+    pub async fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"]).await).unwrap()
+    }
+
+    /// Starts `consentry daemon` and waits until its control socket answers.
+    pub async fn spawn_daemon(&self) -> Daemon {
+        let child = Command::new(BIN)
+            .args(["daemon", "--config"])
+            .arg(&self.config)
+            .env("CONSENTRY_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let daemon = Daemon { child };
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let status = self.status().await;
+            if status["daemon"].is_object() {
+                return daemon;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the daemon never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub async fn run_with_config(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap()
+}
+
+/// A running daemon process; killed if the test ends without stopping it.
+pub struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    /// SIGTERM, then the exit status and everything the daemon logged.
+    pub async fn terminate(self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().expect("daemon still running");
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let output = tokio::time::timeout(PATIENCE, self.child.wait_with_output())
+            .await
+            .expect("daemon did not stop after SIGTERM")
+            .unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+/// The one-line error a failed command printed.
+pub fn stderr_line(output: &Output) -> String {
+    let text = String::from_utf8_lossy(&output.stderr).into_owned();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line of error, got: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+    lines[0].to_owned()
+}
