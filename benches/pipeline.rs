@@ -1,1 +1,107 @@
-fn main() {}
+//! Criterion benches, one group per pipeline stage: the catalogue check, the
+//! consent decision, queueing in SQLite, and encoding a batch for the wire.
+//! Run with `cargo bench --bench pipeline`; numbers go to BENCHMARKS.md.
+
+use std::hint::black_box;
+
+use consentry::catalogue::{Catalogue, Region};
+use consentry::collect::{FieldValue, Record};
+use consentry::consent::{Consents, Method, Registry, grant};
+use consentry::store::{Batch, QueuedRecord, Store};
+use consentry::upload::protocol::Envelope;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use uuid::Uuid;
+
+fn update_identity_record() -> Record {
+    let mut record = Record::new("update_identity");
+    record
+        .set(
+            "product_id",
+            FieldValue::String("consentry-demo-suite".into()),
+        )
+        .set("product_version", FieldValue::String("1.0.0.0".into()))
+        .set("installation_id", FieldValue::Uuid(Uuid::new_v4()))
+        .set("update_task_id", FieldValue::Uuid(Uuid::new_v4()));
+    record
+}
+
+fn queued(record: &Record) -> QueuedRecord {
+    QueuedRecord {
+        purpose: record.purpose.clone(),
+        clause: "eula".into(),
+        clause_version: 1,
+        clause_sha256: "ab".repeat(32),
+        collected_at: consentry::collect::rfc3339(record.collected_at),
+        fields_json: serde_json::to_string(&record.fields).unwrap(),
+    }
+}
+
+fn gate(c: &mut Criterion) {
+    let catalogue = Catalogue::embedded();
+    let record = update_identity_record();
+    let dir = tempfile::tempdir().unwrap();
+    let consent_file = dir.path().join("consent.toml");
+    grant(&consent_file, &catalogue, "eula", Method::Cli).unwrap();
+
+    let mut group = c.benchmark_group("gate");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("catalogue_check", |b| {
+        b.iter(|| catalogue.check(black_box(&record)).unwrap())
+    });
+    let consents = Consents::load(&consent_file, &catalogue).unwrap();
+    let registry = Registry::evaluate(&catalogue, &consents, Region::Global);
+    group.bench_function("registry_is_allowed", |b| {
+        b.iter(|| registry.is_allowed(black_box("update_identity")))
+    });
+    group.bench_function("consent_file_load_and_evaluate", |b| {
+        b.iter(|| {
+            let consents = Consents::load(&consent_file, &catalogue).unwrap();
+            Registry::evaluate(&catalogue, &consents, Region::Global)
+        })
+    });
+    group.bench_function("fields_to_wire_json", |b| {
+        b.iter(|| serde_json::to_string(black_box(&record.fields)).unwrap())
+    });
+    group.finish();
+}
+
+const BATCH: usize = 500;
+
+fn store_and_encode(c: &mut Criterion) {
+    let records: Vec<QueuedRecord> = (0..BATCH)
+        .map(|_| queued(&update_identity_record()))
+        .collect();
+    let mut group = c.benchmark_group("store");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(20);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    group.bench_function("enqueue_500_one_transaction", |b| {
+        b.iter(|| store.enqueue(black_box(&records)).unwrap())
+    });
+    group.bench_function("claim_and_complete_500", |b| {
+        b.iter_batched(
+            || store.enqueue(&records).unwrap(),
+            |_| {
+                let batch = store.claim_batch(BATCH).unwrap().unwrap();
+                store.complete_batch(batch.id).unwrap()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+
+    let batch = Batch {
+        id: Uuid::new_v4(),
+        records,
+    };
+    let mut group = c.benchmark_group("protocol");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("envelope_encode_gzip_500", |b| {
+        b.iter(|| Envelope::from_batch(black_box(&batch)).unwrap().encode())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, gate, store_and_encode);
+criterion_main!(benches);
