@@ -102,9 +102,14 @@ fn list(output: &OutputArgs) -> anyhow::Result<ExitCode> {
                 consentry::catalogue::ClauseKind::Eula => "eula",
                 consentry::catalogue::ClauseKind::Voluntary => "voluntary",
             };
-            println!(
+            say!(
                 "{:<10} v{:<3} {:<10} {}\n{:<26}{}",
-                state.clause, state.version, kind, state.state, "", state.title
+                state.clause,
+                state.version,
+                kind,
+                state.state,
+                "",
+                state.title
             );
         }
     }
@@ -133,21 +138,23 @@ fn show(clause_id: &str, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         print_json(&Shown { clause, purposes })?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    say!(
         "{} (version {}, sha256 {})",
-        clause.title, clause.version, clause.text_sha256
+        clause.title,
+        clause.version,
+        clause.text_sha256
     );
-    println!("\n{}", clause.text.trim_end());
+    say!("\n{}", clause.text.trim_end());
     if !clause.requires.is_empty() {
-        println!(
+        say!(
             "\nTakes effect only together with: {}",
             clause.requires.join(", ")
         );
     }
     for purpose in purposes {
-        println!("\nPurpose {}: {}", purpose.id, purpose.title);
+        say!("\nPurpose {}: {}", purpose.id, purpose.title);
         for field in &purpose.fields {
-            println!(
+            say!(
                 "  {:<26} {:<9} {}",
                 field.name,
                 field.ty.to_string(),
@@ -195,16 +202,18 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
         print_json(&report)?;
     } else {
         match (&report.acceptance, report.changed) {
-            (Some(a), _) => println!(
+            (Some(a), _) => say!(
                 "accepted {} version {} (text sha256 {})",
-                a.clause, a.version, a.text_sha256
+                a.clause,
+                a.version,
+                a.text_sha256
             ),
-            (None, true) => println!(
-                "revoked {clause}; anything it had queued is purged before the next upload"
-            ),
-            (None, false) => println!("{clause} was not accepted; nothing to revoke"),
+            (None, true) => {
+                say!("revoked {clause}; anything it had queued is purged before the next upload")
+            }
+            (None, false) => say!("{clause} was not accepted; nothing to revoke"),
         }
-        println!("daemon: {}", report.daemon);
+        say!("daemon: {}", report.daemon);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -41,14 +41,14 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config_path)?;
     let catalogue = config.load_catalogue()?;
 
-    println!("consentry demo (everything stays on this machine)");
-    println!(
+    say!("consentry demo (everything stays on this machine)");
+    say!(
         "  receiver   {} (TLS, certificate from a throwaway CA)",
         receiver.url()
     );
-    println!("  state      {}", config.state_dir.display());
+    say!("  state      {}", config.state_dir.display());
     consent::grant(&config.consent_file, &catalogue, "eula", Method::Installer)?;
-    println!("  consent    eula accepted by the installer; ksn not accepted\n");
+    say!("  consent    eula accepted by the installer; ksn not accepted\n");
 
     let socket = config.control_socket();
     let pipeline = Pipeline::open(config.clone())?;
@@ -57,16 +57,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let agent = tokio::spawn(daemon::run(pipeline, listener, shutdown.clone()));
 
     let arrived = receiver.wait_for_requests(1, FIRST_BATCH_TIMEOUT).await;
-    println!("Decisions:");
+    say!("Decisions:");
     for decision in current_registry(&config, &catalogue).decisions() {
-        let verdict = if decision.allowed {
-            "allowed"
-        } else {
-            "blocked"
-        };
-        println!("  {:<20} {verdict}  {}", decision.purpose, decision.reason);
+        super::status::print_decision(decision);
     }
-    println!("\nReceived by the server:");
+    say!("\nReceived by the server:");
     let requests = receiver.requests();
     print_requests(&requests);
     if !arrived {
@@ -75,19 +70,19 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no batch reached the receiver within {FIRST_BATCH_TIMEOUT:?}");
     }
 
-    println!("\nRevoking eula (`consentry consent revoke eula`), then flushing:");
+    say!("\nRevoking eula (`consentry consent revoke eula`), then flushing:");
     consent::revoke(&config.consent_file, &catalogue, "eula")?;
     match control::request(&socket, &Request::ConsentChanged).await? {
         Response::Flushed(summary) => {
             for blocked in &summary.collect.blocked {
-                println!("  not collected: {blocked}");
+                say!("  not collected: {blocked}");
             }
         }
-        other => println!("  daemon answered: {other:?}"),
+        other => say!("  daemon answered: {other:?}"),
     }
     control::request(&socket, &Request::Flush).await?;
     let after = receiver.requests().len();
-    println!(
+    say!(
         "  requests at the receiver: {} before the revoke, {after} after",
         requests.len()
     );
@@ -96,12 +91,12 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     agent.await.context("the demo daemon panicked")??;
     if args.keep {
         let kept = dir.keep();
-        println!("\nKept {}", kept.display());
+        say!("\nKept {}", kept.display());
     }
     if after != requests.len() {
         anyhow::bail!("something was sent after the revoke");
     }
-    println!("\nDone: only catalogue fields of allowed purposes left the agent.");
+    say!("\nDone: only catalogue fields of allowed purposes left the agent.");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -137,10 +132,10 @@ retry_max = "5s"
 
 fn print_requests(requests: &[ReceivedRequest]) {
     if requests.is_empty() {
-        println!("  nothing");
+        say!("  nothing");
     }
     for request in requests {
-        println!(
+        say!(
             "  {} {} -> {}  Idempotency-Key: {}",
             request.method,
             request.path,
@@ -150,17 +145,17 @@ fn print_requests(requests: &[ReceivedRequest]) {
         match &request.envelope {
             Ok(envelope) => {
                 for record in &envelope.records {
-                    println!(
+                    say!(
                         "    {} under {} v{} (sha256 {}…)",
                         record.purpose,
                         record.clause,
                         record.clause_version,
                         &record.clause_sha256[..12.min(record.clause_sha256.len())]
                     );
-                    println!("      {}", record.fields.get());
+                    say!("      {}", record.fields.get());
                 }
             }
-            Err(err) => println!("    undecodable body: {err}"),
+            Err(err) => say!("    undecodable body: {err}"),
         }
     }
 }

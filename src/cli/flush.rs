@@ -32,19 +32,22 @@ pub async fn run(args: &OutputArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_summary(summary: &FlushSummary) {
-    println!("collected: {} record(s) queued", summary.collect.queued);
+    say!("collected: {} record(s) queued", summary.collect.queued);
     for blocked in &summary.collect.blocked {
-        println!("  blocked  {blocked}");
+        say!("  blocked  {blocked}");
     }
     for error in &summary.collect.errors {
-        println!("  error    {error}");
+        say!("  error    {error}");
     }
     let upload = &summary.upload;
-    println!(
+    say!(
         "uploaded: {} record(s) in {} batch(es); {} purged; {} still queued",
-        upload.records_sent, upload.batches_sent, upload.records_purged, upload.records_queued
+        upload.records_sent,
+        upload.batches_sent,
+        upload.records_purged,
+        upload.records_queued
     );
     if let Some(stopped) = &upload.stopped {
-        println!("  stopped  {stopped}");
+        say!("  stopped  {stopped}");
     }
 }

@@ -3,6 +3,17 @@
 //! reads the agent config from `--config` and prints text, or JSON with
 //! `--json`.
 
+/// `println!` for the CLI: a closed stdout (`consentry status | head -1`)
+/// ends the process quietly instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(err) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::cli::stdout_failed(err);
+        }
+    }};
+}
+
 mod consent;
 mod daemon;
 mod demo;
@@ -70,13 +81,15 @@ pub struct OutputArgs {
 pub fn init_logging(cli: &Cli) {
     let default = match cli.command {
         Command::Daemon(_) => "info",
-        _ => "warn",
+        // The CLI reports outcomes itself; its logs are for real trouble.
+        _ => "error",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CONSENTRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -94,6 +107,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("cannot encode JSON output")?;
-    println!("{text}");
+    say!("{text}");
     Ok(())
+}
+
+/// Where `say!` goes when stdout is gone: a reader that stopped reading is
+/// not an error of ours; anything else is reported once.
+pub fn stdout_failed(err: std::io::Error) -> ! {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to stdout: {err}");
+    std::process::exit(1);
 }

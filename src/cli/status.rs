@@ -58,32 +58,53 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         print_json(&status)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("region {}", status.region);
+    say!("region {}", status.region);
     for decision in &status.decisions {
         let verdict = if decision.allowed {
             "allowed"
         } else {
             "blocked"
         };
-        println!("{:<22} {verdict}  {}", decision.purpose, decision.reason);
+        say!("{:<22} {verdict}  {}", decision.purpose, decision.reason);
     }
     match &status.daemon {
         Some(daemon) => {
-            println!(
+            say!(
                 "daemon: running (pid {}), {} record(s) queued",
-                daemon.pid, daemon.records_queued
+                daemon.pid,
+                daemon.records_queued
             );
             if let Some(upload) = &daemon.last_upload {
                 let outcome = upload.stopped.as_deref().unwrap_or("ok");
-                println!(
+                say!(
                     "last upload: {} record(s) sent; {outcome}",
                     upload.records_sent
                 );
             }
         }
-        None => println!("daemon: not running"),
+        None => say!("daemon: not running"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per purpose: verdict, reason, and a note when this build has
+/// no collector for it (allowed, but nothing to send).
+pub fn print_decision(decision: &Decision) {
+    let verdict = if decision.allowed {
+        "allowed"
+    } else {
+        "blocked"
+    };
+    let note = if consentry::collect::has_collector(&decision.purpose) {
+        ""
+    } else {
+        " [no collector in this build yet]"
+    };
+    say!(
+        "  {:<20} {verdict}  {}{note}",
+        decision.purpose,
+        decision.reason
+    );
 }
 
 #[derive(Serialize)]
@@ -133,19 +154,21 @@ pub fn check(args: &OutputArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&report)?;
     } else {
-        println!("config     {}: ok", report.config);
-        println!(
+        say!("config     {}: ok", report.config);
+        say!(
             "catalogue  {}: {} clauses, {} purposes",
-            report.catalogue, report.clauses, report.purposes
+            report.catalogue,
+            report.clauses,
+            report.purposes
         );
         let accepted = if report.accepted.is_empty() {
             "nothing accepted".to_owned()
         } else {
             report.accepted.join(", ")
         };
-        println!("consent    {}: {accepted}", report.consent_file);
-        println!("endpoint   {}: ok", report.endpoint);
-        println!("state_dir  {}", report.state_dir);
+        say!("consent    {}: {accepted}", report.consent_file);
+        say!("endpoint   {}: ok", report.endpoint);
+        say!("state_dir  {}", report.state_dir);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -148,3 +148,9 @@ pub trait Collector: Send + Sync {
 pub fn all() -> Vec<Box<dyn Collector>> {
     vec![Box::new(UpdateIdentity)]
 }
+
+/// Whether this build has a collector for `purpose` (a purpose can be
+/// allowed by consent and still send nothing, for want of a collector).
+pub fn has_collector(purpose: &str) -> bool {
+    all().iter().any(|collector| collector.purpose() == purpose)
+}

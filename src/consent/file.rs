@@ -167,6 +167,7 @@ const NEW_FILE_HEADER: &str = "\
 # consentry consent file: which clause versions were accepted, when and how.
 # Edit with `consentry consent grant|revoke`, or by hand and check with
 # `consentry check`. Removing a record revokes that clause.
+
 ";
 
 /// Records acceptance of the catalogue's current version of `clause`,

@@ -191,3 +191,20 @@ async fn check_accepts_a_good_world() {
     assert_eq!(report["accepted"][0], "eula v1");
     assert_eq!(report["catalogue"], "embedded");
 }
+
+#[tokio::test]
+async fn a_closed_stdout_ends_quietly_not_with_a_panic() {
+    let world = World::new().await;
+    let mut child = tokio::process::Command::new(crate::support::BIN)
+        .args(["consent", "show", "ksn", "--config"])
+        .arg(&world.config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+}
