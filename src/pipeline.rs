@@ -137,6 +137,15 @@ impl Pipeline {
                 }
             };
             for record in records {
+                if record.purpose != purpose {
+                    let err = format!(
+                        "collector `{purpose}` emitted a record for `{}`; dropped",
+                        record.purpose
+                    );
+                    tracing::error!("{err}");
+                    summary.errors.push(err);
+                    continue;
+                }
                 if let Err(err) = self.gate(&record, &decision, &mut queued) {
                     tracing::error!(purpose, error = %err, "record refused by the catalogue");
                     summary.errors.push(err.to_string());
@@ -155,9 +164,6 @@ impl Pipeline {
         queued: &mut Vec<QueuedRecord>,
     ) -> Result<(), CheckError> {
         self.catalogue.check(record)?;
-        if record.purpose != decision.purpose {
-            return Err(CheckError::UnknownPurpose(record.purpose.clone()));
-        }
         let (Some(clause), Some(version), Some(sha)) = (
             &decision.clause,
             decision.clause_version,

@@ -100,13 +100,13 @@ impl Daemon {
                     self.next_collect = Instant::now() + self.pipeline.config().collect.interval.0;
                     self.collect();
                     tokio::select! {
-                        result = self.upload(false) => { result?; }
+                        _ = self.scheduled_upload() => {}
                         _ = shutdown.cancelled() => return Ok(()),
                     }
                 }
                 _ = sleep_until(self.next_upload) => {
                     tokio::select! {
-                        result = self.upload(false) => { result?; }
+                        _ = self.scheduled_upload() => {}
                         _ = shutdown.cancelled() => return Ok(()),
                     }
                 }
@@ -159,6 +159,16 @@ impl Daemon {
         }
         self.last_collect = Some(summary.clone());
         summary
+    }
+
+    /// An upload on the schedule. A store error (disk full, say) is logged
+    /// and retried at the next interval rather than ending the daemon: the
+    /// queue on disk is still the source of truth.
+    async fn scheduled_upload(&mut self) {
+        if let Err(err) = self.upload(false).await {
+            tracing::error!(error = %err, "upload failed; retrying at the next interval");
+            self.next_upload = Instant::now() + self.pipeline.config().upload.interval.0;
+        }
     }
 
     async fn upload(&mut self, force: bool) -> Result<UploadSummary, DaemonError> {

@@ -14,7 +14,6 @@ pub mod transport;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -257,16 +256,5 @@ impl Uploader {
         }
         summary.records_queued = self.store.depth()?;
         Ok(summary)
-    }
-
-    /// How long the caller may sleep before the next attempt is due.
-    pub fn wait_hint(&self, idle: Duration) -> Duration {
-        match self.not_before {
-            Some(t) => t
-                .saturating_duration_since(Instant::now())
-                .min(idle)
-                .max(Duration::from_millis(10)),
-            None => idle,
-        }
     }
 }
