@@ -195,6 +195,25 @@ impl Catalogue {
         self.clauses.values()
     }
 
+    /// `eula, ksn`: the clause ids, for error messages that say what would
+    /// have been accepted.
+    pub fn clause_ids(&self) -> String {
+        self.clauses
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The purpose ids, comma-separated, for error messages.
+    pub fn purpose_ids(&self) -> String {
+        self.purposes
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn purpose(&self, id: &str) -> Option<&Purpose> {
         self.purposes.get(id)
     }

@@ -119,10 +119,9 @@ fn list(output: &OutputArgs) -> anyhow::Result<ExitCode> {
 fn show(clause_id: &str, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let (_, catalogue) = load(output)?;
     let clause = catalogue.clause(clause_id).with_context(|| {
-        let known: Vec<_> = catalogue.clauses().map(|c| c.id.as_str()).collect();
         format!(
             "unknown clause `{clause_id}` (the catalogue has: {})",
-            known.join(", ")
+            catalogue.clause_ids()
         )
     })?;
     let purposes: Vec<_> = catalogue

@@ -33,10 +33,9 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(purpose) = &args.purpose
         && catalogue.purpose(purpose).is_none()
     {
-        let known: Vec<_> = catalogue.purposes().map(|p| p.id.as_str()).collect();
         anyhow::bail!(
             "unknown purpose `{purpose}` (the catalogue has: {})",
-            known.join(", ")
+            catalogue.purpose_ids()
         );
     }
     let registry = current_registry(&config, &catalogue);

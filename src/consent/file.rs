@@ -100,12 +100,11 @@ impl Consents {
         for entry in raw.accepted {
             let clause = entry.clause.get_ref();
             if catalogue.clause(clause).is_none() {
-                let known: Vec<_> = catalogue.clauses().map(|c| c.id.as_str()).collect();
                 problems.push(document.problem(
                     Some(entry.clause.span()),
                     format!(
                         "unknown clause `{clause}` (the catalogue has: {})",
-                        known.join(", ")
+                        catalogue.clause_ids()
                     ),
                 ));
                 continue;
@@ -256,10 +255,9 @@ pub fn revoke(path: &Path, catalogue: &Catalogue, clause: &str) -> Result<bool, 
 }
 
 fn unknown_clause(catalogue: &Catalogue, clause: &str) -> ConsentError {
-    let known: Vec<_> = catalogue.clauses().map(|c| c.id.as_str()).collect();
     ConsentError::UnknownClause {
         clause: clause.to_owned(),
-        known: known.join(", "),
+        known: catalogue.clause_ids(),
     }
 }
 

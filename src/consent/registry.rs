@@ -213,6 +213,17 @@ mod tests {
         fn grant(&self, clause: &str) {
             grant(&self.path, &self.catalogue, clause, Method::Cli).unwrap();
         }
+        /// The `update_identity` decision for this consent file under the
+        /// embedded catalogue with its first `from` replaced by `to`.
+        fn decide_under_edited_catalogue(&self, from: &str, to: &str) -> Decision {
+            let catalogue = Catalogue::from_document(&Document {
+                origin: Origin::Embedded("test"),
+                text: crate::catalogue::EMBEDDED.replacen(from, to, 1),
+            })
+            .unwrap();
+            let consents = Consents::load(&self.path, &catalogue).unwrap();
+            Registry::evaluate(&catalogue, &consents, Region::Global).decide("update_identity")
+        }
         fn registry(&self, region: Region) -> Registry {
             let consents = Consents::load(&self.path, &self.catalogue).unwrap();
             Registry::evaluate(&self.catalogue, &consents, region)
@@ -262,15 +273,7 @@ mod tests {
     fn older_version_needs_renewal() {
         let world = World::new();
         world.grant("eula");
-        let bumped = crate::catalogue::EMBEDDED.replacen("version = 1", "version = 2", 1);
-        let catalogue = Catalogue::from_document(&Document {
-            origin: Origin::Embedded("test"),
-            text: bumped,
-        })
-        .unwrap();
-        let consents = Consents::load(&world.path, &catalogue).unwrap();
-        let decision =
-            Registry::evaluate(&catalogue, &consents, Region::Global).decide("update_identity");
+        let decision = world.decide_under_edited_catalogue("version = 1", "version = 2");
         assert!(!decision.allowed);
         assert_eq!(
             decision.reason,
@@ -282,15 +285,7 @@ mod tests {
     fn changed_text_at_same_version_is_not_consent() {
         let world = World::new();
         world.grant("eula");
-        let edited = crate::catalogue::EMBEDDED.replacen("no personal", "NO personal", 1);
-        let catalogue = Catalogue::from_document(&Document {
-            origin: Origin::Embedded("test"),
-            text: edited,
-        })
-        .unwrap();
-        let consents = Consents::load(&world.path, &catalogue).unwrap();
-        let decision =
-            Registry::evaluate(&catalogue, &consents, Region::Global).decide("update_identity");
+        let decision = world.decide_under_edited_catalogue("no personal", "NO personal");
         assert!(!decision.allowed);
         assert!(
             decision.reason.contains("different text"),

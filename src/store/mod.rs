@@ -191,7 +191,9 @@ impl Store {
         let transaction = connection.transaction()?;
         let claimed: Option<String> = transaction
             .query_row(
-                "SELECT batch_id FROM queue WHERE batch_id IS NOT NULL ORDER BY id LIMIT 1",
+                // At most one batch is claimed at a time; the partial index
+                // finds it without touching the backlog.
+                "SELECT batch_id FROM queue INDEXED BY queue_claimed WHERE batch_id IS NOT NULL LIMIT 1",
                 [],
                 |row| row.get(0),
             )
@@ -200,14 +202,16 @@ impl Store {
             Some(Ok(id)) => id,
             _ => {
                 let id = Uuid::new_v4();
-                // A malformed id (never written by us) is released and replaced.
-                transaction.execute(
-                    "UPDATE queue SET batch_id = NULL WHERE batch_id IS NOT NULL",
-                    [],
-                )?;
+                if claimed.is_some() {
+                    // A malformed id (never written by us): release and replace.
+                    transaction.execute(
+                        "UPDATE queue SET batch_id = NULL WHERE batch_id IS NOT NULL",
+                        [],
+                    )?;
+                }
                 let claimed = transaction.execute(
                     "UPDATE queue SET batch_id = ?1 WHERE id IN
-                       (SELECT id FROM queue WHERE batch_id IS NULL ORDER BY id LIMIT ?2)",
+                       (SELECT id FROM queue NOT INDEXED WHERE batch_id IS NULL ORDER BY id LIMIT ?2)",
                     params![id.to_string(), max_records as i64],
                 )?;
                 if claimed == 0 {

@@ -23,7 +23,9 @@ const MIGRATIONS: &[&str] = &[
          fields         TEXT NOT NULL,
          batch_id       TEXT
      );
-     CREATE INDEX queue_batch ON queue (batch_id);
+     -- Partial: only claimed rows are indexed, so claiming the oldest
+     -- unclaimed rows walks the rowid order instead of sorting a backlog.
+     CREATE INDEX queue_claimed ON queue (batch_id) WHERE batch_id IS NOT NULL;
      CREATE INDEX queue_purpose ON queue (purpose);
      CREATE TABLE audit (
          id       INTEGER PRIMARY KEY AUTOINCREMENT,
