@@ -351,6 +351,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shipped_example_matches_the_embedded_catalogue() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/consent.example.toml");
+        let catalogue = Catalogue::embedded();
+        let consents = Consents::load(&path, &catalogue).unwrap();
+        let eula = consents.get("eula").unwrap();
+        let clause = catalogue.clause("eula").unwrap();
+        assert_eq!(
+            (eula.version, eula.text_sha256.as_str()),
+            (clause.version, clause.text_sha256.as_str())
+        );
+    }
+
+    #[test]
     fn missing_file_accepts_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let consents =

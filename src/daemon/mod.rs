@@ -173,13 +173,39 @@ impl Daemon {
 
     async fn upload(&mut self, force: bool) -> Result<UploadSummary, DaemonError> {
         let summary = self.pipeline.upload_once(force).await?;
-        let interval = self.pipeline.config().upload.interval.0;
-        self.next_upload = self
-            .pipeline
-            .uploader()
-            .not_before()
-            .unwrap_or_else(|| Instant::now() + interval);
+        self.next_upload = next_upload_at(
+            Instant::now(),
+            self.pipeline.uploader().not_before(),
+            self.pipeline.config().upload.interval.0,
+        );
         self.last_upload = Some(summary.clone());
         Ok(summary)
+    }
+}
+
+/// When to upload next: at the end of a pending backoff, else one interval
+/// from now. A backoff deadline already past must not schedule an upload
+/// "now" again, or a queue that cannot be sent (consent file unusable, say)
+/// would spin the loop.
+fn next_upload_at(now: Instant, not_before: Option<Instant>, interval: Duration) -> Instant {
+    match not_before {
+        Some(deadline) if deadline > now => deadline,
+        _ => now + interval,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_past_backoff_deadline_does_not_schedule_an_immediate_upload() {
+        let now = Instant::now();
+        let interval = Duration::from_secs(60);
+        let past = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        assert_eq!(next_upload_at(now, Some(past), interval), now + interval);
+        assert_eq!(next_upload_at(now, None, interval), now + interval);
+        let soon = now + Duration::from_secs(5);
+        assert_eq!(next_upload_at(now, Some(soon), interval), soon);
     }
 }

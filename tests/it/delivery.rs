@@ -231,3 +231,52 @@ async fn queued_records_survive_a_daemon_restart() {
     );
     daemon.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_consent_file_sends_nothing_and_loses_nothing() {
+    let world = World::new().await;
+    world.receiver.set_status(503);
+    world.ok(&["consent", "grant", "eula"]).await;
+    let daemon = world.spawn_daemon().await;
+    assert!(world.receiver.wait_for_requests(1, PATIENCE).await);
+
+    // A person breaks the file by hand while a batch is queued.
+    let good = std::fs::read_to_string(world.path("consent.toml")).unwrap();
+    std::fs::write(world.path("consent.toml"), format!("{good}\n[[accepted]\n")).unwrap();
+    world.receiver.set_status(200);
+    let seen = world.receiver.requests().len();
+    let flushed = world.run(&["flush"]).await;
+    assert!(
+        !flushed.status.success(),
+        "a held queue is not a successful flush"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        world.receiver.requests().len(),
+        seen,
+        "sent with an unreadable consent file"
+    );
+    let status = world.status().await;
+    assert!(
+        status["daemon"]["records_queued"].as_u64().unwrap() >= 1,
+        "queue held, not purged"
+    );
+    assert!(
+        status["decisions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("consent file unusable"),
+        "{status}"
+    );
+
+    // Once the file is repaired, the held batch goes out.
+    std::fs::write(world.path("consent.toml"), good).unwrap();
+    world.ok(&["flush"]).await;
+    assert!(
+        world.receiver.requests()[seen..]
+            .iter()
+            .any(|r| r.status == 200)
+    );
+    assert_eq!(world.status().await["daemon"]["records_queued"], 0);
+    daemon.terminate().await;
+}
