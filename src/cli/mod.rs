@@ -18,6 +18,7 @@ mod consent;
 mod daemon;
 mod demo;
 mod flush;
+mod history;
 mod status;
 
 use std::path::PathBuf;
@@ -49,6 +50,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Collect and upload now.
     Flush(OutputArgs),
+    /// The audit trail: every upload, failed attempt and purge.
+    History(history::HistoryArgs),
     /// Run the whole path on loopback with a throwaway receiver, then exit.
     Demo(demo::DemoArgs),
 }
@@ -100,6 +103,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consent(command) => consent::run(command).await,
         Command::Status(args) => status::run(&args).await,
         Command::Flush(args) => flush::run(&args).await,
+        Command::History(args) => history::run(&args),
         Command::Demo(args) => demo::run(&args).await,
     }
 }
