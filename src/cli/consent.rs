@@ -10,6 +10,9 @@ use consentry::catalogue::Catalogue;
 use consentry::config::Config;
 use consentry::consent::{self, Consents, Method};
 use consentry::control::{self, ControlError, Request, Response};
+use consentry::pipeline::current_registry;
+use consentry::store::{DATABASE_FILE, Store};
+use consentry::upload::purge_disallowed;
 use serde::Serialize;
 
 use super::{OutputArgs, print_json};
@@ -217,6 +220,18 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// With no daemon to tell, a revoke still takes effect on the queue at once:
+/// whatever the consent file no longer allows is purged here.
+fn purge_without_daemon(config: &Config) -> anyhow::Result<u64> {
+    if !config.state_dir.join(DATABASE_FILE).exists() {
+        return Ok(0);
+    }
+    let catalogue = config.load_catalogue()?;
+    let registry = current_registry(config, &catalogue);
+    let store = Store::open(&config.state_dir)?;
+    Ok(purge_disallowed(&store, &registry)?)
+}
+
 /// Best effort: a stopped daemon reads the file when it starts.
 async fn tell_daemon(config: &Config) -> String {
     match control::request(&config.control_socket(), &Request::ConsentChanged).await {
@@ -226,9 +241,13 @@ async fn tell_daemon(config: &Config) -> String {
         ),
         Ok(Response::Error { message }) => format!("refused the change notice: {message}"),
         Ok(other) => format!("answered unexpectedly: {other:?}"),
-        Err(ControlError::NotRunning(_)) => {
-            "not running; the change applies when it starts".to_owned()
-        }
+        Err(ControlError::NotRunning(_)) => match purge_without_daemon(config) {
+            Ok(0) => "not running; the change applies when it starts".to_owned(),
+            Ok(purged) => format!("not running; purged {purged} queued record(s) here"),
+            Err(err) => format!(
+                "not running, and the queue could not be purged here ({err:#}); it will be before the next upload"
+            ),
+        },
         Err(err) => {
             format!("not told ({err}); it re-reads the consent file before its next upload")
         }

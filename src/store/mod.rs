@@ -158,19 +158,21 @@ impl Store {
     }
 
     /// Deletes queued records whose purpose `is_allowed` refuses, returning
-    /// how many went. A batch that loses records is released, so the next
+    /// how many went, and records the purge in the audit trail in the same
+    /// transaction. A batch that loses records is released, so the next
     /// attempt gets a fresh id for what remains.
-    pub fn purge_blocked(&self, is_allowed: impl Fn(&str) -> bool) -> Result<u64, StoreError> {
+    pub fn purge_blocked(
+        &self,
+        is_allowed: impl Fn(&str) -> bool,
+        why: &str,
+    ) -> Result<u64, StoreError> {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
-        let purposes: Vec<String> = {
-            let mut query = transaction.prepare("SELECT DISTINCT purpose FROM queue")?;
-            query
-                .query_map([], |row| row.get(0))?
-                .collect::<Result<_, _>>()?
-        };
         let mut purged = 0u64;
-        for purpose in purposes.iter().filter(|p| !is_allowed(p)) {
+        for purpose in queued_purposes(&transaction)? {
+            if is_allowed(&purpose) {
+                continue;
+            }
             transaction.execute(
                 "UPDATE queue SET batch_id = NULL WHERE batch_id IN
                    (SELECT DISTINCT batch_id FROM queue WHERE purpose = ?1 AND batch_id IS NOT NULL)",
@@ -179,6 +181,9 @@ impl Store {
             purged += transaction
                 .execute("DELETE FROM queue WHERE purpose = ?1", params![purpose])?
                 as u64;
+        }
+        if purged > 0 {
+            insert_audit(&transaction, "purged", None, purged, why)?;
         }
         transaction.commit()?;
         Ok(purged)
@@ -268,18 +273,7 @@ impl Store {
         records: u64,
         detail: &str,
     ) -> Result<(), StoreError> {
-        let connection = self.lock();
-        connection.execute(
-            "INSERT INTO audit (at, event, batch_id, records, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                rfc3339(SystemTime::now()),
-                event,
-                batch_id.map(|id| id.to_string()),
-                records as i64,
-                detail
-            ],
-        )?;
-        Ok(())
+        insert_audit(&self.lock(), event, batch_id, records, detail)
     }
 
     /// The newest `limit` audit lines, oldest first.
@@ -302,6 +296,42 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(entries)
     }
+}
+
+/// The distinct purposes in the queue, by hopping along the purpose index
+/// (one lookup per purpose, not a walk over every queued record).
+fn queued_purposes(connection: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut purposes = Vec::new();
+    let mut next =
+        connection.prepare_cached("SELECT MIN(purpose) FROM queue WHERE purpose > ?1")?;
+    let mut after = String::new();
+    while let Some(purpose) =
+        next.query_row(params![after], |row| row.get::<_, Option<String>>(0))?
+    {
+        purposes.push(purpose.clone());
+        after = purpose;
+    }
+    Ok(purposes)
+}
+
+fn insert_audit(
+    connection: &Connection,
+    event: &str,
+    batch_id: Option<Uuid>,
+    records: u64,
+    detail: &str,
+) -> Result<(), StoreError> {
+    connection.execute(
+        "INSERT INTO audit (at, event, batch_id, records, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            rfc3339(SystemTime::now()),
+            event,
+            batch_id.map(|id| id.to_string()),
+            records as i64,
+            detail
+        ],
+    )?;
+    Ok(())
 }
 
 /// Creates `state_dir` (mode 0700) if missing, and proves it is usable.

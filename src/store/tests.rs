@@ -62,7 +62,21 @@ fn purge_removes_only_blocked_purposes_and_releases_their_batch() {
         .unwrap();
     let claimed = store.claim_batch(10).unwrap().unwrap();
 
-    assert_eq!(store.purge_blocked(|purpose| purpose != "a").unwrap(), 2);
+    assert_eq!(
+        store
+            .purge_blocked(|purpose| purpose != "a", "a revoked")
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .purge_blocked(|purpose| purpose != "a", "again")
+            .unwrap(),
+        0
+    );
+    let audit = store.recent_audit(10).unwrap();
+    assert_eq!(audit.len(), 1, "an empty purge leaves no line");
+    assert_eq!((audit[0].event.as_str(), audit[0].records), ("purged", 2));
     let after = store.claim_batch(10).unwrap().unwrap();
     assert_ne!(
         after.id, claimed.id,

@@ -149,6 +149,26 @@ pub enum UploadError {
     Store(#[from] StoreError),
 }
 
+/// Deletes queued records whose purpose `registry` no longer allows (a
+/// revoke, a renewal that is due), with a line in the audit trail. An
+/// unusable consent file purges nothing: fail closed, but lose nothing.
+pub fn purge_disallowed(store: &Store, registry: &Registry) -> Result<u64, StoreError> {
+    if registry.unreadable().is_some() {
+        return Ok(0);
+    }
+    let purged = store.purge_blocked(
+        |purpose| registry.is_allowed(purpose),
+        "consent no longer allows these purposes",
+    )?;
+    if purged > 0 {
+        tracing::info!(
+            records = purged,
+            "purged queued records whose consent is gone"
+        );
+    }
+    Ok(purged)
+}
+
 /// Sends queued batches, remembering failures between calls.
 pub struct Uploader {
     store: Arc<Store>,
@@ -191,21 +211,7 @@ impl Uploader {
             summary.records_queued = self.store.depth()?;
             return Ok(summary);
         }
-        summary.records_purged = self
-            .store
-            .purge_blocked(|purpose| registry.is_allowed(purpose))?;
-        if summary.records_purged > 0 {
-            tracing::info!(
-                records = summary.records_purged,
-                "purged queued records whose consent is gone"
-            );
-            self.store.audit(
-                "purged",
-                None,
-                summary.records_purged,
-                "consent no longer allows these purposes",
-            )?;
-        }
+        summary.records_purged = purge_disallowed(&self.store, registry)?;
         if !force && self.not_before.is_some_and(|t| Instant::now() < t) {
             summary.retry_in_seconds = self
                 .not_before

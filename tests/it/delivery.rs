@@ -308,3 +308,29 @@ async fn history_shows_failed_and_delivered_uploads() {
     assert_ne!(history[1]["batch_id"], history[2]["batch_id"]);
     assert_eq!(history[0]["detail"], "receiver answered 500");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_purges_the_queue_even_with_no_daemon_running() {
+    let world = World::new().await;
+    world.receiver.set_status(503);
+    world.ok(&["consent", "grant", "eula"]).await;
+    assert!(!world.run(&["flush"]).await.status.success());
+    let refused = world.receiver.requests()[0].idempotency_key.clone();
+
+    let revoked = world.ok(&["consent", "revoke", "eula"]).await;
+    assert!(revoked.contains("purged 1 queued record(s)"), "{revoked}");
+
+    // Accepting again must not resurrect what was collected before.
+    world.receiver.set_status(200);
+    world.ok(&["consent", "grant", "eula"]).await;
+    world.ok(&["flush"]).await;
+    let delivered: Vec<_> = world
+        .receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .collect();
+    assert_eq!(delivered.len(), 1);
+    assert_ne!(delivered[0].idempotency_key, refused);
+    assert_eq!(delivered[0].envelope.as_ref().unwrap().records.len(), 1);
+}
