@@ -85,7 +85,7 @@ fn store_and_encode(c: &mut Criterion) {
     group.bench_function(format!("claim_and_complete_500_behind_{backlog}"), |b| {
         b.iter(|| {
             let batch = store.claim_batch(BATCH).unwrap().unwrap();
-            store.complete_batch(batch.id).unwrap()
+            store.complete_batch(batch.id, "uploaded", "test").unwrap()
         })
     });
     let dir = tempfile::tempdir().unwrap();
@@ -95,7 +95,7 @@ fn store_and_encode(c: &mut Criterion) {
             || store.enqueue(&records).unwrap(),
             |_| {
                 let batch = store.claim_batch(BATCH).unwrap().unwrap();
-                store.complete_batch(batch.id).unwrap()
+                store.complete_batch(batch.id, "uploaded", "test").unwrap()
             },
             BatchSize::PerIteration,
         )

@@ -247,14 +247,18 @@ impl Store {
         Ok(Some(Batch { id, records }))
     }
 
-    /// The receiver acknowledged the batch: its records leave the queue.
-    pub fn complete_batch(&self, id: Uuid) -> Result<u64, StoreError> {
-        let connection = self.lock();
-        let deleted = connection.execute(
+    /// The batch is done with (delivered, or dropped as unsendable): its
+    /// records leave the queue and the audit trail says why, atomically.
+    pub fn complete_batch(&self, id: Uuid, event: &str, detail: &str) -> Result<u64, StoreError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let deleted = transaction.execute(
             "DELETE FROM queue WHERE batch_id = ?1",
             params![id.to_string()],
-        )?;
-        Ok(deleted as u64)
+        )? as u64;
+        insert_audit(&transaction, event, Some(id), deleted, detail)?;
+        transaction.commit()?;
+        Ok(deleted)
     }
 
     /// Records waiting, all purposes.

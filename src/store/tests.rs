@@ -33,11 +33,14 @@ fn a_retried_batch_keeps_its_id_and_completion_removes_it() {
     assert_eq!(first.id, retry.id);
     assert_eq!(first.records, retry.records);
 
-    assert_eq!(store.complete_batch(first.id).unwrap(), 3);
+    assert_eq!(
+        store.complete_batch(first.id, "uploaded", "test").unwrap(),
+        3
+    );
     let next = store.claim_batch(3).unwrap().unwrap();
     assert_ne!(next.id, first.id);
     assert_eq!(next.records, vec![record("a", 3), record("a", 4)]);
-    store.complete_batch(next.id).unwrap();
+    store.complete_batch(next.id, "uploaded", "test").unwrap();
     assert!(store.claim_batch(3).unwrap().is_none());
     assert_eq!(store.depth().unwrap(), 0);
 }

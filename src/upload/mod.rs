@@ -227,18 +227,16 @@ impl Uploader {
                 Err(err) => {
                     // Unsendable rows must not block the queue forever.
                     tracing::error!(batch = %batch.id, error = %err, "dropping a corrupt batch");
-                    self.store.complete_batch(batch.id)?;
                     self.store
-                        .audit("dropped", Some(batch.id), count, &err.to_string())?;
+                        .complete_batch(batch.id, "dropped", &err.to_string())?;
                     continue;
                 }
             };
             let result = self.transport.send(batch.id, envelope.encode()).await;
             match &result {
                 UploadResult::Accepted { .. } => {
-                    self.store.complete_batch(batch.id)?;
                     self.store
-                        .audit("uploaded", Some(batch.id), count, &result.detail())?;
+                        .complete_batch(batch.id, "uploaded", &result.detail())?;
                     tracing::info!(batch = %batch.id, records = count, "batch delivered");
                     self.consecutive_failures = 0;
                     self.not_before = None;
