@@ -334,3 +334,14 @@ async fn revoke_purges_the_queue_even_with_no_daemon_running() {
     assert_ne!(delivered[0].idempotency_key, refused);
     assert_eq!(delivered[0].envelope.as_ref().unwrap().records.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_the_daemon_cleanly_too() {
+    let world = World::new().await;
+    let daemon = world.spawn_daemon().await;
+    let (status, log) = daemon.stop_with(rustix::process::Signal::INT).await;
+    assert!(status.success(), "daemon exit {status:?}: {log}");
+    assert!(log.contains("SIGINT: shutting down"), "{log}");
+    assert!(log.contains("daemon stopped"), "{log}");
+    assert!(!world.path("run/control.sock").exists());
+}

@@ -145,12 +145,17 @@ pub struct Daemon {
 impl Daemon {
     /// SIGTERM, then the exit status and everything the daemon logged.
     pub async fn terminate(self) -> (std::process::ExitStatus, String) {
+        self.stop_with(rustix::process::Signal::TERM).await
+    }
+
+    /// Sends `signal`, then waits for the exit status and the log.
+    pub async fn stop_with(
+        self,
+        signal: rustix::process::Signal,
+    ) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().expect("daemon still running");
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(pid as i32).unwrap(),
-            rustix::process::Signal::TERM,
-        )
-        .unwrap();
+        rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), signal)
+            .unwrap();
         let output = tokio::time::timeout(PATIENCE, self.child.wait_with_output())
             .await
             .expect("daemon did not stop after SIGTERM")
