@@ -198,20 +198,12 @@ impl Catalogue {
     /// `eula, ksn`: the clause ids, for error messages that say what would
     /// have been accepted.
     pub fn clause_ids(&self) -> String {
-        self.clauses
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
+        comma_separated(self.clauses.keys())
     }
 
     /// The purpose ids, comma-separated, for error messages.
     pub fn purpose_ids(&self) -> String {
-        self.purposes
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
+        comma_separated(self.purposes.keys())
     }
 
     pub fn purpose(&self, id: &str) -> Option<&Purpose> {
@@ -246,6 +238,10 @@ impl Catalogue {
         }
         Ok(())
     }
+}
+
+fn comma_separated<'a>(ids: impl Iterator<Item = &'a String>) -> String {
+    ids.map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
 impl FieldValue {

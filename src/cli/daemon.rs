@@ -30,11 +30,10 @@ pub async fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
             shutdown.cancel();
         })
     };
-    let result = daemon::run(pipeline, listener, shutdown.clone()).await;
+    daemon::run(pipeline, listener, shutdown.clone()).await;
     shutdown.cancel();
     let _ = watcher.await;
     // Remove our socket so the next start does not have to probe it.
     let _ = std::fs::remove_file(&socket);
-    result?;
     Ok(ExitCode::SUCCESS)
 }

@@ -88,7 +88,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
 
     shutdown.cancel();
-    agent.await.context("the demo daemon panicked")??;
+    agent.await.context("the demo daemon panicked")?;
     say!("\nAudit trail (`consentry history`):");
     let store = consentry::store::Store::open(&config.state_dir)?;
     super::history::print_entries(&store.recent_audit(10)?);

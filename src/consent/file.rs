@@ -19,7 +19,7 @@ use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
 use crate::catalogue::Catalogue;
 use crate::collect::rfc3339;
-use crate::document::{Document, Problems, ReadError};
+use crate::document::{Document, Origin, Problems, ReadError};
 
 /// How an acceptance was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,9 +180,16 @@ pub fn grant(
     let known = catalogue
         .clause(clause)
         .ok_or_else(|| unknown_clause(catalogue, clause))?;
-    // Validate what is there first: never build on top of a broken file.
-    Consents::load(path, catalogue)?;
-    let mut document = read_editable(path)?;
+    let text = read_text(path)?;
+    if let Some(text) = &text {
+        // Validate what is there first: never build on top of a broken file.
+        let document = Document {
+            origin: Origin::File(path.to_path_buf()),
+            text: text.clone(),
+        };
+        Consents::from_document(&document, catalogue)?;
+    }
+    let mut document = editable(path, text)?;
     let acceptance = Acceptance {
         clause: known.id.clone(),
         version: known.version,
@@ -243,10 +250,10 @@ pub fn revoke(path: &Path, catalogue: &Catalogue, clause: &str) -> Result<bool, 
     if catalogue.clause(clause).is_none() {
         return Err(unknown_clause(catalogue, clause));
     }
-    if !path.exists() {
+    let Some(text) = read_text(path)? else {
         return Ok(false);
-    }
-    let mut document = read_editable(path)?;
+    };
+    let mut document = editable(path, Some(text))?;
     if !remove_records(&mut document, clause) {
         return Ok(false);
     }
@@ -261,18 +268,22 @@ fn unknown_clause(catalogue: &Catalogue, clause: &str) -> ConsentError {
     }
 }
 
-fn read_editable(path: &Path) -> Result<DocumentMut, ConsentError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => NEW_FILE_HEADER.to_owned(),
-        Err(source) => {
-            return Err(ConsentError::Read(ReadError::Io {
-                path: path.to_path_buf(),
-                source,
-            }));
-        }
-    };
-    text.parse::<DocumentMut>()
+/// The consent file's text, or `None` when there is no file yet.
+fn read_text(path: &Path) -> Result<Option<String>, ConsentError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ConsentError::Read(ReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })),
+    }
+}
+
+/// An editable document of `text`, or of a commented header for a new file.
+fn editable(path: &Path, text: Option<String>) -> Result<DocumentMut, ConsentError> {
+    text.unwrap_or_else(|| NEW_FILE_HEADER.to_owned())
+        .parse::<DocumentMut>()
         .map_err(|err| ConsentError::Edit {
             path: path.to_path_buf(),
             message: err.to_string(),

@@ -49,12 +49,10 @@ struct Daemon {
 
 /// Runs until `shutdown` is cancelled. Collection runs at start-up and then
 /// every `[collect] interval`; upload follows each collection, runs every
-/// `[upload] interval`, and waits out the backoff after a failure.
-pub async fn run(
-    pipeline: Pipeline,
-    listener: UnixListener,
-    shutdown: CancellationToken,
-) -> Result<(), DaemonError> {
+/// `[upload] interval`, and waits out the backoff after a failure. Failures
+/// inside are logged and retried, never fatal: start-up errors surface
+/// earlier, from `Pipeline::open` and `bind_control_socket`.
+pub async fn run(pipeline: Pipeline, listener: UnixListener, shutdown: CancellationToken) {
     let (requests, mut inbox) = mpsc::channel::<Envelope>(CONTROL_QUEUE);
     let server = tokio::spawn(listener::serve(listener, requests, shutdown.clone()));
     let now = Instant::now();
@@ -70,29 +68,24 @@ pub async fn run(
         region = %daemon.pipeline.config().region,
         "daemon started"
     );
-    let result = daemon.serve(&mut inbox, &shutdown).await;
+    daemon.serve(&mut inbox, &shutdown).await;
     shutdown.cancel();
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         tracing::warn!("control connections still open after the grace period; terminating now");
     }
     tracing::info!("daemon stopped");
-    result
 }
 
 impl Daemon {
-    async fn serve(
-        &mut self,
-        inbox: &mut mpsc::Receiver<Envelope>,
-        shutdown: &CancellationToken,
-    ) -> Result<(), DaemonError> {
+    async fn serve(&mut self, inbox: &mut mpsc::Receiver<Envelope>, shutdown: &CancellationToken) {
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => return,
                 Some((request, reply)) = inbox.recv() => {
                     let response = tokio::select! {
                         response = self.handle(request) => response,
-                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = shutdown.cancelled() => return,
                     };
                     let _ = reply.send(response);
                 }
@@ -101,13 +94,13 @@ impl Daemon {
                     self.collect();
                     tokio::select! {
                         _ = self.scheduled_upload() => {}
-                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = shutdown.cancelled() => return,
                     }
                 }
                 _ = sleep_until(self.next_upload) => {
                     tokio::select! {
                         _ = self.scheduled_upload() => {}
-                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = shutdown.cancelled() => return,
                     }
                 }
             }
