@@ -20,8 +20,7 @@ fn update_identity_fields() -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_only_eula_update_identity_arrives_with_catalogue_fields_only() {
-    let world = World::new().await;
-    world.ok(&["consent", "grant", "eula"]).await;
+    let world = World::with_eula_answering(200).await;
     let daemon = world.spawn_daemon().await;
 
     assert!(
@@ -96,8 +95,7 @@ async fn with_nothing_accepted_the_receiver_gets_no_request_at_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_revoke_nothing_more_arrives_and_the_queue_is_purged() {
-    let world = World::new().await;
-    world.ok(&["consent", "grant", "eula"]).await;
+    let world = World::with_eula_answering(200).await;
     let daemon = world.spawn_daemon().await;
     assert!(world.receiver.wait_for_requests(1, PATIENCE).await);
 
@@ -148,9 +146,7 @@ async fn after_revoke_nothing_more_arrives_and_the_queue_is_purged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_500_keeps_the_batch_queued_and_it_arrives_after_recovery() {
-    let world = World::new().await;
-    world.receiver.set_status(500);
-    world.ok(&["consent", "grant", "eula"]).await;
+    let world = World::with_eula_answering(500).await;
     let daemon = world.spawn_daemon().await;
 
     // At least two refused attempts: the batch is retried, not lost.
@@ -207,9 +203,7 @@ async fn a_grant_reaches_a_running_daemon_without_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_records_survive_a_daemon_restart() {
-    let world = World::new().await;
-    world.receiver.set_status(503);
-    world.ok(&["consent", "grant", "eula"]).await;
+    let world = World::with_eula_answering(503).await;
     let daemon = world.spawn_daemon().await;
     assert!(world.receiver.wait_for_requests(1, PATIENCE).await);
     daemon.terminate().await;
@@ -234,9 +228,7 @@ async fn queued_records_survive_a_daemon_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_consent_file_sends_nothing_and_loses_nothing() {
-    let world = World::new().await;
-    world.receiver.set_status(503);
-    world.ok(&["consent", "grant", "eula"]).await;
+    let world = World::with_eula_answering(503).await;
     let daemon = world.spawn_daemon().await;
     assert!(world.receiver.wait_for_requests(1, PATIENCE).await);
 
@@ -311,9 +303,7 @@ async fn history_shows_failed_and_delivered_uploads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_purges_the_queue_even_with_no_daemon_running() {
-    let world = World::new().await;
-    world.receiver.set_status(503);
-    world.ok(&["consent", "grant", "eula"]).await;
+    let world = World::with_eula_answering(503).await;
     assert!(!world.run(&["flush"]).await.status.success());
     let refused = world.receiver.requests()[0].idempotency_key.clone();
 

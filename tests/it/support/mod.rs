@@ -27,6 +27,15 @@ impl World {
         Self::with_upload_extra("").await
     }
 
+    /// A world whose receiver answers `status` and whose EULA is accepted
+    /// (through the CLI, as an installer would).
+    pub async fn with_eula_answering(status: u16) -> Self {
+        let world = Self::new().await;
+        world.receiver.set_status(status);
+        world.ok(&["consent", "grant", "eula"]).await;
+        world
+    }
+
     /// As [`World::new`], with extra lines appended to `[upload]`.
     pub async fn with_upload_extra(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
