@@ -8,12 +8,12 @@
 //! in a file that controls what is sent must never be silently ignored.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use toml::Spanned;
 
 use crate::catalogue::{Catalogue, Region};
+pub use crate::clock::HumanDuration;
 use crate::collect::{CollectConfig, ProductConfig};
 use crate::document::{Document, Problems, ReadError};
 use crate::upload::UploadConfig;
@@ -132,28 +132,6 @@ impl Config {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// A duration written the human way in config files: `"90s"`, `"6h"`,
-/// `"250ms"`. A bad value is reported at its line and column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        let duration = humantime::parse_duration(&text).map_err(|err| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a duration ({err}); write it like \"90s\", \"5m\" or \"6h\""
-            ))
-        })?;
-        if duration.is_zero() {
-            return Err(serde::de::Error::custom(
-                "a duration of zero is not allowed here",
-            ));
-        }
-        Ok(Self(duration))
-    }
 }
 
 #[cfg(test)]

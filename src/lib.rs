@@ -19,6 +19,7 @@
 //! receiver used by `consentry demo` and the integration tests.
 
 pub mod catalogue;
+pub mod clock;
 pub mod collect;
 pub mod config;
 pub mod consent;

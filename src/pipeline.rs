@@ -176,7 +176,7 @@ impl Pipeline {
             clause: clause.clone(),
             clause_version: version,
             clause_sha256: sha.clone(),
-            collected_at: collect::rfc3339(record.collected_at),
+            collected_at: crate::clock::rfc3339(record.collected_at),
             fields_json: serde_json::to_string(&record.fields).expect("fields always serialize"),
         });
         Ok(())

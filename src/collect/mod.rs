@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 pub use update_identity::UpdateIdentity;
 
-use crate::config::HumanDuration;
+use crate::clock::{HumanDuration, rfc3339};
 
 /// The product this agent reports for, from the agent config.
 #[derive(Debug, Clone, Deserialize)]
@@ -83,12 +83,6 @@ impl Serialize for FieldValue {
             FieldValue::Timestamp(t) => serializer.collect_str(&rfc3339(*t)),
         }
     }
-}
-
-/// RFC 3339 UTC with second precision: what every timestamp on the wire
-/// and in the consent file looks like.
-pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// What one collector produced for one purpose at one time.

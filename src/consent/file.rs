@@ -18,7 +18,7 @@ use toml::Spanned;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
 use crate::catalogue::Catalogue;
-use crate::collect::rfc3339;
+use crate::clock::rfc3339;
 use crate::document::{Document, Origin, Problems, ReadError};
 
 /// How an acceptance was given.

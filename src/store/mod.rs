@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::collect::rfc3339;
+use crate::clock::rfc3339;
 
 /// File name of the database inside `state_dir`.
 pub const DATABASE_FILE: &str = "consentry.sqlite3";

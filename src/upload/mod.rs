@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::config::HumanDuration;
+use crate::clock::HumanDuration;
 use crate::consent::Registry;
 use crate::store::{Store, StoreError};
 pub use policy::{RetryPolicy, UploadResult};

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::collect::rfc3339;
+use crate::clock::rfc3339;
 use crate::store::Batch;
 
 /// Version of the envelope; a receiver refuses what it does not know.

@@ -1,0 +1,57 @@
+//! Time as it appears in files and on the wire: human durations in config
+//! files (`"90s"`, `"6h"`) and RFC 3339 UTC timestamps.
+//!
+//! A leaf module: it imports nothing from the crate, so config, collectors,
+//! the store, the consent file and the protocol can all use it without
+//! importing each other.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Deserializer};
+
+/// RFC 3339 UTC with second precision: what every timestamp on the wire
+/// and in the consent file looks like.
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// A duration written the human way in config files: `"90s"`, `"6h"`,
+/// `"250ms"`. A bad value is reported at its line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let duration = humantime::parse_duration(&text).map_err(|err| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration ({err}); write it like \"90s\", \"5m\" or \"6h\""
+            ))
+        })?;
+        if duration.is_zero() {
+            return Err(serde::de::Error::custom(
+                "a duration of zero is not allowed here",
+            ));
+        }
+        Ok(Self(duration))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_seconds() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_900);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn durations_parse_and_zero_is_refused() {
+        let d: HumanDuration = serde_json::from_str("\"90s\"").unwrap();
+        assert_eq!(d.0, Duration::from_secs(90));
+        assert!(serde_json::from_str::<HumanDuration>("\"0s\"").is_err());
+        assert!(serde_json::from_str::<HumanDuration>("\"soon\"").is_err());
+    }
+}
