@@ -128,6 +128,11 @@ impl Config {
     pub fn control_socket(&self) -> PathBuf {
         self.runtime_dir.join("control.sock")
     }
+
+    /// The ingest socket inside `runtime_dir`.
+    pub fn ingest_socket(&self) -> PathBuf {
+        self.runtime_dir.join("ingest.sock")
+    }
 }
 
 fn absolute(path: &Path) -> PathBuf {

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+use std::collections::BTreeMap;
+
 use crate::consent::Decision;
-use crate::pipeline::{CollectSummary, FlushSummary};
 use crate::upload::UploadSummary;
 
 /// Longest request or response line accepted, so a confused peer cannot
@@ -23,6 +24,35 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// upload that itself times out after `[upload] timeout`).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What one collection did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectSummary {
+    /// Records that passed the check and the gate, and are now queued.
+    pub queued: u64,
+    /// `purpose: reason` for every collector whose records were not queued.
+    pub blocked: Vec<String>,
+    /// Collector or catalogue-check failures.
+    pub errors: Vec<String>,
+}
+
+/// A collection followed by an upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlushSummary {
+    pub collect: CollectSummary,
+    pub upload: UploadSummary,
+}
+
+/// What the daemon did about a consent change before answering.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentApplied {
+    /// Queued records purged because their purpose is no longer allowed.
+    pub purged: u64,
+    /// Whether an open KSN window was discarded (its consent is gone).
+    pub ksn_window_discarded: bool,
+    /// Records still queued.
+    pub queued: u64,
+}
+
 /// What the CLI asks of the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -31,8 +61,9 @@ pub enum Request {
     Status,
     /// Collect and upload now, ignoring any wait after a failure.
     Flush,
-    /// The consent file changed: re-read it, purge what is no longer
-    /// allowed, collect what now is, and upload.
+    /// The consent file changed: re-read it and purge what is no longer
+    /// allowed before answering; collecting and uploading what now is
+    /// allowed happens after the answer, never in its way.
     ConsentChanged,
 }
 
@@ -41,6 +72,10 @@ pub enum Request {
 pub struct DaemonStatus {
     pub pid: u32,
     pub records_queued: u64,
+    /// Events dropped at the ingest socket because their purpose was not
+    /// allowed, per purpose, since the daemon started.
+    #[serde(default)]
+    pub discarded: BTreeMap<String, u64>,
     pub decisions: Vec<Decision>,
     pub last_collect: Option<CollectSummary>,
     pub last_upload: Option<UploadSummary>,
@@ -52,6 +87,7 @@ pub struct DaemonStatus {
 pub enum Response {
     Status(DaemonStatus),
     Flushed(FlushSummary),
+    ConsentApplied(ConsentApplied),
     Error { message: String },
 }
 

@@ -2,21 +2,23 @@
 //! telemetry, and only what an accepted clause allows.
 //!
 //! The path of one record:
-//! 1. a collector (`collect`) produces a typed `Record` for one purpose;
-//! 2. the pipeline (`pipeline`) checks it against the catalogue
-//!    (`catalogue::Catalogue::check`): unknown purposes and undeclared
-//!    fields are refused;
-//! 3. the consent registry (`consent::Registry`) decides whether the purpose
-//!    is allowed now, and by which clause version;
-//! 4. allowed records are queued durably (`store`), tagged with that clause;
-//! 5. before each send the uploader (`upload`) asks the registry again,
-//!    purges what is no longer allowed, batches, gzips and POSTs over TLS
-//!    with an `Idempotency-Key`; a 2xx removes the batch, anything else keeps
-//!    it queued for a later attempt; every outcome lands in the audit trail.
+//! 1. a component sends an event over the ingest socket (`ingest`), or a
+//!    periodic collector looks at the system; a collector (`collect`) turns
+//!    it into a typed `Record` for one purpose (KSN scan verdicts are folded
+//!    into a windowed aggregate instead, and leave as one report);
+//! 2. the gate (`gate`) checks it against the catalogue (unknown purposes,
+//!    undeclared fields and wrong types are refused) and against the consent
+//!    snapshot (`consent::Registry`, swapped atomically on every change);
+//! 3. the store writer (`store::Writer`) commits admitted records durably in
+//!    group commits; only then is the component's line acknowledged;
+//! 4. before each batch the uploader (`upload`) reads the snapshot again,
+//!    purges what is no longer allowed, gzips and POSTs over TLS with an
+//!    `Idempotency-Key`; a 2xx removes the batch, anything else keeps it
+//!    queued; every outcome lands in the audit trail.
 //!
-//! `daemon` runs this on a schedule behind a control socket (`control`);
-//! the binary's `cli` is the command line; `receiver` is the loopback test
-//! receiver used by `consentry demo` and the integration tests.
+//! `daemon` runs this as cooperating tasks behind a control socket
+//! (`control`); the binary's `cli` is the command line; `receiver` is the
+//! loopback test receiver used by `consentry demo` and the tests.
 
 pub mod catalogue;
 pub mod clock;
@@ -26,7 +28,9 @@ pub mod consent;
 pub mod control;
 pub mod daemon;
 pub mod document;
-pub mod pipeline;
+pub mod gate;
+pub mod ingest;
 pub mod receiver;
+pub mod record;
 pub mod store;
 pub mod upload;

@@ -20,8 +20,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::collect::{FieldValue, Record};
 use crate::document::{Document, ReadError};
+use crate::record::{FieldValue, Record};
 
 /// The default catalogue, compiled in from `config/catalogue.toml`.
 pub const EMBEDDED: &str = include_str!("../../config/catalogue.toml");

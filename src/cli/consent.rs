@@ -10,7 +10,7 @@ use consentry::catalogue::Catalogue;
 use consentry::config::Config;
 use consentry::consent::{self, Consents, Method};
 use consentry::control::{self, ControlError, Request, Response};
-use consentry::pipeline::current_registry;
+use consentry::gate;
 use consentry::store::{DATABASE_FILE, Store};
 use consentry::upload::purge_disallowed;
 use serde::Serialize;
@@ -211,7 +211,7 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
                 a.text_sha256
             ),
             (None, true) => {
-                say!("revoked {clause}; anything it had queued is purged before the next upload")
+                say!("revoked {clause}; anything it had queued is purged")
             }
             (None, false) => say!("{clause} was not accepted; nothing to revoke"),
         }
@@ -227,7 +227,7 @@ fn purge_without_daemon(config: &Config) -> anyhow::Result<u64> {
         return Ok(0);
     }
     let catalogue = config.load_catalogue()?;
-    let registry = current_registry(config, &catalogue);
+    let registry = gate::evaluate(&config.consent_file, config.region, &catalogue);
     let store = Store::open(&config.state_dir)?;
     Ok(purge_disallowed(&store, &registry)?)
 }
@@ -235,9 +235,15 @@ fn purge_without_daemon(config: &Config) -> anyhow::Result<u64> {
 /// Best effort: a stopped daemon reads the file when it starts.
 async fn tell_daemon(config: &Config) -> String {
     match control::request(&config.control_socket(), &Request::ConsentChanged).await {
-        Ok(Response::Flushed(summary)) => format!(
-            "applied (purged {}, queued {}, sent {})",
-            summary.upload.records_purged, summary.collect.queued, summary.upload.records_sent
+        Ok(Response::ConsentApplied(applied)) => format!(
+            "applied (purged {}{}, {} still queued)",
+            applied.purged,
+            if applied.ksn_window_discarded {
+                ", open KSN window discarded"
+            } else {
+                ""
+            },
+            applied.queued
         ),
         Ok(Response::Error { message }) => format!("refused the change notice: {message}"),
         Ok(other) => format!("answered unexpectedly: {other:?}"),

@@ -4,8 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use consentry::daemon;
-use consentry::pipeline::Pipeline;
+use consentry::daemon::{self, Agent, Listeners};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -13,9 +12,9 @@ use super::ConfigArgs;
 
 pub async fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let config = args.load()?;
-    let socket = config.control_socket();
-    let pipeline = Pipeline::open(config)?;
-    let listener = daemon::bind_control_socket(&socket)?;
+    let sockets = [config.control_socket(), config.ingest_socket()];
+    let agent = Agent::open(config).await?;
+    let listeners = Listeners::bind(&agent.config)?;
     let shutdown = CancellationToken::new();
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
@@ -30,10 +29,12 @@ pub async fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
             shutdown.cancel();
         })
     };
-    daemon::run(pipeline, listener, shutdown.clone()).await;
+    daemon::run(agent, listeners, shutdown.clone()).await;
     shutdown.cancel();
     let _ = watcher.await;
-    // Remove our socket so the next start does not have to probe it.
-    let _ = std::fs::remove_file(&socket);
+    // Remove our sockets so the next start does not have to probe them.
+    for socket in sockets {
+        let _ = std::fs::remove_file(&socket);
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,10 @@
 //! `consentry demo`: the whole path on loopback, with no root, no setup and
 //! no network. A throwaway CA and HTTPS receiver on 127.0.0.1, a daemon on a
-//! temporary state directory with only the EULA accepted; shows what was
-//! sent, what was blocked and why, then revokes the EULA and shows that
-//! nothing more leaves.
+//! temporary state directory with the EULA and the Security Network
+//! statement accepted; one of each event kind through the ingest socket
+//! (and a bad line, rejected), a flush, what the server received per
+//! purpose; then revokes ksn (verdicts are discarded at the door) and the
+//! EULA, and shows that nothing more leaves.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,8 +15,8 @@ use clap::Args;
 use consentry::config::Config;
 use consentry::consent::{self, Method};
 use consentry::control::{self, Request, Response};
-use consentry::daemon;
-use consentry::pipeline::{Pipeline, current_registry};
+use consentry::daemon::{self, Agent, Listeners};
+use consentry::gate;
 use consentry::receiver::{LoopbackPki, ReceivedRequest, Receiver};
 use tokio_util::sync::CancellationToken;
 
@@ -47,48 +49,80 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         receiver.url()
     );
     say!("  state      {}", config.state_dir.display());
+    say!("  region     {}", config.region);
     consent::grant(&config.consent_file, &catalogue, "eula", Method::Installer)?;
-    say!("  consent    eula accepted by the installer; ksn not accepted\n");
+    consent::grant(&config.consent_file, &catalogue, "ksn", Method::Installer)?;
+    say!("  consent    eula and ksn accepted by the installer\n");
 
-    let socket = config.control_socket();
-    let pipeline = Pipeline::open(config.clone())?;
-    let listener = daemon::bind_control_socket(&socket)?;
+    let control_socket = config.control_socket();
+    let ingest_socket = config.ingest_socket();
+    let agent = Agent::open(config.clone()).await?;
+    let listeners = Listeners::bind(&agent.config)?;
     let shutdown = CancellationToken::new();
-    let agent = tokio::spawn(daemon::run(pipeline, listener, shutdown.clone()));
+    let daemon = tokio::spawn(daemon::run(agent, listeners, shutdown.clone()));
 
-    let arrived = receiver.wait_for_requests(1, FIRST_BATCH_TIMEOUT).await;
     say!("Decisions:");
-    for decision in current_registry(&config, &catalogue).decisions() {
+    for decision in gate::evaluate(&config.consent_file, config.region, &catalogue).decisions() {
         super::status::print_decision(decision);
     }
+
+    say!(
+        "\nComponents report through {} (`consentry emit`):",
+        ingest_socket.display()
+    );
+    let summary = emit(&ingest_socket, &demo_events(DEMO_VERDICTS)).await?;
+    say!(
+        "  {} lines: {} accepted, {} rejected, {} discarded; every accepted line is durable",
+        summary.lines,
+        summary.accepted,
+        summary.rejected,
+        summary.discarded
+    );
+    for error in &summary.errors {
+        say!(
+            "  line {} rejected ({}): {}",
+            error.line,
+            error.error,
+            error.message
+        );
+    }
+
+    say!("\nFlushing (`consentry flush`: periodic collectors run, the KSN window closes):");
+    control::request(&control_socket, &Request::Flush).await?;
+    let arrived = receiver.wait_for_requests(1, FIRST_BATCH_TIMEOUT).await;
     say!("\nReceived by the server:");
     let requests = receiver.requests();
     print_requests(&requests);
     if !arrived {
         shutdown.cancel();
-        let _ = agent.await;
+        let _ = daemon.await;
         anyhow::bail!("no batch reached the receiver within {FIRST_BATCH_TIMEOUT:?}");
     }
 
+    say!("\nRevoking ksn, then sending 1,000 more scan verdicts:");
+    consent::revoke(&config.consent_file, &catalogue, "ksn")?;
+    control::request(&control_socket, &Request::ConsentChanged).await?;
+    let summary = emit(&ingest_socket, &verdict_lines(1000)).await?;
+    say!(
+        "  {} accepted, {} discarded at the door (never stored)",
+        summary.accepted,
+        summary.discarded
+    );
+    control::request(&control_socket, &Request::Flush).await?;
+    let before = receiver.requests().len();
+
     say!("\nRevoking eula (`consentry consent revoke eula`), then flushing:");
     consent::revoke(&config.consent_file, &catalogue, "eula")?;
-    match control::request(&socket, &Request::ConsentChanged).await? {
-        Response::Flushed(summary) => {
-            for blocked in &summary.collect.blocked {
-                say!("  not collected: {blocked}");
-            }
-        }
+    match control::request(&control_socket, &Request::ConsentChanged).await? {
+        Response::ConsentApplied(applied) => say!("  purged {} queued record(s)", applied.purged),
         other => say!("  daemon answered: {other:?}"),
     }
-    control::request(&socket, &Request::Flush).await?;
+    control::request(&control_socket, &Request::Flush).await?;
     let after = receiver.requests().len();
-    say!(
-        "  requests at the receiver: {} before the revoke, {after} after",
-        requests.len()
-    );
+    say!("  requests at the receiver: {before} before the revoke, {after} after");
 
     shutdown.cancel();
-    agent.await.context("the demo daemon panicked")?;
+    daemon.await.context("the demo daemon panicked")?;
     say!("\nAudit trail (`consentry history`):");
     let store = consentry::store::Store::open(&config.state_dir)?;
     super::history::print_entries(&store.recent_audit(10)?);
@@ -96,11 +130,58 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let kept = dir.keep();
         say!("\nKept {}", kept.display());
     }
-    if after != requests.len() {
+    if after != before {
         anyhow::bail!("something was sent after the revoke");
     }
     say!("\nDone: only catalogue fields of allowed purposes left the agent.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Scan verdicts the demo's scanner reports (over a third as many objects).
+const DEMO_VERDICTS: usize = 3000;
+
+/// One of each event kind a product's components send, a bad line, and
+/// `verdicts` scan verdicts.
+fn demo_events(verdicts: usize) -> String {
+    let mut lines = verdict_lines(verdicts);
+    lines.push_str(concat!(
+        r#"{"kind":"ksn_request","ok":true,"duration_ms":42,"bytes_sent":512,"bytes_received":2048}"#, "\n",
+        r#"{"kind":"update_task"}"#, "\n",
+        r#"{"kind":"activation","method":"code","code":"DEMO1-DEMO2-DEMO3","locale":"en-US","license_edition":"standard","license_units_total":3,"license_units_used":1}"#, "\n",
+        r#"{"kind":"activation","method":"key_file"}"#, "\n",
+        r#"{"kind":"install_task","task":"upgrade","status":"failed","error_type":"disk_full","error_code":112,"duration_ms":5400,"campaign_id":"demo-campaign"}"#, "\n",
+        r#"{"kind":"record","purpose":"link_following","fields":{"product_type":"suite","interface_language":"en","web_page_id":"renewal"}}"#, "\n",
+        r#"{"kind":"install_task","task":"install","status":"failed","hostname":"my-laptop"}"#, "\n",
+    ));
+    lines
+}
+
+/// `count` scan verdicts over a third as many objects.
+fn verdict_lines(count: usize) -> String {
+    use std::fmt::Write;
+    let mut lines = String::new();
+    for n in 0..count {
+        let object = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            ((n % 1000) as u64).to_le_bytes(),
+        ));
+        let (verdict, reason) = [
+            ("trusted", "certificate"),
+            ("unknown", "none"),
+            ("untrusted", "none"),
+        ][n % 3];
+        let _ = writeln!(
+            lines,
+            r#"{{"kind":"scan_verdict","object":"{object}","verdict":"{verdict}","trust_reason":"{reason}"}}"#
+        );
+    }
+    lines
+}
+
+async fn emit(
+    socket: &Path,
+    lines: &str,
+) -> anyhow::Result<consentry::ingest::client::EmitSummary> {
+    Ok(consentry::ingest::client::send(socket, lines.as_bytes()).await?)
 }
 
 fn write_config(dir: &Path, endpoint: &str) -> anyhow::Result<std::path::PathBuf> {
@@ -116,6 +197,7 @@ consent_file = "consent.toml"
 id = "consentry-demo-suite"
 version = "1.0.0.0"
 license_id = "DEMO-LICENSE-0001"
+locale = "en-US"
 
 [collect]
 interval = "1h"

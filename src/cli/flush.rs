@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use consentry::control::{self, ControlError, Request, Response};
-use consentry::pipeline::{FlushSummary, Pipeline};
+use consentry::control::{self, ControlError, FlushSummary, Request, Response};
+use consentry::daemon::Agent;
 
 use super::{OutputArgs, print_json};
 
@@ -14,7 +14,7 @@ pub async fn run(args: &OutputArgs) -> anyhow::Result<ExitCode> {
         Ok(Response::Flushed(summary)) => summary,
         Ok(Response::Error { message }) => anyhow::bail!("the daemon could not flush: {message}"),
         Ok(other) => anyhow::bail!("the daemon answered unexpectedly: {other:?}"),
-        Err(ControlError::NotRunning(_)) => Pipeline::open(config)?.flush().await?,
+        Err(ControlError::NotRunning(_)) => Agent::open(config).await?.flush().await?,
         Err(err) => return Err(err.into()),
     };
     if args.json {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use consentry::consent::{Consents, Decision};
 use consentry::control::{self, DaemonStatus, Request, Response};
-use consentry::pipeline::current_registry;
+use consentry::gate;
 use consentry::upload::Transport;
 use serde::Serialize;
 
@@ -38,7 +38,7 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             catalogue.purpose_ids()
         );
     }
-    let registry = current_registry(&config, &catalogue);
+    let registry = gate::evaluate(&config.consent_file, config.region, &catalogue);
     let decisions: Vec<Decision> = registry
         .decisions()
         .filter(|d| args.purpose.as_ref().is_none_or(|p| *p == d.purpose))
@@ -73,6 +73,9 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 daemon.pid,
                 daemon.records_queued
             );
+            for (purpose, count) in &daemon.discarded {
+                say!("discarded at the door (not allowed): {purpose} {count}");
+            }
             if let Some(upload) = &daemon.last_upload {
                 let outcome = upload.stopped.as_deref().unwrap_or("ok");
                 say!(
@@ -97,7 +100,7 @@ pub fn print_decision(decision: &Decision) {
     let note = if consentry::collect::has_collector(&decision.purpose) {
         ""
     } else {
-        " [no collector in this build yet]"
+        " [fed by `record` events]"
     };
     say!(
         "  {:<20} {verdict}  {}{note}",

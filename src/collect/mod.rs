@@ -1,22 +1,39 @@
 //! Collectors: one per purpose, each producing typed [`Record`]s.
 //!
-//! A collector reads the system or the product's own facts and returns
-//! records whose fields it believes the catalogue declares. It never decides
-//! consent and never writes to the queue: the pipeline checks every record
-//! against the catalogue (`Catalogue::check`) and asks the consent registry
-//! before anything is stored.
+//! A collector turns a component's event (`update_task`, `activation`,
+//! `install_task`, `scan_verdict`, `ksn_request`, `record`) or a periodic
+//! look at the system into records whose fields it believes the catalogue
+//! declares, adding the facts only the agent knows (installation id, OS,
+//! virtual environment, country). It never decides consent and never writes
+//! to the queue: the gate (`gate::Gate::admit`) checks every record against
+//! the catalogue and the consent snapshot before anything is stored.
+//!
+//! - `update_identity`: per `update_task` event, and periodically as a
+//!   fallback ([`UpdateIdentity`]);
+//! - `activation`: per `activation` event, nothing for a key file;
+//! - `installation_errors`: per `install_task` event;
+//! - `ksn_scan_aggregates`: `scan_verdict` and `ksn_request` events folded
+//!   into one report per window (`ksn`);
+//! - `geo_distribution`: periodically, the country from local settings;
+//! - any other catalogue purpose (`link_following`): the generic `record`
+//!   event, checked field by field by the ingest path.
 
+pub mod activation;
+pub mod geo_distribution;
+pub mod installation_errors;
+pub mod ksn;
+pub mod system;
 mod update_identity;
 
-use std::collections::BTreeMap;
-use std::time::SystemTime;
-
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 use uuid::Uuid;
 
-pub use update_identity::UpdateIdentity;
+pub use geo_distribution::GeoDistribution;
+pub use system::OsFacts;
+pub use update_identity::{UpdateIdentity, UpdateTask};
 
-use crate::clock::{HumanDuration, rfc3339};
+use crate::clock::HumanDuration;
+pub use crate::record::{FieldValue, Record};
 
 /// The product this agent reports for, from the agent config.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +43,15 @@ pub struct ProductConfig {
     pub version: String,
     #[serde(default)]
     pub license_id: Option<String>,
+    /// Localization of the installed product (`en-US`), when known.
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// Identifier of the product's database settings (KSN reports).
+    #[serde(default)]
+    pub db_settings_id: Option<String>,
+    /// Version of the private Security Network database (KSN reports).
+    #[serde(default)]
+    pub private_db_version: Option<String>,
 }
 
 impl ProductConfig {
@@ -36,6 +62,21 @@ impl ProductConfig {
         if self.version.trim().is_empty() {
             return Err("[product] version must not be empty".into());
         }
+        let all = [
+            Some(&self.id),
+            Some(&self.version),
+            self.license_id.as_ref(),
+            self.locale.as_ref(),
+            self.db_settings_id.as_ref(),
+            self.private_db_version.as_ref(),
+        ];
+        if all
+            .into_iter()
+            .flatten()
+            .any(|v| v.chars().any(char::is_control))
+        {
+            return Err("[product] values must not contain control characters".into());
+        }
         Ok(())
     }
 }
@@ -44,14 +85,29 @@ impl ProductConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectConfig {
-    /// How often every collector runs; the first run is at start-up.
+    /// How often the periodic collectors run (`geo_distribution`, and
+    /// `update_identity` when its fallback is on); the first run is at
+    /// start-up.
     #[serde(default = "CollectConfig::default_interval")]
     pub interval: HumanDuration,
+    /// Whether `update_identity` also reports on the periodic schedule, for
+    /// products whose updater does not send `update_task` events.
+    #[serde(default = "CollectConfig::default_true")]
+    pub update_identity_fallback: bool,
+    /// Length of one `ksn_scan_aggregates` window: one report per window.
+    #[serde(default = "CollectConfig::default_ksn_window")]
+    pub ksn_window: HumanDuration,
 }
 
 impl CollectConfig {
     fn default_interval() -> HumanDuration {
         HumanDuration(std::time::Duration::from_secs(6 * 3600))
+    }
+    fn default_true() -> bool {
+        true
+    }
+    fn default_ksn_window() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_secs(3600))
     }
 }
 
@@ -59,66 +115,44 @@ impl Default for CollectConfig {
     fn default() -> Self {
         Self {
             interval: Self::default_interval(),
+            update_identity_fallback: true,
+            ksn_window: Self::default_ksn_window(),
         }
     }
 }
 
-/// One typed value of a record's field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldValue {
-    String(String),
-    Integer(i64),
-    Boolean(bool),
-    Uuid(Uuid),
-    Timestamp(SystemTime),
-}
-
-impl Serialize for FieldValue {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            FieldValue::String(s) => serializer.serialize_str(s),
-            FieldValue::Integer(i) => serializer.serialize_i64(*i),
-            FieldValue::Boolean(b) => serializer.serialize_bool(*b),
-            FieldValue::Uuid(u) => serializer.collect_str(&u.hyphenated()),
-            FieldValue::Timestamp(t) => serializer.collect_str(&rfc3339(*t)),
-        }
-    }
-}
-
-/// What one collector produced for one purpose at one time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Record {
-    pub purpose: String,
-    #[serde(serialize_with = "serialize_time")]
-    pub collected_at: SystemTime,
-    pub fields: BTreeMap<String, FieldValue>,
-}
-
-fn serialize_time<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&rfc3339(*time))
-}
-
-impl Record {
-    pub fn new(purpose: &str) -> Self {
-        Self {
-            purpose: purpose.to_owned(),
-            collected_at: SystemTime::now(),
-            fields: BTreeMap::new(),
-        }
-    }
-
-    pub fn set(&mut self, name: &str, value: FieldValue) -> &mut Self {
-        self.fields.insert(name.to_owned(), value);
-        self
-    }
-}
-
-/// Facts a collector may need that it must not look up itself.
+/// Facts a collector may need that it must not look up itself, read once
+/// at start-up.
 #[derive(Debug, Clone)]
 pub struct CollectContext {
     pub product: ProductConfig,
     /// Random, created once per installation, kept in the state directory.
     pub installation_id: Uuid,
+    pub os: OsFacts,
+    /// systemd-detect-virt style name, `none` on bare metal.
+    pub virtual_environment: String,
+}
+
+impl CollectContext {
+    /// Reads the system facts now.
+    pub fn new(product: ProductConfig, installation_id: Uuid) -> Self {
+        Self {
+            product,
+            installation_id,
+            os: system::os_facts(),
+            virtual_environment: system::virtual_environment(),
+        }
+    }
+
+    /// Sets `product_id` and `product_version` on `record`.
+    pub fn product_fields(&self, record: &mut Record) {
+        record
+            .set("product_id", FieldValue::String(self.product.id.clone()))
+            .set(
+                "product_version",
+                FieldValue::String(self.product.version.clone()),
+            );
+    }
 }
 
 /// Why a collector produced nothing this time.
@@ -138,13 +172,50 @@ pub trait Collector: Send + Sync {
     fn collect(&self, context: &CollectContext) -> Result<Vec<Record>, CollectError>;
 }
 
-/// Every collector this build has, in a fixed order.
-pub fn all() -> Vec<Box<dyn Collector>> {
-    vec![Box::new(UpdateIdentity)]
+/// The periodic collectors `config` switches on, in a fixed order.
+pub fn periodic(config: &CollectConfig) -> Vec<Box<dyn Collector>> {
+    let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
+    if config.update_identity_fallback {
+        collectors.push(Box::new(UpdateIdentity));
+    }
+    collectors.push(Box::new(GeoDistribution));
+    collectors
 }
 
-/// Whether this build has a collector for `purpose` (a purpose can be
-/// allowed by consent and still send nothing, for want of a collector).
+/// Purposes this build collects itself; every other catalogue purpose can
+/// only be fed by the generic `record` event.
+pub const BUILT_IN: [&str; 5] = [
+    "update_identity",
+    "activation",
+    "installation_errors",
+    ksn::PURPOSE,
+    "geo_distribution",
+];
+
+/// Whether this build has a collector of its own for `purpose`.
 pub fn has_collector(purpose: &str) -> bool {
-    all().iter().any(|collector| collector.purpose() == purpose)
+    BUILT_IN.contains(&purpose)
+}
+
+/// A context with fixed facts, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_context(license_id: Option<&str>) -> CollectContext {
+    CollectContext {
+        product: ProductConfig {
+            id: "ksec".into(),
+            version: "12.1.0.505".into(),
+            license_id: license_id.map(str::to_owned),
+            locale: Some("en-US".into()),
+            db_settings_id: None,
+            private_db_version: None,
+        },
+        installation_id: Uuid::new_v4(),
+        os: OsFacts {
+            os_type: "linux".into(),
+            os_version: "12".into(),
+            os_edition: Some("Debian GNU/Linux".into()),
+            os_bitness: 64,
+        },
+        virtual_environment: "kvm".into(),
+    }
 }

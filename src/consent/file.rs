@@ -75,6 +75,21 @@ pub struct Consents {
 }
 
 impl Consents {
+    /// Marks `clause` accepted as the catalogue has it now (unit tests).
+    #[cfg(test)]
+    pub(crate) fn accept_for_tests(&mut self, clause: &crate::catalogue::Clause) {
+        self.by_clause.insert(
+            clause.id.clone(),
+            Acceptance {
+                clause: clause.id.clone(),
+                version: clause.version,
+                text_sha256: clause.text_sha256.clone(),
+                accepted_at: rfc3339(SystemTime::now()),
+                method: Method::Cli,
+            },
+        );
+    }
+
     pub fn get(&self, clause: &str) -> Option<&Acceptance> {
         self.by_clause.get(clause)
     }

@@ -75,6 +75,11 @@ impl Registry {
             .unwrap_or_else(|| blocked(purpose, "purpose is not in the catalogue".into()))
     }
 
+    /// The decision for `purpose`, borrowed (no allocation on hot paths).
+    pub fn decision(&self, purpose: &str) -> Option<&Decision> {
+        self.decisions.get(purpose)
+    }
+
     pub fn is_allowed(&self, purpose: &str) -> bool {
         self.decisions.get(purpose).is_some_and(|d| d.allowed)
     }
@@ -273,11 +278,11 @@ mod tests {
     fn older_version_needs_renewal() {
         let world = World::new();
         world.grant("eula");
-        let decision = world.decide_under_edited_catalogue("version = 1", "version = 2");
+        let decision = world.decide_under_edited_catalogue("version = 2", "version = 3");
         assert!(!decision.allowed);
         assert_eq!(
             decision.reason,
-            "eula accepted at version 1 but catalogue is at version 2: renewal needed"
+            "eula accepted at version 2 but catalogue is at version 3: renewal needed"
         );
     }
 

@@ -9,13 +9,14 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::Envelope;
+use super::control::Handler;
 use crate::control::{MAX_LINE_BYTES, Request, Response};
 
 /// Why the control socket could not be bound.
@@ -57,12 +58,14 @@ pub fn bind_control_socket(path: &Path) -> Result<UnixListener, BindError> {
     Ok(listener)
 }
 
-/// Accepts connections until `shutdown`; one task per connection.
+/// Accepts connections until `shutdown`; one tracked task per connection,
+/// each answered by `handler` directly (no queue behind a busy loop).
 pub(crate) async fn serve(
     listener: UnixListener,
-    requests: mpsc::Sender<Envelope>,
+    handler: Arc<Handler>,
     shutdown: CancellationToken,
 ) {
+    let tracker = TaskTracker::new();
     let own_uid = rustix::process::geteuid().as_raw();
     loop {
         let stream = tokio::select! {
@@ -75,12 +78,12 @@ pub(crate) async fn serve(
                 }
             },
         };
-        let requests = requests.clone();
+        let handler = Arc::clone(&handler);
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                result = handle_connection(stream, own_uid, requests) => {
+                result = handle_connection(stream, own_uid, &handler) => {
                     if let Err(err) = result {
                         tracing::debug!(error = %err, "control connection ended with an error");
                     }
@@ -88,6 +91,8 @@ pub(crate) async fn serve(
             }
         });
     }
+    tracker.close();
+    tracker.wait().await;
 }
 
 /// Whether a peer may talk to the daemon: the same user, or root.
@@ -98,7 +103,7 @@ fn peer_allowed(peer_uid: u32, own_uid: u32) -> bool {
 async fn handle_connection(
     stream: UnixStream,
     own_uid: u32,
-    requests: mpsc::Sender<Envelope>,
+    handler: &Handler,
 ) -> std::io::Result<()> {
     let peer_uid = stream.peer_cred()?.uid();
     let (read, mut write) = stream.into_split();
@@ -117,18 +122,7 @@ async fn handle_connection(
             Err(err) => Response::Error {
                 message: format!("unreadable request: {err}"),
             },
-            Ok(request) => {
-                let (reply, answer) = oneshot::channel();
-                if requests.send((request, reply)).await.is_err() {
-                    Response::Error {
-                        message: "the daemon is shutting down".into(),
-                    }
-                } else {
-                    answer.await.unwrap_or(Response::Error {
-                        message: "the daemon is shutting down".into(),
-                    })
-                }
-            }
+            Ok(request) => handler.handle(request).await,
         }
     };
     let mut line = serde_json::to_string(&response).expect("responses always serialize");

@@ -1,24 +1,45 @@
-//! The daemon: one loop that owns the [`Pipeline`] and runs collection and
-//! upload on their schedules, answers control requests, and stops when the
-//! shutdown token is cancelled.
+//! The daemon: cooperating tasks, one owner per resource.
 //!
-//! The library never binds a path or installs a signal handler by itself:
-//! the caller hands in the bound control socket and a
-//! [`CancellationToken`] (mini-redis's test seam), so tests run the real
-//! loop in a temporary directory.
+//! ```text
+//! ingest.sock ─► ingest connections ─┐  (parse, gate against the consent snapshot)
+//! scheduler (periodic collectors, ───┼─► store writer thread ─► SQLite
+//!   KSN window close)                │     (sole write connection, group commit,
+//! control.sock ─► control handler ───┘      answers after commit)
+//!   (always answers; consent changes          ▲
+//!    swap the gate's snapshot)                └── uploader task (re-reads the snapshot
+//!                                                  before each batch, sends, reports back)
+//! ```
+//!
+//! [`Agent`] assembles the shared pieces (gate, writer, collect context,
+//! transport) without binding anything; [`run`] starts the tasks on sockets
+//! the caller bound and stops them when the shutdown token is cancelled
+//! (mini-redis's test seam: no fixed path, no signal handler in here). The
+//! control handler never waits for the network: a hung receiver delays
+//! only the uploader.
 
+mod control;
 pub mod listener;
+mod scheduler;
+mod uploader;
 
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep_until};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::control::{DaemonStatus, Request, Response};
-use crate::pipeline::{CollectSummary, Pipeline, PipelineError};
-use crate::upload::UploadSummary;
+use crate::collect::CollectContext;
+use crate::collect::ksn::KsnAggregate;
+use crate::config::Config;
+use crate::control::{CollectSummary, FlushSummary};
+use crate::document::ReadError;
+use crate::gate::{self, Gate};
+use crate::ingest::{self, Discards, Ingest};
+use crate::store::{StoreError, Writer, WriterError, queue};
+use crate::upload::{Transport, TransportError, UploadError, UploadSummary, Uploader};
 
 pub use listener::{BindError, bind_control_socket};
 
@@ -26,161 +47,235 @@ pub use listener::{BindError, bind_control_socket};
 /// stops waiting for it ("terminating now").
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Control requests waiting for the loop; more than this and a client waits.
-const CONTROL_QUEUE: usize = 16;
-
-/// A control request and where its answer goes.
-pub(crate) type Envelope = (Request, oneshot::Sender<Response>);
-
-/// Why the daemon stopped with an error.
+/// Why the agent could not be assembled.
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub enum AgentError {
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    Catalogue(#[from] ReadError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Upload(#[from] UploadError),
 }
 
-struct Daemon {
-    pipeline: Pipeline,
-    last_collect: Option<CollectSummary>,
-    last_upload: Option<UploadSummary>,
-    next_collect: Instant,
-    next_upload: Instant,
+/// The store writer as the daemon runs it: the queue plus the open KSN
+/// window.
+pub type StoreWriter = Writer<KsnAggregate>;
+
+/// Everything the tasks share, assembled from a config. Binds nothing and
+/// sends nothing.
+pub struct Agent {
+    pub config: Config,
+    pub gate: Arc<Gate>,
+    pub writer: StoreWriter,
+    writer_thread: JoinHandle<()>,
+    pub context: CollectContext,
+    transport: Transport,
 }
 
-/// Runs until `shutdown` is cancelled. Collection runs at start-up and then
-/// every `[collect] interval`; upload follows each collection, runs every
-/// `[upload] interval`, and waits out the backoff after a failure. Failures
-/// inside are logged and retried, never fatal: start-up errors surface
-/// earlier, from `Pipeline::open` and `bind_control_socket`.
-pub async fn run(pipeline: Pipeline, listener: UnixListener, shutdown: CancellationToken) {
-    let (requests, mut inbox) = mpsc::channel::<Envelope>(CONTROL_QUEUE);
-    let server = tokio::spawn(listener::serve(listener, requests, shutdown.clone()));
-    let now = Instant::now();
-    let mut daemon = Daemon {
-        next_upload: now + pipeline.config().upload.interval.0,
-        pipeline,
-        last_collect: None,
-        last_upload: None,
-        next_collect: now,
-    };
-    tracing::info!(
-        endpoint = %daemon.pipeline.config().upload.endpoint,
-        region = %daemon.pipeline.config().region,
-        "daemon started"
-    );
-    daemon.serve(&mut inbox, &shutdown).await;
-    shutdown.cancel();
-    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
-        tracing::warn!("control connections still open after the grace period; terminating now");
-    }
-    tracing::info!("daemon stopped");
-}
-
-impl Daemon {
-    async fn serve(&mut self, inbox: &mut mpsc::Receiver<Envelope>, shutdown: &CancellationToken) {
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return,
-                Some((request, reply)) = inbox.recv() => {
-                    let response = tokio::select! {
-                        response = self.handle(request) => response,
-                        _ = shutdown.cancelled() => return,
-                    };
-                    let _ = reply.send(response);
-                }
-                _ = sleep_until(self.next_collect) => {
-                    self.next_collect = Instant::now() + self.pipeline.config().collect.interval.0;
-                    self.collect();
-                    tokio::select! {
-                        _ = self.scheduled_upload() => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
-                _ = sleep_until(self.next_upload) => {
-                    tokio::select! {
-                        _ = self.scheduled_upload() => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
-            }
-        }
+impl Agent {
+    /// Loads the catalogue, evaluates the consent file, opens the store
+    /// (starting its writer thread) and builds the transport.
+    pub async fn open(config: Config) -> Result<Self, AgentError> {
+        let catalogue = config.load_catalogue()?;
+        let registry = gate::evaluate(&config.consent_file, config.region, &catalogue);
+        let gate = Arc::new(Gate::with_registry(catalogue, registry));
+        let transport = Transport::new(&config.upload)?;
+        let (writer, writer_thread) = Writer::spawn(&config.state_dir, KsnAggregate::new())?;
+        let installation_id = writer.call(|c, _| queue::installation_id(c)).await?;
+        let context = CollectContext::new(config.product.clone(), installation_id);
+        Ok(Self {
+            config,
+            gate,
+            writer,
+            writer_thread,
+            context,
+            transport,
+        })
     }
 
-    async fn handle(&mut self, request: Request) -> Response {
-        match request {
-            Request::Status => Response::Status(self.status()),
-            Request::Flush | Request::ConsentChanged => {
-                let collect = self.collect();
-                match self.upload(matches!(request, Request::Flush)).await {
-                    Ok(upload) => {
-                        Response::Flushed(crate::pipeline::FlushSummary { collect, upload })
-                    }
-                    Err(err) => Response::Error {
-                        message: err.to_string(),
-                    },
-                }
-            }
-        }
+    /// Re-reads the consent file and publishes the new decisions.
+    pub fn refresh_consent(&self) {
+        self.gate
+            .refresh(&self.config.consent_file, self.config.region);
     }
 
-    fn status(&self) -> DaemonStatus {
-        DaemonStatus {
-            pid: std::process::id(),
-            records_queued: self.pipeline.store().depth().unwrap_or_default(),
-            decisions: self.pipeline.registry().decisions().cloned().collect(),
-            last_collect: self.last_collect.clone(),
-            last_upload: self.last_upload.clone(),
-        }
-    }
-
-    /// A failed collection is logged and reported, never fatal: the next
-    /// run may succeed, and the queue is untouched.
-    fn collect(&mut self) -> CollectSummary {
-        let summary = self.pipeline.collect_once().unwrap_or_else(|err| {
-            tracing::error!(error = %err, "collection failed");
-            CollectSummary {
-                errors: vec![err.to_string()],
-                ..CollectSummary::default()
-            }
-        });
-        if summary.queued > 0 {
-            tracing::info!(records = summary.queued, "collected and queued");
-        }
-        for blocked in &summary.blocked {
-            tracing::debug!(%blocked, "not collected");
-        }
-        self.last_collect = Some(summary.clone());
+    /// Runs every periodic collector once and closes the KSN window, as
+    /// `flush` does, in this process (no daemon needed).
+    pub async fn collect_now(&self) -> CollectSummary {
+        let mut summary = scheduler::collect_periodic(self).await;
+        scheduler::close_ksn_window(self, &mut summary).await;
         summary
     }
 
-    /// An upload on the schedule. A store error (disk full, say) is logged
-    /// and retried at the next interval rather than ending the daemon: the
-    /// queue on disk is still the source of truth.
-    async fn scheduled_upload(&mut self) {
-        if let Err(err) = self.upload(false).await {
-            tracing::error!(error = %err, "upload failed; retrying at the next interval");
-            self.next_upload = Instant::now() + self.pipeline.config().upload.interval.0;
-        }
+    /// Collect now, then upload now; for `flush` when no daemon runs.
+    pub async fn flush(self) -> Result<FlushSummary, AgentError> {
+        self.refresh_consent();
+        let collect = self.collect_now().await;
+        let mut uploader = Uploader::new(
+            self.writer.clone(),
+            Arc::clone(&self.gate),
+            self.transport.clone(),
+            &self.config.upload,
+        );
+        let upload = uploader.upload_pending(true).await;
+        drop(uploader);
+        self.close().await;
+        Ok(FlushSummary {
+            collect,
+            upload: upload?,
+        })
     }
 
-    async fn upload(&mut self, force: bool) -> Result<UploadSummary, DaemonError> {
-        let summary = self.pipeline.upload_once(force).await?;
-        self.next_upload = next_upload_at(
-            Instant::now(),
-            self.pipeline.uploader().not_before(),
-            self.pipeline.config().upload.interval.0,
-        );
-        self.last_upload = Some(summary.clone());
-        Ok(summary)
+    /// Stops the writer after everything sent to it is committed.
+    pub async fn close(self) {
+        let Self {
+            writer,
+            writer_thread,
+            ..
+        } = self;
+        drop(writer);
+        let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     }
+}
+
+/// What the control handler reports, written by the other tasks.
+#[derive(Default)]
+pub(crate) struct Shared {
+    last_collect: Mutex<Option<CollectSummary>>,
+    last_upload: Mutex<Option<UploadSummary>>,
+    discards: Arc<Discards>,
+}
+
+impl Shared {
+    fn set_collect(&self, summary: CollectSummary) {
+        *self.last_collect.lock().unwrap_or_else(|p| p.into_inner()) = Some(summary);
+    }
+    fn set_upload(&self, summary: UploadSummary) {
+        *self.last_upload.lock().unwrap_or_else(|p| p.into_inner()) = Some(summary);
+    }
+    fn collect(&self) -> Option<CollectSummary> {
+        self.last_collect
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    fn upload(&self) -> Option<UploadSummary> {
+        self.last_upload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// The daemon's sockets, bound by the caller.
+pub struct Listeners {
+    pub control: UnixListener,
+    pub ingest: UnixListener,
+}
+
+impl Listeners {
+    /// Binds the control socket (refusing to displace a live daemon), then
+    /// the ingest socket, in `config`'s `runtime_dir`. Must be called
+    /// inside a tokio runtime.
+    pub fn bind(config: &Config) -> Result<Self, BindError> {
+        let control = bind_control_socket(&config.control_socket())?;
+        let ingest = ingest::bind(&config.ingest_socket()).map_err(|err| BindError::Io {
+            path: err.path,
+            source: err.source,
+        })?;
+        Ok(Self { control, ingest })
+    }
+}
+
+/// Runs every task until `shutdown` is cancelled, then waits for them (up
+/// to [`SHUTDOWN_GRACE`]) and for the writer to commit what it was given.
+/// Failures inside are logged and retried, never fatal: start-up errors
+/// surface earlier, from [`Agent::open`] and the socket binders.
+pub async fn run(agent: Agent, listeners: Listeners, shutdown: CancellationToken) {
+    let agent = Arc::new(agent);
+    let shared = Arc::new(Shared::default());
+    let collect_now = Arc::new(Notify::new());
+    let upload_now = Arc::new(Notify::new());
+    let (flushes, flush_inbox) = mpsc::channel(4);
+    let tracker = TaskTracker::new();
+    tracing::info!(
+        endpoint = %agent.config.upload.endpoint,
+        region = %agent.config.region,
+        "daemon started"
+    );
+
+    let ingest = Arc::new(Ingest {
+        gate: Arc::clone(&agent.gate),
+        context: agent.context.clone(),
+        writer: agent.writer.clone(),
+        discards: Arc::clone(&shared.discards),
+    });
+    tracker.spawn(ingest::serve(listeners.ingest, ingest, shutdown.clone()));
+    tracker.spawn(scheduler::run(
+        Arc::clone(&agent),
+        Arc::clone(&shared),
+        Arc::clone(&collect_now),
+        Arc::clone(&upload_now),
+        shutdown.clone(),
+    ));
+    let uploader = Uploader::new(
+        agent.writer.clone(),
+        Arc::clone(&agent.gate),
+        agent.transport.clone(),
+        &agent.config.upload,
+    );
+    tracker.spawn(uploader::run(
+        uploader,
+        agent.config.upload.interval.0,
+        Arc::clone(&shared),
+        Arc::clone(&upload_now),
+        flush_inbox,
+        shutdown.clone(),
+    ));
+    let handler = Arc::new(control::Handler {
+        agent: Arc::clone(&agent),
+        shared,
+        collect_now,
+        upload_now,
+        flushes,
+    });
+    tracker.spawn(listener::serve(
+        listeners.control,
+        handler,
+        shutdown.clone(),
+    ));
+    tracker.close();
+
+    shutdown.cancelled().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks still running after the grace period; terminating now");
+    }
+    match Arc::try_unwrap(agent) {
+        Ok(agent) => agent.close().await,
+        Err(_) => tracing::warn!(
+            "the store writer is still in use; its queued work is lost only if it was never acknowledged"
+        ),
+    }
+    tracing::info!("daemon stopped");
 }
 
 /// When to upload next: at the end of a pending backoff, else one interval
 /// from now. A backoff deadline already past must not schedule an upload
 /// "now" again, or a queue that cannot be sent (consent file unusable, say)
 /// would spin the loop.
-fn next_upload_at(now: Instant, not_before: Option<Instant>, interval: Duration) -> Instant {
+fn next_upload_at(
+    now: tokio::time::Instant,
+    not_before: Option<tokio::time::Instant>,
+    interval: Duration,
+) -> tokio::time::Instant {
     match not_before {
         Some(deadline) if deadline > now => deadline,
         _ => now + interval,
@@ -190,6 +285,7 @@ fn next_upload_at(now: Instant, not_before: Option<Instant>, interval: Duration)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
 
     #[test]
     fn a_past_backoff_deadline_does_not_schedule_an_immediate_upload() {

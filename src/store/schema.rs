@@ -35,6 +35,14 @@ const MIGRATIONS: &[&str] = &[
          records  INTEGER NOT NULL,
          detail   TEXT NOT NULL
      );",
+    // 1 → 2: the open KSN window's sketch registers (only those that are
+    // not zero; its counters live in `meta`).
+    "CREATE TABLE ksn_register (
+         sketch INTEGER NOT NULL,
+         idx    INTEGER NOT NULL,
+         value  INTEGER NOT NULL,
+         PRIMARY KEY (sketch, idx)
+     ) WITHOUT ROWID;",
 ];
 
 pub(super) fn migrate(connection: &Connection, path: &Path) -> Result<(), StoreError> {

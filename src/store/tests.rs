@@ -1,13 +1,16 @@
 use super::*;
+use crate::gate::test_record as record;
 
-fn record(purpose: &str, n: i64) -> QueuedRecord {
+/// What `record(purpose, n)` looks like read back from the queue.
+fn queued(purpose: &str, n: i64) -> QueuedRecord {
+    let r = record(purpose, n);
     QueuedRecord {
-        purpose: purpose.into(),
-        clause: "eula".into(),
-        clause_version: 1,
-        clause_sha256: "0".repeat(64),
-        collected_at: "2026-01-01T00:00:00Z".into(),
-        fields_json: format!("{{\"n\":{n}}}"),
+        purpose: r.purpose().into(),
+        clause: r.clause().into(),
+        clause_version: r.clause_version(),
+        clause_sha256: r.clause_sha256().into(),
+        collected_at: r.collected_at().into(),
+        fields_json: r.fields_json().into(),
     }
 }
 
@@ -39,7 +42,7 @@ fn a_retried_batch_keeps_its_id_and_completion_removes_it() {
     );
     let next = store.claim_batch(3).unwrap().unwrap();
     assert_ne!(next.id, first.id);
-    assert_eq!(next.records, vec![record("a", 3), record("a", 4)]);
+    assert_eq!(next.records, vec![queued("a", 3), queued("a", 4)]);
     store.complete_batch(next.id, "uploaded", "test").unwrap();
     assert!(store.claim_batch(3).unwrap().is_none());
     assert_eq!(store.depth().unwrap(), 0);
@@ -85,7 +88,7 @@ fn purge_removes_only_blocked_purposes_and_releases_their_batch() {
         after.id, claimed.id,
         "a batch that lost records gets a new id"
     );
-    assert_eq!(after.records, vec![record("b", 2)]);
+    assert_eq!(after.records, vec![queued("b", 2)]);
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! Delivery: from the queue to the receiver, one batch at a time.
 //!
-//! [`Uploader::upload_pending`] first asks the registry (handed in by the
-//! caller) and purges what is no longer allowed, then claims batches from
-//! the store, encodes them (`protocol`), sends them (`transport`) and
-//! applies the outcome (`policy`): a 2xx deletes the batch, anything else
-//! leaves it queued and sets when to try again. Every outcome is written to
-//! the audit trail. The uploader never decides consent itself.
+//! [`Uploader::upload_pending`] reads the consent snapshot (the gate's, read
+//! again before every batch) and purges what is no longer allowed, then
+//! claims batches through the store writer, encodes them (`protocol`), sends
+//! them (`transport`) and applies the outcome (`policy`): a 2xx deletes the
+//! batch, anything else leaves it queued and sets when to try again. Every
+//! outcome is written to the audit trail. The uploader never decides
+//! consent itself: it asks the gate.
 
 pub mod policy;
 pub mod protocol;
@@ -20,7 +21,8 @@ use tokio::time::Instant;
 
 use crate::clock::HumanDuration;
 use crate::consent::Registry;
-use crate::store::{Store, StoreError};
+use crate::gate::Gate;
+use crate::store::{Batch, Durable, Store, StoreError, Writer, WriterError};
 pub use policy::{RetryPolicy, UploadResult};
 use protocol::Envelope;
 pub use transport::{Transport, TransportError};
@@ -147,19 +149,22 @@ pub struct UploadSummary {
 pub enum UploadError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Writer(#[from] WriterError),
 }
+
+/// Why queued records are purged when their consent is gone.
+pub const PURGE_REASON: &str = "consent no longer allows these purposes";
 
 /// Deletes queued records whose purpose `registry` no longer allows (a
 /// revoke, a renewal that is due), with a line in the audit trail. An
 /// unusable consent file purges nothing: fail closed, but lose nothing.
+/// For the CLI when no daemon runs; the daemon purges through its writer.
 pub fn purge_disallowed(store: &Store, registry: &Registry) -> Result<u64, StoreError> {
     if registry.unreadable().is_some() {
         return Ok(0);
     }
-    let purged = store.purge_blocked(
-        |purpose| registry.is_allowed(purpose),
-        "consent no longer allows these purposes",
-    )?;
+    let purged = store.purge_blocked(|purpose| registry.is_allowed(purpose), PURGE_REASON)?;
     if purged > 0 {
         tracing::info!(
             records = purged,
@@ -169,9 +174,34 @@ pub fn purge_disallowed(store: &Store, registry: &Registry) -> Result<u64, Store
     Ok(purged)
 }
 
-/// Sends queued batches, remembering failures between calls.
-pub struct Uploader {
-    store: Arc<Store>,
+/// [`purge_disallowed`] through the daemon's writer.
+pub async fn purge_disallowed_via<S: Durable>(
+    writer: &Writer<S>,
+    registry: Arc<Registry>,
+) -> Result<u64, WriterError> {
+    if registry.unreadable().is_some() {
+        return Ok(0);
+    }
+    let purged = writer
+        .purge_blocked(
+            move |purpose| registry.is_allowed(purpose),
+            PURGE_REASON.to_owned(),
+        )
+        .await?;
+    if purged > 0 {
+        tracing::info!(
+            records = purged,
+            "purged queued records whose consent is gone"
+        );
+    }
+    Ok(purged)
+}
+
+/// Sends queued batches, remembering failures between calls. Owned by one
+/// task: the daemon's uploader, or the CLI's `flush` when no daemon runs.
+pub struct Uploader<S> {
+    writer: Writer<S>,
+    gate: Arc<Gate>,
     transport: Transport,
     policy: RetryPolicy,
     batch_max_records: usize,
@@ -179,10 +209,16 @@ pub struct Uploader {
     not_before: Option<Instant>,
 }
 
-impl Uploader {
-    pub fn new(store: Arc<Store>, transport: Transport, config: &UploadConfig) -> Self {
+impl<S: Durable> Uploader<S> {
+    pub fn new(
+        writer: Writer<S>,
+        gate: Arc<Gate>,
+        transport: Transport,
+        config: &UploadConfig,
+    ) -> Self {
         Self {
-            store,
+            writer,
+            gate,
             transport,
             policy: config.retry_policy(),
             batch_max_records: config.batch_max_records,
@@ -196,69 +232,97 @@ impl Uploader {
         self.not_before
     }
 
-    /// Purges what `registry` no longer allows, then sends batches until the
-    /// queue is empty or an attempt fails. `force` ignores the wait after a
-    /// failure (an explicit `flush`).
-    pub async fn upload_pending(
-        &mut self,
-        registry: &Registry,
-        force: bool,
-    ) -> Result<UploadSummary, UploadError> {
+    /// Purges what the consent snapshot no longer allows, then sends
+    /// batches until the queue is empty or an attempt fails. The snapshot is
+    /// read again before every batch, so a revoke stops a drain between two
+    /// batches. `force` ignores the wait after a failure (an explicit
+    /// `flush`).
+    pub async fn upload_pending(&mut self, force: bool) -> Result<UploadSummary, UploadError> {
         let mut summary = UploadSummary::default();
-        if let Some(why) = registry.unreadable() {
-            // Fail closed without destroying anything: hold the queue.
-            summary.stopped = Some(format!("holding the queue: consent file unusable: {why}"));
-            summary.records_queued = self.store.depth()?;
-            return Ok(summary);
-        }
-        summary.records_purged = purge_disallowed(&self.store, registry)?;
         if !force && self.not_before.is_some_and(|t| Instant::now() < t) {
             summary.retry_in_seconds = self
                 .not_before
                 .map(|t| t.saturating_duration_since(Instant::now()).as_secs());
             summary.stopped = Some("waiting after a failed attempt".into());
-            summary.records_queued = self.store.depth()?;
+            summary.records_queued = self.writer.depth();
             return Ok(summary);
         }
-        while let Some(batch) = self.store.claim_batch(self.batch_max_records)? {
-            let count = batch.records.len() as u64;
-            let envelope = match Envelope::from_batch(&batch) {
-                Ok(envelope) => envelope,
-                Err(err) => {
-                    // Unsendable rows must not block the queue forever.
-                    tracing::error!(batch = %batch.id, error = %err, "dropping a corrupt batch");
-                    self.store
-                        .complete_batch(batch.id, "dropped", &err.to_string())?;
-                    continue;
-                }
+        loop {
+            let registry = self.gate.registry();
+            if let Some(why) = registry.unreadable() {
+                // Fail closed without destroying anything: hold the queue.
+                summary.stopped = Some(format!("holding the queue: consent file unusable: {why}"));
+                break;
+            }
+            summary.records_purged +=
+                purge_disallowed_via(&self.writer, Arc::clone(&registry)).await?;
+            let Some(batch) = self.writer.claim_batch(self.batch_max_records).await? else {
+                break;
             };
-            let result = self.transport.send(batch.id, envelope.encode()).await;
-            match &result {
-                UploadResult::Accepted { .. } => {
-                    self.store
-                        .complete_batch(batch.id, "uploaded", &result.detail())?;
-                    tracing::info!(batch = %batch.id, records = count, "batch delivered");
-                    self.consecutive_failures = 0;
-                    self.not_before = None;
-                    summary.batches_sent += 1;
-                    summary.records_sent += count;
-                }
-                UploadResult::Retryable { .. } | UploadResult::Refused { .. } => {
-                    self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-                    let wait =
-                        self.policy
-                            .wait_after(&result, self.consecutive_failures, fastrand::f64());
-                    self.not_before = Some(Instant::now() + wait);
-                    let detail = result.detail();
-                    self.store.audit("failed", Some(batch.id), count, &detail)?;
-                    tracing::warn!(batch = %batch.id, records = count, error = %detail, retry_in = ?wait, "batch not delivered; it stays queued");
-                    summary.stopped = Some(detail);
-                    summary.retry_in_seconds = Some(wait.as_secs());
-                    break;
-                }
+            if batch
+                .records
+                .iter()
+                .any(|record| !self.gate.is_allowed(&record.purpose))
+            {
+                // Consent changed since the purge above: purge again before
+                // anything of this batch can leave.
+                continue;
+            }
+            if !self.send(batch, &mut summary).await? {
+                break;
             }
         }
-        summary.records_queued = self.store.depth()?;
+        summary.records_queued = self.writer.depth();
         Ok(summary)
+    }
+
+    /// Sends one batch and applies the outcome; false when sending should
+    /// stop for now.
+    async fn send(
+        &mut self,
+        batch: Batch,
+        summary: &mut UploadSummary,
+    ) -> Result<bool, UploadError> {
+        let count = batch.records.len() as u64;
+        let body = match Envelope::from_batch(&batch) {
+            Ok(envelope) => envelope.encode(),
+            Err(err) => {
+                // Unsendable rows must not block the queue forever.
+                tracing::error!(batch = %batch.id, error = %err, "dropping a corrupt batch");
+                self.writer
+                    .complete_batch(batch.id, "dropped", err.to_string())
+                    .await?;
+                return Ok(true);
+            }
+        };
+        let result = self.transport.send(batch.id, body).await;
+        match &result {
+            UploadResult::Accepted { .. } => {
+                self.writer
+                    .complete_batch(batch.id, "uploaded", result.detail())
+                    .await?;
+                tracing::info!(batch = %batch.id, records = count, "batch delivered");
+                self.consecutive_failures = 0;
+                self.not_before = None;
+                summary.batches_sent += 1;
+                summary.records_sent += count;
+                Ok(true)
+            }
+            UploadResult::Retryable { .. } | UploadResult::Refused { .. } => {
+                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                let wait =
+                    self.policy
+                        .wait_after(&result, self.consecutive_failures, fastrand::f64());
+                self.not_before = Some(Instant::now() + wait);
+                let detail = result.detail();
+                self.writer
+                    .audit("failed", Some(batch.id), count, detail.clone())
+                    .await?;
+                tracing::warn!(batch = %batch.id, records = count, error = %detail, retry_in = ?wait, "batch not delivered; it stays queued");
+                summary.stopped = Some(detail);
+                summary.retry_in_seconds = Some(wait.as_secs());
+                Ok(false)
+            }
+        }
     }
 }

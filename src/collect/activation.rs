@@ -1,0 +1,138 @@
+//! `activation`: verification of activation by code. When the product is
+//! activated with a code, the licensing component reports it and the agent
+//! adds the installation id, the time, the operating system (type, version,
+//! word size) and the name of the virtual environment, detected locally.
+//!
+//! Activation with a key file sends nothing at all: the seed text offers it
+//! precisely as the way to activate without sending this data.
+
+use std::time::SystemTime;
+
+use super::{CollectContext, FieldValue, Record};
+
+/// The catalogue purpose.
+pub const PURPOSE: &str = "activation";
+
+/// How the product was activated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Code,
+    KeyFile,
+}
+
+impl Method {
+    pub const NAMES: &'static str = "code, key_file";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "code" => Some(Self::Code),
+            "key_file" => Some(Self::KeyFile),
+            _ => None,
+        }
+    }
+}
+
+/// An activation, as the licensing component reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    pub method: Method,
+    pub code: Option<String>,
+    /// Localization of the product (`en-US`).
+    pub locale: Option<String>,
+    pub license_edition: Option<String>,
+    /// Licensing units the key may be used for.
+    pub license_units_total: Option<i64>,
+    /// Licensing units already in use.
+    pub license_units_used: Option<i64>,
+}
+
+impl Activation {
+    /// The record to send, or `None` for a key-file activation.
+    pub fn record(&self, context: &CollectContext, at: SystemTime) -> Option<Record> {
+        if self.method == Method::KeyFile {
+            return None;
+        }
+        let mut record = Record::new(PURPOSE);
+        context.product_fields(&mut record);
+        record
+            .set("installation_id", FieldValue::Uuid(context.installation_id))
+            .set("activated_at", FieldValue::Timestamp(at))
+            .set("os_type", FieldValue::String(context.os.os_type.clone()))
+            .set(
+                "os_version",
+                FieldValue::String(context.os.os_version.clone()),
+            )
+            .set("os_bitness", FieldValue::Integer(context.os.os_bitness))
+            .set(
+                "virtual_environment",
+                FieldValue::String(context.virtual_environment.clone()),
+            );
+        let locale = self.locale.as_ref().or(context.product.locale.as_ref());
+        let strings = [
+            ("activation_code", self.code.as_ref()),
+            ("product_locale", locale),
+            ("license_edition", self.license_edition.as_ref()),
+        ];
+        for (name, value) in strings {
+            if let Some(value) = value {
+                record.set(name, FieldValue::String(value.clone()));
+            }
+        }
+        for (name, value) in [
+            ("license_units_total", self.license_units_total),
+            ("license_units_used", self.license_units_used),
+        ] {
+            if let Some(value) = value {
+                record.set(name, FieldValue::Integer(value));
+            }
+        }
+        Some(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::Catalogue;
+    use crate::collect::test_context;
+
+    fn activation(method: Method) -> Activation {
+        Activation {
+            method,
+            code: Some("AAAAA-BBBBB-CCCCC-DDDDD".into()),
+            locale: None,
+            license_edition: Some("standard".into()),
+            license_units_total: Some(5),
+            license_units_used: Some(2),
+        }
+    }
+
+    #[test]
+    fn a_code_activation_carries_the_agent_facts_and_passes_the_catalogue() {
+        let context = test_context(None);
+        let record = activation(Method::Code)
+            .record(&context, SystemTime::now())
+            .unwrap();
+        Catalogue::embedded().check(&record).unwrap();
+        assert_eq!(record.fields["os_bitness"], FieldValue::Integer(64));
+        assert_eq!(
+            record.fields["virtual_environment"],
+            FieldValue::String("kvm".into())
+        );
+        assert_eq!(
+            record.fields["product_locale"],
+            FieldValue::String("en-US".into()),
+            "the product's configured locale fills in"
+        );
+        assert_eq!(record.fields["license_units_used"], FieldValue::Integer(2));
+    }
+
+    #[test]
+    fn a_key_file_activation_sends_nothing() {
+        assert!(
+            activation(Method::KeyFile)
+                .record(&test_context(None), SystemTime::now())
+                .is_none()
+        );
+    }
+}

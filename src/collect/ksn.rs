@@ -1,0 +1,440 @@
+//! `ksn_scan_aggregates`: the Security Network's scan statistics, folded
+//! from `scan_verdict` and `ksn_request` events into one report per window.
+//!
+//! No verdict is ever sent one by one, and no object hash leaves the
+//! machine: an object only feeds a HyperLogLog sketch (the maintained
+//! `hyperloglockless` crate, 2^14 one-byte registers: 16 KiB per sketch,
+//! three sketches, a relative standard error of 0.81 % on the unique
+//! counts, whatever the volume). Totals are plain counters.
+//!
+//! Ingest connections fold their lines into a [`KsnDelta`] (no lock per
+//! event); the store writer folds each delta into the one [`KsnAggregate`]
+//! it owns and, in the same group commit that acknowledges the lines, writes
+//! what changed (the counters and only the sketch registers that moved), so
+//! a restart loses no acknowledged count. Closing a window turns the
+//! aggregate into one record and resets it, in one transaction.
+
+use std::time::{Duration, SystemTime};
+
+use hyperloglockless::{DefaultHasher, HyperLogLog};
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+use super::{FieldValue, Record};
+use crate::store::{Durable, StoreError, meta_get, meta_set};
+
+/// The catalogue purpose this module reports for.
+pub const PURPOSE: &str = "ksn_scan_aggregates";
+
+/// Sketch precision: 2^14 registers, 16 KiB per sketch.
+pub const PRECISION: u8 = 14;
+
+/// Relative standard error of the unique counts at [`PRECISION`]
+/// (1.04 / sqrt(2^14)); 99.7 % of estimates fall within three times this.
+pub const STANDARD_ERROR: f64 = 0.0081;
+
+/// The status a scan gave an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Unknown = 0,
+    Trusted = 1,
+    Untrusted = 2,
+}
+
+impl Verdict {
+    pub const NAMES: &'static str = "unknown, trusted, untrusted";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "unknown" => Some(Self::Unknown),
+            "trusted" => Some(Self::Trusted),
+            "untrusted" => Some(Self::Untrusted),
+            _ => None,
+        }
+    }
+}
+
+/// Why an object is trusted (or `None` when no trust decision was made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustReason {
+    Certificate,
+    WebAddress,
+    ProcessTrust,
+    User,
+    None,
+}
+
+impl TrustReason {
+    pub const NAMES: &'static str = "certificate, web_address, process_trust, user, none";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "certificate" => Some(Self::Certificate),
+            "web_address" => Some(Self::WebAddress),
+            "process_trust" => Some(Self::ProcessTrust),
+            "user" => Some(Self::User),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+}
+
+/// The report's totals; field names are the catalogue's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counters {
+    pub unknown_statuses: u64,
+    pub trusted_statuses: u64,
+    pub untrusted_statuses: u64,
+    pub trusted_by_certificate: u64,
+    pub trusted_by_web_address: u64,
+    pub trusted_by_process_trust: u64,
+    pub unknown_undecided: u64,
+    pub user_trusted: u64,
+    pub requests_succeeded: u64,
+    pub requests_failed: u64,
+    pub session_duration_ms: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl Counters {
+    fn add(&mut self, other: &Counters) {
+        let pairs = [
+            (&mut self.unknown_statuses, other.unknown_statuses),
+            (&mut self.trusted_statuses, other.trusted_statuses),
+            (&mut self.untrusted_statuses, other.untrusted_statuses),
+            (
+                &mut self.trusted_by_certificate,
+                other.trusted_by_certificate,
+            ),
+            (
+                &mut self.trusted_by_web_address,
+                other.trusted_by_web_address,
+            ),
+            (
+                &mut self.trusted_by_process_trust,
+                other.trusted_by_process_trust,
+            ),
+            (&mut self.unknown_undecided, other.unknown_undecided),
+            (&mut self.user_trusted, other.user_trusted),
+            (&mut self.requests_succeeded, other.requests_succeeded),
+            (&mut self.requests_failed, other.requests_failed),
+            (&mut self.session_duration_ms, other.session_duration_ms),
+            (&mut self.bytes_sent, other.bytes_sent),
+            (&mut self.bytes_received, other.bytes_received),
+        ];
+        for (mine, theirs) in pairs {
+            *mine = mine.saturating_add(theirs);
+        }
+    }
+
+    /// Every counter with its catalogue field name.
+    fn fields(&self) -> [(&'static str, u64); 13] {
+        [
+            ("unknown_statuses", self.unknown_statuses),
+            ("trusted_statuses", self.trusted_statuses),
+            ("untrusted_statuses", self.untrusted_statuses),
+            ("trusted_by_certificate", self.trusted_by_certificate),
+            ("trusted_by_web_address", self.trusted_by_web_address),
+            ("trusted_by_process_trust", self.trusted_by_process_trust),
+            ("unknown_undecided", self.unknown_undecided),
+            ("user_trusted", self.user_trusted),
+            ("requests_succeeded", self.requests_succeeded),
+            ("requests_failed", self.requests_failed),
+            ("session_duration_ms", self.session_duration_ms),
+            ("bytes_sent", self.bytes_sent),
+            ("bytes_received", self.bytes_received),
+        ]
+    }
+}
+
+/// What one chunk of ingest lines adds to the window: counters, and the
+/// hashed objects per verdict (bounded by the chunk, not by the volume).
+#[derive(Debug, Clone, Default)]
+pub struct KsnDelta {
+    counters: Counters,
+    objects: [Vec<u64>; 3],
+    events: u64,
+}
+
+impl KsnDelta {
+    /// One `scan_verdict`.
+    pub fn verdict(&mut self, object: u64, verdict: Verdict, reason: TrustReason) {
+        let c = &mut self.counters;
+        match verdict {
+            Verdict::Unknown => {
+                c.unknown_statuses += 1;
+                if reason == TrustReason::None {
+                    c.unknown_undecided += 1;
+                }
+            }
+            Verdict::Trusted => {
+                c.trusted_statuses += 1;
+                match reason {
+                    TrustReason::Certificate => c.trusted_by_certificate += 1,
+                    TrustReason::WebAddress => c.trusted_by_web_address += 1,
+                    TrustReason::ProcessTrust => c.trusted_by_process_trust += 1,
+                    TrustReason::User => c.user_trusted += 1,
+                    TrustReason::None => {}
+                }
+            }
+            Verdict::Untrusted => c.untrusted_statuses += 1,
+        }
+        self.objects[verdict as usize].push(object);
+        self.events += 1;
+    }
+
+    /// One `ksn_request`.
+    pub fn request(&mut self, ok: bool, duration_ms: u64, bytes_sent: u64, bytes_received: u64) {
+        let c = &mut self.counters;
+        if ok {
+            c.requests_succeeded += 1;
+        } else {
+            c.requests_failed += 1;
+        }
+        c.session_duration_ms = c.session_duration_ms.saturating_add(duration_ms);
+        c.bytes_sent = c.bytes_sent.saturating_add(bytes_sent);
+        c.bytes_received = c.bytes_received.saturating_add(bytes_received);
+        self.events += 1;
+    }
+
+    /// Events folded in.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+}
+
+/// The 64-bit hash of an object named by its SHA-256 in hex (either case),
+/// or `None` when `hex` is not 64 hex digits. The digest is already uniform;
+/// the mix only guards against made-up inputs that differ in few bits.
+pub fn object_hash(hex: &str) -> Option<u64> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex, &mut bytes).ok()?;
+    let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    let folded =
+        word(0) ^ word(1).rotate_left(17) ^ word(2).rotate_left(31) ^ word(3).rotate_left(47);
+    Some(fmix64(folded))
+}
+
+/// MurmurHash3's 64-bit finaliser.
+fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
+/// The `meta` key holding the open window's start and counters.
+const WINDOW_KEY: &str = "ksn_window";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedWindow {
+    /// Seconds since the Unix epoch; absent while the window is empty.
+    started_at: Option<u64>,
+    counters: Counters,
+}
+
+/// The open window: counters and one sketch per verdict.
+pub struct KsnAggregate {
+    started_at: Option<SystemTime>,
+    counters: Counters,
+    sketches: [HyperLogLog; 3],
+    /// The registers as last written, to write only what moved.
+    saved: [Box<[u8]>; 3],
+    window_dirty: bool,
+    /// The window was reset: the stored registers are to be cleared.
+    cleared: bool,
+}
+
+impl Default for KsnAggregate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KsnAggregate {
+    pub fn new() -> Self {
+        let registers = 1usize << PRECISION;
+        Self {
+            started_at: None,
+            counters: Counters::default(),
+            sketches: std::array::from_fn(|_| empty_sketch()),
+            saved: std::array::from_fn(|_| vec![0u8; registers].into_boxed_slice()),
+            window_dirty: false,
+            cleared: false,
+        }
+    }
+
+    /// Adds a chunk's events; the window opens at the first one.
+    pub fn fold(&mut self, delta: &KsnDelta, now: SystemTime) {
+        if delta.is_empty() {
+            return;
+        }
+        self.started_at.get_or_insert(now);
+        self.counters.add(&delta.counters);
+        for (sketch, objects) in self.sketches.iter_mut().zip(&delta.objects) {
+            for &hash in objects {
+                sketch.insert_hash(hash);
+            }
+        }
+        self.window_dirty = true;
+    }
+
+    /// When the window opened, if anything arrived in it.
+    pub fn started_at(&self) -> Option<SystemTime> {
+        self.started_at
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Estimated distinct objects with `verdict` in this window.
+    pub fn unique(&self, verdict: Verdict) -> u64 {
+        self.sketches[verdict as usize].count() as u64
+    }
+
+    /// The report this window would send if it closed at `stop`, or `None`
+    /// when nothing arrived in it. `extra` carries the product's own
+    /// database facts (version, settings id) when it has them.
+    pub fn report(&self, stop: SystemTime, extra: &[(&str, String)]) -> Option<Record> {
+        let started = self.started_at?;
+        let mut record = Record::new(PURPOSE);
+        record.collected_at = stop;
+        let unique = [
+            ("unique_unknown_objects", Verdict::Unknown),
+            ("unique_trusted_objects", Verdict::Trusted),
+            ("unique_untrusted_objects", Verdict::Untrusted),
+        ];
+        for (name, verdict) in unique {
+            record.set(
+                name,
+                FieldValue::Integer(saturating_i64(self.unique(verdict))),
+            );
+        }
+        for (name, value) in self.counters.fields() {
+            record.set(name, FieldValue::Integer(saturating_i64(value)));
+        }
+        for (name, value) in extra {
+            record.set(name, FieldValue::String(value.clone()));
+        }
+        record
+            .set("collection_started_at", FieldValue::Timestamp(started))
+            .set("collection_stopped_at", FieldValue::Timestamp(stop));
+        Some(record)
+    }
+
+    /// Empties the window (after its report was queued, or discarded).
+    pub fn reset(&mut self) {
+        self.started_at = None;
+        self.counters = Counters::default();
+        self.sketches = std::array::from_fn(|_| empty_sketch());
+        self.window_dirty = true;
+        self.cleared = true;
+    }
+
+    /// Bytes the sketches and their last-written copy hold, whatever the
+    /// number of objects.
+    pub fn sketch_bytes(&self) -> usize {
+        self.sketches.iter().map(HyperLogLog::len).sum::<usize>() * 2
+    }
+}
+
+fn empty_sketch() -> HyperLogLog {
+    // Only `insert_hash` is used, so the hasher's seed never matters.
+    HyperLogLog::with_hasher(PRECISION, DefaultHasher::seeded(&[0; 16]))
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A sketch with exactly `registers`, with the running sums the crate keeps
+/// recomputed from them.
+fn sketch_from(registers: Box<[u8]>) -> HyperLogLog {
+    let zeros = registers.iter().filter(|&&r| r == 0).count();
+    let sum = registers.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+    HyperLogLog::from_parts(registers, DefaultHasher::seeded(&[0; 16]), zeros, sum)
+}
+
+impl Durable for KsnAggregate {
+    fn reload(&mut self, connection: &Connection) -> Result<(), StoreError> {
+        *self = Self::new();
+        if let Some(text) = meta_get(connection, WINDOW_KEY)? {
+            let saved: SavedWindow =
+                serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
+                    what: "KSN window",
+                    message: err.to_string(),
+                })?;
+            self.started_at = saved
+                .started_at
+                .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+            self.counters = saved.counters;
+        }
+        let mut query = connection.prepare("SELECT sketch, idx, value FROM ksn_register")?;
+        let mut rows = query.query([])?;
+        while let Some(row) = rows.next()? {
+            let (sketch, idx, value): (i64, i64, u8) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            let slot = usize::try_from(sketch)
+                .ok()
+                .zip(usize::try_from(idx).ok())
+                .and_then(|(sketch, idx)| self.saved.get_mut(sketch)?.get_mut(idx));
+            if let Some(slot) = slot {
+                *slot = value;
+            }
+        }
+        for (sketch, saved) in self.sketches.iter_mut().zip(&self.saved) {
+            *sketch = sketch_from(saved.clone());
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, connection: &Connection) -> Result<(), StoreError> {
+        if !self.window_dirty {
+            return Ok(());
+        }
+        if self.cleared {
+            connection.execute("DELETE FROM ksn_register", [])?;
+            for saved in &mut self.saved {
+                saved.fill(0);
+            }
+            self.cleared = false;
+        }
+        let mut upsert = connection.prepare_cached(
+            "INSERT INTO ksn_register (sketch, idx, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (sketch, idx) DO UPDATE SET value = excluded.value",
+        )?;
+        for (index, (sketch, saved)) in self.sketches.iter().zip(self.saved.iter_mut()).enumerate()
+        {
+            let (registers, ..) = sketch.parts();
+            for (idx, (&now, was)) in registers.iter().zip(saved.iter_mut()).enumerate() {
+                if now != *was {
+                    upsert.execute(params![index as i64, idx as i64, now])?;
+                    *was = now;
+                }
+            }
+        }
+        let window = SavedWindow {
+            started_at: self.started_at.map(|t| {
+                t.duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs()
+            }),
+            counters: self.counters,
+        };
+        let text = serde_json::to_string(&window).expect("a window always serializes");
+        meta_set(connection, WINDOW_KEY, &text)?;
+        self.window_dirty = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+//! The control handler: one `match` over [`Request`], one function per
+//! request. It answers from values (the gate's snapshot, the writer's
+//! counters, the other tasks' last summaries) and from the store writer,
+//! never from the network, so `status` and `consent revoke` answer at once
+//! whatever the uploader and the receiver are doing.
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::uploader::FlushRequest;
+use super::{Agent, Shared};
+use crate::collect::ksn;
+use crate::control::{ConsentApplied, DaemonStatus, FlushSummary, Request, Response};
+use crate::upload::purge_disallowed_via;
+
+pub(crate) struct Handler {
+    pub(super) agent: Arc<Agent>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) collect_now: Arc<Notify>,
+    pub(super) upload_now: Arc<Notify>,
+    pub(super) flushes: mpsc::Sender<FlushRequest>,
+}
+
+impl Handler {
+    pub(crate) async fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::Status => Response::Status(self.status()),
+            Request::ConsentChanged => self.consent_changed().await,
+            Request::Flush => self.flush().await,
+        }
+    }
+
+    fn status(&self) -> DaemonStatus {
+        DaemonStatus {
+            pid: std::process::id(),
+            records_queued: self.agent.writer.depth(),
+            discarded: self.shared.discards.snapshot(),
+            decisions: self.agent.gate.registry().decisions().cloned().collect(),
+            last_collect: self.shared.collect(),
+            last_upload: self.shared.upload(),
+        }
+    }
+
+    /// Publishes the new decisions, then purges what they no longer allow
+    /// (the queue, and an open KSN window) before answering. Collecting and
+    /// uploading what is newly allowed happens after the answer.
+    async fn consent_changed(&self) -> Response {
+        self.agent.refresh_consent();
+        let registry = self.agent.gate.registry();
+        let purged = match purge_disallowed_via(&self.agent.writer, Arc::clone(&registry)).await {
+            Ok(purged) => purged,
+            Err(err) => {
+                return Response::Error {
+                    message: format!(
+                        "the change is in effect, but the queue could not be purged yet: {err}"
+                    ),
+                };
+            }
+        };
+        let mut ksn_window_discarded = false;
+        if registry.unreadable().is_none() && !registry.is_allowed(ksn::PURPOSE) {
+            let discarded = self
+                .agent
+                .writer
+                .call(|connection, aggregate| {
+                    let Some(_) = aggregate.started_at() else {
+                        return Ok(false);
+                    };
+                    let events = aggregate.counters();
+                    let total = events.unknown_statuses
+                        + events.trusted_statuses
+                        + events.untrusted_statuses
+                        + events.requests_succeeded
+                        + events.requests_failed;
+                    aggregate.reset();
+                    crate::store::queue::insert_audit(
+                        connection,
+                        "purged",
+                        None,
+                        total,
+                        "ksn_scan_aggregates window discarded: consent no longer allows it",
+                    )?;
+                    Ok(true)
+                })
+                .await;
+            ksn_window_discarded = discarded.unwrap_or(false);
+        }
+        self.collect_now.notify_one();
+        self.upload_now.notify_one();
+        Response::ConsentApplied(ConsentApplied {
+            purged,
+            ksn_window_discarded,
+            queued: self.agent.writer.depth(),
+        })
+    }
+
+    /// Collects now (periodic collectors and the KSN window), then has the
+    /// uploader send now and waits for its answer.
+    async fn flush(&self) -> Response {
+        let collect = self.agent.collect_now().await;
+        self.shared.set_collect(collect.clone());
+        let (reply, answer) = oneshot::channel();
+        if self.flushes.send(reply).await.is_err() {
+            return shutting_down();
+        }
+        match answer.await {
+            Ok(Ok(upload)) => Response::Flushed(FlushSummary { collect, upload }),
+            Ok(Err(message)) => Response::Error { message },
+            Err(_) => shutting_down(),
+        }
+    }
+}
+
+fn shutting_down() -> Response {
+    Response::Error {
+        message: "the daemon is shutting down".into(),
+    }
+}

@@ -1,0 +1,164 @@
+//! The scheduler task: runs the periodic collectors (`geo_distribution`,
+//! and `update_identity` as a fallback) every `[collect] interval`, and
+//! closes the KSN window every `[collect] ksn_window`, turning it into one
+//! report. Records go through the gate, then to the store writer; the
+//! uploader is nudged afterwards.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::Notify;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::{Agent, Shared};
+use crate::collect::{self, ksn};
+use crate::control::CollectSummary;
+use crate::gate::Refusal;
+use crate::store::queue;
+
+pub(super) async fn run(
+    agent: Arc<Agent>,
+    shared: Arc<Shared>,
+    collect_now: Arc<Notify>,
+    upload_now: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let interval = agent.config.collect.interval.0;
+    let window = agent.config.collect.ksn_window.0;
+    let mut next_collect = Instant::now();
+    let mut next_close = first_close(&agent, window).await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = collect_now.notified() => {
+                let summary = collect_periodic(&agent).await;
+                report(&shared, &upload_now, summary);
+            }
+            _ = sleep_until(next_collect) => {
+                next_collect = Instant::now() + interval;
+                let summary = collect_periodic(&agent).await;
+                report(&shared, &upload_now, summary);
+            }
+            _ = sleep_until(next_close) => {
+                next_close = Instant::now() + window;
+                let mut summary = CollectSummary::default();
+                close_ksn_window(&agent, &mut summary).await;
+                report(&shared, &upload_now, summary);
+            }
+        }
+    }
+}
+
+/// When the window persisted by a previous run is due: at once if it is
+/// already older than a window, else one window from now.
+async fn first_close(agent: &Agent, window: std::time::Duration) -> Instant {
+    let started = agent
+        .writer
+        .call(|_, aggregate| Ok(aggregate.started_at()))
+        .await
+        .ok()
+        .flatten();
+    let age = started.and_then(|t| SystemTime::now().duration_since(t).ok());
+    match age {
+        Some(age) if age >= window => Instant::now(),
+        Some(age) => Instant::now() + (window - age),
+        None => Instant::now() + window,
+    }
+}
+
+fn report(shared: &Shared, upload_now: &Notify, summary: CollectSummary) {
+    if summary.queued > 0 {
+        tracing::info!(records = summary.queued, "collected and queued");
+        upload_now.notify_one();
+    }
+    for error in &summary.errors {
+        tracing::error!(%error, "collection problem");
+    }
+    shared.set_collect(summary);
+}
+
+/// Runs every periodic collector once; blocked purposes are not even
+/// collected.
+pub(super) async fn collect_periodic(agent: &Agent) -> CollectSummary {
+    let registry = agent.gate.registry();
+    let mut summary = CollectSummary::default();
+    let mut gated = Vec::new();
+    for collector in collect::periodic(&agent.config.collect) {
+        let purpose = collector.purpose();
+        let decision = registry.decide(purpose);
+        if !decision.allowed {
+            summary
+                .blocked
+                .push(format!("{purpose}: {}", decision.reason));
+            continue;
+        }
+        let records = match collector.collect(&agent.context) {
+            Ok(records) => records,
+            Err(err) => {
+                summary.errors.push(err.to_string());
+                continue;
+            }
+        };
+        for record in records {
+            match agent.gate.admit_with(&record, &decision) {
+                Ok(record) => gated.push(record),
+                Err(err) => summary.errors.push(format!("{purpose}: {err}")),
+            }
+        }
+    }
+    let count = gated.len() as u64;
+    match agent.writer.enqueue(gated).await {
+        Ok(()) => summary.queued = count,
+        Err(err) => summary.errors.push(format!("cannot queue: {err}")),
+    }
+    summary
+}
+
+/// Turns the open KSN window into one record (if anything arrived in it and
+/// its purpose is still allowed) and empties it, in one transaction.
+pub(super) async fn close_ksn_window(agent: &Agent, summary: &mut CollectSummary) {
+    let gate = Arc::clone(&agent.gate);
+    let extra = ksn_extra(&agent.context.product);
+    let closed = agent
+        .writer
+        .call(move |connection, aggregate| {
+            let Some(report) = aggregate.report(SystemTime::now(), &extra) else {
+                return Ok(Ok(0));
+            };
+            let outcome = match gate.admit(&report) {
+                Ok(record) => {
+                    queue::enqueue(connection, &[record])?;
+                    Ok(1)
+                }
+                Err(refusal) => Err(refusal),
+            };
+            aggregate.reset();
+            Ok(outcome)
+        })
+        .await;
+    match closed {
+        Ok(Ok(queued)) => {
+            agent.writer.note_enqueued(queued);
+            summary.queued += queued;
+        }
+        Ok(Err(Refusal::NotAllowed { reason, .. })) => {
+            summary.blocked.push(format!("{}: {reason}", ksn::PURPOSE))
+        }
+        Ok(Err(Refusal::Check(err))) => summary.errors.push(err.to_string()),
+        Err(err) => summary
+            .errors
+            .push(format!("cannot close the KSN window: {err}")),
+    }
+}
+
+/// The product's own database facts a KSN report carries, when configured.
+pub(crate) fn ksn_extra(product: &collect::ProductConfig) -> Vec<(&'static str, String)> {
+    [
+        ("private_db_version", &product.private_db_version),
+        ("db_settings_id", &product.db_settings_id),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.clone().map(|v| (name, v)))
+    .collect()
+}

@@ -1,0 +1,69 @@
+//! The uploader task: owns the [`Uploader`] (and so the HTTP client), sends
+//! on its schedule, when nudged after a collection, and when a `flush`
+//! asks. Only this task waits on the network; a receiver that hangs delays
+//! nothing else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::{Shared, next_upload_at};
+use crate::collect::ksn::KsnAggregate;
+use crate::upload::{UploadError, UploadSummary, Uploader};
+
+/// A `flush`: upload now, ignoring any backoff, and answer with the result.
+pub(super) type FlushRequest = oneshot::Sender<Result<UploadSummary, String>>;
+
+pub(super) async fn run(
+    mut uploader: Uploader<KsnAggregate>,
+    interval: Duration,
+    shared: Arc<Shared>,
+    upload_now: Arc<Notify>,
+    mut flushes: mpsc::Receiver<FlushRequest>,
+    shutdown: CancellationToken,
+) {
+    let mut next = Instant::now() + interval;
+    loop {
+        let (force, reply) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            Some(reply) = flushes.recv() => (true, Some(reply)),
+            _ = upload_now.notified() => (false, None),
+            _ = sleep_until(next) => (false, None),
+        };
+        // Shutdown abandons an upload in flight: the batch stays claimed and
+        // goes again, under the same id, after the restart.
+        let result = tokio::select! {
+            result = uploader.upload_pending(force) => result,
+            _ = shutdown.cancelled() => return,
+        };
+        next = match &result {
+            Ok(_) => next_upload_at(Instant::now(), uploader.not_before(), interval),
+            // A store error (disk full, say) is retried at the next
+            // interval; the queue on disk is still the source of truth.
+            Err(_) => Instant::now() + interval,
+        };
+        let answer = record(&shared, result);
+        if let Some(reply) = reply {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+fn record(
+    shared: &Shared,
+    result: Result<UploadSummary, UploadError>,
+) -> Result<UploadSummary, String> {
+    match result {
+        Ok(summary) => {
+            shared.set_upload(summary.clone());
+            Ok(summary)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "upload failed; retrying at the next interval");
+            Err(err.to_string())
+        }
+    }
+}

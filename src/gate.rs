@@ -1,0 +1,240 @@
+//! The gate: the one place a record becomes something the store accepts.
+//!
+//! [`Gate::admit`] checks a collector's or a component's record against the
+//! catalogue (unknown purposes, undeclared fields and wrong types are
+//! refused), asks the current consent snapshot whether its purpose may send,
+//! and only then builds a [`GatedRecord`], tagged with the clause, version
+//! and text digest that allowed it. `GatedRecord` has private fields and no
+//! public constructor, so no other path can queue an ungated record.
+//!
+//! Consent is a value here, not a file read: the registry is evaluated once
+//! per change ([`Gate::refresh`]) and published as an immutable snapshot
+//! that hot paths load without a lock (`arc-swap`). The gate never reads the
+//! consent file itself beyond asking `consent` to evaluate it.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use std::path::Path;
+
+use crate::catalogue::{Catalogue, CheckError, Region};
+use crate::clock::rfc3339;
+use crate::consent::{Consents, Decision, Registry};
+use crate::record::Record;
+
+/// A record that passed the catalogue check and an allowed decision, with
+/// its fields already in wire form. Only [`Gate::admit`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatedRecord {
+    purpose: String,
+    clause: String,
+    clause_version: u32,
+    clause_sha256: String,
+    collected_at: String,
+    fields_json: String,
+}
+
+impl GatedRecord {
+    pub fn purpose(&self) -> &str {
+        &self.purpose
+    }
+    pub fn clause(&self) -> &str {
+        &self.clause
+    }
+    pub fn clause_version(&self) -> u32 {
+        self.clause_version
+    }
+    pub fn clause_sha256(&self) -> &str {
+        &self.clause_sha256
+    }
+    pub fn collected_at(&self) -> &str {
+        &self.collected_at
+    }
+    /// The record's `fields` object, serialized JSON.
+    pub fn fields_json(&self) -> &str {
+        &self.fields_json
+    }
+    /// Bytes this record takes in the queue, roughly.
+    pub fn size(&self) -> usize {
+        self.fields_json.len() + self.purpose.len() + self.clause.len() + 100
+    }
+}
+
+/// A gated record made up for unit tests of the store.
+#[cfg(test)]
+pub(crate) fn test_record(purpose: &str, n: i64) -> GatedRecord {
+    GatedRecord {
+        purpose: purpose.into(),
+        clause: "eula".into(),
+        clause_version: 1,
+        clause_sha256: "0".repeat(64),
+        collected_at: "2026-01-01T00:00:00Z".into(),
+        fields_json: format!("{{\"n\":{n}}}"),
+    }
+}
+
+/// Why a record did not pass the gate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The record is malformed for the catalogue: a bug in the sender.
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    /// The purpose may not send now; the record is discarded, not queued.
+    #[error("purpose `{purpose}` is not allowed: {reason}")]
+    NotAllowed { purpose: String, reason: String },
+}
+
+/// The catalogue and the current consent decisions.
+pub struct Gate {
+    catalogue: Catalogue,
+    decisions: ArcSwap<Registry>,
+}
+
+impl Gate {
+    /// A gate over `catalogue` publishing `registry`.
+    pub fn with_registry(catalogue: Catalogue, registry: Registry) -> Self {
+        Self {
+            catalogue,
+            decisions: ArcSwap::from_pointee(registry),
+        }
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// The decisions as of the last refresh. Lock-free; hold the `Arc` for
+    /// as long as one consistent view is needed.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.decisions.load_full()
+    }
+
+    /// Whether `purpose` may send now (lock-free, no allocation).
+    pub fn is_allowed(&self, purpose: &str) -> bool {
+        self.decisions.load().is_allowed(purpose)
+    }
+
+    /// Re-reads the consent file and publishes the new decisions. Returns
+    /// the new registry.
+    pub fn refresh(&self, consent_file: &Path, region: Region) -> Arc<Registry> {
+        let registry = Arc::new(evaluate(consent_file, region, &self.catalogue));
+        self.decisions.store(Arc::clone(&registry));
+        registry
+    }
+
+    /// Publishes `registry` (already evaluated by the caller).
+    pub fn publish(&self, registry: Registry) {
+        self.decisions.store(Arc::new(registry));
+    }
+
+    /// Checks `record` against the catalogue, then against the consent
+    /// snapshot. A catalogue problem is reported before consent: a sender's
+    /// bug shows even while its purpose is blocked.
+    pub fn admit(&self, record: &Record) -> Result<GatedRecord, Refusal> {
+        self.catalogue.check(record)?;
+        let registry = self.decisions.load();
+        let decision = registry.decision(&record.purpose);
+        self.admit_checked(record, decision)
+    }
+
+    /// As [`Gate::admit`] under a decision the caller already holds (one
+    /// snapshot for a whole collection run).
+    pub fn admit_with(&self, record: &Record, decision: &Decision) -> Result<GatedRecord, Refusal> {
+        self.catalogue.check(record)?;
+        self.admit_checked(record, Some(decision))
+    }
+
+    fn admit_checked(
+        &self,
+        record: &Record,
+        decision: Option<&Decision>,
+    ) -> Result<GatedRecord, Refusal> {
+        let not_allowed = |reason: &str| Refusal::NotAllowed {
+            purpose: record.purpose.clone(),
+            reason: reason.to_owned(),
+        };
+        let Some(decision) = decision else {
+            return Err(not_allowed("purpose is not in the catalogue"));
+        };
+        let (true, Some(clause), Some(version), Some(sha)) = (
+            decision.allowed && decision.purpose == record.purpose,
+            &decision.clause,
+            decision.clause_version,
+            &decision.clause_sha256,
+        ) else {
+            return Err(not_allowed(&decision.reason));
+        };
+        Ok(GatedRecord {
+            purpose: record.purpose.clone(),
+            clause: clause.clone(),
+            clause_version: version,
+            clause_sha256: sha.clone(),
+            collected_at: rfc3339(record.collected_at),
+            fields_json: serde_json::to_string(&record.fields).expect("fields always serialize"),
+        })
+    }
+}
+
+/// Reads `consent_file` and evaluates it for `region`. An unusable file
+/// allows nothing (and the registry says why, so the queue is held).
+pub fn evaluate(consent_file: &Path, region: Region, catalogue: &Catalogue) -> Registry {
+    match Consents::load(consent_file, catalogue) {
+        Ok(consents) => Registry::evaluate(catalogue, &consents, region),
+        Err(err) => {
+            tracing::warn!(error = %err, "consent file unusable: nothing is allowed");
+            Registry::closed(catalogue, &err.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::FieldValue;
+
+    fn gate(accept_eula: bool) -> Gate {
+        let catalogue = Catalogue::embedded();
+        let mut consents = Consents::default();
+        if accept_eula {
+            consents.accept_for_tests(catalogue.clause("eula").unwrap());
+        }
+        let registry = Registry::evaluate(&catalogue, &consents, Region::Global);
+        Gate::with_registry(catalogue, registry)
+    }
+
+    #[test]
+    fn an_allowed_record_carries_its_clause() {
+        let gate = gate(true);
+        let mut record = Record::new("update_identity");
+        record.set("product_id", FieldValue::String("p".into()));
+        let gated = gate.admit(&record).unwrap();
+        assert_eq!(gated.clause(), "eula");
+        assert_eq!(gated.fields_json(), r#"{"product_id":"p"}"#);
+        assert_eq!(
+            gated.clause_sha256(),
+            gate.catalogue().clause("eula").unwrap().text_sha256
+        );
+    }
+
+    #[test]
+    fn a_blocked_purpose_is_refused_and_an_undeclared_field_first() {
+        let gate = gate(false);
+        let mut record = Record::new("update_identity");
+        record.set("product_id", FieldValue::String("p".into()));
+        assert!(matches!(
+            gate.admit(&record),
+            Err(Refusal::NotAllowed { .. })
+        ));
+        record.set("hostname", FieldValue::String("h".into()));
+        assert!(matches!(gate.admit(&record), Err(Refusal::Check(_))));
+    }
+
+    #[test]
+    fn a_decision_for_another_purpose_never_admits() {
+        let gate = gate(true);
+        let decision = gate.registry().decide("update_identity");
+        let record = Record::new("geo_distribution");
+        assert!(gate.admit_with(&record, &decision).is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! The client side of the ingest socket, for `consentry emit`: streams
+//! lines to the daemon, reads its answers, and returns once every line is
+//! acknowledged (or the daemon went away, which is then an error naming the
+//! lines that were not).
+
+use std::path::Path;
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use super::protocol::Reply;
+
+/// Rejected lines kept for the report; the count goes on past it.
+const MAX_ERRORS_KEPT: usize = 1000;
+
+/// What the daemon said about everything sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EmitSummary {
+    pub lines: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub discarded: u64,
+    /// The first rejected lines: line number, code, message.
+    pub errors: Vec<LineRejected>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineRejected {
+    pub line: u64,
+    pub error: String,
+    pub message: String,
+}
+
+/// Why the lines could not be handed over.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no daemon is listening on {0}; start it with `consentry daemon`")]
+    NotRunning(String),
+    #[error("ingest socket {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the daemon stopped answering after acknowledging line {acked} of {sent}; lines {} to {sent} were not acknowledged, send them again",
+        acked + 1
+    )]
+    Unacknowledged { acked: u64, sent: u64 },
+    #[error("the daemon sent an unreadable answer: {0}")]
+    Garbled(String),
+}
+
+/// Sends everything `input` holds, line by line, and waits for the acks.
+pub async fn send(
+    socket: &Path,
+    mut input: impl AsyncRead + Unpin,
+) -> Result<EmitSummary, ClientError> {
+    let path = socket.display().to_string();
+    let io = |source| ClientError::Io {
+        path: path.clone(),
+        source,
+    };
+    let stream = match UnixStream::connect(socket).await {
+        Ok(stream) => stream,
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(ClientError::NotRunning(path));
+        }
+        Err(err) => return Err(io(err)),
+    };
+    let (read, mut write) = stream.into_split();
+    let sending = async {
+        let mut buffer = vec![0u8; 256 * 1024];
+        let (mut lines, mut last) = (0u64, b'\n');
+        loop {
+            let n = input.read(&mut buffer).await?;
+            if n == 0 {
+                break;
+            }
+            lines += memchr::memchr_iter(b'\n', &buffer[..n]).count() as u64;
+            last = buffer[n - 1];
+            write.write_all(&buffer[..n]).await?;
+        }
+        if last != b'\n' {
+            lines += 1; // an unterminated last line still counts
+        }
+        write.shutdown().await?;
+        Ok::<u64, std::io::Error>(lines)
+    };
+    let receiving = async {
+        let mut summary = EmitSummary::default();
+        let mut acked = 0u64;
+        let mut reader = BufReader::new(read).lines();
+        while let Some(line) = reader.next_line().await? {
+            match serde_json::from_str::<Reply>(&line) {
+                Ok(Reply::Ack {
+                    ack,
+                    accepted,
+                    rejected,
+                    discarded,
+                }) => {
+                    acked = ack;
+                    (summary.accepted, summary.rejected, summary.discarded) =
+                        (accepted, rejected, discarded);
+                }
+                Ok(Reply::Error {
+                    line,
+                    error,
+                    message,
+                }) => {
+                    if summary.errors.len() < MAX_ERRORS_KEPT {
+                        summary.errors.push(LineRejected {
+                            line,
+                            error,
+                            message,
+                        });
+                    }
+                }
+                Err(err) => return Ok(Err(ClientError::Garbled(err.to_string()))),
+            }
+        }
+        Ok::<_, std::io::Error>(Ok((summary, acked)))
+    };
+    let (sent, received) = tokio::join!(sending, receiving);
+    let sent = sent.map_err(io)?;
+    let (mut summary, acked) = received.map_err(io)??;
+    if acked < sent {
+        return Err(ClientError::Unacknowledged { acked, sent });
+    }
+    summary.lines = sent;
+    Ok(summary)
+}

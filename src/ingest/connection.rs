@@ -1,0 +1,292 @@
+//! One ingest connection: a reader that parses chunk after chunk and hands
+//! each to the store writer, and an acknowledger that waits for each
+//! chunk's commit, in order, and writes the answers.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+
+use super::event::{LineError, Outcome, Parser};
+use super::protocol::{NOT_STORED, Reply};
+use super::{Ingest, MAX_IN_FLIGHT, MAX_LINE_BYTES, READ_BUFFER};
+use crate::collect::ksn::{self, KsnDelta};
+use crate::gate::{GatedRecord, Refusal};
+use crate::store::{WriterError, queue};
+
+/// What a chunk of lines amounts to, before it is stored.
+#[derive(Default)]
+struct Chunk {
+    first_line: u64,
+    last_line: u64,
+    errors: Vec<(u64, LineError)>,
+    records: Vec<GatedRecord>,
+    ksn: KsnDelta,
+    /// Valid lines whose effect needs no storage (key-file activations).
+    accepted_now: u64,
+    discarded: u64,
+}
+
+/// A chunk on its way to the client: its answers, and its commit.
+struct Pending {
+    first_line: u64,
+    last_line: u64,
+    errors: Vec<(u64, LineError)>,
+    /// Records queued and KSN events folded by the commit.
+    records: u64,
+    aggregated: u64,
+    accepted_now: u64,
+    discarded: u64,
+    commit: Option<oneshot::Receiver<Result<(), WriterError>>>,
+}
+
+/// Where the reader is in the byte stream.
+struct Framing {
+    buffer: Vec<u8>,
+    next_line: u64,
+    /// Inside a line longer than [`MAX_LINE_BYTES`]: skip to its newline.
+    skipping: bool,
+}
+
+pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::Result<()> {
+    let (mut reader, writer) = stream.into_split();
+    let (pending, inbox) = mpsc::channel(MAX_IN_FLIGHT);
+    let acknowledger = tokio::spawn(acknowledge(writer, inbox, Arc::clone(&ingest)));
+    let mut framing = Framing {
+        buffer: Vec::with_capacity(READ_BUFFER),
+        next_line: 1,
+        skipping: false,
+    };
+    loop {
+        if framing.buffer.capacity() - framing.buffer.len() < READ_BUFFER / 2 {
+            framing.buffer.reserve(READ_BUFFER);
+        }
+        let eof = reader.read_buf(&mut framing.buffer).await? == 0;
+        let chunk = framing.chunk(&ingest, eof);
+        if chunk.last_line >= chunk.first_line {
+            let commit = submit(&ingest, chunk).await;
+            if pending.send(commit).await.is_err() {
+                break; // the acknowledger ended: the client is gone
+            }
+        }
+        if eof {
+            break;
+        }
+    }
+    drop(pending);
+    acknowledger.await.unwrap_or(Ok(()))
+}
+
+impl Framing {
+    /// Parses every complete line in the buffer (and, at end of stream, the
+    /// unterminated last one) into a chunk, keeping any partial line.
+    fn chunk(&mut self, ingest: &Ingest, eof: bool) -> Chunk {
+        let parser = Parser {
+            catalogue: ingest.gate.catalogue(),
+            context: &ingest.context,
+        };
+        let mut chunk = Chunk {
+            first_line: self.next_line,
+            last_line: self.next_line - 1,
+            ..Chunk::default()
+        };
+        let mut start = 0;
+        while let Some(offset) = memchr::memchr(b'\n', &self.buffer[start..]) {
+            let end = start + offset;
+            self.line(&parser, ingest, start, end, &mut chunk);
+            start = end + 1;
+        }
+        if eof && start < self.buffer.len() {
+            let end = self.buffer.len();
+            self.line(&parser, ingest, start, end, &mut chunk);
+            start = end;
+        } else if eof && self.skipping {
+            self.skipped(&mut chunk);
+        }
+        self.buffer.drain(..start);
+        if self.buffer.len() > MAX_LINE_BYTES {
+            // The partial line is already too long: drop what we have and
+            // skip to its end; its error goes out with the chunk that ends it.
+            self.buffer.clear();
+            self.skipping = true;
+        }
+        let ksn_allowed = ingest.gate.is_allowed(ksn::PURPOSE);
+        if !ksn_allowed && !chunk.ksn.is_empty() {
+            ingest.discards.add(ksn::PURPOSE, chunk.ksn.events());
+            chunk.discarded += chunk.ksn.events();
+            chunk.ksn = KsnDelta::default();
+        }
+        chunk
+    }
+
+    fn line(
+        &mut self,
+        parser: &Parser,
+        ingest: &Ingest,
+        start: usize,
+        end: usize,
+        chunk: &mut Chunk,
+    ) {
+        let number = self.next_line;
+        self.next_line += 1;
+        chunk.last_line = number;
+        if self.skipping {
+            self.skipping = false;
+            chunk.errors.push((number, too_long()));
+            return;
+        }
+        let text = &self.buffer[start..end];
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if end - start > MAX_LINE_BYTES {
+            chunk.errors.push((number, too_long()));
+            return;
+        }
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return; // blank lines are counted, and ignored
+        }
+        match parser.parse(text, &mut chunk.ksn) {
+            Err(error) => chunk.errors.push((number, error)),
+            Ok(Outcome::Aggregated) => {}
+            Ok(Outcome::Nothing) => chunk.accepted_now += 1,
+            Ok(Outcome::Record(record)) => match ingest.gate.admit(&record) {
+                Ok(gated) => chunk.records.push(gated),
+                Err(Refusal::NotAllowed { purpose, .. }) => {
+                    ingest.discards.add(&purpose, 1);
+                    chunk.discarded += 1;
+                }
+                Err(Refusal::Check(err)) => chunk
+                    .errors
+                    .push((number, LineError::new("undeclared_field", err.to_string()))),
+            },
+        }
+    }
+
+    /// The oversized line ran to the end of the stream.
+    fn skipped(&mut self, chunk: &mut Chunk) {
+        let number = self.next_line;
+        self.next_line += 1;
+        self.skipping = false;
+        chunk.last_line = number;
+        chunk.errors.push((number, too_long()));
+    }
+}
+
+fn too_long() -> LineError {
+    LineError::new(
+        "too_long",
+        format!("the line is longer than {MAX_LINE_BYTES} bytes; nothing of it was kept"),
+    )
+}
+
+/// Hands the chunk's records and KSN delta to the writer as one job.
+async fn submit(ingest: &Ingest, chunk: Chunk) -> Pending {
+    let Chunk {
+        first_line,
+        last_line,
+        errors,
+        records,
+        ksn,
+        accepted_now,
+        discarded,
+    } = chunk;
+    let mut pending = Pending {
+        first_line,
+        last_line,
+        errors,
+        records: records.len() as u64,
+        aggregated: ksn.events(),
+        accepted_now,
+        discarded,
+        commit: None,
+    };
+    if records.is_empty() && ksn.is_empty() {
+        return pending;
+    }
+    let submitted = ingest
+        .writer
+        .submit(move |connection, aggregate| {
+            queue::enqueue(connection, &records)?;
+            aggregate.fold(&ksn, SystemTime::now());
+            Ok(())
+        })
+        .await;
+    pending.commit = Some(match submitted {
+        Ok(receiver) => receiver,
+        Err(err) => {
+            let (reply, receiver) = oneshot::channel();
+            let _ = reply.send(Err(err));
+            receiver
+        }
+    });
+    pending
+}
+
+/// Waits for each chunk's commit in order and writes its answers.
+async fn acknowledge(
+    writer: OwnedWriteHalf,
+    mut inbox: mpsc::Receiver<Pending>,
+    ingest: Arc<Ingest>,
+) -> std::io::Result<()> {
+    let mut out = BufWriter::new(writer);
+    let (mut accepted, mut rejected, mut discarded) = (0u64, 0u64, 0u64);
+    while let Some(mut pending) = inbox.recv().await {
+        let stored = match pending.commit.take() {
+            None => Ok(()),
+            Some(receiver) => receiver.await.unwrap_or(Err(WriterError::Stopped)),
+        };
+        let durable = pending.records + pending.aggregated;
+        rejected += pending.errors.len() as u64;
+        match stored {
+            Ok(()) => {
+                accepted += durable;
+                ingest.writer.note_enqueued(pending.records);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, lines = durable, "ingest lines not stored");
+                rejected += durable;
+                // The chunk is one unit: one error names its range.
+                pending.errors.push((
+                    pending.last_line,
+                    LineError::new(
+                        NOT_STORED,
+                        format!(
+                            "{durable} valid line(s) among lines {}..={} could not be stored ({err}); send them again",
+                            pending.first_line, pending.last_line
+                        ),
+                    ),
+                ));
+            }
+        }
+        accepted += pending.accepted_now;
+        discarded += pending.discarded;
+        for (line, error) in pending.errors {
+            let reply = Reply::Error {
+                line,
+                error: error.code.to_owned(),
+                message: error.message,
+            };
+            write_reply(&mut out, &reply).await?;
+        }
+        let ack = Reply::Ack {
+            ack: pending.last_line,
+            accepted,
+            rejected,
+            discarded,
+        };
+        write_reply(&mut out, &ack).await?;
+        if inbox.is_empty() {
+            out.flush().await?;
+        }
+    }
+    out.flush().await?;
+    out.into_inner().shutdown().await
+}
+
+async fn write_reply(out: &mut BufWriter<OwnedWriteHalf>, reply: &Reply) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(reply).expect("replies always serialize");
+    line.push(b'\n');
+    out.write_all(&line).await
+}

@@ -1,0 +1,389 @@
+//! One ingest line → one typed event → what it means for the agent: a
+//! record for the gate, a contribution to the KSN window, or nothing (a
+//! key-file activation). Every way a line can be wrong is a [`LineError`]
+//! with a stable code; nothing here touches the disk or decides consent.
+//!
+//! Lines are parsed with borrowed strings into one flat struct (no map, no
+//! allocation for the common `scan_verdict`), then checked against the
+//! fields of their kind, so a field that belongs to another kind is as much
+//! an error as one that belongs to none.
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::catalogue::{Catalogue, FieldType};
+use crate::collect::activation::{self, Activation};
+use crate::collect::installation_errors::{self, InstallTask};
+use crate::collect::ksn::{self, KsnDelta, TrustReason, Verdict};
+use crate::collect::{CollectContext, FieldValue, Record, UpdateTask, has_collector};
+
+/// Why a line was rejected; `code` is stable, `message` is for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl LineError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a valid line amounts to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A record for the gate.
+    Record(Record),
+    /// Folded into the caller's KSN delta already.
+    Aggregated,
+    /// Valid, and by definition sends nothing (a key-file activation).
+    Nothing,
+}
+
+/// Every event kind and the fields its line may carry besides `kind`.
+pub const KINDS: [(&str, &[&str]); 6] = [
+    ("update_task", &["task_id"]),
+    (
+        "activation",
+        &[
+            "method",
+            "code",
+            "locale",
+            "license_edition",
+            "license_units_total",
+            "license_units_used",
+        ],
+    ),
+    (
+        "install_task",
+        &[
+            "task",
+            "status",
+            "error_type",
+            "error_code",
+            "duration_ms",
+            "campaign_id",
+        ],
+    ),
+    ("scan_verdict", &["object", "verdict", "trust_reason"]),
+    (
+        "ksn_request",
+        &["ok", "duration_ms", "bytes_sent", "bytes_received"],
+    ),
+    ("record", &["purpose", "fields"]),
+];
+
+/// The union of every kind's fields; which ones a kind may use is checked
+/// after parsing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line<'a> {
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    task_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    locale: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    license_edition: Option<Cow<'a, str>>,
+    license_units_total: Option<i64>,
+    license_units_used: Option<i64>,
+    #[serde(borrow)]
+    task: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    error_type: Option<Cow<'a, str>>,
+    error_code: Option<i64>,
+    duration_ms: Option<i64>,
+    #[serde(borrow)]
+    campaign_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    object: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    verdict: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    trust_reason: Option<Cow<'a, str>>,
+    ok: Option<bool>,
+    bytes_sent: Option<i64>,
+    bytes_received: Option<i64>,
+    #[serde(borrow)]
+    purpose: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    fields: Option<&'a RawValue>,
+}
+
+impl Line<'_> {
+    /// The names of the fields present, besides `kind`.
+    fn present(&self) -> impl Iterator<Item = &'static str> + '_ {
+        [
+            ("task_id", self.task_id.is_some()),
+            ("method", self.method.is_some()),
+            ("code", self.code.is_some()),
+            ("locale", self.locale.is_some()),
+            ("license_edition", self.license_edition.is_some()),
+            ("license_units_total", self.license_units_total.is_some()),
+            ("license_units_used", self.license_units_used.is_some()),
+            ("task", self.task.is_some()),
+            ("status", self.status.is_some()),
+            ("error_type", self.error_type.is_some()),
+            ("error_code", self.error_code.is_some()),
+            ("duration_ms", self.duration_ms.is_some()),
+            ("campaign_id", self.campaign_id.is_some()),
+            ("object", self.object.is_some()),
+            ("verdict", self.verdict.is_some()),
+            ("trust_reason", self.trust_reason.is_some()),
+            ("ok", self.ok.is_some()),
+            ("bytes_sent", self.bytes_sent.is_some()),
+            ("bytes_received", self.bytes_received.is_some()),
+            ("purpose", self.purpose.is_some()),
+            ("fields", self.fields.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, present)| present.then_some(name))
+    }
+}
+
+/// Everything parsing needs besides the line.
+pub struct Parser<'c> {
+    pub catalogue: &'c Catalogue,
+    pub context: &'c CollectContext,
+}
+
+impl Parser<'_> {
+    /// Parses one line (without its newline). A `scan_verdict` or
+    /// `ksn_request` is folded into `ksn` and reported as `Aggregated`.
+    pub fn parse(&self, text: &[u8], ksn: &mut KsnDelta) -> Result<Outcome, LineError> {
+        let line: Line = serde_json::from_slice(text).map_err(json_error)?;
+        let kind = line
+            .kind
+            .as_deref()
+            .ok_or_else(|| LineError::new("missing_kind", "the line has no \"kind\""))?;
+        let Some((kind, allowed)) = KINDS.iter().find(|(name, _)| *name == kind) else {
+            return Err(LineError::new(
+                "unknown_kind",
+                format!(
+                    "unknown kind `{kind}`; the kinds are {}",
+                    KINDS.map(|(k, _)| k).join(", ")
+                ),
+            ));
+        };
+        if let Some(stray) = line.present().find(|name| !allowed.contains(name)) {
+            return Err(LineError::new(
+                "undeclared_field",
+                format!(
+                    "`{kind}` has no field `{stray}`; its fields are {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        match *kind {
+            "update_task" => {
+                let task_id = line
+                    .task_id
+                    .as_deref()
+                    .map(|id| Uuid::parse_str(id).map_err(|_| invalid("task_id", id, "a UUID")))
+                    .transpose()?;
+                Ok(Outcome::Record(UpdateTask { task_id }.record(self.context)))
+            }
+            "activation" => {
+                let method = required(&line.method, "method")?;
+                let method = activation::Method::parse(method)
+                    .ok_or_else(|| invalid("method", method, activation::Method::NAMES))?;
+                let activation = Activation {
+                    method,
+                    code: owned(&line.code),
+                    locale: owned(&line.locale),
+                    license_edition: owned(&line.license_edition),
+                    license_units_total: count(line.license_units_total, "license_units_total")?,
+                    license_units_used: count(line.license_units_used, "license_units_used")?,
+                };
+                if method == activation::Method::Code && activation.code.is_none() {
+                    return Err(LineError::new(
+                        "missing_field",
+                        "an activation by `code` needs its `code`",
+                    ));
+                }
+                Ok(activation
+                    .record(self.context, SystemTime::now())
+                    .map_or(Outcome::Nothing, Outcome::Record))
+            }
+            "install_task" => {
+                let task = one_of(&line.task, "task", &installation_errors::TASKS)?;
+                let status = one_of(&line.status, "status", &installation_errors::STATUSES)?;
+                let install = InstallTask {
+                    task: task.to_owned(),
+                    status: status.to_owned(),
+                    error_type: owned(&line.error_type),
+                    error_code: line.error_code,
+                    duration_ms: count(line.duration_ms, "duration_ms")?,
+                    campaign_id: owned(&line.campaign_id),
+                };
+                Ok(Outcome::Record(install.record(self.context)))
+            }
+            "scan_verdict" => {
+                let object = required(&line.object, "object")?;
+                let hash = ksn::object_hash(object)
+                    .ok_or_else(|| invalid("object", object, "a SHA-256 in hex (64 hex digits)"))?;
+                let verdict = required(&line.verdict, "verdict")?;
+                let verdict = Verdict::parse(verdict)
+                    .ok_or_else(|| invalid("verdict", verdict, Verdict::NAMES))?;
+                let reason = match line.trust_reason.as_deref() {
+                    None => TrustReason::None,
+                    Some(reason) => TrustReason::parse(reason)
+                        .ok_or_else(|| invalid("trust_reason", reason, TrustReason::NAMES))?,
+                };
+                ksn.verdict(hash, verdict, reason);
+                Ok(Outcome::Aggregated)
+            }
+            "ksn_request" => {
+                let ok = line
+                    .ok
+                    .ok_or_else(|| LineError::new("missing_field", "`ksn_request` needs `ok`"))?;
+                let number = |value: Option<i64>, name| {
+                    count(value, name).map(|v| v.unwrap_or(0).unsigned_abs())
+                };
+                ksn.request(
+                    ok,
+                    number(line.duration_ms, "duration_ms")?,
+                    number(line.bytes_sent, "bytes_sent")?,
+                    number(line.bytes_received, "bytes_received")?,
+                );
+                Ok(Outcome::Aggregated)
+            }
+            _ => self.generic(&line).map(Outcome::Record),
+        }
+    }
+
+    /// The `record` kind: a purpose without a collector of its own, its
+    /// fields checked one by one against the catalogue.
+    fn generic(&self, line: &Line) -> Result<Record, LineError> {
+        let purpose = required(&line.purpose, "purpose")?;
+        let Some(declared) = self.catalogue.purpose(purpose) else {
+            return Err(LineError::new(
+                "unknown_purpose",
+                format!(
+                    "purpose `{purpose}` is not in the catalogue (it has: {})",
+                    self.catalogue.purpose_ids()
+                ),
+            ));
+        };
+        if has_collector(purpose) {
+            return Err(LineError::new(
+                "built_in_purpose",
+                format!(
+                    "purpose `{purpose}` has a collector of its own; send its own event kind (see docs/ingest.md)"
+                ),
+            ));
+        }
+        let fields = line
+            .fields
+            .ok_or_else(|| LineError::new("missing_field", "`record` needs `fields`"))?;
+        let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(fields.get())
+            .map_err(|_| LineError::new("invalid_value", "`fields` must be a JSON object"))?;
+        let mut record = Record::new(purpose);
+        for (name, value) in fields {
+            let Some(field) = declared.field(&name) else {
+                return Err(LineError::new(
+                    "undeclared_field",
+                    format!("purpose `{purpose}` does not declare field `{name}`"),
+                ));
+            };
+            let typed = typed(field.ty, &value).ok_or_else(|| {
+                LineError::new(
+                    "wrong_type",
+                    format!(
+                        "field `{purpose}.{name}` must be a {}, not {value}",
+                        field.ty
+                    ),
+                )
+            })?;
+            record.set(&name, typed);
+        }
+        Ok(record)
+    }
+}
+
+/// A JSON value as the catalogue's type says it must be.
+fn typed(ty: FieldType, value: &serde_json::Value) -> Option<FieldValue> {
+    use serde_json::Value;
+    match (ty, value) {
+        (FieldType::String, Value::String(s)) => Some(FieldValue::String(s.clone())),
+        (FieldType::Integer, Value::Number(n)) => n.as_i64().map(FieldValue::Integer),
+        (FieldType::Boolean, Value::Bool(b)) => Some(FieldValue::Boolean(*b)),
+        (FieldType::Uuid, Value::String(s)) => Uuid::parse_str(s).ok().map(FieldValue::Uuid),
+        (FieldType::Timestamp, Value::String(s)) => humantime::parse_rfc3339_weak(s)
+            .ok()
+            .map(FieldValue::Timestamp),
+        _ => None,
+    }
+}
+
+fn json_error(err: serde_json::Error) -> LineError {
+    let text = err.to_string();
+    if text.starts_with("unknown field") {
+        // serde names the field and every field it knows; say it plainly.
+        let name = text.split('`').nth(1).unwrap_or("?");
+        return LineError::new(
+            "undeclared_field",
+            format!("field `{name}` belongs to no event kind"),
+        );
+    }
+    match err.classify() {
+        serde_json::error::Category::Data => LineError::new("invalid_value", text),
+        _ => LineError::new("not_json", format!("not a JSON object: {text}")),
+    }
+}
+
+fn required<'l>(value: &'l Option<Cow<'_, str>>, name: &str) -> Result<&'l str, LineError> {
+    value
+        .as_deref()
+        .ok_or_else(|| LineError::new("missing_field", format!("missing field `{name}`")))
+}
+
+fn one_of<'l>(
+    value: &'l Option<Cow<'_, str>>,
+    name: &str,
+    allowed: &[&str],
+) -> Result<&'l str, LineError> {
+    let value = required(value, name)?;
+    if allowed.contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(name, value, &allowed.join(", ")))
+    }
+}
+
+fn count(value: Option<i64>, name: &str) -> Result<Option<i64>, LineError> {
+    match value {
+        Some(n) if n < 0 => Err(invalid(name, &n.to_string(), "a count of zero or more")),
+        other => Ok(other),
+    }
+}
+
+fn owned(value: &Option<Cow<'_, str>>) -> Option<String> {
+    value.as_deref().map(str::to_owned)
+}
+
+fn invalid(name: &str, value: &str, expected: &str) -> LineError {
+    let shown: String = value.chars().take(80).collect();
+    LineError::new(
+        "invalid_value",
+        format!("`{name}` is `{shown}`; expected {expected}"),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+use super::*;
+use crate::collect::test_context;
+
+fn parse(line: &str) -> (Result<Outcome, LineError>, KsnDelta) {
+    let catalogue = Catalogue::embedded();
+    let context = test_context(Some("LIC-1"));
+    let parser = Parser {
+        catalogue: &catalogue,
+        context: &context,
+    };
+    let mut delta = KsnDelta::default();
+    let outcome = parser.parse(line.as_bytes(), &mut delta);
+    (outcome, delta)
+}
+
+fn code(line: &str) -> &'static str {
+    parse(line).0.expect_err(line).code
+}
+
+fn record(line: &str) -> Record {
+    match parse(line).0 {
+        Ok(Outcome::Record(record)) => record,
+        other => panic!("{line}: {other:?}"),
+    }
+}
+
+const OBJECT: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+#[test]
+fn every_kind_makes_a_record_the_catalogue_accepts() {
+    let catalogue = Catalogue::embedded();
+    for line in [
+        r#"{"kind":"update_task"}"#,
+        r#"{"kind":"update_task","task_id":"6f1d3b1e-9a4e-4a53-8d0e-1c2b3a4d5e6f"}"#,
+        r#"{"kind":"activation","method":"code","code":"ABCDE-12345","locale":"de-DE","license_edition":"business","license_units_total":50,"license_units_used":12}"#,
+        r#"{"kind":"install_task","task":"install","status":"failed","error_type":"msi","error_code":1603,"duration_ms":5400,"campaign_id":"c-1"}"#,
+        r#"{"kind":"record","purpose":"link_following","fields":{"web_page_id":"renew","interface_language":"en"}}"#,
+    ] {
+        catalogue.check(&record(line)).unwrap();
+    }
+}
+
+#[test]
+fn verdicts_and_requests_are_folded_not_recorded() {
+    let (outcome, delta) = parse(&format!(
+        r#"{{"kind":"scan_verdict","object":"{OBJECT}","verdict":"trusted","trust_reason":"certificate"}}"#
+    ));
+    assert!(matches!(outcome, Ok(Outcome::Aggregated)));
+    assert_eq!(delta.events(), 1);
+    let (outcome, delta) =
+        parse(r#"{"kind":"ksn_request","ok":false,"duration_ms":12,"bytes_sent":300}"#);
+    assert!(matches!(outcome, Ok(Outcome::Aggregated)));
+    assert_eq!(delta.events(), 1);
+}
+
+#[test]
+fn a_key_file_activation_is_valid_and_sends_nothing() {
+    let (outcome, _) = parse(r#"{"kind":"activation","method":"key_file"}"#);
+    assert!(matches!(outcome, Ok(Outcome::Nothing)));
+}
+
+#[test]
+fn each_kind_of_bad_line_has_its_code() {
+    assert_eq!(code("not json"), "not_json");
+    assert_eq!(code(r#"{"kind":"update_task""#), "not_json");
+    assert_eq!(code(r#"{"task":"install"}"#), "missing_kind");
+    assert_eq!(code(r#"{"kind":"telepathy"}"#), "unknown_kind");
+    assert_eq!(
+        code(r#"{"kind":"update_task","hostname":"h"}"#),
+        "undeclared_field"
+    );
+    assert_eq!(
+        code(r#"{"kind":"update_task","verdict":"trusted"}"#),
+        "undeclared_field",
+        "a field of another kind"
+    );
+    assert_eq!(
+        code(r#"{"kind":"install_task","task":"install"}"#),
+        "missing_field"
+    );
+    assert_eq!(
+        code(r#"{"kind":"install_task","task":"reinstall","status":"failed"}"#),
+        "invalid_value"
+    );
+    assert_eq!(
+        code(r#"{"kind":"install_task","task":"install","status":"failed","duration_ms":-1}"#),
+        "invalid_value"
+    );
+    assert_eq!(
+        code(r#"{"kind":"install_task","task":7,"status":"failed"}"#),
+        "invalid_value"
+    );
+    assert_eq!(
+        code(r#"{"kind":"scan_verdict","object":"abc","verdict":"trusted"}"#),
+        "invalid_value"
+    );
+    assert_eq!(
+        code(r#"{"kind":"activation","method":"code"}"#),
+        "missing_field"
+    );
+    assert_eq!(
+        code(r#"{"kind":"update_task","task_id":"nope"}"#),
+        "invalid_value"
+    );
+    assert_eq!(
+        code(r#"{"kind":"record","purpose":"activation","fields":{}}"#),
+        "built_in_purpose"
+    );
+    assert_eq!(
+        code(r#"{"kind":"record","purpose":"nope","fields":{}}"#),
+        "unknown_purpose"
+    );
+    assert_eq!(
+        code(r#"{"kind":"record","purpose":"link_following","fields":{"hostname":"h"}}"#),
+        "undeclared_field"
+    );
+    assert_eq!(
+        code(r#"{"kind":"record","purpose":"link_following","fields":{"web_page_id":5}}"#),
+        "wrong_type"
+    );
+}
+
+#[test]
+fn the_agent_adds_its_own_facts() {
+    let update = record(r#"{"kind":"update_task"}"#);
+    assert_eq!(
+        update.fields["license_id"],
+        FieldValue::String("LIC-1".into())
+    );
+    assert!(matches!(
+        update.fields["installation_id"],
+        FieldValue::Uuid(_)
+    ));
+    let install = record(r#"{"kind":"install_task","task":"update","status":"succeeded"}"#);
+    assert_eq!(
+        install.fields["os_type"],
+        FieldValue::String("linux".into())
+    );
+    assert_eq!(
+        install.fields["task_type"],
+        FieldValue::String("update".into())
+    );
+}

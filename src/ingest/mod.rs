@@ -1,0 +1,149 @@
+//! The ingest socket: how the product's components (scanner, updater,
+//! installer, licensing) hand events to the agent.
+//!
+//! `runtime_dir/ingest.sock` is a Unix stream socket carrying newline-
+//! delimited JSON, one event per line (`docs/ingest.md` is the long form).
+//! Each connection reads in large chunks, parses every complete line of a
+//! chunk (`event`), runs the records through the gate and folds KSN events
+//! into a per-chunk delta, then hands the chunk to the store writer as one
+//! job. The answer (`protocol::Reply`) comes back in order: per-line errors
+//! first, then a cumulative acknowledgement sent only once the chunk's
+//! records and aggregate delta are committed. A client holding an ack may
+//! forget those lines; a `kill -9` right after loses none of them.
+//!
+//! Bad lines never break the connection, and never cost a valid neighbour.
+//! Events whose purpose is not allowed now are counted per purpose
+//! ([`Discards`]) and dropped at the door: they never reach the disk. This
+//! module never decides consent (it asks the gate) and never sends anything
+//! over the network.
+
+pub mod client;
+mod connection;
+pub mod event;
+pub mod protocol;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::collect::CollectContext;
+use crate::collect::ksn::KsnAggregate;
+use crate::gate::Gate;
+use crate::store::Writer;
+
+/// Longest line accepted: far above any real event (a few hundred bytes),
+/// low enough that a broken client cannot make the agent buffer without
+/// bound. A longer line is rejected (`too_long`) and skipped to its newline.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Bytes read from a connection at a time. Large reads amortise the parse
+/// set-up and the writer round trip over thousands of lines.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Chunks of one connection waiting for their commit before the connection
+/// stops reading (back-pressure on a client faster than the disk).
+const MAX_IN_FLIGHT: usize = 8;
+
+/// Events dropped at the door because their purpose was not allowed, per
+/// purpose, since the daemon started. Updated once per chunk, not per event.
+#[derive(Debug, Default)]
+pub struct Discards(Mutex<BTreeMap<String, u64>>);
+
+impl Discards {
+    pub fn add(&self, purpose: &str, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(purpose.to_owned()).or_default() += count;
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// What every ingest connection shares.
+pub struct Ingest {
+    pub gate: Arc<Gate>,
+    pub context: CollectContext,
+    pub writer: Writer<KsnAggregate>,
+    pub discards: Arc<Discards>,
+}
+
+/// Why the ingest socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create ingest socket {path}: {source}")]
+pub struct BindError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds `ingest.sock` (0600 inside the private runtime directory; the
+/// control socket's binder has already refused to displace a live daemon).
+/// A stale socket file is replaced. Must be called inside a tokio runtime.
+pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
+    use std::os::unix::fs::PermissionsExt;
+    let wrap = |source| BindError {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(wrap(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another daemon is already listening",
+            )));
+        }
+        std::fs::remove_file(path).map_err(wrap)?;
+    }
+    let listener = UnixListener::bind(path).map_err(wrap)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(wrap)?;
+    Ok(listener)
+}
+
+/// Accepts connections until `shutdown`; one tracked task per connection.
+/// A connection cut by shutdown loses nothing acknowledged: unacknowledged
+/// lines are the client's to resend.
+pub async fn serve(listener: UnixListener, ingest: Arc<Ingest>, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    let own_uid = rustix::process::geteuid().as_raw();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "ingest socket accept failed");
+                    continue;
+                }
+            },
+        };
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == own_uid || cred.uid() == 0 => {}
+            other => {
+                tracing::warn!(peer = ?other.map(|c| c.uid()), "refused an ingest connection from another user");
+                continue;
+            }
+        }
+        let ingest = Arc::clone(&ingest);
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                result = connection::handle(stream, ingest) => {
+                    if let Err(err) = result {
+                        tracing::debug!(error = %err, "ingest connection ended with an error");
+                    }
+                }
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}

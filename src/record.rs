@@ -1,0 +1,62 @@
+//! A record: what a collector produced for one purpose at one time, as
+//! typed field values. The type every stage shares (collectors make it, the
+//! catalogue checks it, the gate admits it), kept in a leaf module so none
+//! of them has to import another for it.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::clock::rfc3339;
+
+/// One typed value of a record's field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    String(String),
+    Integer(i64),
+    Boolean(bool),
+    Uuid(Uuid),
+    Timestamp(SystemTime),
+}
+
+impl Serialize for FieldValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FieldValue::String(s) => serializer.serialize_str(s),
+            FieldValue::Integer(i) => serializer.serialize_i64(*i),
+            FieldValue::Boolean(b) => serializer.serialize_bool(*b),
+            FieldValue::Uuid(u) => serializer.collect_str(&u.hyphenated()),
+            FieldValue::Timestamp(t) => serializer.collect_str(&rfc3339(*t)),
+        }
+    }
+}
+
+/// What one collector produced for one purpose at one time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    pub purpose: String,
+    #[serde(serialize_with = "serialize_time")]
+    pub collected_at: SystemTime,
+    pub fields: BTreeMap<String, FieldValue>,
+}
+
+fn serialize_time<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&rfc3339(*time))
+}
+
+impl Record {
+    pub fn new(purpose: &str) -> Self {
+        Self {
+            purpose: purpose.to_owned(),
+            collected_at: SystemTime::now(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    pub fn set(&mut self, name: &str, value: FieldValue) -> &mut Self {
+        self.fields.insert(name.to_owned(), value);
+        self
+    }
+}

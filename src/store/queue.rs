@@ -1,0 +1,225 @@
+//! The store's operations, as functions over one open connection (or a
+//! transaction, or a savepoint: all deref to `Connection`). [`Store`]
+//! wraps each in its own transaction for the CLI; the daemon's
+//! [`writer`](super::writer) runs many of them in one group commit.
+//!
+//! [`Store`]: super::Store
+
+use std::time::SystemTime;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use super::{AuditEntry, Batch, QueuedRecord, StoreError};
+use crate::clock::rfc3339;
+use crate::gate::GatedRecord;
+
+/// The installation id, created on first use and never changed.
+pub fn installation_id(connection: &Connection) -> Result<Uuid, StoreError> {
+    if let Some(id) = meta_get(connection, "installation_id")?
+        .as_deref()
+        .and_then(|text| Uuid::parse_str(text).ok())
+    {
+        return Ok(id);
+    }
+    let id = Uuid::new_v4();
+    meta_set(connection, "installation_id", &id.to_string())?;
+    Ok(id)
+}
+
+/// One value of the `meta` table.
+pub fn meta_get(connection: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(connection
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row(params![key], |row| row.get(0))
+        .optional()?)
+}
+
+pub fn meta_set(connection: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+        .execute(params![key, value])?;
+    Ok(())
+}
+
+/// Appends records (inside the caller's transaction).
+pub fn enqueue(connection: &Connection, records: &[GatedRecord]) -> Result<(), StoreError> {
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO queue (purpose, clause, clause_version, clause_sha256, collected_at, fields)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for record in records {
+        insert.execute(params![
+            record.purpose(),
+            record.clause(),
+            record.clause_version(),
+            record.clause_sha256(),
+            record.collected_at(),
+            record.fields_json(),
+        ])?;
+    }
+    Ok(())
+}
+
+/// Deletes queued records whose purpose `is_allowed` refuses, returning how
+/// many went, with an audit line. A batch that loses records is released,
+/// so the next attempt gets a fresh id for what remains.
+pub fn purge_blocked(
+    connection: &Connection,
+    is_allowed: impl Fn(&str) -> bool,
+    why: &str,
+) -> Result<u64, StoreError> {
+    let mut purged = 0u64;
+    for purpose in queued_purposes(connection)? {
+        if is_allowed(&purpose) {
+            continue;
+        }
+        connection.execute(
+            "UPDATE queue SET batch_id = NULL WHERE batch_id IN
+               (SELECT DISTINCT batch_id FROM queue WHERE purpose = ?1 AND batch_id IS NOT NULL)",
+            params![purpose],
+        )?;
+        purged +=
+            connection.execute("DELETE FROM queue WHERE purpose = ?1", params![purpose])? as u64;
+    }
+    if purged > 0 {
+        insert_audit(connection, "purged", None, purged, why)?;
+    }
+    Ok(purged)
+}
+
+/// The batch to send next: the one already claimed (a retry keeps its id),
+/// or up to `max_records` of the oldest unclaimed records.
+pub fn claim_batch(
+    connection: &Connection,
+    max_records: usize,
+) -> Result<Option<Batch>, StoreError> {
+    let claimed: Option<String> = connection
+        .query_row(
+            // At most one batch is claimed at a time; the partial index
+            // finds it without touching the backlog.
+            "SELECT batch_id FROM queue INDEXED BY queue_claimed WHERE batch_id IS NOT NULL LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let id = match claimed.as_deref().map(Uuid::parse_str) {
+        Some(Ok(id)) => id,
+        _ => {
+            let id = Uuid::new_v4();
+            if claimed.is_some() {
+                // A malformed id (never written by us): release and replace.
+                connection.execute(
+                    "UPDATE queue SET batch_id = NULL WHERE batch_id IS NOT NULL",
+                    [],
+                )?;
+            }
+            let claimed = connection.execute(
+                "UPDATE queue SET batch_id = ?1 WHERE id IN
+                   (SELECT id FROM queue NOT INDEXED WHERE batch_id IS NULL ORDER BY id LIMIT ?2)",
+                params![id.to_string(), max_records as i64],
+            )?;
+            if claimed == 0 {
+                return Ok(None);
+            }
+            id
+        }
+    };
+    let mut query = connection.prepare_cached(
+        "SELECT purpose, clause, clause_version, clause_sha256, collected_at, fields
+         FROM queue WHERE batch_id = ?1 ORDER BY id",
+    )?;
+    let records = query
+        .query_map(params![id.to_string()], |row| {
+            Ok(QueuedRecord {
+                purpose: row.get(0)?,
+                clause: row.get(1)?,
+                clause_version: row.get(2)?,
+                clause_sha256: row.get(3)?,
+                collected_at: row.get(4)?,
+                fields_json: row.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Batch { id, records }))
+}
+
+/// The batch is done with (delivered, or dropped as unsendable): its
+/// records leave the queue and the audit trail says why.
+pub fn complete_batch(
+    connection: &Connection,
+    id: Uuid,
+    event: &str,
+    detail: &str,
+) -> Result<u64, StoreError> {
+    let deleted = connection.execute(
+        "DELETE FROM queue WHERE batch_id = ?1",
+        params![id.to_string()],
+    )? as u64;
+    insert_audit(connection, event, Some(id), deleted, detail)?;
+    Ok(deleted)
+}
+
+/// Records waiting, all purposes (a full count: call it rarely).
+pub fn depth(connection: &Connection) -> Result<u64, StoreError> {
+    let count: i64 = connection.query_row("SELECT COUNT(*) FROM queue", [], |row| row.get(0))?;
+    Ok(count as u64)
+}
+
+/// The newest `limit` audit lines, oldest first.
+pub fn recent_audit(connection: &Connection, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut query = connection.prepare(
+        "SELECT at, event, batch_id, records, detail FROM
+           (SELECT * FROM audit ORDER BY id DESC LIMIT ?1) ORDER BY id",
+    )?;
+    let entries = query
+        .query_map(params![limit as i64], |row| {
+            Ok(AuditEntry {
+                at: row.get(0)?,
+                event: row.get(1)?,
+                batch_id: row.get(2)?,
+                records: row.get::<_, i64>(3)? as u64,
+                detail: row.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(entries)
+}
+
+/// The distinct purposes in the queue, by hopping along the purpose index
+/// (one lookup per purpose, not a walk over every queued record).
+fn queued_purposes(connection: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut purposes = Vec::new();
+    let mut next =
+        connection.prepare_cached("SELECT MIN(purpose) FROM queue WHERE purpose > ?1")?;
+    let mut after = String::new();
+    while let Some(purpose) =
+        next.query_row(params![after], |row| row.get::<_, Option<String>>(0))?
+    {
+        purposes.push(purpose.clone());
+        after = purpose;
+    }
+    Ok(purposes)
+}
+
+/// Appends one line to the audit trail.
+pub fn insert_audit(
+    connection: &Connection,
+    event: &str,
+    batch_id: Option<Uuid>,
+    records: u64,
+    detail: &str,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO audit (at, event, batch_id, records, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            rfc3339(SystemTime::now()),
+            event,
+            batch_id.map(|id| id.to_string()),
+            records as i64,
+            detail
+        ])?;
+    Ok(())
+}

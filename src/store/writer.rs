@@ -1,0 +1,378 @@
+//! The store writer: one thread that owns the daemon's SQLite write
+//! connection and commits everyone's work in groups.
+//!
+//! Callers (ingest connections, the scheduler, the uploader, the control
+//! task) send a job over a bounded channel and await its answer. The thread
+//! takes every job that is waiting (up to [`MAX_GROUP`]), runs each in a
+//! savepoint of one transaction (a failing job rolls back only itself),
+//! lets the [`Durable`] in-memory state write what changed, and commits:
+//! one fsync for many callers. Answers are sent only after the commit, so
+//! an answer means durable; a commit that fails answers every job of the
+//! group with the error and reloads the in-memory state from disk.
+//!
+//! Nothing blocking runs on a tokio worker: SQLite and fsync live here.
+//! This module never decides consent; jobs carry gated records only.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{Batch, StoreError, open_connection, queue};
+use crate::gate::GatedRecord;
+
+/// Most jobs in one group commit: bounds the latency one commit adds to the
+/// first job of the group, while 256 chunks of ingest lines are already far
+/// more than one fsync needs to be amortised.
+pub const MAX_GROUP: usize = 256;
+
+/// Jobs waiting for the writer before senders wait (back-pressure).
+const CHANNEL_DEPTH: usize = 1024;
+
+/// In-memory state that the writer keeps durable alongside the queue (the
+/// open aggregation windows). Owned by the writer thread; jobs change it,
+/// and the writer asks it to write what changed once per group.
+pub trait Durable: Send + 'static {
+    /// Loads the last committed state (at start-up, and after a failed
+    /// commit, so memory never runs ahead of the disk).
+    fn reload(&mut self, connection: &Connection) -> Result<(), StoreError>;
+    /// Writes what changed since the last checkpoint, inside the group's
+    /// transaction.
+    fn checkpoint(&mut self, connection: &Connection) -> Result<(), StoreError>;
+}
+
+impl Durable for () {
+    fn reload(&mut self, _: &Connection) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn checkpoint(&mut self, _: &Connection) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Why a job did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("state database: the commit failed, nothing of this request was saved: {0}")]
+    Commit(String),
+    #[error("the store writer has stopped")]
+    Stopped,
+}
+
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job<S> = Box<dyn Task<S>>;
+
+/// One caller's work, type-erased so jobs of any answer type share the
+/// channel.
+trait Task<S>: Send {
+    /// Runs the work; says whether it succeeded, and how to answer once
+    /// the commit is known.
+    fn run(self: Box<Self>, connection: &Connection, state: &mut S) -> (bool, Finish);
+    /// The group failed before this job ran: answer with `why`.
+    fn abort(self: Box<Self>, why: String);
+}
+
+struct Call<F, T> {
+    op: F,
+    reply: oneshot::Sender<Result<T, WriterError>>,
+}
+
+impl<S, F, T> Task<S> for Call<F, T>
+where
+    F: FnOnce(&Connection, &mut S) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, connection: &Connection, state: &mut S) -> (bool, Finish) {
+        let Call { op, reply } = *self;
+        let result = op(connection, state);
+        let ok = result.is_ok();
+        let finish: Finish = Box::new(move |commit| {
+            let outcome = match (commit, result) {
+                (Ok(()), result) => result.map_err(WriterError::Store),
+                (Err(_), Err(own)) => Err(WriterError::Store(own)),
+                (Err(commit), Ok(_)) => Err(WriterError::Commit(commit)),
+            };
+            // The caller may have gone away; its work is committed anyway.
+            let _ = reply.send(outcome);
+        });
+        (ok, finish)
+    }
+
+    fn abort(self: Box<Self>, why: String) {
+        let _ = self.reply.send(Err(WriterError::Commit(why)));
+    }
+}
+
+/// A handle to the writer thread; cheap to clone.
+pub struct Writer<S> {
+    jobs: mpsc::Sender<Job<S>>,
+    depth: Arc<AtomicU64>,
+}
+
+impl<S> Clone for Writer<S> {
+    fn clone(&self) -> Self {
+        Self {
+            jobs: self.jobs.clone(),
+            depth: Arc::clone(&self.depth),
+        }
+    }
+}
+
+impl<S: Durable> Writer<S> {
+    /// Opens the write connection, loads `state`, and starts the thread.
+    /// The thread ends when every handle is dropped, after the jobs
+    /// already sent are committed; join the returned handle to wait for it.
+    pub fn spawn(state_dir: &Path, mut state: S) -> Result<(Self, JoinHandle<()>), StoreError> {
+        let connection = open_connection(state_dir)?;
+        state.reload(&connection)?;
+        let depth = Arc::new(AtomicU64::new(queue::depth(&connection)?));
+        let (jobs, inbox) = mpsc::channel(CHANNEL_DEPTH);
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(connection, state, inbox))
+            .map_err(|source| StoreError::Thread { source })?;
+        Ok((Self { jobs, depth }, thread))
+    }
+
+    /// Runs `op` in the next group commit and answers once it is durable.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection, &mut S) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, WriterError> {
+        let (job, answer) = job(op);
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| WriterError::Stopped)?;
+        answer.await.map_err(|_| WriterError::Stopped)?
+    }
+
+    /// Queues `op` for the next group commit and returns at once with the
+    /// receiver of its answer: callers that pipeline (an ingest connection
+    /// reading its next lines while the last ones commit) await it later,
+    /// in order.
+    pub async fn submit<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection, &mut S) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<T, WriterError>>, WriterError> {
+        let (job, answer) = job(op);
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| WriterError::Stopped)?;
+        Ok(answer)
+    }
+
+    /// [`Writer::call`] from a thread that is not a tokio worker.
+    pub fn call_blocking<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection, &mut S) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, WriterError> {
+        let (job, answer) = job(op);
+        self.jobs
+            .blocking_send(job)
+            .map_err(|_| WriterError::Stopped)?;
+        answer.blocking_recv().map_err(|_| WriterError::Stopped)?
+    }
+
+    /// Records waiting, as of the last commit (no query).
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Queues gated records; answers once they are durable.
+    pub async fn enqueue(&self, records: Vec<GatedRecord>) -> Result<(), WriterError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let count = records.len() as u64;
+        self.call(move |c, _| queue::enqueue(c, &records)).await?;
+        self.depth.fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Adds `count` records queued by a job of the caller's own.
+    pub fn note_enqueued(&self, count: u64) {
+        self.depth.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// See [`queue::purge_blocked`].
+    pub async fn purge_blocked(
+        &self,
+        is_allowed: impl Fn(&str) -> bool + Send + 'static,
+        why: String,
+    ) -> Result<u64, WriterError> {
+        let purged = self
+            .call(move |c, _| queue::purge_blocked(c, is_allowed, &why))
+            .await?;
+        self.depth
+            .fetch_sub(purged.min(self.depth()), Ordering::Relaxed);
+        Ok(purged)
+    }
+
+    /// See [`queue::claim_batch`].
+    pub async fn claim_batch(&self, max_records: usize) -> Result<Option<Batch>, WriterError> {
+        self.call(move |c, _| queue::claim_batch(c, max_records))
+            .await
+    }
+
+    /// See [`queue::complete_batch`].
+    pub async fn complete_batch(
+        &self,
+        id: Uuid,
+        event: &'static str,
+        detail: String,
+    ) -> Result<u64, WriterError> {
+        let deleted = self
+            .call(move |c, _| queue::complete_batch(c, id, event, &detail))
+            .await?;
+        self.depth
+            .fetch_sub(deleted.min(self.depth()), Ordering::Relaxed);
+        Ok(deleted)
+    }
+
+    /// Appends one line to the audit trail.
+    pub async fn audit(
+        &self,
+        event: &'static str,
+        batch_id: Option<Uuid>,
+        records: u64,
+        detail: String,
+    ) -> Result<(), WriterError> {
+        self.call(move |c, _| queue::insert_audit(c, event, batch_id, records, &detail))
+            .await
+    }
+}
+
+fn job<S: 'static, T: Send + 'static>(
+    op: impl FnOnce(&Connection, &mut S) -> Result<T, StoreError> + Send + 'static,
+) -> (Job<S>, oneshot::Receiver<Result<T, WriterError>>) {
+    let (reply, answer) = oneshot::channel();
+    (Box::new(Call { op, reply }), answer)
+}
+
+fn run<S: Durable>(mut connection: Connection, mut state: S, mut inbox: mpsc::Receiver<Job<S>>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = inbox.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match inbox.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut connection, &mut state, &mut group);
+    }
+}
+
+/// Runs every job of `group` in one transaction, each in its own savepoint,
+/// then checkpoints `state` and commits; answers every job afterwards.
+fn commit_group<S: Durable>(connection: &mut Connection, state: &mut S, group: &mut Vec<Job<S>>) {
+    let mut finishers: Vec<Finish> = Vec::with_capacity(group.len());
+    let mut jobs = group.drain(..);
+    let outcome = (|| -> Result<(), String> {
+        let mut transaction = connection.transaction().map_err(|e| e.to_string())?;
+        for job in jobs.by_ref() {
+            let savepoint = transaction.savepoint().map_err(|e| e.to_string());
+            let savepoint = match savepoint {
+                Ok(savepoint) => savepoint,
+                Err(err) => {
+                    job.abort(err.clone());
+                    return Err(err);
+                }
+            };
+            let (ok, finish) = job.run(&savepoint, state);
+            finishers.push(finish);
+            // A failed job rolls back to its savepoint (the default on
+            // finish); a good one is released into the transaction.
+            let ended = if ok {
+                savepoint.commit()
+            } else {
+                savepoint.finish()
+            };
+            ended.map_err(|e| e.to_string())?;
+        }
+        state.checkpoint(&transaction).map_err(|e| e.to_string())?;
+        transaction.commit().map_err(|e| e.to_string())
+    })();
+    if let Err(err) = &outcome {
+        for job in jobs {
+            job.abort(err.clone());
+        }
+        tracing::error!(error = %err, jobs = finishers.len(), "group commit failed; nothing of it was saved");
+        // Whatever the jobs did to memory is not on disk: go back to disk.
+        if let Err(reload) = state.reload(connection) {
+            tracing::error!(error = %reload, "cannot reload the durable state after a failed commit");
+        }
+    }
+    for finish in finishers.drain(..) {
+        finish(outcome.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::test_record;
+
+    #[tokio::test]
+    async fn an_answer_means_committed_and_a_failing_job_rolls_back_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, thread) = Writer::spawn(dir.path(), ()).unwrap();
+        writer
+            .enqueue(vec![test_record("a", 1), test_record("a", 2)])
+            .await
+            .unwrap();
+        let failing = writer.call(|c, _| {
+            queue::enqueue(c, &[test_record("a", 3)])?;
+            c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            Ok(())
+        });
+        let fine = writer.enqueue(vec![test_record("b", 4)]);
+        let (failing, fine) = tokio::join!(failing, fine);
+        assert!(failing.is_err());
+        fine.unwrap();
+        assert_eq!(writer.depth(), 3);
+        drop(writer);
+        thread.join().unwrap();
+        let store = super::super::Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.depth().unwrap(),
+            3,
+            "the failed job's record was rolled back"
+        );
+    }
+
+    #[test]
+    fn many_callers_share_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, thread) = Writer::spawn(dir.path(), ()).unwrap();
+        let callers: Vec<_> = (0..8)
+            .map(|n| {
+                let writer = writer.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        writer
+                            .call_blocking(move |c, _| {
+                                queue::enqueue(c, &[test_record("p", n * 100 + i)])
+                            })
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.join().unwrap();
+        }
+        drop(writer);
+        thread.join().unwrap();
+        let store = super::super::Store::open(dir.path()).unwrap();
+        assert_eq!(store.depth().unwrap(), 400);
+    }
+}
