@@ -7,6 +7,7 @@ use std::hint::black_box;
 use consentry::catalogue::{Catalogue, Region};
 use consentry::collect::{FieldValue, Record};
 use consentry::consent::{Consents, Method, Registry, grant};
+use consentry::gate::{Gate, GatedRecord};
 use consentry::store::{Batch, QueuedRecord, Store};
 use consentry::upload::protocol::Envelope;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -25,14 +26,25 @@ fn update_identity_record() -> Record {
     record
 }
 
-fn queued(record: &Record) -> QueuedRecord {
+/// A gate with the EULA accepted, over the embedded catalogue.
+fn eula_gate(dir: &std::path::Path) -> Gate {
+    let catalogue = Catalogue::embedded();
+    let consent_file = dir.join("consent.toml");
+    grant(&consent_file, &catalogue, "eula", Method::Cli).unwrap();
+    let consents = Consents::load(&consent_file, &catalogue).unwrap();
+    let registry = Registry::evaluate(&catalogue, &consents, Region::Global);
+    Gate::with_registry(catalogue, registry)
+}
+
+/// What a gated record looks like read back from the queue.
+fn queued(record: &GatedRecord) -> QueuedRecord {
     QueuedRecord {
-        purpose: record.purpose.clone(),
-        clause: "eula".into(),
-        clause_version: 1,
-        clause_sha256: "ab".repeat(32),
-        collected_at: consentry::collect::rfc3339(record.collected_at),
-        fields_json: serde_json::to_string(&record.fields).unwrap(),
+        purpose: record.purpose().into(),
+        clause: record.clause().into(),
+        clause_version: record.clause_version(),
+        clause_sha256: record.clause_sha256().into(),
+        collected_at: record.collected_at().into(),
+        fields_json: record.fields_json().into(),
     }
 }
 
@@ -62,14 +74,23 @@ fn gate(c: &mut Criterion) {
     group.bench_function("fields_to_wire_json", |b| {
         b.iter(|| serde_json::to_string(black_box(&record.fields)).unwrap())
     });
+    let gate = eula_gate(dir.path());
+    group.bench_function("gate_is_allowed_snapshot", |b| {
+        b.iter(|| gate.is_allowed(black_box("update_identity")))
+    });
+    group.bench_function("gate_admit", |b| {
+        b.iter(|| gate.admit(black_box(&record)).unwrap())
+    });
     group.finish();
 }
 
 const BATCH: usize = 500;
 
 fn store_and_encode(c: &mut Criterion) {
-    let records: Vec<QueuedRecord> = (0..BATCH)
-        .map(|_| queued(&update_identity_record()))
+    let gate_dir = tempfile::tempdir().unwrap();
+    let gate = eula_gate(gate_dir.path());
+    let records: Vec<GatedRecord> = (0..BATCH)
+        .map(|_| gate.admit(&update_identity_record()).unwrap())
         .collect();
     let mut group = c.benchmark_group("store");
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -104,7 +125,7 @@ fn store_and_encode(c: &mut Criterion) {
 
     let batch = Batch {
         id: Uuid::new_v4(),
-        records,
+        records: records.iter().map(queued).collect(),
     };
     let mut group = c.benchmark_group("protocol");
     group.throughput(Throughput::Elements(BATCH as u64));

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -109,6 +109,8 @@ struct State {
     requests: Mutex<Vec<ReceivedRequest>>,
     scripted: Mutex<VecDeque<u16>>,
     status: AtomicU16,
+    /// Read requests, then never answer (a receiver that hangs).
+    hang: AtomicBool,
     arrived: Notify,
 }
 
@@ -153,6 +155,12 @@ impl Receiver {
     /// The status answered from now on (once any scripted ones are used).
     pub fn set_status(&self, status: u16) {
         self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    /// From now on, take each request and never answer it (until this is
+    /// switched off again or the receiver is dropped).
+    pub fn set_hang(&self, hang: bool) {
+        self.state.hang.store(hang, Ordering::SeqCst);
     }
 
     /// Statuses for the next requests, in order, before the standing one.
@@ -263,6 +271,9 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         envelope,
     });
     state.arrived.notify_waiters();
+    while state.hang.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Response::builder()
         .status(status)
         .body(Full::new(Bytes::new()))

@@ -17,8 +17,10 @@ macro_rules! say {
 mod consent;
 mod daemon;
 mod demo;
+mod emit;
 mod flush;
 mod history;
+mod preview;
 mod status;
 
 use std::path::PathBuf;
@@ -50,6 +52,10 @@ enum Command {
     Status(status::StatusArgs),
     /// Collect and upload now.
     Flush(OutputArgs),
+    /// Hand events to the daemon through its ingest socket.
+    Emit(emit::EmitArgs),
+    /// Show exactly what the next report of each purpose would send.
+    Preview(preview::PreviewArgs),
     /// The audit trail: every upload, failed attempt and purge.
     History(history::HistoryArgs),
     /// Run the whole path on loopback with a throwaway receiver, then exit.
@@ -104,6 +110,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&args).await,
         Command::Flush(args) => flush::run(&args).await,
         Command::History(args) => history::run(&args),
+        Command::Emit(args) => emit::run(&args).await,
+        Command::Preview(args) => preview::run(&args),
         Command::Demo(args) => demo::run(&args).await,
     }
 }

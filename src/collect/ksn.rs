@@ -298,7 +298,8 @@ impl KsnAggregate {
 
     /// Estimated distinct objects with `verdict` in this window.
     pub fn unique(&self, verdict: Verdict) -> u64 {
-        self.sketches[verdict as usize].count() as u64
+        // `count` truncates (a single object reads 0.99…); round instead.
+        self.sketches[verdict as usize].raw_count().round() as u64
     }
 
     /// The report this window would send if it closed at `stop`, or `None`

@@ -42,6 +42,7 @@ use crate::store::{StoreError, Writer, WriterError, queue};
 use crate::upload::{Transport, TransportError, UploadError, UploadSummary, Uploader};
 
 pub use listener::{BindError, bind_control_socket};
+pub use scheduler::ksn_extra;
 
 /// How long in-flight work gets after shutdown is asked before the daemon
 /// stops waiting for it ("terminating now").
@@ -52,6 +53,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub enum AgentError {
     #[error(transparent)]
     Catalogue(#[from] ReadError),
+    #[error(
+        "collector `{0}` serves a purpose the catalogue does not define; add it to the catalogue or use the embedded one"
+    )]
+    UnknownPurpose(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -82,6 +87,12 @@ impl Agent {
     /// (starting its writer thread) and builds the transport.
     pub async fn open(config: Config) -> Result<Self, AgentError> {
         let catalogue = config.load_catalogue()?;
+        if let Some(orphan) = crate::collect::BUILT_IN
+            .into_iter()
+            .find(|purpose| catalogue.purpose(purpose).is_none())
+        {
+            return Err(AgentError::UnknownPurpose(orphan));
+        }
         let registry = gate::evaluate(&config.consent_file, config.region, &catalogue);
         let gate = Arc::new(Gate::with_registry(catalogue, registry));
         let transport = Transport::new(&config.upload)?;
@@ -105,7 +116,8 @@ impl Agent {
     }
 
     /// Runs every periodic collector once and closes the KSN window, as
-    /// `flush` does, in this process (no daemon needed).
+    /// `flush` does, in this process (no daemon needed). The consent file is
+    /// read again first: hand edits count from the next collection on.
     pub async fn collect_now(&self) -> CollectSummary {
         let mut summary = scheduler::collect_periodic(self).await;
         scheduler::close_ksn_window(self, &mut summary).await;
@@ -114,7 +126,6 @@ impl Agent {
 
     /// Collect now, then upload now; for `flush` when no daemon runs.
     pub async fn flush(self) -> Result<FlushSummary, AgentError> {
-        self.refresh_consent();
         let collect = self.collect_now().await;
         let mut uploader = Uploader::new(
             self.writer.clone(),
@@ -230,6 +241,7 @@ pub async fn run(agent: Agent, listeners: Listeners, shutdown: CancellationToken
         &agent.config.upload,
     );
     tracker.spawn(uploader::run(
+        Arc::clone(&agent),
         uploader,
         agent.config.upload.interval.0,
         Arc::clone(&shared),

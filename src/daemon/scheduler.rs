@@ -79,8 +79,10 @@ fn report(shared: &Shared, upload_now: &Notify, summary: CollectSummary) {
 }
 
 /// Runs every periodic collector once; blocked purposes are not even
-/// collected.
+/// collected. The consent file is read again first: hand edits count from
+/// the next collection on.
 pub(super) async fn collect_periodic(agent: &Agent) -> CollectSummary {
+    agent.refresh_consent();
     let registry = agent.gate.registry();
     let mut summary = CollectSummary::default();
     let mut gated = Vec::new();
@@ -153,7 +155,7 @@ pub(super) async fn close_ksn_window(agent: &Agent, summary: &mut CollectSummary
 }
 
 /// The product's own database facts a KSN report carries, when configured.
-pub(crate) fn ksn_extra(product: &collect::ProductConfig) -> Vec<(&'static str, String)> {
+pub fn ksn_extra(product: &collect::ProductConfig) -> Vec<(&'static str, String)> {
     [
         ("private_db_version", &product.private_db_version),
         ("db_settings_id", &product.db_settings_id),

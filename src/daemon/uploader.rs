@@ -10,7 +10,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::{Shared, next_upload_at};
+use super::{Agent, Shared, next_upload_at};
 use crate::collect::ksn::KsnAggregate;
 use crate::upload::{UploadError, UploadSummary, Uploader};
 
@@ -18,6 +18,7 @@ use crate::upload::{UploadError, UploadSummary, Uploader};
 pub(super) type FlushRequest = oneshot::Sender<Result<UploadSummary, String>>;
 
 pub(super) async fn run(
+    agent: Arc<Agent>,
     mut uploader: Uploader<KsnAggregate>,
     interval: Duration,
     shared: Arc<Shared>,
@@ -33,6 +34,8 @@ pub(super) async fn run(
             _ = upload_now.notified() => (false, None),
             _ = sleep_until(next) => (false, None),
         };
+        // Hand edits of the consent file count from the next upload on.
+        agent.refresh_consent();
         // Shutdown abandons an upload in flight: the batch stays claimed and
         // goes again, under the same id, after the restart.
         let result = tokio::select! {

@@ -188,7 +188,11 @@ async fn check_accepts_a_good_world() {
     world.ok(&["consent", "grant", "eula"]).await;
     let out = world.ok(&["check", "--json"]).await;
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(report["accepted"][0], "eula v1");
+    let eula = consentry::catalogue::Catalogue::embedded()
+        .clause("eula")
+        .unwrap()
+        .version;
+    assert_eq!(report["accepted"][0], format!("eula v{eula}"));
     assert_eq!(report["catalogue"], "embedded");
 }
 

@@ -3,4 +3,5 @@
 
 mod bad_input;
 mod delivery;
+mod ingest;
 mod support;

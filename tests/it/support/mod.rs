@@ -108,6 +108,55 @@ retry_max = "1s"
         serde_json::from_str(&self.ok(&["status", "--json"]).await).unwrap()
     }
 
+    /// Sets `region = …` in the config.
+    pub fn set_region(&self, region: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        self.write_config(&text.replace("region = \"global\"", &format!("region = \"{region}\"")));
+    }
+
+    /// Runs `consentry emit ARGS` with `stdin` fed to it.
+    pub async fn emit(&self, args: &[&str], stdin: &[u8]) -> Output {
+        use tokio::io::AsyncWriteExt;
+        let mut child = Command::new(BIN)
+            .arg("emit")
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let stdin = stdin.to_vec();
+        let feeder = tokio::spawn(async move {
+            let _ = input.write_all(&stdin).await;
+        });
+        let output = child.wait_with_output().await.unwrap();
+        feeder.await.unwrap();
+        output
+    }
+
+    /// Every record the receiver decoded: (purpose, clause, fields).
+    pub fn received_records(&self) -> Vec<Received> {
+        self.receiver
+            .requests()
+            .into_iter()
+            .filter_map(|r| r.envelope.ok())
+            .flat_map(|e| e.records)
+            .map(|r| Received {
+                purpose: r.purpose,
+                clause: r.clause,
+                fields: serde_json::from_str(r.fields.get()).unwrap(),
+            })
+            .collect()
+    }
+
+    /// The ingest socket of this world's daemon.
+    pub fn ingest_socket(&self) -> PathBuf {
+        self.path("run/ingest.sock")
+    }
+
     /// Starts `consentry daemon` and waits until its control socket answers.
     pub async fn spawn_daemon(&self) -> Daemon {
         let child = Command::new(BIN)
@@ -146,12 +195,30 @@ pub async fn run_with_config(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// One record as the receiver got it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub purpose: String,
+    pub clause: String,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
 /// A running daemon process; killed if the test ends without stopping it.
 pub struct Daemon {
     child: Child,
 }
 
 impl Daemon {
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("daemon still running")
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
     /// SIGTERM, then the exit status and everything the daemon logged.
     pub async fn terminate(self) -> (std::process::ExitStatus, String) {
         self.stop_with(rustix::process::Signal::TERM).await

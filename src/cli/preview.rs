@@ -1,0 +1,198 @@
+//! `consentry preview [PURPOSE]`: exactly what the next report of each
+//! purpose would send, with real values, whether or not it is allowed now.
+//! Reads only: sends nothing, creates no state directory, asks no daemon.
+//!
+//! Values the agent adds (installation id, OS, virtual environment,
+//! country, the open KSN window as committed) are real; values that only a
+//! component's event can carry are shown as `<from the … event>`.
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use consentry::collect::activation::{Activation, Method};
+use consentry::collect::installation_errors::InstallTask;
+use consentry::collect::ksn::KsnAggregate;
+use consentry::collect::{CollectContext, GeoDistribution, Record, UpdateTask, system};
+use consentry::config::Config;
+use consentry::daemon::ksn_extra;
+use consentry::gate;
+use consentry::store::{DATABASE_FILE, Durable, Store, queue};
+use serde::Serialize;
+
+use super::{OutputArgs, print_json};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  consentry preview
+  consentry preview ksn_scan_aggregates --json")]
+pub struct PreviewArgs {
+    /// Only this purpose.
+    pub purpose: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Serialize)]
+struct Preview {
+    purpose: String,
+    allowed: bool,
+    reason: String,
+    /// The record's fields, or `None` when the next report sends nothing.
+    fields: Option<serde_json::Value>,
+    note: String,
+}
+
+pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
+    let config = args.output.config.load()?;
+    let catalogue = config.load_catalogue()?;
+    if let Some(purpose) = &args.purpose
+        && catalogue.purpose(purpose).is_none()
+    {
+        anyhow::bail!(
+            "unknown purpose `{purpose}` (the catalogue has: {})",
+            catalogue.purpose_ids()
+        );
+    }
+    let registry = gate::evaluate(&config.consent_file, config.region, &catalogue);
+    let state = State::read(&config)?;
+    let previews: Vec<Preview> = catalogue
+        .purposes()
+        .filter(|p| args.purpose.as_ref().is_none_or(|id| *id == p.id))
+        .map(|purpose| {
+            let decision = registry.decide(&purpose.id);
+            let (record, note) = state.next_report(&purpose.id);
+            Preview {
+                purpose: purpose.id.clone(),
+                allowed: decision.allowed,
+                reason: decision.reason,
+                fields: record.map(|r| serde_json::to_value(&r.fields).expect("fields serialize")),
+                note,
+            }
+        })
+        .collect();
+    if args.output.json {
+        print_json(&previews)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for preview in &previews {
+        let verdict = if preview.allowed {
+            "allowed"
+        } else {
+            "blocked"
+        };
+        say!("{} ({verdict}: {})", preview.purpose, preview.reason);
+        say!("  {}", preview.note);
+        if let Some(fields) = &preview.fields {
+            let text = serde_json::to_string_pretty(fields).expect("JSON values serialize");
+            for line in text.lines() {
+                say!("  {line}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the agent knows now, read without changing anything.
+struct State {
+    context: CollectContext,
+    installation_known: bool,
+    ksn: KsnAggregate,
+}
+
+impl State {
+    fn read(config: &Config) -> anyhow::Result<Self> {
+        let mut ksn = KsnAggregate::new();
+        let (installation_id, installation_known) = if config.state_dir.join(DATABASE_FILE).exists()
+        {
+            let store = Store::open(&config.state_dir)?;
+            let id = store.read(|c| {
+                Ok(queue::meta_get(c, "installation_id")?
+                    .and_then(|text| uuid::Uuid::parse_str(&text).ok()))
+            })?;
+            store.read(|c| ksn.reload(c))?;
+            (id.unwrap_or_else(uuid::Uuid::nil), id.is_some())
+        } else {
+            (uuid::Uuid::nil(), false)
+        };
+        Ok(Self {
+            context: CollectContext::new(config.product.clone(), installation_id),
+            installation_known,
+            ksn,
+        })
+    }
+
+    fn next_report(&self, purpose: &str) -> (Option<Record>, String) {
+        let id_note = if self.installation_known {
+            ""
+        } else {
+            " (the installation id is made at the daemon's first start; shown as nil)"
+        };
+        let event = |kind: &str| format!("<from the `{kind}` event>");
+        match purpose {
+            "update_identity" => (
+                Some(UpdateTask::default().record(&self.context)),
+                format!(
+                    "one record per `update_task` event (and per collection when the fallback is on){id_note}"
+                ),
+            ),
+            "activation" => {
+                let activation = Activation {
+                    method: Method::Code,
+                    code: Some(event("activation")),
+                    locale: None,
+                    license_edition: Some(event("activation")),
+                    license_units_total: None,
+                    license_units_used: None,
+                };
+                (
+                    activation.record(&self.context, SystemTime::now()),
+                    format!(
+                        "one record per activation by code; a key-file activation sends nothing{id_note}"
+                    ),
+                )
+            }
+            "installation_errors" => {
+                let task = InstallTask {
+                    task: event("install_task"),
+                    status: event("install_task"),
+                    error_type: None,
+                    error_code: None,
+                    duration_ms: None,
+                    campaign_id: None,
+                };
+                (
+                    Some(task.record(&self.context)),
+                    "one record per `install_task` event; error and campaign fields when the installer sends them".into(),
+                )
+            }
+            "ksn_scan_aggregates" => {
+                let extra = ksn_extra(&self.context.product);
+                match self.ksn.report(SystemTime::now(), &extra) {
+                    Some(record) => (
+                        Some(record),
+                        "the open window as committed, if it closed now".into(),
+                    ),
+                    None => (
+                        None,
+                        "nothing: no scan verdict or request in the open window".into(),
+                    ),
+                }
+            }
+            "geo_distribution" => match system::country_code() {
+                Some(country) => (
+                    GeoDistribution::record(&self.context, Some(country)),
+                    "one record per collection".into(),
+                ),
+                None => (
+                    None,
+                    "nothing: the country cannot be told from this machine's time zone and locale"
+                        .into(),
+                ),
+            },
+            _ => (
+                None,
+                "sent as a component gives it in `record` events, checked field by field".into(),
+            ),
+        }
+    }
+}
