@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use consentry::collect::activation::{Activation, Method};
 use consentry::collect::installation_errors::InstallTask;
 use consentry::collect::ksn::KsnAggregate;
-use consentry::collect::{CollectContext, GeoDistribution, Record, UpdateTask, system};
+use consentry::collect::{CollectContext, GeoDistribution, Record, UpdateTask, country};
 use consentry::config::Config;
 use consentry::daemon::ksn_extra;
 use consentry::gate;
@@ -178,7 +178,7 @@ impl State {
                     ),
                 }
             }
-            "geo_distribution" => match system::country_code() {
+            "geo_distribution" => match country::country_code() {
                 Some(country) => (
                     GeoDistribution::record(&self.context, Some(country)),
                     "one record per collection".into(),

@@ -5,7 +5,7 @@
 //! Never IP geolocation, never finer than a country; when the country cannot
 //! be told (a UTC clock and a C locale), nothing is sent.
 
-use super::{CollectContext, CollectError, Collector, FieldValue, Record, system};
+use super::{CollectContext, CollectError, Collector, FieldValue, Record, country};
 
 /// The catalogue purpose.
 pub const PURPOSE: &str = "geo_distribution";
@@ -36,7 +36,7 @@ impl Collector for GeoDistribution {
     /// Reads the settings afresh on every run: a moved laptop reports its
     /// new country at the next run.
     fn collect(&self, context: &CollectContext) -> Result<Vec<Record>, CollectError> {
-        Ok(Self::record(context, system::country_code())
+        Ok(Self::record(context, country::country_code())
             .into_iter()
             .collect())
     }

@@ -19,6 +19,7 @@
 //!   event, checked field by field by the ingest path.
 
 pub mod activation;
+pub mod country;
 pub mod geo_distribution;
 pub mod installation_errors;
 pub mod ksn;
