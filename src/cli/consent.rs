@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 use consentry::catalogue::Catalogue;
+use consentry::collect::ksn;
 use consentry::config::Config;
 use consentry::consent::{self, Consents, Method};
 use consentry::control::{self, ControlError, Request, Response};
@@ -229,7 +230,11 @@ fn purge_without_daemon(config: &Config) -> anyhow::Result<u64> {
     let catalogue = config.load_catalogue()?;
     let registry = gate::evaluate(&config.consent_file, config.region, &catalogue);
     let store = Store::open(&config.state_dir)?;
-    Ok(purge_disallowed(&store, &registry)?)
+    let mut purged = purge_disallowed(&store, &registry)?;
+    if registry.unreadable().is_none() && !registry.is_allowed(ksn::PURPOSE) {
+        purged += store.write(ksn::discard_stored_window)?;
+    }
+    Ok(purged)
 }
 
 /// Best effort: a stopped daemon reads the file when it starts.

@@ -332,6 +332,16 @@ impl KsnAggregate {
         Some(record)
     }
 
+    /// Events counted in the open window.
+    pub fn events(&self) -> u64 {
+        let c = &self.counters;
+        c.unknown_statuses
+            + c.trusted_statuses
+            + c.untrusted_statuses
+            + c.requests_succeeded
+            + c.requests_failed
+    }
+
     /// Empties the window (after its report was queued, or discarded).
     pub fn reset(&mut self) {
         self.started_at = None;
@@ -346,6 +356,36 @@ impl KsnAggregate {
     pub fn sketch_bytes(&self) -> usize {
         self.sketches.iter().map(HyperLogLog::len).sum::<usize>() * 2
     }
+}
+
+/// Why an open window is discarded rather than sent.
+pub const DISCARD_REASON: &str =
+    "ksn_scan_aggregates window discarded: consent no longer allows it";
+
+/// Discards the open window `aggregate` holds, with an audit line in the
+/// caller's transaction; returns the events it had counted (0 when the
+/// window was empty, and then nothing is written).
+pub fn discard_window(
+    aggregate: &mut KsnAggregate,
+    connection: &Connection,
+) -> Result<u64, StoreError> {
+    if aggregate.started_at().is_none() {
+        return Ok(0);
+    }
+    let events = aggregate.events();
+    aggregate.reset();
+    crate::store::queue::insert_audit(connection, "purged", None, events, DISCARD_REASON)?;
+    Ok(events)
+}
+
+/// [`discard_window`] for the window stored in the database, for the CLI
+/// when no daemon runs: loads it, empties it and writes the result.
+pub fn discard_stored_window(connection: &Connection) -> Result<u64, StoreError> {
+    let mut aggregate = KsnAggregate::new();
+    aggregate.reload(connection)?;
+    let events = discard_window(&mut aggregate, connection)?;
+    aggregate.checkpoint(connection)?;
+    Ok(events)
 }
 
 fn empty_sketch() -> HyperLogLog {

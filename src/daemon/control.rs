@@ -63,26 +63,7 @@ impl Handler {
             let discarded = self
                 .agent
                 .writer
-                .call(|connection, aggregate| {
-                    let Some(_) = aggregate.started_at() else {
-                        return Ok(false);
-                    };
-                    let events = aggregate.counters();
-                    let total = events.unknown_statuses
-                        + events.trusted_statuses
-                        + events.untrusted_statuses
-                        + events.requests_succeeded
-                        + events.requests_failed;
-                    aggregate.reset();
-                    crate::store::queue::insert_audit(
-                        connection,
-                        "purged",
-                        None,
-                        total,
-                        "ksn_scan_aggregates window discarded: consent no longer allows it",
-                    )?;
-                    Ok(true)
-                })
+                .call(|connection, aggregate| Ok(ksn::discard_window(aggregate, connection)? > 0))
                 .await;
             ksn_window_discarded = discarded.unwrap_or(false);
         }

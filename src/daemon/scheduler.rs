@@ -128,15 +128,18 @@ pub(super) async fn close_ksn_window(agent: &Agent, summary: &mut CollectSummary
             let Some(report) = aggregate.report(SystemTime::now(), &extra) else {
                 return Ok(Ok(0));
             };
-            let outcome = match gate.admit(&report) {
+            match gate.admit(&report) {
                 Ok(record) => {
                     queue::enqueue(connection, &[record])?;
-                    Ok(1)
+                    aggregate.reset();
+                    Ok(Ok(1))
                 }
-                Err(refusal) => Err(refusal),
-            };
-            aggregate.reset();
-            Ok(outcome)
+                Err(refusal) => {
+                    // Not sendable now: discarded, and the audit says so.
+                    ksn::discard_window(aggregate, connection)?;
+                    Ok(Err(refusal))
+                }
+            }
         })
         .await;
     match closed {

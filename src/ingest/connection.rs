@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::event::{LineError, Outcome, Parser};
 use super::protocol::{NOT_STORED, Reply};
 use super::{Ingest, MAX_IN_FLIGHT, MAX_LINE_BYTES, READ_BUFFER};
+use crate::catalogue::CheckError;
 use crate::collect::ksn::{self, KsnDelta};
 use crate::gate::{GatedRecord, Refusal};
 use crate::store::{WriterError, queue};
@@ -157,9 +158,18 @@ impl Framing {
                     ingest.discards.add(&purpose, 1);
                     chunk.discarded += 1;
                 }
-                Err(Refusal::Check(err)) => chunk
-                    .errors
-                    .push((number, LineError::new("undeclared_field", err.to_string()))),
+                Err(Refusal::Check(err)) => {
+                    // The record the agent built does not fit the catalogue
+                    // (a custom catalogue lacking a field the agent adds).
+                    let code = match err {
+                        CheckError::UnknownPurpose(_) => "unknown_purpose",
+                        CheckError::UndeclaredField { .. } => "undeclared_field",
+                        CheckError::WrongType { .. } => "wrong_type",
+                    };
+                    chunk
+                        .errors
+                        .push((number, LineError::new(code, err.to_string())));
+                }
             },
         }
     }

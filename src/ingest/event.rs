@@ -166,6 +166,13 @@ impl Parser<'_> {
     /// Parses one line (without its newline). A `scan_verdict` or
     /// `ksn_request` is folded into `ksn` and reported as `Aggregated`.
     pub fn parse(&self, text: &[u8], ksn: &mut KsnDelta) -> Result<Outcome, LineError> {
+        // serde would also read a struct from an array; an event is an object.
+        if text.trim_ascii_start().first() != Some(&b'{') {
+            return Err(LineError::new(
+                "not_json",
+                "an event is one JSON object per line",
+            ));
+        }
         let line: Line = serde_json::from_slice(text).map_err(json_error)?;
         let kind = line
             .kind
@@ -245,6 +252,12 @@ impl Parser<'_> {
                     Some(reason) => TrustReason::parse(reason)
                         .ok_or_else(|| invalid("trust_reason", reason, TrustReason::NAMES))?,
                 };
+                if verdict != Verdict::Trusted && reason != TrustReason::None {
+                    return Err(LineError::new(
+                        "invalid_value",
+                        "only a `trusted` verdict has a trust_reason other than `none`",
+                    ));
+                }
                 ksn.verdict(hash, verdict, reason);
                 Ok(Outcome::Aggregated)
             }
@@ -324,9 +337,9 @@ fn typed(ty: FieldType, value: &serde_json::Value) -> Option<FieldValue> {
         (FieldType::Integer, Value::Number(n)) => n.as_i64().map(FieldValue::Integer),
         (FieldType::Boolean, Value::Bool(b)) => Some(FieldValue::Boolean(*b)),
         (FieldType::Uuid, Value::String(s)) => Uuid::parse_str(s).ok().map(FieldValue::Uuid),
-        (FieldType::Timestamp, Value::String(s)) => humantime::parse_rfc3339_weak(s)
-            .ok()
-            .map(FieldValue::Timestamp),
+        (FieldType::Timestamp, Value::String(s)) => {
+            humantime::parse_rfc3339(s).ok().map(FieldValue::Timestamp)
+        }
         _ => None,
     }
 }
@@ -342,6 +355,9 @@ fn json_error(err: serde_json::Error) -> LineError {
         );
     }
     match err.classify() {
+        serde_json::error::Category::Data if text.starts_with("invalid type") => {
+            LineError::new("wrong_type", text)
+        }
         serde_json::error::Category::Data => LineError::new("invalid_value", text),
         _ => LineError::new("not_json", format!("not a JSON object: {text}")),
     }

@@ -49,7 +49,8 @@ const READ_BUFFER: usize = 256 * 1024;
 const MAX_IN_FLIGHT: usize = 8;
 
 /// Events dropped at the door because their purpose was not allowed, per
-/// purpose, since the daemon started. Updated once per chunk, not per event.
+/// purpose, since the daemon started. KSN events are added once per chunk;
+/// other records one by one (a short lock, and only on the refusal path).
 #[derive(Debug, Default)]
 pub struct Discards(Mutex<BTreeMap<String, u64>>);
 

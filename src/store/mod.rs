@@ -113,8 +113,9 @@ impl Store {
         self.connection.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `op` in one transaction of its own.
-    fn transaction<T>(
+    /// Runs `op` in one transaction of its own (the CLI's writes when no
+    /// daemon runs).
+    pub fn write<T>(
         &self,
         op: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -127,12 +128,12 @@ impl Store {
 
     /// The installation id, created on first use and never changed.
     pub fn installation_id(&self) -> Result<Uuid, StoreError> {
-        self.transaction(queue::installation_id)
+        self.write(queue::installation_id)
     }
 
     /// Appends records in one transaction: all are durable, or none.
     pub fn enqueue(&self, records: &[GatedRecord]) -> Result<(), StoreError> {
-        self.transaction(|c| queue::enqueue(c, records))
+        self.write(|c| queue::enqueue(c, records))
     }
 
     /// Deletes queued records whose purpose `is_allowed` refuses, returning
@@ -143,19 +144,19 @@ impl Store {
         is_allowed: impl Fn(&str) -> bool,
         why: &str,
     ) -> Result<u64, StoreError> {
-        self.transaction(|c| queue::purge_blocked(c, is_allowed, why))
+        self.write(|c| queue::purge_blocked(c, is_allowed, why))
     }
 
     /// The batch to send next: the one already claimed (a retry keeps its
     /// id), or up to `max_records` of the oldest unclaimed records.
     pub fn claim_batch(&self, max_records: usize) -> Result<Option<Batch>, StoreError> {
-        self.transaction(|c| queue::claim_batch(c, max_records))
+        self.write(|c| queue::claim_batch(c, max_records))
     }
 
     /// The batch is done with: its records leave the queue and the audit
     /// trail says why, atomically.
     pub fn complete_batch(&self, id: Uuid, event: &str, detail: &str) -> Result<u64, StoreError> {
-        self.transaction(|c| queue::complete_batch(c, id, event, detail))
+        self.write(|c| queue::complete_batch(c, id, event, detail))
     }
 
     /// Records waiting, all purposes.

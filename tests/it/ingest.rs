@@ -441,3 +441,59 @@ async fn status_and_revoke_answer_within_100ms_while_the_receiver_hangs() {
     let (status, log) = daemon.terminate().await;
     assert!(status.success(), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_works_before_any_consent_and_sends_nothing() {
+    let world = World::new().await;
+    let out = world.ok(&["preview", "--json"]).await;
+    let previews: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let catalogue = Catalogue::embedded();
+    assert_eq!(previews.len(), catalogue.purposes().count());
+    assert!(previews.iter().all(|p| p["allowed"] == false));
+    let update = previews
+        .iter()
+        .find(|p| p["purpose"] == "update_identity")
+        .unwrap();
+    assert_eq!(update["fields"]["product_id"], "it-product");
+    let activation = previews
+        .iter()
+        .find(|p| p["purpose"] == "activation")
+        .unwrap();
+    assert_eq!(activation["fields"]["os_type"], std::env::consts::OS);
+    assert!(!world.path("state").exists(), "preview created state");
+    assert!(world.receiver.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_shows_the_open_ksn_window_as_committed() {
+    let (world, daemon) = world_with("global", &["eula", "ksn"]).await;
+    let mut lines = String::new();
+    for n in 0..90 {
+        lines.push_str(&format!(
+            "{{\"kind\":\"scan_verdict\",\"object\":\"{}\",\"verdict\":\"trusted\",\"trust_reason\":\"user\"}}\n",
+            object(n % 30)
+        ));
+    }
+    let summary = client::send(&world.ingest_socket(), lines.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(summary.accepted, 90);
+    let out = world
+        .ok(&["preview", "ksn_scan_aggregates", "--json"])
+        .await;
+    let previews: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let fields = &previews[0]["fields"];
+    assert_eq!(fields["trusted_statuses"], 90);
+    assert_eq!(fields["user_trusted"], 90);
+    // An estimate: two of 30 objects can share a register (2.6 % chance).
+    let unique = fields["unique_trusted_objects"].as_i64().unwrap();
+    assert!((29..=31).contains(&unique), "{unique}");
+    assert!(
+        world
+            .received_records()
+            .iter()
+            .all(|r| r.purpose != "ksn_scan_aggregates"),
+        "preview sent the window"
+    );
+    daemon.terminate().await;
+}

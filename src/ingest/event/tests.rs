@@ -88,7 +88,19 @@ fn each_kind_of_bad_line_has_its_code() {
     );
     assert_eq!(
         code(r#"{"kind":"install_task","task":7,"status":"failed"}"#),
+        "wrong_type"
+    );
+    assert_eq!(code(r#"["update_task"]"#), "not_json");
+    assert_eq!(code("42"), "not_json");
+    assert_eq!(
+        code(&format!(
+            r#"{{"kind":"scan_verdict","object":"{OBJECT}","verdict":"untrusted","trust_reason":"user"}}"#
+        )),
         "invalid_value"
+    );
+    assert_eq!(
+        code(r#"{"kind":"record","purpose":"link_following","fields":{"threat_name":7}}"#),
+        "wrong_type"
     );
     assert_eq!(
         code(r#"{"kind":"scan_verdict","object":"abc","verdict":"trusted"}"#),
