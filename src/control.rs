@@ -4,16 +4,15 @@
 //! uid). This module holds the message types and the client side; the
 //! server side is `daemon::listener`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-
-use std::collections::BTreeMap;
 
 use crate::consent::Decision;
+use crate::socket::{self, ConnectError};
 use crate::upload::UploadSummary;
 
 /// Longest request or response line accepted, so a confused peer cannot
@@ -115,18 +114,10 @@ pub async fn request(socket: &Path, request: &Request) -> Result<Response, Contr
         path: path.clone(),
         source,
     };
-    let stream = match UnixStream::connect(socket).await {
-        Ok(stream) => stream,
-        Err(err)
-            if matches!(
-                err.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Err(ControlError::NotRunning(path));
-        }
-        Err(err) => return Err(io(err)),
-    };
+    let stream = socket::connect(socket).await.map_err(|err| match err {
+        ConnectError::NotRunning(path) => ControlError::NotRunning(path),
+        ConnectError::Io { path, source } => ControlError::Io { path, source },
+    })?;
     let exchange = async {
         let (read, mut write) = stream.into_split();
         let mut line = serde_json::to_string(request).expect("requests always serialize");

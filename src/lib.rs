@@ -32,5 +32,6 @@ pub mod gate;
 pub mod ingest;
 pub mod receiver;
 pub mod record;
+pub mod socket;
 pub mod store;
 pub mod upload;

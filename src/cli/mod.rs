@@ -116,6 +116,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Refuses a purpose argument the catalogue does not have, naming those it
+/// has.
+pub fn check_purpose_arg(
+    catalogue: &consentry::catalogue::Catalogue,
+    purpose: Option<&String>,
+) -> anyhow::Result<()> {
+    if let Some(purpose) = purpose
+        && catalogue.purpose(purpose).is_none()
+    {
+        anyhow::bail!(
+            "unknown purpose `{purpose}` (the catalogue has: {})",
+            catalogue.purpose_ids()
+        );
+    }
+    Ok(())
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("cannot encode JSON output")?;

@@ -45,14 +45,7 @@ struct Preview {
 pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     let config = args.output.config.load()?;
     let catalogue = config.load_catalogue()?;
-    if let Some(purpose) = &args.purpose
-        && catalogue.purpose(purpose).is_none()
-    {
-        anyhow::bail!(
-            "unknown purpose `{purpose}` (the catalogue has: {})",
-            catalogue.purpose_ids()
-        );
-    }
+    super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
     let registry = gate::evaluate(&config.consent_file, config.region, &catalogue);
     let state = State::read(&config)?;
     let previews: Vec<Preview> = catalogue

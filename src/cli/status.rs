@@ -30,14 +30,7 @@ struct Status {
 pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let config = args.output.config.load()?;
     let catalogue = config.load_catalogue()?;
-    if let Some(purpose) = &args.purpose
-        && catalogue.purpose(purpose).is_none()
-    {
-        anyhow::bail!(
-            "unknown purpose `{purpose}` (the catalogue has: {})",
-            catalogue.purpose_ids()
-        );
-    }
+    super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
     let registry = gate::evaluate(&config.consent_file, config.region, &catalogue);
     let decisions: Vec<Decision> = registry
         .decisions()

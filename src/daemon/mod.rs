@@ -195,10 +195,7 @@ impl Listeners {
     /// inside a tokio runtime.
     pub fn bind(config: &Config) -> Result<Self, BindError> {
         let control = bind_control_socket(&config.control_socket())?;
-        let ingest = ingest::bind(&config.ingest_socket()).map_err(|err| BindError::Io {
-            path: err.path,
-            source: err.source,
-        })?;
+        let ingest = ingest::bind(&config.ingest_socket())?;
         Ok(Self { control, ingest })
     }
 }

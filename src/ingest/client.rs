@@ -7,9 +7,9 @@ use std::path::Path;
 
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 
 use super::protocol::Reply;
+use crate::socket::{self, ConnectError};
 
 /// Rejected lines kept for the report; the count goes on past it.
 const MAX_ERRORS_KEPT: usize = 1000;
@@ -62,18 +62,10 @@ pub async fn send(
         path: path.clone(),
         source,
     };
-    let stream = match UnixStream::connect(socket).await {
-        Ok(stream) => stream,
-        Err(err)
-            if matches!(
-                err.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Err(ClientError::NotRunning(path));
-        }
-        Err(err) => return Err(io(err)),
-    };
+    let stream = socket::connect(socket).await.map_err(|err| match err {
+        ConnectError::NotRunning(path) => ClientError::NotRunning(path),
+        ConnectError::Io { path, source } => ClientError::Io { path, source },
+    })?;
     let (read, mut write) = stream.into_split();
     let sending = async {
         let mut buffer = vec![0u8; 256 * 1024];

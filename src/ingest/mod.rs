@@ -23,16 +23,16 @@ pub mod event;
 pub mod protocol;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::collect::CollectContext;
 use crate::collect::ksn::KsnAggregate;
 use crate::gate::Gate;
+use crate::socket::{self, BindError, peer_allowed};
 use crate::store::Writer;
 
 /// Longest line accepted: far above any real event (a few hundred bytes),
@@ -76,75 +76,29 @@ pub struct Ingest {
     pub discards: Arc<Discards>,
 }
 
-/// Why the ingest socket could not be bound.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot create ingest socket {path}: {source}")]
-pub struct BindError {
-    pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
-}
-
-/// Binds `ingest.sock` (0600 inside the private runtime directory; the
-/// control socket's binder has already refused to displace a live daemon).
-/// A stale socket file is replaced. Must be called inside a tokio runtime.
+/// Binds `ingest.sock` (see [`socket::bind`]; the control socket's binder
+/// has already refused to displace a live daemon). Must be called inside a
+/// tokio runtime.
 pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
-    use std::os::unix::fs::PermissionsExt;
-    let wrap = |source| BindError {
-        path: path.to_path_buf(),
-        source,
-    };
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(wrap(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                "another daemon is already listening",
-            )));
-        }
-        std::fs::remove_file(path).map_err(wrap)?;
-    }
-    let listener = UnixListener::bind(path).map_err(wrap)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(wrap)?;
-    Ok(listener)
+    socket::bind(path)
 }
 
-/// Accepts connections until `shutdown`; one tracked task per connection.
-/// A connection cut by shutdown loses nothing acknowledged: unacknowledged
-/// lines are the client's to resend.
+/// Serves ingest connections until `shutdown`. Peers other than this
+/// daemon's user and root are turned away. A connection cut by shutdown
+/// loses nothing acknowledged: unacknowledged lines are the client's to
+/// resend.
 pub async fn serve(listener: UnixListener, ingest: Arc<Ingest>, shutdown: CancellationToken) {
-    let tracker = TaskTracker::new();
     let own_uid = rustix::process::geteuid().as_raw();
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    tracing::warn!(error = %err, "ingest socket accept failed");
-                    continue;
-                }
-            },
-        };
-        match stream.peer_cred() {
-            Ok(cred) if cred.uid() == own_uid || cred.uid() == 0 => {}
-            other => {
-                tracing::warn!(peer = ?other.map(|c| c.uid()), "refused an ingest connection from another user");
-                continue;
-            }
-        }
+    socket::serve(listener, "ingest", shutdown, move |stream| {
         let ingest = Arc::clone(&ingest);
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                result = connection::handle(stream, ingest) => {
-                    if let Err(err) = result {
-                        tracing::debug!(error = %err, "ingest connection ended with an error");
-                    }
-                }
+        async move {
+            let peer = stream.peer_cred()?.uid();
+            if !peer_allowed(peer, own_uid) {
+                tracing::warn!(peer, "refused an ingest connection from another user");
+                return Ok(());
             }
-        });
-    }
-    tracker.close();
-    tracker.wait().await;
+            connection::handle(stream, ingest).await
+        }
+    })
+    .await;
 }
