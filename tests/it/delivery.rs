@@ -181,7 +181,9 @@ async fn a_500_keeps_the_batch_queued_and_it_arrives_after_recovery() {
         fields["update_task_id"].clone()
     };
     assert_eq!(task_id(&refused), task_id(&delivered));
-    assert_eq!(world.status().await["daemon"]["records_queued"], 0);
+    world
+        .status_until("emptied the queue", |s| s["daemon"]["records_queued"] == 0)
+        .await;
     daemon.terminate().await;
 }
 

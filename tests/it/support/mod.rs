@@ -108,6 +108,23 @@ retry_max = "1s"
         serde_json::from_str(&self.ok(&["status", "--json"]).await).unwrap()
     }
 
+    /// Polls `status --json` until `done` holds for it (the receiver sees a
+    /// batch a moment before the daemon has committed its deletion).
+    pub async fn status_until(&self, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let status = self.status().await;
+            if done(&status) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never {what}: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sets `region = …` in the config.
     pub fn set_region(&self, region: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();
