@@ -135,5 +135,35 @@ fn store_and_encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gate, store_and_encode);
+/// A consent file of `records` acceptance records (all but one duplicates,
+/// so every record is a problem to locate).
+fn consent_file_of(records: usize) -> String {
+    let catalogue = Catalogue::embedded();
+    let eula = catalogue.clause("eula").unwrap();
+    format!(
+        "[[accepted]]\nclause = \"eula\"\nversion = {}\ntext_sha256 = \"{}\"\naccepted_at = 2026-11-25T12:00:00Z\nmethod = \"installer\"\n\n",
+        eula.version, eula.text_sha256
+    )
+    .repeat(records)
+}
+
+fn consent_load(c: &mut Criterion) {
+    let catalogue = Catalogue::embedded();
+    let mut group = c.benchmark_group("consent");
+    group.sample_size(10);
+    for records in [4_000usize, 16_000, 56_000] {
+        let text = consent_file_of(records);
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        let document = consentry::document::Document {
+            origin: consentry::document::Origin::Embedded("bench"),
+            text,
+        };
+        group.bench_function(format!("load_{}_kb", document.text.len() / 1000), |b| {
+            b.iter(|| Consents::from_document(black_box(&document), &catalogue).unwrap_err())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gate, store_and_encode, consent_load);
 criterion_main!(benches);

@@ -59,15 +59,20 @@ impl fmt::Display for Located {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Problems(pub Vec<Located>);
 
+/// Problems shown in one message; the rest are counted, so a file with
+/// thousands of broken records still gives a readable one-line error.
+const PROBLEMS_SHOWN: usize = 20;
+
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for problem in &self.0 {
-            if !first {
+        for (index, problem) in self.0.iter().take(PROBLEMS_SHOWN).enumerate() {
+            if index > 0 {
                 f.write_str("; ")?;
             }
-            first = false;
             write!(f, "{problem}")?;
+        }
+        if self.0.len() > PROBLEMS_SHOWN {
+            write!(f, "; and {} more", self.0.len() - PROBLEMS_SHOWN)?;
         }
         Ok(())
     }
@@ -137,6 +142,42 @@ impl Document {
     }
 }
 
+impl Document {
+    /// Many problems at once, located in one pass over the text (locating
+    /// each on its own would scan the text once per problem: quadratic in a
+    /// large file full of mistakes).
+    pub fn problems_at(&self, found: Vec<(Option<Range<usize>>, String)>) -> Vec<Located> {
+        let mut order: Vec<usize> = (0..found.len()).collect();
+        let offset = |i: usize| found[i].0.as_ref().map(|span| span.start);
+        order.sort_by_key(|&i| offset(i));
+        let mut places = vec![(0, 0); found.len()];
+        let (mut line, mut line_start, mut scanned) = (1usize, 0usize, 0usize);
+        for i in order {
+            let Some(target) = offset(i) else { continue };
+            let target = floor_char_boundary(&self.text, target.min(self.text.len()));
+            for (at, byte) in self.text.as_bytes()[scanned..target].iter().enumerate() {
+                if *byte == b'\n' {
+                    line += 1;
+                    line_start = scanned + at + 1;
+                }
+            }
+            scanned = target.max(scanned);
+            let column = self.text[line_start..target].chars().count() + 1;
+            places[i] = (line, column);
+        }
+        found
+            .into_iter()
+            .zip(places)
+            .map(|((_, message), (line, column))| Located {
+                origin: self.origin.clone(),
+                line,
+                column,
+                message,
+            })
+            .collect()
+    }
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -157,6 +198,43 @@ fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn problems_located_together_match_one_by_one() {
+        let document = Document {
+            origin: Origin::Embedded("t"),
+            text: "a = 1\nbé = 2\n\nccc = 3\n".into(),
+        };
+        let offsets = [14, 0, 7, 9, 14, 3];
+        let found = offsets
+            .iter()
+            .map(|&o| (Some(o..o + 1), format!("at {o}")))
+            .chain([(None, "nowhere".to_owned())])
+            .collect();
+        let located = document.problems_at(found);
+        for (problem, &offset) in located.iter().zip(&offsets) {
+            assert_eq!(
+                (problem.line, problem.column),
+                line_column(&document.text, offset),
+                "{offset}"
+            );
+            assert_eq!(problem.message, format!("at {offset}"));
+        }
+        assert_eq!((located[6].line, located[6].column), (0, 0));
+    }
+
+    #[test]
+    fn a_thousand_problems_make_one_readable_line() {
+        let problem = Located {
+            origin: Origin::Embedded("t"),
+            line: 1,
+            column: 1,
+            message: "bad".into(),
+        };
+        let text = Problems(vec![problem; 1000]).to_string();
+        assert!(text.ends_with("; and 980 more"), "{text}");
+        assert!(text.len() < 2000);
+    }
 
     #[test]
     fn line_column_counts_from_one() {

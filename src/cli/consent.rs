@@ -172,7 +172,8 @@ fn show(clause_id: &str, output: &OutputArgs) -> anyhow::Result<ExitCode> {
 struct Change {
     clause: String,
     granted: bool,
-    /// False for a revoke of a clause that was not accepted.
+    /// False for a revoke of a clause that was not accepted, or a grant of
+    /// one already accepted as it is now.
     changed: bool,
     acceptance: Option<consent::Acceptance>,
     daemon: String,
@@ -181,8 +182,8 @@ struct Change {
 async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Result<ExitCode> {
     let (config, catalogue) = load(output)?;
     let (changed, acceptance) = if grant {
-        let acceptance = consent::grant(&config.consent_file, &catalogue, clause, Method::Cli)?;
-        (true, Some(acceptance))
+        let granted = consent::grant(&config.consent_file, &catalogue, clause, Method::Cli)?;
+        (granted.changed, Some(granted.acceptance))
     } else {
         (
             consent::revoke(&config.consent_file, &catalogue, clause)?,
@@ -205,11 +206,18 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
         print_json(&report)?;
     } else {
         match (&report.acceptance, report.changed) {
-            (Some(a), _) => say!(
+            (Some(a), true) => say!(
                 "accepted {} version {} (text sha256 {})",
                 a.clause,
                 a.version,
                 a.text_sha256
+            ),
+            (Some(a), false) => say!(
+                "{} version {} was already accepted ({}, {}); nothing changed",
+                a.clause,
+                a.version,
+                a.accepted_at,
+                a.method.as_str()
             ),
             (None, true) => {
                 say!("revoked {clause}; anything it had queued is purged")

@@ -110,12 +110,12 @@ impl Consents {
 
     pub fn from_document(document: &Document, catalogue: &Catalogue) -> Result<Self, Problems> {
         let raw: RawConsentFile = document.parse()?;
-        let mut problems = Vec::new();
+        let mut problems: Vec<(Option<std::ops::Range<usize>>, String)> = Vec::new();
         let mut by_clause = BTreeMap::new();
         for entry in raw.accepted {
             let clause = entry.clause.get_ref();
             if catalogue.clause(clause).is_none() {
-                problems.push(document.problem(
+                problems.push((
                     Some(entry.clause.span()),
                     format!(
                         "unknown clause `{clause}` (the catalogue has: {})",
@@ -126,9 +126,9 @@ impl Consents {
             }
             let sha = entry.text_sha256.get_ref();
             if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-                problems.push(document.problem(
+                problems.push((
                     Some(entry.text_sha256.span()),
-                    "text_sha256 must be 64 hexadecimal digits",
+                    "text_sha256 must be 64 hexadecimal digits".into(),
                 ));
                 continue;
             }
@@ -140,7 +140,7 @@ impl Consents {
                 method: entry.method,
             };
             if by_clause.insert(clause.clone(), acceptance).is_some() {
-                problems.push(document.problem(
+                problems.push((
                     Some(entry.clause.span()),
                     format!("clause `{clause}` is accepted twice; keep one record"),
                 ));
@@ -149,7 +149,7 @@ impl Consents {
         if problems.is_empty() {
             Ok(Self { by_clause })
         } else {
-            Err(Problems(problems))
+            Err(Problems(document.problems_at(problems)))
         }
     }
 }
@@ -161,6 +161,10 @@ pub enum ConsentError {
     Read(#[from] ReadError),
     #[error("unknown clause `{clause}` (the catalogue has: {known})")]
     UnknownClause { clause: String, known: String },
+    #[error(
+        "{clause} takes effect only together with {requires}, which is not accepted as the catalogue has it now; grant {requires} first"
+    )]
+    RequirementMissing { clause: String, requires: String },
     #[error("cannot edit {path}: {message}")]
     Edit { path: PathBuf, message: String },
     #[error("cannot write {path}: {source}")]
@@ -184,25 +188,65 @@ const NEW_FILE_HEADER: &str = "\
 
 ";
 
+/// What [`grant`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Granted {
+    pub acceptance: Acceptance,
+    /// False when the clause was already accepted exactly as the catalogue
+    /// has it now: nothing was written, `accepted_at` kept.
+    pub changed: bool,
+}
+
+/// Whether `acceptance` is of exactly the catalogue's current `clause`.
+fn is_current(acceptance: &Acceptance, clause: &crate::catalogue::Clause) -> bool {
+    acceptance.version == clause.version && acceptance.text_sha256 == clause.text_sha256
+}
+
 /// Records acceptance of the catalogue's current version of `clause`,
-/// replacing any earlier record for it. Returns the new acceptance.
+/// replacing any earlier record for it. A clause already accepted exactly
+/// as it is now is left alone (its `accepted_at` stays). A clause that
+/// takes effect only together with another (`requires`) is refused while
+/// that one is not accepted: granting it would change nothing that is sent.
 pub fn grant(
     path: &Path,
     catalogue: &Catalogue,
     clause: &str,
     method: Method,
-) -> Result<Acceptance, ConsentError> {
+) -> Result<Granted, ConsentError> {
     let known = catalogue
         .clause(clause)
         .ok_or_else(|| unknown_clause(catalogue, clause))?;
     let text = read_text(path)?;
-    if let Some(text) = &text {
+    let current = match &text {
         // Validate what is there first: never build on top of a broken file.
-        let document = Document {
-            origin: Origin::File(path.to_path_buf()),
-            text: text.clone(),
-        };
-        Consents::from_document(&document, catalogue)?;
+        Some(text) => Consents::from_document(
+            &Document {
+                origin: Origin::File(path.to_path_buf()),
+                text: text.clone(),
+            },
+            catalogue,
+        )?,
+        None => Consents::default(),
+    };
+    for required in &known.requires {
+        let in_effect = catalogue
+            .clause(required)
+            .zip(current.get(required))
+            .is_some_and(|(clause, acceptance)| is_current(acceptance, clause));
+        if !in_effect {
+            return Err(ConsentError::RequirementMissing {
+                clause: clause.to_owned(),
+                requires: required.clone(),
+            });
+        }
+    }
+    if let Some(existing) = current.get(clause)
+        && is_current(existing, known)
+    {
+        return Ok(Granted {
+            acceptance: existing.clone(),
+            changed: false,
+        });
     }
     let mut document = editable(path, text)?;
     let acceptance = Acceptance {
@@ -257,7 +301,10 @@ pub fn grant(
         }
     }
     write_atomically(path, document.to_string().as_bytes())?;
-    Ok(acceptance)
+    Ok(Granted {
+        acceptance,
+        changed: true,
+    })
 }
 
 /// Removes every record of `clause`. Returns whether there was one.
@@ -404,17 +451,22 @@ mod tests {
         std::fs::write(&path, "# written by the installer\n").unwrap();
         let catalogue = Catalogue::embedded();
 
-        let acceptance = grant(&path, &catalogue, "eula", Method::Installer).unwrap();
+        let granted = grant(&path, &catalogue, "eula", Method::Installer).unwrap();
+        assert!(granted.changed);
         assert_eq!(
-            acceptance.version,
+            granted.acceptance.version,
             catalogue.clause("eula").unwrap().version
         );
         grant(&path, &catalogue, "ksn", Method::Cli).unwrap();
-        // granting again replaces, never duplicates
-        grant(&path, &catalogue, "eula", Method::Cli).unwrap();
+        // Granting again what is accepted as it is now changes nothing.
+        let before = read(&path);
+        let again = grant(&path, &catalogue, "eula", Method::Cli).unwrap();
+        assert!(!again.changed);
+        assert_eq!(again.acceptance, granted.acceptance);
+        assert_eq!(read(&path), before, "a re-grant rewrote the file");
 
         let consents = Consents::load(&path, &catalogue).unwrap();
-        assert_eq!(consents.get("eula").unwrap().method, Method::Cli);
+        assert_eq!(consents.get("eula").unwrap().method, Method::Installer);
         assert!(consents.get("ksn").is_some());
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# written by the installer\n"), "{text}");
@@ -451,6 +503,26 @@ mod tests {
         assert!(
             err.contains("consent.toml:2:10: unknown clause `eulaa`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_clause_is_not_granted_while_what_it_requires_is_not_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("consent.toml");
+        let catalogue = Catalogue::embedded();
+        let err = grant(&path, &catalogue, "ksn", Method::Cli).unwrap_err();
+        assert!(
+            matches!(&err, ConsentError::RequirementMissing { requires, .. } if requires == "eula"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("grant eula first"), "{err}");
+        assert!(!path.exists(), "nothing written");
+        grant(&path, &catalogue, "eula", Method::Cli).unwrap();
+        assert!(
+            grant(&path, &catalogue, "ksn", Method::Cli)
+                .unwrap()
+                .changed
         );
     }
 

@@ -10,5 +10,5 @@
 mod file;
 mod registry;
 
-pub use file::{Acceptance, ConsentError, Consents, Method, grant, revoke};
+pub use file::{Acceptance, ConsentError, Consents, Granted, Method, grant, revoke};
 pub use registry::{Decision, Registry};

@@ -262,16 +262,17 @@ mod tests {
     #[test]
     fn ksn_without_eula_is_blocked_by_its_requirement() {
         let world = World::new();
-        world.grant("ksn");
-        let decision = world.registry(Region::Global).decide("ksn_scan_aggregates");
-        assert!(!decision.allowed);
-        assert_eq!(decision.reason, "ksn requires eula: eula not accepted");
         world.grant("eula");
+        world.grant("ksn");
         assert!(
             world
                 .registry(Region::Global)
                 .is_allowed("ksn_scan_aggregates")
         );
+        crate::consent::revoke(&world.path, &world.catalogue, "eula").unwrap();
+        let decision = world.registry(Region::Global).decide("ksn_scan_aggregates");
+        assert!(!decision.allowed);
+        assert_eq!(decision.reason, "ksn requires eula: eula not accepted");
     }
 
     #[test]

@@ -212,3 +212,42 @@ async fn a_closed_stdout_ends_quietly_not_with_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
+
+#[tokio::test]
+async fn granting_ksn_without_the_eula_is_refused_and_writes_nothing() {
+    let world = World::new().await;
+    fails_with(
+        &world,
+        &["consent", "grant", "ksn"],
+        &[
+            "ksn takes effect only together with eula",
+            "grant eula first",
+        ],
+    )
+    .await;
+    assert!(!world.path("consent.toml").exists(), "nothing written");
+}
+
+#[tokio::test]
+async fn granting_again_what_is_accepted_changes_nothing() {
+    let world = World::new().await;
+    world.ok(&["consent", "grant", "eula"]).await;
+    let before = std::fs::read_to_string(world.path("consent.toml")).unwrap();
+    let out = world.ok(&["consent", "grant", "eula", "--json"]).await;
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["changed"], false, "{report}");
+    assert_eq!(report["daemon"], "unchanged");
+    let after = std::fs::read_to_string(world.path("consent.toml")).unwrap();
+    assert_eq!(before, after, "accepted_at was rewritten");
+}
+
+#[tokio::test]
+async fn a_consent_file_full_of_duplicates_is_one_readable_error() {
+    let world = World::new().await;
+    world.ok(&["consent", "grant", "eula"]).await;
+    let record = std::fs::read_to_string(world.path("consent.toml")).unwrap();
+    let record = &record[record.find("[[accepted]]").unwrap()..];
+    std::fs::write(world.path("consent.toml"), record.repeat(5000)).unwrap();
+    let line = fails_with(&world, &["check"], &["is accepted twice", "and 4979 more"]).await;
+    assert!(line.len() < 4000, "{} bytes of error", line.len());
+}
