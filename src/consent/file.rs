@@ -386,7 +386,13 @@ fn remove_records(document: &mut DocumentMut, clause: &str) -> bool {
 
 /// Temp file beside the target, fsync, rename over it, fsync the directory:
 /// a crash leaves either the old file or the new one, never half of either.
-fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), ConsentError> {
+fn write_atomically(link: &Path, contents: &[u8]) -> Result<(), ConsentError> {
+    // Through a symlink, the file it points to is what gets replaced: the
+    // link an administrator made stays a link.
+    let path = &resolve_links(link).map_err(|source| ConsentError::Write {
+        path: link.to_path_buf(),
+        source,
+    })?;
     let wrap = |source| ConsentError::Write {
         path: path.to_path_buf(),
         source,
@@ -419,9 +425,77 @@ fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), ConsentError> {
     Ok(())
 }
 
+/// Follows `path` through symbolic links (relative targets resolve against
+/// the link's directory) to the file they name, which may not exist yet.
+fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
+    /// Links followed before giving up, as the kernel's own limit does.
+    const MAX_LINKS: usize = 40;
+    let mut path = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::read_link(&path)?;
+                path = match path.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            Ok(_) => return Ok(path),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(path),
+            Err(err) => return Err(err),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "more than {MAX_LINKS} symbolic links to follow"
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_symlinked_consent_file_stays_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        let target = dir.path().join("real/consent.toml");
+        std::fs::write(&target, "# kept\n").unwrap();
+        let link = dir.path().join("consent.toml");
+        std::os::unix::fs::symlink("real/consent.toml", &link).unwrap();
+        let catalogue = Catalogue::embedded();
+        grant(&link, &catalogue, "eula", Method::Cli).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(read(&target).starts_with("# kept\n"));
+        assert!(
+            Consents::load(&link, &catalogue)
+                .unwrap()
+                .get("eula")
+                .is_some()
+        );
+        assert!(revoke(&link, &catalogue, "eula").unwrap());
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        // A link to a file not made yet: the file is made where it points.
+        let dangling = dir.path().join("later.toml");
+        std::os::unix::fs::symlink("real/later.toml", &dangling).unwrap();
+        grant(&dangling, &catalogue, "eula", Method::Cli).unwrap();
+        assert!(dir.path().join("real/later.toml").is_file());
+        assert!(
+            std::fs::symlink_metadata(&dangling)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
 
     #[test]
     fn shipped_example_matches_the_embedded_catalogue() {
