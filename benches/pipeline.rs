@@ -105,7 +105,10 @@ fn store_and_encode(c: &mut Criterion) {
     let backlog = store.depth().unwrap();
     group.bench_function(format!("claim_and_complete_500_behind_{backlog}"), |b| {
         b.iter(|| {
-            let batch = store.claim_batch(BATCH).unwrap().unwrap();
+            let batch = store
+                .claim_batch(BATCH, &["update_identity"])
+                .unwrap()
+                .unwrap();
             store.complete_batch(batch.id, "uploaded", "test").unwrap()
         })
     });
@@ -115,7 +118,10 @@ fn store_and_encode(c: &mut Criterion) {
         b.iter_batched(
             || store.enqueue(&records).unwrap(),
             |_| {
-                let batch = store.claim_batch(BATCH).unwrap().unwrap();
+                let batch = store
+                    .claim_batch(BATCH, &["update_identity"])
+                    .unwrap()
+                    .unwrap();
                 store.complete_batch(batch.id, "uploaded", "test").unwrap()
             },
             BatchSize::PerIteration,

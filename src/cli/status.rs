@@ -120,6 +120,9 @@ pub fn check(args: &OutputArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
     let catalogue = config.load_catalogue()?;
     let consents = Consents::load(&config.consent_file, &catalogue)?;
+    if let Some(problems) = consents.unrecognised() {
+        return Err(problems.into());
+    }
     Transport::new(&config.upload)?;
     let state_dir = match std::fs::metadata(&config.state_dir) {
         Ok(meta) if meta.is_dir() => "exists".to_owned(),

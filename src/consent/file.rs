@@ -62,7 +62,7 @@ struct RawConsentFile {
 #[serde(deny_unknown_fields)]
 struct RawAcceptance {
     clause: Spanned<String>,
-    version: u32,
+    version: Spanned<u32>,
     text_sha256: Spanned<String>,
     accepted_at: toml::value::Datetime,
     method: Method,
@@ -72,6 +72,10 @@ struct RawAcceptance {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Consents {
     by_clause: BTreeMap<String, Acceptance>,
+    /// Acceptances this catalogue does not recognise (a newer version, or a
+    /// digest of another text), located. They allow nothing and hold the
+    /// queue; `consentry check` reports them as errors.
+    unrecognised: Vec<crate::document::Located>,
 }
 
 impl Consents {
@@ -98,6 +102,12 @@ impl Consents {
         self.by_clause.values()
     }
 
+    /// Acceptances the catalogue does not recognise, with their place in
+    /// the file: an error for `consentry check`, a held queue for the agent.
+    pub fn unrecognised(&self) -> Option<Problems> {
+        (!self.unrecognised.is_empty()).then(|| Problems(self.unrecognised.clone()))
+    }
+
     /// Reads the consent file at `path`; a missing file accepts nothing.
     pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Self, ConsentError> {
         match std::fs::metadata(path) {
@@ -111,6 +121,7 @@ impl Consents {
     pub fn from_document(document: &Document, catalogue: &Catalogue) -> Result<Self, Problems> {
         let raw: RawConsentFile = document.parse()?;
         let mut problems: Vec<(Option<std::ops::Range<usize>>, String)> = Vec::new();
+        let mut unrecognised = Vec::new();
         let mut by_clause = BTreeMap::new();
         for entry in raw.accepted {
             let clause = entry.clause.get_ref();
@@ -132,9 +143,27 @@ impl Consents {
                 ));
                 continue;
             }
+            let known = catalogue.clause(clause).expect("checked above");
+            let version = *entry.version.get_ref();
+            if version > known.version {
+                unrecognised.push((
+                    Some(entry.version.span()),
+                    format!(
+                        "`{clause}` accepted at version {version}, but this catalogue's newest is {}: a newer catalogue or a mistyped version; nothing of it is sent, its queued data is held",
+                        known.version
+                    ),
+                ));
+            } else if version == known.version && !sha.eq_ignore_ascii_case(&known.text_sha256) {
+                unrecognised.push((
+                    Some(entry.text_sha256.span()),
+                    format!(
+                        "`{clause}` version {version} names a text_sha256 this catalogue does not have (`consentry consent show {clause}` prints it): nothing of it is sent, its queued data is held"
+                    ),
+                ));
+            }
             let acceptance = Acceptance {
                 clause: clause.clone(),
-                version: entry.version,
+                version,
                 text_sha256: sha.to_ascii_lowercase(),
                 accepted_at: entry.accepted_at.to_string(),
                 method: entry.method,
@@ -147,7 +176,10 @@ impl Consents {
             }
         }
         if problems.is_empty() {
-            Ok(Self { by_clause })
+            Ok(Self {
+                by_clause,
+                unrecognised: document.problems_at(unrecognised),
+            })
         } else {
             Err(Problems(document.problems_at(problems)))
         }

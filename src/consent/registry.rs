@@ -25,6 +25,12 @@ pub struct Decision {
     /// travels with every record.
     pub clause_sha256: Option<String>,
     pub reason: String,
+    /// Blocked because no clause that could allow it is accepted at all
+    /// (never accepted, or withdrawn): the one case in which what it had
+    /// queued is purged. Every other block (renewal due, an acceptance this
+    /// catalogue does not recognise, an unreadable file) holds the data.
+    #[serde(default)]
+    pub withdrawn: bool,
 }
 
 /// Decisions for every purpose of a catalogue, evaluated once.
@@ -84,6 +90,17 @@ impl Registry {
         self.decisions.get(purpose).is_some_and(|d| d.allowed)
     }
 
+    /// Whether what `purpose` has queued may be deleted: only when consent
+    /// for it is withdrawn (or was never given). A purpose this catalogue
+    /// does not know, or one held for any other reason, keeps its data.
+    pub fn may_purge(&self, purpose: &str) -> bool {
+        self.unreadable.is_none()
+            && self
+                .decisions
+                .get(purpose)
+                .is_some_and(|d| !d.allowed && d.withdrawn)
+    }
+
     pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
         self.decisions.values()
     }
@@ -102,6 +119,7 @@ fn blocked(purpose: &str, reason: String) -> Decision {
         clause_version: None,
         clause_sha256: None,
         reason,
+        withdrawn: false,
     }
 }
 
@@ -124,7 +142,7 @@ fn decide_purpose(
         );
     }
     let mut first_refusal = None;
-    for clause in applicable {
+    for clause in applicable.iter().copied() {
         match clause_in_effect(catalogue, consents, clause) {
             Ok(reason) => {
                 return Decision {
@@ -134,6 +152,7 @@ fn decide_purpose(
                     clause_version: Some(clause.version),
                     clause_sha256: Some(clause.text_sha256.clone()),
                     reason,
+                    withdrawn: false,
                 };
             }
             Err(reason) => {
@@ -141,7 +160,11 @@ fn decide_purpose(
             }
         }
     }
-    blocked(purpose, first_refusal.unwrap_or_default())
+    let mut decision = blocked(purpose, first_refusal.unwrap_or_default());
+    decision.withdrawn = applicable
+        .iter()
+        .all(|clause| consents.get(&clause.id).is_none());
+    decision
 }
 
 /// Ok(reason) when `clause` and everything it requires are accepted as the
@@ -178,12 +201,12 @@ fn acceptance_matches(consents: &Consents, clause: &Clause) -> Result<String, St
     }
     if accepted > current {
         return Err(format!(
-            "{id} accepted at version {accepted}, newer than the catalogue's version {current}: check the catalogue"
+            "{id} accepted at version {accepted}, newer than the catalogue's version {current} (a newer catalogue, or a mistyped version): queued data is held, nothing is sent"
         ));
     }
     if acceptance.text_sha256 != clause.text_sha256 {
         return Err(format!(
-            "{id} version {current} was accepted with a different text than the catalogue has now: renewal needed"
+            "{id} version {current} was accepted with a text_sha256 this catalogue does not have (a different text, or a mistyped digest): queued data is held until it is renewed"
         ));
     }
     Ok(format!(
@@ -298,6 +321,37 @@ mod tests {
             "{}",
             decision.reason
         );
+    }
+
+    #[test]
+    fn only_a_withdrawal_lets_queued_data_be_purged() {
+        let world = World::new();
+        assert!(world.registry(Region::Global).may_purge("update_identity"));
+        world.grant("eula");
+        let registry = world.registry(Region::Global);
+        assert!(!registry.may_purge("update_identity"), "allowed");
+        assert!(
+            registry.may_purge("ksn_scan_aggregates"),
+            "ksn never accepted"
+        );
+        // A renewal that is due, or an acceptance of another text, holds.
+        for (from, to) in [
+            ("version = 2", "version = 3"),
+            ("no personal", "NO personal"),
+        ] {
+            let catalogue = Catalogue::from_document(&Document {
+                origin: Origin::Embedded("test"),
+                text: crate::catalogue::EMBEDDED.replacen(from, to, 1),
+            })
+            .unwrap();
+            let consents = Consents::load(&world.path, &catalogue).unwrap();
+            let registry = Registry::evaluate(&catalogue, &consents, Region::Global);
+            assert!(!registry.is_allowed("update_identity"));
+            assert!(!registry.may_purge("update_identity"), "{from}");
+        }
+        // Unknown purposes and an unreadable file hold too.
+        assert!(!world.registry(Region::Global).may_purge("no_such_purpose"));
+        assert!(!Registry::closed(&Catalogue::embedded(), "bad").may_purge("update_identity"));
     }
 
     #[test]

@@ -139,18 +139,17 @@ impl Store {
     /// Deletes queued records whose purpose `is_allowed` refuses, returning
     /// how many went, and records the purge in the audit trail in the same
     /// transaction.
-    pub fn purge_blocked(
-        &self,
-        is_allowed: impl Fn(&str) -> bool,
-        why: &str,
-    ) -> Result<u64, StoreError> {
-        self.write(|c| queue::purge_blocked(c, is_allowed, why))
+    pub fn purge_blocked(&self, keep: impl Fn(&str) -> bool, why: &str) -> Result<u64, StoreError> {
+        self.write(|c| queue::purge_blocked(c, keep, why))
     }
 
-    /// The batch to send next: the one already claimed (a retry keeps its
-    /// id), or up to `max_records` of the oldest unclaimed records.
-    pub fn claim_batch(&self, max_records: usize) -> Result<Option<Batch>, StoreError> {
-        self.write(|c| queue::claim_batch(c, max_records))
+    /// See [`queue::claim_batch`].
+    pub fn claim_batch(
+        &self,
+        max_records: usize,
+        sendable: &[&str],
+    ) -> Result<Option<Batch>, StoreError> {
+        self.write(|c| queue::claim_batch(c, max_records, sendable))
     }
 
     /// The batch is done with: its records leave the queue and the audit

@@ -7,6 +7,7 @@
 
 use std::time::SystemTime;
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
@@ -61,17 +62,17 @@ pub fn enqueue(connection: &Connection, records: &[GatedRecord]) -> Result<(), S
     Ok(())
 }
 
-/// Deletes queued records whose purpose `is_allowed` refuses, returning how
+/// Deletes queued records of every purpose `keep` refuses, returning how
 /// many went, with an audit line. A batch that loses records is released,
 /// so the next attempt gets a fresh id for what remains.
 pub fn purge_blocked(
     connection: &Connection,
-    is_allowed: impl Fn(&str) -> bool,
+    keep: impl Fn(&str) -> bool,
     why: &str,
 ) -> Result<u64, StoreError> {
     let mut purged = 0u64;
     for purpose in queued_purposes(connection)? {
-        if is_allowed(&purpose) {
+        if keep(&purpose) {
             continue;
         }
         connection.execute(
@@ -88,12 +89,19 @@ pub fn purge_blocked(
     Ok(purged)
 }
 
-/// The batch to send next: the one already claimed (a retry keeps its id),
-/// or up to `max_records` of the oldest unclaimed records.
+/// The batch to send next, of records whose purpose `sendable` accepts:
+/// the one already claimed (a retry keeps its id) when all of it is still
+/// sendable, or else up to `max_records` of the oldest sendable records.
+/// Records of other purposes stay queued, untouched, and do not hold up the
+/// ones behind them.
 pub fn claim_batch(
     connection: &Connection,
     max_records: usize,
+    sendable: &[&str],
 ) -> Result<Option<Batch>, StoreError> {
+    if sendable.is_empty() {
+        return Ok(None);
+    }
     let claimed: Option<String> = connection
         .query_row(
             // At most one batch is claimed at a time; the partial index
@@ -103,22 +111,55 @@ pub fn claim_batch(
             |row| row.get(0),
         )
         .optional()?;
-    let id = match claimed.as_deref().map(Uuid::parse_str) {
-        Some(Ok(id)) => id,
-        _ => {
-            let id = Uuid::new_v4();
-            if claimed.is_some() {
-                // A malformed id (never written by us): release and replace.
-                connection.execute(
-                    "UPDATE queue SET batch_id = NULL WHERE batch_id IS NOT NULL",
-                    [],
-                )?;
-            }
-            let claimed = connection.execute(
-                "UPDATE queue SET batch_id = ?1 WHERE id IN
-                   (SELECT id FROM queue NOT INDEXED WHERE batch_id IS NULL ORDER BY id LIMIT ?2)",
-                params![id.to_string(), max_records as i64],
+    // Numbered placeholders for the purposes, after the `first` ones.
+    let list = |first: usize| {
+        (first + 1..=first + sendable.len())
+            .map(|n| format!("?{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let claimed = match claimed.as_deref().map(Uuid::parse_str) {
+        Some(Ok(id)) => {
+            let stranger: Option<String> = connection
+                .prepare_cached(&format!(
+                    "SELECT purpose FROM queue WHERE batch_id = ?1 AND purpose NOT IN ({}) LIMIT 1",
+                    list(1)
+                ))?
+                .query_row(
+                    rusqlite::params_from_iter(
+                        std::iter::once(Value::Text(id.to_string())).chain(texts(sendable)),
+                    ),
+                    |row| row.get(0),
+                )
+                .optional()?;
+            stranger.is_none().then_some(id)
+        }
+        _ => None,
+    };
+    let id = match claimed {
+        Some(id) => id,
+        None => {
+            // Release a batch that is malformed or no longer all sendable.
+            connection.execute(
+                "UPDATE queue SET batch_id = NULL WHERE batch_id IS NOT NULL",
+                [],
             )?;
+            let id = Uuid::new_v4();
+            let claimed = connection
+                .prepare_cached(&format!(
+                    "UPDATE queue SET batch_id = ?1 WHERE id IN
+                       (SELECT id FROM queue NOT INDEXED WHERE batch_id IS NULL
+                          AND purpose IN ({}) ORDER BY id LIMIT ?2)",
+                    list(2)
+                ))?
+                .execute(rusqlite::params_from_iter(
+                    [
+                        Value::Text(id.to_string()),
+                        Value::Integer(max_records as i64),
+                    ]
+                    .into_iter()
+                    .chain(texts(sendable)),
+                ))?;
             if claimed == 0 {
                 return Ok(None);
             }
@@ -142,6 +183,10 @@ pub fn claim_batch(
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(Batch { id, records }))
+}
+
+fn texts<'a>(purposes: &'a [&str]) -> impl Iterator<Item = Value> + 'a {
+    purposes.iter().map(|p| Value::Text((*p).to_owned()))
 }
 
 /// The batch is done with (delivered, or dropped as unsendable): its

@@ -1,6 +1,9 @@
 use super::*;
 use crate::gate::test_record as record;
 
+/// Every purpose these tests queue.
+const ALL: &[&str] = &["a", "b"];
+
 /// What `record(purpose, n)` looks like read back from the queue.
 fn queued(purpose: &str, n: i64) -> QueuedRecord {
     let r = record(purpose, n);
@@ -30,9 +33,9 @@ fn a_retried_batch_keeps_its_id_and_completion_removes_it() {
         .enqueue(&(0..5).map(|n| record("a", n)).collect::<Vec<_>>())
         .unwrap();
 
-    let first = store.claim_batch(3).unwrap().unwrap();
+    let first = store.claim_batch(3, ALL).unwrap().unwrap();
     assert_eq!(first.records.len(), 3);
-    let retry = store.claim_batch(3).unwrap().unwrap();
+    let retry = store.claim_batch(3, ALL).unwrap().unwrap();
     assert_eq!(first.id, retry.id);
     assert_eq!(first.records, retry.records);
 
@@ -40,11 +43,11 @@ fn a_retried_batch_keeps_its_id_and_completion_removes_it() {
         store.complete_batch(first.id, "uploaded", "test").unwrap(),
         3
     );
-    let next = store.claim_batch(3).unwrap().unwrap();
+    let next = store.claim_batch(3, ALL).unwrap().unwrap();
     assert_ne!(next.id, first.id);
     assert_eq!(next.records, vec![queued("a", 3), queued("a", 4)]);
     store.complete_batch(next.id, "uploaded", "test").unwrap();
-    assert!(store.claim_batch(3).unwrap().is_none());
+    assert!(store.claim_batch(3, ALL).unwrap().is_none());
     assert_eq!(store.depth().unwrap(), 0);
 }
 
@@ -66,7 +69,7 @@ fn purge_removes_only_blocked_purposes_and_releases_their_batch() {
     store
         .enqueue(&[record("a", 1), record("b", 2), record("a", 3)])
         .unwrap();
-    let claimed = store.claim_batch(10).unwrap().unwrap();
+    let claimed = store.claim_batch(10, ALL).unwrap().unwrap();
 
     assert_eq!(
         store
@@ -83,7 +86,7 @@ fn purge_removes_only_blocked_purposes_and_releases_their_batch() {
     let audit = store.recent_audit(10).unwrap();
     assert_eq!(audit.len(), 1, "an empty purge leaves no line");
     assert_eq!((audit[0].event.as_str(), audit[0].records), ("purged", 2));
-    let after = store.claim_batch(10).unwrap().unwrap();
+    let after = store.claim_batch(10, ALL).unwrap().unwrap();
     assert_ne!(
         after.id, claimed.id,
         "a batch that lost records gets a new id"
@@ -113,4 +116,26 @@ fn unusable_state_dir_is_a_clear_error() {
     std::fs::write(&file, "x").unwrap();
     let err = Store::open(&file.join("state")).err().unwrap().to_string();
     assert!(err.starts_with("cannot use state directory"), "{err}");
+}
+
+#[test]
+fn held_purposes_stay_queued_and_do_not_block_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .enqueue(&[record("a", 1), record("b", 2), record("a", 3)])
+        .unwrap();
+    let claimed = store.claim_batch(10, ALL).unwrap().unwrap();
+    assert_eq!(claimed.records.len(), 3);
+    // `a` is held now (say, a renewal is due): the batch that held it is
+    // released, and only `b` goes.
+    let only_b = store.claim_batch(10, &["b"]).unwrap().unwrap();
+    assert_ne!(only_b.id, claimed.id);
+    assert_eq!(only_b.records, vec![queued("b", 2)]);
+    store.complete_batch(only_b.id, "uploaded", "test").unwrap();
+    assert!(store.claim_batch(10, &["b"]).unwrap().is_none());
+    assert!(store.claim_batch(10, &[]).unwrap().is_none());
+    assert_eq!(store.depth().unwrap(), 2, "the held records are all there");
+    let a = store.claim_batch(10, ALL).unwrap().unwrap();
+    assert_eq!(a.records, vec![queued("a", 1), queued("a", 3)]);
 }

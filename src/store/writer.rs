@@ -205,11 +205,11 @@ impl<S: Durable> Writer<S> {
     /// See [`queue::purge_blocked`].
     pub async fn purge_blocked(
         &self,
-        is_allowed: impl Fn(&str) -> bool + Send + 'static,
+        keep: impl Fn(&str) -> bool + Send + 'static,
         why: String,
     ) -> Result<u64, WriterError> {
         let purged = self
-            .call(move |c, _| queue::purge_blocked(c, is_allowed, &why))
+            .call(move |c, _| queue::purge_blocked(c, keep, &why))
             .await?;
         self.depth
             .fetch_sub(purged.min(self.depth()), Ordering::Relaxed);
@@ -217,9 +217,16 @@ impl<S: Durable> Writer<S> {
     }
 
     /// See [`queue::claim_batch`].
-    pub async fn claim_batch(&self, max_records: usize) -> Result<Option<Batch>, WriterError> {
-        self.call(move |c, _| queue::claim_batch(c, max_records))
-            .await
+    pub async fn claim_batch(
+        &self,
+        max_records: usize,
+        sendable: Vec<String>,
+    ) -> Result<Option<Batch>, WriterError> {
+        self.call(move |c, _| {
+            let sendable: Vec<&str> = sendable.iter().map(String::as_str).collect();
+            queue::claim_batch(c, max_records, &sendable)
+        })
+        .await
     }
 
     /// See [`queue::complete_batch`].

@@ -154,17 +154,19 @@ pub enum UploadError {
 }
 
 /// Why queued records are purged when their consent is gone.
-pub const PURGE_REASON: &str = "consent no longer allows these purposes";
+pub const PURGE_REASON: &str = "consent for these purposes was withdrawn";
 
-/// Deletes queued records whose purpose `registry` no longer allows (a
-/// revoke, a renewal that is due), with a line in the audit trail. An
-/// unusable consent file purges nothing: fail closed, but lose nothing.
+/// Deletes queued records whose consent was withdrawn (no clause that could
+/// allow them is accepted any more), with a line in the audit trail. Any
+/// other block (a renewal that is due, an acceptance the catalogue does not
+/// recognise, an unusable consent file) purges nothing: fail closed, but
+/// only an explicit withdrawal deletes data.
 /// For the CLI when no daemon runs; the daemon purges through its writer.
 pub fn purge_disallowed(store: &Store, registry: &Registry) -> Result<u64, StoreError> {
     if registry.unreadable().is_some() {
         return Ok(0);
     }
-    let purged = store.purge_blocked(|purpose| registry.is_allowed(purpose), PURGE_REASON)?;
+    let purged = store.purge_blocked(|purpose| !registry.may_purge(purpose), PURGE_REASON)?;
     if purged > 0 {
         tracing::info!(
             records = purged,
@@ -184,7 +186,7 @@ pub async fn purge_disallowed_via<S: Durable>(
     }
     let purged = writer
         .purge_blocked(
-            move |purpose| registry.is_allowed(purpose),
+            move |purpose| !registry.may_purge(purpose),
             PURGE_REASON.to_owned(),
         )
         .await?;
@@ -256,7 +258,16 @@ impl<S: Durable> Uploader<S> {
             }
             summary.records_purged +=
                 purge_disallowed_via(&self.writer, Arc::clone(&registry)).await?;
-            let Some(batch) = self.writer.claim_batch(self.batch_max_records).await? else {
+            let sendable: Vec<String> = registry
+                .decisions()
+                .filter(|d| d.allowed)
+                .map(|d| d.purpose.clone())
+                .collect();
+            let Some(batch) = self
+                .writer
+                .claim_batch(self.batch_max_records, sendable)
+                .await?
+            else {
                 break;
             };
             if batch

@@ -337,3 +337,80 @@ async fn sigint_stops_the_daemon_cleanly_too() {
     assert!(log.contains("daemon stopped"), "{log}");
     assert!(!world.path("run/control.sock").exists());
 }
+
+/// A consent file edited into something this catalogue does not recognise
+/// holds the queue: nothing is sent, nothing is purged, `check` fails.
+async fn an_unrecognised_acceptance_holds_the_queue(edit: impl Fn(&str) -> String, expect: &str) {
+    let world = World::with_eula_answering(503).await;
+    let daemon = world.spawn_daemon().await;
+    assert!(world.receiver.wait_for_requests(1, PATIENCE).await);
+    let queued = world.status().await["daemon"]["records_queued"]
+        .as_u64()
+        .unwrap();
+    assert!(queued >= 1);
+
+    let good = std::fs::read_to_string(world.path("consent.toml")).unwrap();
+    std::fs::write(world.path("consent.toml"), edit(&good)).unwrap();
+    world.receiver.set_status(200);
+    let seen = world.receiver.requests().len();
+    world.run(&["flush"]).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(world.receiver.requests().len(), seen, "sent while held");
+    let status = world.status().await;
+    assert_eq!(
+        status["daemon"]["records_queued"], queued,
+        "purged: {status}"
+    );
+    let history = world.ok(&["history", "--json"]).await;
+    assert!(!history.contains("\"purged\""), "{history}");
+    let update = status["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["purpose"] == "update_identity")
+        .unwrap();
+    assert!(
+        update["reason"].as_str().unwrap().contains("held"),
+        "{update}"
+    );
+
+    let check = world.run(&["check"]).await;
+    assert_eq!(check.status.code(), Some(1));
+    let line = crate::support::stderr_line(&check);
+    assert!(
+        line.contains("consent.toml:") && line.contains(expect),
+        "{line}"
+    );
+
+    // Put right, the held batch goes out.
+    std::fs::write(world.path("consent.toml"), good).unwrap();
+    world.ok(&["flush"]).await;
+    world
+        .status_until("delivered the held batch", |s| {
+            s["daemon"]["records_queued"] == 0
+        })
+        .await;
+    daemon.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_version_in_the_consent_file_holds_the_queue_and_fails_check() {
+    let catalogue = consentry::catalogue::Catalogue::embedded();
+    let version = catalogue.clause("eula").unwrap().version;
+    an_unrecognised_acceptance_holds_the_queue(
+        |text| text.replace(&format!("version = {version}"), "version = 99"),
+        "newer catalogue",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_digest_in_the_consent_file_holds_the_queue_and_fails_check() {
+    let catalogue = consentry::catalogue::Catalogue::embedded();
+    let sha = catalogue.clause("eula").unwrap().text_sha256.clone();
+    an_unrecognised_acceptance_holds_the_queue(
+        move |text| text.replace(&sha, &"ab".repeat(32)),
+        "text_sha256 this catalogue does not have",
+    )
+    .await;
+}
