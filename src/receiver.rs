@@ -102,6 +102,8 @@ pub struct ReceivedRequest {
     pub status: u16,
     /// The decoded batch, or why it could not be decoded.
     pub envelope: Result<Envelope, String>,
+    /// When the whole body had arrived.
+    pub received_at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -111,6 +113,8 @@ struct State {
     status: AtomicU16,
     /// Read requests, then never answer (a receiver that hangs).
     hang: AtomicBool,
+    /// Milliseconds to wait before answering (a slow receiver).
+    delay_ms: std::sync::atomic::AtomicU64,
     arrived: Notify,
 }
 
@@ -161,6 +165,13 @@ impl Receiver {
     /// switched off again or the receiver is dropped).
     pub fn set_hang(&self, hang: bool) {
         self.state.hang.store(hang, Ordering::SeqCst);
+    }
+
+    /// From now on, wait `delay` after reading each request before answering.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Statuses for the next requests, in order, before the standing one.
@@ -269,8 +280,13 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         content_encoding,
         status,
         envelope,
+        received_at: std::time::Instant::now(),
     });
     state.arrived.notify_waiters();
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     while state.hang.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -151,6 +151,7 @@ fn demo_events(verdicts: usize) -> String {
         r#"{"kind":"activation","method":"key_file"}"#, "\n",
         r#"{"kind":"install_task","task":"upgrade","status":"failed","error_type":"disk_full","error_code":112,"duration_ms":5400,"campaign_id":"demo-campaign"}"#, "\n",
         r#"{"kind":"record","purpose":"link_following","fields":{"product_type":"suite","interface_language":"en","web_page_id":"renewal"}}"#, "\n",
+        r#"{"kind":"record","purpose":"ksn_threat_reports","fields":{"threat_name":"EICAR-Test-File","detected_at":"2026-11-26T07:00:00Z","object_size":68,"protection_status":"enabled"}}"#, "\n",
         r#"{"kind":"install_task","task":"install","status":"failed","hostname":"my-laptop"}"#, "\n",
     ));
     lines

@@ -5,6 +5,7 @@
 //! whatever the uploader and the receiver are doing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -12,10 +13,15 @@ use super::uploader::FlushRequest;
 use super::{Agent, Shared};
 use crate::collect::ksn;
 use crate::control::{ConsentApplied, DaemonStatus, FlushSummary, Request, Response};
-use crate::upload::purge_disallowed_via;
+use crate::upload::{InFlight, purge_disallowed_via};
+
+/// Longest a consent change waits for the uploader to let go of a batch it
+/// stopped (it lets go at once unless the writer is stuck on the disk).
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Handler {
     pub(super) agent: Arc<Agent>,
+    pub(super) in_flight: Arc<InFlight>,
     pub(super) shared: Arc<Shared>,
     pub(super) collect_now: Arc<Notify>,
     pub(super) upload_now: Arc<Notify>,
@@ -42,12 +48,28 @@ impl Handler {
         }
     }
 
-    /// Publishes the new decisions, then purges what they no longer allow
-    /// (the queue, and an open KSN window) before answering. Collecting and
-    /// uploading what is newly allowed happens after the answer.
+    /// Publishes the new decisions, stops a batch in flight that carries a
+    /// purpose they no longer allow, then purges what was withdrawn (the
+    /// queue, and an open KSN window), all before answering: once the CLI
+    /// has its answer, nothing the change disallows leaves the machine.
+    /// Collecting and uploading what is newly allowed happens afterwards.
     async fn consent_changed(&self) -> Response {
         self.agent.refresh_consent();
         let registry = self.agent.gate.registry();
+        let stop = self
+            .in_flight
+            .stop_unless(|purpose| registry.is_allowed(purpose));
+        match tokio::time::timeout(STOP_WAIT, stop).await {
+            Ok(true) => tracing::info!("stopped an upload in flight: its consent changed"),
+            Ok(false) => {}
+            Err(_) => {
+                return Response::Error {
+                    message: format!(
+                        "the change is in effect, but the upload in flight did not stop within {STOP_WAIT:?}"
+                    ),
+                };
+            }
+        }
         let purged = match purge_disallowed_via(&self.agent.writer, Arc::clone(&registry)).await {
             Ok(purged) => purged,
             Err(err) => {

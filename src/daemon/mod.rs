@@ -237,6 +237,7 @@ pub async fn run(agent: Agent, listeners: Listeners, shutdown: CancellationToken
         agent.transport.clone(),
         &agent.config.upload,
     );
+    let in_flight = uploader.in_flight();
     tracker.spawn(uploader::run(
         Arc::clone(&agent),
         uploader,
@@ -248,6 +249,7 @@ pub async fn run(agent: Agent, listeners: Listeners, shutdown: CancellationToken
     ));
     let handler = Arc::new(control::Handler {
         agent: Arc::clone(&agent),
+        in_flight,
         shared,
         collect_now,
         upload_now,

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::HumanDuration;
 use crate::consent::Registry;
@@ -199,11 +200,62 @@ pub async fn purge_disallowed_via<S: Durable>(
     Ok(purged)
 }
 
+/// The batch being sent right now, so that a withdrawal can stop it: the
+/// control handler publishes the new consent, then cancels an in-flight
+/// batch that carries a purpose it no longer allows, and waits until the
+/// uploader has let go of it. The uploader registers a batch *before* its
+/// last look at the consent snapshot, so either the handler sees the batch
+/// or the uploader sees the new consent: never neither.
+#[derive(Default)]
+pub struct InFlight {
+    batch: std::sync::Mutex<Option<(Vec<String>, CancellationToken)>>,
+    released: tokio::sync::Notify,
+}
+
+impl InFlight {
+    fn start(&self, purposes: Vec<String>) -> CancellationToken {
+        let token = CancellationToken::new();
+        *self.lock() = Some((purposes, token.clone()));
+        token
+    }
+
+    fn finish(&self) {
+        *self.lock() = None;
+        self.released.notify_waiters();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Vec<String>, CancellationToken)>> {
+        self.batch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cancels the batch in flight if it carries a purpose `still_allowed`
+    /// refuses, and returns once the uploader has let go of it. Returns
+    /// whether a batch was stopped.
+    pub async fn stop_unless(&self, still_allowed: impl Fn(&str) -> bool) -> bool {
+        let released = self.released.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        {
+            let batch = self.lock();
+            let Some((purposes, token)) = batch.as_ref() else {
+                return false;
+            };
+            if purposes.iter().all(|p| still_allowed(p)) {
+                return false;
+            }
+            token.cancel();
+        }
+        released.await;
+        true
+    }
+}
+
 /// Sends queued batches, remembering failures between calls. Owned by one
 /// task: the daemon's uploader, or the CLI's `flush` when no daemon runs.
 pub struct Uploader<S> {
     writer: Writer<S>,
     gate: Arc<Gate>,
+    in_flight: Arc<InFlight>,
     transport: Transport,
     policy: RetryPolicy,
     batch_max_records: usize,
@@ -221,12 +273,18 @@ impl<S: Durable> Uploader<S> {
         Self {
             writer,
             gate,
+            in_flight: Arc::default(),
             transport,
             policy: config.retry_policy(),
             batch_max_records: config.batch_max_records,
             consecutive_failures: 0,
             not_before: None,
         }
+    }
+
+    /// The batch in flight, for whoever must be able to stop it.
+    pub fn in_flight(&self) -> Arc<InFlight> {
+        Arc::clone(&self.in_flight)
     }
 
     /// When the next attempt is due after a failure (`None`: now).
@@ -270,16 +328,22 @@ impl<S: Durable> Uploader<S> {
             else {
                 break;
             };
-            if batch
-                .records
-                .iter()
-                .any(|record| !self.gate.is_allowed(&record.purpose))
-            {
+            let mut purposes: Vec<String> =
+                batch.records.iter().map(|r| r.purpose.clone()).collect();
+            purposes.sort();
+            purposes.dedup();
+            // Registered first, then the last look at the consent: see
+            // `InFlight`.
+            let cancel = self.in_flight.start(purposes.clone());
+            if purposes.iter().any(|p| !self.gate.is_allowed(p)) {
                 // Consent changed since the purge above: purge again before
                 // anything of this batch can leave.
+                self.in_flight.finish();
                 continue;
             }
-            if !self.send(batch, &mut summary).await? {
+            let sent = self.send(batch, cancel, &mut summary).await;
+            self.in_flight.finish();
+            if !sent? {
                 break;
             }
         }
@@ -292,6 +356,7 @@ impl<S: Durable> Uploader<S> {
     async fn send(
         &mut self,
         batch: Batch,
+        cancel: CancellationToken,
         summary: &mut UploadSummary,
     ) -> Result<bool, UploadError> {
         let count = batch.records.len() as u64;
@@ -306,7 +371,16 @@ impl<S: Durable> Uploader<S> {
                 return Ok(true);
             }
         };
-        let result = self.transport.send(batch.id, body).await;
+        let result = tokio::select! {
+            result = self.transport.send(batch.id, body) => result,
+            _ = cancel.cancelled() => {
+                // Consent for part of it was withdrawn mid-send: the request
+                // is abandoned, and the purge that follows removes it.
+                tracing::info!(batch = %batch.id, "upload stopped: consent withdrawn");
+                summary.stopped = Some("stopped: consent withdrawn during the upload".into());
+                return Ok(true);
+            }
+        };
         match &result {
             UploadResult::Accepted { .. } => {
                 self.writer

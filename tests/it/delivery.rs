@@ -414,3 +414,87 @@ async fn a_mistyped_digest_in_the_consent_file_holds_the_queue_and_fails_check()
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_mid_drain_stops_every_record_of_the_clause_before_it_returns() {
+    let world = World::with_eula_answering(503).await;
+    world.ok(&["consent", "grant", "ksn"]).await;
+    let daemon = world.spawn_daemon().await;
+    let mut lines = String::new();
+    for n in 0..50_000 {
+        lines.push_str(&format!(
+            "{{\"kind\":\"record\",\"purpose\":\"ksn_threat_reports\",\"fields\":{{\"threat_name\":\"EICAR-Test-File\",\"object_size\":{n}}}}}\n"
+        ));
+    }
+    let summary = consentry::ingest::client::send(&world.ingest_socket(), lines.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(summary.accepted, 50_000);
+
+    // A slow receiver: 500 records a batch, 40 ms a batch.
+    world.receiver.set_delay(Duration::from_millis(40));
+    world.receiver.set_status(200);
+    let ksn_batches = |world: &World| {
+        world
+            .receiver
+            .requests()
+            .into_iter()
+            .filter(|r| r.status == 200)
+            .filter(|r| {
+                r.envelope
+                    .as_ref()
+                    .is_ok_and(|e| e.records.iter().any(|x| x.purpose == "ksn_threat_reports"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while ksn_batches(&world).len() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the drain never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    world.ok(&["consent", "revoke", "ksn"]).await;
+    let returned = std::time::Instant::now();
+    let delivered_before = ksn_batches(&world).len();
+    assert!(
+        delivered_before < 100,
+        "the drain finished before the revoke"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late: Vec<_> = world
+        .receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.received_at > returned)
+        .filter(|r| {
+            r.envelope
+                .as_ref()
+                .is_ok_and(|e| e.records.iter().any(|x| x.purpose == "ksn_threat_reports"))
+        })
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} ksn batch(es) arrived after the revoke",
+        late.len()
+    );
+    let history: Vec<serde_json::Value> =
+        serde_json::from_str(&world.ok(&["history", "--json", "--limit", "500"]).await).unwrap();
+    let purged: u64 = history
+        .iter()
+        .filter(|e| e["event"] == "purged")
+        .map(|e| e["records"].as_u64().unwrap())
+        .sum();
+    let sent: usize = ksn_batches(&world)
+        .iter()
+        .map(|r| r.envelope.as_ref().unwrap().records.len())
+        .sum();
+    assert!(purged > 0, "nothing purged");
+    assert!(
+        purged as usize + sent >= 50_000,
+        "purged {purged} + sent {sent} do not account for every record"
+    );
+    daemon.terminate().await;
+}
