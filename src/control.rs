@@ -50,6 +50,10 @@ pub struct ConsentApplied {
     pub ksn_window_discarded: bool,
     /// Records still queued.
     pub queued: u64,
+    /// Whether the installation id was replaced (a withdrawal of the clause
+    /// whose purposes carry it).
+    #[serde(default)]
+    pub installation_id_rotated: bool,
 }
 
 /// What the CLI asks of the daemon.
@@ -62,8 +66,12 @@ pub enum Request {
     Flush,
     /// The consent file changed: re-read it and purge what is no longer
     /// allowed before answering; collecting and uploading what now is
-    /// allowed happens after the answer, never in its way.
-    ConsentChanged,
+    /// allowed happens after the answer, never in its way. `revoked` names
+    /// the clause withdrawn, if the change was a withdrawal.
+    ConsentChanged {
+        #[serde(default)]
+        revoked: Option<String>,
+    },
 }
 
 /// A running daemon's view of itself.
@@ -145,6 +153,6 @@ mod tests {
             r#"{"request":"flush"}"#
         );
         let back: Request = serde_json::from_str(r#"{"request":"consent_changed"}"#).unwrap();
-        assert_eq!(back, Request::ConsentChanged);
+        assert_eq!(back, Request::ConsentChanged { revoked: None });
     }
 }

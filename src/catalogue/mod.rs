@@ -214,6 +214,14 @@ impl Catalogue {
         self.purposes.values()
     }
 
+    /// Whether a purpose `clause` allows carries the installation id: then
+    /// withdrawing the clause replaces the id.
+    pub fn clause_carries_installation_id(&self, clause: &str) -> bool {
+        self.purposes()
+            .filter(|p| p.clauses.iter().any(|c| c == clause))
+            .any(|p| p.field("installation_id").is_some())
+    }
+
     /// Refuses a record that carries anything the catalogue does not declare.
     pub fn check(&self, record: &Record) -> Result<(), CheckError> {
         let purpose = self

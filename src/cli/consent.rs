@@ -12,7 +12,7 @@ use consentry::config::Config;
 use consentry::consent::{self, Consents, Method};
 use consentry::control::{self, ControlError, Request, Response};
 use consentry::gate;
-use consentry::store::{DATABASE_FILE, Store};
+use consentry::store::{DATABASE_FILE, Store, queue};
 use consentry::upload::purge_disallowed;
 use serde::Serialize;
 
@@ -191,7 +191,8 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
         )
     };
     let daemon = if changed {
-        tell_daemon(&config).await
+        let revoked = (!grant).then(|| clause.to_owned());
+        tell_daemon(&config, &catalogue, revoked).await
     } else {
         "unchanged".to_owned()
     };
@@ -231,13 +232,22 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
 
 /// With no daemon to tell, a revoke still takes effect on the queue at once:
 /// whatever the consent file no longer allows is purged here.
-fn purge_without_daemon(config: &Config) -> anyhow::Result<u64> {
+fn purge_without_daemon(
+    config: &Config,
+    catalogue: &Catalogue,
+    revoked: Option<String>,
+) -> anyhow::Result<u64> {
     if !config.state_dir.join(DATABASE_FILE).exists() {
         return Ok(0);
     }
-    let catalogue = config.load_catalogue()?;
-    let registry = gate::evaluate(&config.consent_file, config.region, &catalogue);
+    let registry = gate::evaluate(&config.consent_file, config.region, catalogue);
     let store = Store::open(&config.state_dir)?;
+    if let Some(clause) = revoked
+        && catalogue.clause_carries_installation_id(&clause)
+    {
+        let why = format!("installation id replaced: consent for {clause} withdrawn");
+        store.write(|c| queue::rotate_installation_id(c, &why))?;
+    }
     let mut purged = purge_disallowed(&store, &registry)?;
     if registry.unreadable().is_none() && !registry.is_allowed(ksn::PURPOSE) {
         purged += store.write(ksn::discard_stored_window)?;
@@ -246,13 +256,21 @@ fn purge_without_daemon(config: &Config) -> anyhow::Result<u64> {
 }
 
 /// Best effort: a stopped daemon reads the file when it starts.
-async fn tell_daemon(config: &Config) -> String {
-    match control::request(&config.control_socket(), &Request::ConsentChanged).await {
+async fn tell_daemon(config: &Config, catalogue: &Catalogue, revoked: Option<String>) -> String {
+    let request = Request::ConsentChanged {
+        revoked: revoked.clone(),
+    };
+    match control::request(&config.control_socket(), &request).await {
         Ok(Response::ConsentApplied(applied)) => format!(
-            "applied (purged {}{}, {} still queued)",
+            "applied (purged {}{}{}, {} still queued)",
             applied.purged,
             if applied.ksn_window_discarded {
                 ", open KSN window discarded"
+            } else {
+                ""
+            },
+            if applied.installation_id_rotated {
+                ", installation id replaced"
             } else {
                 ""
             },
@@ -260,13 +278,15 @@ async fn tell_daemon(config: &Config) -> String {
         ),
         Ok(Response::Error { message }) => format!("refused the change notice: {message}"),
         Ok(other) => format!("answered unexpectedly: {other:?}"),
-        Err(ControlError::NotRunning(_)) => match purge_without_daemon(config) {
-            Ok(0) => "not running; the change applies when it starts".to_owned(),
-            Ok(purged) => format!("not running; purged {purged} queued record(s) here"),
-            Err(err) => format!(
-                "not running, and the queue could not be purged here ({err:#}); it will be before the next upload"
-            ),
-        },
+        Err(ControlError::NotRunning(_)) => {
+            match purge_without_daemon(config, catalogue, revoked) {
+                Ok(0) => "not running; the change applies when it starts".to_owned(),
+                Ok(purged) => format!("not running; purged {purged} queued record(s) here"),
+                Err(err) => format!(
+                    "not running, and the queue could not be purged here ({err:#}); it will be before the next upload"
+                ),
+            }
+        }
         Err(err) => {
             format!("not told ({err}); it re-reads the consent file before its next upload")
         }

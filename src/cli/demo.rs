@@ -101,7 +101,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     say!("\nRevoking ksn, then sending 1,000 more scan verdicts:");
     consent::revoke(&config.consent_file, &catalogue, "ksn")?;
-    control::request(&control_socket, &Request::ConsentChanged).await?;
+    let revoked = Some("ksn".to_owned());
+    control::request(&control_socket, &Request::ConsentChanged { revoked }).await?;
     let summary = emit(&ingest_socket, &verdict_lines(1000)).await?;
     say!(
         "  {} accepted, {} discarded at the door (never stored)",
@@ -113,8 +114,13 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     say!("\nRevoking eula (`consentry consent revoke eula`), then flushing:");
     consent::revoke(&config.consent_file, &catalogue, "eula")?;
-    match control::request(&control_socket, &Request::ConsentChanged).await? {
-        Response::ConsentApplied(applied) => say!("  purged {} queued record(s)", applied.purged),
+    let revoked = Some("eula".to_owned());
+    match control::request(&control_socket, &Request::ConsentChanged { revoked }).await? {
+        Response::ConsentApplied(applied) => say!(
+            "  purged {} queued record(s); installation id replaced: {}",
+            applied.purged,
+            applied.installation_id_rotated
+        ),
         other => say!("  daemon answered: {other:?}"),
     }
     control::request(&control_socket, &Request::Flush).await?;

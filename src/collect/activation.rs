@@ -55,7 +55,10 @@ impl Activation {
         let mut record = Record::new(PURPOSE);
         context.product_fields(&mut record);
         record
-            .set("installation_id", FieldValue::Uuid(context.installation_id))
+            .set(
+                "installation_id",
+                FieldValue::Uuid(context.installation_id()),
+            )
             .set("activated_at", FieldValue::Timestamp(at))
             .set("os_type", FieldValue::String(context.os.os_type.clone()))
             .set(

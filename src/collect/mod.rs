@@ -127,8 +127,10 @@ impl Default for CollectConfig {
 #[derive(Debug, Clone)]
 pub struct CollectContext {
     pub product: ProductConfig,
-    /// Random, created once per installation, kept in the state directory.
-    pub installation_id: Uuid,
+    /// Random, kept in the state directory; replaced when consent for the
+    /// clause whose purposes carry it is withdrawn, so what is sent after a
+    /// revoke and a new grant cannot be linked to what was sent before.
+    installation_id: std::sync::Arc<arc_swap::ArcSwap<Uuid>>,
     pub os: OsFacts,
     /// systemd-detect-virt style name, `none` on bare metal.
     pub virtual_environment: String,
@@ -139,10 +141,21 @@ impl CollectContext {
     pub fn new(product: ProductConfig, installation_id: Uuid) -> Self {
         Self {
             product,
-            installation_id,
+            installation_id: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(installation_id)),
             os: system::os_facts(),
             virtual_environment: system::virtual_environment(),
         }
+    }
+
+    /// The installation id records carry now.
+    pub fn installation_id(&self) -> Uuid {
+        **self.installation_id.load()
+    }
+
+    /// Replaces the installation id (after the store has made it durable);
+    /// every clone of this context sees the new one.
+    pub fn set_installation_id(&self, id: Uuid) {
+        self.installation_id.store(std::sync::Arc::new(id));
     }
 
     /// Sets `product_id` and `product_version` on `record`.
@@ -210,7 +223,7 @@ pub(crate) fn test_context(license_id: Option<&str>) -> CollectContext {
             db_settings_id: None,
             private_db_version: None,
         },
-        installation_id: Uuid::new_v4(),
+        installation_id: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(Uuid::new_v4())),
         os: OsFacts {
             os_type: "linux".into(),
             os_version: "12".into(),

@@ -26,7 +26,10 @@ impl UpdateTask {
         let mut record = Record::new(PURPOSE);
         context.product_fields(&mut record);
         record
-            .set("installation_id", FieldValue::Uuid(context.installation_id))
+            .set(
+                "installation_id",
+                FieldValue::Uuid(context.installation_id()),
+            )
             .set(
                 "update_task_id",
                 FieldValue::Uuid(self.task_id.unwrap_or_else(Uuid::new_v4)),

@@ -13,6 +13,7 @@ use super::uploader::FlushRequest;
 use super::{Agent, Shared};
 use crate::collect::ksn;
 use crate::control::{ConsentApplied, DaemonStatus, FlushSummary, Request, Response};
+use crate::store::queue;
 use crate::upload::{InFlight, purge_disallowed_via};
 
 /// Longest a consent change waits for the uploader to let go of a batch it
@@ -32,7 +33,7 @@ impl Handler {
     pub(crate) async fn handle(&self, request: Request) -> Response {
         match request {
             Request::Status => Response::Status(self.status()),
-            Request::ConsentChanged => self.consent_changed().await,
+            Request::ConsentChanged { revoked } => self.consent_changed(revoked).await,
             Request::Flush => self.flush().await,
         }
     }
@@ -53,7 +54,7 @@ impl Handler {
     /// queue, and an open KSN window), all before answering: once the CLI
     /// has its answer, nothing the change disallows leaves the machine.
     /// Collecting and uploading what is newly allowed happens afterwards.
-    async fn consent_changed(&self) -> Response {
+    async fn consent_changed(&self, revoked: Option<String>) -> Response {
         self.agent.refresh_consent();
         let registry = self.agent.gate.registry();
         let stop = self
@@ -89,12 +90,43 @@ impl Handler {
                 .await;
             ksn_window_discarded = discarded.unwrap_or(false);
         }
+        let installation_id_rotated = match revoked {
+            Some(clause)
+                if self
+                    .agent
+                    .gate
+                    .catalogue()
+                    .clause_carries_installation_id(&clause) =>
+            {
+                let why = format!("installation id replaced: consent for {clause} withdrawn");
+                match self
+                    .agent
+                    .writer
+                    .call(move |c, _| queue::rotate_installation_id(c, &why))
+                    .await
+                {
+                    Ok(id) => {
+                        self.agent.context.set_installation_id(id);
+                        true
+                    }
+                    Err(err) => {
+                        return Response::Error {
+                            message: format!(
+                                "the change is in effect, but the installation id could not be replaced: {err}"
+                            ),
+                        };
+                    }
+                }
+            }
+            _ => false,
+        };
         self.collect_now.notify_one();
         self.upload_now.notify_one();
         Response::ConsentApplied(ConsentApplied {
             purged,
             ksn_window_discarded,
             queued: self.agent.writer.depth(),
+            installation_id_rotated,
         })
     }
 

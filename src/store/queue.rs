@@ -28,6 +28,15 @@ pub fn installation_id(connection: &Connection) -> Result<Uuid, StoreError> {
     Ok(id)
 }
 
+/// Replaces the installation id with a new random one, with an audit line
+/// saying why (never the ids themselves). Returns the new id.
+pub fn rotate_installation_id(connection: &Connection, why: &str) -> Result<Uuid, StoreError> {
+    let id = Uuid::new_v4();
+    meta_set(connection, "installation_id", &id.to_string())?;
+    insert_audit(connection, "rotated", None, 0, why)?;
+    Ok(id)
+}
+
 /// One value of the `meta` table.
 pub fn meta_get(connection: &Connection, key: &str) -> Result<Option<String>, StoreError> {
     Ok(connection

@@ -498,3 +498,48 @@ async fn a_revoke_mid_drain_stops_every_record_of_the_clause_before_it_returns()
     );
     daemon.terminate().await;
 }
+
+/// The installation ids the receiver got for `update_identity`, in order.
+fn installation_ids(world: &World) -> Vec<String> {
+    world
+        .received_records()
+        .into_iter()
+        .filter(|r| r.purpose == "update_identity")
+        .map(|r| r.fields["installation_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_the_eula_replaces_the_installation_id_and_revoking_ksn_does_not() {
+    let world = World::with_eula_answering(200).await;
+    world.ok(&["consent", "grant", "ksn"]).await;
+    let daemon = world.spawn_daemon().await;
+    world.ok(&["flush"]).await;
+    let first = installation_ids(&world).last().cloned().unwrap();
+
+    world.ok(&["consent", "revoke", "ksn"]).await;
+    world.ok(&["flush"]).await;
+    assert_eq!(installation_ids(&world).last().unwrap(), &first);
+
+    let revoked = world.ok(&["consent", "revoke", "eula"]).await;
+    assert!(revoked.contains("installation id replaced"), "{revoked}");
+    world.ok(&["consent", "grant", "eula"]).await;
+    world.ok(&["flush"]).await;
+    let second = installation_ids(&world).last().cloned().unwrap();
+    assert_ne!(second, first, "data after a new grant links to data before");
+    daemon.terminate().await;
+
+    // With no daemon running, the CLI replaces it itself.
+    world.ok(&["consent", "revoke", "eula"]).await;
+    world.ok(&["consent", "grant", "eula"]).await;
+    world.ok(&["flush"]).await;
+    let third = installation_ids(&world).last().cloned().unwrap();
+    assert!(third != second && third != first);
+    let history = world.ok(&["history"]).await;
+    assert_eq!(
+        history.matches("installation id replaced").count(),
+        2,
+        "{history}"
+    );
+    assert!(!history.contains(&first) && !history.contains(&second));
+}
