@@ -15,6 +15,7 @@ use toml::Spanned;
 use crate::catalogue::{Catalogue, Region};
 pub use crate::clock::HumanDuration;
 use crate::collect::{CollectConfig, ProductConfig};
+use crate::consent::{Jurisdiction, OptOut};
 use crate::document::{Document, Problems, ReadError};
 use crate::upload::UploadConfig;
 
@@ -29,6 +30,8 @@ pub const EMBEDDED_EXAMPLE: &str = include_str!("../config/consentry.toml");
 struct RawConfig {
     #[serde(default = "default_region")]
     region: Region,
+    #[serde(default)]
+    global_privacy_control: bool,
     state_dir: PathBuf,
     runtime_dir: PathBuf,
     consent_file: PathBuf,
@@ -50,6 +53,8 @@ pub struct Config {
     /// The file this was read from.
     pub path: PathBuf,
     pub region: Region,
+    /// The Global Privacy Control opt-out signal, set by an administrator.
+    pub global_privacy_control: bool,
     /// Durable queue, installation id, audit trail.
     pub state_dir: PathBuf,
     /// Control socket.
@@ -103,6 +108,7 @@ impl Config {
         Ok(Self {
             path: path.to_path_buf(),
             region: raw.region,
+            global_privacy_control: raw.global_privacy_control,
             state_dir: resolve(&raw.state_dir),
             runtime_dir: resolve(&raw.runtime_dir),
             consent_file: resolve(&raw.consent_file),
@@ -121,6 +127,20 @@ impl Config {
         match &self.catalogue_file {
             Some(path) => Catalogue::from_file(path),
             None => Ok(Catalogue::embedded()),
+        }
+    }
+
+    /// The region and the opt-out signals in force: `global_privacy_control`
+    /// from this config, `DO_NOT_TRACK=1` from the environment (read now,
+    /// so a service restarted with it set honours it).
+    pub fn jurisdiction(&self) -> Jurisdiction {
+        let do_not_track = std::env::var("DO_NOT_TRACK").is_ok_and(|v| v.trim() == "1");
+        Jurisdiction {
+            region: self.region,
+            opt_out: OptOut {
+                do_not_track,
+                global_privacy_control: self.global_privacy_control,
+            },
         }
     }
 

@@ -18,9 +18,9 @@ use arc_swap::ArcSwap;
 
 use std::path::Path;
 
-use crate::catalogue::{Catalogue, CheckError, Region};
+use crate::catalogue::{Catalogue, CheckError};
 use crate::clock::rfc3339;
-use crate::consent::{Consents, Decision, Registry};
+use crate::consent::{Consents, Decision, Jurisdiction, Registry};
 use crate::record::Record;
 
 /// A record that passed the catalogue check and an allowed decision, with
@@ -117,8 +117,8 @@ impl Gate {
 
     /// Re-reads the consent file and publishes the new decisions. Returns
     /// the new registry.
-    pub fn refresh(&self, consent_file: &Path, region: Region) -> Arc<Registry> {
-        let registry = Arc::new(evaluate(consent_file, region, &self.catalogue));
+    pub fn refresh(&self, consent_file: &Path, jurisdiction: Jurisdiction) -> Arc<Registry> {
+        let registry = Arc::new(evaluate(consent_file, jurisdiction, &self.catalogue));
         self.decisions.store(Arc::clone(&registry));
         registry
     }
@@ -176,11 +176,15 @@ impl Gate {
     }
 }
 
-/// Reads `consent_file` and evaluates it for `region`. An unusable file
-/// allows nothing (and the registry says why, so the queue is held).
-pub fn evaluate(consent_file: &Path, region: Region, catalogue: &Catalogue) -> Registry {
+/// Reads `consent_file` and evaluates it for `jurisdiction`. An unusable
+/// file allows nothing (and the registry says why, so the queue is held).
+pub fn evaluate(
+    consent_file: &Path,
+    jurisdiction: Jurisdiction,
+    catalogue: &Catalogue,
+) -> Registry {
     match Consents::load(consent_file, catalogue) {
-        Ok(consents) => Registry::evaluate(catalogue, &consents, region),
+        Ok(consents) => Registry::evaluate(catalogue, &consents, jurisdiction),
         Err(err) => {
             tracing::warn!(error = %err, "consent file unusable: nothing is allowed");
             Registry::closed(catalogue, &err.to_string())
@@ -191,6 +195,7 @@ pub fn evaluate(consent_file: &Path, region: Region, catalogue: &Catalogue) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalogue::Region;
     use crate::record::FieldValue;
 
     fn gate(accept_eula: bool) -> Gate {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use super::{Catalogue, Clause, ClauseKind, Field, FieldType, Purpose, Region};
+use super::{Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Purpose, Region};
 use crate::document::{Document, Problems};
 
 /// The only catalogue schema this build understands.
@@ -44,6 +44,9 @@ struct RawClause {
 struct RawPurpose {
     id: Spanned<String>,
     title: String,
+    basis: Basis,
+    #[serde(default)]
+    sale_or_sharing: bool,
     clauses: Spanned<Vec<Spanned<String>>>,
     #[serde(default, rename = "field")]
     fields: Vec<RawField>,
@@ -165,14 +168,28 @@ pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> 
             );
         }
         for clause in raw_purpose.clauses.get_ref() {
-            if !clauses.contains_key(clause.get_ref()) {
-                at(
+            match clauses.get(clause.get_ref()) {
+                None => at(
                     clause.span(),
                     format!(
                         "purpose `{id}` names clause `{}`, which is not defined",
                         clause.get_ref()
                     ),
-                );
+                ),
+                // Accepting a licence is not consent: a consent purpose
+                // bundled with it could never be freely given.
+                Some(known)
+                    if raw_purpose.basis == Basis::Consent && known.kind == ClauseKind::Eula =>
+                {
+                    at(
+                        clause.span(),
+                        format!(
+                            "purpose `{id}` rests on consent, so it cannot be allowed by `{}`, a licence agreement (no bundling); name a voluntary clause",
+                            clause.get_ref()
+                        ),
+                    )
+                }
+                Some(_) => {}
             }
         }
         if raw_purpose.fields.is_empty() {
@@ -206,6 +223,8 @@ pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> 
         let purpose = Purpose {
             id: id.clone(),
             title: raw_purpose.title.clone(),
+            basis: raw_purpose.basis,
+            sale_or_sharing: raw_purpose.sale_or_sharing,
             clauses: raw_purpose
                 .clauses
                 .get_ref()
@@ -255,22 +274,37 @@ mod tests {
     #[test]
     fn purpose_naming_an_undefined_clause_is_located() {
         let text = format!(
-            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nclauses = [\"nope\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"string\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"nope\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"string\"\ndescription = \"d\"\n"
         );
         let err = load(&text).unwrap_err();
-        assert!(err.starts_with("cat.toml:11:"), "{err}");
+        assert!(err.starts_with("cat.toml:12:"), "{err}");
         assert!(err.contains("clause `nope`, which is not defined"), "{err}");
     }
 
     #[test]
     fn every_problem_is_reported_at_once() {
         let text = format!(
-            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nclauses = []\n[[purpose]]\nid = \"Bad Id\"\ntitle = \"t\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"string\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = []\n[[purpose]]\nid = \"Bad Id\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"string\"\ndescription = \"d\"\n"
         );
         let err = load(&text).unwrap_err();
         assert!(err.contains("names no clause"), "{err}");
         assert!(err.contains("declares no field"), "{err}");
         assert!(err.contains("must match [a-z0-9_-]+"), "{err}");
+    }
+
+    #[test]
+    fn a_consent_purpose_bundled_with_the_eula_is_refused_at_its_clause() {
+        let text = format!(
+            "{CLAUSE}[[purpose]]\nid = \"ads\"\ntitle = \"t\"\nbasis = \"consent\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"string\"\ndescription = \"d\"\n"
+        );
+        let err = load(&text).unwrap_err();
+        assert!(err.starts_with("cat.toml:12:12:"), "{err}");
+        assert!(err.contains("cannot be allowed by `eula`"), "{err}");
+        assert!(err.contains("no bundling"), "{err}");
+        let contract = text.replace("basis = \"consent\"", "basis = \"contract\"");
+        assert!(load(&contract).is_ok());
+        let missing = text.replace("basis = \"consent\"\n", "");
+        assert!(load(&missing).unwrap_err().contains("basis"));
     }
 
     #[test]

@@ -130,11 +130,47 @@ pub struct Field {
     pub description: String,
 }
 
+/// The legal basis a purpose rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// Needed to perform the licence contract (identify the software for
+    /// updates, verify activation).
+    Contract,
+    /// The vendor's legitimate interest, disclosed in the licence terms
+    /// (error statistics, distribution counts).
+    LegitimateInterest,
+    /// Only with a freely given, specific opt-in: never bundled with the
+    /// licence agreement.
+    Consent,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Contract => "contract",
+            Basis::LegitimateInterest => "legitimate_interest",
+            Basis::Consent => "consent",
+        }
+    }
+}
+
+impl fmt::Display for Basis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One reason to send data, and everything it may carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Purpose {
     pub id: String,
     pub title: String,
+    pub basis: Basis,
+    /// Sale or sharing of personal information in the sense of California
+    /// law (marketing, third-party analytics): an opt-out preference signal
+    /// blocks it in `us-ca`.
+    pub sale_or_sharing: bool,
     /// Any one of these clauses (that applies in the region) allows it.
     pub clauses: Vec<String>,
     pub fields: Vec<Field>,

@@ -31,7 +31,7 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let config = args.output.config.load()?;
     let catalogue = config.load_catalogue()?;
     super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
-    let registry = gate::evaluate(&config.consent_file, config.region, &catalogue);
+    let registry = gate::evaluate(&config.consent_file, config.jurisdiction(), &catalogue);
     let decisions: Vec<Decision> = registry
         .decisions()
         .filter(|d| args.purpose.as_ref().is_none_or(|p| *p == d.purpose))
@@ -57,7 +57,12 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         } else {
             "blocked"
         };
-        say!("{:<22} {verdict}  {}", decision.purpose, decision.reason);
+        let basis = decision.basis.map_or("-", |b| b.as_str());
+        say!(
+            "{:<24} {verdict}  {basis:<19} {}",
+            decision.purpose,
+            decision.reason
+        );
     }
     match &status.daemon {
         Some(daemon) => {
@@ -95,8 +100,9 @@ pub fn print_decision(decision: &Decision) {
     } else {
         " [fed by `record` events]"
     };
+    let basis = decision.basis.map_or("-", |b| b.as_str());
     say!(
-        "  {:<20} {verdict}  {}{note}",
+        "  {:<24} {verdict}  {basis:<19} {}{note}",
         decision.purpose,
         decision.reason
     );

@@ -11,4 +11,4 @@ mod file;
 mod registry;
 
 pub use file::{Acceptance, ConsentError, Consents, Granted, Method, grant, revoke};
-pub use registry::{Decision, Registry};
+pub use registry::{Decision, Jurisdiction, OptOut, Registry};

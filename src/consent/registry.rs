@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::file::Consents;
-use crate::catalogue::{Catalogue, Clause, Region};
+use crate::catalogue::{Basis, Catalogue, Clause, Purpose, Region};
 
 /// Whether one purpose may send now, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,49 @@ pub struct Decision {
     /// catalogue does not recognise, an unreadable file) holds the data.
     #[serde(default)]
     pub withdrawn: bool,
+    /// The purpose's legal basis (`None` for a purpose the catalogue does
+    /// not have).
+    #[serde(default)]
+    pub basis: Option<Basis>,
+}
+
+/// Opt-out preference signals the agent honours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OptOut {
+    /// `DO_NOT_TRACK=1` in the service's environment.
+    pub do_not_track: bool,
+    /// `global_privacy_control = true` in the agent config.
+    pub global_privacy_control: bool,
+}
+
+impl OptOut {
+    /// The signal that is on, by name, if any.
+    fn signal(self) -> Option<&'static str> {
+        if self.global_privacy_control {
+            Some("Global Privacy Control")
+        } else if self.do_not_track {
+            Some("DO_NOT_TRACK")
+        } else {
+            None
+        }
+    }
+}
+
+/// Where the agent runs, as far as consent is concerned: the region whose
+/// edition of the clauses applies, and the opt-out signals that are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Jurisdiction {
+    pub region: Region,
+    pub opt_out: OptOut,
+}
+
+impl From<Region> for Jurisdiction {
+    fn from(region: Region) -> Self {
+        Self {
+            region,
+            opt_out: OptOut::default(),
+        }
+    }
 }
 
 /// Decisions for every purpose of a catalogue, evaluated once.
@@ -43,12 +86,33 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn evaluate(catalogue: &Catalogue, consents: &Consents, region: Region) -> Self {
+    /// Decisions for every purpose in `jurisdiction` (a region, or a region
+    /// with opt-out signals).
+    pub fn evaluate(
+        catalogue: &Catalogue,
+        consents: &Consents,
+        jurisdiction: impl Into<Jurisdiction>,
+    ) -> Self {
+        let jurisdiction = jurisdiction.into();
         let decisions = catalogue
             .purposes()
             .map(|purpose| {
-                let decision =
-                    decide_purpose(catalogue, consents, region, &purpose.id, &purpose.clauses);
+                let mut decision = decide_purpose(catalogue, consents, jurisdiction.region, purpose);
+                if let (true, Region::UsCa, true, Some(signal)) = (
+                    decision.allowed,
+                    jurisdiction.region,
+                    purpose.sale_or_sharing,
+                    jurisdiction.opt_out.signal(),
+                ) {
+                    // An opt-out of sale and sharing is the person's own
+                    // choice: treated as a withdrawal.
+                    decision = blocked(
+                        &purpose.id,
+                        format!("{signal} is on: {} is sale or sharing of personal information, opted out in us-ca", purpose.id),
+                    );
+                    decision.withdrawn = true;
+                }
+                decision.basis = Some(purpose.basis);
                 (purpose.id.clone(), decision)
             })
             .collect();
@@ -63,7 +127,8 @@ impl Registry {
         let decisions = catalogue
             .purposes()
             .map(|purpose| {
-                let decision = blocked(&purpose.id, format!("consent file unusable: {why}"));
+                let mut decision = blocked(&purpose.id, format!("consent file unusable: {why}"));
+                decision.basis = Some(purpose.basis);
                 (purpose.id.clone(), decision)
             })
             .collect();
@@ -120,6 +185,7 @@ fn blocked(purpose: &str, reason: String) -> Decision {
         clause_sha256: None,
         reason,
         withdrawn: false,
+        basis: None,
     }
 }
 
@@ -127,9 +193,9 @@ fn decide_purpose(
     catalogue: &Catalogue,
     consents: &Consents,
     region: Region,
-    purpose: &str,
-    clause_ids: &[String],
+    purpose: &Purpose,
 ) -> Decision {
+    let (purpose, clause_ids) = (purpose.id.as_str(), &purpose.clauses);
     let applicable: Vec<&Clause> = clause_ids
         .iter()
         .filter_map(|id| catalogue.clause(id))
@@ -153,6 +219,7 @@ fn decide_purpose(
                     clause_sha256: Some(clause.text_sha256.clone()),
                     reason,
                     withdrawn: false,
+                    basis: None,
                 };
             }
             Err(reason) => {

@@ -92,6 +92,19 @@ retry_max = "1s"
         run_with_config(&self.config, args).await
     }
 
+    /// Runs `consentry ARGS --config <world config>` with `env` set.
+    pub async fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap()
+    }
+
     /// Runs a command that must succeed; returns its stdout.
     pub async fn ok(&self, args: &[&str]) -> String {
         let output = self.run(args).await;
