@@ -202,7 +202,7 @@ mod tests {
         let catalogue = Catalogue::embedded();
         let mut consents = Consents::default();
         if accept_eula {
-            consents.accept_for_tests(catalogue.clause("eula").unwrap());
+            consents.accept_for_tests(&catalogue, "eula");
         }
         let registry = Registry::evaluate(&catalogue, &consents, Region::Global);
         Gate::with_registry(catalogue, registry)

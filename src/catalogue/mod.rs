@@ -250,6 +250,17 @@ impl Catalogue {
         self.purposes.values()
     }
 
+    /// What accepting `clause` covers, as `consent show` displays it: every
+    /// `purpose.field` of every purpose the clause allows. An acceptance
+    /// records this, so that a catalogue that later widens the clause sends
+    /// nothing new until the clause is accepted again.
+    pub fn scope_of(&self, clause: &str) -> Vec<String> {
+        self.purposes()
+            .filter(|p| p.clauses.iter().any(|c| c == clause))
+            .flat_map(|p| p.fields.iter().map(move |f| format!("{}.{}", p.id, f.name)))
+            .collect()
+    }
+
     /// Whether a purpose `clause` allows carries the installation id: then
     /// withdrawing the clause replaces the id.
     pub fn clause_carries_installation_id(&self, clause: &str) -> bool {

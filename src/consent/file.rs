@@ -49,6 +49,10 @@ pub struct Acceptance {
     /// RFC 3339, as written in the file.
     pub accepted_at: String,
     pub method: Method,
+    /// Every `purpose.field` the clause covered when it was accepted (see
+    /// `Catalogue::scope_of`); `None` in a record written before consentry
+    /// recorded it, which then needs renewing.
+    pub scope: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +70,8 @@ struct RawAcceptance {
     text_sha256: Spanned<String>,
     accepted_at: toml::value::Datetime,
     method: Method,
+    #[serde(default)]
+    scope: Option<Vec<String>>,
 }
 
 /// Every acceptance in a consent file, by clause id.
@@ -81,7 +87,8 @@ pub struct Consents {
 impl Consents {
     /// Marks `clause` accepted as the catalogue has it now (unit tests).
     #[cfg(test)]
-    pub(crate) fn accept_for_tests(&mut self, clause: &crate::catalogue::Clause) {
+    pub(crate) fn accept_for_tests(&mut self, catalogue: &Catalogue, clause: &str) {
+        let clause = catalogue.clause(clause).expect("a catalogue clause");
         self.by_clause.insert(
             clause.id.clone(),
             Acceptance {
@@ -90,6 +97,7 @@ impl Consents {
                 text_sha256: clause.text_sha256.clone(),
                 accepted_at: rfc3339(SystemTime::now()),
                 method: Method::Cli,
+                scope: Some(catalogue.scope_of(&clause.id)),
             },
         );
     }
@@ -167,6 +175,7 @@ impl Consents {
                 text_sha256: sha.to_ascii_lowercase(),
                 accepted_at: entry.accepted_at.to_string(),
                 method: entry.method,
+                scope: entry.scope,
             };
             if by_clause.insert(clause.clone(), acceptance).is_some() {
                 problems.push((
@@ -229,9 +238,19 @@ pub struct Granted {
     pub changed: bool,
 }
 
-/// Whether `acceptance` is of exactly the catalogue's current `clause`.
-fn is_current(acceptance: &Acceptance, clause: &crate::catalogue::Clause) -> bool {
-    acceptance.version == clause.version && acceptance.text_sha256 == clause.text_sha256
+/// Whether `acceptance` is of exactly the catalogue's current `clause`:
+/// its version, its text and everything it covers now.
+fn is_current(
+    acceptance: &Acceptance,
+    clause: &crate::catalogue::Clause,
+    catalogue: &Catalogue,
+) -> bool {
+    acceptance.version == clause.version
+        && acceptance.text_sha256 == clause.text_sha256
+        && acceptance
+            .scope
+            .as_ref()
+            .is_some_and(|scope| *scope == catalogue.scope_of(&clause.id))
 }
 
 /// Records acceptance of the catalogue's current version of `clause`,
@@ -264,7 +283,7 @@ pub fn grant(
         let in_effect = catalogue
             .clause(required)
             .zip(current.get(required))
-            .is_some_and(|(clause, acceptance)| is_current(acceptance, clause));
+            .is_some_and(|(clause, acceptance)| is_current(acceptance, clause, catalogue));
         if !in_effect {
             return Err(ConsentError::RequirementMissing {
                 clause: clause.to_owned(),
@@ -273,7 +292,7 @@ pub fn grant(
         }
     }
     if let Some(existing) = current.get(clause)
-        && is_current(existing, known)
+        && is_current(existing, known, catalogue)
     {
         return Ok(Granted {
             acceptance: existing.clone(),
@@ -287,6 +306,7 @@ pub fn grant(
         text_sha256: known.text_sha256.clone(),
         accepted_at: rfc3339(SystemTime::now()),
         method,
+        scope: Some(catalogue.scope_of(clause)),
     };
     let when: toml_edit::Datetime =
         acceptance
@@ -302,6 +322,15 @@ pub fn grant(
         table.insert("text_sha256", value(&acceptance.text_sha256));
         table.insert("accepted_at", value(when));
         table.insert("method", value(acceptance.method.as_str()));
+        let mut scope = toml_edit::Array::new();
+        for item in acceptance.scope.iter().flatten() {
+            let mut entry = toml_edit::Value::from(item.as_str());
+            entry.decor_mut().set_prefix("\n    ");
+            scope.push_formatted(entry);
+        }
+        scope.set_trailing("\n");
+        scope.set_trailing_comma(true);
+        table.insert("scope", value(scope));
     };
     if !document.contains_key("accepted") {
         document.insert("accepted", Item::ArrayOfTables(ArrayOfTables::new()));
@@ -540,6 +569,7 @@ mod tests {
             (eula.version, eula.text_sha256.as_str()),
             (clause.version, clause.text_sha256.as_str())
         );
+        assert_eq!(eula.scope.as_ref(), Some(&catalogue.scope_of("eula")));
     }
 
     #[test]

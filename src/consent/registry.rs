@@ -195,6 +195,7 @@ fn decide_purpose(
     region: Region,
     purpose: &Purpose,
 ) -> Decision {
+    let purpose_def = purpose;
     let (purpose, clause_ids) = (purpose.id.as_str(), &purpose.clauses);
     let applicable: Vec<&Clause> = clause_ids
         .iter()
@@ -209,7 +210,9 @@ fn decide_purpose(
     }
     let mut first_refusal = None;
     for clause in applicable.iter().copied() {
-        match clause_in_effect(catalogue, consents, clause) {
+        let in_effect = clause_in_effect(catalogue, consents, clause)
+            .and_then(|reason| covers(consents, clause, purpose_def).map(|()| reason));
+        match in_effect {
             Ok(reason) => {
                 return Decision {
                     purpose: purpose.to_owned(),
@@ -253,6 +256,32 @@ fn clause_in_effect(
             .map_err(|why| format!("{} requires {required}: {why}", clause.id))?;
     }
     Ok(own)
+}
+
+/// Whether the acceptance of `clause` covered every field `purpose` carries
+/// now: a catalogue that widened the clause since sends nothing new until
+/// it is accepted again. A purpose that only narrowed needs nothing.
+fn covers(consents: &Consents, clause: &Clause, purpose: &Purpose) -> Result<(), String> {
+    let id = &clause.id;
+    let Some(scope) = consents.get(id).and_then(|a| a.scope.as_ref()) else {
+        return Err(format!(
+            "{id} was accepted before consentry recorded what an acceptance covers: renewal needed"
+        ));
+    };
+    let added: Vec<String> = purpose
+        .fields
+        .iter()
+        .map(|f| format!("{}.{}", purpose.id, f.name))
+        .filter(|item| !scope.contains(item))
+        .collect();
+    if added.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id} now also covers {}, added since it was accepted: renewal needed (the data is held)",
+            added.join(", ")
+        ))
+    }
 }
 
 fn acceptance_matches(consents: &Consents, clause: &Clause) -> Result<String, String> {

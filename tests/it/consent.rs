@@ -111,3 +111,71 @@ async fn do_not_track_in_us_ca_blocks_sale_and_sharing_and_nothing_else() {
         }
     }
 }
+
+/// The embedded catalogue with `link_following` widened by one field and
+/// `update_identity` narrowed by one.
+fn widened_and_narrowed() -> String {
+    let catalogue = consentry::catalogue::EMBEDDED;
+    let last_link_field =
+        "description = \"Name of that threat in the vendor's classification, if any.\"\n";
+    assert!(catalogue.contains(last_link_field));
+    let license = "[[purpose.field]]\nname = \"license_id\"\ntype = \"string\"\ndescription = \"Identifier of the active licence, when one is installed.\"\n\n";
+    assert!(catalogue.contains(license));
+    catalogue
+        .replace(
+            last_link_field,
+            &format!("{last_link_field}\n[[purpose.field]]\nname = \"referrer_page\"\ntype = \"string\"\ndescription = \"The product page the link was on.\"\n"),
+        )
+        .replace(license, "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_widened_purpose_sends_nothing_until_the_clause_is_renewed() {
+    let world = World::with_eula_answering(200).await;
+    std::fs::write(world.path("catalogue.toml"), widened_and_narrowed()).unwrap();
+    let text = std::fs::read_to_string(&world.config).unwrap().replace(
+        "consent_file",
+        "catalogue = \"catalogue.toml\"\nconsent_file",
+    );
+    world.write_config(&text);
+    let daemon = world.spawn_daemon().await;
+
+    let decisions = decisions(&world, &[]).await;
+    let of = |purpose: &str| decisions.iter().find(|d| d.0 == purpose).unwrap().clone();
+    let link = of("link_following");
+    assert!(!link.1, "{link:?}");
+    assert!(link.3.contains("link_following.referrer_page"), "{link:?}");
+    assert!(link.3.contains("renewal needed"), "{link:?}");
+    assert!(
+        of("update_identity").1,
+        "a narrowed purpose needs no renewal"
+    );
+
+    let event = r#"{"kind":"record","purpose":"link_following","fields":{"web_page_id":"renew","referrer_page":"about"}}"#;
+    let out = world.emit(&["-"], format!("{event}\n").as_bytes()).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 discarded"), "{text}");
+    world.ok(&["flush"]).await;
+    assert!(
+        world
+            .received_records()
+            .iter()
+            .all(|r| r.purpose != "link_following"),
+        "sent before renewal"
+    );
+
+    // Renewing: the grant covers the new field (and is a change).
+    let renewed = world.ok(&["consent", "grant", "eula", "--json"]).await;
+    let renewed: serde_json::Value = serde_json::from_str(&renewed).unwrap();
+    assert_eq!(renewed["changed"], true, "{renewed}");
+    let out = world.emit(&["-"], format!("{event}\n").as_bytes()).await;
+    assert!(out.status.success(), "{out:?}");
+    world.ok(&["flush"]).await;
+    let link = world
+        .received_records()
+        .into_iter()
+        .find(|r| r.purpose == "link_following")
+        .expect("sent after renewal");
+    assert_eq!(link.fields["referrer_page"], "about");
+    daemon.terminate().await;
+}
