@@ -50,8 +50,22 @@ fn install_lines(count: usize) -> String {
 fn accept_all(dir: &Path) -> std::path::PathBuf {
     let catalogue = Catalogue::embedded();
     let consent_file = dir.join("consent.toml");
-    grant(&consent_file, &catalogue, "eula", Method::Cli).unwrap();
-    grant(&consent_file, &catalogue, "ksn", Method::Cli).unwrap();
+    grant(
+        &consent_file,
+        &catalogue,
+        Region::Global,
+        "eula",
+        Method::Cli,
+    )
+    .unwrap();
+    grant(
+        &consent_file,
+        &catalogue,
+        Region::Global,
+        "ksn",
+        Method::Cli,
+    )
+    .unwrap();
     consent_file
 }
 
@@ -63,7 +77,7 @@ fn parse(c: &mut Criterion) {
     let registry = Registry::evaluate(&catalogue, &consents, Region::Global);
     let gate = Gate::with_registry(catalogue.clone(), registry);
     let config: Config = test_config(dir.path());
-    let context = CollectContext::new(config.product.clone(), uuid::Uuid::new_v4());
+    let context = CollectContext::new(config.product.clone(), uuid::Uuid::new_v4(), config.region);
     let parser = Parser {
         catalogue: &catalogue,
         context: &context,

@@ -30,7 +30,14 @@ fn update_identity_record() -> Record {
 fn eula_gate(dir: &std::path::Path) -> Gate {
     let catalogue = Catalogue::embedded();
     let consent_file = dir.join("consent.toml");
-    grant(&consent_file, &catalogue, "eula", Method::Cli).unwrap();
+    grant(
+        &consent_file,
+        &catalogue,
+        Region::Global,
+        "eula",
+        Method::Cli,
+    )
+    .unwrap();
     let consents = Consents::load(&consent_file, &catalogue).unwrap();
     let registry = Registry::evaluate(&catalogue, &consents, Region::Global);
     Gate::with_registry(catalogue, registry)
@@ -53,7 +60,14 @@ fn gate(c: &mut Criterion) {
     let record = update_identity_record();
     let dir = tempfile::tempdir().unwrap();
     let consent_file = dir.path().join("consent.toml");
-    grant(&consent_file, &catalogue, "eula", Method::Cli).unwrap();
+    grant(
+        &consent_file,
+        &catalogue,
+        Region::Global,
+        "eula",
+        Method::Cli,
+    )
+    .unwrap();
 
     let mut group = c.benchmark_group("gate");
     group.throughput(Throughput::Elements(1));

@@ -330,7 +330,10 @@ mod tests {
         }
         assert_eq!(catalogue.clause("eula").unwrap().kind, ClauseKind::Eula);
         assert_eq!(catalogue.clause("ksn").unwrap().kind, ClauseKind::Voluntary);
-        assert_eq!(catalogue.clause("ksn").unwrap().requires, vec!["eula"]);
+        assert_eq!(
+            catalogue.clause("ksn").unwrap().requires,
+            vec!["eula", "eula_regional"]
+        );
     }
 
     #[test]

@@ -182,7 +182,13 @@ struct Change {
 async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Result<ExitCode> {
     let (config, catalogue) = load(output)?;
     let (changed, acceptance) = if grant {
-        let granted = consent::grant(&config.consent_file, &catalogue, clause, Method::Cli)?;
+        let granted = consent::grant(
+            &config.consent_file,
+            &catalogue,
+            config.region,
+            clause,
+            Method::Cli,
+        )?;
         (granted.changed, Some(granted.acceptance))
     } else {
         (

@@ -50,8 +50,20 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
     say!("  state      {}", config.state_dir.display());
     say!("  region     {}", config.region);
-    consent::grant(&config.consent_file, &catalogue, "eula", Method::Installer)?;
-    consent::grant(&config.consent_file, &catalogue, "ksn", Method::Installer)?;
+    consent::grant(
+        &config.consent_file,
+        &catalogue,
+        config.region,
+        "eula",
+        Method::Installer,
+    )?;
+    consent::grant(
+        &config.consent_file,
+        &catalogue,
+        config.region,
+        "ksn",
+        Method::Installer,
+    )?;
     say!("  consent    eula and ksn accepted by the installer\n");
 
     let control_socket = config.control_socket();

@@ -9,6 +9,7 @@
 use std::process::ExitCode;
 use std::time::SystemTime;
 
+use consentry::catalogue::Region;
 use consentry::collect::activation::{Activation, Method};
 use consentry::collect::installation_errors::InstallTask;
 use consentry::collect::ksn::KsnAggregate;
@@ -108,7 +109,7 @@ impl State {
             (uuid::Uuid::nil(), false)
         };
         Ok(Self {
-            context: CollectContext::new(config.product.clone(), installation_id),
+            context: CollectContext::new(config.product.clone(), installation_id, config.region),
             installation_known,
             ksn,
         })
@@ -144,7 +145,7 @@ impl State {
                     ),
                 )
             }
-            "installation_errors" => {
+            "installation_errors" | "installation_quality" => {
                 let task = InstallTask {
                     task: event("install_task"),
                     status: event("install_task"),
@@ -153,9 +154,22 @@ impl State {
                     duration_ms: None,
                     campaign_id: None,
                 };
+                let mut context = self.context.clone();
+                context.region = if purpose == "installation_errors" {
+                    Region::Global
+                } else {
+                    Region::Eu
+                };
                 (
-                    Some(task.record(&self.context)),
-                    "one record per `install_task` event; error and campaign fields when the installer sends them".into(),
+                    Some(task.record(&context)),
+                    format!(
+                        "one record per `install_task` event in the {} edition; error and campaign fields when the installer sends them",
+                        if purpose == "installation_errors" {
+                            "global"
+                        } else {
+                            "regional"
+                        }
+                    ),
                 )
             }
             "ksn_scan_aggregates" => {

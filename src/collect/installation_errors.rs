@@ -2,11 +2,19 @@
 //! installing, removing, updating and upgrading the product, and a count of
 //! users. The installer reports each task; the agent adds the product and
 //! the operating system (type, version, edition). Nothing about the user.
+//!
+//! In the regional editions (EU, UK, Brazil, California) the same task is
+//! reported under `installation_quality`, the regional EULA's narrower
+//! list: the task's own fields and the country, without product or OS.
 
-use super::{CollectContext, FieldValue, Record};
+use super::{CollectContext, FieldValue, Record, country};
+use crate::catalogue::Region;
 
 /// The catalogue purpose.
 pub const PURPOSE: &str = "installation_errors";
+
+/// The purpose in the regional editions.
+pub const REGIONAL_PURPOSE: &str = "installation_quality";
 
 /// Task types the installer reports.
 pub const TASKS: [&str; 4] = ["install", "uninstall", "update", "upgrade"];
@@ -27,21 +35,31 @@ pub struct InstallTask {
 }
 
 impl InstallTask {
-    /// The record for this task.
+    /// The record for this task, under the purpose of the region's edition.
     pub fn record(&self, context: &CollectContext) -> Record {
-        let mut record = Record::new(PURPOSE);
-        context.product_fields(&mut record);
+        let mut record = if context.region == Region::Global {
+            let mut record = Record::new(PURPOSE);
+            context.product_fields(&mut record);
+            record
+                .set("os_type", FieldValue::String(context.os.os_type.clone()))
+                .set(
+                    "os_version",
+                    FieldValue::String(context.os.os_version.clone()),
+                );
+            if let Some(edition) = &context.os.os_edition {
+                record.set("os_edition", FieldValue::String(edition.clone()));
+            }
+            record
+        } else {
+            let mut record = Record::new(REGIONAL_PURPOSE);
+            if let Some(country) = country::country_code() {
+                record.set("country_code", FieldValue::String(country));
+            }
+            record
+        };
         record
             .set("task_type", FieldValue::String(self.task.clone()))
-            .set("task_status", FieldValue::String(self.status.clone()))
-            .set("os_type", FieldValue::String(context.os.os_type.clone()))
-            .set(
-                "os_version",
-                FieldValue::String(context.os.os_version.clone()),
-            );
-        if let Some(edition) = &context.os.os_edition {
-            record.set("os_edition", FieldValue::String(edition.clone()));
-        }
+            .set("task_status", FieldValue::String(self.status.clone()));
         if let Some(error_type) = &self.error_type {
             record.set("error_type", FieldValue::String(error_type.clone()));
         }
@@ -82,5 +100,13 @@ mod tests {
         );
         assert_eq!(record.fields["error_code"], FieldValue::Integer(1603));
         assert_eq!(record.fields.len(), 11);
+
+        let mut regional = test_context(None);
+        regional.region = Region::Eu;
+        let record = task.record(&regional);
+        assert_eq!(record.purpose, REGIONAL_PURPOSE);
+        Catalogue::embedded().check(&record).unwrap();
+        assert!(!record.fields.contains_key("os_type"));
+        assert_eq!(record.fields["task_duration_ms"], FieldValue::Integer(5400));
     }
 }

@@ -33,6 +33,7 @@ pub use geo_distribution::GeoDistribution;
 pub use system::OsFacts;
 pub use update_identity::{UpdateIdentity, UpdateTask};
 
+use crate::catalogue::Region;
 use crate::clock::HumanDuration;
 pub use crate::record::{FieldValue, Record};
 
@@ -134,16 +135,20 @@ pub struct CollectContext {
     pub os: OsFacts,
     /// systemd-detect-virt style name, `none` on bare metal.
     pub virtual_environment: String,
+    /// The region whose edition of the clauses applies: a regional edition
+    /// reports some events under its own, narrower purposes.
+    pub region: Region,
 }
 
 impl CollectContext {
     /// Reads the system facts now.
-    pub fn new(product: ProductConfig, installation_id: Uuid) -> Self {
+    pub fn new(product: ProductConfig, installation_id: Uuid, region: Region) -> Self {
         Self {
             product,
             installation_id: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(installation_id)),
             os: system::os_facts(),
             virtual_environment: system::virtual_environment(),
+            region,
         }
     }
 
@@ -198,10 +203,11 @@ pub fn periodic(config: &CollectConfig) -> Vec<Box<dyn Collector>> {
 
 /// Purposes this build collects itself; every other catalogue purpose can
 /// only be fed by the generic `record` event.
-pub const BUILT_IN: [&str; 5] = [
+pub const BUILT_IN: [&str; 6] = [
     "update_identity",
     "activation",
     "installation_errors",
+    installation_errors::REGIONAL_PURPOSE,
     ksn::PURPOSE,
     "geo_distribution",
 ];
@@ -231,5 +237,6 @@ pub(crate) fn test_context(license_id: Option<&str>) -> CollectContext {
             os_bitness: 64,
         },
         virtual_environment: "kvm".into(),
+        region: Region::Global,
     }
 }

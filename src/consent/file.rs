@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
-use crate::catalogue::Catalogue;
+use crate::catalogue::{Catalogue, Region};
 use crate::clock::rfc3339;
 use crate::document::{Document, Origin, Problems, ReadError};
 
@@ -206,6 +206,12 @@ pub enum ConsentError {
         "{clause} takes effect only together with {requires}, which is not accepted as the catalogue has it now; grant {requires} first"
     )]
     RequirementMissing { clause: String, requires: String },
+    #[error("{clause} does not apply in region {region}; the clause for this region is: {instead}")]
+    NotInRegion {
+        clause: String,
+        region: Region,
+        instead: String,
+    },
     #[error("cannot edit {path}: {message}")]
     Edit { path: PathBuf, message: String },
     #[error("cannot write {path}: {source}")]
@@ -261,12 +267,29 @@ fn is_current(
 pub fn grant(
     path: &Path,
     catalogue: &Catalogue,
+    region: Region,
     clause: &str,
     method: Method,
 ) -> Result<Granted, ConsentError> {
     let known = catalogue
         .clause(clause)
         .ok_or_else(|| unknown_clause(catalogue, clause))?;
+    if !known.applies_in(region) {
+        let editions: Vec<&str> = catalogue
+            .clauses()
+            .filter(|c| c.kind == known.kind && c.applies_in(region))
+            .map(|c| c.id.as_str())
+            .collect();
+        return Err(ConsentError::NotInRegion {
+            clause: clause.to_owned(),
+            region,
+            instead: if editions.is_empty() {
+                "none of this kind".to_owned()
+            } else {
+                editions.join(", ")
+            },
+        });
+    }
     let text = read_text(path)?;
     let current = match &text {
         // Validate what is there first: never build on top of a broken file.
@@ -279,7 +302,11 @@ pub fn grant(
         )?,
         None => Consents::default(),
     };
-    for required in &known.requires {
+    for required in known
+        .requires
+        .iter()
+        .filter(|r| catalogue.clause(r).is_some_and(|c| c.applies_in(region)))
+    {
         let in_effect = catalogue
             .clause(required)
             .zip(current.get(required))
@@ -524,7 +551,7 @@ mod tests {
         let link = dir.path().join("consent.toml");
         std::os::unix::fs::symlink("real/consent.toml", &link).unwrap();
         let catalogue = Catalogue::embedded();
-        grant(&link, &catalogue, "eula", Method::Cli).unwrap();
+        grant(&link, &catalogue, Region::Global, "eula", Method::Cli).unwrap();
         assert!(
             std::fs::symlink_metadata(&link)
                 .unwrap()
@@ -548,7 +575,7 @@ mod tests {
         // A link to a file not made yet: the file is made where it points.
         let dangling = dir.path().join("later.toml");
         std::os::unix::fs::symlink("real/later.toml", &dangling).unwrap();
-        grant(&dangling, &catalogue, "eula", Method::Cli).unwrap();
+        grant(&dangling, &catalogue, Region::Global, "eula", Method::Cli).unwrap();
         assert!(dir.path().join("real/later.toml").is_file());
         assert!(
             std::fs::symlink_metadata(&dangling)
@@ -587,16 +614,16 @@ mod tests {
         std::fs::write(&path, "# written by the installer\n").unwrap();
         let catalogue = Catalogue::embedded();
 
-        let granted = grant(&path, &catalogue, "eula", Method::Installer).unwrap();
+        let granted = grant(&path, &catalogue, Region::Global, "eula", Method::Installer).unwrap();
         assert!(granted.changed);
         assert_eq!(
             granted.acceptance.version,
             catalogue.clause("eula").unwrap().version
         );
-        grant(&path, &catalogue, "ksn", Method::Cli).unwrap();
+        grant(&path, &catalogue, Region::Global, "ksn", Method::Cli).unwrap();
         // Granting again what is accepted as it is now changes nothing.
         let before = read(&path);
-        let again = grant(&path, &catalogue, "eula", Method::Cli).unwrap();
+        let again = grant(&path, &catalogue, Region::Global, "eula", Method::Cli).unwrap();
         assert!(!again.changed);
         assert_eq!(again.acceptance, granted.acceptance);
         assert_eq!(read(&path), before, "a re-grant rewrote the file");
@@ -647,16 +674,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("consent.toml");
         let catalogue = Catalogue::embedded();
-        let err = grant(&path, &catalogue, "ksn", Method::Cli).unwrap_err();
+        let err = grant(&path, &catalogue, Region::Global, "ksn", Method::Cli).unwrap_err();
         assert!(
             matches!(&err, ConsentError::RequirementMissing { requires, .. } if requires == "eula"),
             "{err}"
         );
         assert!(err.to_string().contains("grant eula first"), "{err}");
         assert!(!path.exists(), "nothing written");
-        grant(&path, &catalogue, "eula", Method::Cli).unwrap();
+        grant(&path, &catalogue, Region::Global, "eula", Method::Cli).unwrap();
         assert!(
-            grant(&path, &catalogue, "ksn", Method::Cli)
+            grant(&path, &catalogue, Region::Global, "ksn", Method::Cli)
                 .unwrap()
                 .changed
         );
@@ -668,13 +695,13 @@ mod tests {
         let path = dir.path().join("consent.toml");
         let catalogue = Catalogue::embedded();
         assert!(matches!(
-            grant(&path, &catalogue, "nope", Method::Cli),
+            grant(&path, &catalogue, Region::Global, "nope", Method::Cli),
             Err(ConsentError::UnknownClause { .. })
         ));
         assert!(!path.exists());
 
         std::fs::write(&path, "[[accepted]\n").unwrap();
-        assert!(grant(&path, &catalogue, "eula", Method::Cli).is_err());
+        assert!(grant(&path, &catalogue, Region::Global, "eula", Method::Cli).is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "[[accepted]\n");
     }
 }

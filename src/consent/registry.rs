@@ -210,7 +210,7 @@ fn decide_purpose(
     }
     let mut first_refusal = None;
     for clause in applicable.iter().copied() {
-        let in_effect = clause_in_effect(catalogue, consents, clause)
+        let in_effect = clause_in_effect(catalogue, consents, clause, region)
             .and_then(|reason| covers(consents, clause, purpose_def).map(|()| reason));
         match in_effect {
             Ok(reason) => {
@@ -243,8 +243,10 @@ fn clause_in_effect(
     catalogue: &Catalogue,
     consents: &Consents,
     clause: &Clause,
+    region: Region,
 ) -> Result<String, String> {
     let own = acceptance_matches(consents, clause)?;
+    let mut applicable = false;
     for required in &clause.requires {
         let Some(required_clause) = catalogue.clause(required) else {
             return Err(format!(
@@ -252,8 +254,21 @@ fn clause_in_effect(
                 clause.id
             ));
         };
+        // Requirements name each region's edition (eula, eula_regional):
+        // the ones that apply in this region must be accepted.
+        if !required_clause.applies_in(region) {
+            continue;
+        }
+        applicable = true;
         acceptance_matches(consents, required_clause)
             .map_err(|why| format!("{} requires {required}: {why}", clause.id))?;
+    }
+    if !clause.requires.is_empty() && !applicable {
+        return Err(format!(
+            "{} requires {}, none of which applies in region {region}",
+            clause.id,
+            clause.requires.join(" or ")
+        ));
     }
     Ok(own)
 }
@@ -335,7 +350,14 @@ mod tests {
             }
         }
         fn grant(&self, clause: &str) {
-            grant(&self.path, &self.catalogue, clause, Method::Cli).unwrap();
+            grant(
+                &self.path,
+                &self.catalogue,
+                Region::Global,
+                clause,
+                Method::Cli,
+            )
+            .unwrap();
         }
         /// The `update_identity` decision for this consent file under the
         /// embedded catalogue with its first `from` replaced by `to`.

@@ -89,7 +89,7 @@ async fn unknown_clause_on_the_command_line() {
     fails_with(
         &world,
         &["consent", "grant", "kns"],
-        &["unknown clause `kns`", "eula, ksn"],
+        &["unknown clause `kns`", "eula, eula_regional, ksn"],
     )
     .await;
     fails_with(

@@ -23,10 +23,34 @@ async fn decisions(world: &World, env: &[(&str, &str)]) -> Vec<(String, bool, St
         .collect()
 }
 
-async fn accept_everything(world: &World) {
-    for clause in ["eula", "ksn", "marketing", "third_party_analytics"] {
+/// Every clause that applies in `region`, in an order that meets their
+/// requirements.
+fn clauses_of(region: &str) -> &'static [&'static str] {
+    if region == "global" {
+        &["eula", "ksn", "marketing"]
+    } else {
+        &["eula_regional", "ksn", "third_party_analytics"]
+    }
+}
+
+async fn accept_everything(world: &World, region: &str) {
+    for clause in clauses_of(region) {
         world.ok(&["consent", "grant", clause]).await;
     }
+}
+
+/// Purposes some clause of `region` allows.
+fn purposes_of(region: &str) -> Vec<String> {
+    let catalogue = consentry::catalogue::Catalogue::embedded();
+    catalogue
+        .purposes()
+        .filter(|p| {
+            p.clauses
+                .iter()
+                .any(|c| clauses_of(region).contains(&c.as_str()))
+        })
+        .map(|p| p.id.clone())
+        .collect()
 }
 
 #[tokio::test]
@@ -53,7 +77,7 @@ async fn a_catalogue_that_bundles_consent_with_the_eula_is_refused_with_its_plac
 #[tokio::test]
 async fn every_decision_names_its_legal_basis() {
     let world = World::new().await;
-    accept_everything(&world).await;
+    accept_everything(&world, "global").await;
     let decisions = decisions(&world, &[]).await;
     let basis = |purpose: &str| {
         decisions
@@ -66,43 +90,46 @@ async fn every_decision_names_its_legal_basis() {
     assert_eq!(basis("installation_errors"), "legitimate_interest");
     assert_eq!(basis("ksn_scan_aggregates"), "consent");
     assert_eq!(basis("promotions"), "consent");
-    assert!(decisions.iter().all(|d| d.1), "{decisions:?}");
+    assert_eq!(basis("product_quality"), "legitimate_interest");
+    let global = purposes_of("global");
+    for decision in &decisions {
+        assert_eq!(decision.1, global.contains(&decision.0), "{decision:?}");
+    }
 }
 
 #[tokio::test]
 async fn do_not_track_in_us_ca_blocks_sale_and_sharing_and_nothing_else() {
     let world = World::new().await;
     world.set_region("us-ca");
-    accept_everything(&world).await;
-    let sale_or_sharing = ["promotions", "third_party_user_count"];
+    accept_everything(&world, "us-ca").await;
+    let allowed = purposes_of("us-ca");
+    assert!(allowed.contains(&"third_party_user_count".to_owned()));
 
     for decision in decisions(&world, &[("DO_NOT_TRACK", "1")]).await {
-        if sale_or_sharing.contains(&decision.0.as_str()) {
+        if decision.0 == "third_party_user_count" {
             assert!(!decision.1, "{decision:?}");
             assert!(decision.3.starts_with("DO_NOT_TRACK is on"), "{decision:?}");
         } else {
-            assert!(decision.1, "{decision:?}");
+            assert_eq!(decision.1, allowed.contains(&decision.0), "{decision:?}");
         }
     }
-    // Without the signal, or outside us-ca, they are allowed.
-    assert!(decisions(&world, &[]).await.iter().all(|d| d.1));
-    let text = std::fs::read_to_string(&world.config).unwrap();
-    world.write_config(&text.replace("region = \"us-ca\"", "region = \"global\""));
-    assert!(
-        decisions(&world, &[("DO_NOT_TRACK", "1")])
-            .await
-            .iter()
-            .all(|d| d.1)
-    );
-    // The Global Privacy Control setting does the same in us-ca.
+    // Without the signal it is allowed.
+    for decision in decisions(&world, &[]).await {
+        assert_eq!(decision.1, allowed.contains(&decision.0), "{decision:?}");
+    }
+    // The Global Privacy Control setting does the same.
     let text = std::fs::read_to_string(&world.config).unwrap();
     world.write_config(&text.replace(
-        "region = \"global\"",
+        "region = \"us-ca\"",
         "region = \"us-ca\"\nglobal_privacy_control = true",
     ));
     for decision in decisions(&world, &[]).await {
-        let blocked = sale_or_sharing.contains(&decision.0.as_str());
-        assert_eq!(decision.1, !blocked, "{decision:?}");
+        let blocked = decision.0 == "third_party_user_count";
+        assert_eq!(
+            decision.1,
+            !blocked && allowed.contains(&decision.0),
+            "{decision:?}"
+        );
         if blocked {
             assert!(
                 decision.3.starts_with("Global Privacy Control is on"),
@@ -110,6 +137,55 @@ async fn do_not_track_in_us_ca_blocks_sale_and_sharing_and_nothing_else() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn do_not_track_outside_us_ca_changes_nothing() {
+    let world = World::new().await;
+    accept_everything(&world, "global").await;
+    let allowed = purposes_of("global");
+    assert!(allowed.contains(&"promotions".to_owned()));
+    for decision in decisions(&world, &[("DO_NOT_TRACK", "1")]).await {
+        assert_eq!(decision.1, allowed.contains(&decision.0), "{decision:?}");
+    }
+}
+
+/// `status --json` in every region, with every clause of the region
+/// accepted, as `purpose allowed basis reason` lines (times stripped).
+async fn status_table() -> String {
+    let mut table = String::new();
+    for region in ["global", "eu", "uk", "br", "us-ca"] {
+        let world = World::new().await;
+        world.set_region(region);
+        accept_everything(&world, region).await;
+        table.push_str(&format!("[{region}]\n"));
+        for (purpose, allowed, basis, reason) in decisions(&world, &[]).await {
+            let reason = match reason.find(" (20") {
+                Some(at) => reason[..at].to_owned(),
+                None => reason,
+            };
+            let verdict = if allowed { "allowed" } else { "blocked" };
+            table.push_str(&format!("{purpose:<28} {verdict} {basis:<19} {reason}\n"));
+        }
+    }
+    table
+}
+
+#[tokio::test]
+async fn status_in_every_region_matches_the_committed_expectation() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/expected/status_by_region.txt");
+    let table = status_table().await;
+    if std::env::var_os("CONSENTRY_BLESS").is_some() {
+        std::fs::write(&path, &table).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        table,
+        expected,
+        "status by region changed; review it, then rerun with CONSENTRY_BLESS=1 to update {}",
+        path.display()
+    );
 }
 
 /// The embedded catalogue with `link_following` widened by one field and
@@ -178,4 +254,30 @@ async fn a_widened_purpose_sends_nothing_until_the_clause_is_renewed() {
         .expect("sent after renewal");
     assert_eq!(link.fields["referrer_page"], "about");
     daemon.terminate().await;
+}
+
+#[tokio::test]
+async fn a_region_change_never_carries_an_acceptance_to_another_edition() {
+    let world = World::new().await;
+    accept_everything(&world, "global").await;
+    world.set_region("eu");
+    let decisions = decisions(&world, &[]).await;
+    let of = |purpose: &str| decisions.iter().find(|d| d.0 == purpose).unwrap().clone();
+    let update = of("update_identity");
+    assert!(!update.1);
+    assert_eq!(update.3, "no clause allowing it applies in region eu");
+    let quality = of("product_quality");
+    assert!(!quality.1);
+    assert_eq!(quality.3, "eula_regional not accepted");
+    // ksn is worded the same everywhere, but rides on the region's EULA.
+    let ksn = of("ksn_scan_aggregates");
+    assert!(!ksn.1);
+    assert_eq!(
+        ksn.3,
+        "ksn requires eula_regional: eula_regional not accepted"
+    );
+    // Granting the global EULA in eu is refused, naming the right one.
+    let output = world.run(&["consent", "grant", "eula"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr_line(&output).contains("the clause for this region is: eula_regional"));
 }

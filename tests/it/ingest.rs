@@ -182,8 +182,77 @@ async fn every_kind_arrives_with_catalogue_fields_only_in_global() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_kind_arrives_with_catalogue_fields_only_in_eu() {
-    every_kind_arrives("eu").await;
+async fn every_kind_is_sent_or_discarded_as_the_eu_edition_says() {
+    // The EU edition's EULA lists less: update identity, activation and
+    // link following are not in it, installation tasks are reported under
+    // its own installation_quality purpose.
+    let (world, daemon) = world_with("eu", &["eula_regional", "ksn"]).await;
+    let mut lines = String::new();
+    for line in [
+        r#"{"kind":"update_task"}"#,
+        r#"{"kind":"activation","method":"code","code":"AB-12"}"#,
+        r#"{"kind":"activation","method":"key_file"}"#,
+        r#"{"kind":"install_task","task":"install","status":"failed","error_code":7,"duration_ms":900}"#,
+        r#"{"kind":"ksn_request","ok":true,"duration_ms":40}"#,
+        r#"{"kind":"record","purpose":"link_following","fields":{"web_page_id":"renew"}}"#,
+        r#"{"kind":"record","purpose":"product_quality","fields":{"product_type":"suite","error_code":12,"ui_control_id":"btn-scan"}}"#,
+    ] {
+        lines.push_str(line);
+        lines.push('\n');
+    }
+    for n in 0..12 {
+        lines.push_str(&format!(
+            "{{\"kind\":\"scan_verdict\",\"object\":\"{}\",\"verdict\":\"trusted\",\"trust_reason\":\"web_address\"}}\n",
+            object(n % 4)
+        ));
+    }
+    let summary = client::send(&world.ingest_socket(), lines.as_bytes())
+        .await
+        .unwrap();
+    // Accepted: key-file activation, install task, ksn request, product
+    // quality record, 12 verdicts; discarded: the other three.
+    assert_eq!(
+        (summary.accepted, summary.discarded, summary.rejected),
+        (16, 3, 0),
+        "{summary:?}"
+    );
+    let records = flush_until(
+        &world,
+        &[
+            "installation_quality",
+            "ksn_scan_aggregates",
+            "product_quality",
+        ],
+    )
+    .await;
+    assert_catalogue_fields_only(&records);
+    let purposes: BTreeSet<&str> = records.iter().map(|r| r.purpose.as_str()).collect();
+    assert_eq!(
+        purposes,
+        BTreeSet::from([
+            "installation_quality",
+            "ksn_scan_aggregates",
+            "product_quality"
+        ])
+    );
+    let install = records
+        .iter()
+        .find(|r| r.purpose == "installation_quality")
+        .unwrap();
+    assert_eq!(install.clause, "eula_regional");
+    assert_eq!(install.fields["error_code"], 7);
+    assert!(!install.fields.contains_key("os_type"));
+    let ksn = records
+        .iter()
+        .find(|r| r.purpose == "ksn_scan_aggregates")
+        .unwrap();
+    assert_eq!(ksn.fields["trusted_by_web_address"], 12);
+    assert_eq!(ksn.fields["unique_trusted_objects"], 4);
+    let status = world.status().await;
+    assert_eq!(status["daemon"]["discarded"]["update_identity"], 1);
+    assert_eq!(status["daemon"]["discarded"]["activation"], 1);
+    assert_eq!(status["daemon"]["discarded"]["link_following"], 1);
+    daemon.terminate().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
