@@ -80,6 +80,22 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         super::status::print_decision(decision);
     }
 
+    say!("\nRegional editions (clauses that apply, and the purposes they can allow):");
+    for region in consentry::catalogue::Region::ALL {
+        let clauses: Vec<&str> = catalogue
+            .clauses()
+            .filter(|c| c.applies_in(region))
+            .map(|c| c.id.as_str())
+            .collect();
+        let purposes: Vec<&str> = catalogue
+            .purposes()
+            .filter(|p| p.clauses.iter().any(|c| clauses.contains(&c.as_str())))
+            .map(|p| p.id.as_str())
+            .collect();
+        say!("  {:<7} {}", region.as_str(), clauses.join(", "));
+        say!("          {}", purposes.join(", "));
+    }
+
     say!(
         "\nComponents report through {} (`consentry emit`):",
         ingest_socket.display()
