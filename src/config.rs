@@ -15,7 +15,7 @@ use toml::Spanned;
 use crate::catalogue::{Catalogue, Region};
 pub use crate::clock::HumanDuration;
 use crate::collect::{CollectConfig, ProductConfig};
-use crate::consent::{Jurisdiction, OptOut};
+use crate::consent::{Jurisdiction, OptOut, Policy};
 use crate::document::{Document, Problems, ReadError};
 use crate::upload::UploadConfig;
 
@@ -37,6 +37,8 @@ struct RawConfig {
     consent_file: PathBuf,
     #[serde(default)]
     catalogue: Option<PathBuf>,
+    #[serde(default)]
+    policy_file: Option<PathBuf>,
     product: ProductConfig,
     #[serde(default)]
     collect: CollectConfig,
@@ -62,6 +64,8 @@ pub struct Config {
     pub consent_file: PathBuf,
     /// A catalogue file; `None` means the embedded default.
     pub catalogue_file: Option<PathBuf>,
+    /// The administrator policy (switches off, never on); `None`: no policy.
+    pub policy_file: Option<PathBuf>,
     pub product: ProductConfig,
     pub collect: CollectConfig,
     pub upload: UploadConfig,
@@ -113,6 +117,7 @@ impl Config {
             runtime_dir: resolve(&raw.runtime_dir),
             consent_file: resolve(&raw.consent_file),
             catalogue_file: raw.catalogue.as_deref().map(resolve),
+            policy_file: raw.policy_file.as_deref().map(resolve),
             product: raw.product,
             collect: raw.collect,
             upload: UploadConfig {
@@ -130,10 +135,11 @@ impl Config {
         }
     }
 
-    /// The region and the opt-out signals in force: `global_privacy_control`
-    /// from this config, `DO_NOT_TRACK=1` from the environment (read now,
-    /// so a service restarted with it set honours it).
-    pub fn jurisdiction(&self) -> Jurisdiction {
+    /// The region, the opt-out signals and the administrator policy in
+    /// force, read now: `global_privacy_control` from this config,
+    /// `DO_NOT_TRACK=1` from the environment, the policy file afresh (an
+    /// unusable one holds everything).
+    pub fn jurisdiction(&self, catalogue: &Catalogue) -> Jurisdiction {
         let do_not_track = std::env::var("DO_NOT_TRACK").is_ok_and(|v| v.trim() == "1");
         Jurisdiction {
             region: self.region,
@@ -141,6 +147,7 @@ impl Config {
                 do_not_track,
                 global_privacy_control: self.global_privacy_control,
             },
+            policy: Policy::load(self.policy_file.as_deref(), catalogue),
         }
     }
 

@@ -246,7 +246,11 @@ fn purge_without_daemon(
     if !config.state_dir.join(DATABASE_FILE).exists() {
         return Ok(0);
     }
-    let registry = gate::evaluate(&config.consent_file, config.jurisdiction(), catalogue);
+    let registry = gate::evaluate(
+        &config.consent_file,
+        config.jurisdiction(catalogue),
+        catalogue,
+    );
     let store = Store::open(&config.state_dir)?;
     if let Some(clause) = revoked
         && catalogue.clause_carries_installation_id(&clause)

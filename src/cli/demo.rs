@@ -74,8 +74,12 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let daemon = tokio::spawn(daemon::run(agent, listeners, shutdown.clone()));
 
     say!("Decisions:");
-    for decision in
-        gate::evaluate(&config.consent_file, config.jurisdiction(), &catalogue).decisions()
+    for decision in gate::evaluate(
+        &config.consent_file,
+        config.jurisdiction(&catalogue),
+        &catalogue,
+    )
+    .decisions()
     {
         super::status::print_decision(decision);
     }

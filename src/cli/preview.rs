@@ -47,7 +47,11 @@ pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     let config = args.output.config.load()?;
     let catalogue = config.load_catalogue()?;
     super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
-    let registry = gate::evaluate(&config.consent_file, config.jurisdiction(), &catalogue);
+    let registry = gate::evaluate(
+        &config.consent_file,
+        config.jurisdiction(&catalogue),
+        &catalogue,
+    );
     let state = State::read(&config)?;
     let previews: Vec<Preview> = catalogue
         .purposes()

@@ -31,7 +31,11 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let config = args.output.config.load()?;
     let catalogue = config.load_catalogue()?;
     super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
-    let registry = gate::evaluate(&config.consent_file, config.jurisdiction(), &catalogue);
+    let registry = gate::evaluate(
+        &config.consent_file,
+        config.jurisdiction(&catalogue),
+        &catalogue,
+    );
     let decisions: Vec<Decision> = registry
         .decisions()
         .filter(|d| args.purpose.as_ref().is_none_or(|p| *p == d.purpose))
@@ -128,6 +132,9 @@ pub fn check(args: &OutputArgs) -> anyhow::Result<ExitCode> {
     let consents = Consents::load(&config.consent_file, &catalogue)?;
     if let Some(problems) = consents.unrecognised() {
         return Err(problems.into());
+    }
+    if let Some(path) = &config.policy_file {
+        consentry::consent::Policy::read(path, &catalogue)?;
     }
     Transport::new(&config.upload)?;
     let state_dir = match std::fs::metadata(&config.state_dir) {

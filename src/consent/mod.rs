@@ -8,7 +8,9 @@
 //! nothing until it is renewed.
 
 mod file;
+mod policy;
 mod registry;
 
 pub use file::{Acceptance, ConsentError, Consents, Granted, Method, grant, revoke};
+pub use policy::Policy;
 pub use registry::{Decision, Jurisdiction, OptOut, Registry};

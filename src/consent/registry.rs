@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::file::Consents;
+use super::policy::Policy;
 use crate::catalogue::{Basis, Catalogue, Clause, Purpose, Region};
 
 /// Whether one purpose may send now, and why.
@@ -60,11 +61,13 @@ impl OptOut {
 }
 
 /// Where the agent runs, as far as consent is concerned: the region whose
-/// edition of the clauses applies, and the opt-out signals that are on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// edition of the clauses applies, the opt-out signals that are on, and the
+/// administrator's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Jurisdiction {
     pub region: Region,
     pub opt_out: OptOut,
+    pub policy: Policy,
 }
 
 impl From<Region> for Jurisdiction {
@@ -72,6 +75,7 @@ impl From<Region> for Jurisdiction {
         Self {
             region,
             opt_out: OptOut::default(),
+            policy: Policy::None,
         }
     }
 }
@@ -94,6 +98,14 @@ impl Registry {
         jurisdiction: impl Into<Jurisdiction>,
     ) -> Self {
         let jurisdiction = jurisdiction.into();
+        if let Some(why) = jurisdiction.policy.unusable() {
+            // Fail closed, and hold: an administrator's broken file is no
+            // one's withdrawal.
+            return Self::closed_because(
+                catalogue,
+                &format!("administrator policy unusable: {why}"),
+            );
+        }
         let decisions = catalogue
             .purposes()
             .map(|purpose| {
@@ -112,6 +124,15 @@ impl Registry {
                     );
                     decision.withdrawn = true;
                 }
+                if decision.allowed {
+                    let clause = decision.clause.clone().unwrap_or_default();
+                    if let Some(why) = jurisdiction.policy.switches_off(&purpose.id, &clause) {
+                        // The administrator's word on the machine: treated
+                        // as a withdrawal for everyone.
+                        decision = blocked(&purpose.id, why);
+                        decision.withdrawn = true;
+                    }
+                }
                 decision.basis = Some(purpose.basis);
                 (purpose.id.clone(), decision)
             })
@@ -124,10 +145,15 @@ impl Registry {
 
     /// Every purpose blocked because the consent file could not be used.
     pub fn closed(catalogue: &Catalogue, why: &str) -> Self {
+        Self::closed_because(catalogue, &format!("consent file unusable: {why}"))
+    }
+
+    /// Every purpose blocked and the queue held, for `why`.
+    fn closed_because(catalogue: &Catalogue, why: &str) -> Self {
         let decisions = catalogue
             .purposes()
             .map(|purpose| {
-                let mut decision = blocked(&purpose.id, format!("consent file unusable: {why}"));
+                let mut decision = blocked(&purpose.id, why.to_owned());
                 decision.basis = Some(purpose.basis);
                 (purpose.id.clone(), decision)
             })
@@ -476,7 +502,10 @@ mod tests {
     fn closed_registry_allows_nothing_and_says_why() {
         let registry = Registry::closed(&Catalogue::embedded(), "bad toml");
         assert!(registry.decisions().all(|d| !d.allowed));
-        assert_eq!(registry.unreadable(), Some("bad toml"));
+        assert_eq!(
+            registry.unreadable(),
+            Some("consent file unusable: bad toml")
+        );
         assert!(!registry.decide("nope").allowed);
     }
 }

@@ -93,7 +93,11 @@ impl Agent {
         {
             return Err(AgentError::UnknownPurpose(orphan));
         }
-        let registry = gate::evaluate(&config.consent_file, config.jurisdiction(), &catalogue);
+        let registry = gate::evaluate(
+            &config.consent_file,
+            config.jurisdiction(&catalogue),
+            &catalogue,
+        );
         let gate = Arc::new(Gate::with_registry(catalogue, registry));
         let transport = Transport::new(&config.upload)?;
         let (writer, writer_thread) = Writer::spawn(&config.state_dir, KsnAggregate::new())?;
@@ -111,8 +115,10 @@ impl Agent {
 
     /// Re-reads the consent file and publishes the new decisions.
     pub fn refresh_consent(&self) {
-        self.gate
-            .refresh(&self.config.consent_file, self.config.jurisdiction());
+        self.gate.refresh(
+            &self.config.consent_file,
+            self.config.jurisdiction(self.gate.catalogue()),
+        );
     }
 
     /// Runs every periodic collector once and closes the KSN window, as

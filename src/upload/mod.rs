@@ -311,7 +311,7 @@ impl<S: Durable> Uploader<S> {
             let registry = self.gate.registry();
             if let Some(why) = registry.unreadable() {
                 // Fail closed without destroying anything: hold the queue.
-                summary.stopped = Some(format!("holding the queue: consent file unusable: {why}"));
+                summary.stopped = Some(format!("holding the queue: {why}"));
                 break;
             }
             summary.records_purged +=

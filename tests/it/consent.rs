@@ -281,3 +281,63 @@ async fn a_region_change_never_carries_an_acceptance_to_another_edition() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr_line(&output).contains("the clause for this region is: eula_regional"));
 }
+
+#[tokio::test]
+async fn the_administrator_policy_switches_off_and_always_wins() {
+    let world = World::new().await;
+    accept_everything(&world, "global").await;
+    let text = std::fs::read_to_string(&world.config).unwrap().replace(
+        "consent_file",
+        "policy_file = \"policy.toml\"\nconsent_file",
+    );
+    world.write_config(&text);
+    std::fs::write(
+        world.path("policy.toml"),
+        "disabled_clauses = [\"ksn\"]\ndisabled_purposes = [\"geo_distribution\"]\n",
+    )
+    .unwrap();
+    let allowed = purposes_of("global");
+    for decision in decisions(&world, &[]).await {
+        let ksn = decision.0.starts_with("ksn_");
+        let geo = decision.0 == "geo_distribution";
+        assert_eq!(
+            decision.1,
+            allowed.contains(&decision.0) && !ksn && !geo,
+            "{decision:?}"
+        );
+        if ksn {
+            assert!(
+                decision
+                    .3
+                    .starts_with("clause ksn switched off by the administrator policy"),
+                "{decision:?}"
+            );
+        }
+        if geo {
+            assert!(decision.3.contains("policy.toml"), "{decision:?}");
+        }
+    }
+    // The whole agent off.
+    std::fs::write(world.path("policy.toml"), "agent = false\n").unwrap();
+    assert!(decisions(&world, &[]).await.iter().all(|d| !d.1));
+    // A policy can never switch on what consent does not allow.
+    std::fs::write(world.path("policy.toml"), "agent = true\n").unwrap();
+    world.ok(&["consent", "revoke", "marketing"]).await;
+    let promotions = decisions(&world, &[])
+        .await
+        .into_iter()
+        .find(|d| d.0 == "promotions")
+        .unwrap();
+    assert!(!promotions.1, "{promotions:?}");
+    // A broken policy holds everything, and check names its line.
+    std::fs::write(world.path("policy.toml"), "disabled_purposes = [\"geo\"]\n").unwrap();
+    let held = decisions(&world, &[]).await;
+    assert!(
+        held.iter()
+            .all(|d| !d.1 && d.3.starts_with("administrator policy unusable")),
+        "{held:?}"
+    );
+    let output = world.run(&["check"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr_line(&output).contains("policy.toml:1:22: unknown purpose `geo`"));
+}
