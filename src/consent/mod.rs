@@ -9,6 +9,8 @@
 
 mod file;
 mod policy;
+#[cfg(test)]
+mod proptests;
 mod registry;
 
 pub use file::{Acceptance, ConsentError, Consents, Granted, Method, grant, revoke};
