@@ -21,7 +21,11 @@ use std::path::Path;
 use crate::catalogue::{Catalogue, CheckError};
 use crate::clock::rfc3339;
 use crate::consent::{Consents, Decision, Jurisdiction, Registry};
-use crate::record::Record;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use crate::privacy::{self, HashKey};
+use crate::record::{FieldValue, Record};
 
 /// A record that passed the catalogue check and an allowed decision, with
 /// its fields already in wire form. Only [`Gate::admit`] makes one.
@@ -89,6 +93,9 @@ pub enum Refusal {
 pub struct Gate {
     catalogue: Catalogue,
     decisions: ArcSwap<Registry>,
+    /// The per-installation key of `keyed_hash` fields; until it is set,
+    /// such fields are dropped.
+    hash_key: std::sync::OnceLock<HashKey>,
 }
 
 impl Gate {
@@ -97,7 +104,13 @@ impl Gate {
         Self {
             catalogue,
             decisions: ArcSwap::from_pointee(registry),
+            hash_key: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the installation's key for `keyed_hash` fields (once).
+    pub fn set_hash_key(&self, key: HashKey) {
+        let _ = self.hash_key.set(key);
     }
 
     pub fn catalogue(&self) -> &Catalogue {
@@ -165,14 +178,40 @@ impl Gate {
         ) else {
             return Err(not_allowed(&decision.reason));
         };
+        let fields = self.minimised(record);
         Ok(GatedRecord {
             purpose: record.purpose.clone(),
             clause: clause.clone(),
             clause_version: version,
             clause_sha256: sha.clone(),
             collected_at: rfc3339(record.collected_at),
-            fields_json: serde_json::to_string(&record.fields).expect("fields always serialize"),
+            fields_json: serde_json::to_string(&fields).expect("fields always serialize"),
         })
+    }
+
+    /// The record's fields after every transform the catalogue declares:
+    /// what may be stored. A value a transform cannot make safe is left out.
+    fn minimised<'r>(&self, record: &'r Record) -> Cow<'r, BTreeMap<String, FieldValue>> {
+        let Some(purpose) = self.catalogue.purpose(&record.purpose) else {
+            return Cow::Borrowed(&record.fields);
+        };
+        if purpose.fields.iter().all(|f| f.transform.is_none()) {
+            return Cow::Borrowed(&record.fields);
+        }
+        let key = self.hash_key.get();
+        let fields = record
+            .fields
+            .iter()
+            .filter_map(
+                |(name, value)| match purpose.field(name).and_then(|f| f.transform) {
+                    None => Some((name.clone(), value.clone())),
+                    Some(transform) => {
+                        privacy::apply(transform, value, key).map(|kept| (name.clone(), kept))
+                    }
+                },
+            )
+            .collect();
+        Cow::Owned(fields)
     }
 }
 
@@ -196,7 +235,6 @@ pub fn evaluate(
 mod tests {
     use super::*;
     use crate::catalogue::Region;
-    use crate::record::FieldValue;
 
     fn gate(accept_eula: bool) -> Gate {
         let catalogue = Catalogue::embedded();

@@ -30,6 +30,7 @@ pub mod daemon;
 pub mod document;
 pub mod gate;
 pub mod ingest;
+pub mod privacy;
 pub mod receiver;
 pub mod record;
 pub mod socket;

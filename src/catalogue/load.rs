@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use super::{Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Purpose, Region};
+use super::{Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Purpose, Region, Transform};
 use crate::document::{Document, Problems};
 
 /// The only catalogue schema this build understands.
@@ -59,6 +59,8 @@ struct RawField {
     #[serde(rename = "type")]
     ty: FieldType,
     description: Spanned<String>,
+    #[serde(default)]
+    transform: Option<Spanned<Transform>>,
 }
 
 /// An identifier people type on the command line: `[a-z0-9_-]+`.
@@ -213,6 +215,17 @@ pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> 
                     format!("field `{id}.{name}` is declared twice"),
                 );
             }
+            if let Some(transform) = &field.transform
+                && field.ty != FieldType::String
+            {
+                at(
+                    transform.span(),
+                    format!(
+                        "field `{id}.{name}` is a {}; transforms apply to strings only",
+                        field.ty
+                    ),
+                );
+            }
             if field.description.get_ref().trim().is_empty() {
                 at(
                     field.description.span(),
@@ -238,6 +251,7 @@ pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> 
                     name: field.name.get_ref().clone(),
                     ty: field.ty,
                     description: field.description.get_ref().clone(),
+                    transform: field.transform.as_ref().map(|t| *t.get_ref()),
                 })
                 .collect(),
         };

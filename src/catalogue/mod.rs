@@ -21,6 +21,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::document::{Document, ReadError};
+pub use crate::privacy::Transform;
 use crate::record::{FieldValue, Record};
 
 /// The default catalogue, compiled in from `config/catalogue.toml`.
@@ -128,6 +129,10 @@ pub struct Field {
     #[serde(rename = "type")]
     pub ty: FieldType,
     pub description: String,
+    /// What happens to the value before it is stored, for a field that
+    /// could identify a person (`privacy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Transform>,
 }
 
 /// The legal basis a purpose rests on.

@@ -102,6 +102,7 @@ impl Agent {
         let transport = Transport::new(&config.upload)?;
         let (writer, writer_thread) = Writer::spawn(&config.state_dir, KsnAggregate::new())?;
         let installation_id = writer.call(|c, _| queue::installation_id(c)).await?;
+        gate.set_hash_key(writer.call(|c, _| queue::hash_key(c)).await?);
         let context = CollectContext::new(config.product.clone(), installation_id, config.region);
         Ok(Self {
             config,

@@ -28,6 +28,23 @@ pub fn installation_id(connection: &Connection) -> Result<Uuid, StoreError> {
     Ok(id)
 }
 
+/// The installation's key for `keyed_hash` fields: 32 random bytes made on
+/// first use (from two version-4 UUIDs: 244 bits from the OS's random
+/// source), kept here and never sent.
+pub fn hash_key(connection: &Connection) -> Result<[u8; 32], StoreError> {
+    if let Some(key) = meta_get(connection, "hash_key")? {
+        let mut bytes = [0u8; 32];
+        if hex::decode_to_slice(&key, &mut bytes).is_ok() {
+            return Ok(bytes);
+        }
+    }
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    meta_set(connection, "hash_key", &hex::encode(bytes))?;
+    Ok(bytes)
+}
+
 /// Replaces the installation id with a new random one, with an audit line
 /// saying why (never the ids themselves). Returns the new id.
 pub fn rotate_installation_id(connection: &Connection, why: &str) -> Result<Uuid, StoreError> {

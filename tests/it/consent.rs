@@ -341,3 +341,49 @@ async fn the_administrator_policy_switches_off_and_always_wins() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr_line(&output).contains("policy.toml:1:22: unknown purpose `geo`"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_data_is_minimised_before_anything_is_stored() {
+    let world = World::with_eula_answering(503).await;
+    world.ok(&["consent", "grant", "ksn"]).await;
+    world.ok(&["consent", "grant", "marketing"]).await;
+    let daemon = world.spawn_daemon().await;
+    let lines = concat!(
+        r#"{"kind":"record","purpose":"ksn_threat_reports","fields":{"threat_name":"EICAR","file_path":"/home/alice/Downloads/eicar.com","attacker_network":"203.0.113.77"}}"#,
+        "\n",
+        r#"{"kind":"record","purpose":"promotions","fields":{"settings_id":"s1","service_user_id":"alice@example.com"}}"#,
+        "\n",
+    );
+    let out = world.emit(&["-"], lines.as_bytes()).await;
+    assert!(out.status.success(), "{out:?}");
+
+    // What the store holds is already minimised.
+    let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
+    let stored: Vec<String> = db
+        .prepare("SELECT fields FROM queue WHERE purpose IN ('ksn_threat_reports', 'promotions')")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    let all = stored.join("\n");
+    for secret in ["alice", ".77", "example.com"] {
+        assert!(!all.contains(secret), "`{secret}` stored: {all}");
+    }
+
+    world.receiver.set_status(200);
+    world.ok(&["flush"]).await;
+    let records = world.received_records();
+    let threat = records
+        .iter()
+        .find(|r| r.purpose == "ksn_threat_reports")
+        .unwrap();
+    assert_eq!(threat.fields["file_path"], "~/Downloads/eicar.com");
+    assert_eq!(threat.fields["attacker_network"], "203.0.113.0");
+    let promotion = records.iter().find(|r| r.purpose == "promotions").unwrap();
+    let hashed = promotion.fields["service_user_id"].as_str().unwrap();
+    assert_eq!(hashed.len(), 64);
+    assert!(hashed.bytes().all(|b| b.is_ascii_hexdigit()));
+    daemon.terminate().await;
+}

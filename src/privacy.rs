@@ -1,0 +1,220 @@
+//! Minimising transforms: what the catalogue says must happen to a field
+//! that could identify a person before anything of it is stored. The gate
+//! applies them (`gate::Gate::admit`); a value a transform cannot make safe
+//! is dropped, never stored as it came.
+//!
+//! - `drop`: never stored (declared so the disclosure can say so);
+//! - `truncate_ip`: an IPv4 address keeps its /24, an IPv6 address its /48;
+//! - `country_only`: a locale or region code keeps only its country
+//!   (`de-DE`, `de_DE`, `DE-BY` → `DE`);
+//! - `scrub_path`: a home directory, and so the user name in it, becomes `~`
+//!   (`/home/alice/x` → `~/x`, `C:\Users\alice\x` → `~\x`);
+//! - `keyed_hash`: HMAC-SHA-256 with a random key made once per
+//!   installation and kept in the state directory, never sent: stable for
+//!   this installation, useless for linking across installations.
+
+use std::net::IpAddr;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::record::FieldValue;
+
+/// A minimising transform a catalogue field declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    Drop,
+    TruncateIp,
+    CountryOnly,
+    ScrubPath,
+    KeyedHash,
+}
+
+impl Transform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transform::Drop => "drop",
+            Transform::TruncateIp => "truncate_ip",
+            Transform::CountryOnly => "country_only",
+            Transform::ScrubPath => "scrub_path",
+            Transform::KeyedHash => "keyed_hash",
+        }
+    }
+}
+
+/// The per-installation key of `keyed_hash`.
+pub type HashKey = [u8; 32];
+
+/// `value` after `transform`, or `None` when nothing of it may be kept.
+/// Only strings are transformed; a transform on another type drops it.
+pub fn apply(
+    transform: Transform,
+    value: &FieldValue,
+    key: Option<&HashKey>,
+) -> Option<FieldValue> {
+    let FieldValue::String(text) = value else {
+        return None;
+    };
+    let kept = match transform {
+        Transform::Drop => None,
+        Transform::TruncateIp => truncate_ip(text),
+        Transform::CountryOnly => country_only(text),
+        Transform::ScrubPath => Some(scrub_path(text)),
+        Transform::KeyedHash => key.map(|key| keyed_hash(key, text)),
+    };
+    kept.map(FieldValue::String)
+}
+
+fn truncate_ip(text: &str) -> Option<String> {
+    match text.trim().parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            Some(format!("{a}.{b}.{c}.0"))
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string())
+        }
+    }
+}
+
+fn country_only(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text.trim().split(['-', '_', '.', '@']).collect();
+    // `de-DE` / `de_DE`: the territory follows the language; `DE-BY`: first.
+    let candidate = match parts.as_slice() {
+        [lang, territory, ..]
+            if lang.len() == 2 && lang.bytes().all(|b| b.is_ascii_lowercase()) =>
+        {
+            territory
+        }
+        [first, ..] => first,
+        [] => return None,
+    };
+    (candidate.len() == 2 && candidate.bytes().all(|b| b.is_ascii_alphabetic()))
+        .then(|| candidate.to_ascii_uppercase())
+}
+
+fn scrub_path(text: &str) -> String {
+    for prefix in ["/home/", "/Users/", "/var/home/"] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            return match rest.split_once('/') {
+                Some((_, tail)) => format!("~/{tail}"),
+                None => "~".into(),
+            };
+        }
+    }
+    if let Some(rest) = text.strip_prefix("/root")
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        return format!("~{rest}");
+    }
+    // C:\Users\alice\Downloads → ~\Downloads (any drive, either case).
+    let lower = text.to_ascii_lowercase();
+    if lower.len() > 9 && lower.as_bytes()[1] == b':' && lower[2..].starts_with("\\users\\") {
+        let rest = &text[9..];
+        return match rest.split_once('\\') {
+            Some((_, tail)) => format!("~\\{tail}"),
+            None => "~".into(),
+        };
+    }
+    text.to_owned()
+}
+
+fn keyed_hash(key: &HashKey, text: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(text.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string(text: &str) -> FieldValue {
+        FieldValue::String(text.into())
+    }
+
+    fn run(transform: Transform, text: &str) -> Option<String> {
+        match apply(transform, &string(text), Some(&[7; 32]))? {
+            FieldValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn addresses_keep_only_their_network() {
+        assert_eq!(
+            run(Transform::TruncateIp, "203.0.113.77").as_deref(),
+            Some("203.0.113.0")
+        );
+        assert_eq!(
+            run(
+                Transform::TruncateIp,
+                "2001:db8:85a3:8d3:1319:8a2e:370:7348"
+            )
+            .as_deref(),
+            Some("2001:db8:85a3::")
+        );
+        assert_eq!(run(Transform::TruncateIp, "not an address"), None);
+    }
+
+    #[test]
+    fn home_directories_and_user_names_leave_paths() {
+        assert_eq!(
+            run(Transform::ScrubPath, "/home/alice/Downloads/eicar.com").as_deref(),
+            Some("~/Downloads/eicar.com")
+        );
+        assert_eq!(
+            run(Transform::ScrubPath, "/Users/bob").as_deref(),
+            Some("~")
+        );
+        assert_eq!(
+            run(Transform::ScrubPath, "/root/.cache/x").as_deref(),
+            Some("~/.cache/x")
+        );
+        assert_eq!(
+            run(Transform::ScrubPath, "/rootkit/x").as_deref(),
+            Some("/rootkit/x")
+        );
+        assert_eq!(
+            run(Transform::ScrubPath, "C:\\Users\\Carol\\Desktop\\a.exe").as_deref(),
+            Some("~\\Desktop\\a.exe")
+        );
+        assert_eq!(
+            run(Transform::ScrubPath, "/usr/bin/ls").as_deref(),
+            Some("/usr/bin/ls")
+        );
+    }
+
+    #[test]
+    fn locations_keep_only_the_country() {
+        assert_eq!(run(Transform::CountryOnly, "de-DE").as_deref(), Some("DE"));
+        assert_eq!(
+            run(Transform::CountryOnly, "pt_BR.UTF-8").as_deref(),
+            Some("BR")
+        );
+        assert_eq!(run(Transform::CountryOnly, "DE-BY").as_deref(), Some("DE"));
+        assert_eq!(run(Transform::CountryOnly, "Berlin, 10115"), None);
+    }
+
+    #[test]
+    fn keyed_hashes_are_stable_per_key_and_never_the_value() {
+        let a = run(Transform::KeyedHash, "user-42").unwrap();
+        assert_eq!(a.len(), 64);
+        assert_eq!(Some(a.clone()), run(Transform::KeyedHash, "user-42"));
+        let other = apply(Transform::KeyedHash, &string("user-42"), Some(&[8; 32]));
+        assert_ne!(other, Some(string(&a)));
+        assert_eq!(
+            apply(Transform::KeyedHash, &string("user-42"), None),
+            None,
+            "no key, no value"
+        );
+        assert_eq!(run(Transform::Drop, "anything"), None);
+        assert_eq!(
+            apply(Transform::ScrubPath, &FieldValue::Integer(1), None),
+            None
+        );
+    }
+}
