@@ -170,14 +170,20 @@ impl Gate {
         let Some(decision) = decision else {
             return Err(not_allowed("purpose is not in the catalogue"));
         };
-        let (true, Some(clause), Some(version), Some(sha)) = (
-            decision.allowed && decision.purpose == record.purpose,
-            &decision.clause,
-            decision.clause_version,
-            &decision.clause_sha256,
-        ) else {
-            return Err(not_allowed(&decision.reason));
+        let Decision::Allowed {
+            purpose,
+            clause,
+            version,
+            digest: sha,
+            ..
+        } = decision
+        else {
+            return Err(not_allowed(decision.reason()));
         };
+        if *purpose != record.purpose {
+            return Err(not_allowed("the decision is for another purpose"));
+        }
+        let version = *version;
         let fields = self.minimised(record);
         Ok(GatedRecord {
             purpose: record.purpose.clone(),

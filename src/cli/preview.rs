@@ -61,8 +61,8 @@ pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
             let (record, note) = state.next_report(&purpose.id);
             Preview {
                 purpose: purpose.id.clone(),
-                allowed: decision.allowed,
-                reason: decision.reason,
+                allowed: decision.is_allowed(),
+                reason: decision.reason().to_owned(),
                 fields: record.map(|r| serde_json::to_value(&r.fields).expect("fields serialize")),
                 note,
             }

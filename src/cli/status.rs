@@ -38,7 +38,7 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     );
     let decisions: Vec<Decision> = registry
         .decisions()
-        .filter(|d| args.purpose.as_ref().is_none_or(|p| *p == d.purpose))
+        .filter(|d| args.purpose.as_ref().is_none_or(|p| *p == d.purpose()))
         .cloned()
         .collect();
     let daemon = match control::request(&config.control_socket(), &Request::Status).await {
@@ -56,16 +56,16 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     }
     say!("region {}", status.region);
     for decision in &status.decisions {
-        let verdict = if decision.allowed {
+        let verdict = if decision.is_allowed() {
             "allowed"
         } else {
             "blocked"
         };
-        let basis = decision.basis.map_or("-", |b| b.as_str());
+        let basis = decision.basis().map_or("-", |b| b.as_str());
         say!(
             "{:<24} {verdict}  {basis:<19} {}",
-            decision.purpose,
-            decision.reason
+            decision.purpose(),
+            decision.reason()
         );
     }
     match &status.daemon {
@@ -94,21 +94,21 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 /// One line per purpose: verdict, reason, and a note when this build has
 /// no collector for it (allowed, but nothing to send).
 pub fn print_decision(decision: &Decision) {
-    let verdict = if decision.allowed {
+    let verdict = if decision.is_allowed() {
         "allowed"
     } else {
         "blocked"
     };
-    let note = if consentry::collect::has_collector(&decision.purpose) {
+    let note = if consentry::collect::has_collector(decision.purpose()) {
         ""
     } else {
         " [fed by `record` events]"
     };
-    let basis = decision.basis.map_or("-", |b| b.as_str());
+    let basis = decision.basis().map_or("-", |b| b.as_str());
     say!(
         "  {:<24} {verdict}  {basis:<19} {}{note}",
-        decision.purpose,
-        decision.reason
+        decision.purpose(),
+        decision.reason()
     );
 }
 

@@ -266,11 +266,11 @@ proptest! {
         let policy = policy_of(&catalogue, agent_off, &off);
         let registry = Registry::evaluate(&catalogue, &consents, jurisdiction(region, signal, policy.clone()));
         for decision in registry.decisions() {
-            if !decision.allowed {
+            if !decision.is_allowed() {
                 continue;
             }
-            let purpose = catalogue.purpose(&decision.purpose).unwrap();
-            let clause_id = decision.clause.as_deref().unwrap();
+            let purpose = catalogue.purpose(decision.purpose()).unwrap();
+            let clause_id = decision.clause().unwrap();
             let clause = catalogue.clause(clause_id).unwrap();
             prop_assert!(purpose.clauses.iter().any(|c| c == clause_id));
             prop_assert!(clause.applies_in(region));
@@ -311,8 +311,8 @@ proptest! {
         let was = Registry::evaluate(&catalogue, &before, region);
         let now = Registry::evaluate(&catalogue, &after, region);
         for decision in now.decisions() {
-            if decision.allowed {
-                prop_assert!(was.is_allowed(&decision.purpose), "{} widened", decision.purpose);
+            if decision.is_allowed() {
+                prop_assert!(was.is_allowed(decision.purpose()), "{} widened", decision.purpose());
             }
         }
     }

@@ -14,28 +14,176 @@ use super::file::Consents;
 use super::policy::Policy;
 use crate::catalogue::{Basis, Catalogue, Clause, Purpose, Region};
 
-/// Whether one purpose may send now, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Decision {
-    pub purpose: String,
-    pub allowed: bool,
-    /// The clause that allows it (when allowed).
-    pub clause: Option<String>,
-    pub clause_version: Option<u32>,
-    /// SHA-256 of the accepted clause text (when allowed): the proof that
-    /// travels with every record.
-    pub clause_sha256: Option<String>,
-    pub reason: String,
-    /// Blocked because no clause that could allow it is accepted at all
-    /// (never accepted, or withdrawn): the one case in which what it had
-    /// queued is purged. Every other block (renewal due, an acceptance this
-    /// catalogue does not recognise, an unreadable file) holds the data.
+/// Whether one purpose may send now, and why. An allowed decision cannot
+/// lack its clause, version, digest or basis; a blocked one carries no
+/// clause at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allowed {
+        purpose: String,
+        /// The clause that allows it.
+        clause: String,
+        version: u32,
+        /// SHA-256 of the accepted clause text: the proof that travels
+        /// with every record.
+        digest: String,
+        basis: Basis,
+        /// When and how the clause was accepted, for people.
+        reason: String,
+    },
+    Blocked {
+        purpose: String,
+        reason: String,
+        /// `None` for a purpose the catalogue does not have.
+        basis: Option<Basis>,
+        /// Blocked because no clause that could allow it is accepted at all
+        /// (never accepted, withdrawn, or switched off by an opt-out or the
+        /// administrator): the one case in which what it had queued is
+        /// purged. Every other block (renewal due, an acceptance this
+        /// catalogue does not recognise, an unreadable file) holds the data.
+        withdrawn: bool,
+    },
+}
+
+impl Decision {
+    pub fn purpose(&self) -> &str {
+        match self {
+            Decision::Allowed { purpose, .. } | Decision::Blocked { purpose, .. } => purpose,
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Decision::Allowed { reason, .. } | Decision::Blocked { reason, .. } => reason,
+        }
+    }
+
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allowed { .. })
+    }
+
+    pub fn basis(&self) -> Option<Basis> {
+        match self {
+            Decision::Allowed { basis, .. } => Some(*basis),
+            Decision::Blocked { basis, .. } => *basis,
+        }
+    }
+
+    /// Whether queued data of this purpose may be deleted (see `Blocked`).
+    pub fn is_withdrawn(&self) -> bool {
+        matches!(
+            self,
+            Decision::Blocked {
+                withdrawn: true,
+                ..
+            }
+        )
+    }
+
+    /// The clause that allows it, when allowed.
+    pub fn clause(&self) -> Option<&str> {
+        match self {
+            Decision::Allowed { clause, .. } => Some(clause),
+            Decision::Blocked { .. } => None,
+        }
+    }
+
+    fn with_basis(mut self, purpose_basis: Basis) -> Self {
+        if let Decision::Blocked { basis, .. } = &mut self {
+            *basis = Some(purpose_basis);
+        }
+        self
+    }
+}
+
+/// The flat form `status --json` and the control protocol carry.
+#[derive(Serialize, Deserialize)]
+struct FlatDecision {
+    purpose: String,
+    allowed: bool,
     #[serde(default)]
-    pub withdrawn: bool,
-    /// The purpose's legal basis (`None` for a purpose the catalogue does
-    /// not have).
+    clause: Option<String>,
     #[serde(default)]
-    pub basis: Option<Basis>,
+    clause_version: Option<u32>,
+    #[serde(default)]
+    clause_sha256: Option<String>,
+    reason: String,
+    #[serde(default)]
+    withdrawn: bool,
+    #[serde(default)]
+    basis: Option<Basis>,
+}
+
+impl Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let flat = match self.clone() {
+            Decision::Allowed {
+                purpose,
+                clause,
+                version,
+                digest,
+                basis,
+                reason,
+            } => FlatDecision {
+                purpose,
+                allowed: true,
+                clause: Some(clause),
+                clause_version: Some(version),
+                clause_sha256: Some(digest),
+                reason,
+                withdrawn: false,
+                basis: Some(basis),
+            },
+            Decision::Blocked {
+                purpose,
+                reason,
+                basis,
+                withdrawn,
+            } => FlatDecision {
+                purpose,
+                allowed: false,
+                clause: None,
+                clause_version: None,
+                clause_sha256: None,
+                reason,
+                withdrawn,
+                basis,
+            },
+        };
+        flat.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Decision {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let flat = FlatDecision::deserialize(deserializer)?;
+        Ok(match flat {
+            FlatDecision {
+                purpose,
+                allowed: true,
+                clause: Some(clause),
+                clause_version: Some(version),
+                clause_sha256: Some(digest),
+                reason,
+                basis: Some(basis),
+                ..
+            } => Decision::Allowed {
+                purpose,
+                clause,
+                version,
+                digest,
+                basis,
+                reason,
+            },
+            // An "allowed" that lacks its proof is not allowed.
+            flat => Decision::Blocked {
+                purpose: flat.purpose,
+                reason: flat.reason,
+                basis: flat.basis,
+                withdrawn: flat.withdrawn,
+            },
+        })
+    }
 }
 
 /// Opt-out preference signals the agent honours.
@@ -111,30 +259,27 @@ impl Registry {
             .map(|purpose| {
                 let mut decision = decide_purpose(catalogue, consents, jurisdiction.region, purpose);
                 if let (true, Region::UsCa, true, Some(signal)) = (
-                    decision.allowed,
+                    decision.is_allowed(),
                     jurisdiction.region,
                     purpose.sale_or_sharing,
                     jurisdiction.opt_out.signal(),
                 ) {
                     // An opt-out of sale and sharing is the person's own
                     // choice: treated as a withdrawal.
-                    decision = blocked(
+                    decision = withdrawn(
                         &purpose.id,
                         format!("{signal} is on: {} is sale or sharing of personal information, opted out in us-ca", purpose.id),
                     );
-                    decision.withdrawn = true;
                 }
-                if decision.allowed {
-                    let clause = decision.clause.clone().unwrap_or_default();
-                    if let Some(why) = jurisdiction.policy.switches_off(&purpose.id, &clause) {
-                        // The administrator's word on the machine: treated
-                        // as a withdrawal for everyone.
-                        decision = blocked(&purpose.id, why);
-                        decision.withdrawn = true;
-                    }
+                if let Some(why) = decision
+                    .clause()
+                    .and_then(|clause| jurisdiction.policy.switches_off(&purpose.id, clause))
+                {
+                    // The administrator's word on the machine: treated as a
+                    // withdrawal for everyone.
+                    decision = withdrawn(&purpose.id, why);
                 }
-                decision.basis = Some(purpose.basis);
-                (purpose.id.clone(), decision)
+                (purpose.id.clone(), decision.with_basis(purpose.basis))
             })
             .collect();
         Self {
@@ -153,8 +298,7 @@ impl Registry {
         let decisions = catalogue
             .purposes()
             .map(|purpose| {
-                let mut decision = blocked(&purpose.id, why.to_owned());
-                decision.basis = Some(purpose.basis);
+                let decision = blocked(&purpose.id, why.to_owned()).with_basis(purpose.basis);
                 (purpose.id.clone(), decision)
             })
             .collect();
@@ -178,7 +322,9 @@ impl Registry {
     }
 
     pub fn is_allowed(&self, purpose: &str) -> bool {
-        self.decisions.get(purpose).is_some_and(|d| d.allowed)
+        self.decisions
+            .get(purpose)
+            .is_some_and(Decision::is_allowed)
     }
 
     /// Whether what `purpose` has queued may be deleted: only when consent
@@ -189,7 +335,7 @@ impl Registry {
             && self
                 .decisions
                 .get(purpose)
-                .is_some_and(|d| !d.allowed && d.withdrawn)
+                .is_some_and(Decision::is_withdrawn)
     }
 
     pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
@@ -202,16 +348,23 @@ impl Registry {
     }
 }
 
+/// Blocked, with the data held.
 fn blocked(purpose: &str, reason: String) -> Decision {
-    Decision {
+    Decision::Blocked {
         purpose: purpose.to_owned(),
-        allowed: false,
-        clause: None,
-        clause_version: None,
-        clause_sha256: None,
         reason,
-        withdrawn: false,
         basis: None,
+        withdrawn: false,
+    }
+}
+
+/// Blocked by a withdrawal: what it had queued may be purged.
+fn withdrawn(purpose: &str, reason: String) -> Decision {
+    Decision::Blocked {
+        purpose: purpose.to_owned(),
+        reason,
+        basis: None,
+        withdrawn: true,
     }
 }
 
@@ -240,15 +393,13 @@ fn decide_purpose(
             .and_then(|reason| covers(consents, clause, purpose_def).map(|()| reason));
         match in_effect {
             Ok(reason) => {
-                return Decision {
+                return Decision::Allowed {
                     purpose: purpose.to_owned(),
-                    allowed: true,
-                    clause: Some(clause.id.clone()),
-                    clause_version: Some(clause.version),
-                    clause_sha256: Some(clause.text_sha256.clone()),
+                    clause: clause.id.clone(),
+                    version: clause.version,
+                    digest: clause.text_sha256.clone(),
+                    basis: purpose_def.basis,
                     reason,
-                    withdrawn: false,
-                    basis: None,
                 };
             }
             Err(reason) => {
@@ -256,11 +407,15 @@ fn decide_purpose(
             }
         }
     }
-    let mut decision = blocked(purpose, first_refusal.unwrap_or_default());
-    decision.withdrawn = applicable
+    let reason = first_refusal.unwrap_or_default();
+    if applicable
         .iter()
-        .all(|clause| consents.get(&clause.id).is_none());
-    decision
+        .all(|clause| consents.get(&clause.id).is_none())
+    {
+        withdrawn(purpose, reason)
+    } else {
+        blocked(purpose, reason)
+    }
 }
 
 /// Ok(reason) when `clause` and everything it requires are accepted as the
@@ -406,9 +561,9 @@ mod tests {
     fn nothing_accepted_blocks_everything() {
         let world = World::new();
         let registry = world.registry(Region::Global);
-        assert!(registry.decisions().all(|d| !d.allowed));
+        assert!(registry.decisions().all(|d| !d.is_allowed()));
         assert_eq!(
-            registry.decide("update_identity").reason,
+            registry.decide("update_identity").reason(),
             "eula not accepted"
         );
     }
@@ -419,11 +574,11 @@ mod tests {
         world.grant("eula");
         let registry = world.registry(Region::Global);
         let decision = registry.decide("update_identity");
-        assert!(decision.allowed, "{decision:?}");
-        assert_eq!(decision.clause.as_deref(), Some("eula"));
+        assert!(decision.is_allowed(), "{decision:?}");
+        assert_eq!(decision.clause(), Some("eula"));
         let ksn = registry.decide("ksn_scan_aggregates");
-        assert!(!ksn.allowed);
-        assert_eq!(ksn.reason, "ksn not accepted");
+        assert!(!ksn.is_allowed());
+        assert_eq!(ksn.reason(), "ksn not accepted");
     }
 
     #[test]
@@ -438,8 +593,8 @@ mod tests {
         );
         crate::consent::revoke(&world.path, &world.catalogue, "eula").unwrap();
         let decision = world.registry(Region::Global).decide("ksn_scan_aggregates");
-        assert!(!decision.allowed);
-        assert_eq!(decision.reason, "ksn requires eula: eula not accepted");
+        assert!(!decision.is_allowed());
+        assert_eq!(decision.reason(), "ksn requires eula: eula not accepted");
     }
 
     #[test]
@@ -447,9 +602,9 @@ mod tests {
         let world = World::new();
         world.grant("eula");
         let decision = world.decide_under_edited_catalogue("version = 2", "version = 3");
-        assert!(!decision.allowed);
+        assert!(!decision.is_allowed());
         assert_eq!(
-            decision.reason,
+            decision.reason(),
             "eula accepted at version 2 but catalogue is at version 3: renewal needed"
         );
     }
@@ -459,11 +614,11 @@ mod tests {
         let world = World::new();
         world.grant("eula");
         let decision = world.decide_under_edited_catalogue("no personal", "NO personal");
-        assert!(!decision.allowed);
+        assert!(!decision.is_allowed());
         assert!(
-            decision.reason.contains("different text"),
+            decision.reason().contains("different text"),
             "{}",
-            decision.reason
+            decision.reason()
         );
     }
 
@@ -499,13 +654,30 @@ mod tests {
     }
 
     #[test]
+    fn decisions_travel_flat_and_an_allowed_one_without_its_proof_is_blocked() {
+        let world = World::new();
+        world.grant("eula");
+        let allowed = world.registry(Region::Global).decide("update_identity");
+        let json = serde_json::to_value(&allowed).unwrap();
+        assert_eq!(json["allowed"], true);
+        assert_eq!(json["clause"], "eula");
+        assert_eq!(json["basis"], "contract");
+        let back: Decision = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, allowed);
+        let mut forged = json;
+        forged["clause_sha256"] = serde_json::Value::Null;
+        let forged: Decision = serde_json::from_value(forged).unwrap();
+        assert!(!forged.is_allowed(), "{forged:?}");
+    }
+
+    #[test]
     fn closed_registry_allows_nothing_and_says_why() {
         let registry = Registry::closed(&Catalogue::embedded(), "bad toml");
-        assert!(registry.decisions().all(|d| !d.allowed));
+        assert!(registry.decisions().all(|d| !d.is_allowed()));
         assert_eq!(
             registry.unreadable(),
             Some("consent file unusable: bad toml")
         );
-        assert!(!registry.decide("nope").allowed);
+        assert!(!registry.decide("nope").is_allowed());
     }
 }

@@ -89,10 +89,10 @@ pub(super) async fn collect_periodic(agent: &Agent) -> CollectSummary {
     for collector in collect::periodic(&agent.config.collect) {
         let purpose = collector.purpose();
         let decision = registry.decide(purpose);
-        if !decision.allowed {
+        if !decision.is_allowed() {
             summary
                 .blocked
-                .push(format!("{purpose}: {}", decision.reason));
+                .push(format!("{purpose}: {}", decision.reason()));
             continue;
         }
         let records = match collector.collect(&agent.context) {

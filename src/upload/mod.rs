@@ -318,8 +318,8 @@ impl<S: Durable> Uploader<S> {
                 purge_disallowed_via(&self.writer, Arc::clone(&registry)).await?;
             let sendable: Vec<String> = registry
                 .decisions()
-                .filter(|d| d.allowed)
-                .map(|d| d.purpose.clone())
+                .filter(|d| d.is_allowed())
+                .map(|d| d.purpose().to_owned())
                 .collect();
             let Some(batch) = self
                 .writer
