@@ -29,7 +29,7 @@ fn clauses_of(region: &str) -> &'static [&'static str] {
     if region == "global" {
         &["eula", "ksn", "marketing"]
     } else {
-        &["eula_regional", "ksn", "third_party_analytics"]
+        &["eula_regional", "ksn", "marketing", "third_party_analytics"]
     }
 }
 
@@ -105,8 +105,9 @@ async fn do_not_track_in_us_ca_blocks_sale_and_sharing_and_nothing_else() {
     let allowed = purposes_of("us-ca");
     assert!(allowed.contains(&"third_party_user_count".to_owned()));
 
+    let sale_or_sharing = ["promotions", "third_party_user_count"];
     for decision in decisions(&world, &[("DO_NOT_TRACK", "1")]).await {
-        if decision.0 == "third_party_user_count" {
+        if sale_or_sharing.contains(&decision.0.as_str()) {
             assert!(!decision.1, "{decision:?}");
             assert!(decision.3.starts_with("DO_NOT_TRACK is on"), "{decision:?}");
         } else {
@@ -124,7 +125,7 @@ async fn do_not_track_in_us_ca_blocks_sale_and_sharing_and_nothing_else() {
         "region = \"us-ca\"\nglobal_privacy_control = true",
     ));
     for decision in decisions(&world, &[]).await {
-        let blocked = decision.0 == "third_party_user_count";
+        let blocked = sale_or_sharing.contains(&decision.0.as_str());
         assert_eq!(
             decision.1,
             !blocked && allowed.contains(&decision.0),
