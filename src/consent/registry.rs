@@ -601,11 +601,11 @@ mod tests {
     fn older_version_needs_renewal() {
         let world = World::new();
         world.grant("eula");
-        let decision = world.decide_under_edited_catalogue("version = 2", "version = 3");
+        let decision = world.decide_under_edited_catalogue("version = 3", "version = 4");
         assert!(!decision.is_allowed());
         assert_eq!(
             decision.reason(),
-            "eula accepted at version 2 but catalogue is at version 3: renewal needed"
+            "eula accepted at version 3 but catalogue is at version 4: renewal needed"
         );
     }
 
@@ -635,7 +635,7 @@ mod tests {
         );
         // A renewal that is due, or an acceptance of another text, holds.
         for (from, to) in [
-            ("version = 2", "version = 3"),
+            ("version = 3", "version = 4"),
             ("no personal", "NO personal"),
         ] {
             let catalogue = Catalogue::from_document(&Document {

@@ -3,7 +3,7 @@
 //! ```json
 //! { "schema": 1, "batch_id": "…", "agent": {"name": "consentry", "version": "0.1.0"},
 //!   "sent_at": "2026-11-25T14:00:00Z",
-//!   "records": [ { "purpose": "update_identity", "clause": "eula", "clause_version": 2,
+//!   "records": [ { "purpose": "update_identity", "clause": "eula", "clause_version": 3,
 //!                  "clause_sha256": "…", "collected_at": "…", "fields": { … } } ] }
 //! ```
 //!
