@@ -159,7 +159,7 @@ pub fn check(args: &OutputArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|a| format!("{} v{}", a.clause, a.version))
             .collect(),
-        endpoint: config.upload.endpoint.clone(),
+        endpoint: config.upload.endpoint_shown(),
         state_dir: format!("{} ({state_dir})", config.state_dir.display()),
     };
     if args.json {

@@ -219,7 +219,7 @@ pub async fn run(agent: Agent, listeners: Listeners, shutdown: CancellationToken
     let (flushes, flush_inbox) = mpsc::channel(4);
     let tracker = TaskTracker::new();
     tracing::info!(
-        endpoint = %agent.config.upload.endpoint,
+        endpoint = %agent.config.upload.endpoint_shown(),
         region = %agent.config.region,
         "daemon started"
     );

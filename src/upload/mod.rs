@@ -75,10 +75,41 @@ mod defaults {
     }
 }
 
+/// `endpoint` with any user info (`user:password@`) cut out, for messages
+/// and logs: a secret someone put in the URL is never printed.
+pub fn redacted(endpoint: &str) -> String {
+    let Some(scheme_end) = endpoint.find("://") else {
+        return endpoint.to_owned();
+    };
+    let authority_start = scheme_end + 3;
+    let authority_end = endpoint[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(endpoint.len(), |i| authority_start + i);
+    match endpoint[authority_start..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}<credentials removed>@{}",
+            &endpoint[..authority_start],
+            &endpoint[authority_start + at + 1..]
+        ),
+        None => endpoint.to_owned(),
+    }
+}
+
 impl UploadConfig {
+    /// The endpoint as it may be shown: without credentials.
+    pub fn endpoint_shown(&self) -> String {
+        redacted(&self.endpoint)
+    }
+
     pub fn endpoint_url(&self) -> Result<reqwest::Url, String> {
+        let shown = self.endpoint_shown();
         let url = reqwest::Url::parse(&self.endpoint)
-            .map_err(|err| format!("upload endpoint `{}` is not a URL: {err}", self.endpoint))?;
+            .map_err(|err| format!("upload endpoint `{shown}` is not a URL: {err}"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "upload endpoint `{shown}` carries credentials (user info before `@`); remove them: consentry never sends credentials taken from a URL"
+            ));
+        }
         match url.scheme() {
             "https" => Ok(url),
             "http" => {
@@ -89,21 +120,18 @@ impl UploadConfig {
                 };
                 if !loopback {
                     Err(format!(
-                        "upload endpoint `{}` must use https:// (plain http:// is allowed only to a loopback address, 127.0.0.1 or [::1])",
-                        self.endpoint
+                        "upload endpoint `{shown}` must use https:// (plain http:// is allowed only to a loopback address, 127.0.0.1 or [::1])"
                     ))
                 } else if !self.allow_plaintext_loopback {
                     Err(format!(
-                        "upload endpoint `{}` is plain http://; use https://, or set allow_plaintext_loopback = true for a loopback test receiver",
-                        self.endpoint
+                        "upload endpoint `{shown}` is plain http://; use https://, or set allow_plaintext_loopback = true for a loopback test receiver"
                     ))
                 } else {
                     Ok(url)
                 }
             }
             other => Err(format!(
-                "upload endpoint `{}` has scheme `{other}`; use https://",
-                self.endpoint
+                "upload endpoint `{shown}` has scheme `{other}`; use https://"
             )),
         }
     }
@@ -409,5 +437,20 @@ impl<S: Durable> Uploader<S> {
                 Ok(false)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_info_is_cut_from_endpoints_shown() {
+        assert_eq!(
+            redacted("https://alice:s3cret@host:8443/v1/batches?x=1"),
+            "https://<credentials removed>@host:8443/v1/batches?x=1"
+        );
+        assert_eq!(redacted("https://host/a@b"), "https://host/a@b");
+        assert_eq!(redacted("not a url"), "not a url");
     }
 }

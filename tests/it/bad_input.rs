@@ -251,3 +251,23 @@ async fn a_consent_file_full_of_duplicates_is_one_readable_error() {
     let line = fails_with(&world, &["check"], &["is accepted twice", "and 4979 more"]).await;
     assert!(line.len() < 4000, "{} bytes of error", line.len());
 }
+
+#[tokio::test]
+async fn credentials_in_the_endpoint_are_refused_and_never_printed() {
+    let world = World::new().await;
+    let url = world.receiver.url();
+    let with_secret = url.replace("https://", "https://alice:s3cret@");
+    world.write_config(&world.config_text("").replace(&url, &with_secret));
+    for verb in [&["check"][..], &["daemon"], &["flush"]] {
+        let line = fails_with(
+            &world,
+            verb,
+            &["carries credentials", "<credentials removed>@"],
+        )
+        .await;
+        assert!(
+            !line.contains("s3cret") && !line.contains("alice"),
+            "{line}"
+        );
+    }
+}
