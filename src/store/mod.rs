@@ -120,7 +120,8 @@ impl Store {
         op: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let value = op(&transaction)?;
         transaction.commit()?;
         Ok(value)
@@ -198,10 +199,41 @@ fn open_connection(state_dir: &Path) -> Result<Connection, StoreError> {
         path: path.clone(),
         source,
     };
-    let connection = Connection::open(&path).map_err(open_error)?;
-    connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-    schema::migrate(&connection, &path)?;
-    Ok(connection)
+    // Switching a new database to WAL needs a moment alone with it, and
+    // SQLite answers "busy" at once instead of waiting when another process
+    // (a daemon and a `flush` starting together) holds it: try again.
+    let mut attempt = 0;
+    loop {
+        let connection = Connection::open(&path).map_err(open_error)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        match schema::migrate(&connection, &path) {
+            Ok(()) => return Ok(connection),
+            Err(err) if err.is_busy() && attempt < OPEN_ATTEMPTS => {
+                attempt += 1;
+                drop(connection);
+                std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Tries to open a database another process is setting up, before giving
+/// up (about 2 s in all).
+const OPEN_ATTEMPTS: u64 = 14;
+
+impl StoreError {
+    /// Whether the database was busy (locked by another process).
+    fn is_busy(&self) -> bool {
+        let source = match self {
+            StoreError::Open { source, .. } | StoreError::Sql(source) => source,
+            _ => return false,
+        };
+        matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
 }
 
 /// Creates `state_dir` (mode 0700) if missing, and proves it is usable.

@@ -58,6 +58,29 @@ pub(super) fn migrate(connection: &Connection, path: &Path) -> Result<(), StoreE
     connection
         .pragma_update(None, "synchronous", "FULL")
         .map_err(open_error)?;
+    // Two processes opening a new state directory at once (a daemon and a
+    // `flush`) must not both create the schema: the migration runs under
+    // the write lock, and the version is read again once it is held.
+    connection
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(open_error)?;
+    let migrated = apply(connection, path);
+    let end = if migrated.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    let ended = connection.execute_batch(end).map_err(open_error);
+    migrated.and(ended)
+}
+
+/// The migrations this database still needs, inside the caller's
+/// transaction.
+fn apply(connection: &Connection, path: &Path) -> Result<(), StoreError> {
+    let open_error = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
     let version: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(open_error)?;
@@ -72,7 +95,7 @@ pub(super) fn migrate(connection: &Connection, path: &Path) -> Result<(), StoreE
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         connection
             .execute_batch(&format!(
-                "BEGIN; {migration}; PRAGMA user_version = {}; COMMIT;",
+                "{migration}; PRAGMA user_version = {};",
                 index + 1
             ))
             .map_err(open_error)?;

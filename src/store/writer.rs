@@ -284,7 +284,9 @@ fn commit_group<S: Durable>(connection: &mut Connection, state: &mut S, group: &
     let mut finishers: Vec<Finish> = Vec::with_capacity(group.len());
     let mut jobs = group.drain(..);
     let outcome = (|| -> Result<(), String> {
-        let mut transaction = connection.transaction().map_err(|e| e.to_string())?;
+        let mut transaction = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| e.to_string())?;
         for job in jobs.by_ref() {
             let savepoint = transaction.savepoint().map_err(|e| e.to_string());
             let savepoint = match savepoint {

@@ -543,3 +543,52 @@ async fn revoking_the_eula_replaces_the_installation_id_and_revoking_ksn_does_no
     );
     assert!(!history.contains(&first) && !history.contains(&second));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_and_a_flush_starting_together_on_a_new_state_dir_both_work() {
+    for attempt in 0..50 {
+        let world = World::new().await;
+        let daemon = tokio::process::Command::new(crate::support::BIN)
+            .args(["daemon", "--config"])
+            .arg(&world.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let flush = world.run(&["flush"]).await;
+        assert!(
+            flush.status.success(),
+            "attempt {attempt}: flush failed: {}",
+            String::from_utf8_lossy(&flush.stderr)
+        );
+        let mut daemon = daemon;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !world.status().await["daemon"].is_object() {
+            if let Ok(Some(exit)) = daemon.try_wait() {
+                let output = daemon.wait_with_output().await.unwrap();
+                panic!(
+                    "attempt {attempt}: daemon exited {exit}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "attempt {attempt}: the daemon never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pid = daemon.id().unwrap();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let output = daemon.wait_with_output().await.unwrap();
+        assert!(
+            output.status.success(),
+            "attempt {attempt}: daemon failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
