@@ -125,6 +125,18 @@ pub fn claim_batch(
     max_records: usize,
     sendable: &[&str],
 ) -> Result<Option<Batch>, StoreError> {
+    Ok(claim_batch_counting(connection, max_records, sendable)?.0)
+}
+
+/// Rows that cannot be read back: their rowid, and why.
+type Unreadable = Vec<(i64, String)>;
+
+/// One claim: the batch, and the rows of it that cannot be read back.
+fn claim_once(
+    connection: &Connection,
+    max_records: usize,
+    sendable: &[&str],
+) -> Result<Option<(Batch, Unreadable)>, StoreError> {
     if sendable.is_empty() {
         return Ok(None);
     }
@@ -192,23 +204,89 @@ pub fn claim_batch(
             id
         }
     };
+    let (records, unreadable) = read_batch(connection, id)?;
+    Ok(Some((Batch { id, records }, unreadable)))
+}
+
+/// [`claim_batch`], and how many unreadable records it moved to the
+/// dead-letter table on the way (each on its own: its neighbours go on).
+pub fn claim_batch_counting(
+    connection: &Connection,
+    max_records: usize,
+    sendable: &[&str],
+) -> Result<(Option<Batch>, u64), StoreError> {
+    let mut dead = 0;
+    loop {
+        let Some((batch, unreadable)) = claim_once(connection, max_records, sendable)? else {
+            return Ok((None, dead));
+        };
+        dead += dead_letter(connection, &unreadable)?;
+        if !batch.records.is_empty() || unreadable.is_empty() {
+            return Ok((Some(batch), dead));
+        }
+    }
+}
+
+/// The records of batch `id`, and the rows that cannot be read back (a
+/// column of the wrong type, fields that are not JSON) with why.
+fn read_batch(
+    connection: &Connection,
+    id: Uuid,
+) -> Result<(Vec<QueuedRecord>, Unreadable), StoreError> {
     let mut query = connection.prepare_cached(
-        "SELECT purpose, clause, clause_version, clause_sha256, collected_at, fields
+        "SELECT id, purpose, clause, clause_version, clause_sha256, collected_at, fields
          FROM queue WHERE batch_id = ?1 ORDER BY id",
     )?;
-    let records = query
-        .query_map(params![id.to_string()], |row| {
-            Ok(QueuedRecord {
-                purpose: row.get(0)?,
-                clause: row.get(1)?,
-                clause_version: row.get(2)?,
-                clause_sha256: row.get(3)?,
-                collected_at: row.get(4)?,
-                fields_json: row.get(5)?,
+    let mut rows = query.query(params![id.to_string()])?;
+    let (mut records, mut unreadable) = (Vec::new(), Vec::new());
+    while let Some(row) = rows.next()? {
+        let rowid: i64 = row.get(0)?;
+        let record = (|| {
+            Ok::<_, rusqlite::Error>(QueuedRecord {
+                purpose: row.get(1)?,
+                clause: row.get(2)?,
+                clause_version: row.get(3)?,
+                clause_sha256: row.get(4)?,
+                collected_at: row.get(5)?,
+                fields_json: row.get(6)?,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(Batch { id, records }))
+        })();
+        match record {
+            Ok(record) => {
+                match serde_json::from_str::<&serde_json::value::RawValue>(&record.fields_json) {
+                    Ok(_) => records.push(record),
+                    Err(err) => {
+                        unreadable.push((rowid, format!("stored fields are not JSON: {err}")))
+                    }
+                }
+            }
+            Err(err) => unreadable.push((rowid, format!("stored record unreadable: {err}"))),
+        }
+    }
+    Ok((records, unreadable))
+}
+
+/// Moves each of `rows` from the queue to the dead-letter table, as it is
+/// stored, with why; one audit line for them all. Returns how many moved.
+pub fn dead_letter(connection: &Connection, rows: &[(i64, String)]) -> Result<u64, StoreError> {
+    let at = rfc3339(SystemTime::now());
+    let mut moved = 0u64;
+    for (rowid, reason) in rows {
+        connection.execute(
+            "INSERT INTO dead_letter (at, purpose, clause, collected_at, fields, status, reason)
+             SELECT ?1, purpose, clause, collected_at, fields, NULL, ?2 FROM queue WHERE id = ?3",
+            params![at, reason, rowid],
+        )?;
+        moved += connection.execute("DELETE FROM queue WHERE id = ?1", params![rowid])? as u64;
+    }
+    if moved > 0 {
+        let why = rows
+            .first()
+            .map(|(_, why)| why.as_str())
+            .unwrap_or_default();
+        insert_audit(connection, "dead-lettered", None, moved, why)?;
+    }
+    Ok(moved)
 }
 
 fn texts<'a>(purposes: &'a [&str]) -> impl Iterator<Item = Value> + 'a {

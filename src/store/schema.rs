@@ -43,6 +43,18 @@ const MIGRATIONS: &[&str] = &[
          value  INTEGER NOT NULL,
          PRIMARY KEY (sketch, idx)
      ) WITHOUT ROWID;",
+    // 2 → 3: records that cannot be sent, each kept as it was stored, with
+    // why (no constraints: a corrupt row must still fit).
+    "CREATE TABLE dead_letter (
+         id           INTEGER PRIMARY KEY AUTOINCREMENT,
+         at           TEXT,
+         purpose      TEXT,
+         clause       TEXT,
+         collected_at TEXT,
+         fields,
+         status       INTEGER,
+         reason       TEXT
+     );",
 ];
 
 pub(super) fn migrate(connection: &Connection, path: &Path) -> Result<(), StoreError> {

@@ -139,3 +139,41 @@ fn held_purposes_stay_queued_and_do_not_block_the_others() {
     let a = store.claim_batch(10, ALL).unwrap().unwrap();
     assert_eq!(a.records, vec![queued("a", 1), queued("a", 3)]);
 }
+
+#[test]
+fn an_unreadable_record_is_dead_lettered_alone_and_its_neighbours_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .enqueue(&(0..5).map(|n| record("a", n)).collect::<Vec<_>>())
+        .unwrap();
+    store
+        .write(|c| {
+            c.execute("UPDATE queue SET fields = '{\"n\":2' WHERE id = 3", [])?;
+            c.execute("UPDATE queue SET fields = x'ff00' WHERE id = 4", [])?;
+            Ok(())
+        })
+        .unwrap();
+    let batch = store.claim_batch(10, ALL).unwrap().unwrap();
+    assert_eq!(
+        batch.records,
+        vec![queued("a", 0), queued("a", 1), queued("a", 4)]
+    );
+    let (dead, reasons): (i64, String) = store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*), group_concat(reason, ' | ') FROM dead_letter",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(dead, 2, "{reasons}");
+    assert!(reasons.contains("not JSON"), "{reasons}");
+    let audit = store.recent_audit(5).unwrap();
+    assert_eq!(
+        (audit[0].event.as_str(), audit[0].records),
+        ("dead-lettered", 2)
+    );
+    assert_eq!(store.depth().unwrap(), 3);
+}

@@ -222,11 +222,15 @@ impl<S: Durable> Writer<S> {
         max_records: usize,
         sendable: Vec<String>,
     ) -> Result<Option<Batch>, WriterError> {
-        self.call(move |c, _| {
-            let sendable: Vec<&str> = sendable.iter().map(String::as_str).collect();
-            queue::claim_batch(c, max_records, &sendable)
-        })
-        .await
+        let (batch, dead) = self
+            .call(move |c, _| {
+                let sendable: Vec<&str> = sendable.iter().map(String::as_str).collect();
+                queue::claim_batch_counting(c, max_records, &sendable)
+            })
+            .await?;
+        self.depth
+            .fetch_sub(dead.min(self.depth()), Ordering::Relaxed);
+        Ok(batch)
     }
 
     /// See [`queue::complete_batch`].

@@ -592,3 +592,57 @@ async fn a_daemon_and_a_flush_starting_together_on_a_new_state_dir_both_work() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_corrupt_record_is_dead_lettered_and_its_neighbours_arrive() {
+    let world = World::with_eula_answering(503).await;
+    let upload_extra = "batch_max_records = 500";
+    let text = world.config_text(upload_extra);
+    world.write_config(&text);
+    let daemon = world.spawn_daemon().await;
+    let lines =
+        "{\"kind\":\"install_task\",\"task\":\"install\",\"status\":\"failed\"}\n".repeat(499);
+    let out = world.emit(&["-"], lines.as_bytes()).await;
+    assert!(out.status.success(), "{out:?}");
+    world
+        .status_until("queued them all", |s| {
+            s["daemon"]["records_queued"].as_u64() >= Some(500)
+        })
+        .await;
+    let total = world.status().await["daemon"]["records_queued"]
+        .as_u64()
+        .unwrap();
+    daemon.terminate().await;
+
+    let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
+    db.execute(
+        "UPDATE queue SET fields = '{\"broken' WHERE id = (SELECT id FROM queue ORDER BY id LIMIT 1 OFFSET 250)",
+        [],
+    )
+    .unwrap();
+    drop(db);
+
+    world.receiver.set_status(200);
+    let daemon = world.spawn_daemon().await;
+    world.ok(&["flush"]).await;
+    world
+        .status_until("emptied the queue", |s| s["daemon"]["records_queued"] == 0)
+        .await;
+    assert!(total >= 500);
+    let delivered = world
+        .receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| r.envelope.ok())
+        .flat_map(|e| e.records)
+        .filter(|r| r.purpose == "installation_errors")
+        .count();
+    assert_eq!(delivered, 498, "neighbours of the corrupt record were lost");
+    let history = world.ok(&["history"]).await;
+    assert!(
+        history.contains("dead-lettered     1 record(s)"),
+        "{history}"
+    );
+    daemon.terminate().await;
+}
