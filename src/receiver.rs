@@ -113,6 +113,8 @@ struct State {
     status: AtomicU16,
     /// Read requests, then never answer (a receiver that hangs).
     hang: AtomicBool,
+    /// Refuse, with this status, any batch whose body holds this text.
+    refuse_marker: Mutex<Option<(String, u16)>>,
     /// Milliseconds to wait before answering (a slow receiver).
     delay_ms: std::sync::atomic::AtomicU64,
     arrived: Notify,
@@ -165,6 +167,12 @@ impl Receiver {
     /// switched off again or the receiver is dropped).
     pub fn set_hang(&self, hang: bool) {
         self.state.hang.store(hang, Ordering::SeqCst);
+    }
+
+    /// From now on, answer `status` to any batch with a record whose fields
+    /// contain `marker` (a receiver that refuses one bad record).
+    pub fn refuse_containing(&self, marker: &str, status: u16) {
+        *lock(&self.state.refuse_marker) = Some((marker.to_owned(), status));
     }
 
     /// From now on, wait `delay` after reading each request before answering.
@@ -272,6 +280,17 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         400
     } else {
         status
+    };
+    let status = match (&*lock(&state.refuse_marker), &envelope) {
+        (Some((marker, refusal)), Ok(envelope))
+            if envelope
+                .records
+                .iter()
+                .any(|r| r.fields.get().contains(marker.as_str())) =>
+        {
+            *refusal
+        }
+        _ => status,
     };
     lock(&state.requests).push(ReceivedRequest {
         method,

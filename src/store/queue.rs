@@ -293,6 +293,39 @@ fn texts<'a>(purposes: &'a [&str]) -> impl Iterator<Item = Value> + 'a {
     purposes.iter().map(|p| Value::Text((*p).to_owned()))
 }
 
+/// Moves every record of batch `id` to the dead-letter table with the
+/// receiver's `status` and why; one audit line. Returns how many moved.
+pub fn dead_letter_batch(
+    connection: &Connection,
+    id: Uuid,
+    status: u16,
+    reason: &str,
+) -> Result<u64, StoreError> {
+    connection.execute(
+        "INSERT INTO dead_letter (at, purpose, clause, collected_at, fields, status, reason)
+         SELECT ?1, purpose, clause, collected_at, fields, ?2, ?3 FROM queue WHERE batch_id = ?4",
+        params![rfc3339(SystemTime::now()), status, reason, id.to_string()],
+    )?;
+    let moved = connection.execute(
+        "DELETE FROM queue WHERE batch_id = ?1",
+        params![id.to_string()],
+    )? as u64;
+    if moved > 0 {
+        insert_audit(connection, "dead-lettered", Some(id), moved, reason)?;
+    }
+    Ok(moved)
+}
+
+/// Lets go of batch `id`: its records are claimed afresh (under a new id)
+/// by the next attempt, in smaller batches when it was refused whole.
+pub fn release_batch(connection: &Connection, id: Uuid) -> Result<(), StoreError> {
+    connection.execute(
+        "UPDATE queue SET batch_id = NULL WHERE batch_id = ?1",
+        params![id.to_string()],
+    )?;
+    Ok(())
+}
+
 /// The batch is done with (delivered, or dropped as unsendable): its
 /// records leave the queue and the audit trail says why.
 pub fn complete_batch(

@@ -248,6 +248,26 @@ impl<S: Durable> Writer<S> {
         Ok(deleted)
     }
 
+    /// See [`queue::dead_letter_batch`].
+    pub async fn dead_letter_batch(
+        &self,
+        id: Uuid,
+        status: u16,
+        reason: String,
+    ) -> Result<u64, WriterError> {
+        let moved = self
+            .call(move |c, _| queue::dead_letter_batch(c, id, status, &reason))
+            .await?;
+        self.depth
+            .fetch_sub(moved.min(self.depth()), Ordering::Relaxed);
+        Ok(moved)
+    }
+
+    /// See [`queue::release_batch`].
+    pub async fn release_batch(&self, id: Uuid) -> Result<(), WriterError> {
+        self.call(move |c, _| queue::release_batch(c, id)).await
+    }
+
     /// Appends one line to the audit trail.
     pub async fn audit(
         &self,

@@ -24,7 +24,7 @@ use crate::clock::HumanDuration;
 use crate::consent::Registry;
 use crate::gate::Gate;
 use crate::store::{Batch, Durable, Store, StoreError, Writer, WriterError};
-pub use policy::{RetryPolicy, UploadResult};
+pub use policy::{Refusal, RetryPolicy, UploadResult};
 use protocol::Envelope;
 pub use transport::{Transport, TransportError};
 
@@ -165,6 +165,10 @@ pub struct UploadSummary {
     pub records_sent: u64,
     /// Records dropped from the queue because their consent is gone.
     pub records_purged: u64,
+    /// Records the receiver refused one by one, now in the dead-letter
+    /// table.
+    #[serde(default)]
+    pub dead_lettered: u64,
     /// Records still queued afterwards.
     pub records_queued: u64,
     /// Why sending stopped early, if it did.
@@ -287,6 +291,8 @@ pub struct Uploader<S> {
     transport: Transport,
     policy: RetryPolicy,
     batch_max_records: usize,
+    /// Smaller batches while bisecting a refused one (see `Refusal`).
+    split_limit: Option<usize>,
     consecutive_failures: u32,
     not_before: Option<Instant>,
 }
@@ -305,6 +311,7 @@ impl<S: Durable> Uploader<S> {
             transport,
             policy: config.retry_policy(),
             batch_max_records: config.batch_max_records,
+            split_limit: None,
             consecutive_failures: 0,
             not_before: None,
         }
@@ -351,7 +358,7 @@ impl<S: Durable> Uploader<S> {
                 .collect();
             let Some(batch) = self
                 .writer
-                .claim_batch(self.batch_max_records, sendable)
+                .claim_batch(self.split_limit.unwrap_or(self.batch_max_records), sendable)
                 .await?
             else {
                 break;
@@ -417,8 +424,35 @@ impl<S: Durable> Uploader<S> {
                 tracing::info!(batch = %batch.id, records = count, "batch delivered");
                 self.consecutive_failures = 0;
                 self.not_before = None;
+                self.split_limit = None;
                 summary.batches_sent += 1;
                 summary.records_sent += count;
+                Ok(true)
+            }
+            UploadResult::Refused { status, detail }
+                if Refusal::of(*status, batch.records.len()) != Refusal::RetryLater =>
+            {
+                if Refusal::of(*status, batch.records.len()) == Refusal::Split {
+                    // Send it again in halves, at once: a refusal of the
+                    // content is no reason to wait.
+                    self.split_limit = Some((batch.records.len() / 2).max(1));
+                    self.writer
+                        .audit(
+                            "refused",
+                            Some(batch.id),
+                            count,
+                            format!("{detail}; sending it again in halves"),
+                        )
+                        .await?;
+                    self.writer.release_batch(batch.id).await?;
+                } else {
+                    let moved = self
+                        .writer
+                        .dead_letter_batch(batch.id, *status, detail.clone())
+                        .await?;
+                    tracing::warn!(batch = %batch.id, status, "record refused by the receiver; moved to the dead-letter table");
+                    summary.dead_lettered += moved;
+                }
                 Ok(true)
             }
             UploadResult::Retryable { .. } | UploadResult::Refused { .. } => {

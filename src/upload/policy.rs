@@ -48,6 +48,31 @@ impl UploadResult {
     }
 }
 
+/// What to do with a batch the receiver refused (a 4xx other than 408 and
+/// 429).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The endpoint or the credentials are wrong, not the records (401,
+    /// 403, 404, 405, 407, 410, 421): retry later with backoff, and never
+    /// dead-letter a whole queue for a configuration mistake.
+    RetryLater,
+    /// Send the batch again in halves, to find the record refused.
+    Split,
+    /// This one record is refused: move it to the dead-letter table.
+    DeadLetter,
+}
+
+impl Refusal {
+    /// The decision for a refusal with `status` of a batch of `records`.
+    pub fn of(status: u16, records: usize) -> Self {
+        match status {
+            401 | 403 | 404 | 405 | 407 | 410 | 421 => Refusal::RetryLater,
+            _ if records > 1 => Refusal::Split,
+            _ => Refusal::DeadLetter,
+        }
+    }
+}
+
 /// The waits between attempts, from `[upload]` in the agent config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -97,6 +122,18 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_split_down_to_the_record_but_never_for_a_wrong_endpoint() {
+        assert_eq!(Refusal::of(400, 500), Refusal::Split);
+        assert_eq!(Refusal::of(413, 2), Refusal::Split);
+        assert_eq!(Refusal::of(422, 1), Refusal::DeadLetter);
+        assert_eq!(Refusal::of(413, 1), Refusal::DeadLetter);
+        for status in [401, 403, 404, 410] {
+            assert_eq!(Refusal::of(status, 1), Refusal::RetryLater);
+            assert_eq!(Refusal::of(status, 500), Refusal::RetryLater);
+        }
+    }
     use proptest::prelude::*;
 
     const POLICY: RetryPolicy = RetryPolicy {

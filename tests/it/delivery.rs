@@ -646,3 +646,66 @@ async fn one_corrupt_record_is_dead_lettered_and_its_neighbours_arrive() {
     );
     daemon.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_receiver_refuses_is_dead_lettered_alone_and_a_wrong_endpoint_loses_nothing() {
+    let world = World::with_eula_answering(200).await;
+    world.receiver.refuse_containing("POISON", 400);
+    let daemon = world.spawn_daemon().await;
+    let mut lines = String::new();
+    for n in 0..300 {
+        let error_type = if n == 137 { "POISON" } else { "io" };
+        lines.push_str(&format!(
+            "{{\"kind\":\"install_task\",\"task\":\"install\",\"status\":\"failed\",\"error_type\":\"{error_type}\",\"error_code\":{n}}}\n"
+        ));
+    }
+    let out = world.emit(&["-"], lines.as_bytes()).await;
+    assert!(out.status.success(), "{out:?}");
+    world.ok(&["flush"]).await;
+    world
+        .status_until("emptied the queue", |s| s["daemon"]["records_queued"] == 0)
+        .await;
+    let codes: BTreeSet<i64> = world
+        .receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| r.envelope.ok())
+        .flat_map(|e| e.records)
+        .filter(|r| r.purpose == "installation_errors")
+        .map(|r| {
+            let fields: serde_json::Value = serde_json::from_str(r.fields.get()).unwrap();
+            fields["error_code"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(codes.len(), 299, "every neighbour arrived");
+    assert!(!codes.contains(&137));
+    let history = world.ok(&["history", "--limit", "500"]).await;
+    assert!(
+        history.contains("dead-lettered     1 record(s)"),
+        "{history}"
+    );
+    daemon.terminate().await;
+    let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
+    let (status, fields): (i64, String) = db
+        .query_row("SELECT status, fields FROM dead_letter", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(status, 400);
+    assert!(fields.contains("POISON"));
+
+    // A 404 is the endpoint's fault, not the records': nothing is dead-lettered.
+    world.receiver.set_status(404);
+    let daemon = world.spawn_daemon().await;
+    world.run(&["flush"]).await;
+    let queued = world.status().await["daemon"]["records_queued"]
+        .as_u64()
+        .unwrap();
+    assert!(queued >= 1, "the 404'd records stay queued");
+    let dead: i64 = db
+        .query_row("SELECT COUNT(*) FROM dead_letter", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(dead, 1);
+    daemon.terminate().await;
+}
