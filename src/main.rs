@@ -25,8 +25,24 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(args)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", render(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: most of our
+/// errors already name their cause in their own message.
+fn render(err: &anyhow::Error) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(source) = cause {
+        let text = source.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = source.source();
+    }
+    line
 }

@@ -36,6 +36,11 @@ async fn missing_config_says_so() {
         line.contains("nope.toml") && line.contains("No such file"),
         "{line}"
     );
+    assert_eq!(
+        line.matches("No such file").count(),
+        1,
+        "said twice: {line}"
+    );
 }
 
 #[tokio::test]
