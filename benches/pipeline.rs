@@ -56,39 +56,30 @@ fn queued(record: &GatedRecord) -> QueuedRecord {
 }
 
 fn gate(c: &mut Criterion) {
-    let catalogue = Catalogue::embedded();
     let record = update_identity_record();
     let dir = tempfile::tempdir().unwrap();
+    let gate = eula_gate(dir.path());
+    let catalogue = gate.catalogue();
     let consent_file = dir.path().join("consent.toml");
-    grant(
-        &consent_file,
-        &catalogue,
-        Region::Global,
-        "eula",
-        Method::Cli,
-    )
-    .unwrap();
 
     let mut group = c.benchmark_group("gate");
     group.throughput(Throughput::Elements(1));
     group.bench_function("catalogue_check", |b| {
         b.iter(|| catalogue.check(black_box(&record)).unwrap())
     });
-    let consents = Consents::load(&consent_file, &catalogue).unwrap();
-    let registry = Registry::evaluate(&catalogue, &consents, Region::Global);
+    let registry = gate.registry();
     group.bench_function("registry_is_allowed", |b| {
         b.iter(|| registry.is_allowed(black_box("update_identity")))
     });
     group.bench_function("consent_file_load_and_evaluate", |b| {
         b.iter(|| {
-            let consents = Consents::load(&consent_file, &catalogue).unwrap();
-            Registry::evaluate(&catalogue, &consents, Region::Global)
+            let consents = Consents::load(&consent_file, catalogue).unwrap();
+            Registry::evaluate(catalogue, &consents, Region::Global)
         })
     });
     group.bench_function("fields_to_wire_json", |b| {
         b.iter(|| serde_json::to_string(black_box(&record.fields)).unwrap())
     });
-    let gate = eula_gate(dir.path());
     group.bench_function("gate_is_allowed_snapshot", |b| {
         b.iter(|| gate.is_allowed(black_box("update_identity")))
     });

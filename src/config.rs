@@ -15,8 +15,9 @@ use toml::Spanned;
 use crate::catalogue::{Catalogue, Region};
 pub use crate::clock::HumanDuration;
 use crate::collect::{CollectConfig, ProductConfig};
-use crate::consent::{Jurisdiction, OptOut, Policy};
+use crate::consent::{Jurisdiction, OptOut, Policy, Registry};
 use crate::document::{Document, Problems, ReadError};
+use crate::gate;
 use crate::upload::UploadConfig;
 
 /// Where the config is looked for when `--config` is not given.
@@ -149,6 +150,12 @@ impl Config {
             },
             policy: Policy::load(self.policy_file.as_deref(), catalogue),
         }
+    }
+
+    /// The consent decisions as of now: the consent file evaluated in this
+    /// config's jurisdiction (region, opt-out signals, policy).
+    pub fn evaluate_consent(&self, catalogue: &Catalogue) -> Registry {
+        gate::evaluate(&self.consent_file, self.jurisdiction(catalogue), catalogue)
     }
 
     /// The control socket inside `runtime_dir`.

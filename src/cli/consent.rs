@@ -11,7 +11,6 @@ use consentry::collect::ksn;
 use consentry::config::Config;
 use consentry::consent::{self, Consents, Method};
 use consentry::control::{self, ControlError, Request, Response};
-use consentry::gate;
 use consentry::store::{DATABASE_FILE, Store, queue};
 use consentry::upload::purge_disallowed;
 use serde::Serialize;
@@ -246,11 +245,7 @@ fn purge_without_daemon(
     if !config.state_dir.join(DATABASE_FILE).exists() {
         return Ok(0);
     }
-    let registry = gate::evaluate(
-        &config.consent_file,
-        config.jurisdiction(catalogue),
-        catalogue,
-    );
+    let registry = config.evaluate_consent(catalogue);
     let store = Store::open(&config.state_dir)?;
     if let Some(clause) = revoked
         && catalogue.clause_carries_installation_id(&clause)

@@ -16,7 +16,6 @@ use consentry::config::Config;
 use consentry::consent::{self, Method};
 use consentry::control::{self, Request, Response};
 use consentry::daemon::{self, Agent, Listeners};
-use consentry::gate;
 use consentry::receiver::{LoopbackPki, ReceivedRequest, Receiver};
 use tokio_util::sync::CancellationToken;
 
@@ -74,13 +73,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let daemon = tokio::spawn(daemon::run(agent, listeners, shutdown.clone()));
 
     say!("Decisions:");
-    for decision in gate::evaluate(
-        &config.consent_file,
-        config.jurisdiction(&catalogue),
-        &catalogue,
-    )
-    .decisions()
-    {
+    for decision in config.evaluate_consent(&catalogue).decisions() {
         super::status::print_decision(decision);
     }
 

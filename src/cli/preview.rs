@@ -16,7 +16,6 @@ use consentry::collect::ksn::KsnAggregate;
 use consentry::collect::{CollectContext, GeoDistribution, Record, UpdateTask, country};
 use consentry::config::Config;
 use consentry::daemon::ksn_extra;
-use consentry::gate;
 use consentry::store::{DATABASE_FILE, Durable, Store, queue};
 use serde::Serialize;
 
@@ -47,11 +46,7 @@ pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     let config = args.output.config.load()?;
     let catalogue = config.load_catalogue()?;
     super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
-    let registry = gate::evaluate(
-        &config.consent_file,
-        config.jurisdiction(&catalogue),
-        &catalogue,
-    );
+    let registry = config.evaluate_consent(&catalogue);
     let state = State::read(&config)?;
     let previews: Vec<Preview> = catalogue
         .purposes()

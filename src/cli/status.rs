@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use consentry::consent::{Consents, Decision};
 use consentry::control::{self, DaemonStatus, Request, Response};
-use consentry::gate;
 use consentry::upload::Transport;
 use serde::Serialize;
 
@@ -31,11 +30,7 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let config = args.output.config.load()?;
     let catalogue = config.load_catalogue()?;
     super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
-    let registry = gate::evaluate(
-        &config.consent_file,
-        config.jurisdiction(&catalogue),
-        &catalogue,
-    );
+    let registry = config.evaluate_consent(&catalogue);
     let decisions: Vec<Decision> = registry
         .decisions()
         .filter(|d| args.purpose.as_ref().is_none_or(|p| *p == d.purpose()))

@@ -36,7 +36,7 @@ use crate::collect::ksn::KsnAggregate;
 use crate::config::Config;
 use crate::control::{CollectSummary, FlushSummary};
 use crate::document::ReadError;
-use crate::gate::{self, Gate};
+use crate::gate::Gate;
 use crate::ingest::{self, Discards, Ingest};
 use crate::store::{StoreError, Writer, WriterError, queue};
 use crate::upload::{Transport, TransportError, UploadError, UploadSummary, Uploader};
@@ -93,11 +93,7 @@ impl Agent {
         {
             return Err(AgentError::UnknownPurpose(orphan));
         }
-        let registry = gate::evaluate(
-            &config.consent_file,
-            config.jurisdiction(&catalogue),
-            &catalogue,
-        );
+        let registry = config.evaluate_consent(&catalogue);
         let gate = Arc::new(Gate::with_registry(catalogue, registry));
         let transport = Transport::new(&config.upload)?;
         let (writer, writer_thread) = Writer::spawn(&config.state_dir, KsnAggregate::new())?;
