@@ -13,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::consent::Decision;
 use crate::socket::{self, ConnectError};
+use crate::store::StoreHealth;
 use crate::upload::UploadSummary;
 
 /// Longest request or response line accepted, so a confused peer cannot
@@ -86,13 +87,16 @@ pub struct DaemonStatus {
     pub decisions: Vec<Decision>,
     pub last_collect: Option<CollectSummary>,
     pub last_upload: Option<UploadSummary>,
+    /// Quarantine, dead letters and trouble with the store.
+    #[serde(default)]
+    pub store: StoreHealth,
 }
 
 /// The daemon's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
-    Status(DaemonStatus),
+    Status(Box<DaemonStatus>),
     Flushed(FlushSummary),
     ConsentApplied(ConsentApplied),
     Error { message: String },

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use consentry::consent::{Consents, Decision};
 use consentry::control::{self, DaemonStatus, Request, Response};
+use consentry::store::{DATABASE_FILE, Store, StoreHealth};
 use consentry::upload::Transport;
 use serde::Serialize;
 
@@ -24,6 +25,9 @@ struct Status {
     decisions: Vec<Decision>,
     /// The running daemon's view, when one answers.
     daemon: Option<DaemonStatus>,
+    /// The store as read directly, when no daemon answers and one exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<StoreHealth>,
 }
 
 pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -37,13 +41,22 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .cloned()
         .collect();
     let daemon = match control::request(&config.control_socket(), &Request::Status).await {
-        Ok(Response::Status(status)) => Some(status),
+        Ok(Response::Status(status)) => Some(*status),
+        _ => None,
+    };
+    // Without a daemon, read the store directly (if there is one: status
+    // never creates a state directory).
+    let store = match &daemon {
+        None if config.state_dir.join(DATABASE_FILE).exists() => {
+            Some(Store::peek_health(&config.state_dir))
+        }
         _ => None,
     };
     let status = Status {
         region: config.region.to_string(),
         decisions,
         daemon,
+        store,
     };
     if args.output.json {
         print_json(&status)?;
@@ -83,7 +96,35 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
         None => say!("daemon: not running"),
     }
+    if let Some(store) = status
+        .daemon
+        .as_ref()
+        .map(|d| &d.store)
+        .or(status.store.as_ref())
+    {
+        print_store(store);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The store's troubles, if any: a quarantine, dead letters, a fault.
+fn print_store(store: &StoreHealth) {
+    if let Some(fault) = &store.fault {
+        say!("store: TROUBLE since {}: {}", fault.at, fault.message);
+    }
+    if let Some(quarantine) = &store.quarantine {
+        say!("store: a database failed its check and was quarantined {quarantine}");
+    }
+    if store.dead_letters > 0 {
+        say!(
+            "dead letters: {} record(s) that will not be sent (newest: {}); see `consentry history`",
+            store.dead_letters,
+            store
+                .dead_letter_reason
+                .as_deref()
+                .unwrap_or("no reason recorded")
+        );
+    }
 }
 
 /// One line per purpose: verdict, reason, and a note when this build has

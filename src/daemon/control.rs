@@ -13,7 +13,7 @@ use super::uploader::FlushRequest;
 use super::{Agent, Shared};
 use crate::collect::ksn;
 use crate::control::{ConsentApplied, DaemonStatus, FlushSummary, Request, Response};
-use crate::store::queue;
+use crate::store::{Fault, StoreHealth, queue};
 use crate::upload::{InFlight, purge_disallowed_via};
 
 /// Longest a consent change waits for the uploader to let go of a batch it
@@ -32,14 +32,30 @@ pub(crate) struct Handler {
 impl Handler {
     pub(crate) async fn handle(&self, request: Request) -> Response {
         match request {
-            Request::Status => Response::Status(self.status()),
+            Request::Status => Response::Status(Box::new(self.status().await)),
             Request::ConsentChanged { revoked } => self.consent_changed(revoked).await,
             Request::Flush => self.flush().await,
         }
     }
 
-    fn status(&self) -> DaemonStatus {
+    async fn status(&self) -> DaemonStatus {
+        let reader = Arc::clone(&self.agent.reader);
+        let mut store = match tokio::task::spawn_blocking(move || reader.health()).await {
+            Ok(Ok(health)) => health,
+            Ok(Err(err)) => StoreHealth {
+                fault: Some(Fault {
+                    at: crate::clock::rfc3339(std::time::SystemTime::now()),
+                    message: err.to_string(),
+                }),
+                ..StoreHealth::default()
+            },
+            Err(_) => StoreHealth::default(),
+        };
+        if let Some(fault) = self.agent.writer.fault() {
+            store.fault = Some(fault);
+        }
         DaemonStatus {
+            store,
             pid: std::process::id(),
             records_queued: self.agent.writer.depth(),
             discarded: self.shared.discards.snapshot(),

@@ -38,7 +38,7 @@ use crate::control::{CollectSummary, FlushSummary};
 use crate::document::ReadError;
 use crate::gate::Gate;
 use crate::ingest::{self, Discards, Ingest};
-use crate::store::{StoreError, Writer, WriterError, queue};
+use crate::store::{Store, StoreError, Writer, WriterError, queue};
 use crate::upload::{Transport, TransportError, UploadError, UploadSummary, Uploader};
 
 pub use listener::{BindError, bind_control_socket};
@@ -78,6 +78,8 @@ pub struct Agent {
     pub gate: Arc<Gate>,
     pub writer: StoreWriter,
     writer_thread: JoinHandle<()>,
+    /// A read connection for `status`, which must not queue behind writes.
+    pub(crate) reader: Arc<Store>,
     pub context: CollectContext,
     transport: Transport,
 }
@@ -97,6 +99,7 @@ impl Agent {
         let gate = Arc::new(Gate::with_registry(catalogue, registry));
         let transport = Transport::new(&config.upload)?;
         let (writer, writer_thread) = Writer::spawn(&config.state_dir, KsnAggregate::new())?;
+        let reader = Arc::new(Store::open(&config.state_dir)?);
         let installation_id = writer.call(|c, _| queue::installation_id(c)).await?;
         gate.set_hash_key(writer.call(|c, _| queue::hash_key(c)).await?);
         let context = CollectContext::new(config.product.clone(), installation_id, config.region);
@@ -105,6 +108,7 @@ impl Agent {
             gate,
             writer,
             writer_thread,
+            reader,
             context,
             transport,
         })

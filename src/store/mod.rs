@@ -7,6 +7,7 @@
 //! the consent that allowed it is gone (purge). The store never decides
 //! consent: callers tell it which purposes are still allowed.
 
+mod open;
 pub mod queue;
 mod schema;
 pub mod writer;
@@ -15,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::gate::GatedRecord;
+pub use open::{QUARANTINE_DIR, Quarantine, last_quarantine};
 pub use queue::{meta_get, meta_set};
 pub use writer::{Durable, Writer, WriterError};
 
@@ -59,6 +61,27 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// Trouble with the store itself (disk full, I/O error, damage), as
+/// `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    pub at: String,
+    pub message: String,
+}
+
+/// What `status` shows about the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreHealth {
+    /// The last database that failed its check and was moved aside.
+    pub quarantine: Option<Quarantine>,
+    /// Records in the dead-letter table.
+    pub dead_letters: u64,
+    /// Why the newest of them is there.
+    pub dead_letter_reason: Option<String>,
+    /// The writer's trouble right now, if any (the daemon only).
+    pub fault: Option<Fault>,
+}
+
 /// Why the store could not be opened or used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -96,15 +119,32 @@ pub enum StoreError {
 /// The queue and its companions. Cheap to share behind an `Arc`.
 pub struct Store {
     connection: Mutex<Connection>,
+    /// Held (shared) while the connection is open: see `open`.
+    _lock: std::fs::File,
+    quarantine: Option<Quarantine>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database in `state_dir`. The directory
     /// is created private to this user when missing.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        let opened = open_connection(state_dir)?;
         Ok(Self {
-            connection: Mutex::new(open_connection(state_dir)?),
+            connection: Mutex::new(opened.connection),
+            _lock: opened.lock,
+            quarantine: opened.quarantine,
         })
+    }
+
+    /// The quarantine this open performed, if the database failed its check.
+    pub fn quarantined_now(&self) -> Option<&Quarantine> {
+        self.quarantine.as_ref()
+    }
+
+    /// The last quarantine this store recorded (this open's or an earlier
+    /// one's).
+    pub fn last_quarantine(&self) -> Result<Option<Quarantine>, StoreError> {
+        last_quarantine(&self.lock())
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -180,6 +220,31 @@ impl Store {
         queue::recent_audit(&self.lock(), limit)
     }
 
+    /// What `status` shows about the store in `state_dir` when no daemon
+    /// runs: read only, never creating, checking or moving anything. A
+    /// database that cannot be read is reported as the fault.
+    pub fn peek_health(state_dir: &Path) -> StoreHealth {
+        let path = state_dir.join(DATABASE_FILE);
+        let read = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(StoreError::from)
+            .and_then(|connection| queue::health(&connection));
+        read.unwrap_or_else(|err| StoreHealth {
+            fault: Some(Fault {
+                at: crate::clock::rfc3339(std::time::SystemTime::now()),
+                message: format!(
+                    "{}: {err} (the next start checks it, and moves it aside if it is damaged)",
+                    path.display()
+                ),
+            }),
+            ..StoreHealth::default()
+        })
+    }
+
+    /// What `status` shows about this store.
+    pub fn health(&self) -> Result<StoreHealth, StoreError> {
+        queue::health(&self.lock())
+    }
+
     /// Runs `read` on this store's connection (reads only, by convention:
     /// writes in the daemon go through the writer).
     pub fn read<T>(
@@ -190,41 +255,37 @@ impl Store {
     }
 }
 
-/// Opens a connection to the database in `state_dir`, creating the
-/// directory (0700) and migrating the schema as needed.
-fn open_connection(state_dir: &Path) -> Result<Connection, StoreError> {
+/// Opens the database in `state_dir`, creating the directory (0700),
+/// checking the database (see `open`) and migrating the schema as needed.
+fn open_connection(state_dir: &Path) -> Result<open::Opened, StoreError> {
     prepare_state_dir(state_dir)?;
-    let path = state_dir.join(DATABASE_FILE);
-    let open_error = |source| StoreError::Open {
-        path: path.clone(),
-        source,
-    };
-    // Switching a new database to WAL needs a moment alone with it, and
-    // SQLite answers "busy" at once instead of waiting when another process
-    // (a daemon and a `flush` starting together) holds it: try again.
-    let mut attempt = 0;
-    loop {
-        let connection = Connection::open(&path).map_err(open_error)?;
-        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        match schema::migrate(&connection, &path) {
-            Ok(()) => return Ok(connection),
-            Err(err) if err.is_busy() && attempt < OPEN_ATTEMPTS => {
-                attempt += 1;
-                drop(connection);
-                std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    open::open(state_dir)
 }
 
-/// Tries to open a database another process is setting up, before giving
-/// up (about 2 s in all).
-const OPEN_ATTEMPTS: u64 = 14;
-
 impl StoreError {
+    /// Whether this is trouble with the store itself rather than with one
+    /// request: a full disk, an I/O error, a damaged or read-only database.
+    pub fn is_fault(&self) -> bool {
+        let source = match self {
+            StoreError::Open { source, .. } | StoreError::Sql(source) => source,
+            StoreError::StateDir { .. } => return true,
+            _ => return false,
+        };
+        matches!(
+            source.sqlite_error_code(),
+            Some(
+                rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::DatabaseCorrupt
+                    | rusqlite::ErrorCode::NotADatabase
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::CannotOpen
+            )
+        )
+    }
+
     /// Whether the database was busy (locked by another process).
-    fn is_busy(&self) -> bool {
+    pub(super) fn is_busy(&self) -> bool {
         let source = match self {
             StoreError::Open { source, .. } | StoreError::Sql(source) => source,
             _ => return false,

@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{AuditEntry, Batch, QueuedRecord, StoreError};
+use super::{AuditEntry, Batch, QueuedRecord, StoreError, StoreHealth};
 use crate::clock::rfc3339;
 use crate::gate::GatedRecord;
 
@@ -404,4 +404,25 @@ pub fn insert_audit(
             detail
         ])?;
     Ok(())
+}
+
+/// What `status` shows about the store, as stored (the writer adds its
+/// live fault).
+pub fn health(connection: &Connection) -> Result<StoreHealth, StoreError> {
+    let dead_letters: i64 =
+        connection.query_row("SELECT COUNT(*) FROM dead_letter", [], |row| row.get(0))?;
+    let dead_letter_reason = connection
+        .query_row(
+            "SELECT reason FROM dead_letter ORDER BY id DESC LIMIT 1",
+            [],
+            |row| row.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten();
+    Ok(StoreHealth {
+        quarantine: super::last_quarantine(connection)?,
+        dead_letters: dead_letters as u64,
+        dead_letter_reason,
+        fault: None,
+    })
 }

@@ -57,6 +57,9 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
+/// The schema version this build writes.
+pub(super) const SUPPORTED: i64 = MIGRATIONS.len() as i64;
+
 pub(super) fn migrate(connection: &Connection, path: &Path) -> Result<(), StoreError> {
     let open_error = |source| StoreError::Open {
         path: path.to_path_buf(),
@@ -96,7 +99,7 @@ fn apply(connection: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(open_error)?;
-    let supported = MIGRATIONS.len() as i64;
+    let supported = SUPPORTED;
     if version > supported {
         return Err(StoreError::SchemaTooNew {
             path: path.to_path_buf(),

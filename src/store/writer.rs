@@ -14,15 +14,15 @@
 //! This module never decides consent; jobs carry gated records only.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{Batch, StoreError, open_connection, queue};
+use super::{Batch, Fault, StoreError, open_connection, queue};
 use crate::gate::GatedRecord;
 
 /// Most jobs in one group commit: bounds the latency one commit adds to the
@@ -66,14 +66,24 @@ pub enum WriterError {
 }
 
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// How one job went.
+enum Ran {
+    Ok,
+    /// Failed for a reason of its own (a bad record, say).
+    Failed,
+    /// Failed because the store itself is in trouble (disk full, I/O
+    /// error, damage): worth showing in `status`.
+    Fault(String),
+}
 type Job<S> = Box<dyn Task<S>>;
 
 /// One caller's work, type-erased so jobs of any answer type share the
 /// channel.
 trait Task<S>: Send {
-    /// Runs the work; says whether it succeeded, and how to answer once
-    /// the commit is known.
-    fn run(self: Box<Self>, connection: &Connection, state: &mut S) -> (bool, Finish);
+    /// Runs the work; says how it went, and how to answer once the commit
+    /// is known.
+    fn run(self: Box<Self>, connection: &Connection, state: &mut S) -> (Ran, Finish);
     /// The group failed before this job ran: answer with `why`.
     fn abort(self: Box<Self>, why: String);
 }
@@ -88,10 +98,14 @@ where
     F: FnOnce(&Connection, &mut S) -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
 {
-    fn run(self: Box<Self>, connection: &Connection, state: &mut S) -> (bool, Finish) {
+    fn run(self: Box<Self>, connection: &Connection, state: &mut S) -> (Ran, Finish) {
         let Call { op, reply } = *self;
         let result = op(connection, state);
-        let ok = result.is_ok();
+        let ran = match &result {
+            Ok(_) => Ran::Ok,
+            Err(err) if err.is_fault() => Ran::Fault(err.to_string()),
+            Err(_) => Ran::Failed,
+        };
         let finish: Finish = Box::new(move |commit| {
             let outcome = match (commit, result) {
                 (Ok(()), result) => result.map_err(WriterError::Store),
@@ -101,7 +115,7 @@ where
             // The caller may have gone away; its work is committed anyway.
             let _ = reply.send(outcome);
         });
-        (ok, finish)
+        (ran, finish)
     }
 
     fn abort(self: Box<Self>, why: String) {
@@ -113,6 +127,7 @@ where
 pub struct Writer<S> {
     jobs: mpsc::Sender<Job<S>>,
     depth: Arc<AtomicU64>,
+    fault: Arc<Mutex<Option<Fault>>>,
 }
 
 impl<S> Clone for Writer<S> {
@@ -120,6 +135,7 @@ impl<S> Clone for Writer<S> {
         Self {
             jobs: self.jobs.clone(),
             depth: Arc::clone(&self.depth),
+            fault: Arc::clone(&self.fault),
         }
     }
 }
@@ -129,15 +145,23 @@ impl<S: Durable> Writer<S> {
     /// The thread ends when every handle is dropped, after the jobs
     /// already sent are committed; join the returned handle to wait for it.
     pub fn spawn(state_dir: &Path, mut state: S) -> Result<(Self, JoinHandle<()>), StoreError> {
-        let connection = open_connection(state_dir)?;
+        let super::open::Opened {
+            connection, lock, ..
+        } = open_connection(state_dir)?;
         state.reload(&connection)?;
         let depth = Arc::new(AtomicU64::new(queue::depth(&connection)?));
         let (jobs, inbox) = mpsc::channel(CHANNEL_DEPTH);
+        let fault = Arc::new(Mutex::new(None));
+        let faults = Arc::clone(&fault);
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(connection, state, inbox))
+            .spawn(move || {
+                run(connection, state, inbox, &faults);
+                // The connection is closed: others may now move it aside.
+                drop(lock);
+            })
             .map_err(|source| StoreError::Thread { source })?;
-        Ok((Self { jobs, depth }, thread))
+        Ok((Self { jobs, depth, fault }, thread))
     }
 
     /// Runs `op` in the next group commit and answers once it is durable.
@@ -182,6 +206,12 @@ impl<S: Durable> Writer<S> {
     }
 
     /// Records waiting, as of the last commit (no query).
+    /// The store's trouble as of the last group commit (disk full, I/O
+    /// error, damage), cleared by the next commit that goes through.
+    pub fn fault(&self) -> Option<Fault> {
+        self.fault.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn depth(&self) -> u64 {
         self.depth.load(Ordering::Relaxed)
     }
@@ -288,7 +318,12 @@ fn job<S: 'static, T: Send + 'static>(
     (Box::new(Call { op, reply }), answer)
 }
 
-fn run<S: Durable>(mut connection: Connection, mut state: S, mut inbox: mpsc::Receiver<Job<S>>) {
+fn run<S: Durable>(
+    mut connection: Connection,
+    mut state: S,
+    mut inbox: mpsc::Receiver<Job<S>>,
+    fault: &Mutex<Option<Fault>>,
+) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = inbox.blocking_recv() {
         group.push(first);
@@ -298,14 +333,30 @@ fn run<S: Durable>(mut connection: Connection, mut state: S, mut inbox: mpsc::Re
                 Err(_) => break,
             }
         }
-        commit_group(&mut connection, &mut state, &mut group);
+        let trouble = commit_group(&mut connection, &mut state, &mut group);
+        let mut fault = fault.lock().unwrap_or_else(|p| p.into_inner());
+        match trouble {
+            Some(message) => {
+                *fault = Some(Fault {
+                    at: crate::clock::rfc3339(std::time::SystemTime::now()),
+                    message,
+                })
+            }
+            None => *fault = None,
+        }
     }
 }
 
 /// Runs every job of `group` in one transaction, each in its own savepoint,
 /// then checkpoints `state` and commits; answers every job afterwards.
-fn commit_group<S: Durable>(connection: &mut Connection, state: &mut S, group: &mut Vec<Job<S>>) {
+/// Returns the store's trouble, if the commit or a job ran into any.
+fn commit_group<S: Durable>(
+    connection: &mut Connection,
+    state: &mut S,
+    group: &mut Vec<Job<S>>,
+) -> Option<String> {
     let mut finishers: Vec<Finish> = Vec::with_capacity(group.len());
+    let mut trouble = None;
     let mut jobs = group.drain(..);
     let outcome = (|| -> Result<(), String> {
         let mut transaction = connection
@@ -320,8 +371,16 @@ fn commit_group<S: Durable>(connection: &mut Connection, state: &mut S, group: &
                     return Err(err);
                 }
             };
-            let (ok, finish) = job.run(&savepoint, state);
+            let (ran, finish) = job.run(&savepoint, state);
             finishers.push(finish);
+            let ok = match ran {
+                Ran::Ok => true,
+                Ran::Failed => false,
+                Ran::Fault(why) => {
+                    trouble = Some(why);
+                    false
+                }
+            };
             // A failed job rolls back to its savepoint (the default on
             // finish); a good one is released into the transaction.
             let ended = if ok {
@@ -347,6 +406,7 @@ fn commit_group<S: Durable>(connection: &mut Connection, state: &mut S, group: &
     for finish in finishers.drain(..) {
         finish(outcome.clone());
     }
+    outcome.err().or(trouble)
 }
 
 #[cfg(test)]

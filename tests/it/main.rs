@@ -5,4 +5,5 @@ mod bad_input;
 mod consent;
 mod delivery;
 mod ingest;
+mod store;
 mod support;

@@ -169,9 +169,21 @@ retry_max = "1s"
 
     /// Every record the receiver decoded: (purpose, clause, fields).
     pub fn received_records(&self) -> Vec<Received> {
+        self.records_where(|_| true)
+    }
+
+    /// The records of `purpose` in batches the receiver accepted (2xx).
+    pub fn delivered(&self, purpose: &str) -> Vec<Received> {
+        let mut records = self.records_where(|status| (200..300).contains(&status));
+        records.retain(|r| r.purpose == purpose);
+        records
+    }
+
+    fn records_where(&self, status: impl Fn(u16) -> bool) -> Vec<Received> {
         self.receiver
             .requests()
             .into_iter()
+            .filter(|r| status(r.status))
             .filter_map(|r| r.envelope.ok())
             .flat_map(|e| e.records)
             .map(|r| Received {

@@ -1,0 +1,441 @@
+//! Opening the database safely: one opener at a time, a health check, and
+//! quarantine instead of silent loss.
+//!
+//! Every process that uses a `state_dir` holds a lock on its `store.lock`
+//! for as long as its connection is open: shared while it works, exclusive
+//! while it opens. Only an opener that gets the lock exclusively (nobody
+//! else has the database open) checks the database, and moves it aside to
+//! `quarantine/` when it fails the check:
+//!
+//! - the file is empty (or gone) where a store existed before (the
+//!   `store.created` marker says so);
+//! - SQLite calls it malformed or not a database (`PRAGMA quick_check`);
+//! - its schema is newer than this build understands.
+//!
+//! A quarantined file is never deleted. The fresh store that replaces it
+//! keeps the installation id and hash key when the old file still yields
+//! them, and records what happened (in `meta` and the audit trail) so that
+//! `status` and the log can say so, with how many records the file held.
+//!
+//! Two processes opening a new `state_dir` at once are serialised by the
+//! same lock, so the schema is created once.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+
+use super::{DATABASE_FILE, StoreError, queue, schema};
+use crate::clock::rfc3339;
+
+/// The lock file every user of a `state_dir` holds.
+const LOCK_FILE: &str = "store.lock";
+/// Written once a store has been created here: an empty or missing
+/// database afterwards is a loss to report, not a first start.
+const CREATED_MARKER: &str = "store.created";
+/// Where failed databases are moved.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// The `meta` key holding the last [`Quarantine`] as JSON.
+pub const QUARANTINE_KEY: &str = "last_quarantine";
+
+/// A database that failed its check at open, and what was done about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    pub at: String,
+    /// What was wrong, in words.
+    pub reason: String,
+    /// Where the failed file now is (`None`: there was no file to move).
+    pub moved_to: Option<PathBuf>,
+    /// Queued records the failed file still held, when it could be read.
+    pub records: Option<u64>,
+}
+
+impl std::fmt::Display for Quarantine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at {}: {}", self.at, self.reason)?;
+        match &self.moved_to {
+            Some(path) => write!(f, "; moved to {}", path.display())?,
+            None => write!(f, "; there was no file to keep")?,
+        }
+        match self.records {
+            Some(n) => write!(f, "; it held {n} queued records"),
+            None => write!(f, "; its queued records could not be counted"),
+        }
+    }
+}
+
+/// An open database and the lock that keeps it from being moved aside
+/// while in use. Drop them together.
+pub(super) struct Opened {
+    pub connection: Connection,
+    pub lock: File,
+    /// Set when this open quarantined a failed database.
+    pub quarantine: Option<Quarantine>,
+}
+
+/// Opens the database in `state_dir` (which must exist), checking and
+/// quarantining it first when no other process has it open.
+pub(super) fn open(state_dir: &Path) -> Result<Opened, StoreError> {
+    let path = state_dir.join(DATABASE_FILE);
+    let lock_error = |source| StoreError::StateDir {
+        path: state_dir.to_path_buf(),
+        source,
+    };
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join(LOCK_FILE))
+        .map_err(lock_error)?;
+    let alone = match lock.try_lock() {
+        Ok(()) => true,
+        Err(std::fs::TryLockError::WouldBlock) => {
+            // Someone has it open: wait while another opener finishes,
+            // then use it as it is.
+            lock.lock_shared().map_err(lock_error)?;
+            false
+        }
+        Err(std::fs::TryLockError::Error(err)) => return Err(lock_error(err)),
+    };
+    let moved = if alone {
+        inspect(state_dir, &path)
+    } else {
+        None
+    };
+    let moved = moved
+        .map(|reason| move_aside(state_dir, &path, reason))
+        .transpose()?;
+    let connection = migrated(&path)?;
+    let quarantine = match moved {
+        Some((event, salvage)) => {
+            record(&connection, &event, salvage)?;
+            tracing::error!(quarantine = %event, "the state database failed its check; a fresh one was started");
+            Some(event)
+        }
+        None => None,
+    };
+    if alone {
+        mark_created(state_dir);
+        // Let others in while this process works. (Unlocking first: how a
+        // lock converts in place is not portable. Whoever slips in between
+        // finds a healthy database and leaves it be.)
+        lock.unlock().map_err(lock_error)?;
+        lock.lock_shared().map_err(lock_error)?;
+    }
+    Ok(Opened {
+        connection,
+        lock,
+        quarantine,
+    })
+}
+
+/// Opens and migrates the database at `path`.
+fn migrated(path: &Path) -> Result<Connection, StoreError> {
+    let open_error = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Switching a new database to WAL needs a moment alone with it, and
+    // SQLite answers "busy" at once instead of waiting when another process
+    // holds it: try again.
+    let mut attempt = 0;
+    loop {
+        let connection = Connection::open(path).map_err(open_error)?;
+        connection
+            .busy_timeout(super::BUSY_TIMEOUT)
+            .map_err(open_error)?;
+        match schema::migrate(&connection, path) {
+            Ok(()) => return Ok(connection),
+            Err(err) if err.is_busy() && attempt < OPEN_ATTEMPTS => {
+                attempt += 1;
+                drop(connection);
+                std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Tries to open a database another process is setting up, before giving
+/// up (about 2 s in all).
+const OPEN_ATTEMPTS: u64 = 14;
+
+/// What is wrong with the database at `path`, if anything.
+fn inspect(state_dir: &Path, path: &Path) -> Option<String> {
+    let existed = state_dir.join(CREATED_MARKER).exists();
+    match std::fs::metadata(path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return existed.then(|| "the state database was missing".to_owned());
+        }
+        Err(err) => return Some(format!("the state database cannot be read: {err}")),
+        Ok(meta) if meta.len() == 0 => {
+            return existed.then(|| "the state database was empty (0 bytes)".to_owned());
+        }
+        Ok(_) => {}
+    }
+    let connection = match Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE) {
+        Ok(connection) => connection,
+        Err(err) => return Some(format!("the state database cannot be opened: {err}")),
+    };
+    let version: i64 = match connection.query_row("PRAGMA user_version", [], |row| row.get(0)) {
+        Ok(version) => version,
+        Err(err) => return Some(format!("the state database is unreadable: {err}")),
+    };
+    if version > schema::SUPPORTED {
+        return Some(format!(
+            "the state database has schema version {version}, newer than this build understands ({}); a newer consentry wrote it",
+            schema::SUPPORTED
+        ));
+    }
+    if version == 0 && existed {
+        return Some("the state database had lost its tables".to_owned());
+    }
+    let problems: Result<Vec<String>, _> =
+        connection
+            .prepare("PRAGMA quick_check(5)")
+            .and_then(|mut check| {
+                check
+                    .query_map([], |row| row.get::<_, String>(0))?
+                    .collect()
+            });
+    match problems {
+        Ok(problems) if problems == ["ok"] => None,
+        Ok(problems) => Some(format!(
+            "the state database is damaged: {}",
+            problems.join("; ")
+        )),
+        Err(err) => Some(format!("the state database is damaged: {err}")),
+    }
+}
+
+/// Moves the failed database (and its WAL and shared-memory files) into
+/// `quarantine/`, and reads what it can from the moved copy.
+fn move_aside(
+    state_dir: &Path,
+    path: &Path,
+    reason: String,
+) -> Result<(Quarantine, Salvage), StoreError> {
+    let at = rfc3339(SystemTime::now());
+    if !path.exists() {
+        let event = Quarantine {
+            at,
+            reason,
+            moved_to: None,
+            records: None,
+        };
+        return Ok((event, Salvage::default()));
+    }
+    let dir = state_dir.join(QUARANTINE_DIR);
+    let io_error = |source| StoreError::StateDir {
+        path: dir.clone(),
+        source,
+    };
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_error)?;
+    }
+    let stamp = at.replace([':', '-'], "");
+    let mut target = dir.join(format!("{DATABASE_FILE}.{stamp}"));
+    let mut n = 1;
+    while target.exists() {
+        n += 1;
+        target = dir.join(format!("{DATABASE_FILE}.{stamp}.{n}"));
+    }
+    // The WAL goes first and beside its database under the matching name,
+    // so that the moved copy still reads as one database.
+    for suffix in ["-wal", "-shm"] {
+        let side = path.with_file_name(format!("{DATABASE_FILE}{suffix}"));
+        if side.exists() {
+            let mut to = target.clone().into_os_string();
+            to.push(suffix);
+            std::fs::rename(&side, to).map_err(io_error)?;
+        }
+    }
+    std::fs::rename(path, &target).map_err(io_error)?;
+    let salvage = salvage(&target).unwrap_or_default();
+    let event = Quarantine {
+        at,
+        reason,
+        moved_to: Some(target),
+        records: salvage.records,
+    };
+    Ok((event, salvage))
+}
+
+/// What a quarantined file still yields.
+#[derive(Debug, Default)]
+struct Salvage {
+    records: Option<u64>,
+    meta: Vec<(String, String)>,
+}
+
+/// Counts the queued records of a quarantined file and reads the identity
+/// worth keeping (installation id, hash key), without changing the file.
+fn salvage(path: &Path) -> Option<Salvage> {
+    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    let records = connection
+        .query_row("SELECT COUNT(*) FROM queue", [], |row| row.get::<_, i64>(0))
+        .ok()
+        .map(|n| n as u64);
+    let mut meta = Vec::new();
+    for key in ["installation_id", "hash_key"] {
+        if let Ok(Some(value)) = queue::meta_get(&connection, key) {
+            meta.push((key.to_owned(), value));
+        }
+    }
+    Some(Salvage { records, meta })
+}
+
+/// Writes the quarantine into the fresh store: the salvaged identity, the
+/// `meta` entry `status` reads, and an audit line.
+fn record(connection: &Connection, event: &Quarantine, salvage: Salvage) -> Result<(), StoreError> {
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    let written = (|| {
+        for (key, value) in salvage.meta {
+            queue::meta_set(connection, &key, &value)?;
+        }
+        let json = serde_json::to_string(event).expect("a quarantine serializes");
+        queue::meta_set(connection, QUARANTINE_KEY, &json)?;
+        queue::insert_audit(connection, "quarantined", None, 0, &event.to_string())
+    })();
+    connection.execute_batch(if written.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    })?;
+    written
+}
+
+/// The last quarantine this store recorded, if any.
+pub fn last_quarantine(connection: &Connection) -> Result<Option<Quarantine>, StoreError> {
+    Ok(queue::meta_get(connection, QUARANTINE_KEY)?
+        .and_then(|json| serde_json::from_str(&json).ok()))
+}
+
+/// Notes that a store exists here (best effort: without the marker, an
+/// emptied database is taken for a first start, as before).
+fn mark_created(state_dir: &Path) {
+    let marker = state_dir.join(CREATED_MARKER);
+    if !marker.exists() {
+        let _ = std::fs::write(&marker, format!("{}\n", rfc3339(SystemTime::now())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::test_record as record;
+    use crate::store::Store;
+
+    fn filled(dir: &Path, records: i64) {
+        let store = Store::open(dir).unwrap();
+        store
+            .enqueue(&(0..records).map(|n| record("a", n)).collect::<Vec<_>>())
+            .unwrap();
+    }
+
+    fn quarantined_files(dir: &Path) -> Vec<PathBuf> {
+        match std::fs::read_dir(dir.join(QUARANTINE_DIR)) {
+            Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_healthy_store_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path(), 3);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.depth().unwrap(), 3);
+        assert!(store.last_quarantine().unwrap().is_none());
+        assert!(quarantined_files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn an_emptied_database_is_quarantined_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path(), 10);
+        let id = Store::open(dir.path()).unwrap().installation_id().unwrap();
+        let db = dir.path().join(DATABASE_FILE);
+        let _ = std::fs::remove_file(db.with_file_name(format!("{DATABASE_FILE}-wal")));
+        std::fs::write(&db, b"").unwrap();
+
+        let store = Store::open(dir.path()).unwrap();
+        let event = store.last_quarantine().unwrap().expect("reported");
+        assert!(event.reason.contains("empty"), "{event}");
+        assert_eq!(quarantined_files(dir.path()).len(), 1);
+        assert_eq!(store.depth().unwrap(), 0);
+        // Nothing to salvage from an empty file: a new identity.
+        assert_ne!(store.installation_id().unwrap(), id);
+        let audit = store.recent_audit(10).unwrap();
+        assert!(audit.iter().any(|a| a.event == "quarantined"));
+    }
+
+    #[test]
+    fn a_scribbled_database_is_quarantined_with_its_count_and_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path(), 2000);
+        let id = Store::open(dir.path()).unwrap().installation_id().unwrap();
+        let db = dir.path().join(DATABASE_FILE);
+        // Checkpointed by the last close: the WAL is empty or gone.
+        let mut bytes = std::fs::read(&db).unwrap();
+        let middle = bytes.len() / 2;
+        for b in &mut bytes[middle..middle + 4096] {
+            *b = 0x5a;
+        }
+        std::fs::write(&db, bytes).unwrap();
+
+        let store = Store::open(dir.path()).unwrap();
+        let event = store.last_quarantine().unwrap().expect("reported");
+        assert!(event.reason.contains("damaged"), "{event}");
+        assert!(event.moved_to.as_ref().unwrap().exists());
+        assert_eq!(store.depth().unwrap(), 0);
+        assert_eq!(store.installation_id().unwrap(), id, "identity salvaged");
+    }
+
+    #[test]
+    fn a_newer_schema_is_quarantined_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path(), 1);
+        let db = dir.path().join(DATABASE_FILE);
+        Connection::open(&db)
+            .unwrap()
+            .pragma_update(None, "user_version", 999)
+            .unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let event = store.last_quarantine().unwrap().expect("reported");
+        assert!(event.reason.contains("newer"), "{event}");
+        assert_eq!(event.records, Some(1));
+    }
+
+    #[test]
+    fn a_store_in_use_is_never_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path(), 1);
+        let first = Store::open(dir.path()).unwrap();
+        let db = dir.path().join(DATABASE_FILE);
+        Connection::open(&db)
+            .unwrap()
+            .pragma_update(None, "user_version", 999)
+            .unwrap();
+        // The first holder keeps it open: the second opener must not move
+        // it, and fails with the plain error instead.
+        assert!(Store::open(dir.path()).is_err());
+        assert!(quarantined_files(dir.path()).is_empty());
+        drop(first);
+    }
+
+    #[test]
+    fn a_first_start_is_not_a_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DATABASE_FILE), b"").unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.last_quarantine().unwrap().is_none());
+    }
+}

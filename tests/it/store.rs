@@ -1,0 +1,197 @@
+//! The store under faults: concurrent first starts, records that cannot
+//! be read back, databases that fail their check, and the bounds.
+
+use std::time::Duration;
+
+use crate::support::{PATIENCE, World};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_and_a_flush_starting_together_on_a_new_state_dir_both_work() {
+    for attempt in 0..50 {
+        let world = World::new().await;
+        let daemon = tokio::process::Command::new(crate::support::BIN)
+            .args(["daemon", "--config"])
+            .arg(&world.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let flush = world.run(&["flush"]).await;
+        assert!(
+            flush.status.success(),
+            "attempt {attempt}: flush failed: {}",
+            String::from_utf8_lossy(&flush.stderr)
+        );
+        let mut daemon = daemon;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !world.status().await["daemon"].is_object() {
+            if let Ok(Some(exit)) = daemon.try_wait() {
+                let output = daemon.wait_with_output().await.unwrap();
+                panic!(
+                    "attempt {attempt}: daemon exited {exit}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "attempt {attempt}: the daemon never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pid = daemon.id().unwrap();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let output = daemon.wait_with_output().await.unwrap();
+        assert!(
+            output.status.success(),
+            "attempt {attempt}: daemon failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_corrupt_record_is_dead_lettered_and_its_neighbours_arrive() {
+    let world = World::with_eula_answering(503).await;
+    let upload_extra = "batch_max_records = 500";
+    let text = world.config_text(upload_extra);
+    world.write_config(&text);
+    let daemon = world.spawn_daemon().await;
+    let lines =
+        "{\"kind\":\"install_task\",\"task\":\"install\",\"status\":\"failed\"}\n".repeat(499);
+    let out = world.emit(&["-"], lines.as_bytes()).await;
+    assert!(out.status.success(), "{out:?}");
+    world
+        .status_until("queued them all", |s| {
+            s["daemon"]["records_queued"].as_u64() >= Some(500)
+        })
+        .await;
+    let total = world.status().await["daemon"]["records_queued"]
+        .as_u64()
+        .unwrap();
+    daemon.terminate().await;
+
+    let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
+    db.execute(
+        "UPDATE queue SET fields = '{\"broken' WHERE id = (SELECT id FROM queue ORDER BY id LIMIT 1 OFFSET 250)",
+        [],
+    )
+    .unwrap();
+    drop(db);
+
+    world.receiver.set_status(200);
+    let daemon = world.spawn_daemon().await;
+    world.ok(&["flush"]).await;
+    world
+        .status_until("emptied the queue", |s| s["daemon"]["records_queued"] == 0)
+        .await;
+    assert!(total >= 500);
+    let delivered = world.delivered("installation_errors").len();
+    assert_eq!(delivered, 498, "neighbours of the corrupt record were lost");
+    let history = world.ok(&["history"]).await;
+    assert!(
+        history.contains("dead-lettered     1 record(s)"),
+        "{history}"
+    );
+    daemon.terminate().await;
+}
+
+/// Queues `n` install-task records through a daemon answered with 503 (so
+/// nothing leaves), then stops it.
+async fn queued(world: &World, n: usize) -> u64 {
+    let daemon = world.spawn_daemon().await;
+    let lines =
+        "{\"kind\":\"install_task\",\"task\":\"install\",\"status\":\"failed\"}\n".repeat(n);
+    let out = world.emit(&["-"], lines.as_bytes()).await;
+    assert!(out.status.success(), "{out:?}");
+    world
+        .status_until("queued them all", |s| {
+            s["daemon"]["records_queued"].as_u64() >= Some(n as u64)
+        })
+        .await;
+    let total = world.status().await["daemon"]["records_queued"]
+        .as_u64()
+        .unwrap();
+    daemon.terminate().await;
+    total
+}
+
+fn quarantine_dir(world: &World) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(world.path("state/quarantine"))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| {
+                    !p.to_string_lossy().ends_with("-wal") && !p.to_string_lossy().ends_with("-shm")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_database_is_quarantined_and_status_says_so() {
+    let world = World::with_eula_answering(503).await;
+    queued(&world, 1000).await;
+    let db = world.path("state/consentry.sqlite3");
+    let _ = std::fs::remove_file(world.path("state/consentry.sqlite3-wal"));
+    std::fs::File::create(&db).unwrap().set_len(0).unwrap();
+
+    let daemon = world.spawn_daemon().await;
+    let status = world.status().await;
+    let quarantine = &status["daemon"]["store"]["quarantine"];
+    assert!(
+        quarantine["reason"].as_str().unwrap().contains("empty"),
+        "{status}"
+    );
+    let moved = quarantine["moved_to"].as_str().unwrap();
+    assert!(std::path::Path::new(moved).exists(), "{moved}");
+    assert_eq!(quarantine_dir(&world).len(), 1);
+    let text = String::from_utf8(world.run(&["status"]).await.stdout).unwrap();
+    assert!(text.contains("quarantined"), "{text}");
+    // The daemon runs on, with a fresh queue.
+    world.receiver.set_status(200);
+    world.ok(&["flush"]).await;
+    let (exit, log) = daemon.terminate().await;
+    assert!(exit.success(), "{log}");
+    assert!(log.contains("failed its check"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scribbled_database_is_quarantined_with_its_records_counted() {
+    let world = World::with_eula_answering(503).await;
+    let total = queued(&world, 2000).await;
+    let db = world.path("state/consentry.sqlite3");
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 64 * 1024, "{} bytes", bytes.len());
+    let middle = bytes.len() / 2 / 4096 * 4096;
+    bytes[middle..middle + 4096].fill(0xa5);
+    std::fs::write(&db, bytes).unwrap();
+
+    let daemon = world.spawn_daemon().await;
+    let status = world.status().await;
+    let store = &status["daemon"]["store"];
+    assert!(
+        store["quarantine"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("damaged"),
+        "{status}"
+    );
+    // The damaged file is kept, not deleted; what it held is reported
+    // when it can still be counted.
+    assert_eq!(quarantine_dir(&world).len(), 1);
+    if let Some(records) = store["quarantine"]["records"].as_u64() {
+        assert!(records <= total);
+    }
+    // A fresh queue: at most the start-up collection.
+    assert!(
+        status["daemon"]["records_queued"].as_u64() <= Some(1),
+        "{status}"
+    );
+    daemon.terminate().await;
+}
