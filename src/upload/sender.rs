@@ -1,0 +1,337 @@
+//! The uploader: from the queue to the receiver, one batch at a time.
+//!
+//! [`Uploader::upload_pending`] reads the consent snapshot (the gate's, read
+//! again before every batch) and purges what is no longer allowed, then
+//! claims batches through the store writer, encodes them (`protocol`), sends
+//! them (`transport`) and applies the outcome (`policy`). Every outcome is
+//! written to the audit trail. The uploader never decides consent itself:
+//! it asks the gate.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::policy::{Refusal, RetryPolicy, UploadResult};
+use super::protocol::Envelope;
+use super::{Transport, UploadConfig};
+use crate::consent::Registry;
+use crate::gate::Gate;
+use crate::store::{Batch, Durable, Store, StoreError, Writer, WriterError};
+
+/// What one call of [`Uploader::upload_pending`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadSummary {
+    pub batches_sent: u64,
+    pub records_sent: u64,
+    /// Records dropped from the queue because their consent is gone.
+    pub records_purged: u64,
+    /// Records the receiver refused one by one, now in the dead-letter
+    /// table.
+    #[serde(default)]
+    pub dead_lettered: u64,
+    /// Records still queued afterwards.
+    pub records_queued: u64,
+    /// Why sending stopped early, if it did.
+    pub stopped: Option<String>,
+    /// Seconds until the next attempt, when waiting after a failure.
+    pub retry_in_seconds: Option<u64>,
+}
+
+/// Why the uploader could not do its job at all (the queue is unusable).
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+}
+
+/// Why queued records are purged when their consent is gone.
+pub const PURGE_REASON: &str = "consent for these purposes was withdrawn";
+
+/// Deletes queued records whose consent was withdrawn (no clause that could
+/// allow them is accepted any more), with a line in the audit trail. Any
+/// other block (a renewal that is due, an acceptance the catalogue does not
+/// recognise, an unusable consent file) purges nothing: fail closed, but
+/// only an explicit withdrawal deletes data.
+/// For the CLI when no daemon runs; the daemon purges through its writer.
+pub fn purge_disallowed(store: &Store, registry: &Registry) -> Result<u64, StoreError> {
+    if registry.unreadable().is_some() {
+        return Ok(0);
+    }
+    let purged = store.purge_blocked(|purpose| !registry.may_purge(purpose), PURGE_REASON)?;
+    if purged > 0 {
+        tracing::info!(
+            records = purged,
+            "purged queued records whose consent is gone"
+        );
+    }
+    Ok(purged)
+}
+
+/// [`purge_disallowed`] through the daemon's writer.
+pub async fn purge_disallowed_via<S: Durable>(
+    writer: &Writer<S>,
+    registry: Arc<Registry>,
+) -> Result<u64, WriterError> {
+    if registry.unreadable().is_some() {
+        return Ok(0);
+    }
+    let purged = writer
+        .purge_blocked(
+            move |purpose| !registry.may_purge(purpose),
+            PURGE_REASON.to_owned(),
+        )
+        .await?;
+    if purged > 0 {
+        tracing::info!(
+            records = purged,
+            "purged queued records whose consent is gone"
+        );
+    }
+    Ok(purged)
+}
+
+/// The batch being sent right now, so that a withdrawal can stop it: the
+/// control handler publishes the new consent, then cancels an in-flight
+/// batch that carries a purpose it no longer allows, and waits until the
+/// uploader has let go of it. The uploader registers a batch *before* its
+/// last look at the consent snapshot, so either the handler sees the batch
+/// or the uploader sees the new consent: never neither.
+#[derive(Default)]
+pub struct InFlight {
+    batch: std::sync::Mutex<Option<(Vec<String>, CancellationToken)>>,
+    released: tokio::sync::Notify,
+}
+
+impl InFlight {
+    fn start(&self, purposes: Vec<String>) -> CancellationToken {
+        let token = CancellationToken::new();
+        *self.lock() = Some((purposes, token.clone()));
+        token
+    }
+
+    fn finish(&self) {
+        *self.lock() = None;
+        self.released.notify_waiters();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Vec<String>, CancellationToken)>> {
+        self.batch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cancels the batch in flight if it carries a purpose `still_allowed`
+    /// refuses, and returns once the uploader has let go of it. Returns
+    /// whether a batch was stopped.
+    pub async fn stop_unless(&self, still_allowed: impl Fn(&str) -> bool) -> bool {
+        let released = self.released.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        {
+            let batch = self.lock();
+            let Some((purposes, token)) = batch.as_ref() else {
+                return false;
+            };
+            if purposes.iter().all(|p| still_allowed(p)) {
+                return false;
+            }
+            token.cancel();
+        }
+        released.await;
+        true
+    }
+}
+
+/// Sends queued batches, remembering failures between calls. Owned by one
+/// task: the daemon's uploader, or the CLI's `flush` when no daemon runs.
+pub struct Uploader<S> {
+    writer: Writer<S>,
+    gate: Arc<Gate>,
+    in_flight: Arc<InFlight>,
+    transport: Transport,
+    policy: RetryPolicy,
+    batch_max_records: usize,
+    /// Smaller batches while bisecting a refused one (see `Refusal`).
+    split_limit: Option<usize>,
+    consecutive_failures: u32,
+    not_before: Option<Instant>,
+}
+
+impl<S: Durable> Uploader<S> {
+    pub fn new(
+        writer: Writer<S>,
+        gate: Arc<Gate>,
+        transport: Transport,
+        config: &UploadConfig,
+    ) -> Self {
+        Self {
+            writer,
+            gate,
+            in_flight: Arc::default(),
+            transport,
+            policy: config.retry_policy(),
+            batch_max_records: config.batch_max_records,
+            split_limit: None,
+            consecutive_failures: 0,
+            not_before: None,
+        }
+    }
+
+    /// The batch in flight, for whoever must be able to stop it.
+    pub fn in_flight(&self) -> Arc<InFlight> {
+        Arc::clone(&self.in_flight)
+    }
+
+    /// When the next attempt is due after a failure (`None`: now).
+    pub fn not_before(&self) -> Option<Instant> {
+        self.not_before
+    }
+
+    /// Purges what the consent snapshot no longer allows, then sends
+    /// batches until the queue is empty or an attempt fails. The snapshot is
+    /// read again before every batch, so a revoke stops a drain between two
+    /// batches. `force` ignores the wait after a failure (an explicit
+    /// `flush`).
+    pub async fn upload_pending(&mut self, force: bool) -> Result<UploadSummary, UploadError> {
+        let mut summary = UploadSummary::default();
+        if !force && self.not_before.is_some_and(|t| Instant::now() < t) {
+            summary.retry_in_seconds = self
+                .not_before
+                .map(|t| t.saturating_duration_since(Instant::now()).as_secs());
+            summary.stopped = Some("waiting after a failed attempt".into());
+            summary.records_queued = self.writer.depth();
+            return Ok(summary);
+        }
+        loop {
+            let registry = self.gate.registry();
+            if let Some(why) = registry.unreadable() {
+                // Fail closed without destroying anything: hold the queue.
+                summary.stopped = Some(format!("holding the queue: {why}"));
+                break;
+            }
+            summary.records_purged +=
+                purge_disallowed_via(&self.writer, Arc::clone(&registry)).await?;
+            let sendable: Vec<String> = registry
+                .decisions()
+                .filter(|d| d.is_allowed())
+                .map(|d| d.purpose().to_owned())
+                .collect();
+            let Some(batch) = self
+                .writer
+                .claim_batch(self.split_limit.unwrap_or(self.batch_max_records), sendable)
+                .await?
+            else {
+                break;
+            };
+            let mut purposes: Vec<String> =
+                batch.records.iter().map(|r| r.purpose.clone()).collect();
+            purposes.sort();
+            purposes.dedup();
+            // Registered first, then the last look at the consent: see
+            // `InFlight`.
+            let cancel = self.in_flight.start(purposes.clone());
+            if purposes.iter().any(|p| !self.gate.is_allowed(p)) {
+                // Consent changed since the purge above: purge again before
+                // anything of this batch can leave.
+                self.in_flight.finish();
+                continue;
+            }
+            let sent = self.send(batch, cancel, &mut summary).await;
+            self.in_flight.finish();
+            if !sent? {
+                break;
+            }
+        }
+        summary.records_queued = self.writer.depth();
+        Ok(summary)
+    }
+
+    /// Sends one batch and applies the outcome; false when sending should
+    /// stop for now.
+    async fn send(
+        &mut self,
+        batch: Batch,
+        cancel: CancellationToken,
+        summary: &mut UploadSummary,
+    ) -> Result<bool, UploadError> {
+        let count = batch.records.len() as u64;
+        let body = match Envelope::from_batch(&batch) {
+            Ok(envelope) => envelope.encode(),
+            Err(err) => {
+                // Unsendable rows must not block the queue forever.
+                tracing::error!(batch = %batch.id, error = %err, "dropping a corrupt batch");
+                self.writer
+                    .complete_batch(batch.id, "dropped", err.to_string())
+                    .await?;
+                return Ok(true);
+            }
+        };
+        let result = tokio::select! {
+            result = self.transport.send(batch.id, body) => result,
+            _ = cancel.cancelled() => {
+                // Consent for part of it was withdrawn mid-send: the request
+                // is abandoned, and the purge that follows removes it.
+                tracing::info!(batch = %batch.id, "upload stopped: consent withdrawn");
+                summary.stopped = Some("stopped: consent withdrawn during the upload".into());
+                return Ok(true);
+            }
+        };
+        match &result {
+            UploadResult::Accepted { .. } => {
+                self.writer
+                    .complete_batch(batch.id, "uploaded", result.detail())
+                    .await?;
+                tracing::info!(batch = %batch.id, records = count, "batch delivered");
+                self.consecutive_failures = 0;
+                self.not_before = None;
+                self.split_limit = None;
+                summary.batches_sent += 1;
+                summary.records_sent += count;
+                Ok(true)
+            }
+            UploadResult::Refused { status, detail }
+                if Refusal::of(*status, batch.records.len()) != Refusal::RetryLater =>
+            {
+                if Refusal::of(*status, batch.records.len()) == Refusal::Split {
+                    // Send it again in halves, at once: a refusal of the
+                    // content is no reason to wait.
+                    self.split_limit = Some((batch.records.len() / 2).max(1));
+                    self.writer
+                        .audit(
+                            "refused",
+                            Some(batch.id),
+                            count,
+                            format!("{detail}; sending it again in halves"),
+                        )
+                        .await?;
+                    self.writer.release_batch(batch.id).await?;
+                } else {
+                    let moved = self
+                        .writer
+                        .dead_letter_batch(batch.id, *status, detail.clone())
+                        .await?;
+                    tracing::warn!(batch = %batch.id, status, "record refused by the receiver; moved to the dead-letter table");
+                    summary.dead_lettered += moved;
+                }
+                Ok(true)
+            }
+            UploadResult::Retryable { .. } | UploadResult::Refused { .. } => {
+                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                let wait =
+                    self.policy
+                        .wait_after(&result, self.consecutive_failures, fastrand::f64());
+                self.not_before = Some(Instant::now() + wait);
+                let detail = result.detail();
+                self.writer
+                    .audit("failed", Some(batch.id), count, detail.clone())
+                    .await?;
+                tracing::warn!(batch = %batch.id, records = count, error = %detail, retry_in = ?wait, "batch not delivered; it stays queued");
+                summary.stopped = Some(detail);
+                summary.retry_in_seconds = Some(wait.as_secs());
+                Ok(false)
+            }
+        }
+    }
+}
