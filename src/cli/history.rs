@@ -3,7 +3,13 @@
 
 use std::process::ExitCode;
 
-use consentry::store::{AuditEntry, DATABASE_FILE, Store};
+use std::io::Write;
+
+use consentry::config::Config;
+use consentry::store::{AuditEntry, DATABASE_FILE, Store, queue};
+use consentry::upload::protocol::Body;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::{OutputArgs, print_json};
 
@@ -15,12 +21,19 @@ pub struct HistoryArgs {
     /// Show at most this many of the newest lines.
     #[arg(long, default_value_t = DEFAULT_LIMIT)]
     pub limit: usize,
+    /// Print the exact JSON body sent for this batch (its id, or the start
+    /// of it) on stdout; its SHA-256 is the one the trail recorded.
+    #[arg(long, value_name = "BATCH")]
+    pub show: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
 pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     let config = args.output.config.load()?;
+    if let Some(batch) = &args.show {
+        return show(&config, batch, args.output.json);
+    }
     // Never create a state directory just to say there is nothing in it.
     let entries = if config.state_dir.join(DATABASE_FILE).exists() {
         Store::open(&config.state_dir)?.recent_audit(args.limit)?
@@ -49,4 +62,62 @@ pub fn print_entries(entries: &[AuditEntry]) {
             entry.detail
         );
     }
+}
+
+#[derive(Serialize)]
+struct Shown {
+    batch_id: String,
+    sent_at: String,
+    records: u64,
+    sha256: String,
+    body: Box<serde_json::value::RawValue>,
+}
+
+/// `history --show BATCH`: the body as sent, byte for byte.
+fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let batch = batch.trim().to_ascii_lowercase();
+    anyhow::ensure!(!batch.is_empty(), "--show needs a batch id");
+    let found = if config.state_dir.join(DATABASE_FILE).exists() {
+        Store::open(&config.state_dir)?.read(|c| queue::sent_body(c, &batch))?
+    } else {
+        Vec::new()
+    };
+    let kept = match found.as_slice() {
+        [one] => one,
+        [] => anyhow::bail!(
+            "no body is kept for batch `{batch}`: it was never sent, or it is older than the audit retention (see `consentry history`)"
+        ),
+        _ => anyhow::bail!("`{batch}` is the start of more than one batch id; give more of it"),
+    };
+    let body = Body {
+        gzip: kept.gzip.clone(),
+        sha256: kept.sha256.clone(),
+    };
+    let document = body.json()?;
+    let actual = hex::encode(Sha256::digest(&document));
+    anyhow::ensure!(
+        actual == kept.sha256,
+        "the kept body of batch {} does not match the SHA-256 recorded when it was sent ({actual} != {}); the state database is damaged",
+        kept.batch_id,
+        kept.sha256
+    );
+    if json {
+        print_json(&Shown {
+            batch_id: kept.batch_id.clone(),
+            sent_at: kept.at.clone(),
+            records: kept.records,
+            sha256: kept.sha256.clone(),
+            body: serde_json::from_slice(&document)?,
+        })?;
+    } else {
+        eprintln!(
+            "batch {}: {} record(s), first sent {}, sha256 {}",
+            kept.batch_id, kept.records, kept.at, kept.sha256
+        );
+        let mut out = std::io::stdout().lock();
+        out.write_all(&document)
+            .and_then(|()| out.flush())
+            .unwrap_or_else(|err| super::stdout_failed(err));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -39,7 +39,7 @@ use crate::document::ReadError;
 use crate::gate::Gate;
 use crate::ingest::{self, Discards, Ingest};
 use crate::store::{Store, StoreError, Writer, WriterError, queue};
-use crate::upload::{Transport, TransportError, UploadError, UploadSummary, Uploader};
+use crate::upload::{SendLock, Transport, TransportError, UploadError, UploadSummary, Uploader};
 
 pub use listener::{BindError, bind_control_socket};
 pub use scheduler::ksn_extra;
@@ -80,6 +80,8 @@ pub struct Agent {
     writer_thread: JoinHandle<()>,
     /// A read connection for `status`, which must not queue behind writes.
     pub(crate) reader: Arc<Store>,
+    /// One sender per state directory; handed to the uploader.
+    send_lock: Option<SendLock>,
     pub context: CollectContext,
     transport: Transport,
 }
@@ -100,6 +102,7 @@ impl Agent {
         let transport = Transport::new(&config.upload)?;
         let (writer, writer_thread) = Writer::spawn(&config.state_dir, KsnAggregate::new())?;
         let reader = Arc::new(Store::open(&config.state_dir)?);
+        let send_lock = Some(SendLock::open(&config.state_dir)?);
         let installation_id = writer.call(|c, _| queue::installation_id(c)).await?;
         gate.set_hash_key(writer.call(|c, _| queue::hash_key(c)).await?);
         let context = CollectContext::new(config.product.clone(), installation_id, config.region);
@@ -109,6 +112,7 @@ impl Agent {
             writer,
             writer_thread,
             reader,
+            send_lock,
             context,
             transport,
         })
@@ -132,13 +136,15 @@ impl Agent {
     }
 
     /// Collect now, then upload now; for `flush` when no daemon runs.
-    pub async fn flush(self) -> Result<FlushSummary, AgentError> {
+    pub async fn flush(mut self) -> Result<FlushSummary, AgentError> {
         let collect = self.collect_now().await;
+        let send_lock = self.send_lock.take().expect("the send lock is taken once");
         let mut uploader = Uploader::new(
             self.writer.clone(),
             Arc::clone(&self.gate),
             self.transport.clone(),
             &self.config.upload,
+            send_lock,
         );
         let upload = uploader.upload_pending(true).await;
         drop(uploader);
@@ -211,7 +217,8 @@ impl Listeners {
 /// to [`SHUTDOWN_GRACE`]) and for the writer to commit what it was given.
 /// Failures inside are logged and retried, never fatal: start-up errors
 /// surface earlier, from [`Agent::open`] and the socket binders.
-pub async fn run(agent: Agent, listeners: Listeners, shutdown: CancellationToken) {
+pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationToken) {
+    let send_lock = agent.send_lock.take().expect("the send lock is taken once");
     let agent = Arc::new(agent);
     let shared = Arc::new(Shared::default());
     let collect_now = Arc::new(Notify::new());
@@ -243,6 +250,7 @@ pub async fn run(agent: Agent, listeners: Listeners, shutdown: CancellationToken
         Arc::clone(&agent.gate),
         agent.transport.clone(),
         &agent.config.upload,
+        send_lock,
     );
     let in_flight = uploader.in_flight();
     tracker.spawn(uploader::run(

@@ -51,6 +51,18 @@ pub struct Batch {
     pub records: Vec<QueuedRecord>,
 }
 
+/// A batch's request body as first sent, kept for `history --show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentBody {
+    pub batch_id: String,
+    pub at: String,
+    pub records: u64,
+    /// SHA-256 (hex) of the JSON document inside `gzip`.
+    pub sha256: String,
+    /// The bytes sent (`Content-Encoding: gzip`).
+    pub gzip: Vec<u8>,
+}
+
 /// One line of the audit trail the user can read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {

@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{AuditEntry, Batch, QueuedRecord, StoreError, StoreHealth};
+use super::{AuditEntry, Batch, QueuedRecord, SentBody, StoreError, StoreHealth};
 use crate::clock::rfc3339;
 use crate::gate::GatedRecord;
 
@@ -298,7 +298,7 @@ fn texts<'a>(purposes: &'a [&str]) -> impl Iterator<Item = Value> + 'a {
 pub fn dead_letter_batch(
     connection: &Connection,
     id: Uuid,
-    status: u16,
+    status: Option<u16>,
     reason: &str,
 ) -> Result<u64, StoreError> {
     connection.execute(
@@ -425,4 +425,43 @@ pub fn health(connection: &Connection) -> Result<StoreHealth, StoreError> {
         dead_letter_reason,
         fault: None,
     })
+}
+
+/// Keeps batch `id`'s body as first sent (a retry finds it and sends the
+/// same bytes).
+pub fn keep_body(connection: &Connection, body: &SentBody) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT OR IGNORE INTO sent_body (batch_id, at, records, sha256, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            body.batch_id,
+            body.at,
+            body.records as i64,
+            body.sha256,
+            body.gzip
+        ])?;
+    Ok(())
+}
+
+/// The kept body of the batch whose id is `id`, or starts with it when
+/// exactly one does (people type prefixes).
+pub fn sent_body(connection: &Connection, id: &str) -> Result<Vec<SentBody>, StoreError> {
+    let mut query = connection.prepare_cached(
+        "SELECT batch_id, at, records, sha256, body FROM sent_body
+         WHERE batch_id >= ?1 AND batch_id < ?1 || x'7f' ORDER BY batch_id LIMIT 2",
+    )?;
+    let bodies = query
+        .query_map(params![id], |row| {
+            Ok(SentBody {
+                batch_id: row.get(0)?,
+                at: row.get(1)?,
+                records: row.get::<_, i64>(2)? as u64,
+                sha256: row.get(3)?,
+                gzip: row.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(bodies)
 }

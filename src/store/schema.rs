@@ -55,6 +55,15 @@ const MIGRATIONS: &[&str] = &[
          status       INTEGER,
          reason       TEXT
      );",
+    // 3 → 4: each batch's body as first sent (a retry sends the same
+    // bytes; `history --show` prints them), kept for the audit retention.
+    "CREATE TABLE sent_body (
+         batch_id TEXT PRIMARY KEY,
+         at       TEXT NOT NULL,
+         records  INTEGER NOT NULL,
+         sha256   TEXT NOT NULL,
+         body     BLOB NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

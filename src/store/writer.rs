@@ -282,7 +282,7 @@ impl<S: Durable> Writer<S> {
     pub async fn dead_letter_batch(
         &self,
         id: Uuid,
-        status: u16,
+        status: Option<u16>,
         reason: String,
     ) -> Result<u64, WriterError> {
         let moved = self

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use crate::clock::HumanDuration;
 pub use policy::{Refusal, RetryPolicy, UploadResult};
 pub use sender::{
-    InFlight, PURGE_REASON, UploadError, UploadSummary, Uploader, purge_disallowed,
-    purge_disallowed_via,
+    ANOTHER_SENDER, InFlight, PURGE_REASON, SendLock, UploadError, UploadSummary, Uploader,
+    purge_disallowed, purge_disallowed_via,
 };
 pub use transport::{Transport, TransportError};
 

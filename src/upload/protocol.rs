@@ -19,6 +19,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::clock::rfc3339;
@@ -53,6 +54,26 @@ pub struct Envelope {
     pub agent: AgentInfo,
     pub sent_at: String,
     pub records: Vec<WireRecord>,
+}
+
+/// One request body as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    /// The bytes on the wire (`Content-Encoding: gzip`).
+    pub gzip: Vec<u8>,
+    /// SHA-256 (hex) of the JSON document the gzip stream holds.
+    pub sha256: String,
+}
+
+impl Body {
+    /// The JSON document inside, byte for byte.
+    pub fn json(&self) -> Result<Vec<u8>, ProtocolError> {
+        let mut json = Vec::new();
+        GzDecoder::new(&self.gzip[..])
+            .read_to_end(&mut json)
+            .map_err(ProtocolError::Gzip)?;
+        Ok(json)
+    }
 }
 
 /// Why a batch could not be encoded or a body decoded.
@@ -107,7 +128,14 @@ impl Envelope {
 
     /// The request body: JSON, gzip-compressed.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_body().gzip
+    }
+
+    /// The request body, with the SHA-256 of the JSON inside it: what the
+    /// audit trail records and `history --show` reproduces.
+    pub fn encode_body(&self) -> Body {
         let json = serde_json::to_vec(self).expect("an envelope always serializes");
+        let sha256 = hex::encode(Sha256::digest(&json));
         let mut encoder = GzEncoder::new(
             Vec::with_capacity(json.len() / 4 + 64),
             Compression::default(),
@@ -115,7 +143,8 @@ impl Envelope {
         encoder
             .write_all(&json)
             .expect("writing to a Vec cannot fail");
-        encoder.finish().expect("writing to a Vec cannot fail")
+        let gzip = encoder.finish().expect("writing to a Vec cannot fail");
+        Body { gzip, sha256 }
     }
 
     /// Reads a request body (for receivers and tests), gzip or plain.
@@ -156,6 +185,19 @@ mod tests {
         assert_eq!(decoded.batch_id, batch.id);
         assert_eq!(decoded.records[0].fields.get(), r#"{"product_id":"p"}"#);
         assert_eq!(decoded.records[0].clause, "eula");
+    }
+
+    #[test]
+    fn a_body_records_the_digest_of_the_json_it_carries() {
+        let batch = Batch {
+            id: Uuid::new_v4(),
+            records: Vec::new(),
+        };
+        let body = Envelope::from_batch(&batch).unwrap().encode_body();
+        let json = body.json().unwrap();
+        assert_eq!(body.sha256, hex::encode(Sha256::digest(&json)));
+        let decoded: Envelope = serde_json::from_slice(&json).unwrap();
+        assert_eq!(decoded.batch_id, batch.id);
     }
 
     #[test]

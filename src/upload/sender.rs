@@ -7,18 +7,23 @@
 //! written to the audit trail. The uploader never decides consent itself:
 //! it asks the gate.
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::policy::{Refusal, RetryPolicy, UploadResult};
-use super::protocol::Envelope;
+use super::protocol::{Body, Envelope};
 use super::{Transport, UploadConfig};
+use crate::clock::rfc3339;
 use crate::consent::Registry;
 use crate::gate::Gate;
-use crate::store::{Batch, Durable, Store, StoreError, Writer, WriterError};
+use crate::store::{Batch, Durable, SentBody, Store, StoreError, Writer, WriterError, queue};
+use uuid::Uuid;
 
 /// What one call of [`Uploader::upload_pending`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +162,69 @@ pub struct Uploader<S> {
     split_limit: Option<usize>,
     consecutive_failures: u32,
     not_before: Option<Instant>,
+    /// Held while sending: one sender per `state_dir`.
+    lock: SendLock,
+    /// A batch the receiver accepted whose removal from the queue failed
+    /// (a full disk, say): the removal is retried, the batch never resent.
+    unremoved: Option<Delivered>,
+}
+
+/// A delivered batch still to be removed from the queue.
+struct Delivered {
+    id: Uuid,
+    records: u64,
+    detail: String,
+}
+
+/// The file lock that makes one process at a time the sender for a
+/// `state_dir` (the daemon, or a `flush` when no daemon runs).
+pub struct SendLock {
+    file: Arc<File>,
+    path: PathBuf,
+}
+
+/// The words for an upload skipped because another process is sending.
+pub const ANOTHER_SENDER: &str = "another consentry process is sending from this state directory";
+
+impl SendLock {
+    /// Opens (creating) `state_dir/send.lock`; takes nothing yet.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        let path = state_dir.join("send.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StoreError::StateDir {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self {
+            file: Arc::new(file),
+            path,
+        })
+    }
+
+    /// Takes the lock if nobody holds it; it is let go when the guard
+    /// drops.
+    fn try_hold(&self) -> Result<Option<SendGuard>, StoreError> {
+        match self.file.try_lock() {
+            Ok(()) => Ok(Some(SendGuard(Arc::clone(&self.file)))),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(source)) => Err(StoreError::StateDir {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+struct SendGuard(Arc<File>);
+
+impl Drop for SendGuard {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
 }
 
 impl<S: Durable> Uploader<S> {
@@ -165,6 +233,7 @@ impl<S: Durable> Uploader<S> {
         gate: Arc<Gate>,
         transport: Transport,
         config: &UploadConfig,
+        lock: SendLock,
     ) -> Self {
         Self {
             writer,
@@ -176,6 +245,8 @@ impl<S: Durable> Uploader<S> {
             split_limit: None,
             consecutive_failures: 0,
             not_before: None,
+            lock,
+            unremoved: None,
         }
     }
 
@@ -201,6 +272,15 @@ impl<S: Durable> Uploader<S> {
                 .not_before
                 .map(|t| t.saturating_duration_since(Instant::now()).as_secs());
             summary.stopped = Some("waiting after a failed attempt".into());
+            summary.records_queued = self.writer.depth();
+            return Ok(summary);
+        }
+        let Some(_held) = self.lock.try_hold()? else {
+            summary.stopped = Some(ANOTHER_SENDER.into());
+            summary.records_queued = self.writer.depth();
+            return Ok(summary);
+        };
+        if !self.remove_delivered(&mut summary).await {
             summary.records_queued = self.writer.depth();
             return Ok(summary);
         }
@@ -248,6 +328,118 @@ impl<S: Durable> Uploader<S> {
         Ok(summary)
     }
 
+    /// Removes a delivered batch whose removal failed before; false (with
+    /// a backoff) while it still fails. Never sends anything.
+    async fn remove_delivered(&mut self, summary: &mut UploadSummary) -> bool {
+        let Some(delivered) = self.unremoved.take() else {
+            return true;
+        };
+        match self
+            .writer
+            .complete_batch(delivered.id, "uploaded", delivered.detail.clone())
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(batch = %delivered.id, "delivered batch removed from the queue at last");
+                self.delivered(delivered.records, summary);
+                true
+            }
+            Err(err) => {
+                let why = format!(
+                    "batch {} was delivered but cannot be removed from the queue: {err}",
+                    delivered.id
+                );
+                self.unremoved = Some(delivered);
+                self.back_off(why, summary);
+                false
+            }
+        }
+    }
+
+    /// A batch of `records` is delivered and gone from the queue.
+    fn delivered(&mut self, records: u64, summary: &mut UploadSummary) {
+        self.consecutive_failures = 0;
+        self.not_before = None;
+        self.split_limit = None;
+        summary.batches_sent += 1;
+        summary.records_sent += records;
+    }
+
+    /// Waits longer after each failure in a row (`retry_after`: at least
+    /// that long); `why` goes in the summary.
+    fn back_off(&mut self, why: String, summary: &mut UploadSummary) -> std::time::Duration {
+        self.back_off_after(
+            &UploadResult::Retryable {
+                status: None,
+                retry_after: None,
+                detail: why,
+            },
+            summary,
+        )
+    }
+
+    fn back_off_after(
+        &mut self,
+        result: &UploadResult,
+        summary: &mut UploadSummary,
+    ) -> std::time::Duration {
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        let wait = self
+            .policy
+            .wait_after(result, self.consecutive_failures, fastrand::f64());
+        self.not_before = Some(Instant::now() + wait);
+        summary.stopped = Some(result.detail());
+        summary.retry_in_seconds = Some(wait.as_secs());
+        wait
+    }
+
+    /// The body to send for `batch`: the one kept from its first attempt
+    /// (a retry sends the same bytes under the same key), or a new one,
+    /// kept before it leaves. `None`: the batch cannot be encoded and went
+    /// to the dead-letter table.
+    async fn body(
+        &mut self,
+        batch: &Batch,
+        summary: &mut UploadSummary,
+    ) -> Result<Option<Body>, UploadError> {
+        let id = batch.id.to_string();
+        let kept = {
+            let id = id.clone();
+            self.writer
+                .call(move |c, _| queue::sent_body(c, &id))
+                .await?
+        };
+        if let Some(kept) = kept.into_iter().find(|b| b.batch_id == id) {
+            return Ok(Some(Body {
+                gzip: kept.gzip,
+                sha256: kept.sha256,
+            }));
+        }
+        let body = match Envelope::from_batch(batch) {
+            Ok(envelope) => envelope.encode_body(),
+            Err(err) => {
+                // Unsendable rows must not block the queue, nor be lost.
+                tracing::error!(batch = %batch.id, error = %err, "a batch cannot be encoded; it moves to the dead-letter table");
+                summary.dead_lettered += self
+                    .writer
+                    .dead_letter_batch(batch.id, None, err.to_string())
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let kept = SentBody {
+            batch_id: id,
+            at: rfc3339(SystemTime::now()),
+            records: batch.records.len() as u64,
+            sha256: body.sha256.clone(),
+            gzip: body.gzip.clone(),
+        };
+        self.writer
+            .call(move |c, _| queue::keep_body(c, &kept))
+            .await?;
+        Ok(Some(body))
+    }
+
     /// Sends one batch and applies the outcome; false when sending should
     /// stop for now.
     async fn send(
@@ -257,19 +449,11 @@ impl<S: Durable> Uploader<S> {
         summary: &mut UploadSummary,
     ) -> Result<bool, UploadError> {
         let count = batch.records.len() as u64;
-        let body = match Envelope::from_batch(&batch) {
-            Ok(envelope) => envelope.encode(),
-            Err(err) => {
-                // Unsendable rows must not block the queue forever.
-                tracing::error!(batch = %batch.id, error = %err, "dropping a corrupt batch");
-                self.writer
-                    .complete_batch(batch.id, "dropped", err.to_string())
-                    .await?;
-                return Ok(true);
-            }
+        let Some(Body { gzip, sha256 }) = self.body(&batch, summary).await? else {
+            return Ok(true);
         };
         let result = tokio::select! {
-            result = self.transport.send(batch.id, body) => result,
+            result = self.transport.send(batch.id, gzip) => result,
             _ = cancel.cancelled() => {
                 // Consent for part of it was withdrawn mid-send: the request
                 // is abandoned, and the purge that follows removes it.
@@ -280,16 +464,32 @@ impl<S: Durable> Uploader<S> {
         };
         match &result {
             UploadResult::Accepted { .. } => {
-                self.writer
-                    .complete_batch(batch.id, "uploaded", result.detail())
-                    .await?;
-                tracing::info!(batch = %batch.id, records = count, "batch delivered");
-                self.consecutive_failures = 0;
-                self.not_before = None;
-                self.split_limit = None;
-                summary.batches_sent += 1;
-                summary.records_sent += count;
-                Ok(true)
+                let detail = format!("{}; body sha256 {sha256}", result.detail());
+                match self
+                    .writer
+                    .complete_batch(batch.id, "uploaded", detail.clone())
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(batch = %batch.id, records = count, "batch delivered");
+                        self.delivered(count, summary);
+                        Ok(true)
+                    }
+                    Err(err) => {
+                        let why = format!(
+                            "batch {} was delivered but cannot be removed from the queue: {err}",
+                            batch.id
+                        );
+                        tracing::error!(batch = %batch.id, error = %err, "batch delivered but not removed from the queue; the removal is retried, the batch is not sent again");
+                        self.unremoved = Some(Delivered {
+                            id: batch.id,
+                            records: count,
+                            detail,
+                        });
+                        self.back_off(why, summary);
+                        Ok(false)
+                    }
+                }
             }
             UploadResult::Refused { status, detail }
                 if Refusal::of(*status, batch.records.len()) != Refusal::RetryLater =>
@@ -310,7 +510,7 @@ impl<S: Durable> Uploader<S> {
                 } else {
                     let moved = self
                         .writer
-                        .dead_letter_batch(batch.id, *status, detail.clone())
+                        .dead_letter_batch(batch.id, Some(*status), detail.clone())
                         .await?;
                     tracing::warn!(batch = %batch.id, status, "record refused by the receiver; moved to the dead-letter table");
                     summary.dead_lettered += moved;
@@ -318,18 +518,12 @@ impl<S: Durable> Uploader<S> {
                 Ok(true)
             }
             UploadResult::Retryable { .. } | UploadResult::Refused { .. } => {
-                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-                let wait =
-                    self.policy
-                        .wait_after(&result, self.consecutive_failures, fastrand::f64());
-                self.not_before = Some(Instant::now() + wait);
+                let wait = self.back_off_after(&result, summary);
                 let detail = result.detail();
                 self.writer
                     .audit("failed", Some(batch.id), count, detail.clone())
                     .await?;
                 tracing::warn!(batch = %batch.id, records = count, error = %detail, retry_in = ?wait, "batch not delivered; it stays queued");
-                summary.stopped = Some(detail);
-                summary.retry_in_seconds = Some(wait.as_secs());
                 Ok(false)
             }
         }
