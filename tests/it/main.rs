@@ -6,3 +6,4 @@ mod consent;
 mod delivery;
 mod ingest;
 mod support;
+mod tls;
