@@ -123,6 +123,8 @@ impl Config {
             collect: raw.collect,
             upload: UploadConfig {
                 ca_file: upload.ca_file.as_deref().map(resolve),
+                server_certificate: upload.server_certificate.as_deref().map(resolve),
+                token_file: upload.token_file.as_deref().map(resolve),
                 ..upload
             },
         })
@@ -213,6 +215,20 @@ endpoint = "https://telemetry.example.com/v1/batches"
             Path::new("/etc/consentry/consent.toml")
         );
         assert_eq!(config.runtime_dir, Path::new("/run/consentry"));
+
+        let tls = load(&MINIMAL.replace(
+            "[upload]",
+            "[upload]\nserver_certificate = \"server.pem\"\ntoken_file = \"/secret/token\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            tls.upload.server_certificate.as_deref(),
+            Some(Path::new("/etc/consentry/server.pem"))
+        );
+        assert_eq!(
+            tls.upload.token_file.as_deref(),
+            Some(Path::new("/secret/token"))
+        );
     }
 
     #[test]
@@ -239,6 +255,17 @@ endpoint = "https://telemetry.example.com/v1/batches"
         let err = load(&MINIMAL.replace("[upload]", "[upload]\ninterval = \"soon\"")).unwrap_err();
         assert!(err.contains("consentry.toml:9:12:"), "{err}");
         assert!(err.contains("not a duration"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_pin_is_located_and_named() {
+        let err = load(&MINIMAL.replace(
+            "[upload]",
+            "[upload]\npin_sha256 = [\"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\", \"short\"]",
+        ))
+        .unwrap_err();
+        assert!(err.contains("consentry.toml:9:"), "{err}");
+        assert!(err.contains("pin_sha256 entry `short`"), "{err}");
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //! against. Not a production collector endpoint.
 //!
 //! It binds 127.0.0.1 only, serves a certificate from a throwaway CA made at
-//! start-up ([`LoopbackPki`]), decodes each body with the same `protocol`
-//! module the uploader uses, and answers with a status that tests can
-//! script (to prove that a 500 leaves a batch queued, say).
+//! start-up ([`LoopbackPki`]; or, to reproduce a common mistake, a
+//! self-signed `CA:TRUE` certificate as `openssl req -x509` makes), decodes
+//! each body with the same `protocol` module the uploader uses, and answers
+//! with a status that tests can script (to prove that a 500 leaves a batch
+//! queued, say). A probe (`Consentry-Probe: 1`, `docs/protocol.md`) is
+//! answered 204 and not recorded; a required bearer token is checked first.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -20,7 +23,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    KeyPair, KeyUsagePurpose, PublicKeyData,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
@@ -29,7 +32,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::upload::protocol::Envelope;
-use crate::upload::transport::IDEMPOTENCY_KEY;
+use crate::upload::tls::Pin;
+use crate::upload::transport::{IDEMPOTENCY_KEY, PROBE_HEADER};
 
 /// Largest request body the receiver reads.
 const MAX_BODY_BYTES: usize = 16 << 20;
@@ -49,6 +53,11 @@ pub enum ReceiverError {
 /// localhost. The CA's PEM is what the agent's `ca_file` points to.
 pub struct LoopbackPki {
     pub ca_pem: String,
+    /// The server's own certificate, what `server_certificate` points to.
+    pub server_pem: String,
+    /// The pin of the server's key (base64 SHA-256 of its SPKI), computed
+    /// from the key itself, not from the certificate.
+    pub server_pin: Pin,
     chain: Vec<CertificateDer<'static>>,
     key_der: Vec<u8>,
 }
@@ -76,8 +85,31 @@ impl LoopbackPki {
         let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
         Ok(Self {
             ca_pem: ca.pem(),
+            server_pem: leaf.pem(),
+            server_pin: Pin::of_spki(&leaf_key.subject_public_key_info()),
             chain: vec![leaf.der().clone(), ca.der().clone()],
             key_der: leaf_key.serialize_der(),
+        })
+    }
+
+    /// One self-signed certificate for 127.0.0.1 that says `CA:TRUE`, as
+    /// `openssl req -x509` makes by default: webpki refuses it as a
+    /// server's own certificate (`CaUsedAsEndEntity`) even when it is
+    /// trusted as a CA. `ca_pem` and `server_pem` are both that certificate.
+    pub fn self_signed_ca() -> Result<Self, ReceiverError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()])?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "127.0.0.1");
+        let certificate = params.self_signed(&key)?;
+        Ok(Self {
+            ca_pem: certificate.pem(),
+            server_pem: certificate.pem(),
+            server_pin: Pin::of_spki(&key.subject_public_key_info()),
+            chain: vec![certificate.der().clone()],
+            key_der: key.serialize_der(),
         })
     }
 
@@ -98,6 +130,8 @@ pub struct ReceivedRequest {
     pub path: String,
     pub idempotency_key: Option<String>,
     pub content_encoding: Option<String>,
+    /// The `Authorization` header, as sent.
+    pub authorization: Option<String>,
     /// The status the receiver answered with.
     pub status: u16,
     /// The decoded batch, or why it could not be decoded.
@@ -117,6 +151,10 @@ struct State {
     refuse_marker: Mutex<Option<(String, u16)>>,
     /// Milliseconds to wait before answering (a slow receiver).
     delay_ms: std::sync::atomic::AtomicU64,
+    /// When set, a request without `Authorization: Bearer <this>` gets 401.
+    token: Mutex<Option<String>>,
+    /// Probes answered (never recorded as requests).
+    probes: std::sync::atomic::AtomicUsize,
     arrived: Notify,
 }
 
@@ -180,6 +218,17 @@ impl Receiver {
         self.state
             .delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// From now on, answer 401 to any request (probes included) that lacks
+    /// `Authorization: Bearer <token>`.
+    pub fn require_token(&self, token: &str) {
+        *lock(&self.state.token) = Some(token.to_owned());
+    }
+
+    /// How many probes were answered (they are not in [`Receiver::requests`]).
+    pub fn probes(&self) -> usize {
+        self.state.probes.load(Ordering::SeqCst)
     }
 
     /// Statuses for the next requests, in order, before the standing one.
@@ -264,6 +313,15 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
     let path = request.uri().path().to_owned();
     let idempotency_key = header(IDEMPOTENCY_KEY);
     let content_encoding = header("content-encoding");
+    let authorization = header("authorization");
+    let token_refused = lock(&state.token)
+        .as_ref()
+        .is_some_and(|token| authorization.as_deref() != Some(&format!("Bearer {token}")));
+    if header(PROBE_HEADER).as_deref() == Some("1") {
+        // A probe: answered, never stored or counted as a batch.
+        state.probes.fetch_add(1, Ordering::SeqCst);
+        return empty_response(if token_refused { 401 } else { 204 });
+    }
     let body = http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
@@ -281,6 +339,7 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
     } else {
         status
     };
+    let status = if token_refused { 401 } else { status };
     let status = match (&*lock(&state.refuse_marker), &envelope) {
         (Some((marker, refusal)), Ok(envelope))
             if envelope
@@ -297,6 +356,7 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         path,
         idempotency_key,
         content_encoding,
+        authorization,
         status,
         envelope,
         received_at: std::time::Instant::now(),
@@ -309,6 +369,10 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
     while state.hang.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    empty_response(status)
+}
+
+fn empty_response(status: u16) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .body(Full::new(Bytes::new()))

@@ -43,8 +43,9 @@ pub struct Cli {
 enum Command {
     /// Run the agent: collect on schedule, gate by consent, upload.
     Daemon(ConfigArgs),
-    /// Validate the config, the catalogue and the consent file.
-    Check(OutputArgs),
+    /// Validate the config, the catalogue, the consent file and the upload
+    /// settings; with --connect, also reach the endpoint.
+    Check(status::CheckArgs),
     /// List, show, grant or revoke clauses.
     #[command(subcommand)]
     Consent(consent::ConsentCommand),
@@ -105,7 +106,7 @@ pub fn init_logging(cli: &Cli) {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Daemon(args) => daemon::run(&args).await,
-        Command::Check(args) => status::check(&args),
+        Command::Check(args) => status::check(&args).await,
         Command::Consent(command) => consent::run(command).await,
         Command::Status(args) => status::run(&args).await,
         Command::Flush(args) => flush::run(&args).await,

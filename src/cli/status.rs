@@ -7,6 +7,7 @@ use consentry::consent::{Consents, Decision};
 use consentry::control::{self, DaemonStatus, Request, Response};
 use consentry::store::{DATABASE_FILE, Store, StoreHealth};
 use consentry::upload::Transport;
+use consentry::upload::transport::Probe;
 use serde::Serialize;
 
 use super::{OutputArgs, print_json};
@@ -148,6 +149,16 @@ pub fn print_decision(decision: &Decision) {
     );
 }
 
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Also connect: a real TLS handshake with the endpoint and an empty
+    /// probe request (nothing is stored), explaining any failure.
+    #[arg(long)]
+    pub connect: bool,
+}
+
 #[derive(Serialize)]
 struct CheckReport {
     config: String,
@@ -157,12 +168,21 @@ struct CheckReport {
     consent_file: String,
     accepted: Vec<String>,
     endpoint: String,
+    /// Things that work but should be fixed (a token file others can read).
+    warnings: Vec<String>,
+    /// The probe's result, with `--connect`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect: Option<Probe>,
     state_dir: String,
 }
 
-/// Validates everything the daemon would read at start-up; the first
-/// problem found is the error (each file reports all of its own problems).
-pub fn check(args: &OutputArgs) -> anyhow::Result<ExitCode> {
+/// Validates everything the daemon would read at start-up, through the
+/// same preflight (`Transport::new` reads the CA file, server certificate
+/// and token file); the first problem found is the error (each file reports
+/// all of its own problems). With `--connect`, then probes the endpoint and
+/// fails, with an explanation, when it cannot be used.
+pub async fn check(check_args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let args = &check_args.output;
     let config = args.config.load()?;
     let catalogue = config.load_catalogue()?;
     let consents = Consents::load(&config.consent_file, &catalogue)?;
@@ -172,7 +192,7 @@ pub fn check(args: &OutputArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &config.policy_file {
         consentry::consent::Policy::read(path, &catalogue)?;
     }
-    Transport::new(&config.upload)?;
+    let transport = Transport::new(&config.upload)?;
     let state_dir = match std::fs::metadata(&config.state_dir) {
         Ok(meta) if meta.is_dir() => "exists".to_owned(),
         Ok(_) => anyhow::bail!(
@@ -196,8 +216,18 @@ pub fn check(args: &OutputArgs) -> anyhow::Result<ExitCode> {
             .map(|a| format!("{} v{}", a.clause, a.version))
             .collect(),
         endpoint: config.upload.endpoint_shown(),
+        warnings: transport.warnings().to_vec(),
+        connect: None,
         state_dir: format!("{} ({state_dir})", config.state_dir.display()),
     };
+    let report = CheckReport {
+        connect: match check_args.connect {
+            true => Some(transport.probe().await),
+            false => None,
+        },
+        ..report
+    };
+    let reached = report.connect.as_ref().is_none_or(|probe| probe.ok);
     if args.json {
         print_json(&report)?;
     } else {
@@ -214,8 +244,35 @@ pub fn check(args: &OutputArgs) -> anyhow::Result<ExitCode> {
             report.accepted.join(", ")
         };
         say!("consent    {}: {accepted}", report.consent_file);
-        say!("endpoint   {}: ok", report.endpoint);
+        match &report.connect {
+            None => say!(
+                "endpoint   {}: ok (not contacted; --connect does)",
+                report.endpoint
+            ),
+            Some(probe) if probe.ok => say!(
+                "endpoint   {}: ok (TLS handshake and probe answered {})",
+                report.endpoint,
+                probe.status.unwrap_or_default()
+            ),
+            Some(probe) => {
+                say!(
+                    "endpoint   {}: FAILED: {}",
+                    report.endpoint,
+                    probe.explanation.as_deref().unwrap_or("unknown error")
+                );
+                if let Some(detail) = &probe.detail {
+                    say!("           detail: {detail}");
+                }
+            }
+        }
+        for warning in &report.warnings {
+            say!("warning    {warning}");
+        }
         say!("state_dir  {}", report.state_dir);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if reached {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

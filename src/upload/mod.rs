@@ -7,9 +7,11 @@
 //! batch; anything else leaves it queued, dead-letters what the receiver
 //! refused record by record, and sets when to try again.
 
+pub mod diagnose;
 pub mod policy;
 pub mod protocol;
 mod sender;
+pub mod tls;
 pub mod transport;
 
 use std::net::IpAddr;
@@ -23,13 +25,16 @@ pub use sender::{
     ANOTHER_SENDER, InFlight, PURGE_REASON, SendLock, UploadError, UploadSummary, Uploader,
     purge_disallowed, purge_disallowed_via,
 };
+pub use tls::Pin;
 pub use transport::{Transport, TransportError};
 
 /// Most records one batch may carry, whatever the config says: keeps one
 /// request well under common receiver body limits.
 pub const BATCH_MAX_RECORDS_LIMIT: usize = 10_000;
 
-/// `[upload]` in the agent config.
+/// `[upload]` in the agent config. It holds paths, never secrets: the
+/// token is read from `token_file` when the transport is built, so this
+/// struct can be printed (Debug) without leaking anything.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadConfig {
@@ -38,6 +43,16 @@ pub struct UploadConfig {
     /// Extra CA certificates (PEM) trusted besides the system roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Trust exactly this certificate (PEM) instead of any CA: see `tls`.
+    #[serde(default)]
+    pub server_certificate: Option<PathBuf>,
+    /// The server's leaf key must match one of these (base64 SHA-256 of its
+    /// SubjectPublicKeyInfo); checked at load.
+    #[serde(default)]
+    pub pin_sha256: Vec<Pin>,
+    /// A file holding the bearer token sent as `Authorization`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
     #[serde(default)]
     pub allow_plaintext_loopback: bool,
     #[serde(default = "defaults::interval")]
@@ -134,7 +149,20 @@ impl UploadConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
-        self.endpoint_url()?;
+        let url = self.endpoint_url()?;
+        if self.ca_file.is_some() && self.server_certificate.is_some() {
+            return Err("[upload] sets both ca_file and server_certificate; choose one: ca_file for the CA that issued the server's certificate, server_certificate for exactly the server's own (self-signed) certificate".into());
+        }
+        // A pin on a plain-http endpoint would promise a protection that
+        // is not there. (`ca_file` is older and merely unused there.)
+        if url.scheme() != "https"
+            && (self.server_certificate.is_some() || !self.pin_sha256.is_empty())
+        {
+            return Err(format!(
+                "[upload] server_certificate and pin_sha256 need an https:// endpoint, and `{}` is plain http://",
+                self.endpoint_shown()
+            ));
+        }
         if self.batch_max_records == 0 || self.batch_max_records > BATCH_MAX_RECORDS_LIMIT {
             return Err(format!(
                 "[upload] batch_max_records must be between 1 and {BATCH_MAX_RECORDS_LIMIT}, not {}",
@@ -158,6 +186,35 @@ impl UploadConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn upload(extra: &str) -> Result<UploadConfig, String> {
+        let text = format!("endpoint = \"https://127.0.0.1:9/v1/batches\"\n{extra}");
+        let config: UploadConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+        config.validate().map(|()| config)
+    }
+
+    #[test]
+    fn pins_are_validated_at_load_naming_the_bad_entry() {
+        let good = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        let config = upload(&format!("pin_sha256 = [\"{good}\", \"sha256//{good}\"]")).unwrap();
+        assert_eq!(config.pin_sha256.len(), 2);
+        let err = upload(&format!("pin_sha256 = [\"{good}\", \"abc=\"]")).unwrap_err();
+        assert!(err.contains("`abc=`"), "{err}");
+        assert!(err.contains("not 32"), "{err}");
+    }
+
+    #[test]
+    fn ca_file_and_server_certificate_conflict() {
+        let err = upload("ca_file = \"ca.pem\"\nserver_certificate = \"server.pem\"").unwrap_err();
+        assert!(err.contains("choose one"), "{err}");
+        assert!(upload("server_certificate = \"server.pem\"").is_ok());
+    }
+
+    #[test]
+    fn debug_shows_the_token_path_only() {
+        let config = upload("token_file = \"/etc/consentry/token\"").unwrap();
+        assert!(format!("{config:?}").contains("/etc/consentry/token"));
+    }
 
     #[test]
     fn user_info_is_cut_from_endpoints_shown() {

@@ -1,72 +1,155 @@
-//! The HTTPS transport: reqwest with rustls, trusting the system roots plus
-//! an optional CA file, no proxies, and plain HTTP only to loopback when the
-//! config explicitly allows it (checked when the config is loaded).
+//! The HTTPS transport: reqwest over the rustls configuration `tls` builds
+//! (TLS 1.2 or 1.3; system roots plus `ca_file`, or exactly
+//! `server_certificate`; `pin_sha256` on top), the bearer token from
+//! `token_file`, no proxies, no redirects, and plain HTTP only to loopback
+//! when the config explicitly allows it (checked when the config is loaded).
 //!
-//! The transport sends bytes and reports an [`UploadResult`]; it never reads
-//! the queue and never decides consent.
+//! [`Transport::new`] is the preflight the daemon and `check` share: it
+//! reads and validates every file named in `[upload]`, and opens no
+//! connection. The transport sends bytes and reports an [`UploadResult`];
+//! it never reads the queue and never decides consent. The token is never
+//! logged, printed or shown by `Debug`.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::UploadConfig;
+use super::diagnose;
 use super::policy::{UploadResult, parse_retry_after};
+use super::tls::{self, TlsError, TrustSettings};
 
 /// The header that makes a retried batch safe to deliver twice.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
+/// The header of a connection probe (`check --connect`): an empty POST the
+/// receiver answers without storing anything (`docs/protocol.md`).
+pub const PROBE_HEADER: &str = "Consentry-Probe";
+
 /// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("cannot read CA file {path}: {source}")]
-    CaFileUnreadable {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot read token_file {path}: {source}")]
+    TokenUnreadable {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("CA file {path} holds no PEM certificate: {message}")]
-    CaFileInvalid { path: PathBuf, message: String },
+    #[error("token_file {path} {problem}; put the bearer token alone in it")]
+    TokenInvalid {
+        path: PathBuf,
+        problem: &'static str,
+    },
     #[error("cannot build the HTTPS client: {0}")]
     Client(#[source] reqwest::Error),
 }
 
-/// A client bound to one endpoint.
-#[derive(Debug, Clone)]
+/// A client bound to one endpoint, with its credentials.
+#[derive(Clone)]
 pub struct Transport {
     client: reqwest::Client,
     endpoint: reqwest::Url,
+    /// `Bearer <token>`, marked sensitive.
+    authorization: Option<HeaderValue>,
+    warnings: Vec<String>,
+}
+
+/// Shows whether a token is set, never the token.
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("endpoint", &self.endpoint.as_str())
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a connection probe found: reached and accepted, or not and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub ok: bool,
+    /// The HTTP status, when the receiver answered.
+    pub status: Option<u16>,
+    /// What went wrong, in words a person can act on.
+    pub explanation: Option<String>,
+    /// The error as the libraries reported it, for the curious.
+    pub detail: Option<String>,
 }
 
 impl Transport {
+    /// Reads and checks every file `[upload]` names (CA file, server
+    /// certificate, token file; the pins were checked at load) and builds
+    /// the client. Opens no connection: an unreachable receiver is no
+    /// reason not to start.
     pub fn new(config: &UploadConfig) -> Result<Self, TransportError> {
         let endpoint = config
             .endpoint_url()
             .expect("endpoint is validated when the config loads");
-        let mut builder = reqwest::Client::builder()
+        let tls = tls::client_config(TrustSettings {
+            ca_file: config.ca_file.as_deref(),
+            server_certificate: config.server_certificate.as_deref(),
+            pins: &config.pin_sha256,
+        })?;
+        let mut warnings = Vec::new();
+        let authorization = match &config.token_file {
+            Some(path) => {
+                let (value, warning) = read_token_file(path)?;
+                warnings.extend(warning);
+                Some(value)
+            }
+            None => None,
+        };
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .no_proxy()
             .timeout(config.timeout.0)
             .connect_timeout(config.timeout.0.min(Duration::from_secs(10)))
             .user_agent(concat!("consentry/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
-            .https_only(!config.allow_plaintext_loopback);
-        if let Some(path) = &config.ca_file {
-            builder = builder.tls_certs_merge(read_ca_file(path)?);
-        }
-        let client = builder.build().map_err(TransportError::Client)?;
-        Ok(Self { client, endpoint })
+            .https_only(!config.allow_plaintext_loopback)
+            .build()
+            .map_err(TransportError::Client)?;
+        Ok(Self {
+            client,
+            endpoint,
+            authorization,
+            warnings,
+        })
     }
 
     pub fn endpoint(&self) -> &reqwest::Url {
         &self.endpoint
     }
 
+    /// Things that work but should be fixed (a token file others can read).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn post(&self) -> reqwest::RequestBuilder {
+        let request = self.client.post(self.endpoint.clone());
+        match &self.authorization {
+            Some(value) => request.header(AUTHORIZATION, value.clone()),
+            None => request,
+        }
+    }
+
     /// POSTs one gzip-compressed batch and classifies the outcome.
     pub async fn send(&self, batch_id: Uuid, body: Vec<u8>) -> UploadResult {
         let request = self
-            .client
-            .post(self.endpoint.clone())
+            .post()
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(CONTENT_ENCODING, HeaderValue::from_static("gzip"))
             .header(IDEMPOTENCY_KEY, batch_id.to_string())
@@ -87,34 +170,154 @@ impl Transport {
             },
         }
     }
+
+    /// A real handshake and an empty probe POST: what `check --connect`
+    /// does. Nothing is stored by a receiver that follows the protocol.
+    pub async fn probe(&self) -> Probe {
+        match self.post().header(PROBE_HEADER, "1").send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let explanation = diagnose::explain_status(status, self.authorization.is_some());
+                Probe {
+                    ok: explanation.is_none(),
+                    status: Some(status),
+                    explanation,
+                    detail: None,
+                }
+            }
+            Err(err) => Probe {
+                ok: false,
+                status: None,
+                explanation: Some(
+                    diagnose::explain(&err).unwrap_or_else(|| "the request failed".to_owned()),
+                ),
+                detail: Some(chain(&err)),
+            },
+        }
+    }
 }
 
-/// The error and its causes on one line: reqwest's own message alone
-/// ("error sending request") does not say what went wrong.
-fn describe(err: &reqwest::Error) -> String {
+/// What a failed send says in the log and the audit trail: the advice
+/// `diagnose` gives, when one applies, then the error and its causes
+/// (reqwest's own message alone, "error sending request", says nothing).
+pub fn describe(err: &reqwest::Error) -> String {
+    match diagnose::explain(err) {
+        Some(advice) => format!("{advice} ({})", chain(err)),
+        None => chain(err),
+    }
+}
+
+/// The error and its causes on one line.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        // io::Error repeats the message of the error it wraps.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
 }
 
-fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, TransportError> {
-    let pem = std::fs::read(path).map_err(|source| TransportError::CaFileUnreadable {
+/// The token, trimmed, as a sensitive `Authorization` value; and a warning
+/// when the file is readable by others.
+fn read_token_file(path: &Path) -> Result<(HeaderValue, Option<String>), TransportError> {
+    let unreadable = |source| TransportError::TokenUnreadable {
         path: path.to_path_buf(),
         source,
-    })?;
-    let invalid = |message: String| TransportError::CaFileInvalid {
-        path: path.to_path_buf(),
-        message,
     };
-    let certificates =
-        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(e.to_string()))?;
-    if certificates.is_empty() {
-        return Err(invalid("no CERTIFICATE block found".into()));
+    let invalid = |problem| TransportError::TokenInvalid {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let bytes = std::fs::read(path).map_err(unreadable)?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid("is not UTF-8 text"))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(invalid("is empty"));
     }
-    Ok(certificates)
+    if token.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(invalid(
+            "holds more than one word or a control character (a token is one line without spaces)",
+        ));
+    }
+    let mut value =
+        HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| invalid("is not ASCII"))?;
+    value.set_sensitive(true);
+    Ok((value, token_file_warning(path)))
+}
+
+#[cfg(unix)]
+fn token_file_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "token_file {} can be read by other users (mode {mode:04o}); make it private: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
+#[cfg(not(unix))]
+fn token_file_warning(_path: &Path) -> Option<String> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn write_token(dir: &Path, text: &str, mode: u32) -> PathBuf {
+        let path = dir.join("token");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_token_is_trimmed_sensitive_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_token(dir.path(), "  s3cr3t-token\n", 0o600);
+        let (value, warning) = read_token_file(&path).unwrap();
+        assert_eq!(value.to_str().unwrap(), "Bearer s3cr3t-token");
+        assert!(value.is_sensitive());
+        assert!(!format!("{value:?}").contains("s3cr3t"));
+        assert_eq!(warning, None);
+
+        let config: UploadConfig = toml::from_str(&format!(
+            "endpoint = \"https://127.0.0.1:9/\"\ntoken_file = \"{}\"",
+            path.display()
+        ))
+        .unwrap();
+        let transport = Transport::new(&config).unwrap();
+        let shown = format!("{transport:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn empty_or_unreadable_tokens_are_refused_and_loose_modes_warned() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = write_token(dir.path(), " \n", 0o600);
+        let err = read_token_file(&empty).unwrap_err().to_string();
+        assert!(err.contains("is empty"), "{err}");
+        let missing = dir.path().join("nope");
+        let err = read_token_file(&missing).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read token_file"), "{err}");
+        let two = write_token(dir.path(), "a b", 0o600);
+        assert!(read_token_file(&two).is_err());
+
+        let loose = write_token(dir.path(), "zq-secret", 0o644);
+        let (_, warning) = read_token_file(&loose).unwrap();
+        let warning = warning.expect("a world-readable token is warned about");
+        assert!(warning.contains("chmod 600"), "{warning}");
+        assert!(!warning.contains("zq-secret"));
+    }
 }

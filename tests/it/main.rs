@@ -7,3 +7,4 @@ mod delivery;
 mod ingest;
 mod store;
 mod support;
+mod tls;

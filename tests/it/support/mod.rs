@@ -19,7 +19,14 @@ pub struct World {
     pub dir: tempfile::TempDir,
     pub receiver: Receiver,
     pub config: PathBuf,
+    /// The receiver's certificates and key pin.
+    pub pki: LoopbackPki,
+    /// How the config trusts the receiver (`ca_file = …` by default).
+    trust: String,
 }
+
+/// The default trust line: the throwaway CA, written as `ca.pem`.
+pub const TRUST_CA_FILE: &str = "ca_file = \"ca.pem\"";
 
 impl World {
     /// A world whose daemon uploads every 300 ms and retries after 200 ms.
@@ -38,15 +45,25 @@ impl World {
 
     /// As [`World::new`], with extra lines appended to `[upload]`.
     pub async fn with_upload_extra(extra: &str) -> Self {
+        Self::with_pki(LoopbackPki::generate().unwrap(), TRUST_CA_FILE, extra).await
+    }
+
+    /// A world whose receiver serves `pki`'s certificate (its CA written as
+    /// `ca.pem`, its own certificate as `server.pem`), and whose config
+    /// trusts it with `trust` (lines of `[upload]`, in place of
+    /// [`TRUST_CA_FILE`]) plus `extra`.
+    pub async fn with_pki(pki: LoopbackPki, trust: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let pki = LoopbackPki::generate().unwrap();
         std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+        std::fs::write(dir.path().join("server.pem"), &pki.server_pem).unwrap();
         let receiver = Receiver::start(&pki).await.unwrap();
         let config = dir.path().join("consentry.toml");
         let world = Self {
             dir,
             receiver,
             config,
+            pki,
+            trust: trust.to_owned(),
         };
         world.write_config(&world.config_text(extra));
         world
@@ -68,14 +85,15 @@ interval = "1h"
 
 [upload]
 endpoint = "{}"
-ca_file = "ca.pem"
+{}
 interval = "300ms"
 timeout = "5s"
 retry_initial = "200ms"
 retry_max = "1s"
 {upload_extra}
 "#,
-            self.receiver.url()
+            self.receiver.url(),
+            self.trust
         )
     }
 
@@ -197,6 +215,13 @@ retry_max = "1s"
     /// The ingest socket of this world's daemon.
     pub fn ingest_socket(&self) -> PathBuf {
         self.path("run/ingest.sock")
+    }
+
+    /// The number of records the running daemon has queued.
+    pub async fn records_queued(&self) -> u64 {
+        self.status().await["daemon"]["records_queued"]
+            .as_u64()
+            .expect("a running daemon")
     }
 
     /// Starts `consentry daemon` and waits until its control socket answers.
