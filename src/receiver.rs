@@ -136,6 +136,8 @@ pub struct ReceivedRequest {
     pub status: u16,
     /// The decoded batch, or why it could not be decoded.
     pub envelope: Result<Envelope, String>,
+    /// The body as it arrived, still encoded.
+    pub body: Bytes,
     /// When the whole body had arrived.
     pub received_at: std::time::Instant,
 }
@@ -326,10 +328,13 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         .collect()
         .await
         .map(|collected| collected.to_bytes());
-    let envelope = match body {
-        Ok(bytes) => Envelope::decode(&bytes, content_encoding.as_deref() == Some("gzip"))
-            .map_err(|e| e.to_string()),
-        Err(err) => Err(format!("body unreadable: {err}")),
+    let (envelope, body) = match body {
+        Ok(bytes) => (
+            Envelope::decode(&bytes, content_encoding.as_deref() == Some("gzip"))
+                .map_err(|e| e.to_string()),
+            bytes,
+        ),
+        Err(err) => (Err(format!("body unreadable: {err}")), Bytes::new()),
     };
     let status = lock(&state.scripted)
         .pop_front()
@@ -359,6 +364,7 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         authorization,
         status,
         envelope,
+        body,
         received_at: std::time::Instant::now(),
     });
     state.arrived.notify_waiters();

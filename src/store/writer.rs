@@ -333,28 +333,20 @@ fn run<S: Durable>(
                 Err(_) => break,
             }
         }
-        let trouble = commit_group(&mut connection, &mut state, &mut group);
-        let mut fault = fault.lock().unwrap_or_else(|p| p.into_inner());
-        match trouble {
-            Some(message) => {
-                *fault = Some(Fault {
-                    at: crate::clock::rfc3339(std::time::SystemTime::now()),
-                    message,
-                })
-            }
-            None => *fault = None,
-        }
+        commit_group(&mut connection, &mut state, &mut group, fault);
     }
 }
 
 /// Runs every job of `group` in one transaction, each in its own savepoint,
 /// then checkpoints `state` and commits; answers every job afterwards.
-/// Returns the store's trouble, if the commit or a job ran into any.
+/// Sets `fault` to the store's trouble, if the commit or a job ran into
+/// any (clears it otherwise), before anyone hears the outcome.
 fn commit_group<S: Durable>(
     connection: &mut Connection,
     state: &mut S,
     group: &mut Vec<Job<S>>,
-) -> Option<String> {
+    fault: &Mutex<Option<Fault>>,
+) {
     let mut finishers: Vec<Finish> = Vec::with_capacity(group.len());
     let mut trouble = None;
     let mut jobs = group.drain(..);
@@ -388,7 +380,10 @@ fn commit_group<S: Durable>(
             } else {
                 savepoint.finish()
             };
-            ended.map_err(|e| e.to_string())?;
+            // After a full disk or an I/O error SQLite may have rolled the
+            // whole transaction back (savepoints and all): report the cause,
+            // not the missing savepoint.
+            ended.map_err(|e| trouble.clone().unwrap_or_else(|| e.to_string()))?;
         }
         state.checkpoint(&transaction).map_err(|e| e.to_string())?;
         transaction.commit().map_err(|e| e.to_string())
@@ -403,10 +398,14 @@ fn commit_group<S: Durable>(
             tracing::error!(error = %reload, "cannot reload the durable state after a failed commit");
         }
     }
+    *fault.lock().unwrap_or_else(|p| p.into_inner()) =
+        trouble.or(outcome.clone().err()).map(|message| Fault {
+            at: crate::clock::rfc3339(std::time::SystemTime::now()),
+            message,
+        });
     for finish in finishers.drain(..) {
         finish(outcome.clone());
     }
-    outcome.err().or(trouble)
 }
 
 #[cfg(test)]
@@ -467,5 +466,34 @@ mod tests {
         thread.join().unwrap();
         let store = super::super::Store::open(dir.path()).unwrap();
         assert_eq!(store.depth().unwrap(), 400);
+    }
+
+    #[tokio::test]
+    async fn a_full_store_is_a_fault_until_a_commit_goes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, thread) = Writer::spawn(dir.path(), ()).unwrap();
+        // Cap the database at its size now: growing it fails as on a full
+        // disk.
+        writer
+            .call(|c, _| {
+                let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                Ok(c.pragma_update(None, "max_page_count", pages)?)
+            })
+            .await
+            .unwrap();
+        let many = (0..2000).map(|n| test_record("a", n)).collect();
+        assert!(writer.enqueue(many).await.is_err());
+        let fault = writer.fault().expect("the trouble is shown");
+        assert!(fault.message.contains("full"), "{fault:?}");
+
+        writer
+            .call(|c, _| Ok(c.pragma_update(None, "max_page_count", 1 << 30)?))
+            .await
+            .unwrap();
+        writer.enqueue(vec![test_record("a", 1)]).await.unwrap();
+        assert!(writer.fault().is_none(), "space is back");
+        assert_eq!(writer.depth(), 1);
+        drop(writer);
+        thread.join().unwrap();
     }
 }

@@ -276,34 +276,6 @@ async fn a_broken_consent_file_sends_nothing_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_shows_failed_and_delivered_uploads() {
-    let world = World::new().await;
-    let empty: serde_json::Value =
-        serde_json::from_str(&world.ok(&["history", "--json"]).await).unwrap();
-    assert_eq!(empty, serde_json::json!([]));
-    assert!(!world.path("state").exists(), "history creates no state");
-
-    world.receiver.script(&[500]);
-    world.ok(&["consent", "grant", "eula"]).await;
-    assert!(!world.run(&["flush"]).await.status.success());
-    world.ok(&["flush"]).await;
-    let history: serde_json::Value =
-        serde_json::from_str(&world.ok(&["history", "--json"]).await).unwrap();
-    let events: Vec<&str> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
-    // The second flush collected again: the refused batch goes first, under
-    // its old id, then the new record in a batch of its own.
-    assert_eq!(events, ["failed", "uploaded", "uploaded"]);
-    assert_eq!(history[0]["batch_id"], history[1]["batch_id"]);
-    assert_ne!(history[1]["batch_id"], history[2]["batch_id"]);
-    assert_eq!(history[0]["detail"], "receiver answered 500");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_purges_the_queue_even_with_no_daemon_running() {
     let world = World::with_eula_answering(503).await;
     assert!(!world.run(&["flush"]).await.status.success());
