@@ -18,6 +18,7 @@ use crate::collect::{CollectConfig, ProductConfig};
 use crate::consent::{Jurisdiction, OptOut, Policy, Registry};
 use crate::document::{Document, Problems, ReadError};
 use crate::gate;
+use crate::store::StoreConfig;
 use crate::upload::UploadConfig;
 
 /// Where the config is looked for when `--config` is not given.
@@ -43,6 +44,8 @@ struct RawConfig {
     product: ProductConfig,
     #[serde(default)]
     collect: CollectConfig,
+    #[serde(default)]
+    store: Option<Spanned<StoreConfig>>,
     upload: Spanned<UploadConfig>,
 }
 
@@ -69,6 +72,8 @@ pub struct Config {
     pub policy_file: Option<PathBuf>,
     pub product: ProductConfig,
     pub collect: CollectConfig,
+    /// The queue's bounds and the audit retention.
+    pub store: StoreConfig,
     pub upload: UploadConfig,
 }
 
@@ -96,6 +101,11 @@ impl Config {
         if let Err(message) = upload.validate() {
             problems.push(document.problem(Some(upload_span), message));
         }
+        let store_span = raw.store.as_ref().map(Spanned::span);
+        let store = raw.store.map(Spanned::into_inner).unwrap_or_default();
+        if let Err(message) = store.validate() {
+            problems.push(document.problem(store_span, message));
+        }
         if let Err(message) = raw.product.validate() {
             problems.push(document.problem(None, message));
         }
@@ -121,6 +131,7 @@ impl Config {
             policy_file: raw.policy_file.as_deref().map(resolve),
             product: raw.product,
             collect: raw.collect,
+            store,
             upload: UploadConfig {
                 ca_file: upload.ca_file.as_deref().map(resolve),
                 server_certificate: upload.server_certificate.as_deref().map(resolve),

@@ -149,6 +149,11 @@ struct State {
     status: AtomicU16,
     /// Read requests, then never answer (a receiver that hangs).
     hang: AtomicBool,
+    /// Close each connection right after the handshake, before answering
+    /// (a receiver that resets).
+    reset: AtomicBool,
+    /// `Retry-After` sent with every answer that is not a 2xx.
+    retry_after: Mutex<Option<String>>,
     /// Refuse, with this status, any batch whose body holds this text.
     refuse_marker: Mutex<Option<(String, u16)>>,
     /// Milliseconds to wait before answering (a slow receiver).
@@ -205,6 +210,16 @@ impl Receiver {
 
     /// From now on, take each request and never answer it (until this is
     /// switched off again or the receiver is dropped).
+    /// Drops every connection before answering while `reset` is set.
+    pub fn set_reset(&self, reset: bool) {
+        self.state.reset.store(reset, Ordering::SeqCst);
+    }
+
+    /// Adds `Retry-After: value` to every answer that is not a 2xx.
+    pub fn set_retry_after(&self, value: Option<&str>) {
+        *lock(&self.state.retry_after) = value.map(str::to_owned);
+    }
+
     pub fn set_hang(&self, hang: bool) {
         self.state.hang.store(hang, Ordering::SeqCst);
     }
@@ -289,6 +304,13 @@ async fn accept_loop(
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
+            if state.reset.load(Ordering::SeqCst) {
+                // Take the request's first bytes, then hang up unanswered.
+                let mut tls = tls;
+                let mut buffer = [0u8; 1024];
+                let _ = tokio::io::AsyncReadExt::read(&mut tls, &mut buffer).await;
+                return;
+            }
             let service = service_fn(move |request| {
                 let state = Arc::clone(&state);
                 async move { Ok::<_, std::convert::Infallible>(handle(request, &state).await) }
@@ -375,7 +397,16 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
     while state.hang.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    empty_response(status)
+    let mut response = empty_response(status);
+    if !(200..300).contains(&status)
+        && let Some(value) = lock(&state.retry_after).as_deref()
+        && let Ok(value) = hyper::header::HeaderValue::from_str(value)
+    {
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, value);
+    }
+    response
 }
 
 fn empty_response(status: u16) -> Response<Full<Bytes>> {

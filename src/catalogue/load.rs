@@ -9,7 +9,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use super::{Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Purpose, Region, Transform};
+use super::{
+    Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Priority, Purpose, Region, Transform,
+};
 use crate::document::{Document, Problems};
 
 /// The only catalogue schema this build understands.
@@ -47,6 +49,8 @@ struct RawPurpose {
     basis: Basis,
     #[serde(default)]
     sale_or_sharing: bool,
+    #[serde(default)]
+    priority: Priority,
     clauses: Spanned<Vec<Spanned<String>>>,
     #[serde(default, rename = "field")]
     fields: Vec<RawField>,
@@ -238,6 +242,7 @@ pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> 
             title: raw_purpose.title.clone(),
             basis: raw_purpose.basis,
             sale_or_sharing: raw_purpose.sale_or_sharing,
+            priority: raw_purpose.priority,
             clauses: raw_purpose
                 .clauses
                 .get_ref()

@@ -135,6 +135,19 @@ pub struct Field {
     pub transform: Option<Transform>,
 }
 
+/// Which records go first when the queue is full: the oldest of the
+/// lowest priority.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
 /// The legal basis a purpose rests on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -176,6 +189,8 @@ pub struct Purpose {
     /// law (marketing, third-party analytics): an opt-out preference signal
     /// blocks it in `us-ca`.
     pub sale_or_sharing: bool,
+    /// Which records a full queue keeps longest.
+    pub priority: Priority,
     /// Any one of these clauses (that applies in the region) allows it.
     pub clauses: Vec<String>,
     pub fields: Vec<Field>,

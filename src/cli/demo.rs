@@ -239,7 +239,7 @@ interval = "1h"
 [upload]
 endpoint = "{endpoint}"
 ca_file = "receiver-ca.pem"
-interval = "1s"
+batch_max_delay = "1s"
 timeout = "5s"
 retry_initial = "1s"
 retry_max = "5s"

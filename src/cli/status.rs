@@ -116,6 +116,25 @@ fn print_store(store: &StoreHealth) {
     if let Some(quarantine) = &store.quarantine {
         say!("store: a database failed its check and was quarantined {quarantine}");
     }
+    match store.max_queue_bytes {
+        Some(max) => say!(
+            "queue: {} of {} bytes ({:.0}%)",
+            store.queue_bytes,
+            max,
+            store.queue_bytes as f64 * 100.0 / max.max(1) as f64
+        ),
+        None => say!("queue: {} bytes", store.queue_bytes),
+    }
+    for (purpose, reasons) in &store.dropped {
+        let reasons: Vec<String> = reasons
+            .iter()
+            .map(|(reason, count)| format!("{count} {}", reason.replace('_', " ")))
+            .collect();
+        say!(
+            "dropped to keep the bounds: {purpose}: {}",
+            reasons.join(", ")
+        );
+    }
     if store.dead_letters > 0 {
         say!(
             "dead letters: {} record(s) that will not be sent (newest: {}); see `consentry history`",

@@ -54,6 +54,7 @@ impl Handler {
         if let Some(fault) = self.agent.writer.fault() {
             store.fault = Some(fault);
         }
+        store.max_queue_bytes = Some(self.agent.config.store.max_queue_bytes);
         DaemonStatus {
             store,
             pid: std::process::id(),

@@ -38,7 +38,7 @@ use crate::control::{CollectSummary, FlushSummary};
 use crate::document::ReadError;
 use crate::gate::Gate;
 use crate::ingest::{self, Discards, Ingest};
-use crate::store::{Store, StoreError, Writer, WriterError, queue};
+use crate::store::{Bounds, Store, StoreError, Writer, WriterError, queue};
 use crate::upload::{SendLock, Transport, TransportError, UploadError, UploadSummary, Uploader};
 
 pub use listener::{BindError, bind_control_socket};
@@ -98,9 +98,11 @@ impl Agent {
             return Err(AgentError::UnknownPurpose(orphan));
         }
         let registry = config.evaluate_consent(&catalogue);
+        let bounds = Bounds::new(&config.store, &catalogue);
         let gate = Arc::new(Gate::with_registry(catalogue, registry));
         let transport = Transport::new(&config.upload)?;
-        let (writer, writer_thread) = Writer::spawn(&config.state_dir, KsnAggregate::new())?;
+        let (writer, writer_thread) =
+            Writer::spawn_bounded(&config.state_dir, KsnAggregate::new(), bounds)?;
         let reader = Arc::new(Store::open(&config.state_dir)?);
         let send_lock = Some(SendLock::open(&config.state_dir)?);
         let installation_id = writer.call(|c, _| queue::installation_id(c)).await?;
@@ -256,7 +258,7 @@ pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationT
     tracker.spawn(uploader::run(
         Arc::clone(&agent),
         uploader,
-        agent.config.upload.interval.0,
+        agent.config.upload.batch_max_delay.0,
         Arc::clone(&shared),
         Arc::clone(&upload_now),
         flush_inbox,

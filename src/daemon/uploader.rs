@@ -1,5 +1,6 @@
 //! The uploader task: owns the [`Uploader`] (and so the HTTP client), sends
-//! on its schedule, when nudged after a collection, and when a `flush`
+//! when a full batch has queued up, at the latest `batch_max_delay` after
+//! the last attempt, when nudged after a collection, and when a `flush`
 //! asks. Only this task waits on the network; a receiver that hangs delays
 //! nothing else.
 
@@ -14,6 +15,9 @@ use super::{Agent, Shared, next_upload_at};
 use crate::collect::ksn::KsnAggregate;
 use crate::upload::{UploadError, UploadSummary, Uploader};
 
+/// How often the task looks whether a full batch has queued up.
+const FULL_BATCH_CHECK: Duration = Duration::from_millis(250);
+
 /// A `flush`: upload now, ignoring any backoff, and answer with the result.
 pub(super) type FlushRequest = oneshot::Sender<Result<UploadSummary, String>>;
 
@@ -27,12 +31,26 @@ pub(super) async fn run(
     shutdown: CancellationToken,
 ) {
     let mut next = Instant::now() + interval;
+    let full_batch = agent.config.upload.batch_max_records as u64;
+    // Records queued after the last attempt: a full batch's worth more
+    // (counting those it could not send, held back by consent, say) is a
+    // reason to send before `next`.
+    let mut queued_after_last = agent.writer.depth();
+    let mut check = tokio::time::interval(FULL_BATCH_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (force, reply) = tokio::select! {
             _ = shutdown.cancelled() => return,
             Some(reply) = flushes.recv() => (true, Some(reply)),
             _ = upload_now.notified() => (false, None),
             _ = sleep_until(next) => (false, None),
+            _ = check.tick() => {
+                let waiting = uploader.not_before().is_some_and(|t| Instant::now() < t);
+                if waiting || agent.writer.depth() < queued_after_last + full_batch {
+                    continue;
+                }
+                (false, None)
+            }
         };
         // Hand edits of the consent file count from the next upload on.
         agent.refresh_consent();
@@ -42,6 +60,7 @@ pub(super) async fn run(
             result = uploader.upload_pending(force) => result,
             _ = shutdown.cancelled() => return,
         };
+        queued_after_last = agent.writer.depth();
         next = match &result {
             Ok(_) => next_upload_at(Instant::now(), uploader.not_before(), interval),
             // A store error (disk full, say) is retried at the next

@@ -36,8 +36,9 @@ struct Pending {
     first_line: u64,
     last_line: u64,
     errors: Vec<(u64, LineError)>,
-    /// Records queued and KSN events folded by the commit.
+    /// Records queued (and their bytes) and KSN events folded by the commit.
     records: u64,
+    bytes: u64,
     aggregated: u64,
     accepted_now: u64,
     discarded: u64,
@@ -207,6 +208,7 @@ async fn submit(ingest: &Ingest, chunk: Chunk) -> Pending {
         last_line,
         errors,
         records: records.len() as u64,
+        bytes: records.iter().map(|r| r.size() as u64).sum(),
         aggregated: ksn.events(),
         accepted_now,
         discarded,
@@ -252,7 +254,7 @@ async fn acknowledge(
         match stored {
             Ok(()) => {
                 accepted += durable;
-                ingest.writer.note_enqueued(pending.records);
+                ingest.writer.note_enqueued(pending.records, pending.bytes);
             }
             Err(err) => {
                 tracing::error!(error = %err, lines = durable, "ingest lines not stored");

@@ -7,6 +7,7 @@
 //! the consent that allowed it is gone (purge). The store never decides
 //! consent: callers tell it which purposes are still allowed.
 
+pub mod bounds;
 mod open;
 pub mod queue;
 mod schema;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::gate::GatedRecord;
+pub use bounds::{Bounds, Drops, StoreConfig};
 pub use open::{QUARANTINE_DIR, Quarantine, last_quarantine};
 pub use queue::{meta_get, meta_set};
 pub use writer::{Durable, Writer, WriterError};
@@ -61,6 +63,26 @@ pub struct SentBody {
     pub sha256: String,
     /// The bytes sent (`Content-Encoding: gzip`).
     pub gzip: Vec<u8>,
+    /// The drop counts its envelope reports (marked reported on a 2xx).
+    pub drops: Drops,
+}
+
+/// How much one batch may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub records: usize,
+    /// Sum of the records' sizes (uncompressed, roughly as on the wire).
+    pub bytes: u64,
+}
+
+impl BatchLimits {
+    /// At most `records`, of any size.
+    pub fn records(records: usize) -> Self {
+        Self {
+            records,
+            bytes: u64::MAX,
+        }
+    }
 }
 
 /// One line of the audit trail the user can read.
@@ -92,6 +114,15 @@ pub struct StoreHealth {
     pub dead_letter_reason: Option<String>,
     /// The writer's trouble right now, if any (the daemon only).
     pub fault: Option<Fault>,
+    /// The queue's size (its records' sizes added up).
+    #[serde(default)]
+    pub queue_bytes: u64,
+    /// The bound on it, when known (the daemon's).
+    #[serde(default)]
+    pub max_queue_bytes: Option<u64>,
+    /// Records dropped to keep the bounds, ever: purpose → reason → count.
+    #[serde(default)]
+    pub dropped: Drops,
 }
 
 /// Why the store could not be opened or used.
@@ -202,7 +233,7 @@ impl Store {
         max_records: usize,
         sendable: &[&str],
     ) -> Result<Option<Batch>, StoreError> {
-        self.write(|c| queue::claim_batch(c, max_records, sendable))
+        self.write(|c| queue::claim_batch(c, BatchLimits::records(max_records), sendable))
     }
 
     /// The batch is done with: its records leave the queue and the audit

@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{AuditEntry, Batch, QueuedRecord, SentBody, StoreError, StoreHealth};
+use super::{AuditEntry, Batch, BatchLimits, QueuedRecord, SentBody, StoreError, StoreHealth};
 use crate::clock::rfc3339;
 use crate::gate::GatedRecord;
 
@@ -72,8 +72,8 @@ pub fn meta_set(connection: &Connection, key: &str, value: &str) -> Result<(), S
 /// Appends records (inside the caller's transaction).
 pub fn enqueue(connection: &Connection, records: &[GatedRecord]) -> Result<(), StoreError> {
     let mut insert = connection.prepare_cached(
-        "INSERT INTO queue (purpose, clause, clause_version, clause_sha256, collected_at, fields)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO queue (purpose, clause, clause_version, clause_sha256, collected_at, fields, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for record in records {
         insert.execute(params![
@@ -83,6 +83,7 @@ pub fn enqueue(connection: &Connection, records: &[GatedRecord]) -> Result<(), S
             record.clause_sha256(),
             record.collected_at(),
             record.fields_json(),
+            record.size() as i64,
         ])?;
     }
     Ok(())
@@ -117,15 +118,15 @@ pub fn purge_blocked(
 
 /// The batch to send next, of records whose purpose `sendable` accepts:
 /// the one already claimed (a retry keeps its id) when all of it is still
-/// sendable, or else up to `max_records` of the oldest sendable records.
-/// Records of other purposes stay queued, untouched, and do not hold up the
-/// ones behind them.
+/// sendable, or else the oldest sendable records within `limits` (at
+/// least one record, however large). Records of other purposes stay
+/// queued, untouched, and do not hold up the ones behind them.
 pub fn claim_batch(
     connection: &Connection,
-    max_records: usize,
+    limits: BatchLimits,
     sendable: &[&str],
 ) -> Result<Option<Batch>, StoreError> {
-    Ok(claim_batch_counting(connection, max_records, sendable)?.0)
+    Ok(claim_batch_counting(connection, limits, sendable)?.0)
 }
 
 /// Rows that cannot be read back: their rowid, and why.
@@ -134,7 +135,7 @@ type Unreadable = Vec<(i64, String)>;
 /// One claim: the batch, and the rows of it that cannot be read back.
 fn claim_once(
     connection: &Connection,
-    max_records: usize,
+    limits: BatchLimits,
     sendable: &[&str],
 ) -> Result<Option<(Batch, Unreadable)>, StoreError> {
     if sendable.is_empty() {
@@ -183,17 +184,24 @@ fn claim_once(
                 [],
             )?;
             let id = Uuid::new_v4();
+            // The oldest records up to the record limit, cut where their
+            // sizes add up past the byte limit (keeping the first).
             let claimed = connection
                 .prepare_cached(&format!(
                     "UPDATE queue SET batch_id = ?1 WHERE id IN
-                       (SELECT id FROM queue NOT INDEXED WHERE batch_id IS NULL
-                          AND purpose IN ({}) ORDER BY id LIMIT ?2)",
-                    list(2)
+                       (SELECT id FROM
+                          (SELECT id, SUM(size) OVER (ORDER BY id) AS running,
+                                  ROW_NUMBER() OVER (ORDER BY id) AS n
+                           FROM (SELECT id, size FROM queue NOT INDEXED WHERE batch_id IS NULL
+                                   AND purpose IN ({}) ORDER BY id LIMIT ?2))
+                        WHERE running <= ?3 OR n = 1)",
+                    list(3)
                 ))?
                 .execute(rusqlite::params_from_iter(
                     [
                         Value::Text(id.to_string()),
-                        Value::Integer(max_records as i64),
+                        Value::Integer(limits.records as i64),
+                        Value::Integer(limits.bytes.min(i64::MAX as u64) as i64),
                     ]
                     .into_iter()
                     .chain(texts(sendable)),
@@ -212,12 +220,12 @@ fn claim_once(
 /// dead-letter table on the way (each on its own: its neighbours go on).
 pub fn claim_batch_counting(
     connection: &Connection,
-    max_records: usize,
+    limits: BatchLimits,
     sendable: &[&str],
 ) -> Result<(Option<Batch>, u64), StoreError> {
     let mut dead = 0;
     loop {
-        let Some((batch, unreadable)) = claim_once(connection, max_records, sendable)? else {
+        let Some((batch, unreadable)) = claim_once(connection, limits, sendable)? else {
             return Ok((None, dead));
         };
         dead += dead_letter(connection, &unreadable)?;
@@ -342,6 +350,14 @@ pub fn complete_batch(
     Ok(deleted)
 }
 
+/// The sizes of batch `id`'s records added up.
+pub fn batch_bytes(connection: &Connection, id: Uuid) -> Result<u64, StoreError> {
+    let bytes: i64 = connection
+        .prepare_cached("SELECT COALESCE(SUM(size), 0) FROM queue WHERE batch_id = ?1")?
+        .query_row(params![id.to_string()], |row| row.get(0))?;
+    Ok(bytes as u64)
+}
+
 /// Records waiting, all purposes (a full count: call it rarely).
 pub fn depth(connection: &Connection) -> Result<u64, StoreError> {
     let count: i64 = connection.query_row("SELECT COUNT(*) FROM queue", [], |row| row.get(0))?;
@@ -370,7 +386,7 @@ pub fn recent_audit(connection: &Connection, limit: usize) -> Result<Vec<AuditEn
 
 /// The distinct purposes in the queue, by hopping along the purpose index
 /// (one lookup per purpose, not a walk over every queued record).
-fn queued_purposes(connection: &Connection) -> Result<Vec<String>, StoreError> {
+pub(super) fn queued_purposes(connection: &Connection) -> Result<Vec<String>, StoreError> {
     let mut purposes = Vec::new();
     let mut next =
         connection.prepare_cached("SELECT MIN(purpose) FROM queue WHERE purpose > ?1")?;
@@ -424,6 +440,9 @@ pub fn health(connection: &Connection) -> Result<StoreHealth, StoreError> {
         dead_letters: dead_letters as u64,
         dead_letter_reason,
         fault: None,
+        queue_bytes: super::bounds::queue_bytes(connection)?,
+        max_queue_bytes: None,
+        dropped: super::bounds::drops(connection, false, |_| true)?,
     })
 }
 
@@ -432,15 +451,17 @@ pub fn health(connection: &Connection) -> Result<StoreHealth, StoreError> {
 pub fn keep_body(connection: &Connection, body: &SentBody) -> Result<(), StoreError> {
     connection
         .prepare_cached(
-            "INSERT OR IGNORE INTO sent_body (batch_id, at, records, sha256, body)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO sent_body (batch_id, at, records, sha256, body, drops)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             body.batch_id,
             body.at,
             body.records as i64,
             body.sha256,
-            body.gzip
+            body.gzip,
+            (!body.drops.is_empty())
+                .then(|| serde_json::to_string(&body.drops).expect("counts serialize")),
         ])?;
     Ok(())
 }
@@ -460,6 +481,7 @@ pub fn sent_body(connection: &Connection, id: &str) -> Result<Vec<SentBody>, Sto
                 records: row.get::<_, i64>(2)? as u64,
                 sha256: row.get(3)?,
                 gzip: row.get(4)?,
+                drops: Default::default(),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -64,6 +64,21 @@ const MIGRATIONS: &[&str] = &[
          sha256   TEXT NOT NULL,
          body     BLOB NOT NULL
      ) WITHOUT ROWID;",
+    // 4 → 5: the bounds. Each queued record's size (what `max_queue_bytes`
+    // and `batch_max_bytes` count; rows from before are counted as they
+    // are), records dropped to keep the bounds (per purpose and reason;
+    // `unreported` goes out in the next batch's envelope), and which drops
+    // a kept body reported.
+    "ALTER TABLE queue ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+     UPDATE queue SET size = length(CAST(fields AS BLOB)) + length(purpose) + length(clause) + 100;
+     CREATE TABLE dropped (
+         purpose    TEXT NOT NULL,
+         reason     TEXT NOT NULL,
+         total      INTEGER NOT NULL,
+         unreported INTEGER NOT NULL,
+         PRIMARY KEY (purpose, reason)
+     ) WITHOUT ROWID;
+     ALTER TABLE sent_body ADD COLUMN drops TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -22,7 +22,8 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{Batch, Fault, StoreError, open_connection, queue};
+use super::bounds::{self, Bounds};
+use super::{Batch, BatchLimits, Fault, StoreError, open_connection, queue};
 use crate::gate::GatedRecord;
 
 /// Most jobs in one group commit: bounds the latency one commit adds to the
@@ -126,17 +127,37 @@ where
 /// A handle to the writer thread; cheap to clone.
 pub struct Writer<S> {
     jobs: mpsc::Sender<Job<S>>,
-    depth: Arc<AtomicU64>,
-    fault: Arc<Mutex<Option<Fault>>>,
+    gauges: Arc<Gauges>,
 }
 
 impl<S> Clone for Writer<S> {
     fn clone(&self) -> Self {
         Self {
             jobs: self.jobs.clone(),
-            depth: Arc::clone(&self.depth),
-            fault: Arc::clone(&self.fault),
+            gauges: Arc::clone(&self.gauges),
         }
+    }
+}
+
+/// What the handles and the thread both see.
+struct Gauges {
+    /// Records queued.
+    depth: AtomicU64,
+    /// The queue's size in bytes, estimated: exact after each count, raised
+    /// by every enqueue, lowered by deliveries; other deletions leave it
+    /// high, which only brings the next exact count sooner.
+    bytes: AtomicU64,
+    fault: Mutex<Option<Fault>>,
+    bounds: Bounds,
+}
+
+impl Gauges {
+    fn lower_depth(&self, by: u64) {
+        let _ = self
+            .depth
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                Some(d.saturating_sub(by))
+            });
     }
 }
 
@@ -144,24 +165,38 @@ impl<S: Durable> Writer<S> {
     /// Opens the write connection, loads `state`, and starts the thread.
     /// The thread ends when every handle is dropped, after the jobs
     /// already sent are committed; join the returned handle to wait for it.
-    pub fn spawn(state_dir: &Path, mut state: S) -> Result<(Self, JoinHandle<()>), StoreError> {
+    pub fn spawn(state_dir: &Path, state: S) -> Result<(Self, JoinHandle<()>), StoreError> {
+        Self::spawn_bounded(state_dir, state, Bounds::unbounded())
+    }
+
+    /// [`Writer::spawn`], keeping the queue within `bounds.max_queue_bytes`
+    /// after every commit (see `bounds`).
+    pub fn spawn_bounded(
+        state_dir: &Path,
+        mut state: S,
+        bounds: Bounds,
+    ) -> Result<(Self, JoinHandle<()>), StoreError> {
         let super::open::Opened {
             connection, lock, ..
         } = open_connection(state_dir)?;
         state.reload(&connection)?;
-        let depth = Arc::new(AtomicU64::new(queue::depth(&connection)?));
+        let gauges = Arc::new(Gauges {
+            depth: AtomicU64::new(queue::depth(&connection)?),
+            bytes: AtomicU64::new(bounds::queue_bytes(&connection)?),
+            fault: Mutex::new(None),
+            bounds,
+        });
         let (jobs, inbox) = mpsc::channel(CHANNEL_DEPTH);
-        let fault = Arc::new(Mutex::new(None));
-        let faults = Arc::clone(&fault);
+        let shared = Arc::clone(&gauges);
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
-                run(connection, state, inbox, &faults);
+                run(connection, state, inbox, &shared);
                 // The connection is closed: others may now move it aside.
                 drop(lock);
             })
             .map_err(|source| StoreError::Thread { source })?;
-        Ok((Self { jobs, depth, fault }, thread))
+        Ok((Self { jobs, gauges }, thread))
     }
 
     /// Runs `op` in the next group commit and answers once it is durable.
@@ -209,11 +244,15 @@ impl<S: Durable> Writer<S> {
     /// The store's trouble as of the last group commit (disk full, I/O
     /// error, damage), cleared by the next commit that goes through.
     pub fn fault(&self) -> Option<Fault> {
-        self.fault.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.gauges
+            .fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
+        self.gauges.depth.load(Ordering::Relaxed)
     }
 
     /// Queues gated records; answers once they are durable.
@@ -222,14 +261,32 @@ impl<S: Durable> Writer<S> {
             return Ok(());
         }
         let count = records.len() as u64;
+        let bytes = records.iter().map(|r| r.size() as u64).sum();
         self.call(move |c, _| queue::enqueue(c, &records)).await?;
-        self.depth.fetch_add(count, Ordering::Relaxed);
+        self.note_enqueued(count, bytes);
         Ok(())
     }
 
-    /// Adds `count` records queued by a job of the caller's own.
-    pub fn note_enqueued(&self, count: u64) {
-        self.depth.fetch_add(count, Ordering::Relaxed);
+    /// Adds `count` records of `bytes` queued by a job of the caller's own.
+    pub fn note_enqueued(&self, count: u64, bytes: u64) {
+        self.gauges.depth.fetch_add(count, Ordering::Relaxed);
+        self.gauges.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The queue's size in bytes, as estimated (see `Gauges`).
+    pub fn queue_bytes(&self) -> u64 {
+        self.gauges.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Drops records past `max_record_age` and old audit lines (see
+    /// [`bounds::housekeep`]); returns the records dropped.
+    pub async fn housekeep(&self) -> Result<u64, WriterError> {
+        let gauges = Arc::clone(&self.gauges);
+        let dropped = self
+            .call(move |c, _| bounds::housekeep(c, &gauges.bounds, std::time::SystemTime::now()))
+            .await?;
+        self.gauges.lower_depth(dropped);
+        Ok(dropped)
     }
 
     /// See [`queue::purge_blocked`].
@@ -241,25 +298,23 @@ impl<S: Durable> Writer<S> {
         let purged = self
             .call(move |c, _| queue::purge_blocked(c, keep, &why))
             .await?;
-        self.depth
-            .fetch_sub(purged.min(self.depth()), Ordering::Relaxed);
+        self.gauges.lower_depth(purged);
         Ok(purged)
     }
 
     /// See [`queue::claim_batch`].
     pub async fn claim_batch(
         &self,
-        max_records: usize,
+        limits: BatchLimits,
         sendable: Vec<String>,
     ) -> Result<Option<Batch>, WriterError> {
         let (batch, dead) = self
             .call(move |c, _| {
                 let sendable: Vec<&str> = sendable.iter().map(String::as_str).collect();
-                queue::claim_batch_counting(c, max_records, &sendable)
+                queue::claim_batch_counting(c, limits, &sendable)
             })
             .await?;
-        self.depth
-            .fetch_sub(dead.min(self.depth()), Ordering::Relaxed);
+        self.gauges.lower_depth(dead);
         Ok(batch)
     }
 
@@ -270,11 +325,23 @@ impl<S: Durable> Writer<S> {
         event: &'static str,
         detail: String,
     ) -> Result<u64, WriterError> {
-        let deleted = self
-            .call(move |c, _| queue::complete_batch(c, id, event, &detail))
+        let (deleted, bytes) = self
+            .call(move |c, _| {
+                let bytes = queue::batch_bytes(c, id)?;
+                if event == "uploaded" {
+                    // The drops its envelope reported are reported.
+                    bounds::mark_reported_by(c, id)?;
+                }
+                Ok((queue::complete_batch(c, id, event, &detail)?, bytes))
+            })
             .await?;
-        self.depth
-            .fetch_sub(deleted.min(self.depth()), Ordering::Relaxed);
+        self.gauges.lower_depth(deleted);
+        let _ = self
+            .gauges
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(bytes))
+            });
         Ok(deleted)
     }
 
@@ -288,8 +355,7 @@ impl<S: Durable> Writer<S> {
         let moved = self
             .call(move |c, _| queue::dead_letter_batch(c, id, status, &reason))
             .await?;
-        self.depth
-            .fetch_sub(moved.min(self.depth()), Ordering::Relaxed);
+        self.gauges.lower_depth(moved);
         Ok(moved)
     }
 
@@ -322,7 +388,7 @@ fn run<S: Durable>(
     mut connection: Connection,
     mut state: S,
     mut inbox: mpsc::Receiver<Job<S>>,
-    fault: &Mutex<Option<Fault>>,
+    gauges: &Gauges,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = inbox.blocking_recv() {
@@ -333,7 +399,35 @@ fn run<S: Durable>(
                 Err(_) => break,
             }
         }
-        commit_group(&mut connection, &mut state, &mut group, fault);
+        commit_group(&mut connection, &mut state, &mut group, &gauges.fault);
+        if gauges.bytes.load(Ordering::Relaxed) > gauges.bounds.max_queue_bytes {
+            keep_size(&mut connection, gauges);
+        }
+    }
+}
+
+/// Counts the queue exactly and, when it is over the bound, drops what
+/// must go (see `bounds`), in a transaction of its own.
+fn keep_size(connection: &mut Connection, gauges: &Gauges) {
+    let kept = (|| {
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let evicted = bounds::enforce_size(&transaction, &gauges.bounds)?;
+        transaction.commit()?;
+        Ok::<_, StoreError>(evicted)
+    })();
+    match kept {
+        Ok(evicted) => {
+            gauges.bytes.store(evicted.queue_bytes, Ordering::Relaxed);
+            gauges.lower_depth(evicted.records);
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot keep the queue within max_queue_bytes");
+            *gauges.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(Fault {
+                at: crate::clock::rfc3339(std::time::SystemTime::now()),
+                message: format!("cannot keep the queue within max_queue_bytes: {err}"),
+            });
+        }
     }
 }
 

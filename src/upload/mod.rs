@@ -55,8 +55,14 @@ pub struct UploadConfig {
     pub token_file: Option<PathBuf>,
     #[serde(default)]
     pub allow_plaintext_loopback: bool,
-    #[serde(default = "defaults::interval")]
-    pub interval: HumanDuration,
+    /// The longest a queued record waits for its batch to fill: the queue
+    /// is offered to the uploader at least this often (formerly `interval`).
+    #[serde(default = "defaults::batch_max_delay", alias = "interval")]
+    pub batch_max_delay: HumanDuration,
+    /// Largest batch, uncompressed (the records' sizes added up); a single
+    /// larger record still goes, alone.
+    #[serde(default = "defaults::batch_max_bytes")]
+    pub batch_max_bytes: u64,
     #[serde(default = "defaults::batch_max_records")]
     pub batch_max_records: usize,
     #[serde(default = "defaults::timeout")]
@@ -70,7 +76,10 @@ pub struct UploadConfig {
 mod defaults {
     use super::HumanDuration;
     use std::time::Duration;
-    pub fn interval() -> HumanDuration {
+    pub fn batch_max_bytes() -> u64 {
+        4 << 20
+    }
+    pub fn batch_max_delay() -> HumanDuration {
         HumanDuration(Duration::from_secs(60))
     }
     pub fn batch_max_records() -> usize {
@@ -169,10 +178,24 @@ impl UploadConfig {
                 self.batch_max_records
             ));
         }
+        if self.batch_max_bytes < 1024 {
+            return Err(format!(
+                "[upload] batch_max_bytes must be at least 1024, not {}",
+                self.batch_max_bytes
+            ));
+        }
         if self.retry_initial.0 > self.retry_max.0 {
             return Err("[upload] retry_initial must not be longer than retry_max".into());
         }
         Ok(())
+    }
+
+    /// How much one batch may carry.
+    pub fn batch_limits(&self) -> crate::store::BatchLimits {
+        crate::store::BatchLimits {
+            records: self.batch_max_records,
+            bytes: self.batch_max_bytes,
+        }
     }
 
     pub fn retry_policy(&self) -> RetryPolicy {

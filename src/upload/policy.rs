@@ -103,25 +103,74 @@ impl RetryPolicy {
     pub fn wait_after(&self, result: &UploadResult, failures: u32, unit: f64) -> Duration {
         match result {
             UploadResult::Accepted { .. } => Duration::ZERO,
+            // The backoff, but never less than the server asked for.
             UploadResult::Retryable {
                 retry_after: Some(wait),
                 ..
-            } => (*wait).min(RETRY_AFTER_CAP),
+            } => self
+                .backoff(failures, unit)
+                .max((*wait).min(RETRY_AFTER_CAP)),
             UploadResult::Retryable { .. } => self.backoff(failures, unit),
             UploadResult::Refused { .. } => self.max,
         }
     }
 }
 
-/// Parses `Retry-After` given in seconds (the HTTP-date form is ignored:
-/// an agent's clock is not to be trusted against a server's).
+/// Parses `Retry-After`: delay seconds, or an HTTP date (how long until
+/// then by this machine's clock; a date already past means no wait).
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    parse_retry_after_at(value, std::time::SystemTime::now())
+}
+
+/// [`parse_retry_after`] as of `now`.
+pub fn parse_retry_after_at(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now = httpdate::parse_http_date("Thu, 26 Nov 2026 10:00:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after_at(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after_at("Thu, 26 Nov 2026 10:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after_at("Wed, 25 Nov 2026 10:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date already past"
+        );
+        assert_eq!(parse_retry_after_at("soon", now), None);
+        assert_eq!(parse_retry_after_at("-5", now), None);
+    }
+
+    #[test]
+    fn the_wait_is_at_least_what_the_server_asked() {
+        let asked = |secs| UploadResult::Retryable {
+            status: Some(429),
+            retry_after: Some(Duration::from_secs(secs)),
+            detail: String::new(),
+        };
+        // Longer than the backoff: the server's wait.
+        assert_eq!(
+            POLICY.wait_after(&asked(60), 1, 1.0),
+            Duration::from_secs(60)
+        );
+        // Shorter: the backoff still applies.
+        assert!(POLICY.wait_after(&asked(1), 8, 1.0) >= Duration::from_secs(60));
+    }
 
     #[test]
     fn refusals_split_down_to_the_record_but_never_for_a_wrong_endpoint() {
@@ -175,7 +224,6 @@ mod tests {
         assert_eq!(POLICY.wait_after(&result, 1, 0.5), Duration::from_secs(120));
         let result = UploadResult::from_status(503, Some(Duration::from_secs(10 * 24 * 3600)));
         assert_eq!(POLICY.wait_after(&result, 1, 0.5), RETRY_AFTER_CAP);
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT"), None);
     }
 
     proptest! {

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::clock::rfc3339;
-use crate::store::Batch;
+use crate::store::{Batch, Drops};
 
 /// Version of the envelope; a receiver refuses what it does not know.
 pub const SCHEMA: u32 = 1;
@@ -54,6 +54,11 @@ pub struct Envelope {
     pub agent: AgentInfo,
     pub sent_at: String,
     pub records: Vec<WireRecord>,
+    /// Records dropped on this machine to keep the queue's bounds and not
+    /// reported before: purpose → reason (`queue_full`, `too_old`) →
+    /// count. Only purposes that may send now; absent when there are none.
+    #[serde(default, skip_serializing_if = "Drops::is_empty")]
+    pub dropped: Drops,
 }
 
 /// One request body as sent.
@@ -123,6 +128,7 @@ impl Envelope {
             },
             sent_at: rfc3339(SystemTime::now()),
             records,
+            dropped: Drops::new(),
         })
     }
 

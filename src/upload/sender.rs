@@ -22,7 +22,9 @@ use super::{Transport, UploadConfig};
 use crate::clock::rfc3339;
 use crate::consent::Registry;
 use crate::gate::Gate;
-use crate::store::{Batch, Durable, SentBody, Store, StoreError, Writer, WriterError, queue};
+use crate::store::{
+    Batch, BatchLimits, Durable, SentBody, Store, StoreError, Writer, WriterError, bounds, queue,
+};
 use uuid::Uuid;
 
 /// What one call of [`Uploader::upload_pending`] did.
@@ -157,7 +159,7 @@ pub struct Uploader<S> {
     in_flight: Arc<InFlight>,
     transport: Transport,
     policy: RetryPolicy,
-    batch_max_records: usize,
+    limits: BatchLimits,
     /// Smaller batches while bisecting a refused one (see `Refusal`).
     split_limit: Option<usize>,
     consecutive_failures: u32,
@@ -241,12 +243,23 @@ impl<S: Durable> Uploader<S> {
             in_flight: Arc::default(),
             transport,
             policy: config.retry_policy(),
-            batch_max_records: config.batch_max_records,
+            limits: config.batch_limits(),
             split_limit: None,
             consecutive_failures: 0,
             not_before: None,
             lock,
             unremoved: None,
+        }
+    }
+
+    /// The limits of the next batch: smaller while bisecting a refusal.
+    fn limits(&self) -> BatchLimits {
+        match self.split_limit {
+            Some(records) => BatchLimits {
+                records,
+                ..self.limits
+            },
+            None => self.limits,
         }
     }
 
@@ -298,11 +311,7 @@ impl<S: Durable> Uploader<S> {
                 .filter(|d| d.is_allowed())
                 .map(|d| d.purpose().to_owned())
                 .collect();
-            let Some(batch) = self
-                .writer
-                .claim_batch(self.split_limit.unwrap_or(self.batch_max_records), sendable)
-                .await?
-            else {
+            let Some(batch) = self.writer.claim_batch(self.limits(), sendable).await? else {
                 break;
             };
             let mut purposes: Vec<String> =
@@ -403,10 +412,14 @@ impl<S: Durable> Uploader<S> {
         summary: &mut UploadSummary,
     ) -> Result<Option<Body>, UploadError> {
         let id = batch.id.to_string();
-        let kept = {
+        let (kept, drops) = {
             let id = id.clone();
+            let registry = self.gate.registry();
             self.writer
-                .call(move |c, _| queue::sent_body(c, &id))
+                .call(move |c, _| {
+                    let drops = bounds::drops(c, true, |p| registry.is_allowed(p))?;
+                    Ok((queue::sent_body(c, &id)?, drops))
+                })
                 .await?
         };
         if let Some(kept) = kept.into_iter().find(|b| b.batch_id == id) {
@@ -416,7 +429,11 @@ impl<S: Durable> Uploader<S> {
             }));
         }
         let body = match Envelope::from_batch(batch) {
-            Ok(envelope) => envelope.encode_body(),
+            Ok(envelope) => Envelope {
+                dropped: drops.clone(),
+                ..envelope
+            }
+            .encode_body(),
             Err(err) => {
                 // Unsendable rows must not block the queue, nor be lost.
                 tracing::error!(batch = %batch.id, error = %err, "a batch cannot be encoded; it moves to the dead-letter table");
@@ -433,6 +450,7 @@ impl<S: Durable> Uploader<S> {
             records: batch.records.len() as u64,
             sha256: body.sha256.clone(),
             gzip: body.gzip.clone(),
+            drops,
         };
         self.writer
             .call(move |c, _| queue::keep_body(c, &kept))

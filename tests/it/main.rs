@@ -4,6 +4,7 @@
 mod bad_input;
 mod consent;
 mod delivery;
+mod faults;
 mod history;
 mod ingest;
 mod store;

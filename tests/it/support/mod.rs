@@ -86,7 +86,7 @@ interval = "1h"
 [upload]
 endpoint = "{}"
 {}
-interval = "300ms"
+batch_max_delay = "300ms"
 timeout = "5s"
 retry_initial = "200ms"
 retry_max = "1s"
