@@ -17,6 +17,7 @@ use consentry::consent::{self, Method};
 use consentry::control::{self, Request, Response};
 use consentry::daemon::{self, Agent, Listeners};
 use consentry::receiver::{LoopbackPki, ReceivedRequest, Receiver};
+use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
 /// How long the demo waits for the first batch before calling it a failure.
@@ -158,7 +159,33 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     daemon.await.context("the demo daemon panicked")?;
     say!("\nAudit trail (`consentry history`):");
     let store = consentry::store::Store::open(&config.state_dir)?;
-    super::history::print_entries(&store.recent_audit(10)?);
+    let trail = store.recent_audit(10)?;
+    super::history::print_entries(&trail);
+    // What the receiver got is what the trail says was sent.
+    if let Some(first) = receiver.requests().first()
+        && let Some(key) = &first.idempotency_key
+    {
+        let kept = store.read(|c| consentry::store::queue::sent_body(c, key))?;
+        let wire = consentry::upload::protocol::Body {
+            gzip: first.body.to_vec(),
+            sha256: String::new(),
+        };
+        let received = hex::encode(sha2::Sha256::digest(wire.json()?));
+        let recorded = kept.first().map(|k| k.sha256.as_str()).unwrap_or("none");
+        say!(
+            "\n`consentry history --show {}` prints the body the receiver got: sha256 {} (recorded at send time: {})",
+            &key[..8],
+            received,
+            if received == recorded {
+                "the same"
+            } else {
+                "DIFFERENT"
+            }
+        );
+        if received != recorded {
+            anyhow::bail!("the kept body differs from the one received");
+        }
+    }
     if args.keep {
         let kept = dir.keep();
         say!("\nKept {}", kept.display());

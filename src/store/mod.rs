@@ -16,7 +16,7 @@ pub mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -270,7 +270,7 @@ impl Store {
         let path = state_dir.join(DATABASE_FILE);
         let read = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(StoreError::from)
-            .and_then(|connection| queue::health(&connection));
+            .and_then(|connection| health(&connection));
         read.unwrap_or_else(|err| StoreHealth {
             fault: Some(Fault {
                 at: crate::clock::rfc3339(std::time::SystemTime::now()),
@@ -285,7 +285,7 @@ impl Store {
 
     /// What `status` shows about this store.
     pub fn health(&self) -> Result<StoreHealth, StoreError> {
-        queue::health(&self.lock())
+        health(&self.lock())
     }
 
     /// Runs `read` on this store's connection (reads only, by convention:
@@ -355,6 +355,30 @@ fn prepare_state_dir(state_dir: &Path) -> Result<(), StoreError> {
     // Listing proves we can read it; SQLite will prove we can write it.
     std::fs::read_dir(state_dir).map_err(wrap)?;
     Ok(())
+}
+
+/// What `status` shows about the store, as stored (the writer adds its
+/// live fault).
+fn health(connection: &Connection) -> Result<StoreHealth, StoreError> {
+    let dead_letters: i64 =
+        connection.query_row("SELECT COUNT(*) FROM dead_letter", [], |row| row.get(0))?;
+    let dead_letter_reason = connection
+        .query_row(
+            "SELECT reason FROM dead_letter ORDER BY id DESC LIMIT 1",
+            [],
+            |row| row.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten();
+    Ok(StoreHealth {
+        quarantine: last_quarantine(connection)?,
+        dead_letters: dead_letters as u64,
+        dead_letter_reason,
+        fault: None,
+        queue_bytes: bounds::queue_bytes(connection)?,
+        max_queue_bytes: None,
+        dropped: bounds::drops(connection, false, |_| true)?,
+    })
 }
 
 #[cfg(test)]

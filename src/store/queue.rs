@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{AuditEntry, Batch, BatchLimits, QueuedRecord, SentBody, StoreError, StoreHealth};
+use super::{AuditEntry, Batch, BatchLimits, QueuedRecord, SentBody, StoreError};
 use crate::clock::rfc3339;
 use crate::gate::GatedRecord;
 
@@ -420,30 +420,6 @@ pub fn insert_audit(
             detail
         ])?;
     Ok(())
-}
-
-/// What `status` shows about the store, as stored (the writer adds its
-/// live fault).
-pub fn health(connection: &Connection) -> Result<StoreHealth, StoreError> {
-    let dead_letters: i64 =
-        connection.query_row("SELECT COUNT(*) FROM dead_letter", [], |row| row.get(0))?;
-    let dead_letter_reason = connection
-        .query_row(
-            "SELECT reason FROM dead_letter ORDER BY id DESC LIMIT 1",
-            [],
-            |row| row.get::<_, Option<String>>(0),
-        )
-        .optional()?
-        .flatten();
-    Ok(StoreHealth {
-        quarantine: super::last_quarantine(connection)?,
-        dead_letters: dead_letters as u64,
-        dead_letter_reason,
-        fault: None,
-        queue_bytes: super::bounds::queue_bytes(connection)?,
-        max_queue_bytes: None,
-        dropped: super::bounds::drops(connection, false, |_| true)?,
-    })
 }
 
 /// Keeps batch `id`'s body as first sent (a retry finds it and sends the
