@@ -99,7 +99,13 @@ pub enum Response {
     Status(Box<DaemonStatus>),
     Flushed(FlushSummary),
     ConsentApplied(ConsentApplied),
-    Error { message: String },
+    Error {
+        message: String,
+    },
+    /// The asking user may not make this request (see `daemon::listener`).
+    Denied {
+        message: String,
+    },
 }
 
 /// Why the daemon could not be asked.
@@ -117,6 +123,9 @@ pub enum ControlError {
     Timeout(Duration),
     #[error("the daemon sent an unreadable answer: {0}")]
     Garbled(String),
+    /// The daemon refused the request: the asking user may not make it.
+    #[error("permission denied: {0}")]
+    Denied(String),
 }
 
 /// Sends one request and reads one response.
@@ -141,9 +150,13 @@ pub async fn request(socket: &Path, request: &Request) -> Result<Response, Contr
         serde_json::from_str(answer.trim_end())
             .map_err(|err| ControlError::Garbled(err.to_string()))
     };
-    tokio::time::timeout(REPLY_TIMEOUT, exchange)
+    match tokio::time::timeout(REPLY_TIMEOUT, exchange)
         .await
-        .map_err(|_| ControlError::Timeout(REPLY_TIMEOUT))?
+        .map_err(|_| ControlError::Timeout(REPLY_TIMEOUT))??
+    {
+        Response::Denied { message } => Err(ControlError::Denied(message)),
+        response => Ok(response),
+    }
 }
 
 #[cfg(test)]
