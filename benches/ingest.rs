@@ -153,7 +153,7 @@ fn socket(c: &mut Criterion) {
     let shutdown = CancellationToken::new();
     let (agent, listeners) = runtime.block_on(async {
         let agent = Agent::open(config).await.unwrap();
-        let listeners = Listeners::bind(&agent.config).unwrap();
+        let listeners = Listeners::bind(&agent.config()).unwrap();
         (agent, listeners)
     });
     let daemon = runtime.spawn(daemon::run(agent, listeners, shutdown.clone()));

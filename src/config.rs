@@ -41,6 +41,8 @@ struct RawConfig {
     catalogue: Option<PathBuf>,
     #[serde(default)]
     policy_file: Option<PathBuf>,
+    #[serde(default)]
+    admin_group: Option<String>,
     product: ProductConfig,
     #[serde(default)]
     collect: CollectConfig,
@@ -70,6 +72,9 @@ pub struct Config {
     pub catalogue_file: Option<PathBuf>,
     /// The administrator policy (switches off, never on); `None`: no policy.
     pub policy_file: Option<PathBuf>,
+    /// A group (name or gid) whose members may change what the daemon does
+    /// (`consent grant|revoke`, `flush`) besides root and the daemon's user.
+    pub admin_group: Option<String>,
     pub product: ProductConfig,
     pub collect: CollectConfig,
     /// The queue's bounds and the audit retention.
@@ -98,8 +103,9 @@ impl Config {
         let mut problems = Vec::new();
         let upload_span = raw.upload.span();
         let upload = raw.upload.into_inner();
-        if let Err(message) = upload.validate() {
-            problems.push(document.problem(Some(upload_span), message));
+        if let Err((key, message)) = upload.validate_keyed() {
+            let span = key_span(&document.text, "upload", key).unwrap_or(upload_span);
+            problems.push(document.problem(Some(span), message));
         }
         let store_span = raw.store.as_ref().map(Spanned::span);
         let store = raw.store.map(Spanned::into_inner).unwrap_or_default();
@@ -129,6 +135,7 @@ impl Config {
             consent_file: resolve(&raw.consent_file),
             catalogue_file: raw.catalogue.as_deref().map(resolve),
             policy_file: raw.policy_file.as_deref().map(resolve),
+            admin_group: raw.admin_group,
             product: raw.product,
             collect: raw.collect,
             store,
@@ -171,6 +178,24 @@ impl Config {
         gate::evaluate(&self.consent_file, self.jurisdiction(catalogue), catalogue)
     }
 
+    /// The admin group's gid (`None`: no admin group), or why it cannot
+    /// be found.
+    pub fn admin_gid(&self) -> Result<Option<u32>, String> {
+        let Some(group) = self.admin_group.as_deref() else {
+            return Ok(None);
+        };
+        if let Ok(gid) = group.parse::<u32>() {
+            return Ok(Some(gid));
+        }
+        match nix::unistd::Group::from_name(group) {
+            Ok(Some(found)) => Ok(Some(found.gid.as_raw())),
+            Ok(None) => Err(format!(
+                "admin_group `{group}` is not a group on this machine (see /etc/group); create it or give its gid"
+            )),
+            Err(err) => Err(format!("cannot look up admin_group `{group}`: {err}")),
+        }
+    }
+
     /// The control socket inside `runtime_dir`.
     pub fn control_socket(&self) -> PathBuf {
         self.runtime_dir.join("control.sock")
@@ -180,6 +205,13 @@ impl Config {
     pub fn ingest_socket(&self) -> PathBuf {
         self.runtime_dir.join("ingest.sock")
     }
+}
+
+/// Where `[table] key` is written in `text`: its value, for an error to
+/// point at.
+fn key_span(text: &str, table: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    let document = toml_edit::Document::parse(text).ok()?;
+    document.get(table)?.get(key)?.span()
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -277,6 +309,29 @@ endpoint = "https://telemetry.example.com/v1/batches"
         .unwrap_err();
         assert!(err.contains("consentry.toml:9:"), "{err}");
         assert!(err.contains("pin_sha256 entry `short`"), "{err}");
+    }
+
+    #[test]
+    fn an_endpoint_error_points_at_the_endpoint_key() {
+        let remote = MINIMAL.replace(
+            "https://telemetry.example.com",
+            "http://telemetry.example.com",
+        );
+        let err = load(&remote).unwrap_err();
+        // `[upload]` is line 8; `endpoint = ...` line 9, its value from
+        // column 12.
+        assert!(
+            err.starts_with("/etc/consentry/consentry.toml:9:12:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn port_zero_and_overlong_hosts_are_refused() {
+        let zero = MINIMAL.replace("telemetry.example.com", "telemetry.example.com:0");
+        assert!(load(&zero).unwrap_err().contains("port 0"));
+        let long = MINIMAL.replace("telemetry.example.com", &"a".repeat(300));
+        assert!(load(&long).unwrap_err().contains("at most 253"));
     }
 
     #[test]

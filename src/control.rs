@@ -75,6 +75,19 @@ pub enum Request {
     },
 }
 
+/// What the last reload (SIGHUP) did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    pub at: String,
+    /// Whether the new config is in force.
+    pub applied: bool,
+    /// Why it was rejected (the daemon runs on with the last good config).
+    pub error: Option<String>,
+    /// Changed settings that only a restart applies.
+    #[serde(default)]
+    pub restart_needed: Vec<String>,
+}
+
 /// A running daemon's view of itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonStatus {
@@ -90,6 +103,9 @@ pub struct DaemonStatus {
     /// Quarantine, dead letters and trouble with the store.
     #[serde(default)]
     pub store: StoreHealth,
+    /// The last reload, if there was one.
+    #[serde(default)]
+    pub reload: Option<ReloadReport>,
 }
 
 /// The daemon's answer.
@@ -123,6 +139,9 @@ pub enum ControlError {
     Timeout(Duration),
     #[error("the daemon sent an unreadable answer: {0}")]
     Garbled(String),
+    /// What answers on the socket is not the daemon's user.
+    #[error("{0}")]
+    Untrusted(String),
     /// The daemon refused the request: the asking user may not make it.
     #[error("permission denied: {0}")]
     Denied(String),
@@ -138,6 +157,9 @@ pub async fn request(socket: &Path, request: &Request) -> Result<Response, Contr
     let stream = socket::connect(socket).await.map_err(|err| match err {
         ConnectError::NotRunning(path) => ControlError::NotRunning(path),
         ConnectError::Io { path, source } => ControlError::Io { path, source },
+        untrusted @ ConnectError::Untrusted { .. } => {
+            ControlError::Untrusted(untrusted.to_string())
+        }
     })?;
     let exchange = async {
         let (read, mut write) = stream.into_split();

@@ -30,6 +30,8 @@ pub mod daemon;
 pub mod document;
 pub mod gate;
 pub mod ingest;
+pub mod perms;
+pub mod preflight;
 pub mod privacy;
 pub mod receiver;
 pub mod record;

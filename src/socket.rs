@@ -2,11 +2,19 @@
 //! binding without displacing a live daemon, and serving connections as
 //! tracked tasks that end with the shutdown token.
 //!
-//! A stale socket (left by a crashed daemon) is detected by trying to
-//! connect to it before it is removed: a live daemon is never displaced.
-//! Sockets are created mode 0600 inside a 0700 runtime directory; the
-//! handlers check each peer's uid themselves. The client side opens them
-//! with [`connect`], which tells "no daemon" apart from other failures.
+//! The runtime directory is the daemon's own (`perms`: created 0750, a
+//! loose one tightened, another user's refused), so nobody else can put a
+//! socket there. A stale socket (left by a crashed daemon) is detected by
+//! trying to connect to it before it is removed: a live daemon of this user
+//! is never displaced; a socket file owned by someone else is removed. A
+//! socket is created with its mode (0660: the daemon's group may connect)
+//! by setting the umask around `bind`, never widened by a chmod after.
+//! The handlers check each peer's credentials themselves.
+//!
+//! The client side opens them with [`connect`], which tells "no daemon"
+//! apart from other failures, and trusts only a server running as root,
+//! as the client's own user, or as the owner of the socket's directory:
+//! a socket squatted by another user is refused.
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -16,11 +24,18 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The mode of the runtime directory.
+pub const RUNTIME_DIR_MODE: u32 = 0o750;
+/// The mode of each socket: the daemon's user and group may connect.
+pub const SOCKET_MODE: u32 = 0o660;
+
 /// Why a socket could not be bound.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     #[error("another daemon is already listening on {0}")]
     InUse(PathBuf),
+    #[error(transparent)]
+    Dir(#[from] crate::perms::PermsError),
     #[error("cannot create socket {path}: {source}")]
     Io {
         path: PathBuf,
@@ -29,29 +44,36 @@ pub enum BindError {
     },
 }
 
-/// Creates the socket's directory (0700) if needed, replaces a stale socket
-/// file, and binds (0600). Must be called inside a tokio runtime.
+/// Makes sure the socket's directory is the daemon's own (`perms`),
+/// removes a stale socket file or one another user put there, and binds
+/// with [`SOCKET_MODE`]. Must be called inside a tokio runtime, before
+/// other threads create files (the umask is the process's).
 pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::MetadataExt;
     let io = |source| BindError::Io {
         path: path.to_path_buf(),
         source,
     };
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io)?;
+        crate::perms::ensure_dir_logged(dir, RUNTIME_DIR_MODE, "runtime_dir")?;
     }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            tracing::warn!(path = %path.display(), owner = meta.uid(), "removing a socket file another user put in the runtime directory");
+        } else if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(BindError::InUse(path.to_path_buf()));
         }
         std::fs::remove_file(path).map_err(io)?;
     }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    let wanted = rustix::fs::Mode::from_raw_mode(0o777 & !SOCKET_MODE);
+    let previous = rustix::process::umask(wanted);
+    let bound = UnixListener::bind(path);
+    rustix::process::umask(previous);
+    let listener = bound.map_err(io)?;
+    // Proof, not repair: the mode came from the umask.
+    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+    debug_assert_eq!(mode, SOCKET_MODE);
     Ok(listener)
 }
 
@@ -96,9 +118,87 @@ pub async fn serve<F, Fut>(
     tracker.wait().await;
 }
 
-/// Whether a peer may talk to the daemon: the same user, or root.
-pub fn peer_allowed(peer_uid: u32, own_uid: u32) -> bool {
-    peer_uid == own_uid || peer_uid == 0
+/// Who is asking, from the socket (SO_PEERCRED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+}
+
+impl Peer {
+    /// The peer of a connected stream.
+    pub fn of(stream: &UnixStream) -> std::io::Result<Self> {
+        let cred = stream.peer_cred()?;
+        Ok(Self {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+        })
+    }
+
+    /// Whether the peer is in group `gid`: its primary group, or one of its
+    /// supplementary groups as `/proc/PID/status` lists them.
+    fn in_group(&self, gid: u32) -> bool {
+        if self.gid == gid {
+            return true;
+        }
+        let Some(pid) = self.pid else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Groups:"))
+                    .map(|groups| {
+                        groups
+                            .split_whitespace()
+                            .any(|g| g.parse::<u32>() == Ok(gid))
+                    })
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// What a request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads (`status`) or submits events: anyone who may open the socket
+    /// (its mode admits the daemon's group).
+    Read,
+    /// Changes what the daemon does (`consent` changes, `flush`): root, the
+    /// daemon's user, or a member of the configured admin group.
+    Change,
+}
+
+/// Who may do what on the daemon's sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessPolicy {
+    pub own_uid: u32,
+    pub admin_gid: Option<u32>,
+}
+
+impl AccessPolicy {
+    /// This process's user, and the admin group if one is configured.
+    pub fn new(admin_gid: Option<u32>) -> Self {
+        Self {
+            own_uid: rustix::process::geteuid().as_raw(),
+            admin_gid,
+        }
+    }
+
+    pub fn allows(&self, peer: &Peer, access: Access) -> bool {
+        match access {
+            Access::Read => true,
+            Access::Change => {
+                peer.uid == 0
+                    || peer.uid == self.own_uid
+                    || self.admin_gid.is_some_and(|gid| peer.in_group(gid))
+            }
+        }
+    }
 }
 
 /// Why a client could not connect.
@@ -107,6 +207,15 @@ pub enum ConnectError {
     /// Nothing listens there: no daemon runs.
     #[error("no daemon is listening on {0}")]
     NotRunning(String),
+    /// Something listens, but not as the daemon's user.
+    #[error(
+        "the socket {path} is served by uid {server}, which is neither root, this user, nor the owner of its directory (uid {owner}); refusing to trust it"
+    )]
+    Untrusted {
+        path: String,
+        server: u32,
+        owner: u32,
+    },
     #[error("socket {path}: {source}")]
     Io {
         path: String,
@@ -115,20 +224,45 @@ pub enum ConnectError {
     },
 }
 
-/// Connects to a daemon socket.
+/// Whether a client may trust a server running as `server`: root, the
+/// client's own user, or the owner of the socket's directory.
+pub fn server_trusted(server: u32, me: u32, dir_owner: u32) -> bool {
+    server == 0 || server == me || server == dir_owner
+}
+
+/// Connects to a daemon socket and checks who serves it.
 pub async fn connect(path: &Path) -> Result<UnixStream, ConnectError> {
-    UnixStream::connect(path).await.map_err(|err| {
-        let shown = path.display().to_string();
-        match err.kind() {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display().to_string();
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|err| match err.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                ConnectError::NotRunning(shown)
+                ConnectError::NotRunning(shown.clone())
             }
             _ => ConnectError::Io {
-                path: shown,
+                path: shown.clone(),
                 source: err,
             },
-        }
-    })
+        })?;
+    let io = |source| ConnectError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let server = stream.peer_cred().map_err(io)?.uid();
+    let dir_owner = match path.parent().map(std::fs::metadata) {
+        Some(Ok(meta)) => meta.uid(),
+        _ => 0,
+    };
+    let me = rustix::process::geteuid().as_raw();
+    if !server_trusted(server, me, dir_owner) {
+        return Err(ConnectError::Untrusted {
+            path: shown,
+            server,
+            owner: dir_owner,
+        });
+    }
+    Ok(stream)
 }
 
 #[cfg(test)]
@@ -136,10 +270,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_same_user_or_root_may_ask() {
-        assert!(peer_allowed(1000, 1000));
-        assert!(peer_allowed(0, 1000));
-        assert!(!peer_allowed(1001, 1000));
+    fn changes_need_root_the_daemons_user_or_the_admin_group() {
+        let policy = AccessPolicy {
+            own_uid: 999,
+            admin_gid: Some(4242),
+        };
+        let peer = |uid, gid| Peer {
+            uid,
+            gid,
+            pid: None,
+        };
+        for who in [peer(0, 0), peer(999, 999), peer(1000, 4242)] {
+            assert!(policy.allows(&who, Access::Change), "{who:?}");
+        }
+        assert!(!policy.allows(&peer(1000, 1000), Access::Change));
+        assert!(policy.allows(&peer(1000, 1000), Access::Read));
+        let no_admins = AccessPolicy {
+            admin_gid: None,
+            ..policy
+        };
+        assert!(!no_admins.allows(&peer(1000, 4242), Access::Change));
+    }
+
+    #[test]
+    fn supplementary_groups_count() {
+        // This very process, as its own peer: every group it is in counts.
+        let me = Peer {
+            uid: 1,
+            gid: u32::MAX - 1,
+            pid: Some(std::process::id() as i32),
+        };
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let groups: Vec<u32> = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .unwrap()
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        for gid in groups {
+            assert!(me.in_group(gid));
+        }
+        assert!(!me.in_group(u32::MAX - 2));
+    }
+
+    #[test]
+    fn a_client_trusts_root_itself_or_the_directory_owner_only() {
+        assert!(server_trusted(0, 1000, 1000));
+        assert!(server_trusted(1000, 1000, 0));
+        assert!(server_trusted(999, 1000, 999), "the daemon's user");
+        assert!(
+            !server_trusted(1001, 1000, 0),
+            "a squatter in root's directory"
+        );
     }
 
     #[tokio::test]
@@ -148,13 +331,13 @@ mod tests {
         let path = dir.path().join("run").join("control.sock");
         let _listener = bind(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        assert_eq!(mode, SOCKET_MODE);
         let dir_mode = std::fs::metadata(path.parent().unwrap())
             .unwrap()
             .permissions()
             .mode()
             & 0o777;
-        assert_eq!(dir_mode, 0o700);
+        assert_eq!(dir_mode, RUNTIME_DIR_MODE);
         assert!(matches!(bind(&path), Err(BindError::InUse(_))));
     }
 

@@ -69,7 +69,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let control_socket = config.control_socket();
     let ingest_socket = config.ingest_socket();
     let agent = Agent::open(config.clone()).await?;
-    let listeners = Listeners::bind(&agent.config)?;
+    let listeners = Listeners::bind(&agent.config())?;
     let shutdown = CancellationToken::new();
     let daemon = tokio::spawn(daemon::run(agent, listeners, shutdown.clone()));
 

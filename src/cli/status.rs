@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use consentry::consent::{Consents, Decision};
 use consentry::control::{self, DaemonStatus, Request, Response};
 use consentry::store::{DATABASE_FILE, Store, StoreHealth};
-use consentry::upload::Transport;
 use consentry::upload::transport::Probe;
 use serde::Serialize;
 
@@ -203,23 +202,17 @@ struct CheckReport {
 pub async fn check(check_args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let args = &check_args.output;
     let config = args.config.load()?;
-    let catalogue = config.load_catalogue()?;
-    let consents = Consents::load(&config.consent_file, &catalogue)?;
+    // The daemon's own start-up checks, then the stricter consent check.
+    let preflight = consentry::preflight::run(&config)?;
+    let catalogue = &preflight.catalogue;
+    let consents = Consents::load(&config.consent_file, catalogue)?;
     if let Some(problems) = consents.unrecognised() {
         return Err(problems.into());
     }
-    if let Some(path) = &config.policy_file {
-        consentry::consent::Policy::read(path, &catalogue)?;
-    }
-    let transport = Transport::new(&config.upload)?;
-    let state_dir = match std::fs::metadata(&config.state_dir) {
-        Ok(meta) if meta.is_dir() => "exists".to_owned(),
-        Ok(_) => anyhow::bail!(
-            "state_dir {} is not a directory",
-            config.state_dir.display()
-        ),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => "will be created".to_owned(),
-        Err(err) => anyhow::bail!("cannot use state_dir {}: {err}", config.state_dir.display()),
+    let state_dir = if preflight.state_dir_exists {
+        "exists"
+    } else {
+        "will be created"
     };
     let report = CheckReport {
         config: config.path.display().to_string(),
@@ -235,13 +228,13 @@ pub async fn check(check_args: &CheckArgs) -> anyhow::Result<ExitCode> {
             .map(|a| format!("{} v{}", a.clause, a.version))
             .collect(),
         endpoint: config.upload.endpoint_shown(),
-        warnings: transport.warnings().to_vec(),
+        warnings: preflight.warnings.clone(),
         connect: None,
         state_dir: format!("{} ({state_dir})", config.state_dir.display()),
     };
     let report = CheckReport {
         connect: match check_args.connect {
-            true => Some(transport.probe().await),
+            true => Some(preflight.transport.probe().await),
             false => None,
         },
         ..report

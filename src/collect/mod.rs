@@ -38,7 +38,7 @@ use crate::clock::HumanDuration;
 pub use crate::record::{FieldValue, Record};
 
 /// The product this agent reports for, from the agent config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProductConfig {
     pub id: String,
@@ -84,7 +84,7 @@ impl ProductConfig {
 }
 
 /// `[collect]` in the agent config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectConfig {
     /// How often the periodic collectors run (`geo_distribution`, and

@@ -68,7 +68,7 @@ struct RawAcceptance {
     clause: Spanned<String>,
     version: Spanned<u32>,
     text_sha256: Spanned<String>,
-    accepted_at: toml::value::Datetime,
+    accepted_at: Spanned<toml::value::Datetime>,
     method: Method,
     #[serde(default)]
     scope: Option<Vec<String>>,
@@ -169,11 +169,22 @@ impl Consents {
                     ),
                 ));
             }
+            // A day of clock skew is tolerated; an acceptance dated later
+            // (year 9999, say) is a mistake, and would never expire.
+            let when = entry.accepted_at.get_ref().to_string();
+            if humantime::parse_rfc3339_weak(&when)
+                .is_ok_and(|at| at > SystemTime::now() + std::time::Duration::from_secs(86_400))
+            {
+                problems.push((
+                    Some(entry.accepted_at.span()),
+                    format!("`{clause}` accepted_at {when} is in the future; give the date it was accepted"),
+                ));
+            }
             let acceptance = Acceptance {
                 clause: clause.clone(),
                 version,
                 text_sha256: sha.to_ascii_lowercase(),
-                accepted_at: entry.accepted_at.to_string(),
+                accepted_at: entry.accepted_at.get_ref().to_string(),
                 method: entry.method,
                 scope: entry.scope,
             };

@@ -33,7 +33,7 @@ impl Handler {
     pub(crate) async fn handle(&self, request: Request) -> Response {
         match request {
             Request::Status => Response::Status(Box::new(self.status().await)),
-            Request::ConsentChanged { revoked } => self.consent_changed(revoked).await,
+            Request::ConsentChanged { revoked } => self.apply_consent(revoked).await,
             Request::Flush => self.flush().await,
         }
     }
@@ -54,7 +54,7 @@ impl Handler {
         if let Some(fault) = self.agent.writer.fault() {
             store.fault = Some(fault);
         }
-        store.max_queue_bytes = Some(self.agent.config.store.max_queue_bytes);
+        store.max_queue_bytes = Some(self.agent.config().store.max_queue_bytes);
         DaemonStatus {
             store,
             pid: std::process::id(),
@@ -63,6 +63,7 @@ impl Handler {
             decisions: self.agent.gate.registry().decisions().cloned().collect(),
             last_collect: self.shared.collect(),
             last_upload: self.shared.upload(),
+            reload: self.shared.reload(),
         }
     }
 
@@ -71,7 +72,7 @@ impl Handler {
     /// queue, and an open KSN window), all before answering: once the CLI
     /// has its answer, nothing the change disallows leaves the machine.
     /// Collecting and uploading what is newly allowed happens afterwards.
-    async fn consent_changed(&self, revoked: Option<String>) -> Response {
+    pub(super) async fn apply_consent(&self, revoked: Option<String>) -> Response {
         self.agent.refresh_consent();
         let registry = self.agent.gate.registry();
         let stop = self

@@ -18,7 +18,9 @@
 //! only the uploader.
 
 mod control;
+pub mod instance;
 pub mod listener;
+mod reload;
 mod scheduler;
 mod uploader;
 
@@ -26,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::UnixListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -34,10 +37,11 @@ use tokio_util::task::TaskTracker;
 use crate::collect::CollectContext;
 use crate::collect::ksn::KsnAggregate;
 use crate::config::Config;
-use crate::control::{CollectSummary, FlushSummary};
+use crate::control::{CollectSummary, FlushSummary, ReloadReport};
 use crate::document::ReadError;
 use crate::gate::Gate;
 use crate::ingest::{self, Discards, Ingest};
+use crate::socket::AccessPolicy;
 use crate::store::{Bounds, Store, StoreError, Writer, WriterError, queue};
 use crate::upload::{SendLock, Transport, TransportError, UploadError, UploadSummary, Uploader};
 
@@ -65,6 +69,8 @@ pub enum AgentError {
     Transport(#[from] TransportError),
     #[error(transparent)]
     Upload(#[from] UploadError),
+    #[error(transparent)]
+    Instance(#[from] instance::InstanceError),
 }
 
 /// The store writer as the daemon runs it: the queue plus the open KSN
@@ -74,7 +80,9 @@ pub type StoreWriter = Writer<KsnAggregate>;
 /// Everything the tasks share, assembled from a config. Binds nothing and
 /// sends nothing.
 pub struct Agent {
-    pub config: Config,
+    /// The config in force: swapped by a reload (`reload`), whose fields
+    /// that need a restart keep their start-up values.
+    config: ArcSwap<Config>,
     pub gate: Arc<Gate>,
     pub writer: StoreWriter,
     writer_thread: JoinHandle<()>,
@@ -83,7 +91,12 @@ pub struct Agent {
     /// One sender per state directory; handed to the uploader.
     send_lock: Option<SendLock>,
     pub context: CollectContext,
-    transport: Transport,
+    /// Swapped with the config when `[upload]` changes.
+    transport: ArcSwap<Transport>,
+    /// Held for the daemon's life (`consentry daemon` only).
+    instance: Option<instance::Instance>,
+    /// Nudged by SIGHUP: re-read the config (see `reload`).
+    reload: Arc<Notify>,
 }
 
 impl Agent {
@@ -109,22 +122,58 @@ impl Agent {
         gate.set_hash_key(writer.call(|c, _| queue::hash_key(c)).await?);
         let context = CollectContext::new(config.product.clone(), installation_id, config.region);
         Ok(Self {
-            config,
+            config: ArcSwap::from_pointee(config),
             gate,
             writer,
             writer_thread,
             reader,
             send_lock,
             context,
-            transport,
+            transport: ArcSwap::from_pointee(transport),
+            instance: None,
+            reload: Arc::new(Notify::new()),
         })
+    }
+
+    /// [`Agent::open`] for `consentry daemon`: first takes the state
+    /// directory's daemon lock, so a second daemon on it is refused before
+    /// it touches anything.
+    pub async fn open_daemon(config: Config) -> Result<Self, AgentError> {
+        crate::perms::ensure_dir_logged(&config.state_dir, 0o700, "state_dir")
+            .map_err(StoreError::from)?;
+        let instance = instance::Instance::acquire(&config.state_dir)?;
+        let mut agent = Self::open(config).await?;
+        agent.instance = Some(instance);
+        Ok(agent)
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Puts a reloaded config and its transport in force (see `reload`).
+    fn replace_config(&self, config: Config, transport: Transport) {
+        self.transport.store(Arc::new(transport));
+        self.config.store(Arc::new(config));
+    }
+
+    /// The transport in force.
+    fn transport(&self) -> Arc<Transport> {
+        self.transport.load_full()
+    }
+
+    /// What SIGHUP notifies: the daemon re-reads its config.
+    pub fn reload_handle(&self) -> Arc<Notify> {
+        Arc::clone(&self.reload)
     }
 
     /// Re-reads the consent file and publishes the new decisions.
     pub fn refresh_consent(&self) {
+        let config = self.config();
         self.gate.refresh(
-            &self.config.consent_file,
-            self.config.jurisdiction(self.gate.catalogue()),
+            &config.consent_file,
+            config.jurisdiction(self.gate.catalogue()),
         );
     }
 
@@ -144,8 +193,8 @@ impl Agent {
         let mut uploader = Uploader::new(
             self.writer.clone(),
             Arc::clone(&self.gate),
-            self.transport.clone(),
-            &self.config.upload,
+            (*self.transport()).clone(),
+            &self.config().upload,
             send_lock,
         );
         let upload = uploader.upload_pending(true).await;
@@ -174,6 +223,7 @@ impl Agent {
 pub(crate) struct Shared {
     last_collect: Mutex<Option<CollectSummary>>,
     last_upload: Mutex<Option<UploadSummary>>,
+    last_reload: Mutex<Option<ReloadReport>>,
     discards: Arc<Discards>,
 }
 
@@ -186,6 +236,15 @@ impl Shared {
     }
     fn collect(&self) -> Option<CollectSummary> {
         self.last_collect
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    fn set_reload(&self, report: ReloadReport) {
+        *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+    }
+    fn reload(&self) -> Option<ReloadReport> {
+        self.last_reload
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -227,9 +286,10 @@ pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationT
     let upload_now = Arc::new(Notify::new());
     let (flushes, flush_inbox) = mpsc::channel(4);
     let tracker = TaskTracker::new();
+    let config = agent.config();
     tracing::info!(
-        endpoint = %agent.config.upload.endpoint_shown(),
-        region = %agent.config.region,
+        endpoint = %config.upload.endpoint_shown(),
+        region = %config.region,
         "daemon started"
     );
 
@@ -250,15 +310,14 @@ pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationT
     let uploader = Uploader::new(
         agent.writer.clone(),
         Arc::clone(&agent.gate),
-        agent.transport.clone(),
-        &agent.config.upload,
+        (*agent.transport()).clone(),
+        &config.upload,
         send_lock,
     );
     let in_flight = uploader.in_flight();
     tracker.spawn(uploader::run(
         Arc::clone(&agent),
         uploader,
-        agent.config.upload.batch_max_delay.0,
         Arc::clone(&shared),
         Arc::clone(&upload_now),
         flush_inbox,
@@ -267,14 +326,23 @@ pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationT
     let handler = Arc::new(control::Handler {
         agent: Arc::clone(&agent),
         in_flight,
-        shared,
+        shared: Arc::clone(&shared),
         collect_now,
         upload_now,
         flushes,
     });
+    tracker.spawn(reload::run(
+        Arc::clone(&agent),
+        Arc::clone(&handler),
+        shared,
+        shutdown.clone(),
+    ));
+    // The admin group was resolved by the start-up preflight.
+    let policy = AccessPolicy::new(config.admin_gid().ok().flatten());
     tracker.spawn(listener::serve(
         listeners.control,
         handler,
+        policy,
         shutdown.clone(),
     ));
     tracker.close();

@@ -29,8 +29,10 @@ pub(super) async fn run(
     upload_now: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let interval = agent.config.collect.interval.0;
-    let window = agent.config.collect.ksn_window.0;
+    // `[collect]` changes need a restart: read once.
+    let config = agent.config();
+    let interval = config.collect.interval.0;
+    let window = config.collect.ksn_window.0;
     let mut next_collect = Instant::now();
     let mut next_close = first_close(&agent, window).await;
     let mut next_housekeeping = Instant::now();
@@ -98,7 +100,7 @@ pub(super) async fn collect_periodic(agent: &Agent) -> CollectSummary {
     let registry = agent.gate.registry();
     let mut summary = CollectSummary::default();
     let mut gated = Vec::new();
-    for collector in collect::periodic(&agent.config.collect) {
+    for collector in collect::periodic(&agent.config().collect) {
         let purpose = collector.purpose();
         let decision = registry.decide(purpose);
         if !decision.is_allowed() {

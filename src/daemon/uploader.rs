@@ -24,14 +24,14 @@ pub(super) type FlushRequest = oneshot::Sender<Result<UploadSummary, String>>;
 pub(super) async fn run(
     agent: Arc<Agent>,
     mut uploader: Uploader<KsnAggregate>,
-    interval: Duration,
     shared: Arc<Shared>,
     upload_now: Arc<Notify>,
     mut flushes: mpsc::Receiver<FlushRequest>,
     shutdown: CancellationToken,
 ) {
+    let mut transport = agent.transport();
+    let mut interval = agent.config().upload.batch_max_delay.0;
     let mut next = Instant::now() + interval;
-    let full_batch = agent.config.upload.batch_max_records as u64;
     // Records queued after the last attempt: a full batch's worth more
     // (counting those it could not send, held back by consent, say) is a
     // reason to send before `next`.
@@ -46,12 +46,20 @@ pub(super) async fn run(
             _ = sleep_until(next) => (false, None),
             _ = check.tick() => {
                 let waiting = uploader.not_before().is_some_and(|t| Instant::now() < t);
+                let full_batch = agent.config().upload.batch_max_records as u64;
                 if waiting || agent.writer.depth() < queued_after_last + full_batch {
                     continue;
                 }
                 (false, None)
             }
         };
+        // A reload may have brought new `[upload]` settings.
+        if !Arc::ptr_eq(&transport, &agent.transport()) {
+            transport = agent.transport();
+            let config = agent.config();
+            uploader.reconfigure((*transport).clone(), &config.upload);
+            interval = config.upload.batch_max_delay.0;
+        }
         // Hand edits of the consent file count from the next upload on.
         agent.refresh_consent();
         // Shutdown abandons an upload in flight: the batch stays claimed and

@@ -48,6 +48,9 @@ pub enum ClientError {
         acked + 1
     )]
     Unacknowledged { acked: u64, sent: u64 },
+    /// What answers on the socket is not the daemon's user.
+    #[error("{0}")]
+    Untrusted(String),
     #[error("the daemon sent an unreadable answer: {0}")]
     Garbled(String),
 }
@@ -65,6 +68,7 @@ pub async fn send(
     let stream = socket::connect(socket).await.map_err(|err| match err {
         ConnectError::NotRunning(path) => ClientError::NotRunning(path),
         ConnectError::Io { path, source } => ClientError::Io { path, source },
+        untrusted @ ConnectError::Untrusted { .. } => ClientError::Untrusted(untrusted.to_string()),
     })?;
     let (read, mut write) = stream.into_split();
     let sending = async {

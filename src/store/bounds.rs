@@ -31,7 +31,7 @@ pub const TOO_OLD: &str = "too_old";
 pub type Drops = BTreeMap<String, BTreeMap<String, u64>>;
 
 /// `[store]` in the agent config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// Most bytes of records the queue holds (their sizes added up).

@@ -142,6 +142,8 @@ pub enum StoreError {
     },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Perms(#[from] crate::perms::PermsError),
     #[error("cannot start the store writer thread: {source}")]
     Thread {
         #[source]
@@ -311,7 +313,7 @@ impl StoreError {
     pub fn is_fault(&self) -> bool {
         let source = match self {
             StoreError::Open { source, .. } | StoreError::Sql(source) => source,
-            StoreError::StateDir { .. } => return true,
+            StoreError::StateDir { .. } | StoreError::Perms(_) => return true,
             _ => return false,
         };
         matches!(
@@ -341,19 +343,15 @@ impl StoreError {
 }
 
 /// Creates `state_dir` (mode 0700) if missing, and proves it is usable.
+/// A `state_dir` owned by another user is refused, a loose one tightened
+/// (`perms`): the queue and the installation id are nobody else's to read.
 fn prepare_state_dir(state_dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt;
-    let wrap = |source| StoreError::StateDir {
+    crate::perms::ensure_dir_logged(state_dir, 0o700, "state_dir")?;
+    // Listing proves we can read it; SQLite will prove we can write it.
+    std::fs::read_dir(state_dir).map_err(|source| StoreError::StateDir {
         path: state_dir.to_path_buf(),
         source,
-    };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(state_dir)
-        .map_err(wrap)?;
-    // Listing proves we can read it; SQLite will prove we can write it.
-    std::fs::read_dir(state_dir).map_err(wrap)?;
+    })?;
     Ok(())
 }
 

@@ -108,6 +108,15 @@ pub(super) fn open(state_dir: &Path) -> Result<Opened, StoreError> {
         .map(|reason| move_aside(state_dir, &path, reason))
         .transpose()?;
     let connection = migrated(&path)?;
+    // The database and its companions are this user's alone, whatever the
+    // umask made of them.
+    for suffix in ["", "-wal", "-shm"] {
+        let file = state_dir.join(format!("{DATABASE_FILE}{suffix}"));
+        crate::perms::restrict_file(&file, 0o600).map_err(|source| StoreError::StateDir {
+            path: file.clone(),
+            source,
+        })?;
+    }
     let quarantine = match moved {
         Some((event, salvage)) => {
             record(&connection, &event, salvage)?;

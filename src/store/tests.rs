@@ -115,7 +115,8 @@ fn unusable_state_dir_is_a_clear_error() {
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
     let err = Store::open(&file.join("state")).err().unwrap().to_string();
-    assert!(err.starts_with("cannot use state directory"), "{err}");
+    assert!(err.starts_with("cannot use directory"), "{err}");
+    assert!(err.contains("not-a-dir/state"), "{err}");
 }
 
 #[test]

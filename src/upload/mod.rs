@@ -131,6 +131,23 @@ impl UploadConfig {
                 "upload endpoint `{shown}` carries credentials (user info before `@`); remove them: consentry never sends credentials taken from a URL"
             ));
         }
+        if url.port() == Some(0) {
+            return Err(format!(
+                "upload endpoint `{shown}` has port 0, which no server listens on"
+            ));
+        }
+        match url.host_str() {
+            None | Some("") => {
+                return Err(format!("upload endpoint `{shown}` has no host"));
+            }
+            Some(host) if host.len() > 253 => {
+                return Err(format!(
+                    "upload endpoint's host is {} characters long; a host name has at most 253",
+                    host.len()
+                ));
+            }
+            Some(_) => {}
+        }
         match url.scheme() {
             "https" => Ok(url),
             "http" => {
@@ -157,35 +174,50 @@ impl UploadConfig {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        let url = self.endpoint_url()?;
+    /// Checks what the types do not: the endpoint, the limits, the TLS
+    /// settings together. The error names the key at fault so that it can
+    /// point at its line.
+    pub(crate) fn validate_keyed(&self) -> Result<(), (&'static str, String)> {
+        let url = self.endpoint_url().map_err(|m| ("endpoint", m))?;
         if self.ca_file.is_some() && self.server_certificate.is_some() {
-            return Err("[upload] sets both ca_file and server_certificate; choose one: ca_file for the CA that issued the server's certificate, server_certificate for exactly the server's own (self-signed) certificate".into());
+            return Err(("server_certificate", "[upload] sets both ca_file and server_certificate; choose one: ca_file for the CA that issued the server's certificate, server_certificate for exactly the server's own (self-signed) certificate".into()));
         }
         // A pin on a plain-http endpoint would promise a protection that
         // is not there. (`ca_file` is older and merely unused there.)
         if url.scheme() != "https"
             && (self.server_certificate.is_some() || !self.pin_sha256.is_empty())
         {
-            return Err(format!(
-                "[upload] server_certificate and pin_sha256 need an https:// endpoint, and `{}` is plain http://",
-                self.endpoint_shown()
+            return Err((
+                "endpoint",
+                format!(
+                    "[upload] server_certificate and pin_sha256 need an https:// endpoint, and `{}` is plain http://",
+                    self.endpoint_shown()
+                ),
             ));
         }
         if self.batch_max_records == 0 || self.batch_max_records > BATCH_MAX_RECORDS_LIMIT {
-            return Err(format!(
-                "[upload] batch_max_records must be between 1 and {BATCH_MAX_RECORDS_LIMIT}, not {}",
-                self.batch_max_records
+            return Err((
+                "batch_max_records",
+                format!(
+                    "[upload] batch_max_records must be between 1 and {BATCH_MAX_RECORDS_LIMIT}, not {}",
+                    self.batch_max_records
+                ),
             ));
         }
         if self.batch_max_bytes < 1024 {
-            return Err(format!(
-                "[upload] batch_max_bytes must be at least 1024, not {}",
-                self.batch_max_bytes
+            return Err((
+                "batch_max_bytes",
+                format!(
+                    "[upload] batch_max_bytes must be at least 1024, not {}",
+                    self.batch_max_bytes
+                ),
             ));
         }
         if self.retry_initial.0 > self.retry_max.0 {
-            return Err("[upload] retry_initial must not be longer than retry_max".into());
+            return Err((
+                "retry_initial",
+                "[upload] retry_initial must not be longer than retry_max".into(),
+            ));
         }
         Ok(())
     }
@@ -213,7 +245,10 @@ mod tests {
     fn upload(extra: &str) -> Result<UploadConfig, String> {
         let text = format!("endpoint = \"https://127.0.0.1:9/v1/batches\"\n{extra}");
         let config: UploadConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
-        config.validate().map(|()| config)
+        config
+            .validate_keyed()
+            .map(|()| config)
+            .map_err(|(_, message)| message)
     }
 
     #[test]

@@ -252,6 +252,14 @@ impl<S: Durable> Uploader<S> {
         }
     }
 
+    /// Sends through `transport` with `config`'s limits and waits from now
+    /// on (a reload); the failures counted so far still count.
+    pub fn reconfigure(&mut self, transport: Transport, config: &UploadConfig) {
+        self.transport = transport;
+        self.policy = config.retry_policy();
+        self.limits = config.batch_limits();
+    }
+
     /// The limits of the next batch: smaller while bisecting a refusal.
     fn limits(&self) -> BatchLimits {
         match self.split_limit {

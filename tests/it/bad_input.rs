@@ -141,13 +141,12 @@ async fn unusable_state_dir_is_a_clear_error() {
         .config_text("")
         .replace("state_dir = \"state\"", "state_dir = \"blocker/state\"");
     world.write_config(&text);
-    fails_with(
-        &world,
-        &["daemon"],
-        &["cannot use state directory", "blocker/state"],
-    )
-    .await;
-    fails_with(&world, &["flush"], &["cannot use state directory"]).await;
+    // `check` refuses what the daemon refuses, in the same words.
+    let expected = ["state_dir", "blocker/state", "cannot be used", "not a directory"];
+    let daemon = fails_with(&world, &["daemon"], &expected).await;
+    let check = fails_with(&world, &["check"], &expected).await;
+    assert_eq!(daemon, check);
+    fails_with(&world, &["flush"], &["blocker/state", "Not a directory"]).await;
 }
 
 #[tokio::test]
