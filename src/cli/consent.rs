@@ -18,35 +18,49 @@ use serde::Serialize;
 use super::{OutputArgs, print_json};
 
 #[derive(Debug, Subcommand)]
+#[command(after_help = "Examples:
+  consentry consent list
+  consentry consent show ksn
+  consentry consent grant eula
+  consentry consent revoke ksn --json")]
 pub enum ConsentCommand {
     /// Every clause of the catalogue and whether it is accepted.
-    List(OutputArgs),
+    #[command(after_help = "Examples:
+  consentry consent list
+  consentry consent list --json")]
+    List,
     /// A clause's full text, and the purposes and fields it allows.
+    #[command(after_help = "Examples:
+  consentry consent show eula
+  consentry consent show ksn --json")]
     Show {
+        /// The clause id (`consentry consent list` names them).
         clause: String,
-        #[command(flatten)]
-        output: OutputArgs,
     },
     /// Accept the catalogue's current version of a clause.
+    #[command(after_help = "Examples:
+  consentry consent grant eula
+  consentry --config ./consentry.toml consent grant ksn --json")]
     Grant {
+        /// The clause id (`consentry consent list` names them).
         clause: String,
-        #[command(flatten)]
-        output: OutputArgs,
     },
     /// Withdraw a clause; what it had queued is purged.
+    #[command(after_help = "Examples:
+  consentry consent revoke ksn
+  consentry consent revoke eula --json")]
     Revoke {
+        /// The clause id (`consentry consent list` names them).
         clause: String,
-        #[command(flatten)]
-        output: OutputArgs,
     },
 }
 
-pub async fn run(command: ConsentCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: ConsentCommand, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     match command {
-        ConsentCommand::List(output) => list(&output),
-        ConsentCommand::Show { clause, output } => show(&clause, &output),
-        ConsentCommand::Grant { clause, output } => change(&clause, &output, true).await,
-        ConsentCommand::Revoke { clause, output } => change(&clause, &output, false).await,
+        ConsentCommand::List => list(output),
+        ConsentCommand::Show { clause } => show(&clause, output),
+        ConsentCommand::Grant { clause } => change(&clause, output, true).await,
+        ConsentCommand::Revoke { clause } => change(&clause, output, false).await,
     }
 }
 

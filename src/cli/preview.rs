@@ -28,8 +28,6 @@ use super::{OutputArgs, print_json};
 pub struct PreviewArgs {
     /// Only this purpose.
     pub purpose: Option<String>,
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
 #[derive(Serialize)]
@@ -42,8 +40,8 @@ struct Preview {
     note: String,
 }
 
-pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
-    let config = args.output.config.load()?;
+pub fn run(args: &PreviewArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let config = output.config.load()?;
     let catalogue = config.load_catalogue()?;
     super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
     let registry = config.evaluate_consent(&catalogue);
@@ -63,7 +61,7 @@ pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
             }
         })
         .collect();
-    if args.output.json {
+    if output.json {
         print_json(&previews)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -13,11 +13,13 @@ use serde::Serialize;
 use super::{OutputArgs, print_json};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  consentry status
+  consentry status update_identity
+  consentry --config ./consentry.toml status --json")]
 pub struct StatusArgs {
     /// Only this purpose.
     pub purpose: Option<String>,
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
 #[derive(Serialize)]
@@ -31,8 +33,8 @@ struct Status {
     store: Option<StoreHealth>,
 }
 
-pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let config = args.output.config.load()?;
+pub async fn run(args: &StatusArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let config = output.config.load()?;
     let catalogue = config.load_catalogue()?;
     super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
     let registry = config.evaluate_consent(&catalogue);
@@ -59,7 +61,7 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         daemon,
         store,
     };
-    if args.output.json {
+    if output.json {
         print_json(&status)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -169,9 +171,11 @@ pub fn print_decision(decision: &Decision) {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  consentry check
+  consentry --config ./consentry.toml check --connect
+  consentry check --json")]
 pub struct CheckArgs {
-    #[command(flatten)]
-    pub output: OutputArgs,
     /// Also connect: a real TLS handshake with the endpoint and an empty
     /// probe request (nothing is stored), explaining any failure.
     #[arg(long)]
@@ -200,8 +204,7 @@ struct CheckReport {
 /// and token file); the first problem found is the error (each file reports
 /// all of its own problems). With `--connect`, then probes the endpoint and
 /// fails, with an explanation, when it cannot be used.
-pub async fn check(check_args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let args = &check_args.output;
+pub async fn check(check_args: &CheckArgs, args: &OutputArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
     let catalogue = config.load_catalogue()?;
     let consents = Consents::load(&config.consent_file, &catalogue)?;
