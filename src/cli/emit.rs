@@ -40,7 +40,7 @@ pub async fn run(args: &EmitArgs, output: &OutputArgs) -> anyhow::Result<ExitCod
         client::send(&socket, line.as_bytes()).await?
     };
     if output.json {
-        print_json(&summary)?;
+        print_json("consentry.emit/1", &summary)?;
     } else {
         print_summary(&summary);
     }

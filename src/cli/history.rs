@@ -43,7 +43,11 @@ pub fn run(args: &HistoryArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> 
         Vec::new()
     };
     if output.json {
-        print_json(&entries)?;
+        #[derive(Serialize)]
+        struct History {
+            entries: Vec<AuditEntry>,
+        }
+        print_json("consentry.history/1", &History { entries })?;
     } else {
         print_entries(&entries);
     }
@@ -66,6 +70,7 @@ pub fn print_entries(entries: &[AuditEntry]) {
     }
 }
 
+/// `consentry.history.show/1` (docs/cli-json.md).
 #[derive(Serialize)]
 struct Shown {
     batch_id: String,
@@ -104,13 +109,16 @@ fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
         kept.sha256
     );
     if json {
-        print_json(&Shown {
-            batch_id: kept.batch_id.clone(),
-            sent_at: kept.at.clone(),
-            records: kept.records,
-            sha256: kept.sha256.clone(),
-            body: serde_json::from_slice(&document)?,
-        })?;
+        print_json(
+            "consentry.history.show/1",
+            &Shown {
+                batch_id: kept.batch_id.clone(),
+                sent_at: kept.at.clone(),
+                records: kept.records,
+                sha256: kept.sha256.clone(),
+                body: serde_json::from_slice(&document)?,
+            },
+        )?;
     } else {
         eprintln!(
             "batch {}: {} record(s), first sent {}, sha256 {}",

@@ -209,11 +209,71 @@ pub fn check_purpose_arg(
     Ok(())
 }
 
-/// Prints `value` as pretty JSON on stdout.
-pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(value).context("cannot encode JSON output")?;
+/// Prints `value` as pretty JSON on stdout, with `"schema": SCHEMA` first.
+/// `value` must serialize as an object; every schema id and shape is
+/// documented in docs/cli-json.md (and checked against it by tests).
+pub fn print_json(schema: &str, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Tagged<'a, T> {
+        schema: &'a str,
+        #[serde(flatten)]
+        value: &'a T,
+    }
+    let text = serde_json::to_string_pretty(&Tagged { schema, value })
+        .context("cannot encode JSON output")?;
     say!("{text}");
     Ok(())
+}
+
+/// A purpose a collection skipped, and why (`"purpose: reason"` in the
+/// control protocol's `CollectSummary`, split here for `--json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BlockedPurpose {
+    pub purpose: String,
+    pub reason: String,
+}
+
+impl BlockedPurpose {
+    pub fn parse(text: &str) -> Self {
+        let (purpose, reason) = text.split_once(": ").unwrap_or(("", text));
+        Self {
+            purpose: purpose.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// A line of prose in a JSON list (a warning, a collector error): always
+/// an object with `message`, so prose never stands where data is expected.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Message {
+    pub message: String,
+}
+
+/// `CollectSummary` as `--json` shows it: blocked purposes as objects.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CollectView {
+    pub queued: u64,
+    pub blocked: Vec<BlockedPurpose>,
+    pub errors: Vec<Message>,
+}
+
+impl From<&consentry::control::CollectSummary> for CollectView {
+    fn from(summary: &consentry::control::CollectSummary) -> Self {
+        Self {
+            queued: summary.queued,
+            blocked: summary
+                .blocked
+                .iter()
+                .map(|b| BlockedPurpose::parse(b))
+                .collect(),
+            errors: summary
+                .errors
+                .iter()
+                .map(|e| Message { message: e.clone() })
+                .collect(),
+        }
+    }
 }
 
 /// Where `say!` goes when stdout is gone: a reader that stopped reading is

@@ -30,6 +30,7 @@ pub struct PreviewArgs {
     pub purpose: Option<String>,
 }
 
+/// One purpose in `consentry.preview/1` (docs/cli-json.md).
 #[derive(Serialize)]
 struct Preview {
     purpose: String,
@@ -37,7 +38,13 @@ struct Preview {
     reason: String,
     /// The record's fields, or `None` when the next report sends nothing.
     fields: Option<serde_json::Value>,
-    note: String,
+    /// When and how such a record is made, in words.
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Previews {
+    previews: Vec<Preview>,
 }
 
 pub fn run(args: &PreviewArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -57,12 +64,12 @@ pub fn run(args: &PreviewArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> 
                 allowed: decision.is_allowed(),
                 reason: decision.reason().to_owned(),
                 fields: record.map(|r| serde_json::to_value(&r.fields).expect("fields serialize")),
-                note,
+                message: note,
             }
         })
         .collect();
     if output.json {
-        print_json(&previews)?;
+        print_json("consentry.preview/1", &Previews { previews })?;
         return Ok(ExitCode::SUCCESS);
     }
     for preview in &previews {
@@ -72,7 +79,7 @@ pub fn run(args: &PreviewArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> 
             "blocked"
         };
         say!("{} ({verdict}: {})", preview.purpose, preview.reason);
-        say!("  {}", preview.note);
+        say!("  {}", preview.message);
         if let Some(fields) = &preview.fields {
             let text = serde_json::to_string_pretty(fields).expect("JSON values serialize");
             for line in text.lines() {

@@ -10,7 +10,7 @@ use consentry::upload::Transport;
 use consentry::upload::transport::Probe;
 use serde::Serialize;
 
-use super::{OutputArgs, print_json};
+use super::{CollectView, Message, OutputArgs, print_json};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -22,15 +22,41 @@ pub struct StatusArgs {
     pub purpose: Option<String>,
 }
 
+/// `consentry.status/1` (docs/cli-json.md).
 #[derive(Serialize)]
 struct Status {
     region: String,
     decisions: Vec<Decision>,
     /// The running daemon's view, when one answers.
-    daemon: Option<DaemonStatus>,
+    daemon: Option<DaemonView>,
     /// The store as read directly, when no daemon answers and one exists.
-    #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<StoreHealth>,
+}
+
+/// `DaemonStatus` with its last collection in the CLI's typed form.
+#[derive(Serialize)]
+struct DaemonView {
+    pid: u32,
+    records_queued: u64,
+    discarded: std::collections::BTreeMap<String, u64>,
+    decisions: Vec<Decision>,
+    last_collect: Option<CollectView>,
+    last_upload: Option<consentry::upload::UploadSummary>,
+    store: StoreHealth,
+}
+
+impl From<DaemonStatus> for DaemonView {
+    fn from(status: DaemonStatus) -> Self {
+        Self {
+            pid: status.pid,
+            records_queued: status.records_queued,
+            discarded: status.discarded,
+            decisions: status.decisions,
+            last_collect: status.last_collect.as_ref().map(CollectView::from),
+            last_upload: status.last_upload,
+            store: status.store,
+        }
+    }
 }
 
 pub async fn run(args: &StatusArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -44,7 +70,7 @@ pub async fn run(args: &StatusArgs, output: &OutputArgs) -> anyhow::Result<ExitC
         .cloned()
         .collect();
     let daemon = match control::request(&config.control_socket(), &Request::Status).await {
-        Ok(Response::Status(status)) => Some(*status),
+        Ok(Response::Status(status)) => Some(DaemonView::from(*status)),
         _ => None,
     };
     // Without a daemon, read the store directly (if there is one: status
@@ -62,7 +88,7 @@ pub async fn run(args: &StatusArgs, output: &OutputArgs) -> anyhow::Result<ExitC
         store,
     };
     if output.json {
-        print_json(&status)?;
+        print_json("consentry.status/1", &status)?;
         return Ok(ExitCode::SUCCESS);
     }
     say!("region {}", status.region);
@@ -182,21 +208,42 @@ pub struct CheckArgs {
     pub connect: bool,
 }
 
+/// `consentry.check/1` (docs/cli-json.md).
 #[derive(Serialize)]
 struct CheckReport {
     config: String,
-    catalogue: String,
+    catalogue: CatalogueSource,
     clauses: usize,
     purposes: usize,
     consent_file: String,
-    accepted: Vec<String>,
+    accepted: Vec<AcceptedVersion>,
     endpoint: String,
     /// Things that work but should be fixed (a token file others can read).
-    warnings: Vec<String>,
-    /// The probe's result, with `--connect`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Vec<Message>,
+    /// The probe's result, with `--connect`; `null` without.
     connect: Option<Probe>,
-    state_dir: String,
+    state_dir: StateDir,
+}
+
+#[derive(Serialize)]
+struct CatalogueSource {
+    /// True for the catalogue built into the binary.
+    embedded: bool,
+    /// The catalogue file, when the config names one.
+    path: Option<String>,
+}
+
+#[derive(Serialize)]
+struct AcceptedVersion {
+    clause: String,
+    version: u32,
+}
+
+#[derive(Serialize)]
+struct StateDir {
+    path: String,
+    /// False: the daemon creates it at its first start.
+    exists: bool,
 }
 
 /// Validates everything the daemon would read at start-up, through the
@@ -215,32 +262,45 @@ pub async fn check(check_args: &CheckArgs, args: &OutputArgs) -> anyhow::Result<
         consentry::consent::Policy::read(path, &catalogue)?;
     }
     let transport = Transport::new(&config.upload)?;
-    let state_dir = match std::fs::metadata(&config.state_dir) {
-        Ok(meta) if meta.is_dir() => "exists".to_owned(),
+    let exists = match std::fs::metadata(&config.state_dir) {
+        Ok(meta) if meta.is_dir() => true,
         Ok(_) => anyhow::bail!(
             "state_dir {} is not a directory",
             config.state_dir.display()
         ),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => "will be created".to_owned(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
         Err(err) => anyhow::bail!("cannot use state_dir {}: {err}", config.state_dir.display()),
     };
     let report = CheckReport {
         config: config.path.display().to_string(),
-        catalogue: config
-            .catalogue_file
-            .as_ref()
-            .map_or("embedded".to_owned(), |p| p.display().to_string()),
+        catalogue: CatalogueSource {
+            embedded: config.catalogue_file.is_none(),
+            path: config
+                .catalogue_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        },
         clauses: catalogue.clauses().count(),
         purposes: catalogue.purposes().count(),
         consent_file: config.consent_file.display().to_string(),
         accepted: consents
             .iter()
-            .map(|a| format!("{} v{}", a.clause, a.version))
+            .map(|a| AcceptedVersion {
+                clause: a.clause.clone(),
+                version: a.version,
+            })
             .collect(),
         endpoint: config.upload.endpoint_shown(),
-        warnings: transport.warnings().to_vec(),
+        warnings: transport
+            .warnings()
+            .iter()
+            .map(|w| Message { message: w.clone() })
+            .collect(),
         connect: None,
-        state_dir: format!("{} ({state_dir})", config.state_dir.display()),
+        state_dir: StateDir {
+            path: config.state_dir.display().to_string(),
+            exists,
+        },
     };
     let report = CheckReport {
         connect: match check_args.connect {
@@ -251,19 +311,24 @@ pub async fn check(check_args: &CheckArgs, args: &OutputArgs) -> anyhow::Result<
     };
     let reached = report.connect.as_ref().is_none_or(|probe| probe.ok);
     if args.json {
-        print_json(&report)?;
+        print_json("consentry.check/1", &report)?;
     } else {
         say!("config     {}: ok", report.config);
         say!(
             "catalogue  {}: {} clauses, {} purposes",
-            report.catalogue,
+            report.catalogue.path.as_deref().unwrap_or("embedded"),
             report.clauses,
             report.purposes
         );
         let accepted = if report.accepted.is_empty() {
             "nothing accepted".to_owned()
         } else {
-            report.accepted.join(", ")
+            let accepted: Vec<String> = report
+                .accepted
+                .iter()
+                .map(|a| format!("{} v{}", a.clause, a.version))
+                .collect();
+            accepted.join(", ")
         };
         say!("consent    {}: {accepted}", report.consent_file);
         match &report.connect {
@@ -288,9 +353,14 @@ pub async fn check(check_args: &CheckArgs, args: &OutputArgs) -> anyhow::Result<
             }
         }
         for warning in &report.warnings {
-            say!("warning    {warning}");
+            say!("warning    {}", warning.message);
         }
-        say!("state_dir  {}", report.state_dir);
+        let created = if report.state_dir.exists {
+            "exists"
+        } else {
+            "will be created"
+        };
+        say!("state_dir  {} ({created})", report.state_dir.path);
     }
     Ok(if reached {
         ExitCode::SUCCESS

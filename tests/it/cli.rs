@@ -237,3 +237,200 @@ async fn log_format_json_writes_one_json_object_per_stderr_line() {
         "ANSI escapes in a log to a pipe: {log}"
     );
 }
+
+/// The example of every schema in docs/cli-json.md, by schema id.
+fn documented_examples() -> std::collections::BTreeMap<String, serde_json::Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli-json.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut examples = std::collections::BTreeMap::new();
+    for block in text.split("```json\n").skip(1) {
+        let json = &block[..block.find("```").expect("an unclosed block")];
+        let example: serde_json::Value = serde_json::from_str(json)
+            .unwrap_or_else(|err| panic!("a docs/cli-json.md example is not JSON ({err}): {json}"));
+        let schema = example["schema"]
+            .as_str()
+            .expect("every example names its schema")
+            .to_owned();
+        assert!(
+            examples.insert(schema.clone(), example).is_none(),
+            "two examples of {schema}"
+        );
+    }
+    examples
+}
+
+/// Where `real` differs in shape from `example`: the same keys at every
+/// level and the same JSON types. `null` in the output stands for any
+/// value (the doc shows the type it has when present); a key `<…>` in the
+/// example is a map, and the string `"<any JSON>"` anything.
+fn shape_errors(path: &str, example: &serde_json::Value, real: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    match (example, real) {
+        (Value::String(any), _) if any == "<any JSON>" => vec![],
+        (_, Value::Null) => vec![],
+        (Value::Object(example), Value::Object(real)) => {
+            if let Some((key, value)) = example.iter().next()
+                && example.len() == 1
+                && key.starts_with('<')
+            {
+                return real
+                    .iter()
+                    .flat_map(|(k, v)| shape_errors(&format!("{path}.{k}"), value, v))
+                    .collect();
+            }
+            let mut errors = Vec::new();
+            for key in example.keys().filter(|k| !real.contains_key(*k)) {
+                errors.push(format!("{path}.{key}: documented, not printed"));
+            }
+            for (key, value) in real {
+                match example.get(key) {
+                    None => errors.push(format!("{path}.{key}: printed, not documented")),
+                    Some(documented) => {
+                        errors.extend(shape_errors(&format!("{path}.{key}"), documented, value))
+                    }
+                }
+            }
+            errors
+        }
+        (Value::Array(example), Value::Array(real)) => match example.first() {
+            None => vec![format!("{path}: the example array is empty")],
+            Some(first) => real
+                .iter()
+                .enumerate()
+                .flat_map(|(n, v)| shape_errors(&format!("{path}[{n}]"), first, v))
+                .collect(),
+        },
+        (Value::Bool(_), Value::Bool(_))
+        | (Value::Number(_), Value::Number(_))
+        | (Value::String(_), Value::String(_)) => vec![],
+        _ => vec![format!("{path}: documented as {example}, printed {real}")],
+    }
+}
+
+#[test]
+fn the_shape_check_can_fail() {
+    let doc = serde_json::json!({"a": 1, "m": {"<k>": {"n": true}}, "l": [{"x": "s"}]});
+    let ok =
+        serde_json::json!({"a": null, "m": {"p": {"n": false}}, "l": [{"x": "t"}, {"x": "u"}]});
+    assert!(shape_errors("", &doc, &ok).is_empty());
+    for bad in [
+        serde_json::json!({"a": "1", "m": {}, "l": []}),
+        serde_json::json!({"m": {}, "l": []}),
+        serde_json::json!({"a": 1, "b": 2, "m": {}, "l": []}),
+        serde_json::json!({"a": 1, "m": {"p": {"n": 1}}, "l": []}),
+        serde_json::json!({"a": 1, "m": {}, "l": [{"x": "s", "y": 1}]}),
+    ] {
+        assert!(!shape_errors("", &doc, &bad).is_empty(), "{bad}");
+    }
+}
+
+async fn run_json(world: &World, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.push("--json");
+    world.run(&all).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_json_output_has_the_documented_shape() {
+    let examples = documented_examples();
+    let world = World::new().await;
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let mut check = |output: &Output, args: &[&str]| -> serde_json::Value {
+        let value = json_of(output);
+        let schema = value["schema"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{args:?}: no schema"));
+        let example = examples
+            .get(schema)
+            .unwrap_or_else(|| panic!("{args:?}: {schema} is not in docs/cli-json.md"));
+        let errors = shape_errors("", example, &value);
+        assert!(
+            errors.is_empty(),
+            "{args:?} does not match docs/cli-json.md:\n{}\n{value:#}",
+            errors.join("\n")
+        );
+        *seen.entry(schema.to_owned()).or_default() += 1;
+        value
+    };
+
+    let (out, args) = (
+        run_json(&world, &["consent", "grant", "eula"]).await,
+        &["consent", "grant", "eula"],
+    );
+    assert_eq!(check(&out, args)["daemon"]["outcome"], "not_running");
+    let (out, args) = (
+        run_json(&world, &["consent", "grant", "eula"]).await,
+        &["consent", "grant", "eula"],
+    );
+    assert_eq!(check(&out, args)["daemon"]["outcome"], "unchanged");
+    for verb in [
+        &["check"][..],
+        &["consent", "list"],
+        &["consent", "show", "ksn"],
+        &["preview"],
+        &["status"],
+    ] {
+        let (out, args) = (run_json(&world, verb).await, verb);
+        check(&out, args);
+    }
+    let (out, args) = (run_json(&world, &["flush"]).await, &["flush"]);
+    check(&out, args);
+    let (out, args) = (run_json(&world, &["history"]).await, &["history"]);
+    let history = check(&out, args);
+    let batch = history["entries"][0]["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (out, args) = (
+        run_json(&world, &["history", "--show", &batch]).await,
+        &["history", "--show", &batch],
+    );
+    check(&out, args);
+    let (out, args) = (run_json(&world, &["status"]).await, &["status"]);
+    assert!(
+        check(&out, args)["store"].is_object(),
+        "no store without a daemon"
+    );
+
+    let daemon = world.spawn_daemon().await;
+    let (out, args) = (
+        run_json(&world, &["emit", "activation", "--field", "method=code"]).await,
+        &["emit", "activation", "--field", "method=code"],
+    );
+    check(&out, args);
+    let (out, args) = (run_json(&world, &["flush"]).await, &["flush"]);
+    check(&out, args);
+    let (out, args) = (run_json(&world, &["status"]).await, &["status"]);
+    let status = check(&out, args);
+    assert!(status["daemon"]["last_collect"].is_object(), "{status}");
+    let (out, args) = (
+        run_json(&world, &["consent", "revoke", "eula"]).await,
+        &["consent", "revoke", "eula"],
+    );
+    let revoked = check(&out, args);
+    assert_eq!(revoked["daemon"]["outcome"], "applied");
+    assert!(revoked["daemon"]["queued"].is_u64());
+    let (out, args) = (run_json(&world, &["flush"]).await, &["flush"]);
+    let flushed = check(&out, args);
+    assert_eq!(
+        flushed["collect"]["blocked"][0]["reason"],
+        "eula not accepted"
+    );
+    let (out, args) = (
+        run_json(&world, &["status", "nope"]).await,
+        &["status", "nope"],
+    );
+    check(&out, args);
+    daemon.terminate().await;
+    let (out, args) = (
+        run_json(&world, &["emit", "activation"]).await,
+        &["emit", "activation"],
+    );
+    assert_eq!(check(&out, args)["error"]["kind"], "not_running");
+
+    let missing: Vec<&String> = examples.keys().filter(|s| !seen.contains_key(*s)).collect();
+    assert!(
+        missing.is_empty(),
+        "documented but never checked: {missing:?}"
+    );
+}
