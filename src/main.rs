@@ -1,6 +1,7 @@
 //! The `consentry` binary: parse the command line, run the verb, map the
-//! outcome to an exit code (0 ok, 1 error, 2 usage). Everything else lives
-//! in `cli/` and the library.
+//! outcome to an exit code (0 ok, 1 error, 2 usage, 3 daemon not running,
+//! 4 permission denied: `cli::exit`). Everything else lives in `cli/` and
+//! the library.
 
 mod cli;
 
@@ -9,8 +10,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(err) => return cli::exit::usage(err),
+    };
     cli::init_logging(&args);
+    let json = args.global.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -18,31 +23,12 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
+            let err = anyhow::Error::from(err).context("cannot start the async runtime");
+            return cli::exit::fail(&err, json);
         }
     };
     match runtime.block_on(cli::run(args)) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {}", render(&err));
-            ExitCode::FAILURE
-        }
+        Err(err) => cli::exit::fail(&err, json),
     }
-}
-
-/// The error and its causes on one line, each cause once: most of our
-/// errors already name their cause in their own message.
-fn render(err: &anyhow::Error) -> String {
-    let mut line = err.to_string();
-    let mut cause = err.source();
-    while let Some(source) = cause {
-        let text = source.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        cause = source.source();
-    }
-    line
 }

@@ -130,8 +130,8 @@ pub struct Field {
     pub ty: FieldType,
     pub description: String,
     /// What happens to the value before it is stored, for a field that
-    /// could identify a person (`privacy`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// could identify a person (`privacy`). Serialized as `null` when
+    /// there is none, so `consent show --json` has one shape.
     pub transform: Option<Transform>,
 }
 

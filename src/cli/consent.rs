@@ -18,38 +18,53 @@ use serde::Serialize;
 use super::{OutputArgs, print_json};
 
 #[derive(Debug, Subcommand)]
+#[command(after_help = "Examples:
+  consentry consent list
+  consentry consent show ksn
+  consentry consent grant eula
+  consentry consent revoke ksn --json")]
 pub enum ConsentCommand {
     /// Every clause of the catalogue and whether it is accepted.
-    List(OutputArgs),
+    #[command(after_help = "Examples:
+  consentry consent list
+  consentry consent list --json")]
+    List,
     /// A clause's full text, and the purposes and fields it allows.
+    #[command(after_help = "Examples:
+  consentry consent show eula
+  consentry consent show ksn --json")]
     Show {
+        /// The clause id (`consentry consent list` names them).
         clause: String,
-        #[command(flatten)]
-        output: OutputArgs,
     },
     /// Accept the catalogue's current version of a clause.
+    #[command(after_help = "Examples:
+  consentry consent grant eula
+  consentry --config ./consentry.toml consent grant ksn --json")]
     Grant {
+        /// The clause id (`consentry consent list` names them).
         clause: String,
-        #[command(flatten)]
-        output: OutputArgs,
     },
     /// Withdraw a clause; what it had queued is purged.
+    #[command(after_help = "Examples:
+  consentry consent revoke ksn
+  consentry consent revoke eula --json")]
     Revoke {
+        /// The clause id (`consentry consent list` names them).
         clause: String,
-        #[command(flatten)]
-        output: OutputArgs,
     },
 }
 
-pub async fn run(command: ConsentCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: ConsentCommand, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     match command {
-        ConsentCommand::List(output) => list(&output),
-        ConsentCommand::Show { clause, output } => show(&clause, &output),
-        ConsentCommand::Grant { clause, output } => change(&clause, &output, true).await,
-        ConsentCommand::Revoke { clause, output } => change(&clause, &output, false).await,
+        ConsentCommand::List => list(output),
+        ConsentCommand::Show { clause } => show(&clause, output),
+        ConsentCommand::Grant { clause } => change(&clause, output, true).await,
+        ConsentCommand::Revoke { clause } => change(&clause, output, false).await,
     }
 }
 
+/// One clause in `consentry.consent.list/1` (docs/cli-json.md).
 #[derive(Serialize)]
 struct ClauseState {
     clause: String,
@@ -57,8 +72,22 @@ struct ClauseState {
     version: u32,
     title: String,
     accepted: Option<consent::Acceptance>,
-    /// `accepted`, `not accepted`, or why the acceptance does not count.
-    state: String,
+    state: AcceptanceState,
+    /// Why an acceptance does not count (`renewal_needed`), in words.
+    reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum AcceptanceState {
+    Accepted,
+    NotAccepted,
+    RenewalNeeded,
+}
+
+#[derive(Serialize)]
+struct ClauseList {
+    clauses: Vec<ClauseState>,
 }
 
 fn load(output: &OutputArgs) -> anyhow::Result<(Config, Catalogue)> {
@@ -74,18 +103,20 @@ fn list(output: &OutputArgs) -> anyhow::Result<ExitCode> {
         .clauses()
         .map(|clause| {
             let accepted = consents.get(&clause.id).cloned();
-            let state = match &accepted {
-                None => "not accepted".to_owned(),
-                Some(a) if a.version != clause.version => {
-                    format!(
-                        "accepted at version {}, catalogue is at {}: renewal needed",
+            let (state, reason) = match &accepted {
+                None => (AcceptanceState::NotAccepted, None),
+                Some(a) if a.version != clause.version => (
+                    AcceptanceState::RenewalNeeded,
+                    Some(format!(
+                        "accepted at version {}, catalogue is at {}",
                         a.version, clause.version
-                    )
-                }
-                Some(a) if a.text_sha256 != clause.text_sha256 => {
-                    "accepted text differs: renewal needed".to_owned()
-                }
-                Some(a) => format!("accepted ({}, {})", a.accepted_at, a.method.as_str()),
+                    )),
+                ),
+                Some(a) if a.text_sha256 != clause.text_sha256 => (
+                    AcceptanceState::RenewalNeeded,
+                    Some("accepted text differs".to_owned()),
+                ),
+                Some(_) => (AcceptanceState::Accepted, None),
             };
             ClauseState {
                 clause: clause.id.clone(),
@@ -94,23 +125,33 @@ fn list(output: &OutputArgs) -> anyhow::Result<ExitCode> {
                 title: clause.title.clone(),
                 accepted,
                 state,
+                reason,
             }
         })
         .collect();
     if output.json {
-        print_json(&states)?;
+        print_json("consentry.consent.list/1", &ClauseList { clauses: states })?;
     } else {
         for state in &states {
             let kind = match state.kind {
                 consentry::catalogue::ClauseKind::Eula => "eula",
                 consentry::catalogue::ClauseKind::Voluntary => "voluntary",
             };
+            let text = match (&state.state, &state.accepted, &state.reason) {
+                (AcceptanceState::Accepted, Some(a), _) => {
+                    format!("accepted ({}, {})", a.accepted_at, a.method.as_str())
+                }
+                (AcceptanceState::RenewalNeeded, _, Some(reason)) => {
+                    format!("{reason}: renewal needed")
+                }
+                _ => "not accepted".to_owned(),
+            };
             say!(
                 "{:<10} v{:<3} {:<10} {}\n{:<26}{}",
                 state.clause,
                 state.version,
                 kind,
-                state.state,
+                text,
                 "",
                 state.title
             );
@@ -137,7 +178,7 @@ fn show(clause_id: &str, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             clause: &'a consentry::catalogue::Clause,
             purposes: Vec<&'a consentry::catalogue::Purpose>,
         }
-        print_json(&Shown { clause, purposes })?;
+        print_json("consentry.consent.show/1", &Shown { clause, purposes })?;
         return Ok(ExitCode::SUCCESS);
     }
     say!(
@@ -167,6 +208,7 @@ fn show(clause_id: &str, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `consentry.consent.change/1` (docs/cli-json.md): grant and revoke.
 #[derive(Serialize)]
 struct Change {
     clause: String,
@@ -175,7 +217,99 @@ struct Change {
     /// one already accepted as it is now.
     changed: bool,
     acceptance: Option<consent::Acceptance>,
-    daemon: String,
+    daemon: Told,
+}
+
+/// What came of telling the daemon about the change.
+#[derive(Debug, Clone, Serialize)]
+struct Told {
+    outcome: Outcome,
+    /// Queued records purged: by the daemon (`applied`) or by this command
+    /// (`not_running`).
+    purged: u64,
+    /// Records still queued (`applied` only).
+    queued: Option<u64>,
+    ksn_window_discarded: bool,
+    installation_id_rotated: bool,
+    /// What went wrong, for `refused`, `not_told`, or a purge that failed.
+    message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    /// Nothing changed, so the daemon was not told.
+    Unchanged,
+    /// The daemon applied the change before answering.
+    Applied,
+    /// No daemon runs; the change applies when it starts (a withdrawal
+    /// was purged here).
+    NotRunning,
+    /// The daemon answered with an error.
+    Refused,
+    /// The daemon could not be asked; it re-reads the file before its next
+    /// upload.
+    NotTold,
+}
+
+impl Told {
+    fn new(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            purged: 0,
+            queued: None,
+            ksn_window_discarded: false,
+            installation_id_rotated: false,
+            message: None,
+        }
+    }
+
+    fn with_message(outcome: Outcome, message: String) -> Self {
+        Self {
+            message: Some(message),
+            ..Self::new(outcome)
+        }
+    }
+}
+
+impl std::fmt::Display for Told {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let message = self.message.as_deref().unwrap_or("");
+        match self.outcome {
+            Outcome::Unchanged => write!(f, "unchanged"),
+            Outcome::Applied => write!(
+                f,
+                "applied (purged {}{}{}, {} still queued)",
+                self.purged,
+                if self.ksn_window_discarded {
+                    ", open KSN window discarded"
+                } else {
+                    ""
+                },
+                if self.installation_id_rotated {
+                    ", installation id replaced"
+                } else {
+                    ""
+                },
+                self.queued.unwrap_or_default()
+            ),
+            Outcome::NotRunning if self.message.is_some() => write!(
+                f,
+                "not running, and the queue could not be purged here ({message}); it will be before the next upload"
+            ),
+            Outcome::NotRunning if self.purged > 0 => write!(
+                f,
+                "not running; purged {} queued record(s) here",
+                self.purged
+            ),
+            Outcome::NotRunning => write!(f, "not running; the change applies when it starts"),
+            Outcome::Refused => write!(f, "refused the change notice: {message}"),
+            Outcome::NotTold => write!(
+                f,
+                "not told ({message}); it re-reads the consent file before its next upload"
+            ),
+        }
+    }
 }
 
 async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Result<ExitCode> {
@@ -199,7 +333,7 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
         let revoked = (!grant).then(|| clause.to_owned());
         tell_daemon(&config, &catalogue, revoked).await
     } else {
-        "unchanged".to_owned()
+        Told::new(Outcome::Unchanged)
     };
     let report = Change {
         clause: clause.to_owned(),
@@ -209,7 +343,7 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
         daemon,
     };
     if output.json {
-        print_json(&report)?;
+        print_json("consentry.consent.change/1", &report)?;
     } else {
         match (&report.acceptance, report.changed) {
             (Some(a), true) => say!(
@@ -261,39 +395,32 @@ fn purge_without_daemon(
 }
 
 /// Best effort: a stopped daemon reads the file when it starts.
-async fn tell_daemon(config: &Config, catalogue: &Catalogue, revoked: Option<String>) -> String {
+async fn tell_daemon(config: &Config, catalogue: &Catalogue, revoked: Option<String>) -> Told {
     let request = Request::ConsentChanged {
         revoked: revoked.clone(),
     };
     match control::request(&config.control_socket(), &request).await {
-        Ok(Response::ConsentApplied(applied)) => format!(
-            "applied (purged {}{}{}, {} still queued)",
-            applied.purged,
-            if applied.ksn_window_discarded {
-                ", open KSN window discarded"
-            } else {
-                ""
-            },
-            if applied.installation_id_rotated {
-                ", installation id replaced"
-            } else {
-                ""
-            },
-            applied.queued
+        Ok(Response::ConsentApplied(applied)) => Told {
+            purged: applied.purged,
+            queued: Some(applied.queued),
+            ksn_window_discarded: applied.ksn_window_discarded,
+            installation_id_rotated: applied.installation_id_rotated,
+            ..Told::new(Outcome::Applied)
+        },
+        Ok(Response::Error { message }) => Told::with_message(Outcome::Refused, message),
+        Ok(other) => Told::with_message(
+            Outcome::Refused,
+            format!("the daemon answered unexpectedly: {other:?}"),
         ),
-        Ok(Response::Error { message }) => format!("refused the change notice: {message}"),
-        Ok(other) => format!("answered unexpectedly: {other:?}"),
         Err(ControlError::NotRunning(_)) => {
             match purge_without_daemon(config, catalogue, revoked) {
-                Ok(0) => "not running; the change applies when it starts".to_owned(),
-                Ok(purged) => format!("not running; purged {purged} queued record(s) here"),
-                Err(err) => format!(
-                    "not running, and the queue could not be purged here ({err:#}); it will be before the next upload"
-                ),
+                Ok(purged) => Told {
+                    purged,
+                    ..Told::new(Outcome::NotRunning)
+                },
+                Err(err) => Told::with_message(Outcome::NotRunning, format!("{err:#}")),
             }
         }
-        Err(err) => {
-            format!("not told ({err}); it re-reads the consent file before its next upload")
-        }
+        Err(err) => Told::with_message(Outcome::NotTold, err.to_string()),
     }
 }

@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 const FIRST_BATCH_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  consentry demo
+  consentry demo --keep")]
 pub struct DemoArgs {
     /// Keep the temporary directory (config, consent file, queue) and print its path.
     #[arg(long)]

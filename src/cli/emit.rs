@@ -25,12 +25,10 @@ pub struct EmitArgs {
     /// text.
     #[arg(long = "field", short = 'f', value_name = "KEY=VALUE")]
     pub fields: Vec<String>,
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
-pub async fn run(args: &EmitArgs) -> anyhow::Result<ExitCode> {
-    let config = args.output.config.load()?;
+pub async fn run(args: &EmitArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let config = output.config.load()?;
     let socket = config.ingest_socket();
     let summary = if args.kind == "-" {
         if !args.fields.is_empty() {
@@ -41,8 +39,8 @@ pub async fn run(args: &EmitArgs) -> anyhow::Result<ExitCode> {
         let line = event_line(&args.kind, &args.fields)?;
         client::send(&socket, line.as_bytes()).await?
     };
-    if args.output.json {
-        print_json(&summary)?;
+    if output.json {
+        print_json("consentry.emit/1", &summary)?;
     } else {
         print_summary(&summary);
     }

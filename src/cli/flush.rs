@@ -6,7 +6,14 @@ use std::process::ExitCode;
 use consentry::control::{self, ControlError, FlushSummary, Request, Response};
 use consentry::daemon::Agent;
 
-use super::{OutputArgs, print_json};
+use super::{CollectView, OutputArgs, print_json};
+
+/// `consentry.flush/1` (docs/cli-json.md).
+#[derive(serde::Serialize)]
+struct Flushed<'a> {
+    collect: CollectView,
+    upload: &'a consentry::upload::UploadSummary,
+}
 
 pub async fn run(args: &OutputArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
@@ -18,7 +25,11 @@ pub async fn run(args: &OutputArgs) -> anyhow::Result<ExitCode> {
         Err(err) => return Err(err.into()),
     };
     if args.json {
-        print_json(&summary)?;
+        let flushed = Flushed {
+            collect: CollectView::from(&summary.collect),
+            upload: &summary.upload,
+        };
+        print_json("consentry.flush/1", &flushed)?;
     } else {
         print_summary(&summary);
     }

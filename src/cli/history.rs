@@ -17,6 +17,10 @@ use super::{OutputArgs, print_json};
 const DEFAULT_LIMIT: usize = 50;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  consentry history
+  consentry history --limit 500 --json
+  consentry history --show 3f2a91 > sent-body.json")]
 pub struct HistoryArgs {
     /// Show at most this many of the newest lines.
     #[arg(long, default_value_t = DEFAULT_LIMIT)]
@@ -25,14 +29,12 @@ pub struct HistoryArgs {
     /// of it) on stdout; its SHA-256 is the one the trail recorded.
     #[arg(long, value_name = "BATCH")]
     pub show: Option<String>,
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
-pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
-    let config = args.output.config.load()?;
+pub fn run(args: &HistoryArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let config = output.config.load()?;
     if let Some(batch) = &args.show {
-        return show(&config, batch, args.output.json);
+        return show(&config, batch, output.json);
     }
     // Never create a state directory just to say there is nothing in it.
     let entries = if config.state_dir.join(DATABASE_FILE).exists() {
@@ -40,8 +42,12 @@ pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     } else {
         Vec::new()
     };
-    if args.output.json {
-        print_json(&entries)?;
+    if output.json {
+        #[derive(Serialize)]
+        struct History {
+            entries: Vec<AuditEntry>,
+        }
+        print_json("consentry.history/1", &History { entries })?;
     } else {
         print_entries(&entries);
     }
@@ -64,6 +70,7 @@ pub fn print_entries(entries: &[AuditEntry]) {
     }
 }
 
+/// `consentry.history.show/1` (docs/cli-json.md).
 #[derive(Serialize)]
 struct Shown {
     batch_id: String,
@@ -102,13 +109,16 @@ fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
         kept.sha256
     );
     if json {
-        print_json(&Shown {
-            batch_id: kept.batch_id.clone(),
-            sent_at: kept.at.clone(),
-            records: kept.records,
-            sha256: kept.sha256.clone(),
-            body: serde_json::from_slice(&document)?,
-        })?;
+        print_json(
+            "consentry.history.show/1",
+            &Shown {
+                batch_id: kept.batch_id.clone(),
+                sent_at: kept.at.clone(),
+                records: kept.records,
+                sha256: kept.sha256.clone(),
+                body: serde_json::from_slice(&document)?,
+            },
+        )?;
     } else {
         eprintln!(
             "batch {}: {} record(s), first sent {}, sha256 {}",

@@ -1,7 +1,10 @@
 //! The command line: one clap definition, one file per verb group. This is
 //! the binary's edge, so errors here are `anyhow` with context; every verb
 //! reads the agent config from `--config` and prints text, or JSON with
-//! `--json`.
+//! `--json` (shapes in docs/cli-json.md). The global options (`--config`,
+//! `--json`, `--log-format`, `--log-level`) go before or after the verb;
+//! `exit` maps errors to exit codes, `reference` prints completions and the
+//! man page.
 
 /// `println!` for the CLI: a closed stdout (`consentry status | head -1`)
 /// ends the process quietly instead of panicking.
@@ -18,23 +21,33 @@ mod consent;
 mod daemon;
 mod demo;
 mod emit;
+pub mod exit;
 mod flush;
 mod history;
 mod preview;
+mod reference;
 mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use consentry::config::{self, Config};
 
 /// consentry: sends a product's telemetry only as far as its accepted
 /// clauses allow.
 #[derive(Debug, Parser)]
-#[command(name = "consentry", version, about, long_about = None)]
+#[command(
+    name = "consentry",
+    version,
+    about,
+    long_about = None,
+    after_help = exit::HELP_FOOTER,
+)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,7 +55,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the agent: collect on schedule, gate by consent, upload.
-    Daemon(ConfigArgs),
+    #[command(after_help = "Examples:
+  consentry daemon
+  consentry --config /etc/consentry/consentry.toml --log-format json daemon")]
+    Daemon,
     /// Validate the config, the catalogue, the consent file and the upload
     /// settings; with --connect, also reach the endpoint.
     Check(status::CheckArgs),
@@ -52,7 +68,10 @@ enum Command {
     /// Show, per purpose, whether it may send and why.
     Status(status::StatusArgs),
     /// Collect and upload now.
-    Flush(OutputArgs),
+    #[command(after_help = "Examples:
+  consentry flush
+  consentry flush --json")]
+    Flush,
     /// Hand events to the daemon through its ingest socket.
     Emit(emit::EmitArgs),
     /// Show exactly what the next report of each purpose would send.
@@ -61,13 +80,47 @@ enum Command {
     History(history::HistoryArgs),
     /// Run the whole path on loopback with a throwaway receiver, then exit.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script on stdout.
+    Completions(reference::CompletionsArgs),
+    /// Print the manual page (roff) on stdout.
+    #[command(hide = true)]
+    Man(reference::ManArgs),
+}
+
+/// The options every verb takes, before or after the verb
+/// (`consentry --config X status` and `consentry status --config X`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print machine-readable JSON instead of text (docs/cli-json.md);
+    /// errors too, as a JSON object on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// How logs on stderr look: `text` (one plain line per event, no colour
+    /// unless stderr is a terminal) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Which logs to write, as a level (`debug`) or a filter
+    /// (`consentry=debug,warn`). Default: `info` for the daemon, `error`
+    /// for the other verbs, which report their outcome themselves.
+    #[arg(long, global = true, value_name = "FILTER", env = "CONSENTRY_LOG")]
+    pub log_level: Option<String>,
+}
+
+/// The shape of log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `--config PATH`, shared by every verb.
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
     /// The agent config file.
-    #[arg(long, short = 'c', value_name = "PATH", env = "CONSENTRY_CONFIG", default_value = config::DEFAULT_PATH)]
+    #[arg(long, short = 'c', global = true, value_name = "PATH", env = "CONSENTRY_CONFIG", default_value = config::DEFAULT_PATH)]
     pub config: PathBuf,
 }
 
@@ -77,43 +130,65 @@ impl ConfigArgs {
     }
 }
 
-/// `--config PATH` and `--json`.
-#[derive(Debug, Clone, Args)]
+/// What every verb that reads the config and prints a result needs: the
+/// config path and whether to print JSON.
+#[derive(Debug, Clone)]
 pub struct OutputArgs {
-    #[command(flatten)]
     pub config: ConfigArgs,
-    /// Print machine-readable JSON instead of text.
-    #[arg(long)]
     pub json: bool,
 }
 
-/// Logs go to stderr; `CONSENTRY_LOG` (e.g. `debug`) overrides the level.
+/// Logs go to stderr, in the format `--log-format` asks for. Text lines are
+/// plain `LEVEL target: message key=value` for journald: no colour unless
+/// stderr is a terminal (and `NO_COLOR` is unset), and no timestamp when
+/// systemd's journal stamps them itself (`JOURNAL_STREAM`).
 pub fn init_logging(cli: &Cli) {
     let default = match cli.command {
-        Command::Daemon(_) => "info",
+        Command::Daemon => "info",
         // The CLI reports outcomes itself; its logs are for real trouble.
         _ => "error",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CONSENTRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let filter = cli
+        .global
+        .log_level
+        .as_deref()
+        .and_then(|text| tracing_subscriber::EnvFilter::try_new(text).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.global.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {
+            builder.with_ansi(false).without_time().init()
+        }
+        LogFormat::Text => builder.with_ansi(colour_on(&std::io::stderr())).init(),
+    }
+}
+
+/// Colour only for a person at a terminal who has not asked for none
+/// (<https://no-color.org>).
+pub fn colour_on(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let out = OutputArgs {
+        config: cli.global.config.clone(),
+        json: cli.global.json,
+    };
     match cli.command {
-        Command::Daemon(args) => daemon::run(&args).await,
-        Command::Check(args) => status::check(&args).await,
-        Command::Consent(command) => consent::run(command).await,
-        Command::Status(args) => status::run(&args).await,
-        Command::Flush(args) => flush::run(&args).await,
-        Command::History(args) => history::run(&args),
-        Command::Emit(args) => emit::run(&args).await,
-        Command::Preview(args) => preview::run(&args),
+        Command::Daemon => daemon::run(&out.config).await,
+        Command::Check(args) => status::check(&args, &out).await,
+        Command::Consent(command) => consent::run(command, &out).await,
+        Command::Status(args) => status::run(&args, &out).await,
+        Command::Flush => flush::run(&out).await,
+        Command::History(args) => history::run(&args, &out),
+        Command::Emit(args) => emit::run(&args, &out).await,
+        Command::Preview(args) => preview::run(&args, &out),
         Command::Demo(args) => demo::run(&args).await,
+        Command::Completions(args) => reference::completions(&args),
+        Command::Man(args) => reference::man(&args),
     }
 }
 
@@ -134,11 +209,71 @@ pub fn check_purpose_arg(
     Ok(())
 }
 
-/// Prints `value` as pretty JSON on stdout.
-pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(value).context("cannot encode JSON output")?;
+/// Prints `value` as pretty JSON on stdout, with `"schema": SCHEMA` first.
+/// `value` must serialize as an object; every schema id and shape is
+/// documented in docs/cli-json.md (and checked against it by tests).
+pub fn print_json(schema: &str, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Tagged<'a, T> {
+        schema: &'a str,
+        #[serde(flatten)]
+        value: &'a T,
+    }
+    let text = serde_json::to_string_pretty(&Tagged { schema, value })
+        .context("cannot encode JSON output")?;
     say!("{text}");
     Ok(())
+}
+
+/// A purpose a collection skipped, and why (`"purpose: reason"` in the
+/// control protocol's `CollectSummary`, split here for `--json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BlockedPurpose {
+    pub purpose: String,
+    pub reason: String,
+}
+
+impl BlockedPurpose {
+    pub fn parse(text: &str) -> Self {
+        let (purpose, reason) = text.split_once(": ").unwrap_or(("", text));
+        Self {
+            purpose: purpose.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// A line of prose in a JSON list (a warning, a collector error): always
+/// an object with `message`, so prose never stands where data is expected.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Message {
+    pub message: String,
+}
+
+/// `CollectSummary` as `--json` shows it: blocked purposes as objects.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CollectView {
+    pub queued: u64,
+    pub blocked: Vec<BlockedPurpose>,
+    pub errors: Vec<Message>,
+}
+
+impl From<&consentry::control::CollectSummary> for CollectView {
+    fn from(summary: &consentry::control::CollectSummary) -> Self {
+        Self {
+            queued: summary.queued,
+            blocked: summary
+                .blocked
+                .iter()
+                .map(|b| BlockedPurpose::parse(b))
+                .collect(),
+            errors: summary
+                .errors
+                .iter()
+                .map(|e| Message { message: e.clone() })
+                .collect(),
+        }
+    }
 }
 
 /// Where `say!` goes when stdout is gone: a reader that stopped reading is

@@ -28,10 +28,9 @@ use super::{OutputArgs, print_json};
 pub struct PreviewArgs {
     /// Only this purpose.
     pub purpose: Option<String>,
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
+/// One purpose in `consentry.preview/1` (docs/cli-json.md).
 #[derive(Serialize)]
 struct Preview {
     purpose: String,
@@ -39,11 +38,17 @@ struct Preview {
     reason: String,
     /// The record's fields, or `None` when the next report sends nothing.
     fields: Option<serde_json::Value>,
-    note: String,
+    /// When and how such a record is made, in words.
+    message: String,
 }
 
-pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
-    let config = args.output.config.load()?;
+#[derive(Serialize)]
+struct Previews {
+    previews: Vec<Preview>,
+}
+
+pub fn run(args: &PreviewArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let config = output.config.load()?;
     let catalogue = config.load_catalogue()?;
     super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
     let registry = config.evaluate_consent(&catalogue);
@@ -59,12 +64,12 @@ pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
                 allowed: decision.is_allowed(),
                 reason: decision.reason().to_owned(),
                 fields: record.map(|r| serde_json::to_value(&r.fields).expect("fields serialize")),
-                note,
+                message: note,
             }
         })
         .collect();
-    if args.output.json {
-        print_json(&previews)?;
+    if output.json {
+        print_json("consentry.preview/1", &Previews { previews })?;
         return Ok(ExitCode::SUCCESS);
     }
     for preview in &previews {
@@ -74,7 +79,7 @@ pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
             "blocked"
         };
         say!("{} ({verdict}: {})", preview.purpose, preview.reason);
-        say!("  {}", preview.note);
+        say!("  {}", preview.message);
         if let Some(fields) = &preview.fields {
             let text = serde_json::to_string_pretty(fields).expect("JSON values serialize");
             for line in text.lines() {

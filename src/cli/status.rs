@@ -9,29 +9,59 @@ use consentry::store::{DATABASE_FILE, Store, StoreHealth};
 use consentry::upload::transport::Probe;
 use serde::Serialize;
 
-use super::{OutputArgs, print_json};
+use super::{CollectView, Message, OutputArgs, print_json};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  consentry status
+  consentry status update_identity
+  consentry --config ./consentry.toml status --json")]
 pub struct StatusArgs {
     /// Only this purpose.
     pub purpose: Option<String>,
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
+/// `consentry.status/1` (docs/cli-json.md).
 #[derive(Serialize)]
 struct Status {
     region: String,
     decisions: Vec<Decision>,
     /// The running daemon's view, when one answers.
-    daemon: Option<DaemonStatus>,
+    daemon: Option<DaemonView>,
     /// The store as read directly, when no daemon answers and one exists.
-    #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<StoreHealth>,
 }
 
-pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let config = args.output.config.load()?;
+/// `DaemonStatus` with its last collection in the CLI's typed form.
+#[derive(Serialize)]
+struct DaemonView {
+    pid: u32,
+    records_queued: u64,
+    discarded: std::collections::BTreeMap<String, u64>,
+    decisions: Vec<Decision>,
+    last_collect: Option<CollectView>,
+    last_upload: Option<consentry::upload::UploadSummary>,
+    store: StoreHealth,
+    reload: Option<consentry::control::ReloadReport>,
+}
+
+impl From<DaemonStatus> for DaemonView {
+    fn from(status: DaemonStatus) -> Self {
+        Self {
+            pid: status.pid,
+            records_queued: status.records_queued,
+            discarded: status.discarded,
+            decisions: status.decisions,
+            last_collect: status.last_collect.as_ref().map(CollectView::from),
+            last_upload: status.last_upload,
+            store: status.store,
+            reload: status.reload,
+        }
+    }
+}
+
+pub async fn run(args: &StatusArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let config = output.config.load()?;
     let catalogue = config.load_catalogue()?;
     super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
     let registry = config.evaluate_consent(&catalogue);
@@ -41,7 +71,7 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .cloned()
         .collect();
     let daemon = match control::request(&config.control_socket(), &Request::Status).await {
-        Ok(Response::Status(status)) => Some(*status),
+        Ok(Response::Status(status)) => Some(DaemonView::from(*status)),
         _ => None,
     };
     // Without a daemon, read the store directly (if there is one: status
@@ -58,8 +88,8 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         daemon,
         store,
     };
-    if args.output.json {
-        print_json(&status)?;
+    if output.json {
+        print_json("consentry.status/1", &status)?;
         return Ok(ExitCode::SUCCESS);
     }
     say!("region {}", status.region);
@@ -92,6 +122,21 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                     "last upload: {} record(s) sent; {outcome}",
                     upload.records_sent
                 );
+            }
+            if let Some(reload) = &daemon.reload {
+                match &reload.error {
+                    Some(error) => say!(
+                        "reload at {} REJECTED (running on the last good config): {error}",
+                        reload.at
+                    ),
+                    None => say!("reloaded at {}", reload.at),
+                }
+                if !reload.restart_needed.is_empty() {
+                    say!(
+                        "changed, applies at the next restart: {}",
+                        reload.restart_needed.join(", ")
+                    );
+                }
             }
         }
         None => say!("daemon: not running"),
@@ -168,30 +213,53 @@ pub fn print_decision(decision: &Decision) {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  consentry check
+  consentry --config ./consentry.toml check --connect
+  consentry check --json")]
 pub struct CheckArgs {
-    #[command(flatten)]
-    pub output: OutputArgs,
     /// Also connect: a real TLS handshake with the endpoint and an empty
     /// probe request (nothing is stored), explaining any failure.
     #[arg(long)]
     pub connect: bool,
 }
 
+/// `consentry.check/1` (docs/cli-json.md).
 #[derive(Serialize)]
 struct CheckReport {
     config: String,
-    catalogue: String,
+    catalogue: CatalogueSource,
     clauses: usize,
     purposes: usize,
     consent_file: String,
-    accepted: Vec<String>,
+    accepted: Vec<AcceptedVersion>,
     endpoint: String,
     /// Things that work but should be fixed (a token file others can read).
-    warnings: Vec<String>,
-    /// The probe's result, with `--connect`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Vec<Message>,
+    /// The probe's result, with `--connect`; `null` without.
     connect: Option<Probe>,
-    state_dir: String,
+    state_dir: StateDir,
+}
+
+#[derive(Serialize)]
+struct CatalogueSource {
+    /// True for the catalogue built into the binary.
+    embedded: bool,
+    /// The catalogue file, when the config names one.
+    path: Option<String>,
+}
+
+#[derive(Serialize)]
+struct AcceptedVersion {
+    clause: String,
+    version: u32,
+}
+
+#[derive(Serialize)]
+struct StateDir {
+    path: String,
+    /// False: the daemon creates it at its first start.
+    exists: bool,
 }
 
 /// Validates everything the daemon would read at start-up, through the
@@ -199,8 +267,7 @@ struct CheckReport {
 /// and token file); the first problem found is the error (each file reports
 /// all of its own problems). With `--connect`, then probes the endpoint and
 /// fails, with an explanation, when it cannot be used.
-pub async fn check(check_args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let args = &check_args.output;
+pub async fn check(check_args: &CheckArgs, args: &OutputArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
     // The daemon's own start-up checks, then the stricter consent check.
     let preflight = consentry::preflight::run(&config)?;
@@ -209,28 +276,37 @@ pub async fn check(check_args: &CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(problems) = consents.unrecognised() {
         return Err(problems.into());
     }
-    let state_dir = if preflight.state_dir_exists {
-        "exists"
-    } else {
-        "will be created"
-    };
+    let exists = preflight.state_dir_exists;
     let report = CheckReport {
         config: config.path.display().to_string(),
-        catalogue: config
-            .catalogue_file
-            .as_ref()
-            .map_or("embedded".to_owned(), |p| p.display().to_string()),
+        catalogue: CatalogueSource {
+            embedded: config.catalogue_file.is_none(),
+            path: config
+                .catalogue_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        },
         clauses: catalogue.clauses().count(),
         purposes: catalogue.purposes().count(),
         consent_file: config.consent_file.display().to_string(),
         accepted: consents
             .iter()
-            .map(|a| format!("{} v{}", a.clause, a.version))
+            .map(|a| AcceptedVersion {
+                clause: a.clause.clone(),
+                version: a.version,
+            })
             .collect(),
         endpoint: config.upload.endpoint_shown(),
-        warnings: preflight.warnings.clone(),
+        warnings: preflight
+            .warnings
+            .iter()
+            .map(|w| Message { message: w.clone() })
+            .collect(),
         connect: None,
-        state_dir: format!("{} ({state_dir})", config.state_dir.display()),
+        state_dir: StateDir {
+            path: config.state_dir.display().to_string(),
+            exists,
+        },
     };
     let report = CheckReport {
         connect: match check_args.connect {
@@ -241,19 +317,24 @@ pub async fn check(check_args: &CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let reached = report.connect.as_ref().is_none_or(|probe| probe.ok);
     if args.json {
-        print_json(&report)?;
+        print_json("consentry.check/1", &report)?;
     } else {
         say!("config     {}: ok", report.config);
         say!(
             "catalogue  {}: {} clauses, {} purposes",
-            report.catalogue,
+            report.catalogue.path.as_deref().unwrap_or("embedded"),
             report.clauses,
             report.purposes
         );
         let accepted = if report.accepted.is_empty() {
             "nothing accepted".to_owned()
         } else {
-            report.accepted.join(", ")
+            let accepted: Vec<String> = report
+                .accepted
+                .iter()
+                .map(|a| format!("{} v{}", a.clause, a.version))
+                .collect();
+            accepted.join(", ")
         };
         say!("consent    {}: {accepted}", report.consent_file);
         match &report.connect {
@@ -278,9 +359,14 @@ pub async fn check(check_args: &CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
         for warning in &report.warnings {
-            say!("warning    {warning}");
+            say!("warning    {}", warning.message);
         }
-        say!("state_dir  {}", report.state_dir);
+        let created = if report.state_dir.exists {
+            "exists"
+        } else {
+            "will be created"
+        };
+        say!("state_dir  {} ({created})", report.state_dir.path);
     }
     Ok(if reached {
         ExitCode::SUCCESS

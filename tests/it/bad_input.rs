@@ -142,7 +142,12 @@ async fn unusable_state_dir_is_a_clear_error() {
         .replace("state_dir = \"state\"", "state_dir = \"blocker/state\"");
     world.write_config(&text);
     // `check` refuses what the daemon refuses, in the same words.
-    let expected = ["state_dir", "blocker/state", "cannot be used", "not a directory"];
+    let expected = [
+        "state_dir",
+        "blocker/state",
+        "cannot be used",
+        "not a directory",
+    ];
     let daemon = fails_with(&world, &["daemon"], &expected).await;
     let check = fails_with(&world, &["check"], &expected).await;
     assert_eq!(daemon, check);
@@ -196,8 +201,10 @@ async fn check_accepts_a_good_world() {
         .clause("eula")
         .unwrap()
         .version;
-    assert_eq!(report["accepted"][0], format!("eula v{eula}"));
-    assert_eq!(report["catalogue"], "embedded");
+    assert_eq!(report["accepted"][0]["clause"], "eula");
+    assert_eq!(report["accepted"][0]["version"], eula);
+    assert_eq!(report["catalogue"]["embedded"], true);
+    assert_eq!(report["state_dir"]["exists"], false);
 }
 
 #[tokio::test]
@@ -240,7 +247,7 @@ async fn granting_again_what_is_accepted_changes_nothing() {
     let out = world.ok(&["consent", "grant", "eula", "--json"]).await;
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["changed"], false, "{report}");
-    assert_eq!(report["daemon"], "unchanged");
+    assert_eq!(report["daemon"]["outcome"], "unchanged");
     let after = std::fs::read_to_string(world.path("consent.toml")).unwrap();
     assert_eq!(before, after, "accepted_at was rewritten");
 }

@@ -11,7 +11,10 @@ async fn history_shows_failed_and_delivered_uploads() {
     let world = World::new().await;
     let empty: serde_json::Value =
         serde_json::from_str(&world.ok(&["history", "--json"]).await).unwrap();
-    assert_eq!(empty, serde_json::json!([]));
+    assert_eq!(
+        empty,
+        serde_json::json!({"schema": "consentry.history/1", "entries": []})
+    );
     assert!(!world.path("state").exists(), "history creates no state");
 
     world.receiver.script(&[500]);
@@ -20,6 +23,7 @@ async fn history_shows_failed_and_delivered_uploads() {
     world.ok(&["flush"]).await;
     let history: serde_json::Value =
         serde_json::from_str(&world.ok(&["history", "--json"]).await).unwrap();
+    let history = &history["entries"];
     let events: Vec<&str> = history
         .as_array()
         .unwrap()
@@ -50,7 +54,7 @@ async fn history_show_reproduces_the_sent_body_and_a_retry_sends_the_same_bytes(
     let batch = retry.idempotency_key.clone().unwrap();
     let history: serde_json::Value =
         serde_json::from_str(&world.ok(&["history", "--json"]).await).unwrap();
-    let uploaded = history
+    let uploaded = history["entries"]
         .as_array()
         .unwrap()
         .iter()

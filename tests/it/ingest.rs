@@ -515,7 +515,8 @@ async fn status_and_revoke_answer_within_100ms_while_the_receiver_hangs() {
 async fn preview_works_before_any_consent_and_sends_nothing() {
     let world = World::new().await;
     let out = world.ok(&["preview", "--json"]).await;
-    let previews: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let previews = out["previews"].as_array().unwrap();
     let catalogue = Catalogue::embedded();
     assert_eq!(previews.len(), catalogue.purposes().count());
     assert!(previews.iter().all(|p| p["allowed"] == false));
@@ -550,8 +551,8 @@ async fn preview_shows_the_open_ksn_window_as_committed() {
     let out = world
         .ok(&["preview", "ksn_scan_aggregates", "--json"])
         .await;
-    let previews: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    let fields = &previews[0]["fields"];
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let fields = &out["previews"][0]["fields"];
     assert_eq!(fields["trusted_statuses"], 90);
     assert_eq!(fields["user_trusted"], 90);
     // An estimate: two of 30 objects can share a register (2.6 % chance).

@@ -2,6 +2,7 @@
 //! receiver on 127.0.0.1. One test binary, one link step.
 
 mod bad_input;
+mod cli;
 mod consent;
 mod delivery;
 mod faults;
