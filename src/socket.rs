@@ -137,27 +137,24 @@ impl Peer {
         })
     }
 
-    /// Whether the peer is in group `gid`: its primary group, or one of its
-    /// supplementary groups as `/proc/PID/status` lists them.
+    /// Whether the peer is in group `gid`: its primary group, or one of the
+    /// groups the system's group database lists its user in.
     fn in_group(&self, gid: u32) -> bool {
         if self.gid == gid {
             return true;
         }
-        let Some(pid) = self.pid else {
+        use nix::unistd::{Gid, Uid, User, getgrouplist};
+        let Ok(Some(user)) = User::from_uid(Uid::from_raw(self.uid)) else {
             return false;
         };
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find_map(|line| line.strip_prefix("Groups:"))
-                    .map(|groups| {
-                        groups
-                            .split_whitespace()
-                            .any(|g| g.parse::<u32>() == Ok(gid))
-                    })
-            })
+        if user.gid.as_raw() == gid {
+            return true;
+        }
+        let Ok(name) = std::ffi::CString::new(user.name) else {
+            return false;
+        };
+        getgrouplist(&name, Gid::from_raw(self.gid))
+            .map(|groups| groups.contains(&Gid::from_raw(gid)))
             .unwrap_or(false)
     }
 }
@@ -294,24 +291,26 @@ mod tests {
 
     #[test]
     fn supplementary_groups_count() {
-        // This very process, as its own peer: every group it is in counts.
-        let me = Peer {
-            uid: 1,
-            gid: u32::MAX - 1,
-            pid: Some(std::process::id() as i32),
-        };
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let groups: Vec<u32> = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Groups:"))
+        // Root (uid 0) is in the groups the database lists for it; find
+        // one that is not its primary group, if the machine has one.
+        let root = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(0))
             .unwrap()
-            .split_whitespace()
-            .map(|g| g.parse().unwrap())
-            .collect();
-        for gid in groups {
-            assert!(me.in_group(gid));
+            .unwrap();
+        let name = std::ffi::CString::new(root.name).unwrap();
+        let groups = nix::unistd::getgrouplist(&name, root.gid).unwrap();
+        let peer = Peer {
+            uid: 0,
+            gid: u32::MAX - 1,
+            pid: None,
+        };
+        for gid in groups.iter().filter(|g| **g != root.gid) {
+            assert!(peer.in_group(gid.as_raw()));
         }
-        assert!(!me.in_group(u32::MAX - 2));
+        assert!(
+            peer.in_group(root.gid.as_raw()),
+            "the database's primary group"
+        );
+        assert!(!peer.in_group(u32::MAX - 2));
     }
 
     #[test]

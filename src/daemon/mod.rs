@@ -20,13 +20,14 @@
 mod control;
 pub mod instance;
 pub mod listener;
+mod notify;
 mod reload;
 mod scheduler;
 mod uploader;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::net::UnixListener;
@@ -222,7 +223,8 @@ impl Agent {
 #[derive(Default)]
 pub(crate) struct Shared {
     last_collect: Mutex<Option<CollectSummary>>,
-    last_upload: Mutex<Option<UploadSummary>>,
+    /// With the time it ended (for the service manager's status line).
+    last_upload: Mutex<Option<(SystemTime, UploadSummary)>>,
     last_reload: Mutex<Option<ReloadReport>>,
     discards: Arc<Discards>,
 }
@@ -232,7 +234,8 @@ impl Shared {
         *self.last_collect.lock().unwrap_or_else(|p| p.into_inner()) = Some(summary);
     }
     fn set_upload(&self, summary: UploadSummary) {
-        *self.last_upload.lock().unwrap_or_else(|p| p.into_inner()) = Some(summary);
+        *self.last_upload.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((SystemTime::now(), summary));
     }
     fn collect(&self) -> Option<CollectSummary> {
         self.last_collect
@@ -250,6 +253,9 @@ impl Shared {
             .clone()
     }
     fn upload(&self) -> Option<UploadSummary> {
+        self.upload_at().map(|(_, summary)| summary)
+    }
+    fn upload_at(&self) -> Option<(SystemTime, UploadSummary)> {
         self.last_upload
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -321,6 +327,12 @@ pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationT
         Arc::clone(&shared),
         Arc::clone(&upload_now),
         flush_inbox,
+        shutdown.clone(),
+    ));
+    // READY=1, STATUS= and watchdog keep-alives for systemd; nothing without NOTIFY_SOCKET.
+    tracker.spawn(notify::run(
+        Arc::clone(&agent),
+        Arc::clone(&shared),
         shutdown.clone(),
     ));
     let handler = Arc::new(control::Handler {

@@ -8,6 +8,7 @@ mod delivery;
 mod faults;
 mod history;
 mod ingest;
+mod service;
 mod store;
 mod support;
 mod tls;

@@ -226,16 +226,7 @@ retry_max = "1s"
 
     /// Starts `consentry daemon` and waits until its control socket answers.
     pub async fn spawn_daemon(&self) -> Daemon {
-        let child = Command::new(BIN)
-            .args(["daemon", "--config"])
-            .arg(&self.config)
-            .env("CONSENTRY_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let daemon = Daemon { child };
+        let daemon = self.start_daemon(&[]);
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let status = self.status().await;
@@ -248,6 +239,26 @@ retry_max = "1s"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Starts `consentry daemon` with `env` set, without waiting for it.
+    /// A service manager's variables of the test run itself are never
+    /// passed on: only `env` says whether the daemon is under one.
+    pub fn start_daemon(&self, env: &[(&str, &str)]) -> Daemon {
+        let child = Command::new(BIN)
+            .args(["daemon", "--config"])
+            .arg(&self.config)
+            .env("CONSENTRY_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Daemon { child }
     }
 }
 
