@@ -72,7 +72,17 @@ pub async fn run(args: &StatusArgs, output: &OutputArgs) -> anyhow::Result<ExitC
         .collect();
     let daemon = match control::request(&config.control_socket(), &Request::Status).await {
         Ok(Response::Status(status)) => Some(DaemonView::from(*status)),
-        _ => None,
+        Err(control::ControlError::NotRunning(_)) => None,
+        // A daemon that cannot be asked (no permission, an untrusted
+        // socket) is not "not running": say so, on stderr.
+        Err(err) => {
+            eprintln!("warning: cannot ask the daemon: {err}");
+            None
+        }
+        Ok(other) => {
+            eprintln!("warning: the daemon answered status with {other:?}");
+            None
+        }
     };
     // Without a daemon, read the store directly (if there is one: status
     // never creates a state directory).

@@ -17,7 +17,6 @@ use super::{Agent, Shared};
 use crate::collect::{self, ksn};
 use crate::control::CollectSummary;
 use crate::gate::Refusal;
-use crate::store::queue;
 
 /// How often the store's housekeeping runs.
 pub const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -136,6 +135,7 @@ pub(super) async fn collect_periodic(agent: &Agent) -> CollectSummary {
 pub(super) async fn close_ksn_window(agent: &Agent, summary: &mut CollectSummary) {
     let gate = Arc::clone(&agent.gate);
     let extra = ksn_extra(&agent.context.product);
+    let tally = agent.writer.tally();
     let closed = agent
         .writer
         .call(move |connection, aggregate| {
@@ -144,7 +144,7 @@ pub(super) async fn close_ksn_window(agent: &Agent, summary: &mut CollectSummary
             };
             match gate.admit(&report) {
                 Ok(record) => {
-                    queue::enqueue(connection, &[record])?;
+                    tally.enqueue(connection, &[record])?;
                     aggregate.reset();
                     Ok(Ok(1))
                 }
@@ -157,11 +157,7 @@ pub(super) async fn close_ksn_window(agent: &Agent, summary: &mut CollectSummary
         })
         .await;
     match closed {
-        Ok(Ok(queued)) => {
-            // One aggregate record: its bytes hardly move the estimate.
-            agent.writer.note_enqueued(queued, 0);
-            summary.queued += queued;
-        }
+        Ok(Ok(queued)) => summary.queued += queued,
         Ok(Err(Refusal::NotAllowed { reason, .. })) => {
             summary.blocked.push(format!("{}: {reason}", ksn::PURPOSE))
         }

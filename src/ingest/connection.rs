@@ -16,7 +16,7 @@ use super::{Ingest, MAX_IN_FLIGHT, MAX_LINE_BYTES, READ_BUFFER};
 use crate::catalogue::CheckError;
 use crate::collect::ksn::{self, KsnDelta};
 use crate::gate::{GatedRecord, Refusal};
-use crate::store::{WriterError, queue};
+use crate::store::WriterError;
 
 /// What a chunk of lines amounts to, before it is stored.
 #[derive(Default)]
@@ -36,9 +36,8 @@ struct Pending {
     first_line: u64,
     last_line: u64,
     errors: Vec<(u64, LineError)>,
-    /// Records queued (and their bytes) and KSN events folded by the commit.
+    /// Records queued and KSN events folded by the commit.
     records: u64,
-    bytes: u64,
     aggregated: u64,
     accepted_now: u64,
     discarded: u64,
@@ -56,7 +55,7 @@ struct Framing {
 pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::Result<()> {
     let (mut reader, writer) = stream.into_split();
     let (pending, inbox) = mpsc::channel(MAX_IN_FLIGHT);
-    let acknowledger = tokio::spawn(acknowledge(writer, inbox, Arc::clone(&ingest)));
+    let acknowledger = tokio::spawn(acknowledge(writer, inbox));
     let mut framing = Framing {
         buffer: Vec::with_capacity(READ_BUFFER),
         next_line: 1,
@@ -208,7 +207,6 @@ async fn submit(ingest: &Ingest, chunk: Chunk) -> Pending {
         last_line,
         errors,
         records: records.len() as u64,
-        bytes: records.iter().map(|r| r.size() as u64).sum(),
         aggregated: ksn.events(),
         accepted_now,
         discarded,
@@ -217,10 +215,11 @@ async fn submit(ingest: &Ingest, chunk: Chunk) -> Pending {
     if records.is_empty() && ksn.is_empty() {
         return pending;
     }
+    let tally = ingest.writer.tally();
     let submitted = ingest
         .writer
         .submit(move |connection, aggregate| {
-            queue::enqueue(connection, &records)?;
+            tally.enqueue(connection, &records)?;
             aggregate.fold(&ksn, SystemTime::now());
             Ok(())
         })
@@ -240,7 +239,6 @@ async fn submit(ingest: &Ingest, chunk: Chunk) -> Pending {
 async fn acknowledge(
     writer: OwnedWriteHalf,
     mut inbox: mpsc::Receiver<Pending>,
-    ingest: Arc<Ingest>,
 ) -> std::io::Result<()> {
     let mut out = BufWriter::new(writer);
     let (mut accepted, mut rejected, mut discarded) = (0u64, 0u64, 0u64);
@@ -254,7 +252,6 @@ async fn acknowledge(
         match stored {
             Ok(()) => {
                 accepted += durable;
-                ingest.writer.note_enqueued(pending.records, pending.bytes);
             }
             Err(err) => {
                 tracing::error!(error = %err, lines = durable, "ingest lines not stored");

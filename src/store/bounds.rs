@@ -142,9 +142,17 @@ pub struct Evicted {
 
 /// Brings the queue under `max_queue_bytes` (to nine tenths of it) when it
 /// is over, dropping the oldest unclaimed records of the lowest priority
-/// first, with their counts and one audit line.
-pub fn enforce_size(connection: &Connection, bounds: &Bounds) -> Result<Evicted, StoreError> {
-    let mut bytes = queue_bytes(connection)?;
+/// first, with their counts and one audit line. `known` is the queue's
+/// size when the caller knows it exactly (else it is counted: a full scan).
+pub fn enforce_size(
+    connection: &Connection,
+    bounds: &Bounds,
+    known: Option<u64>,
+) -> Result<Evicted, StoreError> {
+    let mut bytes = match known {
+        Some(bytes) => bytes,
+        None => queue_bytes(connection)?,
+    };
     if bytes <= bounds.max_queue_bytes {
         return Ok(Evicted {
             records: 0,
@@ -191,9 +199,10 @@ pub fn enforce_size(connection: &Connection, bounds: &Bounds) -> Result<Evicted,
             "queue full: dropped the oldest records of the lowest priority"
         );
     }
+    // Exact: what was dropped was counted as it went.
     Ok(Evicted {
         records: evicted,
-        queue_bytes: queue_bytes(connection)?,
+        queue_bytes: bytes,
     })
 }
 
@@ -453,7 +462,7 @@ mod tests {
         // Room for one purpose and a half (less a tenth, the margin): the
         // low one goes, then the oldest of the normal one.
         bounds.max_queue_bytes = per_purpose + per_purpose / 2;
-        let evicted = store.write(|c| enforce_size(c, &bounds)).unwrap();
+        let evicted = store.write(|c| enforce_size(c, &bounds, None)).unwrap();
         assert!(evicted.queue_bytes <= bounds.max_queue_bytes / 10 * 9);
         assert_eq!(count(&store, "low"), 0);
         assert_eq!(count(&store, "high"), 100);
@@ -492,7 +501,7 @@ mod tests {
         bounds.priorities.remove("retired");
         let batch = store.claim_batch(50, &["claimed"]).unwrap().unwrap();
         bounds.max_queue_bytes = store.read(queue_bytes).unwrap() - 1;
-        store.write(|c| enforce_size(c, &bounds)).unwrap();
+        store.write(|c| enforce_size(c, &bounds, None)).unwrap();
         assert_eq!(
             count(&store, "retired"),
             0,

@@ -8,6 +8,7 @@
 //! consent: callers tell it which purposes are still allowed.
 
 pub mod bounds;
+mod gauges;
 mod open;
 pub mod queue;
 mod schema;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 
 use crate::gate::GatedRecord;
 pub use bounds::{Bounds, Drops, StoreConfig};
+pub use gauges::Tally;
 pub use open::{QUARANTINE_DIR, Quarantine, last_quarantine};
 pub use queue::{meta_get, meta_set};
 pub use writer::{Durable, Writer, WriterError};

@@ -14,7 +14,6 @@
 //! This module never decides consent; jobs carry gated records only.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -23,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::bounds::{self, Bounds};
+use super::gauges::{Gauges, Tally};
 use super::{Batch, BatchLimits, Fault, StoreError, open_connection, queue};
 use crate::gate::GatedRecord;
 
@@ -139,28 +139,6 @@ impl<S> Clone for Writer<S> {
     }
 }
 
-/// What the handles and the thread both see.
-struct Gauges {
-    /// Records queued.
-    depth: AtomicU64,
-    /// The queue's size in bytes, estimated: exact after each count, raised
-    /// by every enqueue, lowered by deliveries; other deletions leave it
-    /// high, which only brings the next exact count sooner.
-    bytes: AtomicU64,
-    fault: Mutex<Option<Fault>>,
-    bounds: Bounds,
-}
-
-impl Gauges {
-    fn lower_depth(&self, by: u64) {
-        let _ = self
-            .depth
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
-                Some(d.saturating_sub(by))
-            });
-    }
-}
-
 impl<S: Durable> Writer<S> {
     /// Opens the write connection, loads `state`, and starts the thread.
     /// The thread ends when every handle is dropped, after the jobs
@@ -180,12 +158,7 @@ impl<S: Durable> Writer<S> {
             connection, lock, ..
         } = open_connection(state_dir)?;
         state.reload(&connection)?;
-        let gauges = Arc::new(Gauges {
-            depth: AtomicU64::new(queue::depth(&connection)?),
-            bytes: AtomicU64::new(bounds::queue_bytes(&connection)?),
-            fault: Mutex::new(None),
-            bounds,
-        });
+        let gauges = Arc::new(Gauges::new(&connection, bounds)?);
         let (jobs, inbox) = mpsc::channel(CHANNEL_DEPTH);
         let shared = Arc::clone(&gauges);
         let thread = std::thread::Builder::new()
@@ -252,7 +225,12 @@ impl<S: Durable> Writer<S> {
     }
 
     pub fn depth(&self) -> u64 {
-        self.gauges.depth.load(Ordering::Relaxed)
+        self.gauges.depth()
+    }
+
+    /// Counted enqueueing for jobs the caller writes itself.
+    pub fn tally(&self) -> Tally {
+        Tally(Arc::clone(&self.gauges))
     }
 
     /// Queues gated records; answers once they are durable.
@@ -260,33 +238,25 @@ impl<S: Durable> Writer<S> {
         if records.is_empty() {
             return Ok(());
         }
-        let count = records.len() as u64;
-        let bytes = records.iter().map(|r| r.size() as u64).sum();
-        self.call(move |c, _| queue::enqueue(c, &records)).await?;
-        self.note_enqueued(count, bytes);
-        Ok(())
+        let tally = self.tally();
+        self.call(move |c, _| tally.enqueue(c, &records)).await
     }
 
-    /// Adds `count` records of `bytes` queued by a job of the caller's own.
-    pub fn note_enqueued(&self, count: u64, bytes: u64) {
-        self.gauges.depth.fetch_add(count, Ordering::Relaxed);
-        self.gauges.bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// The queue's size in bytes, as estimated (see `Gauges`).
+    /// The queue's size in bytes, as estimated (see `gauges`).
     pub fn queue_bytes(&self) -> u64 {
-        self.gauges.bytes.load(Ordering::Relaxed)
+        self.gauges.bytes()
     }
 
     /// Drops records past `max_record_age` and old audit lines (see
     /// [`bounds::housekeep`]); returns the records dropped.
     pub async fn housekeep(&self) -> Result<u64, WriterError> {
         let gauges = Arc::clone(&self.gauges);
-        let dropped = self
-            .call(move |c, _| bounds::housekeep(c, &gauges.bounds, std::time::SystemTime::now()))
-            .await?;
-        self.gauges.lower_depth(dropped);
-        Ok(dropped)
+        self.call(move |c, _| {
+            let dropped = bounds::housekeep(c, &gauges.bounds, std::time::SystemTime::now())?;
+            gauges.removed_uncounted(dropped);
+            Ok(dropped)
+        })
+        .await
     }
 
     /// See [`queue::purge_blocked`].
@@ -295,11 +265,13 @@ impl<S: Durable> Writer<S> {
         keep: impl Fn(&str) -> bool + Send + 'static,
         why: String,
     ) -> Result<u64, WriterError> {
-        let purged = self
-            .call(move |c, _| queue::purge_blocked(c, keep, &why))
-            .await?;
-        self.gauges.lower_depth(purged);
-        Ok(purged)
+        let gauges = Arc::clone(&self.gauges);
+        self.call(move |c, _| {
+            let purged = queue::purge_blocked(c, keep, &why)?;
+            gauges.removed_uncounted(purged);
+            Ok(purged)
+        })
+        .await
     }
 
     /// See [`queue::claim_batch`].
@@ -308,14 +280,14 @@ impl<S: Durable> Writer<S> {
         limits: BatchLimits,
         sendable: Vec<String>,
     ) -> Result<Option<Batch>, WriterError> {
-        let (batch, dead) = self
-            .call(move |c, _| {
-                let sendable: Vec<&str> = sendable.iter().map(String::as_str).collect();
-                queue::claim_batch_counting(c, limits, &sendable)
-            })
-            .await?;
-        self.gauges.lower_depth(dead);
-        Ok(batch)
+        let gauges = Arc::clone(&self.gauges);
+        self.call(move |c, _| {
+            let sendable: Vec<&str> = sendable.iter().map(String::as_str).collect();
+            let (batch, dead) = queue::claim_batch_counting(c, limits, &sendable)?;
+            gauges.removed_uncounted(dead);
+            Ok(batch)
+        })
+        .await
     }
 
     /// See [`queue::complete_batch`].
@@ -325,24 +297,18 @@ impl<S: Durable> Writer<S> {
         event: &'static str,
         detail: String,
     ) -> Result<u64, WriterError> {
-        let (deleted, bytes) = self
-            .call(move |c, _| {
-                let bytes = queue::batch_bytes(c, id)?;
-                if event == "uploaded" {
-                    // The drops its envelope reported are reported.
-                    bounds::mark_reported_by(c, id)?;
-                }
-                Ok((queue::complete_batch(c, id, event, &detail)?, bytes))
-            })
-            .await?;
-        self.gauges.lower_depth(deleted);
-        let _ = self
-            .gauges
-            .bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                Some(b.saturating_sub(bytes))
-            });
-        Ok(deleted)
+        let gauges = Arc::clone(&self.gauges);
+        self.call(move |c, _| {
+            let bytes = queue::batch_bytes(c, id)?;
+            if event == "uploaded" {
+                // The drops its envelope reported are reported.
+                bounds::mark_reported_by(c, id)?;
+            }
+            let deleted = queue::complete_batch(c, id, event, &detail)?;
+            gauges.removed(deleted, bytes);
+            Ok(deleted)
+        })
+        .await
     }
 
     /// See [`queue::dead_letter_batch`].
@@ -352,11 +318,13 @@ impl<S: Durable> Writer<S> {
         status: Option<u16>,
         reason: String,
     ) -> Result<u64, WriterError> {
-        let moved = self
-            .call(move |c, _| queue::dead_letter_batch(c, id, status, &reason))
-            .await?;
-        self.gauges.lower_depth(moved);
-        Ok(moved)
+        let gauges = Arc::clone(&self.gauges);
+        self.call(move |c, _| {
+            let moved = queue::dead_letter_batch(c, id, status, &reason)?;
+            gauges.removed_uncounted(moved);
+            Ok(moved)
+        })
+        .await
     }
 
     /// See [`queue::release_batch`].
@@ -399,8 +367,11 @@ fn run<S: Durable>(
                 Err(_) => break,
             }
         }
-        commit_group(&mut connection, &mut state, &mut group, &gauges.fault);
-        if gauges.bytes.load(Ordering::Relaxed) > gauges.bounds.max_queue_bytes {
+        if !commit_group(&mut connection, &mut state, &mut group, &gauges.fault) {
+            // The jobs' work is undone, their counts are not.
+            gauges.recount(&connection);
+        }
+        if gauges.bytes() > gauges.bounds.max_queue_bytes {
             keep_size(&mut connection, gauges);
         }
     }
@@ -412,14 +383,14 @@ fn keep_size(connection: &mut Connection, gauges: &Gauges) {
     let kept = (|| {
         let transaction =
             connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let evicted = bounds::enforce_size(&transaction, &gauges.bounds)?;
+        let evicted = bounds::enforce_size(&transaction, &gauges.bounds, gauges.exact_bytes())?;
         transaction.commit()?;
         Ok::<_, StoreError>(evicted)
     })();
     match kept {
         Ok(evicted) => {
-            gauges.bytes.store(evicted.queue_bytes, Ordering::Relaxed);
-            gauges.lower_depth(evicted.records);
+            gauges.removed(evicted.records, 0);
+            gauges.set_exact(evicted.queue_bytes);
         }
         Err(err) => {
             tracing::error!(error = %err, "cannot keep the queue within max_queue_bytes");
@@ -434,13 +405,14 @@ fn keep_size(connection: &mut Connection, gauges: &Gauges) {
 /// Runs every job of `group` in one transaction, each in its own savepoint,
 /// then checkpoints `state` and commits; answers every job afterwards.
 /// Sets `fault` to the store's trouble, if the commit or a job ran into
-/// any (clears it otherwise), before anyone hears the outcome.
+/// any (clears it otherwise), before anyone hears the outcome. Returns
+/// whether the commit went through.
 fn commit_group<S: Durable>(
     connection: &mut Connection,
     state: &mut S,
     group: &mut Vec<Job<S>>,
     fault: &Mutex<Option<Fault>>,
-) {
+) -> bool {
     let mut finishers: Vec<Finish> = Vec::with_capacity(group.len());
     let mut trouble = None;
     let mut jobs = group.drain(..);
@@ -497,9 +469,11 @@ fn commit_group<S: Durable>(
             at: crate::clock::rfc3339(std::time::SystemTime::now()),
             message,
         });
+    let committed = outcome.is_ok();
     for finish in finishers.drain(..) {
         finish(outcome.clone());
     }
+    committed
 }
 
 #[cfg(test)]

@@ -282,3 +282,77 @@ async fn credentials_in_the_endpoint_are_refused_and_never_printed() {
         );
     }
 }
+
+/// What the daemon refuses at start-up, `check` refuses too, in the same
+/// words (one preflight for both).
+#[tokio::test]
+async fn check_refuses_every_setup_the_daemon_refuses() {
+    let world = World::new().await;
+    std::fs::write(world.path("a-file"), "not a directory").unwrap();
+    let long = format!("run-{}", "x".repeat(120));
+    let base = world.config_text("");
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            base.replace("state_dir = \"state\"", "state_dir = \"/proc/consentry\""),
+            &["state_dir /proc/consentry", "pseudo file system"],
+        ),
+        (
+            base.replace("runtime_dir = \"run\"", "runtime_dir = \"a-file\""),
+            &["runtime_dir", "not a directory"],
+        ),
+        (
+            base.replace(
+                "runtime_dir = \"run\"",
+                &format!("runtime_dir = \"{long}\""),
+            ),
+            &["too long for a Unix socket"],
+        ),
+        (
+            base.replace(&world.receiver.url(), "https://127.0.0.1:0/v1/batches"),
+            &["port 0"],
+        ),
+        (
+            base.replace(
+                &world.receiver.url(),
+                &format!("https://{}.example/v1", "h".repeat(260)),
+            ),
+            &["at most 253"],
+        ),
+        (
+            base.replace("id = \"it-product\"", "id = \"it\\u0000product\""),
+            &["control characters"],
+        ),
+        (
+            format!("admin_group = \"no-such-group-here\"\n{base}"),
+            &["admin_group `no-such-group-here`"],
+        ),
+    ];
+    for (text, expected) in cases {
+        world.write_config(&text);
+        let daemon = fails_with(&world, &["daemon"], expected).await;
+        let check = fails_with(&world, &["check"], expected).await;
+        assert_eq!(daemon, check);
+    }
+    assert!(!world.path("run").exists(), "nothing was created");
+}
+
+#[tokio::test]
+async fn an_acceptance_dated_in_the_future_is_refused_at_its_place() {
+    let world = World::new().await;
+    world.ok(&["consent", "grant", "eula"]).await;
+    let consent = std::fs::read_to_string(world.path("consent.toml")).unwrap();
+    let start = consent.find("accepted_at = ").unwrap() + "accepted_at = ".len();
+    let end = start + consent[start..].find('\n').unwrap();
+    let edited = format!(
+        "{}9999-01-01T00:00:00Z{}",
+        &consent[..start],
+        &consent[end..]
+    );
+    std::fs::write(world.path("consent.toml"), edited).unwrap();
+    fails_with(
+        &world,
+        &["check"],
+        &["consent.toml:", "9999", "in the future"],
+    )
+    .await;
+}

@@ -8,6 +8,8 @@ mod delivery;
 mod faults;
 mod history;
 mod ingest;
+mod lifecycle;
+mod security;
 mod service;
 mod store;
 mod support;

@@ -292,6 +292,20 @@ impl Daemon {
         self.child.id().expect("daemon still running")
     }
 
+    /// Sends `signal` and returns at once (SIGHUP, say).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.pid() as i32).unwrap(),
+            signal,
+        )
+        .unwrap();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGKILL, and wait for it to be gone.
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();

@@ -1,0 +1,117 @@
+//! The queue's counters that the daemon reads without asking SQLite:
+//! records and bytes queued, and the writer's live fault.
+//!
+//! They are changed inside the writer's jobs, by what the jobs do
+//! ([`Tally`]), so the writer thread sees them in commit order when it
+//! keeps the queue within its byte bound after a commit. A failed commit
+//! undoes its jobs' work but not their counts: the writer then counts the
+//! queue again ([`Gauges::recount`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+use super::bounds::{self, Bounds};
+use super::{Fault, StoreError, queue};
+use crate::gate::GatedRecord;
+
+/// What the writer's handles and its thread share.
+pub(super) struct Gauges {
+    /// Records queued.
+    depth: AtomicU64,
+    /// The queue's size in bytes: exact after each count, raised by every
+    /// enqueue, lowered by deliveries and evictions. Other deletions leave
+    /// it high and clear `exact`, so that the bound counts before it acts.
+    bytes: AtomicU64,
+    exact: AtomicBool,
+    pub(super) fault: Mutex<Option<Fault>>,
+    pub(super) bounds: Bounds,
+}
+
+impl Gauges {
+    /// Counts the queue in `connection`.
+    pub(super) fn new(connection: &Connection, bounds: Bounds) -> Result<Self, StoreError> {
+        Ok(Self {
+            depth: AtomicU64::new(queue::depth(connection)?),
+            bytes: AtomicU64::new(bounds::queue_bytes(connection)?),
+            exact: AtomicBool::new(true),
+            fault: Mutex::new(None),
+            bounds,
+        })
+    }
+
+    /// Counts again (after a failed commit).
+    pub(super) fn recount(&self, connection: &Connection) {
+        if let (Ok(depth), Ok(bytes)) = (queue::depth(connection), bounds::queue_bytes(connection))
+        {
+            self.depth.store(depth, Ordering::Relaxed);
+            self.bytes.store(bytes, Ordering::Relaxed);
+            self.exact.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The queue's size when it is known exactly.
+    pub(super) fn exact_bytes(&self) -> Option<u64> {
+        self.exact.load(Ordering::Relaxed).then(|| self.bytes())
+    }
+
+    pub(super) fn added(&self, records: u64, bytes: u64) {
+        self.depth.fetch_add(records, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `records` of `bytes` left the queue.
+    pub(super) fn removed(&self, records: u64, bytes: u64) {
+        sub(&self.depth, records);
+        sub(&self.bytes, bytes);
+    }
+
+    /// `records` left the queue, their sizes not counted.
+    pub(super) fn removed_uncounted(&self, records: u64) {
+        if records > 0 {
+            self.exact.store(false, Ordering::Relaxed);
+        }
+        sub(&self.depth, records);
+    }
+
+    /// The queue's exact size after keeping the bound.
+    pub(super) fn set_exact(&self, bytes: u64) {
+        self.bytes.store(bytes, Ordering::Relaxed);
+        self.exact.store(true, Ordering::Relaxed);
+    }
+}
+
+fn sub(counter: &AtomicU64, by: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(by))
+    });
+}
+
+/// Enqueueing that counts what it adds, for jobs the caller writes itself
+/// (an ingest chunk, a KSN window's report). Get one from
+/// [`Writer::tally`](super::Writer::tally).
+#[derive(Clone)]
+pub struct Tally(pub(super) Arc<Gauges>);
+
+impl Tally {
+    /// [`queue::enqueue`], counted.
+    pub fn enqueue(
+        &self,
+        connection: &Connection,
+        records: &[GatedRecord],
+    ) -> Result<(), StoreError> {
+        queue::enqueue(connection, records)?;
+        let bytes = records.iter().map(|r| r.size() as u64).sum();
+        self.0.added(records.len() as u64, bytes);
+        Ok(())
+    }
+}

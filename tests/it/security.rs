@@ -1,0 +1,184 @@
+//! A hostile or careless local machine: loose directories are tightened,
+//! another user's are refused, a squatted socket is not trusted, and an
+//! unprivileged user may read the daemon's status but not change it.
+//!
+//! Tests that need a second user run only as root (they switch to uid
+//! 65534, `nobody`); as anyone else they say so and pass.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::support::{BIN, World};
+
+const NOBODY: u32 = 65534;
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().mode() & 0o7777
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loose_state_and_runtime_directories_are_tightened_and_files_are_private() {
+    let world = World::new().await;
+    for (dir, loose) in [("state", 0o755), ("run", 0o1777)] {
+        std::fs::create_dir(world.path(dir)).unwrap();
+        std::fs::set_permissions(world.path(dir), std::fs::Permissions::from_mode(loose)).unwrap();
+    }
+    let daemon = world.spawn_daemon().await;
+    assert_eq!(mode(&world.path("state")), 0o700);
+    assert_eq!(mode(&world.path("run")), 0o750);
+    assert_eq!(mode(&world.path("state/consentry.sqlite3")), 0o600);
+    assert_eq!(mode(&world.path("run/control.sock")), 0o660);
+    assert_eq!(mode(&world.path("run/ingest.sock")), 0o660);
+    let (exit, log) = daemon.terminate().await;
+    assert!(exit.success());
+    assert!(
+        log.contains("was open to others; its mode was tightened"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_directory_is_refused_by_check_and_daemon() {
+    if !is_root() {
+        eprintln!("skipped: needs root to give a directory to another user");
+        return;
+    }
+    let world = World::new().await;
+    std::fs::create_dir(world.path("run")).unwrap();
+    std::os::unix::fs::chown(world.path("run"), Some(NOBODY), Some(NOBODY)).unwrap();
+    for verb in ["check", "daemon"] {
+        let output = world.run(&[verb]).await;
+        assert_eq!(output.status.code(), Some(1), "{verb}");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(error.contains("owned by uid 65534"), "{verb}: {error}");
+    }
+}
+
+/// Opens the world to `nobody`: its files readable, the runtime directory
+/// and the control socket in nobody's group (as the service's group would
+/// be), nothing else.
+fn share_with_nobody(world: &World) {
+    std::fs::set_permissions(world.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for file in ["consentry.toml", "consent.toml", "ca.pem"] {
+        if world.path(file).exists() {
+            std::fs::set_permissions(world.path(file), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+        }
+    }
+    for shared in ["run", "run/control.sock"] {
+        std::os::unix::fs::chown(world.path(shared), None, Some(NOBODY)).unwrap();
+    }
+}
+
+async fn as_nobody(world: &World, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(&world.config)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unprivileged_peer_may_read_status_but_not_change_anything() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run the CLI as another user");
+        return;
+    }
+    let world = World::with_eula_answering(200).await;
+    let daemon = world.spawn_daemon().await;
+    share_with_nobody(&world);
+
+    let status = as_nobody(&world, &["status", "--json"]).await;
+    assert!(status.status.success(), "{status:?}");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["daemon"]["pid"], daemon.pid(), "{status}");
+
+    let flush = as_nobody(&world, &["flush"]).await;
+    assert_eq!(flush.status.code(), Some(4), "{flush:?}");
+    let error = String::from_utf8_lossy(&flush.stderr);
+    assert!(
+        error.contains(
+            "permission denied: uid 65534 may read this daemon's status but not change it"
+        ),
+        "{error}"
+    );
+    // The consent file is not nobody's to change either.
+    let grant = as_nobody(&world, &["consent", "revoke", "eula"]).await;
+    assert_eq!(grant.status.code(), Some(4), "{grant:?}");
+    let (exit, log) = daemon.terminate().await;
+    assert!(exit.success());
+    assert!(log.contains("refused a control request"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squatted_control_socket_is_not_trusted_and_the_daemon_takes_its_place() {
+    if !is_root()
+        || std::process::Command::new("python3")
+            .arg("-V")
+            .output()
+            .is_err()
+    {
+        eprintln!("skipped: needs root and python3 to squat a socket as another user");
+        return;
+    }
+    let world = World::with_eula_answering(200).await;
+    // A runtime directory anyone may write to, and a squatter in it that
+    // answers every request with a made-up success.
+    std::fs::create_dir(world.path("run")).unwrap();
+    std::fs::set_permissions(world.path("run"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::set_permissions(world.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = world.path("run/control.sock");
+    let script = format!(
+        r#"
+import os, socket
+os.setgid({NOBODY}); os.setuid({NOBODY})
+s = socket.socket(socket.AF_UNIX)
+s.bind({socket:?})
+s.listen()
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.sendall(b'{{"response":"consent_applied","purged":0,"ksn_window_discarded":false,"queued":0}}\n')
+    c.close()
+"#,
+        socket = socket.display().to_string()
+    );
+    let mut squatter = tokio::process::Command::new("python3")
+        .args(["-c", &script])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the squatter never bound"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::metadata(&socket).unwrap().uid(), NOBODY);
+
+    let flush = world.run(&["flush"]).await;
+    assert!(!flush.status.success(), "{flush:?}");
+    let error = String::from_utf8_lossy(&flush.stderr);
+    assert!(error.contains("refusing to trust it"), "{error}");
+
+    // The daemon tightens the directory, removes the planted socket, and
+    // serves its own.
+    let daemon = world.spawn_daemon().await;
+    assert_eq!(std::fs::metadata(&socket).unwrap().uid(), 0);
+    assert_eq!(mode(&world.path("run")), 0o750);
+    world.ok(&["flush"]).await;
+    squatter.kill().await.unwrap();
+    daemon.terminate().await;
+}
