@@ -76,7 +76,7 @@ fn parse(c: &mut Criterion) {
     let consents = Consents::load(&accept_all(dir.path()), &catalogue).unwrap();
     let registry = Registry::evaluate(&catalogue, &consents, Region::Global);
     let gate = Gate::with_registry(catalogue.clone(), registry);
-    let config: Config = test_config(dir.path());
+    let config: Config = test_config(dir.path(), OUT_OF_THE_WAY);
     let context = CollectContext::new(config.product.clone(), uuid::Uuid::new_v4(), config.region);
     let parser = Parser {
         catalogue: &catalogue,
@@ -117,13 +117,18 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
-fn test_config(dir: &Path) -> Config {
+/// The queue grows by every iteration and is never sent: a bound this high
+/// stays out of the way (`socket_at_the_bound` measures what it costs).
+const OUT_OF_THE_WAY: u64 = 4 << 30;
+
+fn test_config(dir: &Path, max_queue_bytes: u64) -> Config {
     let path = dir.join("consentry.toml");
     // The endpoint is a closed loopback port: the uploader fails fast and
     // backs off; nothing leaves the machine.
     std::fs::write(
         &path,
-        r#"state_dir = "state"
+        format!(
+            r#"state_dir = "state"
 runtime_dir = "run"
 consent_file = "consent.toml"
 [product]
@@ -132,27 +137,31 @@ version = "1.0"
 [collect]
 interval = "1h"
 [store]
-# The queue grows by every iteration and is never sent: keep the bound out
-# of the way here (what the bound costs is measured separately).
-max_queue_bytes = 4_294_967_296
+max_queue_bytes = {max_queue_bytes}
 [upload]
 endpoint = "https://127.0.0.1:9/v1/batches"
 batch_max_delay = "1h"
-"#,
+"#
+        ),
     )
     .unwrap();
     Config::load(&path).unwrap()
 }
 
-fn socket(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+/// A daemon on `runtime`, in a directory of its own; cancel the token to
+/// stop it.
+fn start_daemon(
+    runtime: &tokio::runtime::Runtime,
+    max_queue_bytes: u64,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
     let dir = tempfile::tempdir().unwrap();
     accept_all(dir.path());
-    let config = test_config(dir.path());
+    let config = test_config(dir.path(), max_queue_bytes);
     let socket = config.ingest_socket();
     let shutdown = CancellationToken::new();
     let (agent, listeners) = runtime.block_on(async {
@@ -161,6 +170,16 @@ fn socket(c: &mut Criterion) {
         (agent, listeners)
     });
     let daemon = runtime.spawn(daemon::run(agent, listeners, shutdown.clone()));
+    (dir, socket, shutdown, daemon)
+}
+
+fn socket(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_dir, socket, shutdown, daemon) = start_daemon(&runtime, OUT_OF_THE_WAY);
 
     let mut group = c.benchmark_group("ingest_socket");
     group.sample_size(10);
@@ -191,5 +210,37 @@ fn socket(c: &mut Criterion) {
     runtime.block_on(daemon).unwrap();
 }
 
-criterion_group!(benches, parse, socket);
+/// The same install tasks into a queue held at a 16 MiB bound, that is
+/// evicting the oldest records all the time (nothing is ever sent).
+fn socket_at_the_bound(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_dir, socket, shutdown, daemon) = start_daemon(&runtime, 16 << 20);
+    let lines = install_lines(20_000);
+    // Fill it to the bound first.
+    for _ in 0..6 {
+        runtime
+            .block_on(client::send(&socket, lines.as_bytes()))
+            .unwrap();
+    }
+    let mut group = c.benchmark_group("ingest_socket_at_the_bound");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(20_000));
+    group.bench_function("install_task_20000_lines_evicting", |b| {
+        b.iter(|| {
+            let summary = runtime
+                .block_on(client::send(&socket, lines.as_bytes()))
+                .unwrap();
+            assert_eq!(summary.accepted, 20_000);
+        })
+    });
+    group.finish();
+    shutdown.cancel();
+    runtime.block_on(daemon).unwrap();
+}
+
+criterion_group!(benches, parse, socket, socket_at_the_bound);
 criterion_main!(benches);
