@@ -53,6 +53,20 @@ pub enum ConsentCommand {
         /// The clause id (`consentry consent list` names them).
         clause: String,
     },
+    /// Every consent receipt: grants, withdrawals, renewals, policy and
+    /// region changes, oldest first.
+    #[command(after_help = "Examples:
+  consentry consent history
+  consentry consent history --json")]
+    History,
+    /// One consent receipt, as JSON (docs/consent-receipts.md).
+    #[command(after_help = "Examples:
+  consentry consent receipt 3f2a
+  consentry consent receipt 3f2a9c1e-0b7d-4c55-9a51-2d8e6f0a1b2c")]
+    Receipt {
+        /// The receipt id, or its first characters.
+        id: String,
+    },
 }
 
 pub async fn run(command: ConsentCommand, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -61,6 +75,8 @@ pub async fn run(command: ConsentCommand, output: &OutputArgs) -> anyhow::Result
         ConsentCommand::Show { clause } => show(&clause, output),
         ConsentCommand::Grant { clause } => change(&clause, output, true).await,
         ConsentCommand::Revoke { clause } => change(&clause, output, false).await,
+        ConsentCommand::History => super::receipts::history(output),
+        ConsentCommand::Receipt { id } => super::receipts::receipt(&id, output),
     }
 }
 
@@ -381,6 +397,15 @@ fn purge_without_daemon(
     }
     let registry = config.evaluate_consent(catalogue);
     let store = Store::open(&config.state_dir)?;
+    if let Ok(consents) = consentry::consent::Consents::load(&config.consent_file, catalogue) {
+        let snapshot = consentry::consent::receipt::Snapshot::of(
+            consents.iter(),
+            &config.jurisdiction(catalogue),
+            catalogue,
+        );
+        let by = revoked.is_some().then_some("cli");
+        store.write(|c| consentry::store::receipts::record(c, &snapshot, catalogue, by))?;
+    }
     if let Some(clause) = revoked
         && catalogue.clause_carries_installation_id(&clause)
     {

@@ -25,6 +25,7 @@ pub mod exit;
 mod flush;
 mod history;
 mod preview;
+mod receipts;
 mod reference;
 mod status;
 

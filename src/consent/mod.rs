@@ -13,6 +13,7 @@ mod policy;
 mod proptests;
 mod registry;
 
+pub mod receipt;
 pub use file::{Acceptance, ConsentError, Consents, Granted, Method, grant, revoke};
 pub use policy::Policy;
 pub use registry::{Decision, Jurisdiction, OptOut, Registry};

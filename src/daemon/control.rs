@@ -74,6 +74,9 @@ impl Handler {
     /// Collecting and uploading what is newly allowed happens afterwards.
     pub(super) async fn apply_consent(&self, revoked: Option<String>) -> Response {
         self.agent.refresh_consent();
+        self.agent
+            .record_consent(revoked.is_some().then_some("cli"))
+            .await;
         let registry = self.agent.gate.registry();
         let stop = self
             .in_flight

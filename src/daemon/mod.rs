@@ -145,6 +145,8 @@ impl Agent {
         let instance = instance::Instance::acquire(&config.state_dir)?;
         let mut agent = Self::open(config).await?;
         agent.instance = Some(instance);
+        // What changed while no daemon ran (a hand edit, a new region).
+        agent.record_consent(None).await;
         Ok(agent)
     }
 
@@ -167,6 +169,38 @@ impl Agent {
     /// What SIGHUP notifies: the daemon re-reads its config.
     pub fn reload_handle(&self) -> Arc<Notify> {
         Arc::clone(&self.reload)
+    }
+
+    /// Appends a consent receipt for each change since the last one
+    /// recorded (`consent::receipt`): grants, withdrawals (`revoked_by`
+    /// says how, when known), renewals, policy and region changes. An
+    /// unusable consent file records nothing.
+    pub async fn record_consent(&self, revoked_by: Option<&'static str>) {
+        let config = self.config();
+        let catalogue = self.gate.catalogue();
+        let Ok(consents) = crate::consent::Consents::load(&config.consent_file, catalogue) else {
+            return;
+        };
+        let snapshot = crate::consent::receipt::Snapshot::of(
+            consents.iter(),
+            &config.jurisdiction(catalogue),
+            catalogue,
+        );
+        let gate = Arc::clone(&self.gate);
+        let recorded = self
+            .writer
+            .call(move |c, _| {
+                crate::store::receipts::record(c, &snapshot, gate.catalogue(), revoked_by)
+            })
+            .await;
+        match recorded {
+            Ok(receipts) => {
+                for receipt in receipts {
+                    tracing::info!(receipt = %receipt.receipt_id, event = ?receipt.event, clause = ?receipt.clause.as_ref().map(|c| &c.id), "consent receipt");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "cannot record the consent receipts"),
+        }
     }
 
     /// Re-reads the consent file and publishes the new decisions.

@@ -11,6 +11,7 @@ pub mod bounds;
 mod gauges;
 mod open;
 pub mod queue;
+pub mod receipts;
 mod schema;
 pub mod writer;
 

@@ -79,6 +79,15 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (purpose, reason)
      ) WITHOUT ROWID;
      ALTER TABLE sent_body ADD COLUMN drops TEXT;",
+    // 5 → 6: the consent receipt log (append-only; `seq` keeps the order).
+    "CREATE TABLE consent_receipt (
+         seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+         id     TEXT NOT NULL UNIQUE,
+         at     TEXT NOT NULL,
+         event  TEXT,
+         clause TEXT,
+         body   TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.

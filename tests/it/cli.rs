@@ -117,6 +117,8 @@ const VERBS: &[&[&str]] = &[
     &["consent", "show"],
     &["consent", "grant"],
     &["consent", "revoke"],
+    &["consent", "history"],
+    &["consent", "receipt"],
     &["status"],
     &["flush"],
     &["emit"],
@@ -393,6 +395,21 @@ async fn every_json_output_has_the_documented_shape() {
     );
 
     let daemon = world.spawn_daemon().await;
+    // The daemon records what was accepted before it started.
+    let (out, args) = (
+        run_json(&world, &["consent", "history"]).await,
+        &["consent", "history"],
+    );
+    let receipts = check(&out, args);
+    let id = receipts["receipts"][0]["receipt_id"]
+        .as_str()
+        .expect("a receipt for the grant")
+        .to_owned();
+    let (out, args) = (
+        world.run(&["consent", "receipt", &id]).await,
+        &["consent", "receipt", &id],
+    );
+    check(&out, args);
     let (out, args) = (
         run_json(&world, &["emit", "activation", "--field", "method=code"]).await,
         &["emit", "activation", "--field", "method=code"],

@@ -9,6 +9,7 @@ mod faults;
 mod history;
 mod ingest;
 mod lifecycle;
+mod receipts;
 mod security;
 mod service;
 mod store;

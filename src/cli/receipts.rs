@@ -1,0 +1,86 @@
+//! `consentry consent history` and `consentry consent receipt ID`: the
+//! consent receipt log (`consent::receipt`, kept in the store), read
+//! without a daemon and without changing anything.
+
+use std::process::ExitCode;
+
+use consentry::consent::receipt::Receipt;
+use consentry::store::{DATABASE_FILE, Store, receipts};
+use serde::Serialize;
+
+use super::{OutputArgs, print_json};
+
+#[derive(Serialize)]
+struct History {
+    receipts: Vec<Receipt>,
+}
+
+fn load(output: &OutputArgs) -> anyhow::Result<Option<Store>> {
+    let config = output.config.load()?;
+    // Never create a state directory just to say there is nothing in it.
+    if !config.state_dir.join(DATABASE_FILE).exists() {
+        return Ok(None);
+    }
+    Ok(Some(Store::open(&config.state_dir)?))
+}
+
+pub fn history(output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let receipts = match load(output)? {
+        Some(store) => store.read(receipts::list)?,
+        None => Vec::new(),
+    };
+    if output.json {
+        print_json("consentry.consent.history/1", &History { receipts })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if receipts.is_empty() {
+        say!("  no consent receipt yet");
+    }
+    for receipt in &receipts {
+        let event = serde_json::to_value(receipt.event)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let what = match &receipt.clause {
+            Some(clause) => format!("{} v{}", clause.id, clause.version),
+            None => receipt
+                .purposes
+                .iter()
+                .map(|p| p.purpose.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        say!(
+            "  {}  {:<13} {:<20} {} -> {}  ({}, {})  {}",
+            receipt.timestamp,
+            event,
+            what,
+            receipt.previous_state,
+            receipt.new_state,
+            receipt.collection_method,
+            receipt.jurisdiction,
+            &receipt.receipt_id.to_string()[..8]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn receipt(id: &str, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let id = id.trim().to_ascii_lowercase();
+    anyhow::ensure!(
+        !id.is_empty(),
+        "give a receipt id (`consentry consent history` lists them)"
+    );
+    let found = match load(output)? {
+        Some(store) => store.read(|c| receipts::get(c, &id))?,
+        None => Vec::new(),
+    };
+    match found.as_slice() {
+        [one] => {
+            print_json("consentry.consent.receipt/1", one)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        [] => anyhow::bail!("no consent receipt `{id}` (`consentry consent history` lists them)"),
+        _ => anyhow::bail!("`{id}` is the start of more than one receipt id; give more of it"),
+    }
+}

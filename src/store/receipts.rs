@@ -1,0 +1,165 @@
+//! The consent receipt log: append-only, one row per receipt, with the
+//! snapshot the next comparison starts from (see `consent::receipt`).
+//! Recording compares, appends and moves the snapshot in the caller's
+//! transaction, with one audit line per receipt so that `history` shows
+//! consent events beside uploads and purges.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreError;
+use super::queue::{insert_audit, meta_get, meta_set};
+use crate::catalogue::Catalogue;
+use crate::consent::receipt::{self, Receipt, Snapshot};
+
+/// The `meta` key of the last recorded snapshot.
+const SNAPSHOT_KEY: &str = "consent_snapshot";
+
+/// Records what changed since the last snapshot: the receipts, appended,
+/// and the new snapshot. The first call records what is in force as
+/// events from nothing.
+pub fn record(
+    connection: &Connection,
+    now: &Snapshot,
+    catalogue: &Catalogue,
+    revoked_by: Option<&str>,
+) -> Result<Vec<Receipt>, StoreError> {
+    let before = meta_get(connection, SNAPSHOT_KEY)?
+        .and_then(|json| serde_json::from_str::<Snapshot>(&json).ok())
+        .unwrap_or_else(|| Snapshot {
+            region: now.region.clone(),
+            ..Snapshot::default()
+        });
+    if &before == now {
+        return Ok(Vec::new());
+    }
+    let receipts = receipt::diff(&before, now, catalogue, revoked_by);
+    for receipt in &receipts {
+        let json = serde_json::to_string(receipt).expect("a receipt serializes");
+        connection
+            .prepare_cached(
+                "INSERT INTO consent_receipt (id, at, event, clause, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                receipt.receipt_id.to_string(),
+                receipt.timestamp,
+                serde_json::to_value(receipt.event)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned)),
+                receipt.clause.as_ref().map(|c| c.id.clone()),
+                json
+            ])?;
+        insert_audit(connection, "consent", None, 0, &summary(receipt))?;
+    }
+    meta_set(
+        connection,
+        SNAPSHOT_KEY,
+        &serde_json::to_string(now).expect("a snapshot serializes"),
+    )?;
+    Ok(receipts)
+}
+
+/// One line for the audit trail.
+fn summary(receipt: &Receipt) -> String {
+    let what = match &receipt.clause {
+        Some(clause) => format!("{} v{}", clause.id, clause.version),
+        None => receipt
+            .purposes
+            .iter()
+            .map(|p| p.purpose.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let event = serde_json::to_value(receipt.event)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!(
+        "{event} {what}: {} -> {} ({}; receipt {})",
+        receipt.previous_state, receipt.new_state, receipt.collection_method, receipt.receipt_id
+    )
+    .replace("  ", " ")
+}
+
+/// Every receipt, oldest first.
+pub fn list(connection: &Connection) -> Result<Vec<Receipt>, StoreError> {
+    let mut query = connection.prepare("SELECT body FROM consent_receipt ORDER BY seq")?;
+    let bodies = query
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    bodies
+        .iter()
+        .map(|json| {
+            serde_json::from_str(json).map_err(|err| StoreError::Corrupt {
+                what: "consent receipt",
+                message: err.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The receipt whose id is `id`, or starts with it when exactly one does.
+pub fn get(connection: &Connection, id: &str) -> Result<Vec<Receipt>, StoreError> {
+    let mut query = connection.prepare(
+        "SELECT body FROM consent_receipt WHERE id >= ?1 AND id < ?1 || x'7f' ORDER BY id LIMIT 2",
+    )?;
+    let bodies = query
+        .query_map(params![id], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(bodies
+        .iter()
+        .filter_map(|json| serde_json::from_str(json).ok())
+        .collect())
+}
+
+/// Whether a snapshot was ever recorded (a store that predates receipts
+/// has none).
+pub fn has_snapshot(connection: &Connection) -> Result<bool, StoreError> {
+    Ok(connection
+        .query_row(
+            "SELECT 1 FROM meta WHERE key = ?1",
+            params![SNAPSHOT_KEY],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn snapshot(region: &str, accepted: &[(&str, u32)]) -> Snapshot {
+        Snapshot {
+            region: region.into(),
+            accepted: accepted
+                .iter()
+                .map(|(c, v)| ((*c).to_owned(), (*v, "ab".repeat(32), "cli".to_owned())))
+                .collect(),
+            switched_off: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_log_grows_by_one_receipt_per_change_and_never_repeats_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let catalogue = Catalogue::embedded();
+        let record = |s: &Snapshot, by| store.write(|c| record(c, s, &catalogue, by)).unwrap();
+        assert_eq!(record(&snapshot("global", &[("eula", 3)]), None).len(), 1);
+        assert!(record(&snapshot("global", &[("eula", 3)]), None).is_empty());
+        assert_eq!(record(&snapshot("global", &[]), Some("cli")).len(), 1);
+        assert_eq!(record(&snapshot("eu", &[]), None).len(), 1);
+        let log = store.read(list).unwrap();
+        assert_eq!(log.len(), 3);
+        let id = log[1].receipt_id.to_string();
+        let found = store.read(|c| get(c, &id[..8])).unwrap();
+        assert_eq!(found, vec![log[1].clone()]);
+        let trail = store.recent_audit(10).unwrap();
+        assert_eq!(trail.iter().filter(|a| a.event == "consent").count(), 3);
+        assert!(
+            trail.iter().any(|a| a.detail.starts_with("revoke eula v3")),
+            "{trail:?}"
+        );
+    }
+}

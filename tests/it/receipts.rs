@@ -1,0 +1,141 @@
+//! Consent receipts: one per consent event, with every field the receipt
+//! format names, whoever made the change and however it was made.
+
+use rustix::process::Signal;
+
+use crate::support::World;
+
+async fn receipts(world: &World) -> Vec<serde_json::Value> {
+    let history: serde_json::Value =
+        serde_json::from_str(&world.ok(&["consent", "history", "--json"]).await).unwrap();
+    history["receipts"].as_array().unwrap().clone()
+}
+
+async fn receipts_until(world: &World, count: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+    loop {
+        let all = receipts(world).await;
+        if all.len() >= count {
+            return all;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} receipts: {all:?}",
+            all.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_revoke_renewal_region_and_policy_each_leave_one_receipt() {
+    let world = World::new().await;
+    let catalogue = consentry::catalogue::EMBEDDED;
+    std::fs::write(world.path("catalogue.toml"), catalogue).unwrap();
+    let base = format!("catalogue = \"catalogue.toml\"\n{}", world.config_text(""));
+    world.write_config(&base);
+    let daemon = world.spawn_daemon().await;
+
+    world.ok(&["consent", "grant", "eula"]).await;
+    world.ok(&["consent", "revoke", "eula"]).await;
+    world.ok(&["consent", "grant", "eula"]).await;
+    receipts_until(&world, 3).await;
+    daemon.terminate().await;
+
+    // A new version of the licence text: accepting it is a renewal.
+    let newer = catalogue.replacen("version = 3", "version = 4", 1);
+    assert_ne!(newer, catalogue, "the catalogue's eula is at version 3");
+    std::fs::write(world.path("catalogue.toml"), newer).unwrap();
+    let daemon = world.spawn_daemon().await;
+    world.ok(&["consent", "grant", "eula"]).await;
+    receipts_until(&world, 4).await;
+
+    // A region change and a policy that switches a purpose off.
+    std::fs::write(
+        world.path("policy.toml"),
+        "agent = true\ndisabled_purposes = [\"geo_distribution\"]\n",
+    )
+    .unwrap();
+    world.write_config(
+        &base
+            .replace("region = \"global\"", "region = \"eu\"")
+            .replace("[product]", "policy_file = \"policy.toml\"\n\n[product]"),
+    );
+    daemon.signal(Signal::HUP);
+    let all = receipts_until(&world, 6).await;
+    daemon.terminate().await;
+
+    let events: Vec<&str> = all.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        events,
+        [
+            "grant",
+            "revoke",
+            "grant",
+            "renewal",
+            "region_change",
+            "policy_change"
+        ],
+        "{all:#?}"
+    );
+    let fields = [
+        "version",
+        "receipt_id",
+        "timestamp",
+        "jurisdiction",
+        "collection_method",
+        "event",
+        "clause",
+        "purposes",
+        "previous_state",
+        "new_state",
+    ];
+    for receipt in &all {
+        for field in fields {
+            assert!(receipt.get(field).is_some(), "{field} missing in {receipt}");
+        }
+        assert_eq!(receipt["version"], "KI-CR-v1.1.0");
+    }
+    let grant = &all[0];
+    assert_eq!(grant["collection_method"], "cli");
+    assert_eq!(grant["jurisdiction"], "global");
+    assert_eq!(grant["clause"]["id"], "eula");
+    assert_eq!(grant["clause"]["version"], 3);
+    assert_eq!(grant["clause"]["text_sha256"].as_str().unwrap().len(), 64);
+    assert!(
+        grant["purposes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["purpose"] == "update_identity" && p["basis"] == "contract")
+    );
+    assert_eq!(
+        (
+            grant["previous_state"].as_str(),
+            grant["new_state"].as_str()
+        ),
+        (Some("not accepted"), Some("accepted v3"))
+    );
+    assert_eq!(all[1]["collection_method"], "cli");
+    assert_eq!(all[1]["new_state"], "not accepted");
+    assert_eq!(all[3]["previous_state"], "accepted v3");
+    assert_eq!(all[3]["new_state"], "accepted v4");
+    assert_eq!(
+        (
+            all[4]["previous_state"].as_str(),
+            all[4]["new_state"].as_str()
+        ),
+        (Some("global"), Some("eu"))
+    );
+    assert_eq!(all[5]["purposes"][0]["purpose"], "geo_distribution");
+    assert_eq!(all[5]["jurisdiction"], "eu");
+
+    // One receipt, by the start of its id; and every event in `history`.
+    let id = all[1]["receipt_id"].as_str().unwrap();
+    let one: serde_json::Value =
+        serde_json::from_str(&world.ok(&["consent", "receipt", &id[..8]]).await).unwrap();
+    assert_eq!(one["receipt_id"], id);
+    let history = world.ok(&["history", "--limit", "200"]).await;
+    assert!(history.contains("revoke eula v3"), "{history}");
+    assert!(history.contains("region_change"), "{history}");
+}
