@@ -17,6 +17,7 @@ macro_rules! say {
     }};
 }
 
+mod check;
 mod consent;
 mod daemon;
 mod demo;
@@ -27,6 +28,7 @@ mod history;
 mod preview;
 mod reference;
 mod status;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,7 +63,7 @@ enum Command {
     Daemon,
     /// Validate the config, the catalogue, the consent file and the upload
     /// settings; with --connect, also reach the endpoint.
-    Check(status::CheckArgs),
+    Check(check::CheckArgs),
     /// List, show, grant or revoke clauses.
     #[command(subcommand)]
     Consent(consent::ConsentCommand),
@@ -179,7 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Daemon => daemon::run(&out.config).await,
-        Command::Check(args) => status::check(&args, &out).await,
+        Command::Check(args) => check::run(&args, &out).await,
         Command::Consent(command) => consent::run(command, &out).await,
         Command::Status(args) => status::run(&args, &out).await,
         Command::Flush => flush::run(&out).await,
