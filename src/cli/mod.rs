@@ -227,24 +227,6 @@ pub fn print_json(schema: &str, value: &impl serde::Serialize) -> anyhow::Result
     Ok(())
 }
 
-/// A purpose a collection skipped, and why (`"purpose: reason"` in the
-/// control protocol's `CollectSummary`, split here for `--json`).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct BlockedPurpose {
-    pub purpose: String,
-    pub reason: String,
-}
-
-impl BlockedPurpose {
-    pub fn parse(text: &str) -> Self {
-        let (purpose, reason) = text.split_once(": ").unwrap_or(("", text));
-        Self {
-            purpose: purpose.to_owned(),
-            reason: reason.to_owned(),
-        }
-    }
-}
-
 /// A line of prose in a JSON list (a warning, a collector error): always
 /// an object with `message`, so prose never stands where data is expected.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -252,11 +234,12 @@ pub struct Message {
     pub message: String,
 }
 
-/// `CollectSummary` as `--json` shows it: blocked purposes as objects.
+/// `CollectSummary` as `--json` shows it: errors as `{message}` objects
+/// (blocked purposes are objects in the control protocol already).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CollectView {
     pub queued: u64,
-    pub blocked: Vec<BlockedPurpose>,
+    pub blocked: Vec<consentry::control::Blocked>,
     pub errors: Vec<Message>,
 }
 
@@ -264,11 +247,7 @@ impl From<&consentry::control::CollectSummary> for CollectView {
     fn from(summary: &consentry::control::CollectSummary) -> Self {
         Self {
             queued: summary.queued,
-            blocked: summary
-                .blocked
-                .iter()
-                .map(|b| BlockedPurpose::parse(b))
-                .collect(),
+            blocked: summary.blocked.clone(),
             errors: summary
                 .errors
                 .iter()
