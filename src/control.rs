@@ -29,10 +29,18 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct CollectSummary {
     /// Records that passed the check and the gate, and are now queued.
     pub queued: u64,
-    /// `purpose: reason` for every collector whose records were not queued.
-    pub blocked: Vec<String>,
+    /// Every collector whose records were not queued, and why.
+    pub blocked: Vec<Blocked>,
     /// Collector or catalogue-check failures.
     pub errors: Vec<String>,
+}
+
+/// A purpose a collection skipped because its decision is blocked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    pub purpose: String,
+    /// The decision's reason, as `status` gives it.
+    pub reason: String,
 }
 
 /// A collection followed by an upload.
@@ -193,5 +201,26 @@ mod tests {
         );
         let back: Request = serde_json::from_str(r#"{"request":"consent_changed"}"#).unwrap();
         assert_eq!(back, Request::ConsentChanged { revoked: None });
+    }
+
+    #[test]
+    fn blocked_purposes_travel_as_objects() {
+        let summary = CollectSummary {
+            queued: 1,
+            blocked: vec![Blocked {
+                purpose: "update_identity".into(),
+                reason: "eula not accepted: it says: no".into(),
+            }],
+            errors: Vec::new(),
+        };
+        let line = serde_json::to_string(&summary).unwrap();
+        assert_eq!(
+            line,
+            r#"{"queued":1,"blocked":[{"purpose":"update_identity","reason":"eula not accepted: it says: no"}],"errors":[]}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<CollectSummary>(&line).unwrap(),
+            summary
+        );
     }
 }

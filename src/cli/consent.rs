@@ -15,6 +15,7 @@ use consentry::store::{DATABASE_FILE, Store, queue};
 use consentry::upload::purge_disallowed;
 use serde::Serialize;
 
+use super::table::{self, Cell, Detail, Row, Style, Table, Tone};
 use super::{OutputArgs, print_json};
 
 #[derive(Debug, Subcommand)]
@@ -148,32 +149,53 @@ fn list(output: &OutputArgs) -> anyhow::Result<ExitCode> {
     if output.json {
         print_json("consentry.consent.list/1", &ClauseList { clauses: states })?;
     } else {
-        for state in &states {
+        let style = Style::detect();
+        for line in table::render(&clause_table(&states, &style), &style) {
+            say!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One row per clause: its state, the version in the catalogue, and when
+/// and how it was accepted; the title (and why a renewal is needed) below.
+fn clause_table(states: &[ClauseState], style: &Style) -> Table {
+    let rows = states
+        .iter()
+        .map(|state| {
             let kind = match state.kind {
                 consentry::catalogue::ClauseKind::Eula => "eula",
                 consentry::catalogue::ClauseKind::Voluntary => "voluntary",
             };
-            let text = match (&state.state, &state.accepted, &state.reason) {
-                (AcceptanceState::Accepted, Some(a), _) => {
-                    format!("accepted ({}, {})", a.accepted_at, a.method.as_str())
-                }
-                (AcceptanceState::RenewalNeeded, _, Some(reason)) => {
-                    format!("{reason}: renewal needed")
-                }
-                _ => "not accepted".to_owned(),
+            let verdict = match state.state {
+                AcceptanceState::Accepted => style.verdict(Tone::Good, "accepted"),
+                AcceptanceState::NotAccepted => style.verdict(Tone::Plain, "not accepted"),
+                AcceptanceState::RenewalNeeded => style.verdict(Tone::Warn, "outdated"),
             };
-            say!(
-                "{:<10} v{:<3} {:<10} {}\n{:<26}{}",
-                state.clause,
-                state.version,
-                kind,
-                text,
-                "",
-                state.title
-            );
-        }
+            let (at, method) = match &state.accepted {
+                Some(a) => (a.accepted_at.clone(), a.method.as_str()),
+                None => ("-".to_owned(), "-"),
+            };
+            let mut detail = vec![format!("{} ({kind})", state.title)];
+            detail.extend(state.reason.iter().map(|r| format!("renewal needed: {r}")));
+            Row {
+                cells: vec![
+                    Cell::plain(state.clause.clone()),
+                    verdict,
+                    Cell::plain(format!("v{}", state.version)),
+                    Cell::plain(at),
+                    Cell::plain(method),
+                ],
+                detail,
+            }
+        })
+        .collect();
+    Table {
+        header: vec!["CLAUSE", "STATE", "VERSION", "ACCEPTED AT", "METHOD"],
+        detail_header: "",
+        detail: Detail::Below,
+        rows,
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn show(clause_id: &str, output: &OutputArgs) -> anyhow::Result<ExitCode> {

@@ -45,7 +45,7 @@ pub async fn run(args: &OutputArgs) -> anyhow::Result<ExitCode> {
 fn print_summary(summary: &FlushSummary) {
     say!("collected: {} record(s) queued", summary.collect.queued);
     for blocked in &summary.collect.blocked {
-        say!("  blocked  {blocked}");
+        say!("  blocked  {}: {}", blocked.purpose, blocked.reason);
     }
     for error in &summary.collect.errors {
         say!("  error    {error}");

@@ -17,6 +17,7 @@ macro_rules! say {
     }};
 }
 
+mod check;
 mod consent;
 mod daemon;
 mod demo;
@@ -28,6 +29,7 @@ mod preview;
 mod receipts;
 mod reference;
 mod status;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,7 +64,7 @@ enum Command {
     Daemon,
     /// Validate the config, the catalogue, the consent file and the upload
     /// settings; with --connect, also reach the endpoint.
-    Check(status::CheckArgs),
+    Check(check::CheckArgs),
     /// List, show, grant or revoke clauses.
     #[command(subcommand)]
     Consent(consent::ConsentCommand),
@@ -180,7 +182,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Daemon => daemon::run(&out.config).await,
-        Command::Check(args) => status::check(&args, &out).await,
+        Command::Check(args) => check::run(&args, &out).await,
         Command::Consent(command) => consent::run(command, &out).await,
         Command::Status(args) => status::run(&args, &out).await,
         Command::Flush => flush::run(&out).await,
@@ -226,24 +228,6 @@ pub fn print_json(schema: &str, value: &impl serde::Serialize) -> anyhow::Result
     Ok(())
 }
 
-/// A purpose a collection skipped, and why (`"purpose: reason"` in the
-/// control protocol's `CollectSummary`, split here for `--json`).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct BlockedPurpose {
-    pub purpose: String,
-    pub reason: String,
-}
-
-impl BlockedPurpose {
-    pub fn parse(text: &str) -> Self {
-        let (purpose, reason) = text.split_once(": ").unwrap_or(("", text));
-        Self {
-            purpose: purpose.to_owned(),
-            reason: reason.to_owned(),
-        }
-    }
-}
-
 /// A line of prose in a JSON list (a warning, a collector error): always
 /// an object with `message`, so prose never stands where data is expected.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -251,11 +235,12 @@ pub struct Message {
     pub message: String,
 }
 
-/// `CollectSummary` as `--json` shows it: blocked purposes as objects.
+/// `CollectSummary` as `--json` shows it: errors as `{message}` objects
+/// (blocked purposes are objects in the control protocol already).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CollectView {
     pub queued: u64,
-    pub blocked: Vec<BlockedPurpose>,
+    pub blocked: Vec<consentry::control::Blocked>,
     pub errors: Vec<Message>,
 }
 
@@ -263,11 +248,7 @@ impl From<&consentry::control::CollectSummary> for CollectView {
     fn from(summary: &consentry::control::CollectSummary) -> Self {
         Self {
             queued: summary.queued,
-            blocked: summary
-                .blocked
-                .iter()
-                .map(|b| BlockedPurpose::parse(b))
-                .collect(),
+            blocked: summary.blocked.clone(),
             errors: summary
                 .errors
                 .iter()

@@ -1,15 +1,18 @@
-//! `consentry status` and `consentry check`: what is allowed and why, and
-//! whether every file the agent reads is valid.
+//! `consentry status`: per purpose, whether it may send and why, then the
+//! daemon's and the store's state. The answer comes from the consent file
+//! as it is now (evaluated here) and from the daemon when one answers;
+//! without one, the store is read, never created. Text is laid out by
+//! `table`; `--json` is `consentry.status/1`.
 
 use std::process::ExitCode;
 
-use consentry::consent::{Consents, Decision};
+use consentry::consent::Decision;
 use consentry::control::{self, DaemonStatus, Request, Response};
 use consentry::store::{DATABASE_FILE, Store, StoreHealth};
-use consentry::upload::transport::Probe;
 use serde::Serialize;
 
-use super::{CollectView, Message, OutputArgs, print_json};
+use super::table::{self, Cell, Detail, Entry, Row, Style, Table, Tone};
+use super::{CollectView, OutputArgs, print_json};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -102,101 +105,173 @@ pub async fn run(args: &StatusArgs, output: &OutputArgs) -> anyhow::Result<ExitC
         print_json("consentry.status/1", &status)?;
         return Ok(ExitCode::SUCCESS);
     }
-    say!("region {}", status.region);
-    for decision in &status.decisions {
-        let verdict = if decision.is_allowed() {
-            "allowed"
-        } else {
-            "blocked"
-        };
-        let basis = decision.basis().map_or("-", |b| b.as_str());
-        say!(
-            "{:<24} {verdict}  {basis:<19} {}",
-            decision.purpose(),
-            decision.reason()
-        );
+    let style = Style::detect();
+    say!("region {}\n", status.region);
+    for line in table::render(&decision_table(&status.decisions, &style), &style) {
+        say!("{line}");
     }
-    match &status.daemon {
-        Some(daemon) => {
-            say!(
-                "daemon: running (pid {}), {} record(s) queued",
-                daemon.pid,
-                daemon.records_queued
-            );
-            for (purpose, count) in &daemon.discarded {
-                say!("discarded at the door (not allowed): {purpose} {count}");
-            }
-            if let Some(upload) = &daemon.last_upload {
-                let outcome = upload.stopped.as_deref().unwrap_or("ok");
-                say!(
-                    "last upload: {} record(s) sent; {outcome}",
-                    upload.records_sent
-                );
-            }
-            if let Some(reload) = &daemon.reload {
-                match &reload.error {
-                    Some(error) => say!(
-                        "reload at {} REJECTED (running on the last good config): {error}",
-                        reload.at
-                    ),
-                    None => say!("reloaded at {}", reload.at),
-                }
-                if !reload.restart_needed.is_empty() {
-                    say!(
-                        "changed, applies at the next restart: {}",
-                        reload.restart_needed.join(", ")
-                    );
-                }
-            }
-        }
-        None => say!("daemon: not running"),
-    }
-    if let Some(store) = status
-        .daemon
-        .as_ref()
-        .map(|d| &d.store)
-        .or(status.store.as_ref())
-    {
-        print_store(store);
+    say!("");
+    for line in table::render_block(&state_block(&status), &style) {
+        say!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The store's troubles, if any: a quarantine, dead letters, a fault.
-fn print_store(store: &StoreHealth) {
+/// One row per purpose: verdict, legal basis, and why.
+fn decision_table(decisions: &[Decision], style: &Style) -> Table {
+    let rows = decisions
+        .iter()
+        .map(|decision| Row {
+            cells: vec![
+                Cell::plain(decision.purpose()),
+                match decision.is_allowed() {
+                    true => style.verdict(Tone::Good, "allowed"),
+                    false => style.verdict(Tone::Bad, "blocked"),
+                },
+                Cell::plain(decision.basis().map_or("-", |b| b.as_str())),
+            ],
+            detail: vec![decision.reason().to_owned()],
+        })
+        .collect();
+    Table {
+        header: vec!["PURPOSE", "VERDICT", "BASIS"],
+        detail_header: "REASON",
+        detail: Detail::InlineIfFits,
+        rows,
+    }
+}
+
+/// The lines under the table: the daemon, its last upload and reload,
+/// then the store (as the daemon sees it, or as read here).
+fn state_block(status: &Status) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    match &status.daemon {
+        Some(daemon) => {
+            entries.push(
+                Entry::new(
+                    "daemon",
+                    format!(
+                        "running (pid {}), {} record(s) queued",
+                        daemon.pid, daemon.records_queued
+                    ),
+                )
+                .tone(Tone::Good),
+            );
+            for (i, (purpose, count)) in daemon.discarded.iter().enumerate() {
+                let label = if i == 0 { "discarded" } else { "" };
+                entries.push(Entry::new(
+                    label,
+                    format!("{purpose}: {count} at the door (not allowed)"),
+                ));
+            }
+            if let Some(upload) = &daemon.last_upload {
+                let outcome = upload.stopped.as_deref().unwrap_or("ok");
+                let tone = match upload.stopped {
+                    Some(_) => Tone::Warn,
+                    None => Tone::Plain,
+                };
+                entries.push(
+                    Entry::new(
+                        "last upload",
+                        format!("{} record(s) sent; {outcome}", upload.records_sent),
+                    )
+                    .tone(tone),
+                );
+            }
+            if let Some(reload) = &daemon.reload {
+                entries.push(match &reload.error {
+                    Some(error) => Entry::new(
+                        "reload",
+                        format!(
+                            "at {} REJECTED (running on the last good config): {error}",
+                            reload.at
+                        ),
+                    )
+                    .tone(Tone::Bad),
+                    None => Entry::new("reload", format!("at {}, applied", reload.at)),
+                });
+                if !reload.restart_needed.is_empty() {
+                    entries.push(
+                        Entry::new(
+                            "restart",
+                            format!("needed to apply: {}", reload.restart_needed.join(", ")),
+                        )
+                        .tone(Tone::Warn),
+                    );
+                }
+            }
+        }
+        None => entries.push(Entry::new("daemon", "not running")),
+    }
+    let store = status
+        .daemon
+        .as_ref()
+        .map(|d| &d.store)
+        .or(status.store.as_ref());
+    if let Some(store) = store {
+        store_entries(store, &mut entries);
+    }
+    entries
+}
+
+/// The store: its troubles first (a fault, a quarantine), then how full
+/// the queue is and what was dropped or given up on.
+fn store_entries(store: &StoreHealth, entries: &mut Vec<Entry>) {
     if let Some(fault) = &store.fault {
-        say!("store: TROUBLE since {}: {}", fault.at, fault.message);
+        entries.push(
+            Entry::new(
+                "store",
+                format!("TROUBLE since {}: {}", fault.at, fault.message),
+            )
+            .tone(Tone::Bad),
+        );
     }
     if let Some(quarantine) = &store.quarantine {
-        say!("store: a database failed its check and was quarantined {quarantine}");
+        entries.push(
+            Entry::new(
+                "quarantine",
+                format!("a database failed its check and was quarantined {quarantine}"),
+            )
+            .tone(Tone::Bad),
+        );
     }
-    match store.max_queue_bytes {
-        Some(max) => say!(
-            "queue: {} of {} bytes ({:.0}%)",
-            store.queue_bytes,
-            max,
-            store.queue_bytes as f64 * 100.0 / max.max(1) as f64
-        ),
-        None => say!("queue: {} bytes", store.queue_bytes),
-    }
-    for (purpose, reasons) in &store.dropped {
+    entries.push(Entry::new(
+        "queue",
+        match store.max_queue_bytes {
+            Some(max) => format!(
+                "{} of {} bytes ({:.0}%)",
+                store.queue_bytes,
+                max,
+                store.queue_bytes as f64 * 100.0 / max.max(1) as f64
+            ),
+            None => format!("{} bytes", store.queue_bytes),
+        },
+    ));
+    for (i, (purpose, reasons)) in store.dropped.iter().enumerate() {
         let reasons: Vec<String> = reasons
             .iter()
             .map(|(reason, count)| format!("{count} {}", reason.replace('_', " ")))
             .collect();
-        say!(
-            "dropped to keep the bounds: {purpose}: {}",
-            reasons.join(", ")
-        );
+        let label = if i == 0 { "dropped" } else { "" };
+        entries.push(Entry::new(
+            label,
+            format!("{purpose}: {} (to keep the bounds)", reasons.join(", ")),
+        ));
     }
     if store.dead_letters > 0 {
-        say!(
-            "dead letters: {} record(s) that will not be sent (newest: {}); see `consentry history`",
-            store.dead_letters,
-            store
-                .dead_letter_reason
-                .as_deref()
-                .unwrap_or("no reason recorded")
+        entries.push(
+            Entry::new(
+                "dead letters",
+                format!(
+                    "{} record(s) that will not be sent (newest: {}); see `consentry history`",
+                    store.dead_letters,
+                    store
+                        .dead_letter_reason
+                        .as_deref()
+                        .unwrap_or("no reason recorded")
+                ),
+            )
+            .tone(Tone::Warn),
         );
     }
 }
@@ -220,167 +295,4 @@ pub fn print_decision(decision: &Decision) {
         decision.purpose(),
         decision.reason()
     );
-}
-
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  consentry check
-  consentry --config ./consentry.toml check --connect
-  consentry check --json")]
-pub struct CheckArgs {
-    /// Also connect: a real TLS handshake with the endpoint and an empty
-    /// probe request (nothing is stored), explaining any failure.
-    #[arg(long)]
-    pub connect: bool,
-}
-
-/// `consentry.check/1` (docs/cli-json.md).
-#[derive(Serialize)]
-struct CheckReport {
-    config: String,
-    catalogue: CatalogueSource,
-    clauses: usize,
-    purposes: usize,
-    consent_file: String,
-    accepted: Vec<AcceptedVersion>,
-    endpoint: String,
-    /// Things that work but should be fixed (a token file others can read).
-    warnings: Vec<Message>,
-    /// The probe's result, with `--connect`; `null` without.
-    connect: Option<Probe>,
-    state_dir: StateDir,
-}
-
-#[derive(Serialize)]
-struct CatalogueSource {
-    /// True for the catalogue built into the binary.
-    embedded: bool,
-    /// The catalogue file, when the config names one.
-    path: Option<String>,
-}
-
-#[derive(Serialize)]
-struct AcceptedVersion {
-    clause: String,
-    version: u32,
-}
-
-#[derive(Serialize)]
-struct StateDir {
-    path: String,
-    /// False: the daemon creates it at its first start.
-    exists: bool,
-}
-
-/// Validates everything the daemon would read at start-up, through the
-/// same preflight (`Transport::new` reads the CA file, server certificate
-/// and token file); the first problem found is the error (each file reports
-/// all of its own problems). With `--connect`, then probes the endpoint and
-/// fails, with an explanation, when it cannot be used.
-pub async fn check(check_args: &CheckArgs, args: &OutputArgs) -> anyhow::Result<ExitCode> {
-    let config = args.config.load()?;
-    // The daemon's own start-up checks, then the stricter consent check.
-    let preflight = consentry::preflight::run(&config)?;
-    let catalogue = &preflight.catalogue;
-    let consents = Consents::load(&config.consent_file, catalogue)?;
-    if let Some(problems) = consents.unrecognised() {
-        return Err(problems.into());
-    }
-    let exists = preflight.state_dir_exists;
-    let report = CheckReport {
-        config: config.path.display().to_string(),
-        catalogue: CatalogueSource {
-            embedded: config.catalogue_file.is_none(),
-            path: config
-                .catalogue_file
-                .as_ref()
-                .map(|p| p.display().to_string()),
-        },
-        clauses: catalogue.clauses().count(),
-        purposes: catalogue.purposes().count(),
-        consent_file: config.consent_file.display().to_string(),
-        accepted: consents
-            .iter()
-            .map(|a| AcceptedVersion {
-                clause: a.clause.clone(),
-                version: a.version,
-            })
-            .collect(),
-        endpoint: config.upload.endpoint_shown(),
-        warnings: preflight
-            .warnings
-            .iter()
-            .map(|w| Message { message: w.clone() })
-            .collect(),
-        connect: None,
-        state_dir: StateDir {
-            path: config.state_dir.display().to_string(),
-            exists,
-        },
-    };
-    let report = CheckReport {
-        connect: match check_args.connect {
-            true => Some(preflight.transport.probe().await),
-            false => None,
-        },
-        ..report
-    };
-    let reached = report.connect.as_ref().is_none_or(|probe| probe.ok);
-    if args.json {
-        print_json("consentry.check/1", &report)?;
-    } else {
-        say!("config     {}: ok", report.config);
-        say!(
-            "catalogue  {}: {} clauses, {} purposes",
-            report.catalogue.path.as_deref().unwrap_or("embedded"),
-            report.clauses,
-            report.purposes
-        );
-        let accepted = if report.accepted.is_empty() {
-            "nothing accepted".to_owned()
-        } else {
-            let accepted: Vec<String> = report
-                .accepted
-                .iter()
-                .map(|a| format!("{} v{}", a.clause, a.version))
-                .collect();
-            accepted.join(", ")
-        };
-        say!("consent    {}: {accepted}", report.consent_file);
-        match &report.connect {
-            None => say!(
-                "endpoint   {}: ok (not contacted; --connect does)",
-                report.endpoint
-            ),
-            Some(probe) if probe.ok => say!(
-                "endpoint   {}: ok (TLS handshake and probe answered {})",
-                report.endpoint,
-                probe.status.unwrap_or_default()
-            ),
-            Some(probe) => {
-                say!(
-                    "endpoint   {}: FAILED: {}",
-                    report.endpoint,
-                    probe.explanation.as_deref().unwrap_or("unknown error")
-                );
-                if let Some(detail) = &probe.detail {
-                    say!("           detail: {detail}");
-                }
-            }
-        }
-        for warning in &report.warnings {
-            say!("warning    {}", warning.message);
-        }
-        let created = if report.state_dir.exists {
-            "exists"
-        } else {
-            "will be created"
-        };
-        say!("state_dir  {} ({created})", report.state_dir.path);
-    }
-    Ok(if reached {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Agent, Shared};
 use crate::collect::{self, ksn};
-use crate::control::CollectSummary;
+use crate::control::{Blocked, CollectSummary};
 use crate::gate::Refusal;
 
 /// How often the store's housekeeping runs.
@@ -103,9 +103,10 @@ pub(super) async fn collect_periodic(agent: &Agent) -> CollectSummary {
         let purpose = collector.purpose();
         let decision = registry.decide(purpose);
         if !decision.is_allowed() {
-            summary
-                .blocked
-                .push(format!("{purpose}: {}", decision.reason()));
+            summary.blocked.push(Blocked {
+                purpose: purpose.to_owned(),
+                reason: decision.reason().to_owned(),
+            });
             continue;
         }
         let records = match collector.collect(&agent.context) {
@@ -158,8 +159,8 @@ pub(super) async fn close_ksn_window(agent: &Agent, summary: &mut CollectSummary
         .await;
     match closed {
         Ok(Ok(queued)) => summary.queued += queued,
-        Ok(Err(Refusal::NotAllowed { reason, .. })) => {
-            summary.blocked.push(format!("{}: {reason}", ksn::PURPOSE))
+        Ok(Err(Refusal::NotAllowed { purpose, reason })) => {
+            summary.blocked.push(Blocked { purpose, reason })
         }
         Ok(Err(Refusal::Check(err))) => summary.errors.push(err.to_string()),
         Err(err) => summary

@@ -451,3 +451,102 @@ async fn every_json_output_has_the_documented_shape() {
         "documented but never checked: {missing:?}"
     );
 }
+
+/// The embedded catalogue with its one title longer than a terminal line
+/// shortened: off a terminal the full text is printed, so that title alone
+/// would run past 80 columns whatever the layout.
+fn catalogue_with_short_titles() -> String {
+    let long = "End User License Agreement: data provision in the European Union, \
+                the United Kingdom, Brazil and California";
+    assert!(consentry::catalogue::EMBEDDED.contains(long));
+    consentry::catalogue::EMBEDDED.replace(long, "End User License Agreement: regional edition")
+}
+
+/// The column at which `needle` starts in `line`, in characters.
+fn column_of(line: &str, needle: &str) -> Option<usize> {
+    line.find(needle).map(|at| line[..at].chars().count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_consent_list_are_aligned_tables_within_80_columns() {
+    let world = World::with_eula_answering(200).await;
+    std::fs::write(world.path("catalogue.toml"), catalogue_with_short_titles()).unwrap();
+    let text = std::fs::read_to_string(&world.config).unwrap().replace(
+        "consent_file",
+        "catalogue = \"catalogue.toml\"\nconsent_file",
+    );
+    world.write_config(&text);
+    world.ok(&["consent", "grant", "ksn"]).await;
+    let daemon = world.spawn_daemon().await;
+    let utf8 = [("COLUMNS", "80"), ("LC_ALL", "C.UTF-8")];
+    let run = async |args: &[&str], env: &[(&str, &str)]| {
+        let output = world.run_env(args, env).await;
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        let text = String::from_utf8(output.stdout).unwrap();
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{args:?}: {line:?}\n{text}");
+            assert!(!line.contains('\x1b'), "colour into a pipe: {line:?}");
+        }
+        text
+    };
+
+    let status = run(&["status"], &utf8).await;
+    let lines: Vec<&str> = status.lines().collect();
+    let header = lines.iter().find(|l| l.starts_with("PURPOSE")).unwrap();
+    let verdict_at = column_of(header, "VERDICT").unwrap();
+    let basis_at = column_of(header, "BASIS").unwrap();
+    let rows: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("✔ allowed") || l.contains("✘ blocked"))
+        .collect();
+    assert_eq!(rows.len(), 15, "one row per purpose:\n{status}");
+    assert!(status.contains("✘ blocked"), "{status}");
+    for row in &rows {
+        let verdict = column_of(row, "✔").or_else(|| column_of(row, "✘"));
+        assert_eq!(verdict, Some(verdict_at), "{row:?}\n{status}");
+        let basis = row.chars().skip(basis_at).collect::<String>();
+        assert!(
+            ["contract", "legitimate_interest", "consent"]
+                .iter()
+                .any(|b| basis.starts_with(b)),
+            "{row:?}\n{status}"
+        );
+    }
+    // Every reason is there in full, on the row or below it.
+    assert!(status.contains("eula accepted at version 3"), "{status}");
+    assert!(status.contains("no clause allowing it applies in region global"));
+    // The state block: labels in one column.
+    let daemon_line = lines.iter().find(|l| l.starts_with("daemon ")).unwrap();
+    let queue_line = lines.iter().find(|l| l.starts_with("queue ")).unwrap();
+    assert!(daemon_line.contains("running (pid"), "{status}");
+    assert_eq!(
+        column_of(daemon_line, "running"),
+        queue_line
+            .find(|c: char| c.is_ascii_digit())
+            .map(|at| queue_line[..at].chars().count()),
+        "{status}"
+    );
+
+    let list = run(&["consent", "list"], &utf8).await;
+    let header = list.lines().next().unwrap();
+    let state_at = column_of(header, "STATE").unwrap();
+    let ksn = list.lines().find(|l| l.starts_with("ksn ")).unwrap();
+    assert_eq!(column_of(ksn, "✔ accepted"), Some(state_at), "{list}");
+    assert_eq!(column_of(ksn, "v3"), column_of(header, "VERSION"), "{list}");
+    assert!(ksn.ends_with(" cli"), "{list}");
+    let marketing = list.lines().find(|l| l.starts_with("marketing ")).unwrap();
+    assert_eq!(column_of(marketing, "- not accepted"), Some(state_at));
+    assert!(
+        list.contains("\n    Security Network statement (voluntary)\n"),
+        "{list}"
+    );
+
+    // Outside a UTF-8 locale, ASCII marks.
+    let ascii = run(&["status"], &[("COLUMNS", "80"), ("LC_ALL", "C")]).await;
+    assert!(ascii.is_ascii(), "{ascii}");
+    assert!(
+        ascii.contains("+ allowed") && ascii.contains("x blocked"),
+        "{ascii}"
+    );
+    daemon.kill().await;
+}
