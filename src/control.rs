@@ -108,6 +108,13 @@ pub struct DaemonStatus {
     pub decisions: Vec<Decision>,
     pub last_collect: Option<CollectSummary>,
     pub last_upload: Option<UploadSummary>,
+    /// When the last upload attempt ended.
+    #[serde(default)]
+    pub last_upload_at: Option<String>,
+    /// When the uploader tries next, at the latest (sooner for a full
+    /// batch, a collection or a `flush`).
+    #[serde(default)]
+    pub next_upload_at: Option<String>,
     /// Quarantine, dead letters and trouble with the store.
     #[serde(default)]
     pub store: StoreHealth,

@@ -19,7 +19,8 @@ const DEFAULT_LIMIT: usize = 50;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   consentry history
-  consentry history --limit 500 --json
+  consentry history --kind uploaded --since 24h
+  consentry history --purpose update_identity --limit 500 --json
   consentry history --show 3f2a91 > sent-body.json")]
 pub struct HistoryArgs {
     /// Show at most this many of the newest lines.
@@ -29,6 +30,33 @@ pub struct HistoryArgs {
     /// of it) on stdout; its SHA-256 is the one the trail recorded.
     #[arg(long, value_name = "BATCH")]
     pub show: Option<String>,
+    /// Only lines of this kind: uploaded, failed, refused, purged, dropped,
+    /// dead-lettered, consent, quarantined, rotated.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Only lines since then: an RFC 3339 time, or a duration back from
+    /// now ("24h", "7d").
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only lines about this purpose (uploads and purges name theirs).
+    #[arg(long, value_name = "PURPOSE")]
+    pub purpose: Option<String>,
+}
+
+/// `--since` as an RFC 3339 time: given as one, or a duration back from now.
+fn since(value: &str) -> anyhow::Result<String> {
+    if let Ok(at) = humantime::parse_rfc3339_weak(value) {
+        return Ok(consentry::clock::rfc3339(at));
+    }
+    let back = humantime::parse_duration(value).map_err(|_| {
+        anyhow::anyhow!(
+            "--since `{value}` is neither a time (2026-11-26T10:00:00Z) nor a duration (24h, 7d)"
+        )
+    })?;
+    let at = std::time::SystemTime::now()
+        .checked_sub(back)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    Ok(consentry::clock::rfc3339(at))
 }
 
 pub fn run(args: &HistoryArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -36,9 +64,14 @@ pub fn run(args: &HistoryArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> 
     if let Some(batch) = &args.show {
         return show(&config, batch, output.json);
     }
+    let filter = queue::AuditFilter {
+        kind: args.kind.clone(),
+        since: args.since.as_deref().map(since).transpose()?,
+        purpose: args.purpose.clone(),
+    };
     // Never create a state directory just to say there is nothing in it.
     let entries = if config.state_dir.join(DATABASE_FILE).exists() {
-        Store::open(&config.state_dir)?.recent_audit(args.limit)?
+        Store::open(&config.state_dir)?.read(|c| queue::audit_where(c, args.limit, &filter))?
     } else {
         Vec::new()
     };

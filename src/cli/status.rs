@@ -44,6 +44,8 @@ struct DaemonView {
     decisions: Vec<Decision>,
     last_collect: Option<CollectView>,
     last_upload: Option<consentry::upload::UploadSummary>,
+    last_upload_at: Option<String>,
+    next_upload_at: Option<String>,
     store: StoreHealth,
     reload: Option<consentry::control::ReloadReport>,
 }
@@ -57,6 +59,8 @@ impl From<DaemonStatus> for DaemonView {
             decisions: status.decisions,
             last_collect: status.last_collect.as_ref().map(CollectView::from),
             last_upload: status.last_upload,
+            last_upload_at: status.last_upload_at,
+            next_upload_at: status.next_upload_at,
             store: status.store,
             reload: status.reload,
         }
@@ -170,13 +174,21 @@ fn state_block(status: &Status) -> Vec<Entry> {
                     Some(_) => Tone::Warn,
                     None => Tone::Plain,
                 };
+                let at = daemon
+                    .last_upload_at
+                    .as_deref()
+                    .map(|at| format!("at {at}: "))
+                    .unwrap_or_default();
                 entries.push(
                     Entry::new(
                         "last upload",
-                        format!("{} record(s) sent; {outcome}", upload.records_sent),
+                        format!("{at}{} record(s) sent; {outcome}", upload.records_sent),
                     )
                     .tone(tone),
                 );
+            }
+            if let Some(next) = &daemon.next_upload_at {
+                entries.push(Entry::new("next upload", format!("by {next}")));
             }
             if let Some(reload) = &daemon.reload {
                 entries.push(match &reload.error {
@@ -247,6 +259,10 @@ fn store_entries(store: &StoreHealth, entries: &mut Vec<Entry>) {
             None => format!("{} bytes", store.queue_bytes),
         },
     ));
+    for (i, (purpose, count)) in store.queued.iter().enumerate() {
+        let label = if i == 0 { "queued" } else { "" };
+        entries.push(Entry::new(label, format!("{purpose}: {count}")));
+    }
     for (i, (purpose, reasons)) in store.dropped.iter().enumerate() {
         let reasons: Vec<String> = reasons
             .iter()

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::uploader::FlushRequest;
 use super::{Agent, Shared};
+use crate::clock::rfc3339;
 use crate::collect::ksn;
 use crate::control::{ConsentApplied, DaemonStatus, FlushSummary, Request, Response};
 use crate::store::{Fault, StoreHealth, queue};
@@ -62,6 +63,8 @@ impl Handler {
             discarded: self.shared.discards.snapshot(),
             decisions: self.agent.gate.registry().decisions().cloned().collect(),
             last_collect: self.shared.collect(),
+            last_upload_at: self.shared.upload_at().map(|(at, _)| rfc3339(at)),
+            next_upload_at: self.shared.next_upload().map(rfc3339),
             last_upload: self.shared.upload(),
             reload: self.shared.reload(),
         }

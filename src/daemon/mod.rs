@@ -260,6 +260,8 @@ pub(crate) struct Shared {
     /// With the time it ended (for the service manager's status line).
     last_upload: Mutex<Option<(SystemTime, UploadSummary)>>,
     last_reload: Mutex<Option<ReloadReport>>,
+    /// When the uploader will next try, at the latest.
+    next_upload: Mutex<Option<SystemTime>>,
     discards: Arc<Discards>,
 }
 
@@ -288,6 +290,12 @@ impl Shared {
     }
     fn upload(&self) -> Option<UploadSummary> {
         self.upload_at().map(|(_, summary)| summary)
+    }
+    fn set_next_upload(&self, at: SystemTime) {
+        *self.next_upload.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+    fn next_upload(&self) -> Option<SystemTime> {
+        *self.next_upload.lock().unwrap_or_else(|p| p.into_inner())
     }
     fn upload_at(&self) -> Option<(SystemTime, UploadSummary)> {
         self.last_upload

@@ -32,6 +32,7 @@ pub(super) async fn run(
     let mut transport = agent.transport();
     let mut interval = agent.config().upload.batch_max_delay.0;
     let mut next = Instant::now() + interval;
+    shared.set_next_upload(std::time::SystemTime::now() + interval);
     // Records queued after the last attempt: a full batch's worth more
     // (counting those it could not send, held back by consent, say) is a
     // reason to send before `next`.
@@ -75,6 +76,9 @@ pub(super) async fn run(
             // interval; the queue on disk is still the source of truth.
             Err(_) => Instant::now() + interval,
         };
+        shared.set_next_upload(
+            std::time::SystemTime::now() + next.saturating_duration_since(Instant::now()),
+        );
         let answer = record(&shared, result);
         if let Some(reply) = reply {
             let _ = reply.send(answer);

@@ -96,6 +96,9 @@ pub struct AuditEntry {
     pub batch_id: Option<String>,
     pub records: u64,
     pub detail: String,
+    /// Typed facts beside the words (an upload's purposes and bytes, a
+    /// purge's purposes), when the line has them.
+    pub facts: Option<serde_json::Value>,
 }
 
 /// Trouble with the store itself (disk full, I/O error, damage), as
@@ -126,6 +129,9 @@ pub struct StoreHealth {
     /// Records dropped to keep the bounds, ever: purpose → reason → count.
     #[serde(default)]
     pub dropped: Drops,
+    /// Records queued now, per purpose.
+    #[serde(default)]
+    pub queued: std::collections::BTreeMap<String, u64>,
 }
 
 /// Why the store could not be opened or used.
@@ -379,6 +385,10 @@ fn health(connection: &Connection) -> Result<StoreHealth, StoreError> {
         queue_bytes: bounds::queue_bytes(connection)?,
         max_queue_bytes: None,
         dropped: bounds::drops(connection, false, |_| true)?,
+        queued: connection
+            .prepare("SELECT purpose, COUNT(*) FROM queue GROUP BY purpose")?
+            .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?
+            .collect::<Result<_, _>>()?,
     })
 }
 

@@ -98,6 +98,7 @@ pub fn purge_blocked(
     why: &str,
 ) -> Result<u64, StoreError> {
     let mut purged = 0u64;
+    let mut by_purpose = serde_json::Map::new();
     for purpose in queued_purposes(connection)? {
         if keep(&purpose) {
             continue;
@@ -107,11 +108,21 @@ pub fn purge_blocked(
                (SELECT DISTINCT batch_id FROM queue WHERE purpose = ?1 AND batch_id IS NOT NULL)",
             params![purpose],
         )?;
-        purged +=
+        let gone =
             connection.execute("DELETE FROM queue WHERE purpose = ?1", params![purpose])? as u64;
+        by_purpose.insert(purpose, gone.into());
+        purged += gone;
     }
     if purged > 0 {
-        insert_audit(connection, "purged", None, purged, why)?;
+        let named: Vec<String> = by_purpose.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        insert_audit_with(
+            connection,
+            "purged",
+            None,
+            purged,
+            &format!("{why}: {}", named.join(", ")),
+            Some(&serde_json::json!({ "purposes": by_purpose })),
+        )?;
     }
     Ok(purged)
 }
@@ -342,11 +353,22 @@ pub fn complete_batch(
     event: &str,
     detail: &str,
 ) -> Result<u64, StoreError> {
+    complete_batch_with(connection, id, event, detail, None)
+}
+
+/// [`complete_batch`], with the audit line's typed `facts`.
+pub fn complete_batch_with(
+    connection: &Connection,
+    id: Uuid,
+    event: &str,
+    detail: &str,
+    facts: Option<&serde_json::Value>,
+) -> Result<u64, StoreError> {
     let deleted = connection.execute(
         "DELETE FROM queue WHERE batch_id = ?1",
         params![id.to_string()],
     )? as u64;
-    insert_audit(connection, event, Some(id), deleted, detail)?;
+    insert_audit_with(connection, event, Some(id), deleted, detail, facts)?;
     Ok(deleted)
 }
 
@@ -366,20 +388,52 @@ pub fn depth(connection: &Connection) -> Result<u64, StoreError> {
 
 /// The newest `limit` audit lines, oldest first.
 pub fn recent_audit(connection: &Connection, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    audit_where(connection, limit, &AuditFilter::default())
+}
+
+/// Which audit lines `history` shows.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this event (`uploaded`, `failed`, `purged`, `dropped`,
+    /// `dead-lettered`, `consent`, …).
+    pub kind: Option<String>,
+    /// Only lines at or after this RFC 3339 time.
+    pub since: Option<String>,
+    /// Only lines whose facts name this purpose.
+    pub purpose: Option<String>,
+}
+
+/// The newest `limit` audit lines that `filter` accepts, oldest first.
+pub fn audit_where(
+    connection: &Connection,
+    limit: usize,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditEntry>, StoreError> {
     let mut query = connection.prepare(
-        "SELECT at, event, batch_id, records, detail FROM
-           (SELECT * FROM audit ORDER BY id DESC LIMIT ?1) ORDER BY id",
+        "SELECT at, event, batch_id, records, detail, facts FROM
+           (SELECT * FROM audit
+            WHERE (?2 IS NULL OR event = ?2)
+              AND (?3 IS NULL OR at >= ?3)
+              AND (?4 IS NULL OR json_type(facts, '$.purposes.' || ?4) IS NOT NULL)
+            ORDER BY id DESC LIMIT ?1)
+         ORDER BY id",
     )?;
     let entries = query
-        .query_map(params![limit as i64], |row| {
-            Ok(AuditEntry {
-                at: row.get(0)?,
-                event: row.get(1)?,
-                batch_id: row.get(2)?,
-                records: row.get::<_, i64>(3)? as u64,
-                detail: row.get(4)?,
-            })
-        })?
+        .query_map(
+            params![limit as i64, filter.kind, filter.since, filter.purpose],
+            |row| {
+                Ok(AuditEntry {
+                    at: row.get(0)?,
+                    event: row.get(1)?,
+                    batch_id: row.get(2)?,
+                    records: row.get::<_, i64>(3)? as u64,
+                    detail: row.get(4)?,
+                    facts: row
+                        .get::<_, Option<String>>(5)?
+                        .and_then(|json| serde_json::from_str(&json).ok()),
+                })
+            },
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(entries)
 }
@@ -408,16 +462,30 @@ pub fn insert_audit(
     records: u64,
     detail: &str,
 ) -> Result<(), StoreError> {
+    insert_audit_with(connection, event, batch_id, records, detail, None)
+}
+
+/// [`insert_audit`] with typed `facts` (JSON) beside the words.
+pub fn insert_audit_with(
+    connection: &Connection,
+    event: &str,
+    batch_id: Option<Uuid>,
+    records: u64,
+    detail: &str,
+    facts: Option<&serde_json::Value>,
+) -> Result<(), StoreError> {
     connection
         .prepare_cached(
-            "INSERT INTO audit (at, event, batch_id, records, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO audit (at, event, batch_id, records, detail, facts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             rfc3339(SystemTime::now()),
             event,
             batch_id.map(|id| id.to_string()),
             records as i64,
-            detail
+            detail,
+            facts.map(|f| f.to_string())
         ])?;
     Ok(())
 }

@@ -88,6 +88,9 @@ const MIGRATIONS: &[&str] = &[
          clause TEXT,
          body   TEXT NOT NULL
      );",
+    // 6 → 7: typed facts beside an audit line's words (an upload's
+    // purposes and bytes, a purge's purposes), for `history` filters.
+    "ALTER TABLE audit ADD COLUMN facts TEXT;",
 ];
 
 /// The schema version this build writes.

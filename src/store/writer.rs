@@ -296,6 +296,7 @@ impl<S: Durable> Writer<S> {
         id: Uuid,
         event: &'static str,
         detail: String,
+        facts: Option<serde_json::Value>,
     ) -> Result<u64, WriterError> {
         let gauges = Arc::clone(&self.gauges);
         self.call(move |c, _| {
@@ -304,7 +305,7 @@ impl<S: Durable> Writer<S> {
                 // The drops its envelope reported are reported.
                 bounds::mark_reported_by(c, id)?;
             }
-            let deleted = queue::complete_batch(c, id, event, &detail)?;
+            let deleted = queue::complete_batch_with(c, id, event, &detail, facts.as_ref())?;
             gauges.removed(deleted, bytes);
             Ok(deleted)
         })
@@ -340,8 +341,23 @@ impl<S: Durable> Writer<S> {
         records: u64,
         detail: String,
     ) -> Result<(), WriterError> {
-        self.call(move |c, _| queue::insert_audit(c, event, batch_id, records, &detail))
+        self.audit_with(event, batch_id, records, detail, None)
             .await
+    }
+
+    /// [`Writer::audit`] with typed facts beside the words.
+    pub async fn audit_with(
+        &self,
+        event: &'static str,
+        batch_id: Option<Uuid>,
+        records: u64,
+        detail: String,
+        facts: Option<serde_json::Value>,
+    ) -> Result<(), WriterError> {
+        self.call(move |c, _| {
+            queue::insert_audit_with(c, event, batch_id, records, &detail, facts.as_ref())
+        })
+        .await
     }
 }
 

@@ -37,6 +37,16 @@ impl UploadResult {
         }
     }
 
+    /// The HTTP status, when there was an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            UploadResult::Accepted { status } | UploadResult::Refused { status, .. } => {
+                Some(*status)
+            }
+            UploadResult::Retryable { status, .. } => *status,
+        }
+    }
+
     /// A short description for logs and the audit trail.
     pub fn detail(&self) -> String {
         match self {

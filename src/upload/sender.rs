@@ -176,6 +176,7 @@ struct Delivered {
     id: Uuid,
     records: u64,
     detail: String,
+    facts: serde_json::Value,
 }
 
 /// The file lock that makes one process at a time the sender for a
@@ -353,7 +354,12 @@ impl<S: Durable> Uploader<S> {
         };
         match self
             .writer
-            .complete_batch(delivered.id, "uploaded", delivered.detail.clone())
+            .complete_batch(
+                delivered.id,
+                "uploaded",
+                delivered.detail.clone(),
+                Some(delivered.facts.clone()),
+            )
             .await
         {
             Ok(_) => {
@@ -475,11 +481,18 @@ impl<S: Durable> Uploader<S> {
         summary: &mut UploadSummary,
     ) -> Result<bool, UploadError> {
         let count = batch.records.len() as u64;
-        let Some(Body { gzip, sha256 }) = self.body(&batch, summary).await? else {
+        let Some(body) = self.body(&batch, summary).await? else {
             return Ok(true);
         };
+        let mut purposes = std::collections::BTreeMap::<&str, u64>::new();
+        for record in &batch.records {
+            *purposes.entry(&record.purpose).or_default() += 1;
+        }
+        let json_bytes = body.json().map_or(0, |json| json.len());
+        let (gzip_bytes, sha256) = (body.gzip.len(), body.sha256.clone());
+        let started = Instant::now();
         let result = tokio::select! {
-            result = self.transport.send(batch.id, gzip) => result,
+            result = self.transport.send(batch.id, body.gzip) => result,
             _ = cancel.cancelled() => {
                 // Consent for part of it was withdrawn mid-send: the request
                 // is abandoned, and the purge that follows removes it.
@@ -488,12 +501,26 @@ impl<S: Durable> Uploader<S> {
                 return Ok(true);
             }
         };
+        let latency = started.elapsed();
+        // What left, in numbers, beside the words (for `history`).
+        let facts = serde_json::json!({
+            "purposes": purposes,
+            "status": result.status(),
+            "json_bytes": json_bytes,
+            "gzip_bytes": gzip_bytes,
+            "body_sha256": sha256,
+            "latency_ms": latency.as_millis() as u64,
+        });
         match &result {
             UploadResult::Accepted { .. } => {
-                let detail = format!("{}; body sha256 {sha256}", result.detail());
+                let detail = format!(
+                    "{} in {} ms; {json_bytes} bytes, {gzip_bytes} gzipped; body sha256 {sha256}",
+                    result.detail(),
+                    latency.as_millis()
+                );
                 match self
                     .writer
-                    .complete_batch(batch.id, "uploaded", detail.clone())
+                    .complete_batch(batch.id, "uploaded", detail.clone(), Some(facts.clone()))
                     .await
                 {
                     Ok(_) => {
@@ -511,6 +538,7 @@ impl<S: Durable> Uploader<S> {
                             id: batch.id,
                             records: count,
                             detail,
+                            facts,
                         });
                         self.back_off(why, summary);
                         Ok(false)
@@ -547,7 +575,7 @@ impl<S: Durable> Uploader<S> {
                 let wait = self.back_off_after(&result, summary);
                 let detail = result.detail();
                 self.writer
-                    .audit("failed", Some(batch.id), count, detail.clone())
+                    .audit_with("failed", Some(batch.id), count, detail.clone(), Some(facts))
                     .await?;
                 tracing::warn!(batch = %batch.id, records = count, error = %detail, retry_in = ?wait, "batch not delivered; it stays queued");
                 Ok(false)

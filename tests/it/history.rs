@@ -91,3 +91,43 @@ async fn history_show_reproduces_the_sent_body_and_a_retry_sends_the_same_bytes(
         "{unknown:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_filters_by_kind_time_and_purpose_and_carries_the_numbers() {
+    let world = World::new().await;
+    world.receiver.script(&[503]);
+    world.ok(&["consent", "grant", "eula"]).await;
+    assert!(!world.run(&["flush"]).await.status.success());
+    world.ok(&["flush"]).await;
+    let json = |args: &'static [&'static str]| {
+        let world = &world;
+        async move {
+            let mut all = args.to_vec();
+            all.push("--json");
+            let out: serde_json::Value = serde_json::from_str(&world.ok(&all).await).unwrap();
+            out["entries"].as_array().unwrap().clone()
+        }
+    };
+    let uploads = json(&["history", "--kind", "uploaded"]).await;
+    assert!(!uploads.is_empty());
+    assert!(uploads.iter().all(|e| e["event"] == "uploaded"));
+    let facts = &uploads[0]["facts"];
+    assert_eq!(facts["status"], 200);
+    assert!(facts["purposes"]["update_identity"].as_u64() >= Some(1), "{facts}");
+    assert!(facts["json_bytes"].as_u64() > Some(0));
+    assert!(facts["gzip_bytes"].as_u64() > Some(0));
+    assert_eq!(facts["body_sha256"].as_str().unwrap().len(), 64);
+    assert!(facts["latency_ms"].is_u64());
+
+    let failed = json(&["history", "--kind", "failed"]).await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["facts"]["status"], 503);
+
+    let about = json(&["history", "--purpose", "update_identity"]).await;
+    assert_eq!(about.len(), uploads.len() + failed.len());
+    assert!(json(&["history", "--purpose", "promotions"]).await.is_empty());
+    assert!(!json(&["history", "--since", "1h"]).await.is_empty());
+    assert!(json(&["history", "--since", "2099-01-01T00:00:00Z"]).await.is_empty());
+    let bad = world.run(&["history", "--since", "soon"]).await;
+    assert_eq!(bad.status.code(), Some(1));
+}
