@@ -427,10 +427,7 @@ mod tests {
     #[test]
     fn fields_say_how_they_are_minimised_and_retention_takes_the_smaller_limit() {
         let text = crate::catalogue::EMBEDDED
-            .replace(
-                "id = \"ksn_threat_reports\"",
-                "id = \"ksn_threat_reports\"\nretention = \"2d\"",
-            )
+            .replace("retention = \"7d\"", "retention = \"2d\"")
             .replace(
                 "id = \"activation\"",
                 "id = \"activation\"\nretention = \"400d\"",
