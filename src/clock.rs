@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// RFC 3339 UTC with second precision: what every timestamp on the wire
 /// and in the consent file looks like.
@@ -37,6 +37,14 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// Written back the way it is read (`"7days"`, `"1h 30m"`), so a
+/// `--json` output round-trips into a config file.
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +61,9 @@ mod tests {
         assert_eq!(d.0, Duration::from_secs(90));
         assert!(serde_json::from_str::<HumanDuration>("\"0s\"").is_err());
         assert!(serde_json::from_str::<HumanDuration>("\"soon\"").is_err());
+        let week = HumanDuration(Duration::from_secs(7 * 86_400));
+        let text = serde_json::to_string(&week).unwrap();
+        assert_eq!(text, "\"7days\"");
+        assert_eq!(serde_json::from_str::<HumanDuration>(&text).unwrap(), week);
     }
 }

@@ -27,6 +27,7 @@ pub mod config;
 pub mod consent;
 pub mod control;
 pub mod daemon;
+pub mod disclosure;
 pub mod document;
 pub mod gate;
 pub mod ingest;

@@ -12,6 +12,7 @@ use toml::Spanned;
 use super::{
     Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Priority, Purpose, Region, Transform,
 };
+use crate::clock::HumanDuration;
 use crate::document::{Document, Problems};
 
 /// The only catalogue schema this build understands.
@@ -52,6 +53,9 @@ struct RawPurpose {
     #[serde(default)]
     priority: Priority,
     clauses: Spanned<Vec<Spanned<String>>>,
+    /// The longest a record of this purpose waits in the queue.
+    #[serde(default)]
+    retention: Option<HumanDuration>,
     #[serde(default, rename = "field")]
     fields: Vec<RawField>,
 }
@@ -243,6 +247,7 @@ pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> 
             basis: raw_purpose.basis,
             sale_or_sharing: raw_purpose.sale_or_sharing,
             priority: raw_purpose.priority,
+            retention: raw_purpose.retention,
             clauses: raw_purpose
                 .clauses
                 .get_ref()
@@ -324,6 +329,23 @@ mod tests {
         assert!(load(&contract).is_ok());
         let missing = text.replace("basis = \"consent\"\n", "");
         assert!(load(&missing).unwrap_err().contains("basis"));
+    }
+
+    #[test]
+    fn retention_is_optional_and_a_bad_one_is_located() {
+        let purpose = format!(
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"string\"\ndescription = \"d\"\n"
+        );
+        let none = load(&purpose).unwrap();
+        assert_eq!(none.purpose("p").unwrap().retention, None);
+        let week = load(&purpose.replace("basis", "retention = \"7d\"\nbasis")).unwrap();
+        assert_eq!(
+            week.purpose("p").unwrap().retention,
+            Some(HumanDuration(std::time::Duration::from_secs(7 * 86_400)))
+        );
+        let err = load(&purpose.replace("basis", "retention = \"soon\"\nbasis")).unwrap_err();
+        assert!(err.starts_with("cat.toml:11:13:"), "{err}");
+        assert!(err.contains("`soon` is not a duration"), "{err}");
     }
 
     #[test]

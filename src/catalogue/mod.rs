@@ -20,6 +20,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::HumanDuration;
 use crate::document::{Document, ReadError};
 pub use crate::privacy::Transform;
 use crate::record::{FieldValue, Record};
@@ -191,6 +192,10 @@ pub struct Purpose {
     pub sale_or_sharing: bool,
     /// Which records a full queue keeps longest.
     pub priority: Priority,
+    /// The longest a record of this purpose waits in the queue, sent or
+    /// not (`retention = "7d"`); `None`: only the store's `max_record_age`
+    /// applies. The store keeps the smaller of the two.
+    pub retention: Option<HumanDuration>,
     /// Any one of these clauses (that applies in the region) allows it.
     pub clauses: Vec<String>,
     pub fields: Vec<Field>,

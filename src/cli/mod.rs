@@ -21,6 +21,7 @@ mod check;
 mod consent;
 mod daemon;
 mod demo;
+mod disclosure;
 mod emit;
 pub mod exit;
 mod flush;
@@ -81,6 +82,8 @@ enum Command {
     Preview(preview::PreviewArgs),
     /// The audit trail: every upload, failed attempt and purge.
     History(history::HistoryArgs),
+    /// Print what is sent and why, per region, from the enforced catalogue.
+    Disclosure(disclosure::DisclosureArgs),
     /// Run the whole path on loopback with a throwaway receiver, then exit.
     Demo(demo::DemoArgs),
     /// Print a shell completion script on stdout.
@@ -187,6 +190,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&args, &out).await,
         Command::Flush => flush::run(&out).await,
         Command::History(args) => history::run(&args, &out),
+        Command::Disclosure(args) => disclosure::run(&args, &out),
         Command::Emit(args) => emit::run(&args, &out).await,
         Command::Preview(args) => preview::run(&args, &out),
         Command::Demo(args) => demo::run(&args).await,

@@ -6,7 +6,8 @@
 //! lowest-priority purposes go first (records claimed by a batch being sent
 //! are left alone), down to nine tenths of the bound so that one more
 //! record does not mean one more eviction. A record older than
-//! `max_record_age` goes at the next housekeeping. Every drop is counted
+//! `max_record_age`, or than its purpose's shorter `retention` (from the
+//! catalogue), goes at the next housekeeping. Every drop is counted
 //! per purpose and reason (`dropped`): the total is shown in `status`, and
 //! the count not yet reported goes out in the next batch's envelope.
 //! Audit lines, kept bodies and dead letters older than `audit_retention`
@@ -92,6 +93,9 @@ pub struct Bounds {
     /// Each purpose's priority; a purpose the catalogue does not know is
     /// dropped first.
     pub priorities: HashMap<String, Priority>,
+    /// The purposes whose catalogue entry sets a `retention`; the limit
+    /// applied is the smaller of it and `max_record_age`.
+    pub retention: HashMap<String, Duration>,
 }
 
 impl Bounds {
@@ -104,6 +108,10 @@ impl Bounds {
                 .purposes()
                 .map(|p| (p.id.clone(), p.priority))
                 .collect(),
+            retention: catalogue
+                .purposes()
+                .filter_map(|p| Some((p.id.clone(), p.retention?.0)))
+                .collect(),
         }
     }
 
@@ -114,6 +122,7 @@ impl Bounds {
             max_record_age: Duration::MAX,
             audit_retention: Duration::MAX,
             priorities: HashMap::new(),
+            retention: HashMap::new(),
         }
     }
 
@@ -285,47 +294,41 @@ fn drop_oldest(
     Ok((records, bytes))
 }
 
-/// Housekeeping: drops queued records older than `max_record_age`
-/// (counted), and audit lines, kept bodies and dead letters older than
-/// `audit_retention`. Returns the records dropped from the queue.
+/// Housekeeping: drops queued records older than their purpose's
+/// retention (one pass per purpose with a limit shorter than the store's)
+/// or than `max_record_age` (one pass for the rest), counted, and audit
+/// lines, kept bodies and dead letters older than `audit_retention`.
+/// Returns the records dropped from the queue.
 pub fn housekeep(
     connection: &Connection,
     bounds: &Bounds,
     now: SystemTime,
 ) -> Result<u64, StoreError> {
+    let mut own: Vec<(&str, Duration)> = bounds
+        .retention
+        .iter()
+        .filter(|(_, limit)| **limit < bounds.max_record_age)
+        .map(|(purpose, limit)| (purpose.as_str(), *limit))
+        .collect();
+    own.sort_unstable();
     let mut expired = 0;
-    if let Some(cutoff) = now.checked_sub(bounds.max_record_age) {
-        let cutoff = rfc3339(cutoff);
-        let counts: Vec<(String, u64)> = connection
-            .prepare_cached(
-                "SELECT purpose, COUNT(*) FROM queue
-                 WHERE batch_id IS NULL AND collected_at < ?1 GROUP BY purpose",
-            )?
-            .query_map(params![cutoff], |row| {
-                Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
-            })?
-            .collect::<Result<_, _>>()?;
-        for (purpose, count) in &counts {
-            count_drop(connection, purpose, TOO_OLD, *count)?;
-            expired += count;
-        }
-        if expired > 0 {
-            connection.execute(
-                "DELETE FROM queue WHERE batch_id IS NULL AND collected_at < ?1",
-                params![cutoff],
-            )?;
-            insert_audit(
-                connection,
-                "dropped",
-                None,
-                expired,
-                &format!(
-                    "older than max_record_age ({})",
-                    humantime::format_duration(bounds.max_record_age)
-                ),
-            )?;
-        }
+    for (purpose, limit) in &own {
+        let why = format!("{purpose}'s retention");
+        expired += expire(connection, "purpose = ?2", &[purpose], now, *limit, &why)?;
     }
+    let others: Vec<&str> = own.iter().map(|(purpose, _)| *purpose).collect();
+    let filter = match others.len() {
+        0 => "1".to_owned(),
+        n => format!(
+            "purpose NOT IN ({})",
+            (2..n + 2)
+                .map(|n| format!("?{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let max = bounds.max_record_age;
+    expired += expire(connection, &filter, &others, now, max, "max_record_age")?;
     if let Some(cutoff) = now.checked_sub(bounds.audit_retention) {
         let cutoff = rfc3339(cutoff);
         for table in ["audit", "sent_body", "dead_letter"] {
@@ -334,6 +337,55 @@ pub fn housekeep(
                 params![cutoff],
             )?;
         }
+    }
+    Ok(expired)
+}
+
+/// Drops the unclaimed records matching `filter` (over `purposes`, from
+/// `?2`) collected more than `limit` before `now`, counted as too old and
+/// audited as older than `why`.
+fn expire(
+    connection: &Connection,
+    filter: &str,
+    purposes: &[&str],
+    now: SystemTime,
+    limit: Duration,
+    why: &str,
+) -> Result<u64, StoreError> {
+    let Some(cutoff) = now.checked_sub(limit) else {
+        return Ok(0);
+    };
+    let args = || {
+        rusqlite::params_from_iter(
+            std::iter::once(rfc3339(cutoff)).chain(purposes.iter().map(|p| (*p).to_owned())),
+        )
+    };
+    let filter = format!("batch_id IS NULL AND collected_at < ?1 AND {filter}");
+    let counts: Vec<(String, u64)> = connection
+        .prepare_cached(&format!(
+            "SELECT purpose, COUNT(*) FROM queue WHERE {filter} GROUP BY purpose"
+        ))?
+        .query_map(args(), |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut expired = 0;
+    for (purpose, count) in &counts {
+        count_drop(connection, purpose, TOO_OLD, *count)?;
+        expired += count;
+    }
+    if expired > 0 {
+        connection
+            .prepare_cached(&format!("DELETE FROM queue WHERE {filter}"))?
+            .execute(args())?;
+        let age = humantime::format_duration(limit);
+        insert_audit(
+            connection,
+            "dropped",
+            None,
+            expired,
+            &format!("older than {why} ({age})"),
+        )?;
     }
     Ok(expired)
 }
@@ -410,176 +462,4 @@ pub fn mark_reported_by(connection: &Connection, id: uuid::Uuid) -> Result<(), S
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::gate::test_record;
-    use crate::store::{BatchLimits, Store, queue};
-
-    /// A store with `n` records of each purpose, oldest first in the order
-    /// given, and bounds that rank them.
-    fn store(dir: &std::path::Path, purposes: &[(&str, Priority)], n: i64) -> (Store, Bounds) {
-        let store = Store::open(dir).unwrap();
-        for (purpose, _) in purposes {
-            let records: Vec<_> = (0..n).map(|i| test_record(purpose, i)).collect();
-            store.enqueue(&records).unwrap();
-        }
-        let bounds = Bounds {
-            priorities: purposes
-                .iter()
-                .map(|(p, priority)| ((*p).to_owned(), *priority))
-                .collect(),
-            ..Bounds::unbounded()
-        };
-        (store, bounds)
-    }
-
-    fn count(store: &Store, purpose: &str) -> i64 {
-        store
-            .read(|c| {
-                Ok(c.query_row(
-                    "SELECT COUNT(*) FROM queue WHERE purpose = ?1",
-                    [purpose],
-                    |r| r.get(0),
-                )?)
-            })
-            .unwrap()
-    }
-
-    #[test]
-    fn a_full_queue_drops_the_oldest_of_the_lowest_priority_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, mut bounds) = store(
-            dir.path(),
-            &[
-                ("high", Priority::High),
-                ("low", Priority::Low),
-                ("normal", Priority::Normal),
-            ],
-            100,
-        );
-        let total = store.read(queue_bytes).unwrap();
-        let per_purpose = total / 3;
-        // Room for one purpose and a half (less a tenth, the margin): the
-        // low one goes, then the oldest of the normal one.
-        bounds.max_queue_bytes = per_purpose + per_purpose / 2;
-        let evicted = store.write(|c| enforce_size(c, &bounds, None)).unwrap();
-        assert!(evicted.queue_bytes <= bounds.max_queue_bytes / 10 * 9);
-        assert_eq!(count(&store, "low"), 0);
-        assert_eq!(count(&store, "high"), 100);
-        let normal = count(&store, "normal");
-        assert!(0 < normal && normal < 50, "{normal}");
-        // The oldest of `normal` went: what is left is its newest.
-        let oldest_left: String = store
-            .read(|c| {
-                Ok(c.query_row(
-                    "SELECT fields FROM queue WHERE purpose = 'normal' ORDER BY id LIMIT 1",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .unwrap();
-        assert_eq!(oldest_left, format!("{{\"n\":{}}}", 100 - normal));
-
-        let drops = store.read(|c| drops(c, false, |_| true)).unwrap();
-        assert_eq!(drops["low"][QUEUE_FULL], 100);
-        assert_eq!(drops["normal"][QUEUE_FULL], (100 - normal) as u64);
-        assert!(!drops.contains_key("high"));
-        assert_eq!(evicted.records, 100 + (100 - normal) as u64);
-        let audit = store.recent_audit(5).unwrap();
-        assert!(audit.iter().any(|a| a.event == "dropped"), "{audit:?}");
-    }
-
-    #[test]
-    fn records_being_sent_are_not_dropped_and_unknown_purposes_go_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, mut bounds) = store(
-            dir.path(),
-            &[("claimed", Priority::Low), ("kept", Priority::High)],
-            50,
-        );
-        store.enqueue(&[test_record("retired", 1)]).unwrap();
-        bounds.priorities.remove("retired");
-        let batch = store.claim_batch(50, &["claimed"]).unwrap().unwrap();
-        bounds.max_queue_bytes = store.read(queue_bytes).unwrap() - 1;
-        store.write(|c| enforce_size(c, &bounds, None)).unwrap();
-        assert_eq!(
-            count(&store, "retired"),
-            0,
-            "unknown to the catalogue: first"
-        );
-        assert_eq!(count(&store, "claimed"), 50, "the batch in flight is kept");
-        assert!(count(&store, "kept") < 50);
-        assert_eq!(
-            store.claim_batch(50, &["claimed"]).unwrap().unwrap().id,
-            batch.id
-        );
-    }
-
-    #[test]
-    fn housekeeping_drops_old_records_and_old_audit() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, mut bounds) = store(dir.path(), &[("a", Priority::Normal)], 3);
-        // test_record is collected at 2026-01-01; audit lines are now.
-        store.audit("note", None, 0, "old news").unwrap();
-        let now = humantime::parse_rfc3339("2026-01-31T00:00:00Z").unwrap();
-        bounds.max_record_age = Duration::from_secs(40 * 86_400);
-        assert_eq!(store.write(|c| housekeep(c, &bounds, now)).unwrap(), 0);
-        bounds.max_record_age = Duration::from_secs(20 * 86_400);
-        assert_eq!(store.write(|c| housekeep(c, &bounds, now)).unwrap(), 3);
-        let drops = store.read(|c| drops(c, false, |_| true)).unwrap();
-        assert_eq!(drops["a"][TOO_OLD], 3);
-
-        bounds.audit_retention = Duration::from_secs(1);
-        let later = SystemTime::now() + Duration::from_secs(60);
-        store.write(|c| housekeep(c, &bounds, later)).unwrap();
-        assert!(store.recent_audit(10).unwrap().is_empty());
-    }
-
-    #[test]
-    fn drops_are_reported_once_and_only_for_purposes_that_may_send() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = store(dir.path(), &[], 0);
-        store
-            .write(|c| {
-                count_drop(c, "a", QUEUE_FULL, 5)?;
-                count_drop(c, "b", TOO_OLD, 2)
-            })
-            .unwrap();
-        let unreported = store.read(|c| drops(c, true, |p| p == "a")).unwrap();
-        assert_eq!(unreported.len(), 1);
-        assert_eq!(unreported["a"][QUEUE_FULL], 5);
-        store.write(|c| count_drop(c, "a", QUEUE_FULL, 1)).unwrap();
-        store.write(|c| mark_reported(c, &unreported)).unwrap();
-        let left = store.read(|c| drops(c, true, |_| true)).unwrap();
-        assert_eq!(left["a"][QUEUE_FULL], 1, "one more since the report");
-        assert_eq!(left["b"][TOO_OLD], 2);
-        let total = store.read(|c| drops(c, false, |_| true)).unwrap();
-        assert_eq!(total["a"][QUEUE_FULL], 6);
-    }
-
-    #[test]
-    fn a_batch_stops_at_its_byte_limit_but_takes_at_least_one_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = store(dir.path(), &[("a", Priority::Normal)], 10);
-        let one = test_record("a", 0).size() as u64;
-        let limits = BatchLimits {
-            records: 100,
-            bytes: one * 3 + one / 2,
-        };
-        let batch = store
-            .write(|c| queue::claim_batch(c, limits, &["a"]))
-            .unwrap()
-            .unwrap();
-        assert_eq!(batch.records.len(), 3);
-        store.complete_batch(batch.id, "uploaded", "t").unwrap();
-        let tiny = BatchLimits {
-            records: 100,
-            bytes: 1,
-        };
-        let batch = store
-            .write(|c| queue::claim_batch(c, tiny, &["a"]))
-            .unwrap()
-            .unwrap();
-        assert_eq!(batch.records.len(), 1);
-    }
-}
+mod tests;

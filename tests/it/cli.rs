@@ -124,6 +124,7 @@ const VERBS: &[&[&str]] = &[
     &["emit"],
     &["preview"],
     &["history"],
+    &["disclosure"],
     &["demo"],
     &["completions"],
     &["man"],
@@ -371,6 +372,8 @@ async fn every_json_output_has_the_documented_shape() {
         &["consent", "show", "ksn"],
         &["preview"],
         &["status"],
+        &["disclosure"],
+        &["disclosure", "--region", "us-ca"],
     ] {
         let (out, args) = (run_json(&world, verb).await, verb);
         check(&out, args);

@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod consent;
 mod delivery;
+mod disclosure;
 mod faults;
 mod history;
 mod ingest;
