@@ -160,9 +160,25 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     shutdown.cancel();
     daemon.await.context("the demo daemon panicked")?;
-    say!("\nAudit trail (`consentry history`):");
     let store = consentry::store::Store::open(&config.state_dir)?;
-    let trail = store.recent_audit(10)?;
+    say!("\nConsent receipts (`consentry consent history`):");
+    for receipt in store.read(consentry::store::receipts::list)? {
+        let clause = receipt
+            .clause
+            .as_ref()
+            .map_or(String::new(), |c| format!("{} v{}", c.id, c.version));
+        say!(
+            "  {:?} {clause}: {} -> {} ({}, {}), receipt {}",
+            receipt.event,
+            receipt.previous_state,
+            receipt.new_state,
+            receipt.collection_method,
+            receipt.jurisdiction,
+            &receipt.receipt_id.to_string()[..8]
+        );
+    }
+    say!("\nAudit trail (`consentry history`):");
+    let trail = store.recent_audit(12)?;
     super::history::print_entries(&trail);
     // What the receiver got is what the trail says was sent.
     if let Some(first) = receiver.requests().first()

@@ -122,7 +122,7 @@ impl Agent {
         let installation_id = writer.call(|c, _| queue::installation_id(c)).await?;
         gate.set_hash_key(writer.call(|c, _| queue::hash_key(c)).await?);
         let context = CollectContext::new(config.product.clone(), installation_id, config.region);
-        Ok(Self {
+        let agent = Self {
             config: ArcSwap::from_pointee(config),
             gate,
             writer,
@@ -133,7 +133,11 @@ impl Agent {
             transport: ArcSwap::from_pointee(transport),
             instance: None,
             reload: Arc::new(Notify::new()),
-        })
+        };
+        // What changed while no daemon ran (a grant by the installer, a
+        // hand edit, a new region) gets its receipts now.
+        agent.record_consent(None).await;
+        Ok(agent)
     }
 
     /// [`Agent::open`] for `consentry daemon`: first takes the state
@@ -145,8 +149,6 @@ impl Agent {
         let instance = instance::Instance::acquire(&config.state_dir)?;
         let mut agent = Self::open(config).await?;
         agent.instance = Some(instance);
-        // What changed while no daemon ran (a hand edit, a new region).
-        agent.record_consent(None).await;
         Ok(agent)
     }
 

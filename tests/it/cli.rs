@@ -382,9 +382,12 @@ async fn every_json_output_has_the_documented_shape() {
     check(&out, args);
     let (out, args) = (run_json(&world, &["history"]).await, &["history"]);
     let history = check(&out, args);
-    let batch = history["entries"][0]["batch_id"]
-        .as_str()
+    let batch = history["entries"]
+        .as_array()
         .unwrap()
+        .iter()
+        .find_map(|e| e["batch_id"].as_str())
+        .expect("an upload in the trail")
         .to_owned();
     let (out, args) = (
         run_json(&world, &["history", "--show", &batch]).await,

@@ -23,10 +23,16 @@ async fn history_shows_failed_and_delivered_uploads() {
     world.ok(&["flush"]).await;
     let history: serde_json::Value =
         serde_json::from_str(&world.ok(&["history", "--json"]).await).unwrap();
-    let history = &history["entries"];
-    let events: Vec<&str> = history
+    // The grant's receipt comes first: the first flush recorded it.
+    assert_eq!(history["entries"][0]["event"], "consent");
+    let history: Vec<serde_json::Value> = history["entries"]
         .as_array()
         .unwrap()
+        .iter()
+        .filter(|e| e["event"] != "consent")
+        .cloned()
+        .collect();
+    let events: Vec<&str> = history
         .iter()
         .map(|e| e["event"].as_str().unwrap())
         .collect();
@@ -113,7 +119,10 @@ async fn history_filters_by_kind_time_and_purpose_and_carries_the_numbers() {
     assert!(uploads.iter().all(|e| e["event"] == "uploaded"));
     let facts = &uploads[0]["facts"];
     assert_eq!(facts["status"], 200);
-    assert!(facts["purposes"]["update_identity"].as_u64() >= Some(1), "{facts}");
+    assert!(
+        facts["purposes"]["update_identity"].as_u64() >= Some(1),
+        "{facts}"
+    );
     assert!(facts["json_bytes"].as_u64() > Some(0));
     assert!(facts["gzip_bytes"].as_u64() > Some(0));
     assert_eq!(facts["body_sha256"].as_str().unwrap().len(), 64);
@@ -125,9 +134,17 @@ async fn history_filters_by_kind_time_and_purpose_and_carries_the_numbers() {
 
     let about = json(&["history", "--purpose", "update_identity"]).await;
     assert_eq!(about.len(), uploads.len() + failed.len());
-    assert!(json(&["history", "--purpose", "promotions"]).await.is_empty());
+    assert!(
+        json(&["history", "--purpose", "promotions"])
+            .await
+            .is_empty()
+    );
     assert!(!json(&["history", "--since", "1h"]).await.is_empty());
-    assert!(json(&["history", "--since", "2099-01-01T00:00:00Z"]).await.is_empty());
+    assert!(
+        json(&["history", "--since", "2099-01-01T00:00:00Z"])
+            .await
+            .is_empty()
+    );
     let bad = world.run(&["history", "--since", "soon"]).await;
     assert_eq!(bad.status.code(), Some(1));
 }
