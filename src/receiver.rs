@@ -138,6 +138,8 @@ pub struct ReceivedRequest {
     pub envelope: Result<Envelope, String>,
     /// The body as it arrived, still encoded.
     pub body: Bytes,
+    /// The deletion request, when the body was one instead of a batch.
+    pub deletion: Option<crate::upload::protocol::DeletionEnvelope>,
     /// When the whole body had arrived.
     pub received_at: std::time::Instant,
 }
@@ -358,10 +360,21 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         ),
         Err(err) => (Err(format!("body unreadable: {err}")), Bytes::new()),
     };
+    let deletion = match &envelope {
+        Err(_) => crate::upload::protocol::DeletionEnvelope::decode(
+            &body,
+            content_encoding.as_deref() == Some("gzip"),
+        ),
+        Ok(_) => None,
+    };
+    let envelope = match (&deletion, envelope) {
+        (Some(_), Err(_)) => Err("a deletion request, not a batch".to_owned()),
+        (_, envelope) => envelope,
+    };
     let status = lock(&state.scripted)
         .pop_front()
         .unwrap_or_else(|| state.status.load(Ordering::SeqCst));
-    let status = if envelope.is_err() && (200..300).contains(&status) {
+    let status = if envelope.is_err() && deletion.is_none() && (200..300).contains(&status) {
         400
     } else {
         status
@@ -387,6 +400,7 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         status,
         envelope,
         body,
+        deletion,
         received_at: std::time::Instant::now(),
     });
     state.arrived.notify_waiters();

@@ -40,6 +40,8 @@ struct RawClause {
     requires: Vec<Spanned<String>>,
     #[serde(default)]
     regions: Vec<Region>,
+    #[serde(default)]
+    deletion_request: bool,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +132,7 @@ pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> 
                 .map(|r| r.get_ref().clone())
                 .collect(),
             regions: raw_clause.regions.clone(),
+            deletion_request: raw_clause.deletion_request,
         };
         if clauses.insert(id.clone(), clause).is_some() {
             at(

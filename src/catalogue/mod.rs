@@ -91,6 +91,9 @@ pub struct Clause {
     pub requires: Vec<String>,
     /// Regions where this clause applies; empty means every region.
     pub regions: Vec<Region>,
+    /// Whether withdrawing it asks the receiver to erase what was sent
+    /// under it (one deletion request; see `consent::receipt`).
+    pub deletion_request: bool,
 }
 
 impl Clause {

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::StoreError;
 use super::queue::{insert_audit, meta_get, meta_set};
 use crate::catalogue::Catalogue;
-use crate::consent::receipt::{self, Receipt, Snapshot};
+use crate::consent::receipt::{self, DeletionRequest, Receipt, Snapshot};
 
 /// The `meta` key of the last recorded snapshot.
 const SNAPSHOT_KEY: &str = "consent_snapshot";
@@ -49,6 +49,30 @@ pub fn record(
                 json
             ])?;
         insert_audit(connection, "consent", None, 0, &summary(receipt))?;
+        // Read before a withdrawal replaces it: the id the records carried.
+        let installation_id = super::queue::installation_id(connection)?;
+        if let Some(request) = DeletionRequest::for_withdrawal(receipt, catalogue, installation_id)
+        {
+            connection
+                .prepare_cached("INSERT INTO deletion_request (id, at, body) VALUES (?1, ?2, ?3)")?
+                .execute(params![
+                    request.request_id.to_string(),
+                    request.requested_at,
+                    serde_json::to_string(&request).expect("a request serializes")
+                ])?;
+            insert_audit(
+                connection,
+                "deletion-request",
+                None,
+                0,
+                &format!(
+                    "queued: erase what {} sent under the installation id in use ({}); request {}",
+                    request.clause.id,
+                    request.purposes.join(", "),
+                    request.request_id
+                ),
+            )?;
+        }
     }
     meta_set(
         connection,
@@ -122,6 +146,41 @@ pub fn has_snapshot(connection: &Connection) -> Result<bool, StoreError> {
         )
         .optional()?
         .is_some())
+}
+
+/// Deletion requests no receiver has acknowledged yet, oldest first.
+pub fn pending_deletions(connection: &Connection) -> Result<Vec<DeletionRequest>, StoreError> {
+    let mut query = connection
+        .prepare("SELECT body FROM deletion_request WHERE sent_at IS NULL ORDER BY at")?;
+    let bodies = query
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(bodies
+        .iter()
+        .filter_map(|json| serde_json::from_str(json).ok())
+        .collect())
+}
+
+/// A receiver acknowledged deletion request `id`.
+pub fn deletion_sent(
+    connection: &Connection,
+    id: uuid::Uuid,
+    detail: &str,
+) -> Result<(), StoreError> {
+    connection.execute(
+        "UPDATE deletion_request SET sent_at = ?1 WHERE id = ?2",
+        params![
+            crate::clock::rfc3339(std::time::SystemTime::now()),
+            id.to_string()
+        ],
+    )?;
+    insert_audit(
+        connection,
+        "deletion-request",
+        None,
+        0,
+        &format!("sent: {detail}; request {id}"),
+    )
 }
 
 #[cfg(test)]

@@ -91,6 +91,14 @@ const MIGRATIONS: &[&str] = &[
     // 6 → 7: typed facts beside an audit line's words (an upload's
     // purposes and bytes, a purge's purposes), for `history` filters.
     "ALTER TABLE audit ADD COLUMN facts TEXT;",
+    // 7 → 8: deletion requests made by withdrawals, kept until a receiver
+    // acknowledges them (never evicted, never purged).
+    "CREATE TABLE deletion_request (
+         id      TEXT PRIMARY KEY,
+         at      TEXT NOT NULL,
+         body    TEXT NOT NULL,
+         sent_at TEXT
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

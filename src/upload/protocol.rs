@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::clock::rfc3339;
+use crate::consent::receipt::DeletionRequest;
 use crate::store::{Batch, Drops};
 
 /// Version of the envelope; a receiver refuses what it does not know.
@@ -59,6 +60,67 @@ pub struct Envelope {
     /// count. Only purposes that may send now; absent when there are none.
     #[serde(default, skip_serializing_if = "Drops::is_empty")]
     pub dropped: Drops,
+}
+
+/// A deletion request on the wire: the same endpoint, gzip JSON, with
+/// `kind` telling it apart from a batch and `Idempotency-Key` equal to
+/// `request.request_id`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletionEnvelope {
+    pub schema: u32,
+    /// Always `deletion_request`.
+    pub kind: String,
+    pub agent: AgentInfo,
+    pub sent_at: String,
+    pub request: DeletionRequest,
+}
+
+impl DeletionEnvelope {
+    pub const KIND: &'static str = "deletion_request";
+
+    pub fn new(request: DeletionRequest) -> Self {
+        Self {
+            schema: SCHEMA,
+            kind: Self::KIND.into(),
+            agent: AgentInfo {
+                name: env!("CARGO_PKG_NAME").into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+            sent_at: rfc3339(SystemTime::now()),
+            request,
+        }
+    }
+
+    /// The request body, gzip-compressed JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        gzip(&serde_json::to_vec(self).expect("a deletion request serializes"))
+    }
+
+    /// Reads a request body (receivers and tests), gzip or plain; `None`
+    /// when it is not a deletion request.
+    pub fn decode(body: &[u8], gzip: bool) -> Option<Self> {
+        let json = if gzip {
+            let mut json = Vec::new();
+            GzDecoder::new(body).read_to_end(&mut json).ok()?;
+            json
+        } else {
+            body.to_vec()
+        };
+        serde_json::from_slice::<Self>(&json)
+            .ok()
+            .filter(|d| d.kind == Self::KIND)
+    }
+}
+
+fn gzip(json: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(
+        Vec::with_capacity(json.len() / 4 + 64),
+        Compression::default(),
+    );
+    encoder
+        .write_all(json)
+        .expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
 }
 
 /// One request body as sent.
@@ -142,14 +204,7 @@ impl Envelope {
     pub fn encode_body(&self) -> Body {
         let json = serde_json::to_vec(self).expect("an envelope always serializes");
         let sha256 = hex::encode(Sha256::digest(&json));
-        let mut encoder = GzEncoder::new(
-            Vec::with_capacity(json.len() / 4 + 64),
-            Compression::default(),
-        );
-        encoder
-            .write_all(&json)
-            .expect("writing to a Vec cannot fail");
-        let gzip = encoder.finish().expect("writing to a Vec cannot fail");
+        let gzip = gzip(&json);
         Body { gzip, sha256 }
     }
 

@@ -17,13 +17,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::policy::{Refusal, RetryPolicy, UploadResult};
-use super::protocol::{Body, Envelope};
+use super::protocol::{Body, DeletionEnvelope, Envelope};
 use super::{Transport, UploadConfig};
 use crate::clock::rfc3339;
 use crate::consent::Registry;
 use crate::gate::Gate;
 use crate::store::{
     Batch, BatchLimits, Durable, SentBody, Store, StoreError, Writer, WriterError, bounds, queue,
+    receipts,
 };
 use uuid::Uuid;
 
@@ -302,7 +303,7 @@ impl<S: Durable> Uploader<S> {
             summary.records_queued = self.writer.depth();
             return Ok(summary);
         };
-        if !self.remove_delivered(&mut summary).await {
+        if !self.remove_delivered(&mut summary).await || !self.send_deletions(&mut summary).await? {
             summary.records_queued = self.writer.depth();
             return Ok(summary);
         }
@@ -377,6 +378,37 @@ impl<S: Durable> Uploader<S> {
                 false
             }
         }
+    }
+
+    /// Sends the deletion requests withdrawals made, before any batch: they
+    /// need no consent (they carry the withdrawal out) and are never
+    /// dropped; each is sent until a receiver acknowledges it. False (with
+    /// a backoff) when one is not acknowledged.
+    async fn send_deletions(&mut self, summary: &mut UploadSummary) -> Result<bool, UploadError> {
+        let pending = self
+            .writer
+            .call(|c, _| receipts::pending_deletions(c))
+            .await?;
+        for request in pending {
+            let id = request.request_id;
+            let clause = request.clause.id.clone();
+            let body = DeletionEnvelope::new(request).encode();
+            let result = self.transport.send(id, body).await;
+            if let UploadResult::Accepted { .. } = result {
+                let detail = format!("{clause}: {}", result.detail());
+                self.writer
+                    .call(move |c, _| receipts::deletion_sent(c, id, &detail))
+                    .await?;
+                tracing::info!(request = %id, clause, "deletion request delivered");
+            } else {
+                let why = format!("deletion request {id} not delivered: {}", result.detail());
+                tracing::warn!(request = %id, error = %why, "deletion request not delivered; it is sent again");
+                self.back_off_after(&result, summary);
+                summary.stopped = Some(why);
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// A batch of `records` is delivered and gone from the queue.

@@ -139,3 +139,58 @@ async fn grant_revoke_renewal_region_and_policy_each_leave_one_receipt() {
     assert!(history.contains("revoke eula v3"), "{history}");
     assert!(history.contains("region_change"), "{history}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_sends_one_deletion_request_only_where_the_clause_declares_one() {
+    let world = World::with_eula_answering(200).await;
+    world.ok(&["consent", "grant", "ksn"]).await;
+    let daemon = world.spawn_daemon().await;
+    world.ok(&["flush"]).await;
+    let installation_id = world.delivered("update_identity")[0].fields["installation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deletions = |world: &World| -> Vec<consentry::upload::protocol::DeletionEnvelope> {
+        world
+            .receiver
+            .requests()
+            .into_iter()
+            .filter(|r| r.status == 200)
+            .filter_map(|r| r.deletion)
+            .collect()
+    };
+    assert!(deletions(&world).is_empty());
+
+    // ksn declares a deletion request: exactly one arrives, once.
+    world.ok(&["consent", "revoke", "ksn"]).await;
+    world.ok(&["flush"]).await;
+    world.ok(&["flush"]).await;
+    let sent = deletions(&world);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let request = &sent[0].request;
+    assert_eq!(sent[0].kind, "deletion_request");
+    assert_eq!(request.clause.id, "ksn");
+    assert_eq!(request.installation_id.to_string(), installation_id);
+    assert_eq!(
+        request.purposes,
+        ["ksn_scan_aggregates", "ksn_threat_reports"],
+        "the withdrawn purposes, nothing else"
+    );
+    let history = world.ok(&["history", "--kind", "deletion-request"]).await;
+    assert!(
+        history.contains("queued") && history.contains("sent"),
+        "{history}"
+    );
+
+    // The EULA declares none: withdrawing it sends nothing at all.
+    let before = world.receiver.requests().len();
+    world.ok(&["consent", "revoke", "eula"]).await;
+    world.ok(&["flush"]).await;
+    assert_eq!(
+        world.receiver.requests().len(),
+        before,
+        "something was sent"
+    );
+    assert_eq!(deletions(&world).len(), 1);
+    daemon.terminate().await;
+}
