@@ -133,8 +133,10 @@ async fn a_hand_edit_withdrawing_consent_applies_within_seconds() {
         })
         .await;
     assert!(started.elapsed() < Duration::from_secs(10));
-    let history = world.ok(&["history"]).await;
-    assert!(history.contains("purged"), "{history}");
+    let history = world.ok(&["history", "--kind", "purged"]).await;
+    // The purge names what was withdrawn, and the purposes it emptied.
+    assert!(history.contains("eula"), "{history}");
+    assert!(history.contains("installation_errors"), "{history}");
     daemon.terminate().await;
 }
 
