@@ -55,6 +55,9 @@ pub struct ClauseDisclosure {
     pub text_sha256: String,
     /// The clauses that must also be accepted in this region.
     pub requires: Vec<String>,
+    /// Whether withdrawing it sends one deletion request for what was
+    /// sent under it.
+    pub deletion_request: bool,
 }
 
 /// One purpose, and everything it may carry.
@@ -124,6 +127,7 @@ impl Disclosure {
                 text: clause.text.clone(),
                 text_sha256: clause.text_sha256.clone(),
                 requires: applicable_requirements(catalogue, clause, region),
+                deletion_request: clause.deletion_request,
             })
             .collect();
         let mut purposes = Vec::new();
@@ -239,6 +243,12 @@ fn withdrawal(
     };
     if allowing.len() > 1 {
         text.push_str(" It stops only when no clause allowing it is accepted.");
+    }
+    for clause in allowing.iter().filter(|c| c.deletion_request) {
+        text.push_str(&format!(
+            " Withdrawing {} also asks the vendor to erase what was sent under it: one deletion request that carries only the installation identifier and the purposes withdrawn.",
+            clause.id
+        ));
     }
     if sale_or_sharing && region == Region::UsCa {
         text.push_str(" An opt-out preference signal also stops it (see Opt-out signals).");
