@@ -31,8 +31,9 @@ use crate::config::Config;
 use crate::control::ReloadReport;
 use crate::upload::Transport;
 
-/// How often the consent and policy files are looked at.
-pub const POLL: Duration = Duration::from_secs(1);
+/// How often the consent and policy files are looked at: two `stat`s,
+/// the only wake-up of an idle daemon besides its schedules.
+pub const POLL: Duration = Duration::from_secs(2);
 
 pub(super) async fn run(
     agent: Arc<Agent>,

@@ -5,7 +5,6 @@
 //! nothing else.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
@@ -14,9 +13,6 @@ use tokio_util::sync::CancellationToken;
 use super::{Agent, Shared, next_upload_at};
 use crate::collect::ksn::KsnAggregate;
 use crate::upload::{UploadError, UploadSummary, Uploader};
-
-/// How often the task looks whether a full batch has queued up.
-const FULL_BATCH_CHECK: Duration = Duration::from_millis(250);
 
 /// A `flush`: upload now, ignoring any backoff, and answer with the result.
 pub(super) type FlushRequest = oneshot::Sender<Result<UploadSummary, String>>;
@@ -33,22 +29,23 @@ pub(super) async fn run(
     let mut interval = agent.config().upload.batch_max_delay.0;
     let mut next = Instant::now() + interval;
     shared.set_next_upload(std::time::SystemTime::now() + interval);
-    // Records queued after the last attempt: a full batch's worth more
-    // (counting those it could not send, held back by consent, say) is a
-    // reason to send before `next`.
-    let mut queued_after_last = agent.writer.depth();
-    let mut check = tokio::time::interval(FULL_BATCH_CHECK);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A full batch's worth queued after the last attempt (counting those
+    // it could not send, held back by consent, say) is a reason to send
+    // before `next`: the store's gauges say when, no polling.
+    let full_batch = || agent.config().upload.batch_max_records as u64;
+    agent
+        .writer
+        .arm_batch_ready(agent.writer.depth() + full_batch());
+    let batch_ready = agent.writer.batch_ready();
     loop {
         let (force, reply) = tokio::select! {
             _ = shutdown.cancelled() => return,
             Some(reply) = flushes.recv() => (true, Some(reply)),
             _ = upload_now.notified() => (false, None),
             _ = sleep_until(next) => (false, None),
-            _ = check.tick() => {
-                let waiting = uploader.not_before().is_some_and(|t| Instant::now() < t);
-                let full_batch = agent.config().upload.batch_max_records as u64;
-                if waiting || agent.writer.depth() < queued_after_last + full_batch {
+            _ = batch_ready.notified() => {
+                // In a backoff, the attempt at its end takes the batch.
+                if uploader.not_before().is_some_and(|t| Instant::now() < t) {
                     continue;
                 }
                 (false, None)
@@ -69,7 +66,9 @@ pub(super) async fn run(
             result = uploader.upload_pending(force) => result,
             _ = shutdown.cancelled() => return,
         };
-        queued_after_last = agent.writer.depth();
+        agent
+            .writer
+            .arm_batch_ready(agent.writer.depth() + full_batch());
         next = match &result {
             Ok(_) => next_upload_at(Instant::now(), uploader.not_before(), interval),
             // A store error (disk full, say) is retried at the next

@@ -27,6 +27,9 @@ pub(super) struct Gauges {
     exact: AtomicBool,
     pub(super) fault: Mutex<Option<Fault>>,
     pub(super) bounds: Bounds,
+    /// The depth at which `batch_ready` is notified (once, then disarmed).
+    batch_mark: AtomicU64,
+    pub(super) batch_ready: Arc<tokio::sync::Notify>,
 }
 
 impl Gauges {
@@ -38,6 +41,8 @@ impl Gauges {
             exact: AtomicBool::new(true),
             fault: Mutex::new(None),
             bounds,
+            batch_mark: AtomicU64::new(u64::MAX),
+            batch_ready: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -65,8 +70,30 @@ impl Gauges {
     }
 
     pub(super) fn added(&self, records: u64, bytes: u64) {
-        self.depth.fetch_add(records, Ordering::Relaxed);
+        let depth = self.depth.fetch_add(records, Ordering::Relaxed) + records;
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let mark = self.batch_mark.load(Ordering::Relaxed);
+        if depth >= mark
+            && self
+                .batch_mark
+                .compare_exchange(mark, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.batch_ready.notify_one();
+        }
+    }
+
+    /// Notify `batch_ready` once the queue holds `depth` records.
+    pub(super) fn arm_batch_ready(&self, depth: u64) {
+        self.batch_mark.store(depth, Ordering::Relaxed);
+        if self.depth() >= depth
+            && self
+                .batch_mark
+                .compare_exchange(depth, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.batch_ready.notify_one();
+        }
     }
 
     /// `records` of `bytes` left the queue.

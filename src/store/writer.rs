@@ -228,6 +228,17 @@ impl<S: Durable> Writer<S> {
         self.gauges.depth()
     }
 
+    /// Notified once the queue holds the depth last armed with
+    /// [`Writer::arm_batch_ready`] (a full batch is waiting).
+    pub fn batch_ready(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.gauges.batch_ready)
+    }
+
+    /// Asks for one `batch_ready` notification at `depth` records.
+    pub fn arm_batch_ready(&self, depth: u64) {
+        self.gauges.arm_batch_ready(depth);
+    }
+
     /// Counted enqueueing for jobs the caller writes itself.
     pub fn tally(&self) -> Tally {
         Tally(Arc::clone(&self.gauges))

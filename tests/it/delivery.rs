@@ -569,3 +569,30 @@ async fn a_record_the_receiver_refuses_is_dead_lettered_alone_and_a_wrong_endpoi
     assert_eq!(dead, 1);
     daemon.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_is_sent_at_once_without_waiting_for_the_delay() {
+    let world = World::with_eula_answering(200).await;
+    let text = world.config_text("").replace(
+        "batch_max_delay = \"300ms\"",
+        "batch_max_delay = \"1h\"\nbatch_max_records = 50",
+    );
+    world.write_config(&text);
+    let daemon = world.spawn_daemon().await;
+    let lines: String = (0..120)
+        .map(|code| {
+            format!(
+                "{{\"kind\":\"install_task\",\"task\":\"install\",\"status\":\"failed\",\"error_code\":{code}}}\n"
+            )
+        })
+        .collect();
+    let out = world.emit(&["-"], lines.as_bytes()).await;
+    assert!(out.status.success(), "{out:?}");
+    // No flush, and an hour's delay: only a full batch wakes the uploader.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while world.delivered("installation_errors").len() < 100 {
+        assert!(std::time::Instant::now() < deadline, "full batches waited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.terminate().await;
+}
