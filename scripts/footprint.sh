@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The idle daemon's footprint: starts `consentry daemon` on a throwaway
+# config (every clause accepted, so every collector is on; the endpoint is a
+# closed loopback port, so nothing leaves the machine), lets it idle, and
+# prints its RSS, CPU and wake-ups from /proc.
+#
+#   scripts/footprint.sh                 # release build, 60 s
+#   FOOTPRINT_SECONDS=5 CONSENTRY_BIN=target/debug/consentry scripts/footprint.sh
+#
+# It prints numbers; it asserts no target (timing on a shared machine
+# flakes). BENCHMARKS.md records what it measured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${FOOTPRINT_SECONDS:-60}
+bin=${CONSENTRY_BIN:-target/release/consentry}
+if [ ! -x "$bin" ]; then
+    cargo build --release --locked --quiet
+fi
+
+dir=$(mktemp -d)
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+cat >"$dir/consentry.toml" <<TOML
+state_dir = "state"
+runtime_dir = "run"
+consent_file = "consent.toml"
+[product]
+id = "footprint"
+version = "1.0.0.0"
+[upload]
+endpoint = "https://127.0.0.1:9/v1/batches"
+TOML
+for clause in eula ksn marketing; do
+    "$bin" consent grant "$clause" --config "$dir/consentry.toml" >/dev/null
+done
+
+CONSENTRY_LOG=warn "$bin" daemon --config "$dir/consentry.toml" 2>"$dir/daemon.log" &
+pid=$!
+for _ in $(seq 100); do
+    [ -S "$dir/run/control.sock" ] && break
+    sleep 0.1
+done
+[ -S "$dir/run/control.sock" ] || { echo "the daemon did not start:" >&2; cat "$dir/daemon.log" >&2; exit 1; }
+sleep 1   # let the start-up collection and first attempts settle
+
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+switches() {
+    cat /proc/"$pid"/task/*/status |
+        awk '/^(voluntary|nonvoluntary)_ctxt_switches/ {n += $2} END {print n}'
+}
+hz=$(getconf CLK_TCK)
+t0=$(ticks); s0=$(switches); start=$(date +%s%N)
+sleep "$seconds"
+t1=$(ticks); s1=$(switches); end=$(date +%s%N)
+
+rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+threads=$(ls "/proc/$pid/task" | wc -l)
+awk -v bin="$bin" -v size="$(stat -c %s "$bin")" -v ns="$((end - start))" \
+    -v t="$((t1 - t0))" -v hz="$hz" -v s="$((s1 - s0))" \
+    -v rss="$rss" -v hwm="$hwm" -v threads="$threads" 'BEGIN {
+    secs = ns / 1e9; cpu = t / hz
+    printf "binary          %s (%d bytes)\n", bin, size
+    printf "idle for        %.1f s\n", secs
+    printf "rss_kib         %d (peak %d)\n", rss, hwm
+    printf "threads         %d\n", threads
+    printf "cpu             %.3f s = %.4f %%\n", cpu, cpu * 100 / secs
+    printf "wakeups_per_s   %.2f (context switches of all threads)\n", s / secs
+}'
