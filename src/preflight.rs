@@ -51,15 +51,7 @@ pub enum PreflightError {
 
 /// Runs every check, or returns the first that fails.
 pub fn run(config: &Config) -> Result<Preflight, PreflightError> {
-    let catalogue = config.load_catalogue()?;
-    if let Some(orphan) = crate::collect::BUILT_IN
-        .into_iter()
-        .find(|purpose| catalogue.purpose(purpose).is_none())
-    {
-        return Err(PreflightError::Unusable(format!(
-            "collector `{orphan}` serves a purpose the catalogue does not define; add it to the catalogue or use the embedded one"
-        )));
-    }
+    let catalogue = catalogue(config)?;
     if let Some(path) = &config.policy_file {
         Policy::read(path, &catalogue)?;
     }
@@ -84,6 +76,21 @@ pub fn run(config: &Config) -> Result<Preflight, PreflightError> {
         state_dir_exists,
         runtime_dir_exists,
     })
+}
+
+/// The catalogue `config` names, with a purpose for every built-in
+/// collector (what `Agent::open` needs even without the rest).
+pub fn catalogue(config: &Config) -> Result<Catalogue, PreflightError> {
+    let catalogue = config.load_catalogue()?;
+    if let Some(orphan) = crate::collect::BUILT_IN
+        .into_iter()
+        .find(|purpose| catalogue.purpose(purpose).is_none())
+    {
+        return Err(PreflightError::Unusable(format!(
+            "collector `{orphan}` serves a purpose the catalogue does not define; add it to the catalogue or use the embedded one"
+        )));
+    }
+    Ok(catalogue)
 }
 
 /// File systems that cannot hold the agent's files however they look.

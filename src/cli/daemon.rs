@@ -15,9 +15,9 @@ use super::ConfigArgs;
 
 pub async fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let config = args.load()?;
-    consentry::preflight::run(&config)?;
+    let preflight = consentry::preflight::run(&config)?;
     let sockets = [config.control_socket(), config.ingest_socket()];
-    let agent = Agent::open_daemon(config).await?;
+    let agent = Agent::open_daemon(config, preflight).await?;
     let listeners = Listeners::bind(&agent.config())?;
     let shutdown = CancellationToken::new();
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;

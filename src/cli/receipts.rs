@@ -37,24 +37,11 @@ pub fn history(output: &OutputArgs) -> anyhow::Result<ExitCode> {
         say!("  no consent receipt yet");
     }
     for receipt in &receipts {
-        let event = serde_json::to_value(receipt.event)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let what = match &receipt.clause {
-            Some(clause) => format!("{} v{}", clause.id, clause.version),
-            None => receipt
-                .purposes
-                .iter()
-                .map(|p| p.purpose.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
         say!(
             "  {}  {:<13} {:<20} {} -> {}  ({}, {})  {}",
             receipt.timestamp,
-            event,
-            what,
+            receipt.event.as_str(),
+            receipt.subject(),
             receipt.previous_state,
             receipt.new_state,
             receipt.collection_method,

@@ -79,6 +79,19 @@ pub enum Event {
     RegionChange,
 }
 
+impl Event {
+    /// As the receipt's JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Grant => "grant",
+            Event::Revoke => "revoke",
+            Event::Renewal => "renewal",
+            Event::PolicyChange => "policy_change",
+            Event::RegionChange => "region_change",
+        }
+    }
+}
+
 /// A clause as the receipt names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClauseRef {
@@ -110,6 +123,22 @@ pub struct Receipt {
     pub purposes: Vec<PurposeRef>,
     pub previous_state: String,
     pub new_state: String,
+}
+
+impl Receipt {
+    /// What the event is about, in a few words: the clause and version, or
+    /// the purposes a policy switched.
+    pub fn subject(&self) -> String {
+        match &self.clause {
+            Some(clause) => format!("{} v{}", clause.id, clause.version),
+            None => self
+                .purposes
+                .iter()
+                .map(|p| p.purpose.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
 }
 
 /// The receipts that turn `old` into `new`. `revoked_by` names how a

@@ -35,13 +35,14 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::catalogue::Catalogue;
 use crate::collect::CollectContext;
 use crate::collect::ksn::KsnAggregate;
 use crate::config::Config;
 use crate::control::{CollectSummary, FlushSummary, ReloadReport};
-use crate::document::ReadError;
 use crate::gate::Gate;
 use crate::ingest::{self, Discards, Ingest};
+use crate::preflight::{self, Preflight, PreflightError};
 use crate::socket::AccessPolicy;
 use crate::store::{Bounds, Store, StoreError, Writer, WriterError, queue};
 use crate::upload::{SendLock, Transport, TransportError, UploadError, UploadSummary, Uploader};
@@ -57,11 +58,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
-    Catalogue(#[from] ReadError),
-    #[error(
-        "collector `{0}` serves a purpose the catalogue does not define; add it to the catalogue or use the embedded one"
-    )]
-    UnknownPurpose(&'static str),
+    Preflight(#[from] PreflightError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -104,17 +101,20 @@ impl Agent {
     /// Loads the catalogue, evaluates the consent file, opens the store
     /// (starting its writer thread) and builds the transport.
     pub async fn open(config: Config) -> Result<Self, AgentError> {
-        let catalogue = config.load_catalogue()?;
-        if let Some(orphan) = crate::collect::BUILT_IN
-            .into_iter()
-            .find(|purpose| catalogue.purpose(purpose).is_none())
-        {
-            return Err(AgentError::UnknownPurpose(orphan));
-        }
+        let catalogue = preflight::catalogue(&config)?;
+        let transport = Transport::new(&config.upload)?;
+        Self::assemble(config, catalogue, transport).await
+    }
+
+    /// The rest of [`Agent::open`], given what the preflight already made.
+    async fn assemble(
+        config: Config,
+        catalogue: Catalogue,
+        transport: Transport,
+    ) -> Result<Self, AgentError> {
         let registry = config.evaluate_consent(&catalogue);
         let bounds = Bounds::new(&config.store, &catalogue);
         let gate = Arc::new(Gate::with_registry(catalogue, registry));
-        let transport = Transport::new(&config.upload)?;
         let (writer, writer_thread) =
             Writer::spawn_bounded(&config.state_dir, KsnAggregate::new(), bounds)?;
         let reader = Arc::new(Store::open(&config.state_dir)?);
@@ -143,11 +143,13 @@ impl Agent {
     /// [`Agent::open`] for `consentry daemon`: first takes the state
     /// directory's daemon lock, so a second daemon on it is refused before
     /// it touches anything.
-    pub async fn open_daemon(config: Config) -> Result<Self, AgentError> {
+    /// It reuses the preflight's catalogue and transport rather than
+    /// building them again.
+    pub async fn open_daemon(config: Config, preflight: Preflight) -> Result<Self, AgentError> {
         crate::perms::ensure_dir_logged(&config.state_dir, 0o700, "state_dir")
             .map_err(StoreError::from)?;
         let instance = instance::Instance::acquire(&config.state_dir)?;
-        let mut agent = Self::open(config).await?;
+        let mut agent = Self::assemble(config, preflight.catalogue, preflight.transport).await?;
         agent.instance = Some(instance);
         Ok(agent)
     }

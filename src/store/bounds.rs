@@ -227,14 +227,14 @@ fn drop_oldest(
         .map(|n| format!("?{n}"))
         .collect::<Vec<_>>()
         .join(", ");
-    // The last row of the oldest run whose sizes add up to `excess`.
+    // The last row of the oldest run whose sizes add up to `excess`, or,
+    // when the first 10,000 do not add up to it, the last of those.
     let last: Option<i64> = connection
         .prepare_cached(&format!(
-            "SELECT MIN(id) FROM
+            "SELECT COALESCE(MIN(CASE WHEN running >= ?1 THEN id END), MAX(id)) FROM
                (SELECT id, SUM(size) OVER (ORDER BY id) AS running FROM
                   (SELECT id, size FROM queue WHERE batch_id IS NULL AND purpose IN ({list})
-                   ORDER BY id LIMIT 10000))
-             WHERE running >= ?1"
+                   ORDER BY id LIMIT 10000))"
         ))?
         .query_row(
             rusqlite::params_from_iter(
@@ -245,27 +245,9 @@ fn drop_oldest(
             ),
             |row| row.get(0),
         )?;
-    // Not enough in the first 10,000: take all of those.
-    let last = match last {
-        Some(last) => last,
-        None => connection
-            .prepare_cached(&format!(
-                "SELECT MAX(id) FROM
-                   (SELECT id FROM queue WHERE batch_id IS NULL AND purpose IN ({list})
-                    ORDER BY id LIMIT 10000)"
-            ))?
-            .query_row(
-                rusqlite::params_from_iter(
-                    std::iter::once(rusqlite::types::Value::Integer(0))
-                        .chain(purposes.iter().map(|p| p.clone().into())),
-                ),
-                |row| row.get::<_, Option<i64>>(0),
-            )?
-            .unwrap_or(-1),
-    };
-    if last < 0 {
+    let Some(last) = last else {
         return Ok((0, 0));
-    }
+    };
     let filter = format!("batch_id IS NULL AND id <= ?1 AND purpose IN ({list})");
     let args = || {
         rusqlite::params_from_iter(

@@ -4,7 +4,7 @@
 //! transaction, with one audit line per receipt so that `history` shows
 //! consent events beside uploads and purges.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::StoreError;
 use super::queue::{insert_audit, meta_get, meta_set};
@@ -42,9 +42,7 @@ pub fn record(
             .execute(params![
                 receipt.receipt_id.to_string(),
                 receipt.timestamp,
-                serde_json::to_value(receipt.event)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned)),
+                receipt.event.as_str(),
                 receipt.clause.as_ref().map(|c| c.id.clone()),
                 json
             ])?;
@@ -84,24 +82,15 @@ pub fn record(
 
 /// One line for the audit trail.
 fn summary(receipt: &Receipt) -> String {
-    let what = match &receipt.clause {
-        Some(clause) => format!("{} v{}", clause.id, clause.version),
-        None => receipt
-            .purposes
-            .iter()
-            .map(|p| p.purpose.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
-    let event = serde_json::to_value(receipt.event)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
     format!(
-        "{event} {what}: {} -> {} ({}; receipt {})",
-        receipt.previous_state, receipt.new_state, receipt.collection_method, receipt.receipt_id
+        "{} {}: {} -> {} ({}; receipt {})",
+        receipt.event.as_str(),
+        receipt.subject(),
+        receipt.previous_state,
+        receipt.new_state,
+        receipt.collection_method,
+        receipt.receipt_id
     )
-    .replace("  ", " ")
 }
 
 /// Every receipt, oldest first.
@@ -133,19 +122,6 @@ pub fn get(connection: &Connection, id: &str) -> Result<Vec<Receipt>, StoreError
         .iter()
         .filter_map(|json| serde_json::from_str(json).ok())
         .collect())
-}
-
-/// Whether a snapshot was ever recorded (a store that predates receipts
-/// has none).
-pub fn has_snapshot(connection: &Connection) -> Result<bool, StoreError> {
-    Ok(connection
-        .query_row(
-            "SELECT 1 FROM meta WHERE key = ?1",
-            params![SNAPSHOT_KEY],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
 }
 
 /// Deletion requests no receiver has acknowledged yet, oldest first.

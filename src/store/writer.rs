@@ -253,11 +253,6 @@ impl<S: Durable> Writer<S> {
         self.call(move |c, _| tally.enqueue(c, &records)).await
     }
 
-    /// The queue's size in bytes, as estimated (see `gauges`).
-    pub fn queue_bytes(&self) -> u64 {
-        self.gauges.bytes()
-    }
-
     /// Drops records past `max_record_age` and old audit lines (see
     /// [`bounds::housekeep`]); returns the records dropped.
     pub async fn housekeep(&self) -> Result<u64, WriterError> {
