@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -144,9 +144,28 @@ pub struct ReceivedRequest {
     pub received_at: std::time::Instant,
 }
 
+/// What the receiver accepted (a 2xx answered), added up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Batches answered with a 2xx.
+    pub batches: u64,
+    /// Records in those batches.
+    pub records: u64,
+    /// Their bodies' bytes as they arrived (compressed).
+    pub wire_bytes: u64,
+    /// The same bodies' JSON, decompressed.
+    pub json_bytes: u64,
+}
+
 #[derive(Default)]
 struct State {
     requests: Mutex<Vec<ReceivedRequest>>,
+    /// Keep each request in `requests` (off for load runs: counts only).
+    forget: AtomicBool,
+    batches: AtomicU64,
+    records: AtomicU64,
+    wire_bytes: AtomicU64,
+    json_bytes: AtomicU64,
     scripted: Mutex<VecDeque<u16>>,
     status: AtomicU16,
     /// Read requests, then never answer (a receiver that hangs).
@@ -255,6 +274,24 @@ impl Receiver {
         lock(&self.state.scripted).extend(statuses);
     }
 
+    /// From now on, only add accepted batches up ([`Receiver::totals`]) and
+    /// keep no request: for load runs, whose requests would not fit in
+    /// memory.
+    pub fn count_only(&self) {
+        self.state.forget.store(true, Ordering::SeqCst);
+    }
+
+    /// What was accepted so far.
+    pub fn totals(&self) -> Totals {
+        let load = |n: &AtomicU64| n.load(Ordering::SeqCst);
+        Totals {
+            batches: load(&self.state.batches),
+            records: load(&self.state.records),
+            wire_bytes: load(&self.state.wire_bytes),
+            json_bytes: load(&self.state.json_bytes),
+        }
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<ReceivedRequest> {
         lock(&self.state.requests).clone()
@@ -352,13 +389,14 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         .collect()
         .await
         .map(|collected| collected.to_bytes());
-    let (envelope, body) = match body {
-        Ok(bytes) => (
-            Envelope::decode(&bytes, content_encoding.as_deref() == Some("gzip"))
-                .map_err(|e| e.to_string()),
-            bytes,
-        ),
-        Err(err) => (Err(format!("body unreadable: {err}")), Bytes::new()),
+    let (envelope, body, json_bytes) = match body {
+        Ok(bytes) => {
+            match Envelope::decode_sized(&bytes, content_encoding.as_deref() == Some("gzip")) {
+                Ok((envelope, json_bytes)) => (Ok(envelope), bytes, json_bytes),
+                Err(err) => (Err(err.to_string()), bytes, 0),
+            }
+        }
+        Err(err) => (Err(format!("body unreadable: {err}")), Bytes::new(), 0),
     };
     let deletion = match &envelope {
         Err(_) => crate::upload::protocol::DeletionEnvelope::decode(
@@ -391,6 +429,21 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         }
         _ => status,
     };
+    if let (true, Ok(envelope)) = ((200..300).contains(&status), &envelope) {
+        state.batches.fetch_add(1, Ordering::SeqCst);
+        let records = envelope.records.len() as u64;
+        state.records.fetch_add(records, Ordering::SeqCst);
+        state
+            .wire_bytes
+            .fetch_add(body.len() as u64, Ordering::SeqCst);
+        state
+            .json_bytes
+            .fetch_add(json_bytes as u64, Ordering::SeqCst);
+    }
+    if state.forget.load(Ordering::SeqCst) {
+        state.arrived.notify_waiters();
+        return empty_response(status);
+    }
     lock(&state.requests).push(ReceivedRequest {
         method,
         path,

@@ -210,14 +210,22 @@ impl Envelope {
 
     /// Reads a request body (for receivers and tests), gzip or plain.
     pub fn decode(body: &[u8], gzip: bool) -> Result<Self, ProtocolError> {
+        Self::decode_sized(body, gzip).map(|(envelope, _)| envelope)
+    }
+
+    /// [`Envelope::decode`], with the size of the JSON it decoded (the
+    /// body's size once decompressed).
+    pub fn decode_sized(body: &[u8], gzip: bool) -> Result<(Self, usize), ProtocolError> {
         if gzip {
             let mut json = Vec::new();
             GzDecoder::new(body)
                 .read_to_end(&mut json)
                 .map_err(ProtocolError::Gzip)?;
-            serde_json::from_slice(&json).map_err(ProtocolError::Json)
+            let envelope = serde_json::from_slice(&json).map_err(ProtocolError::Json)?;
+            Ok((envelope, json.len()))
         } else {
-            serde_json::from_slice(body).map_err(ProtocolError::Json)
+            let envelope = serde_json::from_slice(body).map_err(ProtocolError::Json)?;
+            Ok((envelope, body.len()))
         }
     }
 }
