@@ -10,6 +10,18 @@
 //! an answer means durable; a commit that fails answers every job of the
 //! group with the error and reloads the in-memory state from disk.
 //!
+//! Durable has two strengths. A job sent with [`Writer::call`] (ingested
+//! records, consent receipts, the body of a batch about to leave) is
+//! answered once its commit is fsynced: it survives a power loss. A job
+//! sent with [`Writer::call_unsynced`] (the uploader's bookkeeping: claiming
+//! a batch, removing a delivered one) is answered once committed: it
+//! survives a crash of the process, and a power loss may undo it, which
+//! only ever sends a batch again under the same `Idempotency-Key`. A group
+//! of unsynced jobs commits with `synchronous=NORMAL` (no fsync; the WAL
+//! reaches the disk at the next synced commit or checkpoint); any synced
+//! job in a group makes its commit `FULL`, and that fsync covers every
+//! commit before it.
+//!
 //! Nothing blocking runs on a tokio worker: SQLite and fsync live here.
 //! This module never decides consent; jobs carry gated records only.
 
@@ -87,11 +99,14 @@ trait Task<S>: Send {
     fn run(self: Box<Self>, connection: &Connection, state: &mut S) -> (Ran, Finish);
     /// The group failed before this job ran: answer with `why`.
     fn abort(self: Box<Self>, why: String);
+    /// Whether its commit must be fsynced before the answer.
+    fn synced(&self) -> bool;
 }
 
 struct Call<F, T> {
     op: F,
     reply: oneshot::Sender<Result<T, WriterError>>,
+    synced: bool,
 }
 
 impl<S, F, T> Task<S> for Call<F, T>
@@ -100,7 +115,7 @@ where
     T: Send + 'static,
 {
     fn run(self: Box<Self>, connection: &Connection, state: &mut S) -> (Ran, Finish) {
-        let Call { op, reply } = *self;
+        let Call { op, reply, .. } = *self;
         let result = op(connection, state);
         let ran = match &result {
             Ok(_) => Ran::Ok,
@@ -121,6 +136,10 @@ where
 
     fn abort(self: Box<Self>, why: String) {
         let _ = self.reply.send(Err(WriterError::Commit(why)));
+    }
+
+    fn synced(&self) -> bool {
+        self.synced
     }
 }
 
@@ -177,7 +196,25 @@ impl<S: Durable> Writer<S> {
         &self,
         op: impl FnOnce(&Connection, &mut S) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, WriterError> {
-        let (job, answer) = job(op);
+        self.call_with(op, true).await
+    }
+
+    /// Runs `op` in the next group commit and answers once it is committed,
+    /// not necessarily fsynced (see the module's notes): for bookkeeping
+    /// that a power loss may undo without losing or widening anything.
+    pub async fn call_unsynced<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection, &mut S) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, WriterError> {
+        self.call_with(op, false).await
+    }
+
+    async fn call_with<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection, &mut S) -> Result<T, StoreError> + Send + 'static,
+        synced: bool,
+    ) -> Result<T, WriterError> {
+        let (job, answer) = job(op, synced);
         self.jobs
             .send(job)
             .await
@@ -193,7 +230,7 @@ impl<S: Durable> Writer<S> {
         &self,
         op: impl FnOnce(&Connection, &mut S) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<oneshot::Receiver<Result<T, WriterError>>, WriterError> {
-        let (job, answer) = job(op);
+        let (job, answer) = job(op, true);
         self.jobs
             .send(job)
             .await
@@ -206,7 +243,7 @@ impl<S: Durable> Writer<S> {
         &self,
         op: impl FnOnce(&Connection, &mut S) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, WriterError> {
-        let (job, answer) = job(op);
+        let (job, answer) = job(op, true);
         self.jobs
             .blocking_send(job)
             .map_err(|_| WriterError::Stopped)?;
@@ -287,7 +324,9 @@ impl<S: Durable> Writer<S> {
         sendable: Vec<String>,
     ) -> Result<Option<Batch>, WriterError> {
         let gauges = Arc::clone(&self.gauges);
-        self.call(move |c, _| {
+        // A claim a power loss undoes is claimed again; nothing left yet
+        // (the batch's body is kept, synced, before it leaves).
+        self.call_unsynced(move |c, _| {
             let sendable: Vec<&str> = sendable.iter().map(String::as_str).collect();
             let (batch, dead) = queue::claim_batch_counting(c, limits, &sendable)?;
             gauges.removed_uncounted(dead);
@@ -305,7 +344,9 @@ impl<S: Durable> Writer<S> {
         facts: Option<serde_json::Value>,
     ) -> Result<u64, WriterError> {
         let gauges = Arc::clone(&self.gauges);
-        self.call(move |c, _| {
+        // A removal a power loss undoes sends the batch again, same body,
+        // same `Idempotency-Key`: the receiver keeps it once.
+        self.call_unsynced(move |c, _| {
             let bytes = queue::batch_bytes(c, id)?;
             if event == "uploaded" {
                 // The drops its envelope reported are reported.
@@ -369,9 +410,10 @@ impl<S: Durable> Writer<S> {
 
 fn job<S: 'static, T: Send + 'static>(
     op: impl FnOnce(&Connection, &mut S) -> Result<T, StoreError> + Send + 'static,
+    synced: bool,
 ) -> (Job<S>, oneshot::Receiver<Result<T, WriterError>>) {
     let (reply, answer) = oneshot::channel();
-    (Box::new(Call { op, reply }), answer)
+    (Box::new(Call { op, reply, synced }), answer)
 }
 
 fn run<S: Durable>(
@@ -381,12 +423,23 @@ fn run<S: Durable>(
     gauges: &Gauges,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
+    // The connection opens with `synchronous=FULL` (`schema`).
+    let mut full = true;
     while let Some(first) = inbox.blocking_recv() {
         group.push(first);
         while group.len() < MAX_GROUP {
             match inbox.try_recv() {
                 Ok(job) => group.push(job),
                 Err(_) => break,
+            }
+        }
+        let synced = group.iter().any(|job| job.synced());
+        if synced != full {
+            let level = if synced { "FULL" } else { "NORMAL" };
+            match connection.pragma_update(None, "synchronous", level) {
+                Ok(()) => full = synced,
+                // Stay at FULL: stronger than asked, never weaker.
+                Err(err) => tracing::warn!(error = %err, "cannot set synchronous={level}"),
             }
         }
         if !commit_group(&mut connection, &mut state, &mut group, &gauges.fault) {
@@ -502,6 +555,31 @@ fn commit_group<S: Durable>(
 mod tests {
     use super::*;
     use crate::gate::test_record;
+
+    #[tokio::test]
+    async fn only_a_group_without_synced_jobs_commits_without_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, thread) = Writer::spawn(dir.path(), ()).unwrap();
+        let level = |c: &Connection| -> Result<i64, StoreError> {
+            Ok(c.query_row("PRAGMA synchronous", [], |row| row.get(0))?)
+        };
+        // 2 = FULL (fsync at each commit), 1 = NORMAL.
+        assert_eq!(writer.call(move |c, _| level(c)).await.unwrap(), 2);
+        let unsynced = writer
+            .call_unsynced(move |c, _| {
+                queue::enqueue(c, &[test_record("a", 1)])?;
+                level(c)
+            })
+            .await
+            .unwrap();
+        assert_eq!(unsynced, 1);
+        assert_eq!(writer.call(move |c, _| level(c)).await.unwrap(), 2);
+        // What an unsynced job committed is there for everyone.
+        let depth = writer.call(|c, _| queue::depth(c)).await.unwrap();
+        assert_eq!(depth, 1);
+        drop(writer);
+        thread.join().unwrap();
+    }
 
     #[tokio::test]
     async fn an_answer_means_committed_and_a_failing_job_rolls_back_only_itself() {
