@@ -132,6 +132,71 @@ fn store_and_encode(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // The baseline the durable enqueue is held to: a bare rusqlite loop
+    // inserting the same rows into a table of the same shape (the queue's
+    // columns and indexes), WAL, `synchronous=FULL`, one transaction.
+    let bare_dir = tempfile::tempdir().unwrap();
+    let mut bare = rusqlite::Connection::open(bare_dir.path().join("bare.sqlite")).unwrap();
+    bare.pragma_update(None, "journal_mode", "WAL").unwrap();
+    bare.pragma_update(None, "synchronous", "FULL").unwrap();
+    bare.execute_batch(
+        "CREATE TABLE queue (id INTEGER PRIMARY KEY AUTOINCREMENT, purpose TEXT NOT NULL,
+           clause TEXT NOT NULL, clause_version INTEGER NOT NULL, clause_sha256 TEXT NOT NULL,
+           collected_at TEXT NOT NULL, fields TEXT NOT NULL, batch_id TEXT, size INTEGER NOT NULL);
+         CREATE INDEX queue_claimed ON queue (batch_id) WHERE batch_id IS NOT NULL;
+         CREATE INDEX queue_purpose ON queue (purpose);",
+    )
+    .unwrap();
+    group.bench_function("baseline_bare_rusqlite_insert_500_one_transaction", |b| {
+        b.iter(|| {
+            let transaction = bare.transaction().unwrap();
+            {
+                let mut insert = transaction
+                    .prepare_cached(
+                        "INSERT INTO queue (purpose, clause, clause_version, clause_sha256, collected_at, fields, size)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .unwrap();
+                for record in &records {
+                    insert
+                        .execute(rusqlite::params![
+                            record.purpose(),
+                            record.clause(),
+                            record.clause_version(),
+                            record.clause_sha256(),
+                            record.collected_at(),
+                            record.fields_json(),
+                            record.size() as i64,
+                        ])
+                        .unwrap();
+                }
+            }
+            transaction.commit().unwrap()
+        })
+    });
+    group.finish();
+
+    // A revoke purges everything its clause had queued before the command
+    // returns: 100,000 records of the EULA's purposes.
+    let mut group = c.benchmark_group("revoke");
+    group.sample_size(10);
+    let many: Vec<GatedRecord> = (0..100_000 / BATCH).flat_map(|_| records.clone()).collect();
+    group.bench_function("purge_100000_queued", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::open(dir.path()).unwrap();
+                store.enqueue(&many).unwrap();
+                (dir, store)
+            },
+            |(dir, store)| {
+                let purged = store.purge_blocked(|_| false, "bench").unwrap();
+                assert_eq!(purged, 100_000);
+                (dir, store)
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
 
     let batch = Batch {
@@ -143,6 +208,88 @@ fn store_and_encode(c: &mut Criterion) {
     group.bench_function("envelope_encode_gzip_500", |b| {
         b.iter(|| Envelope::from_batch(black_box(&batch)).unwrap().encode())
     });
+    group.finish();
+    wire(c, &gate);
+}
+
+/// A mixed batch: installer tasks (what a busy machine sends most) and
+/// update identities, one in five.
+fn mixed_batch(gate: &Gate) -> Batch {
+    let records = (0..BATCH)
+        .map(|n| {
+            let record = if n % 5 == 0 {
+                update_identity_record()
+            } else {
+                let mut record = Record::new("installation_errors");
+                record
+                    .set(
+                        "product_id",
+                        FieldValue::String("consentry-demo-suite".into()),
+                    )
+                    .set("product_version", FieldValue::String("1.0.0.0".into()))
+                    .set("os_type", FieldValue::String("linux".into()))
+                    .set("os_version", FieldValue::String("6.8".into()))
+                    .set(
+                        "task_type",
+                        FieldValue::String(["install", "update", "uninstall"][n % 3].into()),
+                    )
+                    .set(
+                        "task_status",
+                        FieldValue::String(if n % 7 == 0 { "failed" } else { "succeeded" }.into()),
+                    )
+                    .set("error_type", FieldValue::String("io".into()))
+                    .set(
+                        "error_code",
+                        FieldValue::Integer(0x8007_0000 + (n % 50) as i64),
+                    )
+                    .set(
+                        "task_duration_ms",
+                        FieldValue::Integer(1000 + (n % 977) as i64),
+                    )
+                    .set(
+                        "upgrade_campaign_id",
+                        FieldValue::String("campaign-2026-11".into()),
+                    );
+                record
+            };
+            queued(&gate.admit(&record).unwrap())
+        })
+        .collect();
+    Batch {
+        id: Uuid::new_v4(),
+        records,
+    }
+}
+
+/// The compression level, chosen by measurement: the cost of each level
+/// over a mixed batch's JSON, and the size it reaches (printed once).
+fn wire(c: &mut Criterion, gate: &Gate) {
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
+    let json = serde_json::to_vec(&Envelope::from_batch(&mixed_batch(gate)).unwrap()).unwrap();
+    let gzip = |level: u32| {
+        let mut encoder =
+            GzEncoder::new(Vec::with_capacity(json.len() / 8), Compression::new(level));
+        encoder.write_all(&json).unwrap();
+        encoder.finish().unwrap()
+    };
+    for level in [1, 6, 9] {
+        let size = gzip(level).len();
+        eprintln!(
+            "wire: mixed batch of {BATCH}: JSON {} B ({} B/record), gzip level {level} {size} B ({:.1} B/record, {:.1} % of the JSON)",
+            json.len(),
+            json.len() / BATCH,
+            size as f64 / BATCH as f64,
+            size as f64 * 100.0 / json.len() as f64
+        );
+    }
+    let mut group = c.benchmark_group("wire");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for level in [1, 6] {
+        group.bench_function(format!("gzip_level_{level}_mixed_500"), |b| {
+            b.iter(|| gzip(black_box(level)))
+        });
+    }
     group.finish();
 }
 

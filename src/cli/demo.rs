@@ -188,6 +188,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let wire = consentry::upload::protocol::Body {
             gzip: first.body.to_vec(),
             sha256: String::new(),
+            json_len: None,
         };
         let received = hex::encode(sha2::Sha256::digest(wire.json()?));
         let recorded = kept.first().map(|k| k.sha256.as_str()).unwrap_or("none");

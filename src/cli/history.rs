@@ -132,6 +132,7 @@ fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
     let body = Body {
         gzip: kept.gzip.clone(),
         sha256: kept.sha256.clone(),
+        json_len: None,
     };
     let document = body.json()?;
     let actual = hex::encode(Sha256::digest(&document));

@@ -488,6 +488,7 @@ impl<S: Durable> Uploader<S> {
             return Ok(Some(Body {
                 gzip: kept.gzip,
                 sha256: kept.sha256,
+                json_len: None,
             }));
         }
         let body = match Envelope::from_batch(batch) {
@@ -536,7 +537,10 @@ impl<S: Durable> Uploader<S> {
         for record in &batch.records {
             *purposes.entry(&record.purpose).or_default() += 1;
         }
-        let json_bytes = body.json().map_or(0, |json| json.len());
+        let json_bytes = body
+            .json_len
+            .or_else(|| body.json().ok().map(|json| json.len()))
+            .unwrap_or(0);
         let (gzip_bytes, sha256) = (body.gzip.len(), body.sha256.clone());
         let started = Instant::now();
         let result = tokio::select! {

@@ -81,6 +81,7 @@ async fn history_show_reproduces_the_sent_body_and_a_retry_sends_the_same_bytes(
     let wire = Body {
         gzip: retry.body.to_vec(),
         sha256: String::new(),
+        json_len: None,
     };
     assert_eq!(shown.stdout, wire.json().unwrap(), "not the body sent");
     assert!(String::from_utf8_lossy(&shown.stderr).contains(&recorded));
