@@ -142,8 +142,7 @@ fn store_and_encode(c: &mut Criterion) {
     bare.execute_batch(
         "CREATE TABLE queue (id INTEGER PRIMARY KEY AUTOINCREMENT, purpose TEXT NOT NULL,
            clause TEXT NOT NULL, clause_version INTEGER NOT NULL, clause_sha256 TEXT NOT NULL,
-           collected_at TEXT NOT NULL, fields TEXT NOT NULL, batch_id TEXT, size INTEGER NOT NULL);
-         CREATE INDEX queue_claimed ON queue (batch_id) WHERE batch_id IS NOT NULL;
+           collected_at TEXT NOT NULL, fields TEXT NOT NULL, size INTEGER NOT NULL);
          CREATE INDEX queue_purpose ON queue (purpose);",
     )
     .unwrap();

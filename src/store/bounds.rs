@@ -20,6 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 
 use super::StoreError;
+use super::claim::UNCLAIMED;
 use super::queue::insert_audit;
 use crate::catalogue::{Catalogue, Priority};
 use crate::clock::{HumanDuration, rfc3339};
@@ -233,7 +234,7 @@ fn drop_oldest(
         .prepare_cached(&format!(
             "SELECT COALESCE(MIN(CASE WHEN running >= ?1 THEN id END), MAX(id)) FROM
                (SELECT id, SUM(size) OVER (ORDER BY id) AS running FROM
-                  (SELECT id, size FROM queue WHERE batch_id IS NULL AND purpose IN ({list})
+                  (SELECT id, size FROM queue WHERE {UNCLAIMED} AND purpose IN ({list})
                    ORDER BY id LIMIT 10000))"
         ))?
         .query_row(
@@ -248,7 +249,7 @@ fn drop_oldest(
     let Some(last) = last else {
         return Ok((0, 0));
     };
-    let filter = format!("batch_id IS NULL AND id <= ?1 AND purpose IN ({list})");
+    let filter = format!("{UNCLAIMED} AND id <= ?1 AND purpose IN ({list})");
     let args = || {
         rusqlite::params_from_iter(
             std::iter::once(rusqlite::types::Value::Integer(last))
@@ -342,7 +343,7 @@ fn expire(
             std::iter::once(rfc3339(cutoff)).chain(purposes.iter().map(|p| (*p).to_owned())),
         )
     };
-    let filter = format!("batch_id IS NULL AND collected_at < ?1 AND {filter}");
+    let filter = format!("{UNCLAIMED} AND collected_at < ?1 AND {filter}");
     let counts: Vec<(String, u64)> = connection
         .prepare_cached(&format!(
             "SELECT purpose, COUNT(*) FROM queue WHERE {filter} GROUP BY purpose"

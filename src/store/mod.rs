@@ -8,6 +8,7 @@
 //! consent: callers tell it which purposes are still allowed.
 
 pub mod bounds;
+mod claim;
 mod gauges;
 mod open;
 pub mod queue;

@@ -7,11 +7,14 @@
 
 use std::time::SystemTime;
 
-use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{AuditEntry, Batch, BatchLimits, QueuedRecord, SentBody, StoreError};
+pub use super::claim::{
+    batch_bytes, claim_batch, claim_batch_counting, complete_batch, complete_batch_with,
+    dead_letter_batch, release_batch,
+};
+use super::{AuditEntry, SentBody, StoreError, claim};
 use crate::clock::rfc3339;
 use crate::gate::GatedRecord;
 
@@ -103,11 +106,7 @@ pub fn purge_blocked(
         if keep(&purpose) {
             continue;
         }
-        connection.execute(
-            "UPDATE queue SET batch_id = NULL WHERE batch_id IN
-               (SELECT DISTINCT batch_id FROM queue WHERE purpose = ?1 AND batch_id IS NOT NULL)",
-            params![purpose],
-        )?;
+        claim::release_holding(connection, &purpose)?;
         let gone =
             connection.execute("DELETE FROM queue WHERE purpose = ?1", params![purpose])? as u64;
         by_purpose.insert(purpose, gone.into());
@@ -125,164 +124,6 @@ pub fn purge_blocked(
         )?;
     }
     Ok(purged)
-}
-
-/// The batch to send next, of records whose purpose `sendable` accepts:
-/// the one already claimed (a retry keeps its id) when all of it is still
-/// sendable, or else the oldest sendable records within `limits` (at
-/// least one record, however large). Records of other purposes stay
-/// queued, untouched, and do not hold up the ones behind them.
-pub fn claim_batch(
-    connection: &Connection,
-    limits: BatchLimits,
-    sendable: &[&str],
-) -> Result<Option<Batch>, StoreError> {
-    Ok(claim_batch_counting(connection, limits, sendable)?.0)
-}
-
-/// Rows that cannot be read back: their rowid, and why.
-type Unreadable = Vec<(i64, String)>;
-
-/// One claim: the batch, and the rows of it that cannot be read back.
-fn claim_once(
-    connection: &Connection,
-    limits: BatchLimits,
-    sendable: &[&str],
-) -> Result<Option<(Batch, Unreadable)>, StoreError> {
-    if sendable.is_empty() {
-        return Ok(None);
-    }
-    let claimed: Option<String> = connection
-        .query_row(
-            // At most one batch is claimed at a time; the partial index
-            // finds it without touching the backlog.
-            "SELECT batch_id FROM queue INDEXED BY queue_claimed WHERE batch_id IS NOT NULL LIMIT 1",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
-    // Numbered placeholders for the purposes, after the `first` ones.
-    let list = |first: usize| {
-        (first + 1..=first + sendable.len())
-            .map(|n| format!("?{n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let claimed = match claimed.as_deref().map(Uuid::parse_str) {
-        Some(Ok(id)) => {
-            let stranger: Option<String> = connection
-                .prepare_cached(&format!(
-                    "SELECT purpose FROM queue WHERE batch_id = ?1 AND purpose NOT IN ({}) LIMIT 1",
-                    list(1)
-                ))?
-                .query_row(
-                    rusqlite::params_from_iter(
-                        std::iter::once(Value::Text(id.to_string())).chain(texts(sendable)),
-                    ),
-                    |row| row.get(0),
-                )
-                .optional()?;
-            stranger.is_none().then_some(id)
-        }
-        _ => None,
-    };
-    let id = match claimed {
-        Some(id) => id,
-        None => {
-            // Release a batch that is malformed or no longer all sendable.
-            connection.execute(
-                "UPDATE queue SET batch_id = NULL WHERE batch_id IS NOT NULL",
-                [],
-            )?;
-            let id = Uuid::new_v4();
-            // The oldest records up to the record limit, cut where their
-            // sizes add up past the byte limit (keeping the first).
-            let claimed = connection
-                .prepare_cached(&format!(
-                    "UPDATE queue SET batch_id = ?1 WHERE id IN
-                       (SELECT id FROM
-                          (SELECT id, SUM(size) OVER (ORDER BY id) AS running,
-                                  ROW_NUMBER() OVER (ORDER BY id) AS n
-                           FROM (SELECT id, size FROM queue NOT INDEXED WHERE batch_id IS NULL
-                                   AND purpose IN ({}) ORDER BY id LIMIT ?2))
-                        WHERE running <= ?3 OR n = 1)",
-                    list(3)
-                ))?
-                .execute(rusqlite::params_from_iter(
-                    [
-                        Value::Text(id.to_string()),
-                        Value::Integer(limits.records as i64),
-                        Value::Integer(limits.bytes.min(i64::MAX as u64) as i64),
-                    ]
-                    .into_iter()
-                    .chain(texts(sendable)),
-                ))?;
-            if claimed == 0 {
-                return Ok(None);
-            }
-            id
-        }
-    };
-    let (records, unreadable) = read_batch(connection, id)?;
-    Ok(Some((Batch { id, records }, unreadable)))
-}
-
-/// [`claim_batch`], and how many unreadable records it moved to the
-/// dead-letter table on the way (each on its own: its neighbours go on).
-pub fn claim_batch_counting(
-    connection: &Connection,
-    limits: BatchLimits,
-    sendable: &[&str],
-) -> Result<(Option<Batch>, u64), StoreError> {
-    let mut dead = 0;
-    loop {
-        let Some((batch, unreadable)) = claim_once(connection, limits, sendable)? else {
-            return Ok((None, dead));
-        };
-        dead += dead_letter(connection, &unreadable)?;
-        if !batch.records.is_empty() || unreadable.is_empty() {
-            return Ok((Some(batch), dead));
-        }
-    }
-}
-
-/// The records of batch `id`, and the rows that cannot be read back (a
-/// column of the wrong type, fields that are not JSON) with why.
-fn read_batch(
-    connection: &Connection,
-    id: Uuid,
-) -> Result<(Vec<QueuedRecord>, Unreadable), StoreError> {
-    let mut query = connection.prepare_cached(
-        "SELECT id, purpose, clause, clause_version, clause_sha256, collected_at, fields
-         FROM queue WHERE batch_id = ?1 ORDER BY id",
-    )?;
-    let mut rows = query.query(params![id.to_string()])?;
-    let (mut records, mut unreadable) = (Vec::new(), Vec::new());
-    while let Some(row) = rows.next()? {
-        let rowid: i64 = row.get(0)?;
-        let record = (|| {
-            Ok::<_, rusqlite::Error>(QueuedRecord {
-                purpose: row.get(1)?,
-                clause: row.get(2)?,
-                clause_version: row.get(3)?,
-                clause_sha256: row.get(4)?,
-                collected_at: row.get(5)?,
-                fields_json: row.get(6)?,
-            })
-        })();
-        match record {
-            Ok(record) => {
-                match serde_json::from_str::<&serde_json::value::RawValue>(&record.fields_json) {
-                    Ok(_) => records.push(record),
-                    Err(err) => {
-                        unreadable.push((rowid, format!("stored fields are not JSON: {err}")))
-                    }
-                }
-            }
-            Err(err) => unreadable.push((rowid, format!("stored record unreadable: {err}"))),
-        }
-    }
-    Ok((records, unreadable))
 }
 
 /// Moves each of `rows` from the queue to the dead-letter table, as it is
@@ -306,78 +147,6 @@ pub fn dead_letter(connection: &Connection, rows: &[(i64, String)]) -> Result<u6
         insert_audit(connection, "dead-lettered", None, moved, why)?;
     }
     Ok(moved)
-}
-
-fn texts<'a>(purposes: &'a [&str]) -> impl Iterator<Item = Value> + 'a {
-    purposes.iter().map(|p| Value::Text((*p).to_owned()))
-}
-
-/// Moves every record of batch `id` to the dead-letter table with the
-/// receiver's `status` and why; one audit line. Returns how many moved.
-pub fn dead_letter_batch(
-    connection: &Connection,
-    id: Uuid,
-    status: Option<u16>,
-    reason: &str,
-) -> Result<u64, StoreError> {
-    connection.execute(
-        "INSERT INTO dead_letter (at, purpose, clause, collected_at, fields, status, reason)
-         SELECT ?1, purpose, clause, collected_at, fields, ?2, ?3 FROM queue WHERE batch_id = ?4",
-        params![rfc3339(SystemTime::now()), status, reason, id.to_string()],
-    )?;
-    let moved = connection.execute(
-        "DELETE FROM queue WHERE batch_id = ?1",
-        params![id.to_string()],
-    )? as u64;
-    if moved > 0 {
-        insert_audit(connection, "dead-lettered", Some(id), moved, reason)?;
-    }
-    Ok(moved)
-}
-
-/// Lets go of batch `id`: its records are claimed afresh (under a new id)
-/// by the next attempt, in smaller batches when it was refused whole.
-pub fn release_batch(connection: &Connection, id: Uuid) -> Result<(), StoreError> {
-    connection.execute(
-        "UPDATE queue SET batch_id = NULL WHERE batch_id = ?1",
-        params![id.to_string()],
-    )?;
-    Ok(())
-}
-
-/// The batch is done with (delivered, or dropped as unsendable): its
-/// records leave the queue and the audit trail says why.
-pub fn complete_batch(
-    connection: &Connection,
-    id: Uuid,
-    event: &str,
-    detail: &str,
-) -> Result<u64, StoreError> {
-    complete_batch_with(connection, id, event, detail, None)
-}
-
-/// [`complete_batch`], with the audit line's typed `facts`.
-pub fn complete_batch_with(
-    connection: &Connection,
-    id: Uuid,
-    event: &str,
-    detail: &str,
-    facts: Option<&serde_json::Value>,
-) -> Result<u64, StoreError> {
-    let deleted = connection.execute(
-        "DELETE FROM queue WHERE batch_id = ?1",
-        params![id.to_string()],
-    )? as u64;
-    insert_audit_with(connection, event, Some(id), deleted, detail, facts)?;
-    Ok(deleted)
-}
-
-/// The sizes of batch `id`'s records added up.
-pub fn batch_bytes(connection: &Connection, id: Uuid) -> Result<u64, StoreError> {
-    let bytes: i64 = connection
-        .prepare_cached("SELECT COALESCE(SUM(size), 0) FROM queue WHERE batch_id = ?1")?
-        .query_row(params![id.to_string()], |row| row.get(0))?;
-    Ok(bytes as u64)
 }
 
 /// Records waiting, all purposes (a full count: call it rarely).

@@ -99,6 +99,21 @@ const MIGRATIONS: &[&str] = &[
          body    TEXT NOT NULL,
          sent_at TEXT
      ) WITHOUT ROWID;",
+    // 8 → 9: the batch in flight as ranges of rowids (`claim`), instead of
+    // a `batch_id` written into every record it holds (and indexed).
+    "CREATE TABLE claim (
+         batch_id TEXT NOT NULL,
+         first    INTEGER NOT NULL,
+         last     INTEGER NOT NULL,
+         PRIMARY KEY (batch_id, first)
+     ) WITHOUT ROWID;
+     INSERT INTO claim (batch_id, first, last)
+       SELECT batch_id, MIN(id), MAX(id) FROM
+         (SELECT id, batch_id, id - ROW_NUMBER() OVER (PARTITION BY batch_id ORDER BY id) AS run
+          FROM queue WHERE batch_id IS NOT NULL)
+       GROUP BY batch_id, run;
+     DROP INDEX queue_claimed;
+     ALTER TABLE queue DROP COLUMN batch_id;",
 ];
 
 /// The schema version this build writes.
@@ -160,4 +175,57 @@ fn apply(connection: &Connection, path: &Path) -> Result<(), StoreError> {
             .map_err(open_error)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_claimed_before_version_9_stays_claimed_as_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite");
+        let connection = Connection::open(&path).unwrap();
+        for migration in &MIGRATIONS[..8] {
+            connection.execute_batch(migration).unwrap();
+        }
+        connection.execute_batch("PRAGMA user_version = 8").unwrap();
+        // Rows 1, 2 and 4 in flight as batch X; 3 and 5 waiting.
+        for (n, batch) in [
+            (1, Some("X")),
+            (2, Some("X")),
+            (3, None),
+            (4, Some("X")),
+            (5, None),
+        ] {
+            connection
+                .execute(
+                    "INSERT INTO queue (id, purpose, clause, clause_version, clause_sha256, collected_at, fields, batch_id, size)
+                     VALUES (?1, 'p', 'eula', 1, '', '', '{}', ?2, 2)",
+                    rusqlite::params![n, batch],
+                )
+                .unwrap();
+        }
+        migrate(&connection, &path).unwrap();
+        let ranges: Vec<(String, i64, i64)> = connection
+            .prepare("SELECT batch_id, first, last FROM claim ORDER BY first")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ranges, [("X".into(), 1, 2), ("X".into(), 4, 4)]);
+        let columns: Vec<String> = connection
+            .prepare("SELECT name FROM pragma_table_info('queue')")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(!columns.contains(&"batch_id".to_owned()), "{columns:?}");
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SUPPORTED);
+    }
 }
