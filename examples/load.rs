@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo run --release --example load -- --events 1000000 --compare-glean
 //! cargo run --release --example load -- --events 1000000 --backlog
+//! cargo run --release --example load -- --verdicts 10000000 --objects 10000000
 //! ```
 //!
 //! The daemon is this program started again as a child process (the same
@@ -23,6 +24,12 @@
 //! queued (and acknowledged) on disk, then 200: the drain is timed, and the
 //! peak RSS covers both phases.
 //!
+//! With `--verdicts N` the load is N `scan_verdict` events over
+//! `--objects M` distinct objects (default N), folded into the KSN
+//! aggregate: verdicts/s to the last durable acknowledgement, daemon CPU
+//! per verdict and peak RSS (the sketches' memory does not grow with M).
+//! The lines are written to a file first, so making them is not timed.
+//!
 //! Glean's figures are its own process (it records, batches, persists,
 //! compresses and hands pings to an uploader that counts them, in one
 //! process), from the line it prints.
@@ -38,7 +45,8 @@ use consentry::consent::{Method, grant};
 use consentry::receiver::{LoopbackPki, Receiver};
 
 const USAGE: &str =
-    "usage: load [--events N] [--runs R] [--backlog] [--compare-glean] [--glean-dir DIR]";
+    "usage: load [--events N] [--runs R] [--backlog] [--compare-glean] [--glean-dir DIR]
+       load --verdicts N [--objects M] [--runs R]";
 
 struct Options {
     events: u64,
@@ -46,6 +54,8 @@ struct Options {
     backlog: bool,
     compare_glean: bool,
     glean_dir: PathBuf,
+    verdicts: Option<u64>,
+    objects: Option<u64>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -55,6 +65,8 @@ fn options() -> anyhow::Result<Options> {
         backlog: false,
         compare_glean: false,
         glean_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/glean-bench"),
+        verdicts: None,
+        objects: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -68,6 +80,12 @@ fn options() -> anyhow::Result<Options> {
             "--backlog" => options.backlog = true,
             "--compare-glean" => options.compare_glean = true,
             "--glean-dir" => options.glean_dir = value("--glean-dir")?.into(),
+            "--verdicts" => {
+                options.verdicts = Some(value("--verdicts")?.parse().context("--verdicts")?)
+            }
+            "--objects" => {
+                options.objects = Some(value("--objects")?.parse().context("--objects")?)
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -88,6 +106,9 @@ fn main() -> anyhow::Result<()> {
         return daemon(Path::new(&args[2]));
     }
     let options = options()?;
+    if let Some(verdicts) = options.verdicts {
+        return verdicts_main(&options, verdicts);
+    }
     let glean = if options.compare_glean {
         Some(build_glean(&options.glean_dir)?)
     } else {
@@ -212,52 +233,7 @@ async fn consentry_run(lines: &str, events: u64, backlog: bool) -> anyhow::Resul
     if backlog {
         receiver.set_status(503);
     }
-    std::fs::write(dir.path().join("receiver-ca.pem"), &pki.ca_pem)?;
-    let config = dir.path().join("consentry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"state_dir = "state"
-runtime_dir = "run"
-consent_file = "consent.toml"
-[product]
-id = "load"
-version = "1.0.0.0"
-[collect]
-interval = "1h"
-[store]
-max_queue_bytes = {}
-[upload]
-endpoint = "{}"
-ca_file = "receiver-ca.pem"
-batch_max_delay = "1s"
-retry_initial = "1s"
-retry_max = "1s"
-"#,
-            4u64 << 30,
-            receiver.url()
-        ),
-    )?;
-    let catalogue = Catalogue::embedded();
-    grant(
-        &dir.path().join("consent.toml"),
-        &catalogue,
-        Region::Global,
-        "eula",
-        Method::Cli,
-    )?;
-    let mut child = Daemon::start(&config)?;
-    let socket = dir.path().join("run/ingest.sock");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        if Instant::now() > deadline {
-            bail!("the daemon did not bind {} within 30 s", socket.display());
-        }
-        child.check()?;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Let start-up work (the first collection, its upload) settle first.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (mut child, socket) = start_daemon(dir.path(), &pki, &receiver, &["eula"]).await?;
     let before = receiver.totals();
     let cpu_before = child.cpu_seconds()?;
     let started = Instant::now();
@@ -303,6 +279,134 @@ retry_max = "1s"
         wire_share: Some(wire / json),
         drain_s,
     })
+}
+
+/// Writes a config and consent (`clauses` accepted) into `dir`, starts the
+/// daemon child on it, and waits until its ingest socket is up and its
+/// start-up work has settled.
+async fn start_daemon(
+    dir: &Path,
+    pki: &LoopbackPki,
+    receiver: &Receiver,
+    clauses: &[&str],
+) -> anyhow::Result<(Daemon, PathBuf)> {
+    std::fs::write(dir.join("receiver-ca.pem"), &pki.ca_pem)?;
+    let config = dir.join("consentry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "state"
+runtime_dir = "run"
+consent_file = "consent.toml"
+[product]
+id = "load"
+version = "1.0.0.0"
+[collect]
+interval = "1h"
+[store]
+max_queue_bytes = {}
+[upload]
+endpoint = "{}"
+ca_file = "receiver-ca.pem"
+batch_max_delay = "1s"
+retry_initial = "1s"
+retry_max = "1s"
+"#,
+            4u64 << 30,
+            receiver.url()
+        ),
+    )?;
+    let catalogue = Catalogue::embedded();
+    for clause in clauses {
+        grant(
+            &dir.join("consent.toml"),
+            &catalogue,
+            Region::Global,
+            clause,
+            Method::Cli,
+        )?;
+    }
+    let mut child = Daemon::start(&config)?;
+    let socket = dir.join("run/ingest.sock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        if Instant::now() > deadline {
+            bail!("the daemon did not bind {} within 30 s", socket.display());
+        }
+        child.check()?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let start-up work (the first collection, its upload) settle first.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    Ok((child, socket))
+}
+
+/// `--verdicts`: scan verdicts into the KSN aggregate, `runs` times.
+fn verdicts_main(options: &Options, verdicts: u64) -> anyhow::Result<()> {
+    let objects = options.objects.unwrap_or(verdicts).max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let lines = tempfile::NamedTempFile::new()?;
+    {
+        use sha2::Digest;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, lines.as_file());
+        let kinds = ["unknown", "trusted", "untrusted"];
+        for n in 0..verdicts {
+            let object = hex::encode(sha2::Sha256::digest((n % objects).to_le_bytes()));
+            writeln!(
+                out,
+                "{{\"kind\":\"scan_verdict\",\"object\":\"{object}\",\"verdict\":\"{}\",\"trust_reason\":\"none\"}}",
+                kinds[(n % 3) as usize]
+            )?;
+        }
+        out.flush()?;
+    }
+    let mut runs = Vec::new();
+    for run in 1..=options.runs {
+        let (rate, cpu, rss) = runtime.block_on(async {
+            let dir = tempfile::tempdir()?;
+            let pki = LoopbackPki::generate()?;
+            let receiver = Receiver::start(&pki).await?;
+            receiver.count_only();
+            let (child, socket) =
+                start_daemon(dir.path(), &pki, &receiver, &["eula", "ksn"]).await?;
+            let cpu_before = child.cpu_seconds()?;
+            let started = Instant::now();
+            let input = tokio::fs::File::open(lines.path()).await?;
+            let summary = consentry::ingest::client::send(&socket, input).await?;
+            let elapsed = started.elapsed().as_secs_f64();
+            if summary.accepted != verdicts {
+                bail!(
+                    "the daemon accepted {} of {verdicts} verdicts: {:?}",
+                    summary.accepted,
+                    summary.errors.first()
+                );
+            }
+            let cpu = child.cpu_seconds()? - cpu_before;
+            let rss = child.peak_rss_kib()? as f64 / 1024.0;
+            child.stop()?;
+            anyhow::Ok((verdicts as f64 / elapsed, cpu * 1e6 / verdicts as f64, rss))
+        })?;
+        println!(
+            "run {run}: {verdicts} verdicts over {objects} objects: {rate:>9.0} verdicts/s to the last ack  CPU {cpu:.2} µs/verdict  peak RSS {rss:.1} MiB"
+        );
+        runs.push((rate, cpu, rss));
+    }
+    let median = |f: &dyn Fn(&(f64, f64, f64)) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(f).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    println!(
+        "\nmedian of {} runs: {:.0} verdicts/s, CPU {:.2} µs/verdict, peak RSS {:.1} MiB",
+        runs.len(),
+        median(&|r| r.0),
+        median(&|r| r.1),
+        median(&|r| r.2)
+    );
+    Ok(())
 }
 
 /// The daemon child process.
