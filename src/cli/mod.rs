@@ -20,6 +20,7 @@ macro_rules! say {
 mod check;
 mod consent;
 mod daemon;
+#[cfg(feature = "demo")]
 mod demo;
 mod disclosure;
 mod emit;
@@ -85,6 +86,7 @@ enum Command {
     /// Print what is sent and why, per region, from the enforced catalogue.
     Disclosure(disclosure::DisclosureArgs),
     /// Run the whole path on loopback with a throwaway receiver, then exit.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
     /// Print a shell completion script on stdout.
     Completions(reference::CompletionsArgs),
@@ -193,6 +195,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Disclosure(args) => disclosure::run(&args, &out),
         Command::Emit(args) => emit::run(&args, &out).await,
         Command::Preview(args) => preview::run(&args, &out),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(&args).await,
         Command::Completions(args) => reference::completions(&args),
         Command::Man(args) => reference::man(&args),
