@@ -12,7 +12,7 @@ if ! cargo deb --version >/dev/null 2>&1; then
     exit 1
 fi
 
-cargo build --release --locked
+cargo build --release --locked --no-default-features
 binary="${CARGO_TARGET_DIR:-target}/release/consentry"
 # Relative to the package root whatever CARGO_TARGET_DIR says: the asset
 # list in Cargo.toml names these paths.

@@ -4,8 +4,13 @@
 # closed loopback port, so nothing leaves the machine), lets it idle, and
 # prints its RSS, CPU and wake-ups from /proc.
 #
-#   scripts/footprint.sh                 # release build, 60 s
+#   scripts/footprint.sh                 # the shipped release build, 60 s
 #   FOOTPRINT_SECONDS=5 CONSENTRY_BIN=target/debug/consentry scripts/footprint.sh
+#
+# Without CONSENTRY_BIN it first builds the binary as it ships
+# (`cargo build --release --locked --no-default-features`: no demo), so a
+# release build with the demo left over from `cargo run --release -- demo`
+# is never the one measured.
 #
 # It prints numbers; it asserts no target (timing on a shared machine
 # flakes). BENCHMARKS.md records what it measured.
@@ -13,9 +18,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${FOOTPRINT_SECONDS:-60}
-bin=${CONSENTRY_BIN:-target/release/consentry}
-if [ ! -x "$bin" ]; then
-    cargo build --release --locked --quiet
+if [ -n "${CONSENTRY_BIN:-}" ]; then
+    bin=$CONSENTRY_BIN
+else
+    cargo build --release --locked --no-default-features --quiet
+    bin="${CARGO_TARGET_DIR:-target}/release/consentry"
 fi
 
 dir=$(mktemp -d)

@@ -18,7 +18,8 @@
 //!
 //! `daemon` runs this as cooperating tasks behind a control socket
 //! (`control`); the binary's `cli` is the command line; `receiver` is the
-//! loopback test receiver used by `consentry demo` and the tests.
+//! loopback test receiver used by `consentry demo` and the tests (only with
+//! the `demo` feature, on by default and off in the shipped build).
 
 pub mod catalogue;
 pub mod clock;
@@ -34,6 +35,7 @@ pub mod ingest;
 pub mod perms;
 pub mod preflight;
 pub mod privacy;
+#[cfg(feature = "demo")]
 pub mod receiver;
 pub mod record;
 pub mod socket;

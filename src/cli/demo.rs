@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use consentry::config::Config;
-use consentry::consent::{self, Method};
+use consentry::consent::{self, Decision, Method};
 use consentry::control::{self, Request, Response};
 use consentry::daemon::{self, Agent, Listeners};
 use consentry::receiver::{LoopbackPki, ReceivedRequest, Receiver};
@@ -78,7 +78,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     say!("Decisions:");
     for decision in config.evaluate_consent(&catalogue).decisions() {
-        super::status::print_decision(decision);
+        print_decision(decision);
     }
 
     say!("\nRegional editions (clauses that apply, and the purposes they can allow):");
@@ -324,4 +324,25 @@ fn print_requests(requests: &[ReceivedRequest]) {
             Err(err) => say!("    undecodable body: {err}"),
         }
     }
+}
+
+/// One line per purpose: verdict, reason, and a note when this build has
+/// no collector for it (allowed, but nothing to send).
+fn print_decision(decision: &Decision) {
+    let verdict = if decision.is_allowed() {
+        "allowed"
+    } else {
+        "blocked"
+    };
+    let note = if consentry::collect::has_collector(decision.purpose()) {
+        ""
+    } else {
+        " [fed by `record` events]"
+    };
+    let basis = decision.basis().map_or("-", |b| b.as_str());
+    say!(
+        "  {:<24} {verdict}  {basis:<19} {}{note}",
+        decision.purpose(),
+        decision.reason()
+    );
 }

@@ -153,7 +153,23 @@ pub fn usage(err: clap::Error) -> ExitCode {
         print_report(&ErrorReport::with(ErrorKind::Usage, message, Vec::new()));
     }
     let _ = err.print();
+    if asked_for_missing_demo(&err) {
+        eprintln!(
+            "\nnote: this build has no `demo` (the shipped binary leaves it out); in a source\n      checkout, `cargo run --release -- demo` builds and runs it"
+        );
+    }
     ExitCode::from(ErrorKind::Usage.code())
+}
+
+/// Whether the usage error is `consentry demo` on a build without the
+/// `demo` feature, which deserves more than "unrecognized subcommand".
+fn asked_for_missing_demo(err: &clap::Error) -> bool {
+    !cfg!(feature = "demo")
+        && err.kind() == clap::error::ErrorKind::InvalidSubcommand
+        && matches!(
+            err.get(clap::error::ContextKind::InvalidSubcommand),
+            Some(clap::error::ContextValue::String(verb)) if verb == "demo"
+        )
 }
 
 fn print_report(report: &ErrorReport) {

@@ -20,6 +20,7 @@ macro_rules! say {
 mod check;
 mod consent;
 mod daemon;
+#[cfg(feature = "demo")]
 mod demo;
 mod disclosure;
 mod emit;
@@ -85,6 +86,7 @@ enum Command {
     /// Print what is sent and why, per region, from the enforced catalogue.
     Disclosure(disclosure::DisclosureArgs),
     /// Run the whole path on loopback with a throwaway receiver, then exit.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
     /// Print a shell completion script on stdout.
     Completions(reference::CompletionsArgs),
@@ -148,27 +150,35 @@ pub struct OutputArgs {
 /// plain `LEVEL target: message key=value` for journald: no colour unless
 /// stderr is a terminal (and `NO_COLOR` is unset), and no timestamp when
 /// systemd's journal stamps them itself (`JOURNAL_STREAM`).
+///
+/// The filter is a `Targets` list (`debug`, `consentry=debug,warn`: a
+/// default level and levels per module path); a filter that does not parse
+/// is ignored in favour of the default.
 pub fn init_logging(cli: &Cli) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+
     let default = match cli.command {
-        Command::Daemon => "info",
+        Command::Daemon => LevelFilter::INFO,
         // The CLI reports outcomes itself; its logs are for real trouble.
-        _ => "error",
+        _ => LevelFilter::ERROR,
     };
     let filter = cli
         .global
         .log_level
         .as_deref()
-        .and_then(|text| tracing_subscriber::EnvFilter::try_new(text).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .and_then(|text| text.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(default));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match cli.global.log_format {
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => registry.with(layer.json()).init(),
         LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {
-            builder.with_ansi(false).without_time().init()
+            registry.with(layer.with_ansi(false).without_time()).init()
         }
-        LogFormat::Text => builder.with_ansi(colour_on(&std::io::stderr())).init(),
+        LogFormat::Text => registry
+            .with(layer.with_ansi(colour_on(&std::io::stderr())))
+            .init(),
     }
 }
 
@@ -193,6 +203,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Disclosure(args) => disclosure::run(&args, &out),
         Command::Emit(args) => emit::run(&args, &out).await,
         Command::Preview(args) => preview::run(&args, &out),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(&args).await,
         Command::Completions(args) => reference::completions(&args),
         Command::Man(args) => reference::man(&args),

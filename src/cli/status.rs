@@ -291,24 +291,3 @@ fn store_entries(store: &StoreHealth, entries: &mut Vec<Entry>) {
         );
     }
 }
-
-/// One line per purpose: verdict, reason, and a note when this build has
-/// no collector for it (allowed, but nothing to send).
-pub fn print_decision(decision: &Decision) {
-    let verdict = if decision.is_allowed() {
-        "allowed"
-    } else {
-        "blocked"
-    };
-    let note = if consentry::collect::has_collector(decision.purpose()) {
-        ""
-    } else {
-        " [fed by `record` events]"
-    };
-    let basis = decision.basis().map_or("-", |b| b.as_str());
-    say!(
-        "  {:<24} {verdict}  {basis:<19} {}{note}",
-        decision.purpose(),
-        decision.reason()
-    );
-}

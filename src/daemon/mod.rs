@@ -24,6 +24,7 @@ mod notify;
 mod reload;
 mod scheduler;
 mod uploader;
+mod watch;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;

@@ -1,5 +1,7 @@
 //! Reload: SIGHUP re-reads the config file; a change to the consent file
-//! (or the policy file) is noticed within [`POLL`] and re-read.
+//! (or the policy file) is noticed at once through a watch on its
+//! directory (`watch::FileWatch`; a look every `watch::FALLBACK_POLL` if
+//! no watch can be set up) and re-read.
 //!
 //! A config that fails validation, or whose `[upload]` settings cannot be
 //! used (a CA file that is gone, say), is rejected: the daemon runs on
@@ -19,21 +21,19 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio_util::sync::CancellationToken;
 
 use super::control::Handler;
+use super::watch::FileWatch;
 use super::{Agent, Shared};
 use crate::clock::rfc3339;
 use crate::config::Config;
 use crate::control::ReloadReport;
 use crate::upload::Transport;
-
-/// How often the consent and policy files are looked at: two `stat`s,
-/// the only wake-up of an idle daemon besides its schedules.
-pub const POLL: Duration = Duration::from_secs(2);
 
 pub(super) async fn run(
     agent: Arc<Agent>,
@@ -43,6 +43,7 @@ pub(super) async fn run(
 ) {
     let hup = agent.reload_handle();
     let mut seen = stamps(&agent.config());
+    let mut watch = FileWatch::new(watched(&agent.config()));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -54,7 +55,7 @@ pub(super) async fn run(
                 }
                 shared.set_reload(report);
             }
-            _ = tokio::time::sleep(POLL) => {
+            _ = watch.changed() => {
                 let now = stamps(&agent.config());
                 if now == seen {
                     continue;
@@ -63,6 +64,8 @@ pub(super) async fn run(
             }
         }
         seen = stamps(&agent.config());
+        // A reload may name other files; a symlink may point elsewhere now.
+        watch.follow(watched(&agent.config()));
         handler.apply_consent(None).await;
     }
 }
@@ -125,6 +128,13 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     check("[collect]", old.collect != new.collect);
     check("[store]", old.store != new.store);
     changed
+}
+
+/// The files whose changes are applied without a SIGHUP.
+fn watched(config: &Config) -> Vec<PathBuf> {
+    std::iter::once(config.consent_file.clone())
+        .chain(config.policy_file.clone())
+        .collect()
 }
 
 /// What identifies the consent and policy files' contents without reading

@@ -636,7 +636,9 @@ impl<S: Durable> Uploader<S> {
     }
 }
 
-#[cfg(test)]
+// These run against the loopback receiver, which only the `demo` feature
+// builds.
+#[cfg(all(test, feature = "demo"))]
 mod tests {
     use std::time::Duration;
 
