@@ -113,8 +113,34 @@ pub struct GlobalArgs {
     /// Which logs to write, as a level (`debug`) or a filter
     /// (`consentry=debug,warn`). Default: `info` for the daemon, `error`
     /// for the other verbs, which report their outcome themselves.
-    #[arg(long, global = true, value_name = "FILTER", env = "CONSENTRY_LOG")]
+    #[arg(long, global = true, value_name = "FILTER", env = "CONSENTRY_LOG", value_parser = log_filter)]
     pub log_level: Option<String>,
+}
+
+/// A `--log-level` value: comma-separated directives, each a level or
+/// `target=level`, the target a Rust module path. A typo is a usage error,
+/// not a filter that silently shows something else.
+fn log_filter(text: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in text.split(',') {
+        let (target, level) = match directive.split_once('=') {
+            Some((target, level)) => (Some(target), level),
+            None => (None, directive),
+        };
+        let level_ok = LEVELS.contains(&level.trim().to_ascii_lowercase().as_str());
+        let target_ok = target.is_none_or(|t| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        });
+        if !level_ok || !target_ok {
+            return Err(format!(
+                "`{directive}` is not a level ({}) or `module=level`",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(text.to_owned())
 }
 
 /// The shape of log lines on stderr.
@@ -152,8 +178,8 @@ pub struct OutputArgs {
 /// systemd's journal stamps them itself (`JOURNAL_STREAM`).
 ///
 /// The filter is a `Targets` list (`debug`, `consentry=debug,warn`: a
-/// default level and levels per module path); a filter that does not parse
-/// is ignored in favour of the default.
+/// default level and levels per module path), checked by `log_filter`
+/// when the command line is parsed.
 pub fn init_logging(cli: &Cli) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
@@ -281,4 +307,27 @@ pub fn stdout_failed(err: std::io::Error) -> ! {
     }
     eprintln!("error: cannot write to stdout: {err}");
     std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_filter_is_levels_and_module_levels_and_a_typo_is_refused() {
+        for good in [
+            "debug",
+            "WARN",
+            "consentry=debug,warn",
+            "consentry::upload=trace,off",
+        ] {
+            assert_eq!(log_filter(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in ["bad[[[", "verbose", "consentry=loud", "=debug", "debug,"] {
+            let err = log_filter(bad).unwrap_err();
+            assert!(err.contains("is not a level"), "{bad}: {err}");
+        }
+        let parsed = Cli::try_parse_from(["consentry", "--log-level", "nope", "status"]);
+        assert!(parsed.is_err());
+    }
 }
