@@ -95,6 +95,25 @@ fn purge_removes_only_blocked_purposes_and_releases_their_batch() {
 }
 
 #[test]
+fn a_purge_of_everything_counts_by_purpose_and_the_next_record_is_claimed_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .enqueue(&[record("a", 1), record("b", 2), record("a", 3)])
+        .unwrap();
+    let claimed = store.claim_batch(10, ALL).unwrap().unwrap();
+    assert_eq!(store.purge_blocked(|_| false, "eula revoked").unwrap(), 3);
+    assert_eq!(store.depth().unwrap(), 0);
+    let audit = store.recent_audit(10).unwrap();
+    assert_eq!(audit[0].detail, "eula revoked: a 2, b 1");
+    // A record queued afterwards never falls inside the old claim's range.
+    store.enqueue(&[record("a", 4)]).unwrap();
+    let after = store.claim_batch(10, ALL).unwrap().unwrap();
+    assert_ne!(after.id, claimed.id);
+    assert_eq!(after.records, vec![queued("a", 4)]);
+}
+
+#[test]
 fn audit_keeps_the_newest_lines_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
