@@ -114,7 +114,7 @@ impl LoopbackPki {
     }
 
     fn server_config(&self) -> Result<rustls::ServerConfig, ReceiverError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));
         Ok(rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?

@@ -368,7 +368,7 @@ impl ServerCertVerifier for ExactCertificate {
 
 /// The crypto provider of every verifier here (and of the receiver).
 fn provider() -> CryptoProvider {
-    rustls::crypto::aws_lc_rs::default_provider()
+    rustls::crypto::ring::default_provider()
 }
 
 #[cfg(test)]
