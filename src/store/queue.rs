@@ -109,8 +109,8 @@ pub fn purge_blocked(
         // the table's pages wholesale instead of row by row (about 4x
         // quicker for 100,000 records: `cargo bench --bench pipeline --
         // revoke`). Rowids go on growing: the claim ranges stay sound.
-        let mut counts = connection
-            .prepare_cached("SELECT purpose, COUNT(*) FROM queue GROUP BY purpose")?;
+        let mut counts =
+            connection.prepare_cached("SELECT purpose, COUNT(*) FROM queue GROUP BY purpose")?;
         let mut rows = counts.query([])?;
         while let Some(row) = rows.next()? {
             let count = row.get::<_, i64>(1)? as u64;
