@@ -53,6 +53,9 @@ pub enum ClientError {
     Untrusted(String),
     #[error("the daemon sent an unreadable answer: {0}")]
     Garbled(String),
+    /// The lines to send could not be read (the input, not the socket).
+    #[error("cannot read the lines to send: {0}")]
+    Input(#[source] std::io::Error),
 }
 
 /// Sends everything `input` holds, line by line, and waits for the acks.
@@ -71,29 +74,34 @@ pub async fn send(
         untrusted @ ConnectError::Untrusted { .. } => ClientError::Untrusted(untrusted.to_string()),
     })?;
     let (read, mut write) = stream.into_split();
+    // Lines handed to the socket so far, kept when writing fails (the
+    // daemon went away): what was acknowledged until then still counts.
+    let mut sent = 0u64;
     let sending = async {
         let mut buffer = vec![0u8; 256 * 1024];
-        let (mut lines, mut last) = (0u64, b'\n');
+        let mut last = b'\n';
+        // Err(Ok(_)): the input could not be read; Err(Err(_)): the socket
+        // could not be written.
         loop {
-            let n = input.read(&mut buffer).await?;
+            let n = input.read(&mut buffer).await.map_err(Ok)?;
             if n == 0 {
                 break;
             }
-            lines += memchr::memchr_iter(b'\n', &buffer[..n]).count() as u64;
+            sent += memchr::memchr_iter(b'\n', &buffer[..n]).count() as u64;
             last = buffer[n - 1];
-            write.write_all(&buffer[..n]).await?;
+            write.write_all(&buffer[..n]).await.map_err(Err)?;
         }
         if last != b'\n' {
-            lines += 1; // an unterminated last line still counts
+            sent += 1; // an unterminated last line still counts
         }
-        write.shutdown().await?;
-        Ok::<u64, std::io::Error>(lines)
+        write.shutdown().await.map_err(Err)
     };
     let receiving = async {
         let mut summary = EmitSummary::default();
         let mut acked = 0u64;
         let mut reader = BufReader::new(read).lines();
-        while let Some(line) = reader.next_line().await? {
+        // A reset connection ends the answers like a closed one does.
+        while let Ok(Some(line)) = reader.next_line().await {
             match serde_json::from_str::<Reply>(&line) {
                 Ok(Reply::Ack {
                     ack,
@@ -118,16 +126,24 @@ pub async fn send(
                         });
                     }
                 }
-                Err(err) => return Ok(Err(ClientError::Garbled(err.to_string()))),
+                Err(err) => return Err(ClientError::Garbled(err.to_string())),
             }
         }
-        Ok::<_, std::io::Error>(Ok((summary, acked)))
+        Ok((summary, acked))
     };
-    let (sent, received) = tokio::join!(sending, receiving);
-    let sent = sent.map_err(io)?;
-    let (mut summary, acked) = received.map_err(io)??;
+    let (written, received): (Result<(), Result<std::io::Error, std::io::Error>>, _) =
+        tokio::join!(sending, receiving);
+    if let Err(Ok(unreadable)) = written {
+        return Err(ClientError::Input(unreadable));
+    }
+    let (mut summary, acked) = received?;
     if acked < sent {
         return Err(ClientError::Unacknowledged { acked, sent });
+    }
+    if let Err(Err(err)) = written
+        && sent == 0
+    {
+        return Err(io(err));
     }
     summary.lines = sent;
     Ok(summary)

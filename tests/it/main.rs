@@ -13,6 +13,7 @@ mod lifecycle;
 mod receipts;
 mod security;
 mod service;
+mod soak;
 mod store;
 mod support;
 mod tls;
