@@ -394,4 +394,6 @@ fn health(connection: &Connection) -> Result<StoreHealth, StoreError> {
 }
 
 #[cfg(test)]
+mod model;
+#[cfg(test)]
 mod tests;
