@@ -30,6 +30,8 @@ pub mod control;
 pub mod daemon;
 pub mod disclosure;
 pub mod document;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod ingest;
 pub mod perms;

@@ -7,6 +7,7 @@ mod consent;
 mod delivery;
 mod disclosure;
 mod faults;
+mod fuzz_corpus;
 mod history;
 mod ingest;
 mod lifecycle;
