@@ -135,16 +135,21 @@ async fn acknowledged_events_survive_random_kills_under_load() {
     // Drain: a healthy receiver, and flush until nothing is queued and the
     // KSN window is closed.
     world.receiver.set_status(200);
+    // A long soak leaves a long backlog: fail only when draining stalls.
     let daemon = world.spawn_daemon().await;
-    let deadline = tokio::time::Instant::now() + PATIENCE * 3;
+    let (mut least, mut since) = (u64::MAX, tokio::time::Instant::now());
     loop {
         world.run(&["flush"]).await;
-        if world.records_queued().await == 0 {
+        let queued = world.records_queued().await;
+        if queued == 0 {
             break;
         }
+        if queued < least {
+            (least, since) = (queued, tokio::time::Instant::now());
+        }
         assert!(
-            tokio::time::Instant::now() < deadline,
-            "the queue never drained"
+            since.elapsed() < PATIENCE,
+            "the queue stopped draining at {queued} records"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
