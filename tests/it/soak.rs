@@ -22,7 +22,7 @@ use std::time::Duration;
 use consentry::ingest::client::{self, ClientError};
 use sha2::{Digest, Sha256};
 
-use crate::support::{PATIENCE, World};
+use crate::support::{Daemon, PATIENCE, World};
 
 /// Install tasks and verdicts in one chunk of load, interleaved.
 const TASKS_PER_CHUNK: u64 = 200;
@@ -80,6 +80,17 @@ async fn load(socket: std::path::PathBuf, mut next_code: u64) -> (Acked, u64) {
     }
 }
 
+/// A daemon that logs warnings only: its stderr is a pipe nobody reads
+/// until it stops, and a long drain's debug lines would fill it and block
+/// the daemon on its own logging.
+async fn quiet_daemon(world: &World) -> Daemon {
+    let daemon = world.start_daemon(&[("CONSENTRY_LOG", "warn")]);
+    world
+        .status_until("the daemon answers", |status| status["daemon"].is_object())
+        .await;
+    daemon
+}
+
 fn integrity(world: &World) -> String {
     let path = world.path("state").join(consentry::store::DATABASE_FILE);
     let connection =
@@ -117,7 +128,7 @@ async fn acknowledged_events_survive_random_kills_under_load() {
     for cycle in 0..cycles {
         let failing = rng.u8(..4) == 0;
         world.receiver.set_status(if failing { 503 } else { 200 });
-        let daemon = world.spawn_daemon().await;
+        let daemon = quiet_daemon(&world).await;
         let loader = tokio::spawn(load(world.ingest_socket(), next_code));
         tokio::time::sleep(Duration::from_millis(rng.u64(30..400))).await;
         daemon.kill().await;
@@ -136,7 +147,7 @@ async fn acknowledged_events_survive_random_kills_under_load() {
     // KSN window is closed.
     world.receiver.set_status(200);
     // A long soak leaves a long backlog: fail only when draining stalls.
-    let daemon = world.spawn_daemon().await;
+    let daemon = quiet_daemon(&world).await;
     let (mut least, mut since) = (u64::MAX, tokio::time::Instant::now());
     loop {
         world.run(&["flush"]).await;
