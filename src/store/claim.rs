@@ -268,17 +268,23 @@ pub fn dead_letter_batch(
          SELECT ?3, purpose, clause, collected_at, fields, ?4, ?5 FROM queue WHERE id BETWEEN ?1 AND ?2",
         &[&at, &status, &reason],
     )?;
-    let moved = each_range(
+    let moved = remove_batch(connection, id)?;
+    if moved > 0 {
+        insert_audit(connection, "dead-lettered", Some(id), moved, reason)?;
+    }
+    Ok(moved)
+}
+
+/// Deletes batch `id`'s records and its claim; returns how many went.
+fn remove_batch(connection: &Connection, id: Uuid) -> Result<u64, StoreError> {
+    let removed = each_range(
         connection,
         id,
         "DELETE FROM queue WHERE id BETWEEN ?1 AND ?2",
         &[],
     )?;
     release_batch(connection, id)?;
-    if moved > 0 {
-        insert_audit(connection, "dead-lettered", Some(id), moved, reason)?;
-    }
-    Ok(moved)
+    Ok(removed)
 }
 
 /// Lets go of batch `id`: its records are claimed afresh (under a new id)
@@ -309,13 +315,7 @@ pub fn complete_batch_with(
     detail: &str,
     facts: Option<&serde_json::Value>,
 ) -> Result<u64, StoreError> {
-    let deleted = each_range(
-        connection,
-        id,
-        "DELETE FROM queue WHERE id BETWEEN ?1 AND ?2",
-        &[],
-    )?;
-    release_batch(connection, id)?;
+    let deleted = remove_batch(connection, id)?;
     insert_audit_with(connection, event, Some(id), deleted, detail, facts)?;
     Ok(deleted)
 }

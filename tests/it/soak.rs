@@ -84,11 +84,7 @@ async fn load(socket: std::path::PathBuf, mut next_code: u64) -> (Acked, u64) {
 /// until it stops, and a long drain's debug lines would fill it and block
 /// the daemon on its own logging.
 async fn quiet_daemon(world: &World) -> Daemon {
-    let daemon = world.start_daemon(&[("CONSENTRY_LOG", "warn")]);
-    world
-        .status_until("the daemon answers", |status| status["daemon"].is_object())
-        .await;
-    daemon
+    world.spawn_daemon_with(&[("CONSENTRY_LOG", "warn")]).await
 }
 
 fn integrity(world: &World) -> String {

@@ -226,7 +226,12 @@ retry_max = "1s"
 
     /// Starts `consentry daemon` and waits until its control socket answers.
     pub async fn spawn_daemon(&self) -> Daemon {
-        let daemon = self.start_daemon(&[]);
+        self.spawn_daemon_with(&[]).await
+    }
+
+    /// [`World::spawn_daemon`], with `env` set (see [`World::start_daemon`]).
+    pub async fn spawn_daemon_with(&self, env: &[(&str, &str)]) -> Daemon {
+        let daemon = self.start_daemon(env);
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let status = self.status().await;
