@@ -137,8 +137,10 @@ pub fn control_request(data: &[u8]) {
 /// `Retry-After` value (the rest), classified and turned into a wait.
 pub fn server_answer(data: &[u8]) {
     use crate::upload::policy::{
-        RETRY_AFTER_CAP, Refusal, RetryPolicy, UploadResult, parse_retry_after_at,
+        Protocol, RETRY_AFTER_CAP, Refusal, RetryPolicy, UploadResult, parse_retry_after_at,
     };
+    use crate::upload::schedule::{IntervalBounds, Jitter, Pace};
+    use crate::upload::transport::Pacing;
     let status = match data {
         [hi, lo, ..] => u16::from_be_bytes([*hi, *lo]) % 1000,
         _ => return,
@@ -146,20 +148,37 @@ pub fn server_answer(data: &[u8]) {
     let value = String::from_utf8_lossy(&data[2..]);
     let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
     let retry_after = parse_retry_after_at(&value, now);
-    let result = UploadResult::from_status(status, retry_after);
-    let _ = result.detail();
+    let _ = UploadResult::from_status(status, retry_after).detail();
     let _ = Refusal::of(status, 500);
     let policy = RetryPolicy {
         initial: std::time::Duration::from_secs(5),
         max: std::time::Duration::from_secs(900),
     };
-    let wait = policy.wait_after(&result, 3, 0.5);
-    // Never sooner than the server asked, up to the cap.
-    if let UploadResult::Retryable {
-        retry_after: Some(asked),
-        ..
-    } = &result
-    {
-        assert!(wait >= (*asked).min(RETRY_AFTER_CAP));
+    let bounds = IntervalBounds {
+        min: std::time::Duration::from_secs(10),
+        max: std::time::Duration::from_secs(3600),
+    };
+    for protocol in [Protocol::ConsentryJson, Protocol::OtlpHttp] {
+        let result = UploadResult::classify(protocol, status, retry_after);
+        let mut pace = Pace::new(policy, std::time::Duration::from_secs(60), bounds);
+        let pacing = Pacing {
+            retry_after,
+            upload_interval: value
+                .trim()
+                .parse()
+                .ok()
+                .map(std::time::Duration::from_secs),
+        };
+        for attempt in 0..3 {
+            let wait = pace.after(&Jitter::from_seed(attempt), &result, pacing);
+            // Never sooner than the server asked, up to the cap.
+            if let Some(asked) = retry_after.filter(|a| !a.is_zero()) {
+                assert!(
+                    wait.is_some_and(|w| w >= asked.min(RETRY_AFTER_CAP) && w <= RETRY_AFTER_CAP)
+                );
+            }
+            assert!(pace.interval() >= bounds.min.min(std::time::Duration::from_secs(60)));
+            assert!(pace.interval() <= bounds.max.max(std::time::Duration::from_secs(60)));
+        }
     }
 }

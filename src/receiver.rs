@@ -7,7 +7,9 @@
 //! self-signed `CA:TRUE` certificate as `openssl req -x509` makes), decodes
 //! each body with the same `protocol` module the uploader uses, and answers
 //! with a status that tests can script (to prove that a 500 leaves a batch
-//! queued, say). A probe (`Consentry-Probe: 1`, `docs/protocol.md`) is
+//! queued, say). It reads consentry's JSON envelopes and, by
+//! `Content-Type: application/x-protobuf`, OTLP logs export requests (read
+//! back into the same envelope shape, `upload::otlp::to_envelope`). A probe (`Consentry-Probe: 1`, `docs/protocol.md`) is
 //! answered 204 and not recorded; a required bearer token is checked first.
 
 use std::collections::VecDeque;
@@ -31,9 +33,10 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::upload::protocol::Envelope;
+use crate::upload::otlp;
+use crate::upload::protocol::{DeletionEnvelope, Envelope};
 use crate::upload::tls::Pin;
-use crate::upload::transport::{IDEMPOTENCY_KEY, PROBE_HEADER};
+use crate::upload::transport::{IDEMPOTENCY_KEY, PROBE_HEADER, UPLOAD_INTERVAL};
 
 /// Largest request body the receiver reads.
 const MAX_BODY_BYTES: usize = 16 << 20;
@@ -177,6 +180,12 @@ struct State {
     retry_after: Mutex<Option<String>>,
     /// Refuse, with this status, any batch whose body holds this text.
     refuse_marker: Mutex<Option<(String, u16)>>,
+    /// OTLP only: answer every accepted batch with a partial success that
+    /// rejects this many of its records (at most all), with this message.
+    otlp_rejecting: Mutex<Option<(u64, String)>>,
+    /// `Retry-After` on a 2xx, and the `Consentry-Upload-Interval` header
+    /// on every answer.
+    pace: Mutex<(Option<String>, Option<String>)>,
     /// Milliseconds to wait before answering (a slow receiver).
     delay_ms: std::sync::atomic::AtomicU64,
     /// When set, a request without `Authorization: Bearer <this>` gets 401.
@@ -243,6 +252,19 @@ impl Receiver {
 
     pub fn set_hang(&self, hang: bool) {
         self.state.hang.store(hang, Ordering::SeqCst);
+    }
+
+    /// From now on (OTLP only), answer each accepted batch with a partial
+    /// success rejecting `count` of its records (`None`: full success).
+    pub fn set_otlp_rejecting(&self, rejecting: Option<(u64, &str)>) {
+        *lock(&self.state.otlp_rejecting) = rejecting.map(|(n, m)| (n, m.to_owned()));
+    }
+
+    /// From now on, add `Retry-After: retry_after` to every 2xx, and
+    /// `Consentry-Upload-Interval: interval` to every answer (a receiver
+    /// slowing the fleet).
+    pub fn set_pace(&self, retry_after: Option<&str>, interval: Option<&str>) {
+        *lock(&self.state.pace) = (retry_after.map(str::to_owned), interval.map(str::to_owned));
     }
 
     /// From now on, answer `status` to any batch with a record whose fields
@@ -377,6 +399,7 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
     let idempotency_key = header(IDEMPOTENCY_KEY);
     let content_encoding = header("content-encoding");
     let authorization = header("authorization");
+    let content_type = header("content-type");
     let token_refused = lock(&state.token)
         .as_ref()
         .is_some_and(|token| authorization.as_deref() != Some(&format!("Bearer {token}")));
@@ -389,20 +412,27 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         .collect()
         .await
         .map(|collected| collected.to_bytes());
-    let (envelope, body, json_bytes) = match body {
-        Ok(bytes) => {
-            match Envelope::decode_sized(&bytes, content_encoding.as_deref() == Some("gzip")) {
-                Ok((envelope, json_bytes)) => (Ok(envelope), bytes, json_bytes),
-                Err(err) => (Err(err.to_string()), bytes, 0),
-            }
-        }
-        Err(err) => (Err(format!("body unreadable: {err}")), Bytes::new(), 0),
+    let gzip = content_encoding.as_deref() == Some("gzip");
+    let otlp = content_type.is_some_and(|t| t.starts_with(otlp::CONTENT_TYPE));
+    let (envelope, body, json_bytes, otlp_deletion) = match body {
+        Ok(bytes) if otlp => match otlp_decode(&bytes, gzip) {
+            Ok((envelope, deletion, size)) => (envelope, bytes, size, deletion),
+            Err(err) => (Err(err), bytes, 0, None),
+        },
+        Ok(bytes) => match Envelope::decode_sized(&bytes, gzip) {
+            Ok((envelope, json_bytes)) => (Ok(envelope), bytes, json_bytes, None),
+            Err(err) => (Err(err.to_string()), bytes, 0, None),
+        },
+        Err(err) => (
+            Err(format!("body unreadable: {err}")),
+            Bytes::new(),
+            0,
+            None,
+        ),
     };
     let deletion = match &envelope {
-        Err(_) => crate::upload::protocol::DeletionEnvelope::decode(
-            &body,
-            content_encoding.as_deref() == Some("gzip"),
-        ),
+        Err(_) if otlp => otlp_deletion,
+        Err(_) => crate::upload::protocol::DeletionEnvelope::decode(&body, gzip),
         Ok(_) => None,
     };
     let envelope = match (&deletion, envelope) {
@@ -429,7 +459,14 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         }
         _ => status,
     };
-    if let (true, Ok(envelope)) = ((200..300).contains(&status), &envelope) {
+    let accepted = (200..300).contains(&status);
+    let rejecting = match (accepted && otlp, &envelope) {
+        (true, Ok(envelope)) => lock(&state.otlp_rejecting)
+            .clone()
+            .map(|(count, message)| (count.min(envelope.records.len() as u64), message)),
+        _ => None,
+    };
+    if let (true, Ok(envelope)) = (accepted, &envelope) {
         state.batches.fetch_add(1, Ordering::SeqCst);
         let records = envelope.records.len() as u64;
         state.records.fetch_add(records, Ordering::SeqCst);
@@ -440,9 +477,39 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
             .json_bytes
             .fetch_add(json_bytes as u64, Ordering::SeqCst);
     }
+    let answer = |status| {
+        let mut response = match &rejecting {
+            Some((count, message)) => Response::builder()
+                .status(status)
+                .header(hyper::header::CONTENT_TYPE, otlp::CONTENT_TYPE)
+                .body(Full::new(Bytes::from(otlp::partial_success(
+                    *count, message,
+                ))))
+                .expect("a status code from a u16 in range builds a response"),
+            None => empty_response(status),
+        };
+        let pace = lock(&state.pace).clone();
+        let headers = response.headers_mut();
+        let retry_after = if (200..300).contains(&status) {
+            pace.0
+        } else {
+            lock(&state.retry_after).clone()
+        };
+        if let Some(value) = retry_after.and_then(|v| hyper::header::HeaderValue::from_str(&v).ok())
+        {
+            headers.insert(hyper::header::RETRY_AFTER, value);
+        }
+        if let Some(value) = pace
+            .1
+            .and_then(|v| hyper::header::HeaderValue::from_str(&v).ok())
+        {
+            headers.insert(UPLOAD_INTERVAL, value);
+        }
+        response
+    };
     if state.forget.load(Ordering::SeqCst) {
         state.arrived.notify_waiters();
-        return empty_response(status);
+        return answer(status);
     }
     lock(&state.requests).push(ReceivedRequest {
         method,
@@ -464,16 +531,26 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
     while state.hang.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut response = empty_response(status);
-    if !(200..300).contains(&status)
-        && let Some(value) = lock(&state.retry_after).as_deref()
-        && let Ok(value) = hyper::header::HeaderValue::from_str(value)
-    {
-        response
-            .headers_mut()
-            .insert(hyper::header::RETRY_AFTER, value);
-    }
-    response
+    answer(status)
+}
+
+/// An OTLP body read back into the envelope's shape (or the deletion
+/// request it is), and the size of its protobuf bytes.
+#[allow(clippy::type_complexity)]
+fn otlp_decode(
+    bytes: &[u8],
+    gzip: bool,
+) -> Result<(Result<Envelope, String>, Option<DeletionEnvelope>, usize), String> {
+    let request = otlp::decode_request(bytes, gzip).map_err(|e| e.to_string())?;
+    let size = prost::Message::encoded_len(&request);
+    Ok(match otlp::to_envelope(&request)? {
+        otlp::Carried::Batch(envelope) => (Ok(envelope), None, size),
+        otlp::Carried::Deletion(request) => (
+            Err("a deletion request, not a batch".to_owned()),
+            Some(DeletionEnvelope::new(request)),
+            size,
+        ),
+    })
 }
 
 fn empty_response(status: u16) -> Response<Full<Bytes>> {

@@ -7,6 +7,7 @@ use std::io::Write;
 
 use consentry::config::Config;
 use consentry::store::{AuditEntry, DATABASE_FILE, Store, queue};
+use consentry::upload::otlp;
 use consentry::upload::protocol::Body;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -142,6 +143,15 @@ fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
         kept.batch_id,
         kept.sha256
     );
+    // An OTLP body (protobuf) is shown in the specification's JSON
+    // mapping; its digest above is of the protobuf bytes as sent.
+    let otlp = document.first() != Some(&b'{');
+    let document = if otlp {
+        let request = otlp::decode_request(&document, false)?;
+        serde_json::to_vec_pretty(&otlp::to_json(&request))?
+    } else {
+        document
+    };
     if json {
         print_json(
             "consentry.history.show/1",
@@ -155,8 +165,16 @@ fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
         )?;
     } else {
         eprintln!(
-            "batch {}: {} record(s), first sent {}, sha256 {}",
-            kept.batch_id, kept.records, kept.at, kept.sha256
+            "batch {}: {} record(s), first sent {}, sha256 {}{}",
+            kept.batch_id,
+            kept.records,
+            kept.at,
+            kept.sha256,
+            if otlp {
+                " (of the OTLP protobuf sent; shown here as OTLP/JSON)"
+            } else {
+                ""
+            }
         );
         let mut out = std::io::stdout().lock();
         out.write_all(&document)

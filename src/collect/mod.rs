@@ -157,6 +157,12 @@ impl CollectContext {
         **self.installation_id.load()
     }
 
+    /// The shared cell the installation id lives in: whoever holds it sees
+    /// a replacement at once (the uploader's schedules).
+    pub fn installation_id_cell(&self) -> std::sync::Arc<arc_swap::ArcSwap<Uuid>> {
+        std::sync::Arc::clone(&self.installation_id)
+    }
+
     /// Replaces the installation id (after the store has made it durable);
     /// every clone of this context sees the new one.
     pub fn set_installation_id(&self, id: Uuid) {

@@ -46,6 +46,7 @@ use crate::ingest::{self, Discards, Ingest};
 use crate::preflight::{self, Preflight, PreflightError};
 use crate::socket::AccessPolicy;
 use crate::store::{Bounds, Store, StoreError, Writer, WriterError, queue};
+use crate::upload::AgentIdentity;
 use crate::upload::{SendLock, Transport, TransportError, UploadError, UploadSummary, Uploader};
 
 pub use listener::{BindError, bind_control_socket};
@@ -171,6 +172,12 @@ impl Agent {
         self.transport.load_full()
     }
 
+    /// Who sends: the region, and the installation whose id seeds every
+    /// schedule's jitter.
+    pub fn identity(&self) -> AgentIdentity {
+        AgentIdentity::new(self.context.region, self.context.installation_id_cell())
+    }
+
     /// What SIGHUP notifies: the daemon re-reads its config.
     pub fn reload_handle(&self) -> Arc<Notify> {
         Arc::clone(&self.reload)
@@ -235,6 +242,7 @@ impl Agent {
             Arc::clone(&self.gate),
             (*self.transport()).clone(),
             &self.config().upload,
+            self.identity(),
             send_lock,
         );
         let upload = uploader.upload_pending(true).await;
@@ -357,7 +365,6 @@ pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationT
         Arc::clone(&agent),
         Arc::clone(&shared),
         Arc::clone(&collect_now),
-        Arc::clone(&upload_now),
         shutdown.clone(),
     ));
     let uploader = Uploader::new(
@@ -365,6 +372,7 @@ pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationT
         Arc::clone(&agent.gate),
         (*agent.transport()).clone(),
         &config.upload,
+        agent.identity(),
         send_lock,
     );
     let in_flight = uploader.in_flight();
@@ -422,18 +430,18 @@ pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationT
     tracing::info!("daemon stopped");
 }
 
-/// When to upload next: at the end of a pending backoff, else one interval
-/// from now. A backoff deadline already past must not schedule an upload
-/// "now" again, or a queue that cannot be sent (consent file unusable, say)
-/// would spin the loop.
+/// When to upload next: at the end of a pending backoff, else at the next
+/// slot, `until_slot` from now (never zero). A backoff deadline already
+/// past must not schedule an upload "now" again, or a queue that cannot be
+/// sent (consent file unusable, say) would spin the loop.
 fn next_upload_at(
     now: tokio::time::Instant,
     not_before: Option<tokio::time::Instant>,
-    interval: Duration,
+    until_slot: Duration,
 ) -> tokio::time::Instant {
     match not_before {
         Some(deadline) if deadline > now => deadline,
-        _ => now + interval,
+        _ => now + until_slot,
     }
 }
 

@@ -1,10 +1,15 @@
 //! The scheduler task: runs the periodic collectors (`geo_distribution`,
-//! and `update_identity` as a fallback) every `[collect] interval`, and
-//! closes the KSN window every `[collect] ksn_window`, turning it into one
-//! report. Records go through the gate, then to the store writer; the
-//! uploader is nudged afterwards. It also runs the store's housekeeping
-//! (records past `max_record_age`, audit past `audit_retention`) at start
-//! and every [`HOUSEKEEPING`].
+//! and `update_identity` as a fallback) at start and every `[collect]
+//! interval`, and closes the KSN window every `[collect] ksn_window`,
+//! turning it into one report. Records go through the gate, then to the
+//! store writer; the uploader takes them at its next slot (a fleet that
+//! restarts together must not upload together). It also runs the store's
+//! housekeeping (records past `max_record_age`, audit past
+//! `audit_retention`) at start and every [`HOUSEKEEPING`].
+//!
+//! Every period runs on this installation's own slots
+//! (`upload::schedule::Jitter`): the same moments whenever the daemon
+//! started, spread evenly across a fleet.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -17,6 +22,7 @@ use super::{Agent, Shared};
 use crate::collect::{self, ksn};
 use crate::control::{Blocked, CollectSummary};
 use crate::gate::Refusal;
+use crate::upload::schedule::salt;
 
 /// How often the store's housekeeping runs.
 pub const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -25,7 +31,6 @@ pub(super) async fn run(
     agent: Arc<Agent>,
     shared: Arc<Shared>,
     collect_now: Arc<Notify>,
-    upload_now: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     // `[collect]` changes need a restart: read once.
@@ -35,36 +40,47 @@ pub(super) async fn run(
     let mut next_collect = Instant::now();
     let mut next_close = first_close(&agent, window).await;
     let mut next_housekeeping = Instant::now();
+    // The next slot of `period` for schedule `salt`, from now.
+    let slot = |period, salt| Instant::now() + until_next_slot(&agent, period, salt);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = sleep_until(next_housekeeping) => {
-                next_housekeeping = Instant::now() + HOUSEKEEPING;
+                next_housekeeping = slot(HOUSEKEEPING, salt::HOUSEKEEPING);
                 if let Err(err) = agent.writer.housekeep().await {
                     tracing::error!(error = %err, "store housekeeping failed; it runs again in an hour");
                 }
             }
             _ = collect_now.notified() => {
                 let summary = collect_periodic(&agent).await;
-                report(&shared, &upload_now, summary);
+                report(&shared, summary);
             }
             _ = sleep_until(next_collect) => {
-                next_collect = Instant::now() + interval;
+                next_collect = slot(interval, salt::COLLECT);
                 let summary = collect_periodic(&agent).await;
-                report(&shared, &upload_now, summary);
+                report(&shared, summary);
             }
             _ = sleep_until(next_close) => {
-                next_close = Instant::now() + window;
+                next_close = slot(window, salt::KSN_WINDOW);
                 let mut summary = CollectSummary::default();
                 close_ksn_window(&agent, &mut summary).await;
-                report(&shared, &upload_now, summary);
+                report(&shared, summary);
             }
         }
     }
 }
 
+/// How long until this installation's next slot of `period` for `salt`.
+fn until_next_slot(agent: &Agent, period: std::time::Duration, salt: u64) -> std::time::Duration {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    agent.identity().jitter().until_next_slot(now, period, salt)
+}
+
 /// When the window persisted by a previous run is due: at once if it is
-/// already older than a window, else one window from now.
+/// already older than a window, else at the installation's next slot (so
+/// the first window after a start may be shorter than the others).
 async fn first_close(agent: &Agent, window: std::time::Duration) -> Instant {
     let started = agent
         .writer
@@ -75,15 +91,13 @@ async fn first_close(agent: &Agent, window: std::time::Duration) -> Instant {
     let age = started.and_then(|t| SystemTime::now().duration_since(t).ok());
     match age {
         Some(age) if age >= window => Instant::now(),
-        Some(age) => Instant::now() + (window - age),
-        None => Instant::now() + window,
+        _ => Instant::now() + until_next_slot(agent, window, salt::KSN_WINDOW),
     }
 }
 
-fn report(shared: &Shared, upload_now: &Notify, summary: CollectSummary) {
+fn report(shared: &Shared, summary: CollectSummary) {
     if summary.queued > 0 {
         tracing::info!(records = summary.queued, "collected and queued");
-        upload_now.notify_one();
     }
     for error in &summary.errors {
         tracing::error!(%error, "collection problem");

@@ -1,7 +1,10 @@
 //! The uploader task: owns the [`Uploader`] (and so the HTTP client), sends
-//! when a full batch has queued up, at the latest `batch_max_delay` after
-//! the last attempt, when nudged after a collection, and when a `flush`
-//! asks. Only this task waits on the network; a receiver that hangs delays
+//! when a full batch has queued up, at this installation's next upload slot
+//! (every `batch_max_delay`, or the receiver's interval, at the
+//! installation's own phase: `upload::schedule`), when nudged after a
+//! collection, and when a `flush` asks. While the receiver has set the
+//! interval, or after a failure or a `Retry-After`, a full batch waits too.
+//! Only this task waits on the network; a receiver that hangs delays
 //! nothing else.
 
 use std::sync::Arc;
@@ -26,9 +29,12 @@ pub(super) async fn run(
     shutdown: CancellationToken,
 ) {
     let mut transport = agent.transport();
-    let mut interval = agent.config().upload.batch_max_delay.0;
-    let mut next = Instant::now() + interval;
-    shared.set_next_upload(std::time::SystemTime::now() + interval);
+    let until_slot =
+        |uploader: &Uploader<KsnAggregate>| uploader.until_next_slot(std::time::SystemTime::now());
+    let mut next = Instant::now() + until_slot(&uploader);
+    shared.set_next_upload(
+        std::time::SystemTime::now() + next.saturating_duration_since(Instant::now()),
+    );
     // A full batch's worth queued after the last attempt (counting those
     // it could not send, held back by consent, say) is a reason to send
     // before `next`: the store's gauges say when, no polling.
@@ -44,8 +50,11 @@ pub(super) async fn run(
             _ = upload_now.notified() => (false, None),
             _ = sleep_until(next) => (false, None),
             _ = batch_ready.notified() => {
-                // In a backoff, the attempt at its end takes the batch.
-                if uploader.not_before().is_some_and(|t| Instant::now() < t) {
+                // In a backoff, the attempt at its end takes the batch;
+                // while the receiver slows the fleet, the next slot does.
+                if uploader.not_before().is_some_and(|t| Instant::now() < t)
+                    || !uploader.sends_full_batches_at_once()
+                {
                     continue;
                 }
                 (false, None)
@@ -56,7 +65,6 @@ pub(super) async fn run(
             transport = agent.transport();
             let config = agent.config();
             uploader.reconfigure((*transport).clone(), &config.upload);
-            interval = config.upload.batch_max_delay.0;
         }
         // Hand edits of the consent file count from the next upload on.
         agent.refresh_consent();
@@ -69,12 +77,10 @@ pub(super) async fn run(
         agent
             .writer
             .arm_batch_ready(agent.writer.depth() + full_batch());
-        next = match &result {
-            Ok(_) => next_upload_at(Instant::now(), uploader.not_before(), interval),
-            // A store error (disk full, say) is retried at the next
-            // interval; the queue on disk is still the source of truth.
-            Err(_) => Instant::now() + interval,
-        };
+        // A store error (disk full, say) is retried at the next slot; the
+        // queue on disk is still the source of truth.
+        let not_before = result.as_ref().ok().and(uploader.not_before());
+        next = next_upload_at(Instant::now(), not_before, until_slot(&uploader));
         shared.set_next_upload(
             std::time::SystemTime::now() + next.saturating_duration_since(Instant::now()),
         );

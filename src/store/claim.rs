@@ -260,6 +260,22 @@ pub fn dead_letter_batch(
     status: Option<u16>,
     reason: &str,
 ) -> Result<u64, StoreError> {
+    copy_to_dead_letter(connection, id, status, reason)?;
+    let moved = remove_batch(connection, id)?;
+    if moved > 0 {
+        insert_audit(connection, "dead-lettered", Some(id), moved, reason)?;
+    }
+    Ok(moved)
+}
+
+/// Copies every record of batch `id` into the dead-letter table (the batch
+/// stays as it is); returns how many.
+pub fn copy_to_dead_letter(
+    connection: &Connection,
+    id: Uuid,
+    status: Option<u16>,
+    reason: &str,
+) -> Result<u64, StoreError> {
     let at = rfc3339(SystemTime::now());
     each_range(
         connection,
@@ -267,12 +283,7 @@ pub fn dead_letter_batch(
         "INSERT INTO dead_letter (at, purpose, clause, collected_at, fields, status, reason)
          SELECT ?3, purpose, clause, collected_at, fields, ?4, ?5 FROM queue WHERE id BETWEEN ?1 AND ?2",
         &[&at, &status, &reason],
-    )?;
-    let moved = remove_batch(connection, id)?;
-    if moved > 0 {
-        insert_audit(connection, "dead-lettered", Some(id), moved, reason)?;
-    }
-    Ok(moved)
+    )
 }
 
 /// Deletes batch `id`'s records and its claim; returns how many went.

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 pub use super::claim::{
     batch_bytes, claim_batch, claim_batch_counting, complete_batch, complete_batch_with,
-    dead_letter_batch, release_batch,
+    copy_to_dead_letter, dead_letter_batch, release_batch,
 };
 use super::{AuditEntry, SentBody, StoreError, claim};
 use crate::clock::rfc3339;

@@ -335,28 +335,43 @@ impl<S: Durable> Writer<S> {
         .await
     }
 
-    /// See [`queue::complete_batch`].
+    /// See [`queue::complete_batch`]. `rejected`: the receiver took the
+    /// batch but said it rejected some of its records without saying which
+    /// (an OTLP partial success): the whole batch is also copied to the
+    /// dead-letter table with `rejected`'s status and reason, in the same
+    /// transaction, and nothing of it is sent again.
     pub async fn complete_batch(
         &self,
         id: Uuid,
         event: &'static str,
         detail: String,
         facts: Option<serde_json::Value>,
+        rejected: Option<(u16, String)>,
     ) -> Result<u64, WriterError> {
         let gauges = Arc::clone(&self.gauges);
-        // A removal a power loss undoes sends the batch again, same body,
-        // same `Idempotency-Key`: the receiver keeps it once.
-        self.call_unsynced(move |c, _| {
+        let rejected_is_some = rejected.is_some();
+        let complete = move |c: &rusqlite::Connection| {
             let bytes = queue::batch_bytes(c, id)?;
             if event == "uploaded" {
                 // The drops its envelope reported are reported.
                 bounds::mark_reported_by(c, id)?;
             }
+            if let Some((status, reason)) = &rejected {
+                let copied = queue::copy_to_dead_letter(c, id, Some(*status), reason)?;
+                queue::insert_audit(c, "dead-lettered", Some(id), copied, reason)?;
+            }
             let deleted = queue::complete_batch_with(c, id, event, &detail, facts.as_ref())?;
             gauges.removed(deleted, bytes);
             Ok(deleted)
-        })
-        .await
+        };
+        if rejected_is_some {
+            // Dead letters are kept through a power loss.
+            self.call(move |c, _| complete(c)).await
+        } else {
+            // A removal a power loss undoes sends the batch again, same
+            // body, same `Idempotency-Key`: the receiver keeps it once.
+            self.call_unsynced(move |c, _| complete(c)).await
+        }
     }
 
     /// See [`queue::dead_letter_batch`].

@@ -8,8 +8,13 @@
 //! refused record by record, and sets when to try again.
 
 pub mod diagnose;
+mod in_flight;
+pub mod otlp;
 pub mod policy;
 pub mod protocol;
+mod purge;
+pub mod schedule;
+mod send_lock;
 mod sender;
 pub mod tls;
 pub mod transport;
@@ -20,11 +25,11 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::clock::HumanDuration;
-pub use policy::{Refusal, RetryPolicy, UploadResult};
-pub use sender::{
-    ANOTHER_SENDER, InFlight, PURGE_REASON, SendLock, UploadError, UploadSummary, Uploader,
-    purge_disallowed, purge_disallowed_via,
-};
+pub use in_flight::InFlight;
+pub use policy::{Protocol, Refusal, RetryPolicy, UploadResult};
+pub use purge::{PURGE_REASON, purge_disallowed, purge_disallowed_via};
+pub use send_lock::{ANOTHER_SENDER, SendLock};
+pub use sender::{UploadError, UploadSummary, Uploader};
 pub use tls::Pin;
 pub use transport::{Transport, TransportError};
 
@@ -40,6 +45,12 @@ pub const BATCH_MAX_RECORDS_LIMIT: usize = 10_000;
 pub struct UploadConfig {
     /// `https://…`, or `http://127.0.0.1…`/`http://[::1]…` with the flag below.
     pub endpoint: String,
+    /// The wire format: `consentry-json` (gzip JSON envelopes,
+    /// `docs/protocol.md`) or `otlp-http` (OTLP logs, protobuf, gzip,
+    /// `docs/fleet.md`). The endpoint is used as written: for an
+    /// OpenTelemetry Collector, its `/v1/logs` URL.
+    #[serde(default)]
+    pub protocol: Protocol,
     /// Extra CA certificates (PEM) trusted besides the system roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -71,6 +82,14 @@ pub struct UploadConfig {
     pub retry_initial: HumanDuration,
     #[serde(default = "defaults::retry_max")]
     pub retry_max: HumanDuration,
+    /// The shortest upload interval a receiver may set with its
+    /// `Consentry-Upload-Interval` answer header (`docs/fleet.md`).
+    #[serde(default = "defaults::interval_min")]
+    pub interval_min: HumanDuration,
+    /// The longest: a receiver may slow this agent down this far, and no
+    /// further.
+    #[serde(default = "defaults::interval_max")]
+    pub interval_max: HumanDuration,
 }
 
 mod defaults {
@@ -93,6 +112,12 @@ mod defaults {
     }
     pub fn retry_max() -> HumanDuration {
         HumanDuration(Duration::from_secs(15 * 60))
+    }
+    pub fn interval_min() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
+    pub fn interval_max() -> HumanDuration {
+        HumanDuration(Duration::from_secs(3600))
     }
 }
 
@@ -219,6 +244,13 @@ impl UploadConfig {
                 "[upload] retry_initial must not be longer than retry_max".into(),
             ));
         }
+        if self.interval_min.0.is_zero() || self.interval_min.0 > self.interval_max.0 {
+            return Err((
+                "interval_min",
+                "[upload] interval_min must be more than zero and not longer than interval_max"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -235,6 +267,59 @@ impl UploadConfig {
             initial: self.retry_initial.0,
             max: self.retry_max.0,
         }
+    }
+
+    /// The bounds of a receiver-set upload interval.
+    pub fn interval_bounds(&self) -> schedule::IntervalBounds {
+        schedule::IntervalBounds {
+            min: self.interval_min.0,
+            max: self.interval_max.0,
+        }
+    }
+
+    /// The upload pace these settings make.
+    pub fn pace(&self) -> schedule::Pace {
+        schedule::Pace::new(
+            self.retry_policy(),
+            self.batch_max_delay.0,
+            self.interval_bounds(),
+        )
+    }
+}
+
+/// Who is sending: what an OTLP resource names besides the records' own
+/// fields (the region), and the installation whose id seeds the jitter of
+/// every schedule. The id is read at each use: after a withdrawal replaces
+/// it, the new one's phase applies, so the old and the new cannot be
+/// linked by when they send.
+#[derive(Debug, Clone)]
+pub struct AgentIdentity {
+    pub region: crate::catalogue::Region,
+    installation_id: std::sync::Arc<arc_swap::ArcSwap<uuid::Uuid>>,
+}
+
+impl AgentIdentity {
+    pub fn new(
+        region: crate::catalogue::Region,
+        installation_id: std::sync::Arc<arc_swap::ArcSwap<uuid::Uuid>>,
+    ) -> Self {
+        Self {
+            region,
+            installation_id,
+        }
+    }
+
+    /// An identity whose installation id never changes (tests, tools).
+    pub fn fixed(region: crate::catalogue::Region, installation_id: uuid::Uuid) -> Self {
+        Self::new(
+            region,
+            std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(installation_id)),
+        )
+    }
+
+    /// The jitter of the installation as it is now.
+    pub fn jitter(&self) -> schedule::Jitter {
+        schedule::Jitter::of(&self.installation_id.load())
     }
 }
 

@@ -4,11 +4,49 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
+
+/// The wire format, and with it the rules for reading an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// consentry's own gzip JSON envelope (`docs/protocol.md`).
+    #[default]
+    ConsentryJson,
+    /// OTLP/HTTP logs: an `ExportLogsServiceRequest`, protobuf, gzip.
+    OtlpHttp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::ConsentryJson => "consentry-json",
+            Protocol::OtlpHttp => "otlp-http",
+        }
+    }
+
+    /// Whether an answer with `status` (not 2xx) is worth sending again as
+    /// is. consentry's protocol: 408, 429 and any 5xx. OTLP/HTTP: only what
+    /// its specification names retryable (429, 502, 503, 504); any other
+    /// 4xx or 5xx must not be retried as is.
+    pub fn is_retryable(self, status: u16) -> bool {
+        match self {
+            Protocol::ConsentryJson => matches!(status, 408 | 429 | 500..=599),
+            Protocol::OtlpHttp => matches!(status, 429 | 502 | 503 | 504),
+        }
+    }
+}
+
 /// What one upload attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UploadResult {
-    /// 2xx: the receiver has the batch; it leaves the queue.
-    Accepted { status: u16 },
+    /// 2xx: the receiver has the batch; it leaves the queue. `rejected`:
+    /// how many of its records the receiver said it did not take (an OTLP
+    /// partial success), and why.
+    Accepted {
+        status: u16,
+        rejected: Option<super::otlp::Rejected>,
+    },
     /// Worth retrying as is: 5xx, 408, 429, or no response at all.
     Retryable {
         status: Option<u16>,
@@ -21,11 +59,20 @@ pub enum UploadResult {
 }
 
 impl UploadResult {
-    /// Classifies an HTTP status. `retry_after` is the parsed header, if any.
+    /// Classifies an HTTP status by consentry's protocol. `retry_after` is
+    /// the parsed header, if any.
     pub fn from_status(status: u16, retry_after: Option<Duration>) -> Self {
+        Self::classify(Protocol::ConsentryJson, status, retry_after)
+    }
+
+    /// Classifies an HTTP status by `protocol`'s rules.
+    pub fn classify(protocol: Protocol, status: u16, retry_after: Option<Duration>) -> Self {
         match status {
-            200..=299 => UploadResult::Accepted { status },
-            408 | 429 | 500..=599 => UploadResult::Retryable {
+            200..=299 => UploadResult::Accepted {
+                status,
+                rejected: None,
+            },
+            _ if protocol.is_retryable(status) => UploadResult::Retryable {
                 status: Some(status),
                 retry_after,
                 detail: format!("receiver answered {status}"),
@@ -40,7 +87,7 @@ impl UploadResult {
     /// The HTTP status, when there was an answer.
     pub fn status(&self) -> Option<u16> {
         match self {
-            UploadResult::Accepted { status } | UploadResult::Refused { status, .. } => {
+            UploadResult::Accepted { status, .. } | UploadResult::Refused { status, .. } => {
                 Some(*status)
             }
             UploadResult::Retryable { status, .. } => *status,
@@ -50,7 +97,22 @@ impl UploadResult {
     /// A short description for logs and the audit trail.
     pub fn detail(&self) -> String {
         match self {
-            UploadResult::Accepted { status } => format!("accepted with {status}"),
+            UploadResult::Accepted {
+                status,
+                rejected: None,
+            } => format!("accepted with {status}"),
+            UploadResult::Accepted {
+                status,
+                rejected: Some(rejected),
+            } => format!(
+                "accepted with {status}, but the receiver rejected {} record(s): {}",
+                rejected.records,
+                if rejected.message.is_empty() {
+                    "it gave no reason"
+                } else {
+                    &rejected.message
+                }
+            ),
             UploadResult::Retryable { detail, .. } | UploadResult::Refused { detail, .. } => {
                 detail.clone()
             }
@@ -108,22 +170,6 @@ impl RetryPolicy {
         let half = ceiling / 2;
         half + half.mul_f64(unit.clamp(0.0, 1.0))
     }
-
-    /// The wait after `result`, given `failures` so far (including this one).
-    pub fn wait_after(&self, result: &UploadResult, failures: u32, unit: f64) -> Duration {
-        match result {
-            UploadResult::Accepted { .. } => Duration::ZERO,
-            // The backoff, but never less than the server asked for.
-            UploadResult::Retryable {
-                retry_after: Some(wait),
-                ..
-            } => self
-                .backoff(failures, unit)
-                .max((*wait).min(RETRY_AFTER_CAP)),
-            UploadResult::Retryable { .. } => self.backoff(failures, unit),
-            UploadResult::Refused { .. } => self.max,
-        }
-    }
 }
 
 /// Parses `Retry-After`: delay seconds, or an HTTP date (how long until
@@ -167,22 +213,6 @@ mod tests {
     }
 
     #[test]
-    fn the_wait_is_at_least_what_the_server_asked() {
-        let asked = |secs| UploadResult::Retryable {
-            status: Some(429),
-            retry_after: Some(Duration::from_secs(secs)),
-            detail: String::new(),
-        };
-        // Longer than the backoff: the server's wait.
-        assert_eq!(
-            POLICY.wait_after(&asked(60), 1, 1.0),
-            Duration::from_secs(60)
-        );
-        // Shorter: the backoff still applies.
-        assert!(POLICY.wait_after(&asked(1), 8, 1.0) >= Duration::from_secs(60));
-    }
-
-    #[test]
     fn refusals_split_down_to_the_record_but_never_for_a_wrong_endpoint() {
         assert_eq!(Refusal::of(400, 500), Refusal::Split);
         assert_eq!(Refusal::of(413, 2), Refusal::Split);
@@ -221,19 +251,36 @@ mod tests {
     }
 
     #[test]
+    fn otlp_retries_only_what_its_specification_names() {
+        for status in [429, 502, 503, 504] {
+            assert!(matches!(
+                UploadResult::classify(Protocol::OtlpHttp, status, None),
+                UploadResult::Retryable { .. }
+            ));
+        }
+        // Retryable in consentry's protocol, permanent in OTLP's.
+        for status in [408, 500, 501, 505] {
+            assert!(matches!(
+                UploadResult::classify(Protocol::ConsentryJson, status, None),
+                UploadResult::Retryable { .. }
+            ));
+            assert!(matches!(
+                UploadResult::classify(Protocol::OtlpHttp, status, None),
+                UploadResult::Refused { .. }
+            ));
+        }
+        assert!(matches!(
+            UploadResult::classify(Protocol::OtlpHttp, 200, None),
+            UploadResult::Accepted { rejected: None, .. }
+        ));
+    }
+
+    #[test]
     fn backoff_doubles_then_caps() {
         assert_eq!(POLICY.backoff(1, 1.0), Duration::from_secs(5));
         assert_eq!(POLICY.backoff(2, 1.0), Duration::from_secs(10));
         assert_eq!(POLICY.backoff(3, 0.0), Duration::from_secs(10));
         assert_eq!(POLICY.backoff(40, 1.0), Duration::from_secs(900));
-    }
-
-    #[test]
-    fn retry_after_is_honoured_but_capped() {
-        let result = UploadResult::from_status(503, parse_retry_after(" 120 "));
-        assert_eq!(POLICY.wait_after(&result, 1, 0.5), Duration::from_secs(120));
-        let result = UploadResult::from_status(503, Some(Duration::from_secs(10 * 24 * 3600)));
-        assert_eq!(POLICY.wait_after(&result, 1, 0.5), RETRY_AFTER_CAP);
     }
 
     proptest! {

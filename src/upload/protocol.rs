@@ -156,15 +156,16 @@ impl Write for Streaming {
 pub struct Body {
     /// The bytes on the wire (`Content-Encoding: gzip`).
     pub gzip: Vec<u8>,
-    /// SHA-256 (hex) of the JSON document the gzip stream holds.
+    /// SHA-256 (hex) of the document the gzip stream holds (the JSON
+    /// envelope, or the OTLP request's protobuf bytes).
     pub sha256: String,
-    /// The JSON document's size, when known without decompressing (a body
-    /// just encoded; not one read back from the store).
+    /// The document's size, when known without decompressing (a body just
+    /// encoded; not one read back from the store).
     pub json_len: Option<usize>,
 }
 
 impl Body {
-    /// The JSON document inside, byte for byte.
+    /// The document inside, byte for byte.
     pub fn json(&self) -> Result<Vec<u8>, ProtocolError> {
         let mut json = Vec::new();
         GzDecoder::new(&self.gzip[..])
@@ -187,6 +188,8 @@ pub enum ProtocolError {
     Gzip(#[source] std::io::Error),
     #[error("body is not a batch envelope: {0}")]
     Json(#[source] serde_json::Error),
+    #[error("body is not an OTLP logs export request: {0}")]
+    Protobuf(#[source] prost::DecodeError),
 }
 
 impl Envelope {

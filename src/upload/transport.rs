@@ -20,11 +20,38 @@ use uuid::Uuid;
 
 use super::UploadConfig;
 use super::diagnose;
-use super::policy::{UploadResult, parse_retry_after};
+use super::otlp;
+use super::policy::{Protocol, UploadResult, parse_retry_after};
 use super::tls::{self, TlsError, TrustSettings};
 
 /// The header that makes a retried batch safe to deliver twice.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// The answer header with which a receiver sets this agent's upload
+/// interval (seconds, within `[upload] upload_interval_min` and
+/// `upload_interval_max`): the fleet slows down, or speeds up again, at
+/// the server's word. See `docs/fleet.md`.
+pub const UPLOAD_INTERVAL: &str = "Consentry-Upload-Interval";
+
+/// The most of an answer's body read (an OTLP export response is a few
+/// bytes; anything longer is not one).
+const MAX_ANSWER: usize = 64 << 10;
+
+/// What an answer asked of the agent's pace, whatever its status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pacing {
+    /// `Retry-After`: send nothing more before this long.
+    pub retry_after: Option<Duration>,
+    /// [`UPLOAD_INTERVAL`]: the interval between uploads from now on.
+    pub upload_interval: Option<Duration>,
+}
+
+/// One upload attempt's outcome and what the answer said of the pace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub result: UploadResult,
+    pub pacing: Pacing,
+}
 
 /// The header of a connection probe (`check --connect`): an empty POST the
 /// receiver answers without storing anything (`docs/protocol.md`).
@@ -57,6 +84,7 @@ pub struct Transport {
     endpoint: reqwest::Url,
     /// `Bearer <token>`, marked sensitive.
     authorization: Option<HeaderValue>,
+    protocol: Protocol,
     warnings: Vec<String>,
 }
 
@@ -125,6 +153,7 @@ impl Transport {
             client,
             endpoint,
             authorization,
+            protocol: config.protocol,
             warnings,
         })
     }
@@ -146,29 +175,89 @@ impl Transport {
         }
     }
 
-    /// POSTs one gzip-compressed batch and classifies the outcome.
-    pub async fn send(&self, batch_id: Uuid, body: Vec<u8>) -> UploadResult {
+    /// The wire format this transport sends.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// POSTs one gzip-compressed body (a batch, or a deletion request)
+    /// and classifies the outcome by the protocol's rules.
+    pub async fn send(&self, batch_id: Uuid, body: Vec<u8>) -> Answer {
+        let content_type = match self.protocol {
+            Protocol::ConsentryJson => "application/json",
+            Protocol::OtlpHttp => otlp::CONTENT_TYPE,
+        };
         let request = self
             .post()
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
             .header(CONTENT_ENCODING, HeaderValue::from_static("gzip"))
             .header(IDEMPOTENCY_KEY, batch_id.to_string())
             .body(body);
-        match request.send().await {
-            Ok(response) => {
-                let retry_after = response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after);
-                UploadResult::from_status(response.status().as_u16(), retry_after)
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => {
+                return Answer {
+                    result: UploadResult::Retryable {
+                        status: None,
+                        retry_after: None,
+                        detail: describe(&err),
+                    },
+                    pacing: Pacing::default(),
+                };
             }
-            Err(err) => UploadResult::Retryable {
-                status: None,
-                retry_after: None,
-                detail: describe(&err),
-            },
+        };
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let pacing = Pacing {
+            retry_after: header(RETRY_AFTER.as_str()).and_then(|v| parse_retry_after(&v)),
+            upload_interval: header(UPLOAD_INTERVAL)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+        };
+        let status = response.status().as_u16();
+        let mut result = UploadResult::classify(self.protocol, status, pacing.retry_after);
+        if let (Protocol::OtlpHttp, UploadResult::Accepted { rejected, .. }) =
+            (self.protocol, &mut result)
+        {
+            *rejected = self.partial_success(batch_id, response).await;
         }
+        Answer { result, pacing }
+    }
+
+    /// The records an OTLP receiver's 2xx answer says it rejected. An
+    /// answer that cannot be read rejects nothing (the receiver took the
+    /// batch: sending it again would duplicate it), and is logged.
+    async fn partial_success(
+        &self,
+        batch_id: Uuid,
+        response: reqwest::Response,
+    ) -> Option<otlp::Rejected> {
+        let json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("json"));
+        let body = match read_bounded(response, MAX_ANSWER).await {
+            Ok(body) => body,
+            Err(why) => {
+                tracing::warn!(batch = %batch_id, "cannot read the receiver's answer: {why}");
+                return None;
+            }
+        };
+        let read = if json {
+            otlp::rejected_json(&body)
+        } else {
+            otlp::rejected(&body)
+        };
+        read.unwrap_or_else(|why| {
+            tracing::warn!(batch = %batch_id, "{why}");
+            None
+        })
     }
 
     /// A real handshake and an empty probe POST: what `check --connect`
@@ -195,6 +284,18 @@ impl Transport {
             },
         }
     }
+}
+
+/// Reads at most `limit` bytes of an answer's body.
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| chain(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("longer than {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// What a failed send says in the log and the audit trail: the advice

@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod history;
 mod ingest;
 mod lifecycle;
+mod otlp;
 mod receipts;
 mod security;
 mod service;

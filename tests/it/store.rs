@@ -20,8 +20,10 @@ async fn a_daemon_and_a_flush_starting_together_on_a_new_state_dir_both_work() {
         let flush = world.run(&["flush"]).await;
         assert!(
             flush.status.success(),
-            "attempt {attempt}: flush failed: {}",
-            String::from_utf8_lossy(&flush.stderr)
+            "attempt {attempt}: flush failed ({}): {}{}",
+            flush.status,
+            String::from_utf8_lossy(&flush.stderr),
+            String::from_utf8_lossy(&flush.stdout)
         );
         let mut daemon = daemon;
         let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -61,6 +63,9 @@ async fn one_corrupt_record_is_dead_lettered_and_its_neighbours_arrive() {
     let text = world.config_text(upload_extra);
     world.write_config(&text);
     let daemon = world.spawn_daemon().await;
+    // The batch in flight, whose body is kept for its retries, is the
+    // start-up collection's, claimed before the load arrives.
+    assert!(world.receiver.wait_for_requests(1, PATIENCE).await);
     let lines =
         "{\"kind\":\"install_task\",\"task\":\"install\",\"status\":\"failed\"}\n".repeat(499);
     let out = world.emit(&["-"], lines.as_bytes()).await;
@@ -77,7 +82,7 @@ async fn one_corrupt_record_is_dead_lettered_and_its_neighbours_arrive() {
 
     let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
     db.execute(
-        "UPDATE queue SET fields = '{\"broken' WHERE id = (SELECT id FROM queue ORDER BY id LIMIT 1 OFFSET 250)",
+        "UPDATE queue SET fields = '{\"broken' WHERE id = (SELECT id FROM queue WHERE purpose = 'installation_errors' ORDER BY id LIMIT 1 OFFSET 250)",
         [],
     )
     .unwrap();
@@ -206,6 +211,9 @@ async fn a_full_queue_drops_the_oldest_of_the_lowest_priority_and_counts_them() 
     );
     world.write_config(&text);
     let daemon = world.spawn_daemon().await;
+    // The batch in flight (never evicted) is the start-up collection's,
+    // claimed and refused before the load arrives.
+    assert!(world.receiver.wait_for_requests(1, PATIENCE).await);
     // Low priority first (older), then normal priority: together well over
     // the bound.
     let links: String = (0..4000)

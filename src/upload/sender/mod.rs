@@ -7,24 +7,25 @@
 //! written to the audit trail. The uploader never decides consent itself:
 //! it asks the gate.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::policy::{Refusal, RetryPolicy, UploadResult};
+use super::in_flight::InFlight;
+use super::policy::{Protocol, Refusal, UploadResult};
 use super::protocol::{Body, DeletionEnvelope, Envelope};
-use super::{Transport, UploadConfig};
+use super::purge::purge_disallowed_via;
+use super::schedule::{Pace, salt};
+use super::send_lock::{ANOTHER_SENDER, SendLock};
+use super::transport::Answer;
+use super::{AgentIdentity, Transport, UploadConfig, otlp};
 use crate::clock::rfc3339;
-use crate::consent::Registry;
 use crate::gate::Gate;
 use crate::store::{
-    Batch, BatchLimits, Durable, SentBody, Store, StoreError, Writer, WriterError, bounds, queue,
-    receipts,
+    Batch, BatchLimits, Durable, SentBody, StoreError, Writer, WriterError, bounds, queue, receipts,
 };
 use uuid::Uuid;
 
@@ -39,6 +40,11 @@ pub struct UploadSummary {
     /// table.
     #[serde(default)]
     pub dead_lettered: u64,
+    /// Records an OTLP receiver took but said it rejected (a partial
+    /// success); the batches they were in are copied to the dead-letter
+    /// table.
+    #[serde(default)]
+    pub rejected_by_receiver: u64,
     /// Records still queued afterwards.
     pub records_queued: u64,
     /// Why sending stopped early, if it did.
@@ -56,117 +62,8 @@ pub enum UploadError {
     Writer(#[from] WriterError),
 }
 
-/// Why queued records are purged when their consent is gone.
-pub const PURGE_REASON: &str = "consent for these purposes was withdrawn";
-
-/// [`PURGE_REASON`] with the registry's words for each withdrawal (which
-/// clause is no longer accepted), so the trail names the clause.
-fn purge_reason(registry: &Registry) -> String {
-    let mut reasons: Vec<&str> = registry
-        .decisions()
-        .filter(|d| registry.may_purge(d.purpose()))
-        .map(|d| d.reason())
-        .collect();
-    reasons.sort_unstable();
-    reasons.dedup();
-    if reasons.is_empty() {
-        PURGE_REASON.to_owned()
-    } else {
-        format!("{PURGE_REASON} ({})", reasons.join("; "))
-    }
-}
-
-/// Deletes queued records whose consent was withdrawn (no clause that could
-/// allow them is accepted any more), with a line in the audit trail. Any
-/// other block (a renewal that is due, an acceptance the catalogue does not
-/// recognise, an unusable consent file) purges nothing: fail closed, but
-/// only an explicit withdrawal deletes data.
-/// For the CLI when no daemon runs; the daemon purges through its writer.
-pub fn purge_disallowed(store: &Store, registry: &Registry) -> Result<u64, StoreError> {
-    if registry.unreadable().is_some() {
-        return Ok(0);
-    }
-    let why = purge_reason(registry);
-    let purged = store.purge_blocked(|purpose| !registry.may_purge(purpose), &why)?;
-    if purged > 0 {
-        tracing::info!(
-            records = purged,
-            "purged queued records whose consent is gone"
-        );
-    }
-    Ok(purged)
-}
-
-/// [`purge_disallowed`] through the daemon's writer.
-pub async fn purge_disallowed_via<S: Durable>(
-    writer: &Writer<S>,
-    registry: Arc<Registry>,
-) -> Result<u64, WriterError> {
-    if registry.unreadable().is_some() {
-        return Ok(0);
-    }
-    let why = purge_reason(&registry);
-    let purged = writer
-        .purge_blocked(move |purpose| !registry.may_purge(purpose), why)
-        .await?;
-    if purged > 0 {
-        tracing::info!(
-            records = purged,
-            "purged queued records whose consent is gone"
-        );
-    }
-    Ok(purged)
-}
-
-/// The batch being sent right now, so that a withdrawal can stop it: the
-/// control handler publishes the new consent, then cancels an in-flight
-/// batch that carries a purpose it no longer allows, and waits until the
-/// uploader has let go of it. The uploader registers a batch *before* its
-/// last look at the consent snapshot, so either the handler sees the batch
-/// or the uploader sees the new consent: never neither.
-#[derive(Default)]
-pub struct InFlight {
-    batch: std::sync::Mutex<Option<(Vec<String>, CancellationToken)>>,
-    released: tokio::sync::Notify,
-}
-
-impl InFlight {
-    fn start(&self, purposes: Vec<String>) -> CancellationToken {
-        let token = CancellationToken::new();
-        *self.lock() = Some((purposes, token.clone()));
-        token
-    }
-
-    fn finish(&self) {
-        *self.lock() = None;
-        self.released.notify_waiters();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Vec<String>, CancellationToken)>> {
-        self.batch.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Cancels the batch in flight if it carries a purpose `still_allowed`
-    /// refuses, and returns once the uploader has let go of it. Returns
-    /// whether a batch was stopped.
-    pub async fn stop_unless(&self, still_allowed: impl Fn(&str) -> bool) -> bool {
-        let released = self.released.notified();
-        tokio::pin!(released);
-        released.as_mut().enable();
-        {
-            let batch = self.lock();
-            let Some((purposes, token)) = batch.as_ref() else {
-                return false;
-            };
-            if purposes.iter().all(|p| still_allowed(p)) {
-                return false;
-            }
-            token.cancel();
-        }
-        released.await;
-        true
-    }
-}
+/// How long a flush waits for another process's send to finish.
+const FLUSH_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Sends queued batches, remembering failures between calls. Owned by one
 /// task: the daemon's uploader, or the CLI's `flush` when no daemon runs.
@@ -175,11 +72,12 @@ pub struct Uploader<S> {
     gate: Arc<Gate>,
     in_flight: Arc<InFlight>,
     transport: Transport,
-    policy: RetryPolicy,
+    identity: AgentIdentity,
+    /// Failures in a row, the receiver's interval: when to try next.
+    pace: Pace,
     limits: BatchLimits,
     /// Smaller batches while bisecting a refused one (see `Refusal`).
     split_limit: Option<usize>,
-    consecutive_failures: u32,
     not_before: Option<Instant>,
     /// Held while sending: one sender per `state_dir`.
     lock: SendLock,
@@ -194,57 +92,8 @@ struct Delivered {
     records: u64,
     detail: String,
     facts: serde_json::Value,
-}
-
-/// The file lock that makes one process at a time the sender for a
-/// `state_dir` (the daemon, or a `flush` when no daemon runs).
-pub struct SendLock {
-    file: Arc<File>,
-    path: PathBuf,
-}
-
-/// The words for an upload skipped because another process is sending.
-pub const ANOTHER_SENDER: &str = "another consentry process is sending from this state directory";
-
-impl SendLock {
-    /// Opens (creating) `state_dir/send.lock`; takes nothing yet.
-    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        let path = state_dir.join("send.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|source| StoreError::StateDir {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(Self {
-            file: Arc::new(file),
-            path,
-        })
-    }
-
-    /// Takes the lock if nobody holds it; it is let go when the guard
-    /// drops.
-    fn try_hold(&self) -> Result<Option<SendGuard>, StoreError> {
-        match self.file.try_lock() {
-            Ok(()) => Ok(Some(SendGuard(Arc::clone(&self.file)))),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(source)) => Err(StoreError::StateDir {
-                path: self.path.clone(),
-                source,
-            }),
-        }
-    }
-}
-
-struct SendGuard(Arc<File>);
-
-impl Drop for SendGuard {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
+    /// The dead-letter copy a partial success asks for, if any.
+    dead_letter: Option<(u16, String)>,
 }
 
 impl<S: Durable> Uploader<S> {
@@ -253,6 +102,7 @@ impl<S: Durable> Uploader<S> {
         gate: Arc<Gate>,
         transport: Transport,
         config: &UploadConfig,
+        identity: AgentIdentity,
         lock: SendLock,
     ) -> Self {
         Self {
@@ -260,10 +110,10 @@ impl<S: Durable> Uploader<S> {
             gate,
             in_flight: Arc::default(),
             transport,
-            policy: config.retry_policy(),
+            identity,
+            pace: config.pace(),
             limits: config.batch_limits(),
             split_limit: None,
-            consecutive_failures: 0,
             not_before: None,
             lock,
             unremoved: None,
@@ -274,7 +124,11 @@ impl<S: Durable> Uploader<S> {
     /// on (a reload); the failures counted so far still count.
     pub fn reconfigure(&mut self, transport: Transport, config: &UploadConfig) {
         self.transport = transport;
-        self.policy = config.retry_policy();
+        self.pace.reconfigure(
+            config.retry_policy(),
+            config.batch_max_delay.0,
+            config.interval_bounds(),
+        );
         self.limits = config.batch_limits();
     }
 
@@ -294,9 +148,28 @@ impl<S: Durable> Uploader<S> {
         Arc::clone(&self.in_flight)
     }
 
-    /// When the next attempt is due after a failure (`None`: now).
+    /// When the next attempt is due after a failure or a receiver's
+    /// `Retry-After` (`None`: now).
     pub fn not_before(&self) -> Option<Instant> {
         self.not_before
+    }
+
+    /// How long from `now` (wall clock) until this installation's next
+    /// regular upload slot: the interval is `batch_max_delay`, or the
+    /// receiver's; the phase is the installation's own.
+    pub fn until_next_slot(&self, now: SystemTime) -> Duration {
+        let since_epoch = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.identity
+            .jitter()
+            .until_next_slot(since_epoch, self.pace.interval(), salt::UPLOAD)
+    }
+
+    /// Whether a full batch may go at once: not while the receiver has set
+    /// the interval (the fleet is being slowed down).
+    pub fn sends_full_batches_at_once(&self) -> bool {
+        !self.pace.is_slowed()
     }
 
     /// Purges what the consent snapshot no longer allows, then sends
@@ -314,7 +187,14 @@ impl<S: Durable> Uploader<S> {
             summary.records_queued = self.writer.depth();
             return Ok(summary);
         }
-        let Some(_held) = self.lock.try_hold()? else {
+        // A flush waits a while for another sender (the daemon starting up,
+        // a flush from the CLI) to finish; the daemon's own rounds do not.
+        let held = if force {
+            self.lock.hold_within(FLUSH_PATIENCE).await?
+        } else {
+            self.lock.try_hold()?
+        };
+        let Some(_held) = held else {
             summary.stopped = Some(ANOTHER_SENDER.into());
             summary.records_queued = self.writer.depth();
             return Ok(summary);
@@ -376,6 +256,7 @@ impl<S: Durable> Uploader<S> {
                 "uploaded",
                 delivered.detail.clone(),
                 Some(delivered.facts.clone()),
+                delivered.dead_letter.clone(),
             )
             .await
         {
@@ -408,8 +289,14 @@ impl<S: Durable> Uploader<S> {
         for request in pending {
             let id = request.request_id;
             let clause = request.clause.id.clone();
-            let body = DeletionEnvelope::new(request).encode();
-            let result = self.transport.send(id, body).await;
+            let body = match self.transport.protocol() {
+                Protocol::ConsentryJson => DeletionEnvelope::new(request).encode(),
+                Protocol::OtlpHttp => {
+                    otlp::encode(&otlp::deletion_request(&request, self.identity.region)).gzip
+                }
+            };
+            let answer = self.transport.send(id, body).await;
+            let result = self.paced(&answer);
             if let UploadResult::Accepted { .. } = result {
                 let detail = format!("{clause}: {}", result.detail());
                 self.writer
@@ -419,7 +306,7 @@ impl<S: Durable> Uploader<S> {
             } else {
                 let why = format!("deletion request {id} not delivered: {}", result.detail());
                 tracing::warn!(request = %id, error = %why, "deletion request not delivered; it is sent again");
-                self.back_off_after(&result, summary);
+                self.note_wait(summary);
                 summary.stopped = Some(why);
                 return Ok(false);
             }
@@ -429,39 +316,39 @@ impl<S: Durable> Uploader<S> {
 
     /// A batch of `records` is delivered and gone from the queue.
     fn delivered(&mut self, records: u64, summary: &mut UploadSummary) {
-        self.consecutive_failures = 0;
-        self.not_before = None;
         self.split_limit = None;
         summary.batches_sent += 1;
         summary.records_sent += records;
     }
 
-    /// Waits longer after each failure in a row (`retry_after`: at least
-    /// that long); `why` goes in the summary.
-    fn back_off(&mut self, why: String, summary: &mut UploadSummary) -> std::time::Duration {
-        self.back_off_after(
-            &UploadResult::Retryable {
-                status: None,
-                retry_after: None,
-                detail: why,
-            },
-            summary,
-        )
-    }
-
-    fn back_off_after(
-        &mut self,
-        result: &UploadResult,
-        summary: &mut UploadSummary,
-    ) -> std::time::Duration {
-        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        let wait = self
-            .policy
-            .wait_after(result, self.consecutive_failures, fastrand::f64());
+    /// Waits longer after each failure in a row that had no answer to read
+    /// (the store failed); `why` goes in the summary.
+    fn back_off(&mut self, why: String, summary: &mut UploadSummary) -> Duration {
+        let wait = self.pace.failed(&self.identity.jitter());
         self.not_before = Some(Instant::now() + wait);
-        summary.stopped = Some(result.detail());
+        summary.stopped = Some(why);
         summary.retry_in_seconds = Some(wait.as_secs());
         wait
+    }
+
+    /// Notes an answer in the pace (failures in a row, `Retry-After`, the
+    /// receiver's interval) and sets when the next attempt may start;
+    /// returns the result.
+    fn paced(&mut self, answer: &Answer) -> UploadResult {
+        let wait = self
+            .pace
+            .after(&self.identity.jitter(), &answer.result, answer.pacing);
+        self.not_before = wait.map(|wait| Instant::now() + wait);
+        answer.result.clone()
+    }
+
+    /// The summary's note of a wait the last answer set, if any.
+    fn note_wait(&self, summary: &mut UploadSummary) -> Option<Duration> {
+        let wait = self
+            .not_before
+            .map(|t| t.saturating_duration_since(Instant::now()))?;
+        summary.retry_in_seconds = Some(wait.as_secs());
+        Some(wait)
     }
 
     /// The body to send for `batch`: the one kept from its first attempt
@@ -491,12 +378,19 @@ impl<S: Durable> Uploader<S> {
                 json_len: None,
             }));
         }
-        let body = match Envelope::from_batch(batch) {
-            Ok(envelope) => Envelope {
-                dropped: drops.clone(),
-                ..envelope
-            }
-            .encode_body(),
+        let encoded = match self.transport.protocol() {
+            Protocol::ConsentryJson => Envelope::from_batch(batch).map(|envelope| {
+                Envelope {
+                    dropped: drops.clone(),
+                    ..envelope
+                }
+                .encode_body()
+            }),
+            Protocol::OtlpHttp => otlp::request(batch, self.identity.region, &drops)
+                .map(|request| otlp::encode(&request)),
+        };
+        let body = match encoded {
+            Ok(body) => body,
             Err(err) => {
                 // Unsendable rows must not block the queue, nor be lost.
                 tracing::error!(batch = %batch.id, error = %err, "a batch cannot be encoded; it moves to the dead-letter table");
@@ -543,8 +437,8 @@ impl<S: Durable> Uploader<S> {
             .unwrap_or(0);
         let (gzip_bytes, sha256) = (body.gzip.len(), body.sha256.clone());
         let started = Instant::now();
-        let result = tokio::select! {
-            result = self.transport.send(batch.id, body.gzip) => result,
+        let answer = tokio::select! {
+            answer = self.transport.send(batch.id, body.gzip) => answer,
             _ = cancel.cancelled() => {
                 // Consent for part of it was withdrawn mid-send: the request
                 // is abandoned, and the purge that follows removes it.
@@ -554,8 +448,18 @@ impl<S: Durable> Uploader<S> {
             }
         };
         let latency = started.elapsed();
+        let result = self.paced(&answer);
+        let rejected = match &result {
+            UploadResult::Accepted {
+                rejected: Some(rejected),
+                ..
+            } => Some(rejected.clone()),
+            _ => None,
+        };
         // What left, in numbers, beside the words (for `history`).
         let facts = serde_json::json!({
+            "protocol": self.transport.protocol().as_str(),
+            "rejected": rejected.as_ref().map(|r| r.records),
             "purposes": purposes,
             "status": result.status(),
             "json_bytes": json_bytes,
@@ -570,15 +474,38 @@ impl<S: Durable> Uploader<S> {
                     result.detail(),
                     latency.as_millis()
                 );
+                let dead_letter = rejected.as_ref().map(|rejected| {
+                    (
+                        result.status().unwrap_or(200),
+                        format!(
+                            "the receiver rejected {} of the {count} records of batch {} without saying which; the whole batch is kept here, none of it is sent again: {}",
+                            rejected.records,
+                            batch.id,
+                            if rejected.message.is_empty() { "no reason given" } else { &rejected.message }
+                        ),
+                    )
+                });
                 match self
                     .writer
-                    .complete_batch(batch.id, "uploaded", detail.clone(), Some(facts.clone()))
+                    .complete_batch(
+                        batch.id,
+                        "uploaded",
+                        detail.clone(),
+                        Some(facts.clone()),
+                        dead_letter.clone(),
+                    )
                     .await
                 {
                     Ok(_) => {
-                        tracing::info!(batch = %batch.id, records = count, "batch delivered");
+                        if let Some(rejected) = &rejected {
+                            tracing::warn!(batch = %batch.id, records = count, rejected = rejected.records, message = %rejected.message, "batch delivered, but the receiver rejected some of its records; the batch is copied to the dead-letter table");
+                            summary.rejected_by_receiver += rejected.records;
+                        } else {
+                            tracing::info!(batch = %batch.id, records = count, "batch delivered");
+                        }
                         self.delivered(count, summary);
-                        Ok(true)
+                        // A `Retry-After` on a 2xx: nothing more until then.
+                        Ok(self.note_wait(summary).is_none())
                     }
                     Err(err) => {
                         let why = format!(
@@ -591,6 +518,7 @@ impl<S: Durable> Uploader<S> {
                             records: count,
                             detail,
                             facts,
+                            dead_letter,
                         });
                         self.back_off(why, summary);
                         Ok(false)
@@ -624,8 +552,9 @@ impl<S: Durable> Uploader<S> {
                 Ok(true)
             }
             UploadResult::Retryable { .. } | UploadResult::Refused { .. } => {
-                let wait = self.back_off_after(&result, summary);
+                let wait = self.note_wait(summary);
                 let detail = result.detail();
+                summary.stopped = Some(detail.clone());
                 self.writer
                     .audit_with("failed", Some(batch.id), count, detail.clone(), Some(facts))
                     .await?;
@@ -639,161 +568,4 @@ impl<S: Durable> Uploader<S> {
 // These run against the loopback receiver, which only the `demo` feature
 // builds.
 #[cfg(all(test, feature = "demo"))]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::catalogue::{Catalogue, Region};
-    use crate::consent::{Consents, Method, grant};
-    use crate::gate::test_record;
-    use crate::receiver::{LoopbackPki, Receiver};
-
-    /// A store with `records` queued, a receiver, and what an uploader
-    /// needs to send to it.
-    struct Bench {
-        dir: tempfile::TempDir,
-        receiver: Receiver,
-        writer: Writer<()>,
-        gate: Arc<Gate>,
-        config: UploadConfig,
-    }
-
-    async fn bench(records: i64) -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = LoopbackPki::generate().unwrap();
-        let receiver = Receiver::start(&pki).await.unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, &pki.ca_pem).unwrap();
-        let config: UploadConfig = toml::from_str(&format!(
-            "endpoint = \"{}\"\nca_file = \"{}\"",
-            receiver.url(),
-            ca.display()
-        ))
-        .unwrap();
-        let catalogue = Catalogue::embedded();
-        let consent_file = dir.path().join("consent.toml");
-        grant(
-            &consent_file,
-            &catalogue,
-            Region::Global,
-            "eula",
-            Method::Cli,
-        )
-        .unwrap();
-        let consents = Consents::load(&consent_file, &catalogue).unwrap();
-        let registry = Registry::evaluate(&catalogue, &consents, Region::Global);
-        let gate = Arc::new(Gate::with_registry(catalogue, registry));
-        let (writer, _thread) = Writer::spawn(&dir.path().join("state"), ()).unwrap();
-        writer
-            .enqueue(
-                (0..records)
-                    .map(|n| test_record("update_identity", n))
-                    .collect(),
-            )
-            .await
-            .unwrap();
-        Bench {
-            dir,
-            receiver,
-            writer,
-            gate,
-            config,
-        }
-    }
-
-    impl Bench {
-        fn uploader(&self) -> Uploader<()> {
-            Uploader::new(
-                self.writer.clone(),
-                Arc::clone(&self.gate),
-                Transport::new(&self.config).unwrap(),
-                &self.config,
-                SendLock::open(&self.dir.path().join("state")).unwrap(),
-            )
-        }
-
-        /// Makes the writer's connection fail every removal from the
-        /// queue (`on`), as a full disk can, or stops doing so.
-        async fn refuse_deletes(&self, on: bool) {
-            let sql = if on {
-                "CREATE TEMP TRIGGER refuse_deletes BEFORE DELETE ON main.queue
-                 BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;"
-            } else {
-                "DROP TRIGGER temp.refuse_deletes;"
-            };
-            self.writer
-                .call(move |c, _| Ok(c.execute_batch(sql)?))
-                .await
-                .unwrap();
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn two_senders_on_one_state_dir_never_send_at_once() {
-        let bench = bench(3).await;
-        bench.receiver.set_delay(Duration::from_millis(300));
-        let (mut one, mut two) = (bench.uploader(), bench.uploader());
-        let (a, b) = tokio::join!(one.upload_pending(true), two.upload_pending(true));
-        let (a, b) = (a.unwrap(), b.unwrap());
-        assert_eq!(a.batches_sent + b.batches_sent, 1, "{a:?} {b:?}");
-        let skipped = [&a, &b]
-            .iter()
-            .filter(|s| s.stopped.as_deref() == Some(ANOTHER_SENDER))
-            .count();
-        assert_eq!(skipped, 1, "{a:?} {b:?}");
-        assert_eq!(bench.receiver.requests().len(), 1);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_delivered_batch_that_cannot_be_removed_is_removed_later_not_resent() {
-        let bench = bench(3).await;
-        bench.receiver.set_delay(Duration::from_millis(300));
-        let mut uploader = bench.uploader();
-        let writer = bench.writer.clone();
-        let sending = tokio::spawn(async move {
-            let summary = uploader.upload_pending(true).await;
-            (uploader, summary)
-        });
-        assert!(
-            bench
-                .receiver
-                .wait_for_requests(1, Duration::from_secs(10))
-                .await
-        );
-        // The disk "fills" while the receiver is answering.
-        bench.refuse_deletes(true).await;
-        let (mut uploader, summary) = sending.await.unwrap();
-        let summary = summary.unwrap();
-        assert_eq!(summary.records_sent, 0);
-        assert!(
-            summary
-                .stopped
-                .as_deref()
-                .unwrap()
-                .contains("delivered but cannot be removed"),
-            "{summary:?}"
-        );
-        assert!(summary.retry_in_seconds.is_some(), "it backs off");
-
-        // Still failing: nothing is sent again.
-        let again = uploader.upload_pending(true).await.unwrap();
-        assert_eq!(again.records_sent, 0);
-        assert_eq!(bench.receiver.requests().len(), 1);
-
-        // Space is back: the removal goes through, without a resend.
-        bench.refuse_deletes(false).await;
-        let done = uploader.upload_pending(true).await.unwrap();
-        assert_eq!(done.records_sent, 3, "{done:?}");
-        assert_eq!(done.records_queued, 0);
-        assert_eq!(bench.receiver.requests().len(), 1, "the batch was resent");
-        let trail = writer
-            .call(|c, _| queue::recent_audit(c, 10))
-            .await
-            .unwrap();
-        assert_eq!(
-            trail.iter().filter(|a| a.event == "uploaded").count(),
-            1,
-            "{trail:?}"
-        );
-    }
-}
+mod tests;
