@@ -429,35 +429,3 @@ pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationT
     }
     tracing::info!("daemon stopped");
 }
-
-/// When to upload next: at the end of a pending backoff, else at the next
-/// slot, `until_slot` from now (never zero). A backoff deadline already
-/// past must not schedule an upload "now" again, or a queue that cannot be
-/// sent (consent file unusable, say) would spin the loop.
-fn next_upload_at(
-    now: tokio::time::Instant,
-    not_before: Option<tokio::time::Instant>,
-    until_slot: Duration,
-) -> tokio::time::Instant {
-    match not_before {
-        Some(deadline) if deadline > now => deadline,
-        _ => now + until_slot,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::time::Instant;
-
-    #[test]
-    fn a_past_backoff_deadline_does_not_schedule_an_immediate_upload() {
-        let now = Instant::now();
-        let interval = Duration::from_secs(60);
-        let past = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
-        assert_eq!(next_upload_at(now, Some(past), interval), now + interval);
-        assert_eq!(next_upload_at(now, None, interval), now + interval);
-        let soon = now + Duration::from_secs(5);
-        assert_eq!(next_upload_at(now, Some(soon), interval), soon);
-    }
-}

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::{Agent, Shared, next_upload_at};
+use super::{Agent, Shared};
 use crate::collect::ksn::KsnAggregate;
 use crate::upload::{UploadError, UploadSummary, Uploader};
 
@@ -29,9 +29,7 @@ pub(super) async fn run(
     shutdown: CancellationToken,
 ) {
     let mut transport = agent.transport();
-    let until_slot =
-        |uploader: &Uploader<KsnAggregate>| uploader.until_next_slot(std::time::SystemTime::now());
-    let mut next = Instant::now() + until_slot(&uploader);
+    let mut next = uploader.next_attempt(true);
     shared.set_next_upload(
         std::time::SystemTime::now() + next.saturating_duration_since(Instant::now()),
     );
@@ -79,8 +77,7 @@ pub(super) async fn run(
             .arm_batch_ready(agent.writer.depth() + full_batch());
         // A store error (disk full, say) is retried at the next slot; the
         // queue on disk is still the source of truth.
-        let not_before = result.as_ref().ok().and(uploader.not_before());
-        next = next_upload_at(Instant::now(), not_before, until_slot(&uploader));
+        next = uploader.next_attempt(result.is_ok());
         shared.set_next_upload(
             std::time::SystemTime::now() + next.saturating_duration_since(Instant::now()),
         );

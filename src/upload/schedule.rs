@@ -15,6 +15,9 @@
 //! - A `Retry-After`, on any answer, is a floor: the wait is spread over
 //!   `[Retry-After, 2 × Retry-After)`, so a fleet told to come back in ten
 //!   minutes does not come back in one second.
+//! - Every attempt, first or retry, falls on one of the installation's
+//!   upload slots ([`next_attempt`]): no agent tries more often than once
+//!   an interval, so an outage causes no retry storm.
 //! - The receiver's `Consentry-Upload-Interval` header sets the interval
 //!   between uploads, within `[upload] interval_min` and `interval_max`;
 //!   while it is set, even a full batch waits for the next slot.
@@ -87,6 +90,24 @@ pub fn until_next_slot(now: Duration, period: Duration, phase: Duration) -> Dura
     let period_ns = period.as_nanos().max(1);
     let into = (now.as_nanos() + period_ns - phase.as_nanos() % period_ns) % period_ns;
     Duration::from_nanos((period_ns - into) as u64)
+}
+
+/// When an agent tries next, as a time since the UNIX epoch: at its first
+/// upload slot of `interval` after `now`, or, when it must wait (a backoff, a
+/// `Retry-After`: `not_before`), its first slot after the wait. Every
+/// attempt, first or retry, falls on the installation's own slots: a fleet
+/// that failed together stays spread by its phases, and no agent tries
+/// more often than once an interval, however short its backoff (an outage
+/// makes no retry storm). A wait already past counts from `now`, so a queue
+/// that cannot be sent never spins.
+pub fn next_attempt(
+    jitter: &Jitter,
+    interval: Duration,
+    now: Duration,
+    not_before: Option<Duration>,
+) -> Duration {
+    let from = not_before.filter(|t| *t > now).unwrap_or(now);
+    from + jitter.until_next_slot(from, interval, salt::UPLOAD)
 }
 
 /// The bounds a receiver's upload interval is held within.
@@ -278,6 +299,27 @@ mod tests {
             until_next_slot(Duration::from_secs(24), period, Duration::from_secs(3)),
             Duration::from_secs(9)
         );
+    }
+
+    #[test]
+    fn every_attempt_falls_on_a_slot_after_any_wait() {
+        let jitter = Jitter::from_seed(11);
+        let interval = Duration::from_secs(60);
+        let phase = jitter.phase(interval, salt::UPLOAD).as_nanos();
+        let now = Duration::from_secs(1_795_687_200);
+        let on_slot = |t: Duration| t.as_nanos() % interval.as_nanos() == phase;
+        // No wait, a wait already past: the next slot, never now.
+        for not_before in [None, Some(now - Duration::from_secs(1))] {
+            let next = next_attempt(&jitter, interval, now, not_before);
+            assert!(on_slot(next) && next > now && next <= now + interval);
+        }
+        // A short backoff still waits for the slot; a long one, for the
+        // first slot after it.
+        for wait in [3, 59, 61, 900] {
+            let not_before = now + Duration::from_secs(wait);
+            let next = next_attempt(&jitter, interval, now, Some(not_before));
+            assert!(on_slot(next) && next > not_before && next <= not_before + interval);
+        }
     }
 
     #[test]

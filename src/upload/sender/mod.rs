@@ -18,7 +18,7 @@ use super::in_flight::InFlight;
 use super::policy::{Protocol, Refusal, UploadResult};
 use super::protocol::{Body, DeletionEnvelope, Envelope};
 use super::purge::purge_disallowed_via;
-use super::schedule::{Pace, salt};
+use super::schedule::{Pace, next_attempt};
 use super::send_lock::{ANOTHER_SENDER, SendLock};
 use super::transport::Answer;
 use super::{AgentIdentity, Transport, UploadConfig, otlp};
@@ -154,16 +154,27 @@ impl<S: Durable> Uploader<S> {
         self.not_before
     }
 
-    /// How long from `now` (wall clock) until this installation's next
-    /// regular upload slot: the interval is `batch_max_delay`, or the
-    /// receiver's; the phase is the installation's own.
-    pub fn until_next_slot(&self, now: SystemTime) -> Duration {
-        let since_epoch = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.identity
-            .jitter()
-            .until_next_slot(since_epoch, self.pace.interval(), salt::UPLOAD)
+    /// When to try next: the installation's first upload slot (of
+    /// `batch_max_delay`, or of the receiver's interval) after now, or after
+    /// the wait a failure or a `Retry-After` set (`schedule::next_attempt`).
+    /// `waits`: false to ignore the wait (after a store error, retried at
+    /// the next slot).
+    pub fn next_attempt(&self, waits: bool) -> Instant {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let since_epoch =
+            |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let wall_now = since_epoch(wall);
+        let not_before = self
+            .not_before
+            .filter(|_| waits)
+            .map(|t| wall_now + t.saturating_duration_since(now));
+        let next = next_attempt(
+            &self.identity.jitter(),
+            self.pace.interval(),
+            wall_now,
+            not_before,
+        );
+        now + next.saturating_sub(wall_now)
     }
 
     /// Whether a full batch may go at once: not while the receiver has set
