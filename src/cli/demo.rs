@@ -26,11 +26,16 @@ const FIRST_BATCH_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   consentry demo
-  consentry demo --keep")]
+  consentry demo --keep
+  consentry demo --protocol otlp-http")]
 pub struct DemoArgs {
     /// Keep the temporary directory (config, consent file, queue) and print its path.
     #[arg(long)]
     keep: bool,
+    /// The wire format the agent sends: consentry's JSON envelopes, or OTLP
+    /// logs as an OpenTelemetry Collector takes them (docs/fleet.md).
+    #[arg(long, value_name = "PROTOCOL", default_value = "consentry-json", value_parser = ["consentry-json", "otlp-http"])]
+    protocol: String,
 }
 
 pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -42,7 +47,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let ca_file = dir.path().join("receiver-ca.pem");
     std::fs::write(&ca_file, &pki.ca_pem).context("cannot write the demo CA")?;
     let receiver = Receiver::start(&pki).await?;
-    let config_path = write_config(dir.path(), &receiver.url())?;
+    let config_path = write_config(dir.path(), &receiver.url(), &args.protocol)?;
     let config = Config::load(&config_path)?;
     let catalogue = config.load_catalogue()?;
 
@@ -53,6 +58,15 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
     say!("  state      {}", config.state_dir.display());
     say!("  region     {}", config.region);
+    say!(
+        "  protocol   {}{}",
+        args.protocol,
+        if args.protocol == "otlp-http" {
+            " (OTLP logs, protobuf; the receiver reads them back into records below)"
+        } else {
+            " (`consentry demo --protocol otlp-http` for OTLP)"
+        }
+    );
     consent::grant(
         &config.consent_file,
         &catalogue,
@@ -265,7 +279,7 @@ async fn emit(
     Ok(consentry::ingest::client::send(socket, lines.as_bytes()).await?)
 }
 
-fn write_config(dir: &Path, endpoint: &str) -> anyhow::Result<std::path::PathBuf> {
+fn write_config(dir: &Path, endpoint: &str, protocol: &str) -> anyhow::Result<std::path::PathBuf> {
     let path = dir.join("consentry.toml");
     let text = format!(
         r#"# Written by `consentry demo`.
@@ -285,6 +299,7 @@ interval = "1h"
 
 [upload]
 endpoint = "{endpoint}"
+protocol = "{protocol}"
 ca_file = "receiver-ca.pem"
 batch_max_delay = "1s"
 timeout = "5s"

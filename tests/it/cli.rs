@@ -556,3 +556,38 @@ async fn status_and_consent_list_are_aligned_tables_within_80_columns() {
     );
     daemon.kill().await;
 }
+
+/// The README's first command, in both wire formats: it runs on embedded
+/// defaults with nothing but loopback, and ends by checking that nothing
+/// left after the revoke and that the body kept is the body received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_end_to_end_in_both_protocols() {
+    for protocol in ["consentry-json", "otlp-http"] {
+        let output = bare(&["demo", "--protocol", protocol]).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{protocol}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("protocol   {protocol}")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("(recorded at send time: the same)"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("Done: only catalogue fields"), "{stdout}");
+        for purpose in [
+            "update_identity",
+            "installation_errors",
+            "ksn_scan_aggregates",
+        ] {
+            assert!(
+                stdout.contains(&format!("    {purpose} under")),
+                "{purpose}: {stdout}"
+            );
+        }
+    }
+}

@@ -86,6 +86,7 @@ async fn every_request_is_an_otlp_logs_export_the_catalogue_and_the_consent_allo
     let mut purposes = BTreeSet::new();
     let mut error_codes = BTreeSet::new();
     let mut verdicts = 0;
+    let mut places = BTreeSet::new();
     for request in &requests {
         assert_eq!(request.status, 200);
         assert_eq!(request.path, "/v1/batches");
@@ -106,6 +107,13 @@ async fn every_request_is_an_otlp_logs_export_the_catalogue_and_the_consent_allo
                     let mut record = attributes(&log.attributes);
                     // The dedup key is the batch id, on every record.
                     assert_eq!(text(&record.remove("consentry.batch_id").unwrap()), key);
+                    let Some(Value::IntValue(place)) = record.remove("consentry.record") else {
+                        panic!("consentry.record is the record's place in its batch")
+                    };
+                    assert!(
+                        places.insert((key.clone(), place)),
+                        "two records at {place}"
+                    );
                     let purpose = text(&record.remove("consentry.purpose").unwrap()).to_owned();
                     assert_eq!(log.event_name, format!("consentry.{purpose}"));
                     assert!(log.time_unix_nano > 1_700_000_000_000_000_000);

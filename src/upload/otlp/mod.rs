@@ -11,7 +11,8 @@
 //! - the consent proof travels on every record: `consentry.purpose`,
 //!   `consentry.clause`, `consentry.clause_version`,
 //!   `consentry.clause_sha256` (the digest of the accepted text), and
-//!   `consentry.batch_id`, the dedup key (also the `Idempotency-Key`);
+//!   `consentry.batch_id` and `consentry.record` (its place in the batch),
+//!   together the dedup key (the batch id is also the `Idempotency-Key`);
 //! - the resource is the agent's identity: `service.name`, `service.version`
 //!   and `consentry.region` always, and `consentry.installation_id`,
 //!   `consentry.product_id`, `consentry.product_version` only for records
@@ -66,6 +67,9 @@ pub mod keys {
     pub const CLAUSE_VERSION: &str = "consentry.clause_version";
     pub const CLAUSE_SHA256: &str = "consentry.clause_sha256";
     pub const BATCH_ID: &str = "consentry.batch_id";
+    /// The record's place in its batch: with the batch id, an exact dedup
+    /// key (a resent batch is the same bytes, so the same places).
+    pub const RECORD: &str = "consentry.record";
     pub const REGION: &str = "consentry.region";
     pub const INSTALLATION_ID: &str = "consentry.installation_id";
     pub const PRODUCT_ID: &str = "consentry.product_id";
@@ -96,8 +100,8 @@ pub fn request(
     let batch_id = batch.id.to_string();
     // Identity (the lifted fields' values) → its records, in queue order.
     let mut groups: BTreeMap<Identity, Vec<LogRecord>> = BTreeMap::new();
-    for record in &batch.records {
-        let (identity, log) = log_record(record, &batch_id)?;
+    for (index, record) in batch.records.iter().enumerate() {
+        let (identity, log) = log_record(record, &batch_id, index)?;
         groups.entry(identity).or_default().push(log);
     }
     if !drops.is_empty() {
@@ -214,6 +218,7 @@ type Identity = Vec<(&'static str, String)>;
 fn log_record(
     record: &QueuedRecord,
     batch_id: &str,
+    index: usize,
 ) -> Result<(Identity, LogRecord), ProtocolError> {
     let corrupt = |source| ProtocolError::CorruptRecord {
         purpose: record.purpose.clone(),
@@ -240,6 +245,7 @@ fn log_record(
         int(keys::CLAUSE_VERSION, i64::from(record.clause_version)),
         string(keys::CLAUSE_SHA256, &record.clause_sha256),
         string(keys::BATCH_ID, batch_id),
+        int(keys::RECORD, index as i64),
     ]);
     let time = unix_nanos(&record.collected_at);
     Ok((
@@ -403,6 +409,7 @@ mod tests {
         assert_eq!(attributes[keys::PURPOSE], "ksn_scan_aggregates");
         assert_eq!(attributes[keys::CLAUSE_VERSION], 3);
         assert_eq!(attributes[keys::BATCH_ID], id.to_string());
+        assert_eq!(attributes[keys::RECORD], 1, "its place in the batch");
         assert_eq!(ksn.event_name, "consentry.ksn_scan_aggregates");
         assert_eq!(ksn.time_unix_nano, 1_795_687_200_000_000_000);
         let dropped = &bare.scope_logs[1];

@@ -217,6 +217,7 @@ fn record(attributes: &mut Attributes, nanos: u64) -> Result<WireRecord, String>
     let version = take(keys::CLAUSE_VERSION);
     let sha256 = take(keys::CLAUSE_SHA256);
     take(keys::BATCH_ID);
+    take(keys::RECORD);
     let (Some(purpose), Some(clause), Some(version), Some(sha256)) = (
         purpose.as_str(),
         clause.as_str(),
