@@ -261,9 +261,17 @@ impl Transport {
     }
 
     /// A real handshake and an empty probe POST: what `check --connect`
-    /// does. Nothing is stored by a receiver that follows the protocol.
+    /// does. Nothing is stored by a receiver that follows the protocol
+    /// (with `otlp-http`, the empty body is an empty OTLP request, which
+    /// a Collector answers 200 and stores nothing of).
     pub async fn probe(&self) -> Probe {
-        match self.post().header(PROBE_HEADER, "1").send().await {
+        let mut probe = self.post().header(PROBE_HEADER, "1");
+        if self.protocol == Protocol::OtlpHttp {
+            // An empty body is an empty ExportLogsServiceRequest: a
+            // Collector accepts it and stores nothing.
+            probe = probe.header(CONTENT_TYPE, HeaderValue::from_static(otlp::CONTENT_TYPE));
+        }
+        match probe.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let explanation = diagnose::explain_status(status, self.authorization.is_some());

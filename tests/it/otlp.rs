@@ -195,6 +195,31 @@ async fn every_request_is_an_otlp_logs_export_the_catalogue_and_the_consent_allo
     let shown: serde_json::Value =
         serde_json::from_str(&world.ok(&["history", "--show", &batch, "--json"]).await).unwrap();
     assert!(shown["body"]["resourceLogs"].is_array(), "{shown}");
+
+    // A withdrawal's deletion request goes the same way, as OTLP.
+    let before = world.receiver.requests().len();
+    world.ok(&["consent", "revoke", "ksn"]).await;
+    world.ok(&["flush"]).await;
+    let requests = world.receiver.requests();
+    let deletion = requests[before..]
+        .iter()
+        .find(|r| r.deletion.is_some())
+        .expect("a deletion request");
+    let otlp = decode(&deletion.body);
+    let scope = &otlp.resource_logs[0].scope_logs[0];
+    assert_eq!(scope.scope.as_ref().unwrap().name, "consentry.deletion");
+    let record = attributes(&scope.log_records[0].attributes);
+    assert_eq!(text(&record["consentry.clause"]), "ksn");
+    assert_eq!(
+        text(&record["consentry.batch_id"]),
+        deletion.idempotency_key.as_deref().unwrap()
+    );
+    let resource = attributes(&otlp.resource_logs[0].resource.as_ref().unwrap().attributes);
+    assert!(resource.contains_key("consentry.installation_id"));
+    // `check --connect` probes the OTLP endpoint without storing anything.
+    let probes = world.receiver.probes();
+    world.ok(&["check", "--connect"]).await;
+    assert_eq!(world.receiver.probes(), probes + 1);
     daemon.terminate().await;
 }
 
