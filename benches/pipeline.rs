@@ -9,6 +9,7 @@ use consentry::collect::{FieldValue, Record};
 use consentry::consent::{Consents, Method, Registry, grant};
 use consentry::gate::{Gate, GatedRecord};
 use consentry::store::{Batch, QueuedRecord, Store};
+use consentry::upload::otlp;
 use consentry::upload::protocol::Envelope;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use uuid::Uuid;
@@ -289,6 +290,32 @@ fn wire(c: &mut Criterion, gate: &Gate) {
             b.iter(|| gzip(black_box(level)))
         });
     }
+    // The whole body, each protocol: encoding from the queued records to
+    // the gzip bytes on the wire, as the uploader does it.
+    let batch = mixed_batch(gate);
+    let otlp = otlp::encode(&otlp::request(&batch, Region::Global, &Default::default()).unwrap());
+    let envelope = Envelope::from_batch(&batch).unwrap().encode_body();
+    eprintln!(
+        "wire: mixed batch of {BATCH}: consentry-json {} B gzipped ({} B inside), otlp-http {} B gzipped ({} B of protobuf inside)",
+        envelope.gzip.len(),
+        envelope.json_len.unwrap_or(0),
+        otlp.gzip.len(),
+        otlp.json_len.unwrap_or(0)
+    );
+    group.bench_function("body_consentry_json_mixed_500", |b| {
+        b.iter(|| {
+            Envelope::from_batch(black_box(&batch))
+                .unwrap()
+                .encode_body()
+        })
+    });
+    group.bench_function("body_otlp_http_mixed_500", |b| {
+        b.iter(|| {
+            otlp::encode(
+                &otlp::request(black_box(&batch), Region::Global, &Default::default()).unwrap(),
+            )
+        })
+    });
     group.finish();
 }
 
