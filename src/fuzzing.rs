@@ -133,8 +133,11 @@ pub fn control_request(data: &[u8]) {
     }
 }
 
-/// A receiver's answer: a status (the first two bytes) and a
-/// `Retry-After` value (the rest), classified and turned into a wait.
+/// A receiver's answer: a status (the first two bytes) and the rest, read
+/// as a `Retry-After` and a `Consentry-Upload-Interval` value (classified
+/// and turned into a wait and an interval, by both protocols' rules) and
+/// as an OTLP export response body, protobuf and JSON (a partial success
+/// never rejects more than it says, and never panics).
 pub fn server_answer(data: &[u8]) {
     use crate::upload::policy::{
         Protocol, RETRY_AFTER_CAP, Refusal, RetryPolicy, UploadResult, parse_retry_after_at,
@@ -146,6 +149,14 @@ pub fn server_answer(data: &[u8]) {
         _ => return,
     };
     let value = String::from_utf8_lossy(&data[2..]);
+    for read in [
+        crate::upload::otlp::rejected,
+        crate::upload::otlp::rejected_json,
+    ] {
+        if let Ok(Some(rejected)) = read(&data[2..]) {
+            assert!(rejected.records > 0);
+        }
+    }
     let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
     let retry_after = parse_retry_after_at(&value, now);
     let _ = UploadResult::from_status(status, retry_after).detail();

@@ -71,15 +71,38 @@ pub fn rejected(body: &[u8]) -> Result<Option<Rejected>, String> {
     })
 }
 
-/// [`rejected`] for an answer in OTLP/JSON.
+/// [`rejected`] for an answer in OTLP/JSON, where an int64 is written as
+/// a decimal string (the specification's JSON mapping) or as a number.
 pub fn rejected_json(body: &[u8]) -> Result<Option<Rejected>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let response: ExportLogsServiceResponse = serde_json::from_slice(body).map_err(|err| {
-        format!("the receiver's answer is not an OTLP/JSON export response: {err}")
-    })?;
-    rejected(&response.encode_to_vec())
+    let not_one =
+        |why: String| format!("the receiver's answer is not an OTLP/JSON export response: {why}");
+    let answer: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| not_one(e.to_string()))?;
+    let Some(partial) = answer.get("partialSuccess").filter(|p| !p.is_null()) else {
+        return Ok(None);
+    };
+    let records = match partial.get("rejectedLogRecords") {
+        None | Some(serde_json::Value::Null) => 0,
+        Some(serde_json::Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| not_one(format!("rejectedLogRecords {n}")))?,
+        Some(serde_json::Value::String(s)) => s
+            .parse()
+            .map_err(|_| not_one(format!("rejectedLogRecords \"{s}\"")))?,
+        Some(other) => return Err(not_one(format!("rejectedLogRecords {other}"))),
+    };
+    let message = partial
+        .get("errorMessage")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    Ok((records > 0).then_some(Rejected {
+        records: records as u64,
+        message,
+    }))
 }
 
 /// A partial-success answer (receivers and tests).
@@ -264,4 +287,28 @@ fn deletion(resource: &Attributes, attributes: &Attributes, nanos: u64) -> Resul
             })
             .unwrap_or_default(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_answer_is_read_whether_int64_is_a_string_or_a_number() {
+        for body in [
+            r#"{"partialSuccess":{"rejectedLogRecords":"3","errorMessage":"too big"}}"#,
+            r#"{"partialSuccess":{"rejectedLogRecords":3,"errorMessage":"too big"}}"#,
+        ] {
+            assert_eq!(
+                rejected_json(body.as_bytes()).unwrap(),
+                Some(Rejected {
+                    records: 3,
+                    message: "too big".into()
+                }),
+                "{body}"
+            );
+        }
+        assert_eq!(rejected_json(b"{}").unwrap(), None);
+        assert_eq!(rejected_json(b"  ").unwrap(), None);
+    }
 }
