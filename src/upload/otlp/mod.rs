@@ -24,6 +24,7 @@
 //!   one log record per purpose and reason, never mixed with the records.
 
 mod read;
+mod values;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -33,7 +34,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value,
 };
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -224,21 +225,22 @@ fn log_record(
         purpose: record.purpose.clone(),
         source,
     };
-    let fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&record.fields_json).map_err(corrupt)?;
+    let mut attributes = values::attributes(&record.fields_json).map_err(corrupt)?;
     let identity = IDENTITY_FIELDS
         .iter()
-        .filter_map(|(field, key)| match fields.get(*field) {
-            Some(serde_json::Value::String(value)) => Some((*key, value.clone())),
-            _ => None,
+        .filter_map(|(field, key)| {
+            attributes
+                .iter()
+                .find(|kv| kv.key == *field)
+                .and_then(
+                    |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(any_value::Value::StringValue(value)) => Some((*key, value.clone())),
+                        _ => None,
+                    },
+                )
         })
         .collect();
-    let mut attributes = Vec::with_capacity(fields.len() + 5);
-    attributes.extend(
-        fields
-            .into_iter()
-            .filter_map(|(key, value)| any(value).map(|value| kv(key, value))),
-    );
+    attributes.reserve(6);
     attributes.extend([
         string(keys::PURPOSE, &record.purpose),
         string(keys::CLAUSE, &record.clause),
@@ -290,30 +292,6 @@ fn unix_nanos(rfc3339: &str) -> u64 {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// A JSON field value as an OTLP value; `null` is left out.
-fn any(value: serde_json::Value) -> Option<AnyValue> {
-    use any_value::Value;
-    let value = match value {
-        serde_json::Value::Null => return None,
-        serde_json::Value::Bool(b) => Value::BoolValue(b),
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => Value::IntValue(i),
-            None => Value::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        serde_json::Value::String(s) => Value::StringValue(s),
-        serde_json::Value::Array(items) => Value::ArrayValue(ArrayValue {
-            values: items.into_iter().filter_map(any).collect(),
-        }),
-        serde_json::Value::Object(map) => Value::KvlistValue(KeyValueList {
-            values: map
-                .into_iter()
-                .filter_map(|(key, value)| any(value).map(|value| kv(key, value)))
-                .collect(),
-        }),
-    };
-    Some(AnyValue { value: Some(value) })
 }
 
 fn kv(key: String, value: AnyValue) -> KeyValue {
