@@ -15,4 +15,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cycles=${1:-1000}
 CONSENTRY_SOAK_CYCLES=$cycles cargo test --locked --test it soak -- --nocapture 2>&1 |
-    grep -E '^soak:|test result|panicked|FAILED'
+    grep -E -A4 '^soak:|test result|panicked|FAILED'
