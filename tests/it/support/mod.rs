@@ -311,6 +311,15 @@ impl Daemon {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Waits for the daemon to exit on its own: its exit status and log.
+    pub async fn wait(self) -> (std::process::ExitStatus, String) {
+        let output = self.child.wait_with_output().await.unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     /// SIGKILL, and wait for it to be gone.
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
