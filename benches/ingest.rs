@@ -157,7 +157,7 @@ fn start_daemon(
     tempfile::TempDir,
     std::path::PathBuf,
     CancellationToken,
-    tokio::task::JoinHandle<()>,
+    tokio::task::JoinHandle<Result<(), daemon::RunError>>,
 ) {
     let dir = tempfile::tempdir().unwrap();
     accept_all(dir.path());
@@ -207,7 +207,7 @@ fn socket(c: &mut Criterion) {
     }
     group.finish();
     shutdown.cancel();
-    runtime.block_on(daemon).unwrap();
+    runtime.block_on(daemon).unwrap().unwrap();
 }
 
 /// The same install tasks into a queue held at a 16 MiB bound, that is
@@ -239,7 +239,7 @@ fn socket_at_the_bound(c: &mut Criterion) {
     });
     group.finish();
     shutdown.cancel();
-    runtime.block_on(daemon).unwrap();
+    runtime.block_on(daemon).unwrap().unwrap();
 }
 
 criterion_group!(benches, parse, socket, socket_at_the_bound);

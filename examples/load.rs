@@ -488,7 +488,7 @@ fn daemon(config: &Path) -> anyhow::Result<()> {
             terminate.recv().await;
             stop.cancel();
         });
-        consentry::daemon::run(agent, listeners, shutdown).await;
+        consentry::daemon::run(agent, listeners, shutdown).await?;
         anyhow::Ok(())
     })
 }

@@ -186,6 +186,13 @@ struct State {
     /// `Retry-After` on a 2xx, and the `Consentry-Upload-Interval` header
     /// on every answer.
     pace: Mutex<(Option<String>, Option<String>)>,
+    /// When set, connections are served this acceptor's certificate, from
+    /// a CA nobody trusts: every handshake fails (a receiver behind a
+    /// wrong certificate, or a middlebox).
+    untrusted: Mutex<Option<TlsAcceptor>>,
+    /// When each attempt arrived: a request, a handshake that failed or a
+    /// connection hung up on (what a client's request rate is measured by).
+    attempts: Mutex<Vec<std::time::Instant>>,
     /// Milliseconds to wait before answering (a slow receiver).
     delay_ms: std::sync::atomic::AtomicU64,
     /// When set, a request without `Authorization: Bearer <this>` gets 401.
@@ -265,6 +272,25 @@ impl Receiver {
     /// slowing the fleet).
     pub fn set_pace(&self, retry_after: Option<&str>, interval: Option<&str>) {
         *lock(&self.state.pace) = (retry_after.map(str::to_owned), interval.map(str::to_owned));
+    }
+
+    /// While `on`, present a certificate from a CA the agent does not
+    /// trust, so that every TLS handshake fails.
+    pub fn set_untrusted_certificate(&self, on: bool) -> Result<(), ReceiverError> {
+        let acceptor = if on {
+            let impostor = LoopbackPki::generate()?;
+            Some(TlsAcceptor::from(Arc::new(impostor.server_config()?)))
+        } else {
+            None
+        };
+        *lock(&self.state.untrusted) = acceptor;
+        Ok(())
+    }
+
+    /// When each attempt so far arrived: every request, failed handshake
+    /// and connection hung up on, in order.
+    pub fn attempts(&self) -> Vec<std::time::Instant> {
+        lock(&self.state.attempts).clone()
     }
 
     /// From now on, answer `status` to any batch with a record whose fields
@@ -358,11 +384,14 @@ async fn accept_loop(
                 Err(_) => continue,
             },
         };
-        let acceptor = acceptor.clone();
+        let acceptor = lock(&state.untrusted)
+            .clone()
+            .unwrap_or_else(|| acceptor.clone());
         let state = Arc::clone(&state);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
+                lock(&state.attempts).push(std::time::Instant::now());
                 return;
             };
             if state.reset.load(Ordering::SeqCst) {
@@ -370,11 +399,20 @@ async fn accept_loop(
                 let mut tls = tls;
                 let mut buffer = [0u8; 1024];
                 let _ = tokio::io::AsyncReadExt::read(&mut tls, &mut buffer).await;
+                lock(&state.attempts).push(std::time::Instant::now());
                 return;
             }
             let service = service_fn(move |request| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, std::convert::Infallible>(handle(request, &state).await) }
+                async move {
+                    // A connection kept alive from before the reset or the
+                    // certificate change is hung up on too.
+                    if state.reset.load(Ordering::SeqCst) || lock(&state.untrusted).is_some() {
+                        lock(&state.attempts).push(std::time::Instant::now());
+                        return Err(std::io::Error::other("hung up"));
+                    }
+                    Ok(handle(request, &state).await)
+                }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), service);
@@ -387,6 +425,9 @@ async fn accept_loop(
 }
 
 async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+    if !state.forget.load(Ordering::SeqCst) {
+        lock(&state.attempts).push(std::time::Instant::now());
+    }
     let header = |name: &str| {
         request
             .headers()

@@ -48,11 +48,12 @@ pub async fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
             }
         })
     };
-    daemon::run(agent, listeners, shutdown.clone()).await;
+    let stopped = daemon::run(agent, listeners, shutdown.clone()).await;
     watcher.abort();
     // Remove our sockets so the next start does not have to probe them.
     for socket in sockets {
         let _ = std::fs::remove_file(&socket);
     }
+    stopped?;
     Ok(ExitCode::SUCCESS)
 }

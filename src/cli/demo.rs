@@ -173,7 +173,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     say!("  requests at the receiver: {before} before the revoke, {after} after");
 
     shutdown.cancel();
-    daemon.await.context("the demo daemon panicked")?;
+    daemon.await.context("the demo daemon panicked")??;
     let store = consentry::store::Store::open(&config.state_dir)?;
     say!("\nConsent receipts (`consentry consent history`):");
     for receipt in store.read(consentry::store::receipts::list)? {

@@ -128,6 +128,17 @@ impl Consents {
 
     pub fn from_document(document: &Document, catalogue: &Catalogue) -> Result<Self, Problems> {
         let raw: RawConsentFile = document.parse()?;
+        // "In the future" means later than now and than the file's own
+        // last write: both come from this machine's clock, and a clock set
+        // back since the file was written (by hand or by NTP) must not
+        // turn its acceptances into mistakes and hold everything.
+        let now = SystemTime::now();
+        let latest = match &document.origin {
+            Origin::File(path) => std::fs::metadata(path)
+                .and_then(|meta| meta.modified())
+                .map_or(now, |written| written.max(now)),
+            Origin::Embedded(_) => now,
+        };
         let mut problems: Vec<(Option<std::ops::Range<usize>>, String)> = Vec::new();
         let mut unrecognised = Vec::new();
         let mut by_clause = BTreeMap::new();
@@ -173,7 +184,7 @@ impl Consents {
             // (year 9999, say) is a mistake, and would never expire.
             let when = entry.accepted_at.get_ref().to_string();
             if humantime::parse_rfc3339_weak(&when)
-                .is_ok_and(|at| at > SystemTime::now() + std::time::Duration::from_secs(86_400))
+                .is_ok_and(|at| at > latest + std::time::Duration::from_secs(86_400))
             {
                 problems.push((
                     Some(entry.accepted_at.span()),
@@ -552,6 +563,29 @@ fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_acceptance_is_in_the_future_only_past_the_files_own_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("consent.toml");
+        let catalogue = Catalogue::embedded();
+        grant(&path, &catalogue, Region::Global, "eula", Method::Cli).unwrap();
+        // Accepted three days ahead of the clock now, by a clock set back
+        // since: the file was written then too.
+        let ahead = SystemTime::now() + std::time::Duration::from_secs(3 * 86_400);
+        let text = read(&path);
+        let start = text.find("accepted_at = ").unwrap() + "accepted_at = ".len();
+        let end = start + text[start..].find('\n').unwrap();
+        let edited = format!("{}{}{}", &text[..start], rfc3339(ahead), &text[end..]);
+        std::fs::write(&path, edited).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(ahead).unwrap();
+        assert!(Consents::load(&path, &catalogue).is_ok());
+        // The same date in a file written now is a mistake.
+        file.set_modified(SystemTime::now()).unwrap();
+        let err = Consents::load(&path, &catalogue).unwrap_err().to_string();
+        assert!(err.contains("in the future"), "{err}");
+    }
 
     #[test]
     fn a_symlinked_consent_file_stays_a_symlink() {

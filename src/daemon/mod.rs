@@ -73,6 +73,16 @@ pub enum AgentError {
     Instance(#[from] instance::InstanceError),
 }
 
+/// Why the daemon stopped without being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The state database was deleted or replaced under the daemon: it
+    /// stops, so that a restart (the service manager's) starts afresh
+    /// instead of acknowledging into a file that is gone.
+    #[error("{0}; the daemon stopped so that a restart opens a fresh state directory")]
+    StoreLost(String),
+}
+
 /// The store writer as the daemon runs it: the queue plus the open KSN
 /// window.
 pub type StoreWriter = Writer<KsnAggregate>;
@@ -337,9 +347,15 @@ impl Listeners {
 
 /// Runs every task until `shutdown` is cancelled, then waits for them (up
 /// to [`SHUTDOWN_GRACE`]) and for the writer to commit what it was given.
-/// Failures inside are logged and retried, never fatal: start-up errors
-/// surface earlier, from [`Agent::open`] and the socket binders.
-pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationToken) {
+/// Failures inside are logged and retried, never fatal, but one: a state
+/// database deleted or replaced under the daemon stops it with
+/// [`RunError::StoreLost`]. Start-up errors surface earlier, from
+/// [`Agent::open`] and the socket binders.
+pub async fn run(
+    mut agent: Agent,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let send_lock = agent.send_lock.take().expect("the send lock is taken once");
     let agent = Arc::new(agent);
     let shared = Arc::new(Shared::default());
@@ -414,7 +430,15 @@ pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationT
     ));
     tracker.close();
 
-    shutdown.cancelled().await;
+    let lost = agent.writer.lost();
+    let stopped = tokio::select! {
+        _ = shutdown.cancelled() => Ok(()),
+        _ = lost.cancelled() => {
+            shutdown.cancel();
+            let why = agent.writer.fault().map(|f| f.message).unwrap_or_default();
+            Err(RunError::StoreLost(why))
+        }
+    };
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await
         .is_err()
@@ -428,4 +452,5 @@ pub async fn run(mut agent: Agent, listeners: Listeners, shutdown: CancellationT
         ),
     }
     tracing::info!("daemon stopped");
+    stopped
 }

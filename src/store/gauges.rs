@@ -30,6 +30,8 @@ pub(super) struct Gauges {
     /// The depth at which `batch_ready` is notified (once, then disarmed).
     batch_mark: AtomicU64,
     pub(super) batch_ready: Arc<tokio::sync::Notify>,
+    /// Cancelled when the database is no longer at its path.
+    pub(super) lost: tokio_util::sync::CancellationToken,
 }
 
 impl Gauges {
@@ -43,6 +45,7 @@ impl Gauges {
             bounds,
             batch_mark: AtomicU64::new(u64::MAX),
             batch_ready: Arc::new(tokio::sync::Notify::new()),
+            lost: tokio_util::sync::CancellationToken::new(),
         })
     }
 

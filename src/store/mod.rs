@@ -150,6 +150,14 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "cannot open the state database {path}: {source}; check that the state directory and its files are writable by this user"
+    )]
+    Unusable {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -322,7 +330,9 @@ impl StoreError {
     /// request: a full disk, an I/O error, a damaged or read-only database.
     pub fn is_fault(&self) -> bool {
         let source = match self {
-            StoreError::Open { source, .. } | StoreError::Sql(source) => source,
+            StoreError::Open { source, .. }
+            | StoreError::Unusable { source, .. }
+            | StoreError::Sql(source) => source,
             StoreError::StateDir { .. } | StoreError::Perms(_) => return true,
             _ => return false,
         };

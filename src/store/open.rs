@@ -100,7 +100,7 @@ pub(super) fn open(state_dir: &Path) -> Result<Opened, StoreError> {
         Err(std::fs::TryLockError::Error(err)) => return Err(lock_error(err)),
     };
     let moved = if alone {
-        inspect(state_dir, &path)
+        inspect(state_dir, &path)?
     } else {
         None
     };
@@ -171,35 +171,54 @@ fn migrated(path: &Path) -> Result<Connection, StoreError> {
 /// up (about 2 s in all).
 const OPEN_ATTEMPTS: u64 = 14;
 
-/// What is wrong with the database at `path`, if anything.
-fn inspect(state_dir: &Path, path: &Path) -> Option<String> {
+/// What is wrong with the database at `path`, if anything. A database
+/// that cannot be opened or read for a reason of this process's (the
+/// directory not writable, no memory, no file descriptor left) is an
+/// error, not damage: moving a healthy file aside would hide its records.
+fn inspect(state_dir: &Path, path: &Path) -> Result<Option<String>, StoreError> {
     let existed = state_dir.join(CREATED_MARKER).exists();
     match std::fs::metadata(path) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return existed.then(|| "the state database was missing".to_owned());
+            return Ok(existed.then(|| "the state database was missing".to_owned()));
         }
-        Err(err) => return Some(format!("the state database cannot be read: {err}")),
+        Err(source) => {
+            return Err(StoreError::StateDir {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
         Ok(meta) if meta.len() == 0 => {
-            return existed.then(|| "the state database was empty (0 bytes)".to_owned());
+            return Ok(existed.then(|| "the state database was empty (0 bytes)".to_owned()));
         }
         Ok(_) => {}
     }
+    // Damage, or this process's trouble (returned as the error).
+    let damage = |what: &str, err: rusqlite::Error| {
+        if is_damage(&err) {
+            Ok(Some(format!("the state database {what}: {err}")))
+        } else {
+            Err(StoreError::Unusable {
+                path: path.to_path_buf(),
+                source: err,
+            })
+        }
+    };
     let connection = match Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE) {
         Ok(connection) => connection,
-        Err(err) => return Some(format!("the state database cannot be opened: {err}")),
+        Err(err) => return damage("cannot be opened", err),
     };
     let version: i64 = match connection.query_row("PRAGMA user_version", [], |row| row.get(0)) {
         Ok(version) => version,
-        Err(err) => return Some(format!("the state database is unreadable: {err}")),
+        Err(err) => return damage("is unreadable", err),
     };
     if version > schema::SUPPORTED {
-        return Some(format!(
+        return Ok(Some(format!(
             "the state database has schema version {version}, newer than this build understands ({}); a newer consentry wrote it",
             schema::SUPPORTED
-        ));
+        )));
     }
     if version == 0 && existed {
-        return Some("the state database had lost its tables".to_owned());
+        return Ok(Some("the state database had lost its tables".to_owned()));
     }
     let problems: Result<Vec<String>, _> =
         connection
@@ -210,13 +229,29 @@ fn inspect(state_dir: &Path, path: &Path) -> Option<String> {
                     .collect()
             });
     match problems {
-        Ok(problems) if problems == ["ok"] => None,
-        Ok(problems) => Some(format!(
+        Ok(problems) if problems == ["ok"] => Ok(None),
+        Ok(problems) => Ok(Some(format!(
             "the state database is damaged: {}",
             problems.join("; ")
-        )),
-        Err(err) => Some(format!("the state database is damaged: {err}")),
+        ))),
+        Err(err) => damage("is damaged", err),
     }
+}
+
+/// Whether SQLite's `err` says something about the file (moving it aside
+/// helps) rather than about this process (it would not).
+fn is_damage(err: &rusqlite::Error) -> bool {
+    !matches!(
+        err.sqlite_error_code(),
+        Some(
+            rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::ReadOnly
+                | rusqlite::ErrorCode::PermissionDenied
+                | rusqlite::ErrorCode::OutOfMemory
+                | rusqlite::ErrorCode::DatabaseBusy
+                | rusqlite::ErrorCode::DatabaseLocked
+        )
+    )
 }
 
 /// Moves the failed database (and its WAL and shared-memory files) into
@@ -354,6 +389,24 @@ mod tests {
             Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
             Err(_) => Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_database_this_process_cannot_open_is_an_error_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path(), 3);
+        // Its WAL cannot be made (a directory in the way): so it cannot
+        // be read, through no fault of the file, as when the state
+        // directory is not writable or no descriptor is left.
+        let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
+        let _ = std::fs::remove_file(&wal);
+        std::fs::create_dir(&wal).unwrap();
+        let err = Store::open(dir.path()).err().expect("not opened");
+        assert!(matches!(err, StoreError::Unusable { .. }), "{err}");
+        assert!(err.to_string().contains("writable"), "{err}");
+        assert!(quarantined_files(dir.path()).is_empty(), "moved aside");
+        std::fs::remove_dir(&wal).unwrap();
+        assert_eq!(Store::open(dir.path()).unwrap().depth().unwrap(), 3);
     }
 
     #[test]

@@ -22,20 +22,27 @@
 //! job in a group makes its commit `FULL`, and that fsync covers every
 //! commit before it.
 //!
+//! Before it answers a commit, the thread checks that its database is
+//! still the file at its path: a state directory deleted (or a database
+//! replaced) under the daemon would take every later commit into a file
+//! no one can open again. Such commits are answered with an error, and
+//! [`Writer::lost`] tells the daemon to stop.
+//!
 //! Nothing blocking runs on a tokio worker: SQLite and fsync live here.
 //! This module never decides consent; jobs carry gated records only.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::bounds::{self, Bounds};
 use super::gauges::{Gauges, Tally};
-use super::{Batch, BatchLimits, Fault, StoreError, open_connection, queue};
+use super::{Batch, BatchLimits, DATABASE_FILE, Fault, StoreError, open_connection, queue};
 use crate::gate::GatedRecord;
 
 /// Most jobs in one group commit: bounds the latency one commit adds to the
@@ -178,12 +185,13 @@ impl<S: Durable> Writer<S> {
         } = open_connection(state_dir)?;
         state.reload(&connection)?;
         let gauges = Arc::new(Gauges::new(&connection, bounds)?);
+        let in_place = InPlace::of(&state_dir.join(DATABASE_FILE))?;
         let (jobs, inbox) = mpsc::channel(CHANNEL_DEPTH);
         let shared = Arc::clone(&gauges);
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
-                run(connection, state, inbox, &shared);
+                run(connection, state, inbox, &shared, &in_place);
                 // The connection is closed: others may now move it aside.
                 drop(lock);
             })
@@ -263,6 +271,13 @@ impl<S: Durable> Writer<S> {
 
     pub fn depth(&self) -> u64 {
         self.gauges.depth()
+    }
+
+    /// Cancelled once the database is no longer the file at its path
+    /// (deleted or replaced): nothing more can be stored, and the daemon
+    /// should stop rather than acknowledge into a file that is gone.
+    pub fn lost(&self) -> CancellationToken {
+        self.gauges.lost.clone()
     }
 
     /// Notified once the queue holds the depth last armed with
@@ -431,12 +446,67 @@ fn job<S: 'static, T: Send + 'static>(
     (Box::new(Call { op, reply, synced }), answer)
 }
 
+/// The database file the writer opened, by device and inode, to notice
+/// when its path names it no more.
+struct InPlace {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+impl InPlace {
+    fn of(path: &Path) -> Result<Self, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).map_err(|source| StoreError::StateDir {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            device: meta.dev(),
+            inode: meta.ino(),
+        })
+    }
+
+    /// Why the file opened is not at its path any more, if it is not. An
+    /// error other than "not found" proves nothing and passes.
+    fn check(&self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let gone = match std::fs::metadata(&self.path) {
+            Ok(meta) => meta.dev() != self.device || meta.ino() != self.inode,
+            Err(err) => err.kind() == std::io::ErrorKind::NotFound,
+        };
+        if gone {
+            Err(format!(
+                "the state database {} was deleted or replaced while in use; nothing more can be stored in it",
+                self.path.display()
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 fn run<S: Durable>(
     mut connection: Connection,
     mut state: S,
     mut inbox: mpsc::Receiver<Job<S>>,
     gauges: &Gauges,
+    in_place: &InPlace,
 ) {
+    let check = || {
+        in_place.check().inspect_err(|why| {
+            if !gauges.lost.is_cancelled() {
+                tracing::error!(error = %why, "the store is lost; stopping");
+                // Said before the daemon hears of it, so that it can say why.
+                *gauges.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(Fault {
+                    at: crate::clock::rfc3339(std::time::SystemTime::now()),
+                    message: why.clone(),
+                });
+                gauges.lost.cancel();
+            }
+        })
+    };
     let mut group = Vec::with_capacity(MAX_GROUP);
     // The connection opens with `synchronous=FULL` (`schema`).
     let mut full = true;
@@ -457,7 +527,13 @@ fn run<S: Durable>(
                 Err(err) => tracing::warn!(error = %err, "cannot set synchronous={level}"),
             }
         }
-        if !commit_group(&mut connection, &mut state, &mut group, &gauges.fault) {
+        if !commit_group(
+            &mut connection,
+            &mut state,
+            &mut group,
+            &gauges.fault,
+            &check,
+        ) {
             // The jobs' work is undone, their counts are not.
             gauges.recount(&connection);
         }
@@ -495,13 +571,15 @@ fn keep_size(connection: &mut Connection, gauges: &Gauges) {
 /// Runs every job of `group` in one transaction, each in its own savepoint,
 /// then checkpoints `state` and commits; answers every job afterwards.
 /// Sets `fault` to the store's trouble, if the commit or a job ran into
-/// any (clears it otherwise), before anyone hears the outcome. Returns
-/// whether the commit went through.
+/// any (clears it otherwise), before anyone hears the outcome. A commit
+/// after which `in_place` fails is answered as failed: what it holds is
+/// in a file no one can reach. Returns whether the commit went through.
 fn commit_group<S: Durable>(
     connection: &mut Connection,
     state: &mut S,
     group: &mut Vec<Job<S>>,
     fault: &Mutex<Option<Fault>>,
+    in_place: &dyn Fn() -> Result<(), String>,
 ) -> bool {
     let mut finishers: Vec<Finish> = Vec::with_capacity(group.len());
     let mut trouble = None;
@@ -542,7 +620,8 @@ fn commit_group<S: Durable>(
             ended.map_err(|e| trouble.clone().unwrap_or_else(|| e.to_string()))?;
         }
         state.checkpoint(&transaction).map_err(|e| e.to_string())?;
-        transaction.commit().map_err(|e| e.to_string())
+        transaction.commit().map_err(|e| e.to_string())?;
+        in_place()
     })();
     if let Err(err) = &outcome {
         for job in jobs {
@@ -649,6 +728,27 @@ mod tests {
         thread.join().unwrap();
         let store = super::super::Store::open(dir.path()).unwrap();
         assert_eq!(store.depth().unwrap(), 400);
+    }
+
+    #[tokio::test]
+    async fn a_database_deleted_under_the_writer_is_never_acknowledged_into() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let (writer, thread) = Writer::spawn(&state, ()).unwrap();
+        writer.enqueue(vec![test_record("a", 1)]).await.unwrap();
+        assert!(!writer.lost().is_cancelled());
+        std::fs::remove_dir_all(&state).unwrap();
+        // SQLite would commit into the deleted file: the answer says no.
+        let err = writer
+            .enqueue(vec![test_record("a", 2)])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("deleted or replaced"), "{err}");
+        assert!(writer.lost().is_cancelled());
+        assert!(writer.fault().unwrap().message.contains("deleted"));
+        drop(writer);
+        thread.join().unwrap();
     }
 
     #[tokio::test]

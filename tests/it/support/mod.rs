@@ -263,7 +263,10 @@ retry_max = "1s"
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        Daemon { child }
+        Daemon {
+            child,
+            draining: None,
+        }
     }
 }
 
@@ -289,6 +292,8 @@ pub struct Received {
 /// A running daemon process; killed if the test ends without stopping it.
 pub struct Daemon {
     child: Child,
+    /// Reading the log as it comes (see [`Daemon::drain_log`]).
+    draining: Option<tokio::task::JoinHandle<Vec<u8>>>,
 }
 
 impl Daemon {
@@ -309,6 +314,38 @@ impl Daemon {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Reads the daemon's log as it comes, kept for when it stops. By
+    /// default the log is read only then, and a daemon that logs more
+    /// than a pipe holds (64 KiB) in a long run would block on its own
+    /// logging.
+    pub fn drain_log(&mut self) {
+        if let Some(mut stderr) = self.child.stderr.take() {
+            self.draining = Some(tokio::spawn(async move {
+                let mut log = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut log).await;
+                log
+            }));
+        }
+    }
+
+    /// The exit status and the whole log, from `output` and the drain.
+    async fn ended(
+        draining: Option<tokio::task::JoinHandle<Vec<u8>>>,
+        output: std::process::Output,
+    ) -> (std::process::ExitStatus, String) {
+        let log = match draining {
+            Some(task) => task.await.unwrap_or_default(),
+            None => output.stderr,
+        };
+        (output.status, String::from_utf8_lossy(&log).into_owned())
+    }
+
+    /// Waits for the daemon to exit on its own: its exit status and log.
+    pub async fn wait(self) -> (std::process::ExitStatus, String) {
+        let output = self.child.wait_with_output().await.unwrap();
+        Self::ended(self.draining, output).await
     }
 
     /// SIGKILL, and wait for it to be gone.
@@ -333,10 +370,7 @@ impl Daemon {
             .await
             .expect("daemon did not stop after SIGTERM")
             .unwrap();
-        (
-            output.status,
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        Self::ended(self.draining, output).await
     }
 }
 

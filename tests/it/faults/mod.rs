@@ -1,5 +1,17 @@
-//! A receiver that fails in each way a network can: every accepted record
-//! stays queued while it fails and is delivered once it recovers.
+//! Faults injected one at a time and together: a receiver that fails in
+//! each way a network can (every accepted record stays queued while it
+//! fails and is delivered once it recovers), then, in the submodules, a
+//! long mixed outage, a full disk, a read-only or deleted state
+//! directory, a database damaged under a running daemon and wall-clock
+//! jumps. `docs/reliability.md` has the table of what each found.
+
+mod clock;
+mod database;
+mod disk;
+mod ledger;
+mod mount;
+mod outage;
+mod state_dir;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
