@@ -16,7 +16,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::queue::{dead_letter, insert_audit, insert_audit_with};
+use super::trail::{dead_letter, insert_audit, insert_audit_with};
 use super::{Batch, BatchLimits, QueuedRecord, StoreError};
 use crate::clock::rfc3339;
 

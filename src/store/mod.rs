@@ -14,6 +14,7 @@ mod open;
 pub mod queue;
 pub mod receipts;
 mod schema;
+mod trail;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,154 @@
+//! The store's operations as writer jobs: each a call of a `queue`,
+//! `claim` or `bounds` function on the writer thread, keeping the gauges
+//! exact and choosing how durable its commit must be.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{Durable, Writer, WriterError};
+use crate::gate::GatedRecord;
+use crate::store::{Batch, BatchLimits, bounds, queue};
+
+impl<S: Durable> Writer<S> {
+    /// Queues gated records; answers once they are durable.
+    pub async fn enqueue(&self, records: Vec<GatedRecord>) -> Result<(), WriterError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let tally = self.tally();
+        self.call(move |c, _| tally.enqueue(c, &records)).await
+    }
+
+    /// Drops records past `max_record_age` and old audit lines (see
+    /// [`bounds::housekeep`]); returns the records dropped.
+    pub async fn housekeep(&self) -> Result<u64, WriterError> {
+        let gauges = Arc::clone(&self.gauges);
+        self.call(move |c, _| {
+            let dropped = bounds::housekeep(c, &gauges.bounds, std::time::SystemTime::now())?;
+            gauges.removed_uncounted(dropped);
+            Ok(dropped)
+        })
+        .await
+    }
+
+    /// See [`queue::purge_blocked`].
+    pub async fn purge_blocked(
+        &self,
+        keep: impl Fn(&str) -> bool + Send + 'static,
+        why: String,
+    ) -> Result<u64, WriterError> {
+        let gauges = Arc::clone(&self.gauges);
+        self.call(move |c, _| {
+            let purged = queue::purge_blocked(c, keep, &why)?;
+            gauges.removed_uncounted(purged);
+            Ok(purged)
+        })
+        .await
+    }
+
+    /// See [`queue::claim_batch`].
+    pub async fn claim_batch(
+        &self,
+        limits: BatchLimits,
+        sendable: Vec<String>,
+    ) -> Result<Option<Batch>, WriterError> {
+        let gauges = Arc::clone(&self.gauges);
+        // A claim a power loss undoes is claimed again; nothing left yet
+        // (the batch's body is kept, synced, before it leaves).
+        self.call_unsynced(move |c, _| {
+            let sendable: Vec<&str> = sendable.iter().map(String::as_str).collect();
+            let (batch, dead) = queue::claim_batch_counting(c, limits, &sendable)?;
+            gauges.removed_uncounted(dead);
+            Ok(batch)
+        })
+        .await
+    }
+
+    /// See [`queue::complete_batch`]. `rejected`: the receiver took the
+    /// batch but said it rejected some of its records without saying which
+    /// (an OTLP partial success): the whole batch is also copied to the
+    /// dead-letter table with `rejected`'s status and reason, in the same
+    /// transaction, and nothing of it is sent again.
+    pub async fn complete_batch(
+        &self,
+        id: Uuid,
+        event: &'static str,
+        detail: String,
+        facts: Option<serde_json::Value>,
+        rejected: Option<(u16, String)>,
+    ) -> Result<u64, WriterError> {
+        let gauges = Arc::clone(&self.gauges);
+        let rejected_is_some = rejected.is_some();
+        let complete = move |c: &rusqlite::Connection| {
+            let bytes = queue::batch_bytes(c, id)?;
+            if event == "uploaded" {
+                // The drops its envelope reported are reported.
+                bounds::mark_reported_by(c, id)?;
+            }
+            if let Some((status, reason)) = &rejected {
+                let copied = queue::copy_to_dead_letter(c, id, Some(*status), reason)?;
+                queue::insert_audit(c, "dead-lettered", Some(id), copied, reason)?;
+            }
+            let deleted = queue::complete_batch_with(c, id, event, &detail, facts.as_ref())?;
+            gauges.removed(deleted, bytes);
+            Ok(deleted)
+        };
+        if rejected_is_some {
+            // Dead letters are kept through a power loss.
+            self.call(move |c, _| complete(c)).await
+        } else {
+            // A removal a power loss undoes sends the batch again, same
+            // body, same `Idempotency-Key`: the receiver keeps it once.
+            self.call_unsynced(move |c, _| complete(c)).await
+        }
+    }
+
+    /// See [`queue::dead_letter_batch`].
+    pub async fn dead_letter_batch(
+        &self,
+        id: Uuid,
+        status: Option<u16>,
+        reason: String,
+    ) -> Result<u64, WriterError> {
+        let gauges = Arc::clone(&self.gauges);
+        self.call(move |c, _| {
+            let moved = queue::dead_letter_batch(c, id, status, &reason)?;
+            gauges.removed_uncounted(moved);
+            Ok(moved)
+        })
+        .await
+    }
+
+    /// See [`queue::release_batch`].
+    pub async fn release_batch(&self, id: Uuid) -> Result<(), WriterError> {
+        self.call(move |c, _| queue::release_batch(c, id)).await
+    }
+
+    /// Appends one line to the audit trail.
+    pub async fn audit(
+        &self,
+        event: &'static str,
+        batch_id: Option<Uuid>,
+        records: u64,
+        detail: String,
+    ) -> Result<(), WriterError> {
+        self.audit_with(event, batch_id, records, detail, None)
+            .await
+    }
+
+    /// [`Writer::audit`] with typed facts beside the words.
+    pub async fn audit_with(
+        &self,
+        event: &'static str,
+        batch_id: Option<Uuid>,
+        records: u64,
+        detail: String,
+        facts: Option<serde_json::Value>,
+    ) -> Result<(), WriterError> {
+        self.call(move |c, _| {
+            queue::insert_audit_with(c, event, batch_id, records, &detail, facts.as_ref())
+        })
+        .await
+    }
+}

@@ -1,0 +1,133 @@
+use super::*;
+use crate::gate::test_record;
+use crate::store::queue;
+
+#[tokio::test]
+async fn only_a_group_without_synced_jobs_commits_without_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, thread) = Writer::spawn(dir.path(), ()).unwrap();
+    let level = |c: &Connection| -> Result<i64, StoreError> {
+        Ok(c.query_row("PRAGMA synchronous", [], |row| row.get(0))?)
+    };
+    // 2 = FULL (fsync at each commit), 1 = NORMAL.
+    assert_eq!(writer.call(move |c, _| level(c)).await.unwrap(), 2);
+    let unsynced = writer
+        .call_unsynced(move |c, _| {
+            queue::enqueue(c, &[test_record("a", 1)])?;
+            level(c)
+        })
+        .await
+        .unwrap();
+    assert_eq!(unsynced, 1);
+    assert_eq!(writer.call(move |c, _| level(c)).await.unwrap(), 2);
+    // What an unsynced job committed is there for everyone.
+    let depth = writer.call(|c, _| queue::depth(c)).await.unwrap();
+    assert_eq!(depth, 1);
+    drop(writer);
+    thread.join().unwrap();
+}
+
+#[tokio::test]
+async fn an_answer_means_committed_and_a_failing_job_rolls_back_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, thread) = Writer::spawn(dir.path(), ()).unwrap();
+    writer
+        .enqueue(vec![test_record("a", 1), test_record("a", 2)])
+        .await
+        .unwrap();
+    let failing = writer.call(|c, _| {
+        queue::enqueue(c, &[test_record("a", 3)])?;
+        c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+        Ok(())
+    });
+    let fine = writer.enqueue(vec![test_record("b", 4)]);
+    let (failing, fine) = tokio::join!(failing, fine);
+    assert!(failing.is_err());
+    fine.unwrap();
+    assert_eq!(writer.depth(), 3);
+    drop(writer);
+    thread.join().unwrap();
+    let store = super::super::Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.depth().unwrap(),
+        3,
+        "the failed job's record was rolled back"
+    );
+}
+
+#[test]
+fn many_callers_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, thread) = Writer::spawn(dir.path(), ()).unwrap();
+    let callers: Vec<_> = (0..8)
+        .map(|n| {
+            let writer = writer.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    writer
+                        .call_blocking(move |c, _| {
+                            queue::enqueue(c, &[test_record("p", n * 100 + i)])
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    drop(writer);
+    thread.join().unwrap();
+    let store = super::super::Store::open(dir.path()).unwrap();
+    assert_eq!(store.depth().unwrap(), 400);
+}
+
+#[tokio::test]
+async fn a_database_deleted_under_the_writer_is_never_acknowledged_into() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (writer, thread) = Writer::spawn(&state, ()).unwrap();
+    writer.enqueue(vec![test_record("a", 1)]).await.unwrap();
+    assert!(!writer.lost().is_cancelled());
+    std::fs::remove_dir_all(&state).unwrap();
+    // SQLite would commit into the deleted file: the answer says no.
+    let err = writer
+        .enqueue(vec![test_record("a", 2)])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("deleted or replaced"), "{err}");
+    assert!(writer.lost().is_cancelled());
+    assert!(writer.fault().unwrap().message.contains("deleted"));
+    drop(writer);
+    thread.join().unwrap();
+}
+
+#[tokio::test]
+async fn a_full_store_is_a_fault_until_a_commit_goes_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, thread) = Writer::spawn(dir.path(), ()).unwrap();
+    // Cap the database at its size now: growing it fails as on a full
+    // disk.
+    writer
+        .call(|c, _| {
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            Ok(c.pragma_update(None, "max_page_count", pages)?)
+        })
+        .await
+        .unwrap();
+    let many = (0..2000).map(|n| test_record("a", n)).collect();
+    assert!(writer.enqueue(many).await.is_err());
+    let fault = writer.fault().expect("the trouble is shown");
+    assert!(fault.message.contains("full"), "{fault:?}");
+
+    writer
+        .call(|c, _| Ok(c.pragma_update(None, "max_page_count", 1 << 30)?))
+        .await
+        .unwrap();
+    writer.enqueue(vec![test_record("a", 1)]).await.unwrap();
+    assert!(writer.fault().is_none(), "space is back");
+    assert_eq!(writer.depth(), 1);
+    drop(writer);
+    thread.join().unwrap();
+}
