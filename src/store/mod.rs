@@ -13,6 +13,7 @@ mod gauges;
 mod open;
 pub mod queue;
 pub mod receipts;
+mod recover;
 mod schema;
 mod trail;
 pub mod writer;

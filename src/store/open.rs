@@ -14,7 +14,8 @@
 //!
 //! A quarantined file is never deleted. The fresh store that replaces it
 //! keeps the installation id and hash key when the old file still yields
-//! them, and records what happened (in `meta` and the audit trail) so that
+//! them, takes back every queued record SQLite can still read from it
+//! (`recover`), and records what happened (in `meta` and the audit trail) so that
 //! `status` and the log can say so, with how many records the file held.
 //!
 //! Two processes opening a new `state_dir` at once are serialised by the
@@ -27,7 +28,7 @@ use std::time::SystemTime;
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
-use super::{DATABASE_FILE, StoreError, queue, schema};
+use super::{DATABASE_FILE, StoreError, queue, recover, schema};
 use crate::clock::rfc3339;
 
 /// The lock file every user of a `state_dir` holds.
@@ -50,6 +51,10 @@ pub struct Quarantine {
     pub moved_to: Option<PathBuf>,
     /// Queued records the failed file still held, when it could be read.
     pub records: Option<u64>,
+    /// Of those, how many were readable and copied into the fresh store,
+    /// to be sent as if nothing had happened (`recover`).
+    #[serde(default)]
+    pub recovered: Option<u64>,
 }
 
 impl std::fmt::Display for Quarantine {
@@ -60,8 +65,12 @@ impl std::fmt::Display for Quarantine {
             None => write!(f, "; there was no file to keep")?,
         }
         match self.records {
-            Some(n) => write!(f, "; it held {n} queued records"),
-            None => write!(f, "; its queued records could not be counted"),
+            Some(n) => write!(f, "; it held {n} queued records")?,
+            None => write!(f, "; its queued records could not be counted")?,
+        }
+        match self.recovered {
+            Some(n) => write!(f, "; {n} were readable and are queued again"),
+            None => Ok(()),
         }
     }
 }
@@ -118,7 +127,15 @@ pub(super) fn open(state_dir: &Path) -> Result<Opened, StoreError> {
         })?;
     }
     let quarantine = match moved {
-        Some((event, salvage)) => {
+        Some((mut event, salvage)) => {
+            if let Some(moved_to) = &event.moved_to {
+                match recover::recover(moved_to, &connection) {
+                    Ok(recovered) => event.recovered = Some(recovered.records),
+                    Err(why) => {
+                        tracing::error!(file = %moved_to.display(), "no queued record of the quarantined database could be recovered: {why}")
+                    }
+                }
+            }
             record(&connection, &event, salvage)?;
             tracing::error!(quarantine = %event, "the state database failed its check; a fresh one was started");
             Some(event)
@@ -268,6 +285,7 @@ fn move_aside(
             reason,
             moved_to: None,
             records: None,
+            recovered: None,
         };
         return Ok((event, Salvage::default()));
     }
@@ -308,6 +326,7 @@ fn move_aside(
         reason,
         moved_to: Some(target),
         records: salvage.records,
+        recovered: None,
     };
     Ok((event, salvage))
 }
@@ -457,8 +476,62 @@ mod tests {
         let event = store.last_quarantine().unwrap().expect("reported");
         assert!(event.reason.contains("damaged"), "{event}");
         assert!(event.moved_to.as_ref().unwrap().exists());
-        assert_eq!(store.depth().unwrap(), 0);
         assert_eq!(store.installation_id().unwrap(), id, "identity salvaged");
+        // Every record off the damaged page is queued again, under its own
+        // rowid; the ones on it are lost.
+        let recovered = event.recovered.expect("recovered");
+        assert_eq!(store.depth().unwrap(), recovered);
+        assert!((1500..2000).contains(&recovered), "{event}");
+        assert!(event.to_string().contains("are queued again"), "{event}");
+        let fields: Vec<String> = store
+            .read(|c| {
+                let mut s = c.prepare("SELECT fields FROM queue ORDER BY id")?;
+                let rows = s.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .unwrap();
+        assert!(
+            fields
+                .iter()
+                .all(|f| serde_json::from_str::<serde_json::Value>(f).is_ok())
+        );
+        // New records come after them.
+        filled(dir.path(), 1);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.depth().unwrap(), recovered + 1);
+    }
+
+    #[test]
+    fn a_batch_in_flight_is_recovered_with_its_id_and_its_kept_body() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path(), 10);
+        let store = Store::open(dir.path()).unwrap();
+        let batch = store.claim_batch(4, &["a"]).unwrap().expect("a batch");
+        let kept = crate::store::SentBody {
+            batch_id: batch.id.to_string(),
+            at: "2026-11-26T10:00:00Z".into(),
+            records: 4,
+            sha256: "ab".repeat(32),
+            gzip: vec![1, 2, 3],
+            drops: Default::default(),
+        };
+        store.write(|c| queue::keep_body(c, &kept)).unwrap();
+        drop(store);
+
+        let fresh = tempfile::tempdir().unwrap();
+        let into = crate::store::open_connection(fresh.path())
+            .unwrap()
+            .connection;
+        let recovered = recover::recover(&dir.path().join(DATABASE_FILE), &into).unwrap();
+        assert_eq!(recovered.records, 10);
+        assert_eq!(recovered.batches, 1);
+        let again = queue::sent_body(&into, &batch.id.to_string()).unwrap();
+        assert_eq!(again.len(), 1, "the kept body came along");
+        let claimed = queue::claim_batch(&into, crate::store::BatchLimits::records(100), &["a"])
+            .unwrap()
+            .expect("the batch in flight");
+        assert_eq!(claimed.id, batch.id, "it goes again under its own id");
+        assert_eq!(claimed.records.len(), 4);
     }
 
     #[test]

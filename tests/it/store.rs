@@ -167,7 +167,7 @@ async fn a_truncated_database_is_quarantined_and_status_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scribbled_database_is_quarantined_with_its_records_counted() {
+async fn a_scribbled_database_is_quarantined_and_its_readable_records_queued_again() {
     let world = World::with_eula_answering(503).await;
     let total = queued(&world, 2000).await;
     let db = world.path("state/consentry.sqlite3");
@@ -193,11 +193,19 @@ async fn a_scribbled_database_is_quarantined_with_its_records_counted() {
     if let Some(records) = store["quarantine"]["records"].as_u64() {
         assert!(records <= total);
     }
-    // A fresh queue: at most the start-up collection.
+    // A fresh queue holding every record still readable in the damaged
+    // file (and at most the start-up collection besides).
+    let recovered = store["quarantine"]["recovered"]
+        .as_u64()
+        .expect("recovered");
     assert!(
-        status["daemon"]["records_queued"].as_u64() <= Some(1),
-        "{status}"
+        recovered > total / 2 && recovered < total,
+        "{recovered} of {total}"
     );
+    let queued = status["daemon"]["records_queued"].as_u64().unwrap();
+    assert!((recovered..=recovered + 1).contains(&queued), "{status}");
+    let text = String::from_utf8(world.run(&["status"]).await.stdout).unwrap();
+    assert!(text.contains("are queued again"), "{text}");
     daemon.terminate().await;
 }
 

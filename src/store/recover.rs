@@ -1,0 +1,160 @@
+//! Recovering what a quarantined database still holds: its queued records
+//! that SQLite can still read are copied into the fresh store under their
+//! own rowids, with the claim of a batch in flight and the body kept for
+//! it, so that batch goes again under its own id and bytes (a receiver
+//! that got it before drops it by its `Idempotency-Key`). Only the records
+//! on damaged pages are lost. The quarantined file is read, never changed;
+//! what is not copied (audit trail, dead letters, receipts) stays in it.
+
+use std::path::Path;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, params, params_from_iter};
+
+use super::schema;
+
+/// Rows read per query; a query that fails is split in halves down to the
+/// single row, so one damaged page costs only the rows on it.
+const CHUNK: i64 = 1024;
+
+const QUEUE_COLUMNS: &str =
+    "id, purpose, clause, clause_version, clause_sha256, collected_at, fields, size";
+
+/// What was copied into the fresh store.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Recovered {
+    pub records: u64,
+    /// Batches in flight whose claim and kept body came too.
+    pub batches: u64,
+}
+
+/// Copies the readable queue of the database at `from` (quarantined) into
+/// `into` (fresh, empty), in one transaction. `Err`: why nothing could be
+/// recovered.
+pub(super) fn recover(from: &Path, into: &Connection) -> Result<Recovered, String> {
+    let old = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|err| format!("cannot open it: {err}"))?;
+    let version: i64 = old
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|err| format!("cannot read its schema version: {err}"))?;
+    if version != schema::SUPPORTED {
+        return Err(format!(
+            "its schema version is {version}, not this build's {}",
+            schema::SUPPORTED
+        ));
+    }
+    let (first, last) =
+        id_span(&old).ok_or("neither its queue's ids nor its sequence can be read")?;
+    let mut rows = Vec::new();
+    let mut start = first;
+    while start <= last {
+        let end = start.saturating_add(CHUNK - 1).min(last);
+        read_or_split(&old, start, end, &mut rows);
+        start = end + 1;
+    }
+    let claims: Vec<(String, i64, i64)> = old
+        .prepare("SELECT batch_id, first, last FROM claim")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .unwrap_or_default();
+    let bodies: Vec<Vec<Value>> = claims
+        .iter()
+        .filter_map(|(batch, _, _)| {
+            old.query_row(
+                "SELECT batch_id, at, records, sha256, body, drops FROM sent_body WHERE batch_id = ?1",
+                params![batch],
+                |r| (0..6).map(|i| r.get::<_, Value>(i)).collect(),
+            )
+            .ok()
+        })
+        .collect();
+    write(into, &rows, &claims, &bodies)
+        .map_err(|err| format!("cannot write the fresh store: {err}"))?;
+    Ok(Recovered {
+        records: rows.len() as u64,
+        batches: claims.len() as u64,
+    })
+}
+
+/// The first and last queue ids to look at: from the table, or (its index
+/// damaged) from the sequence that numbered them.
+fn id_span(old: &Connection) -> Option<(i64, i64)> {
+    let span = old.query_row("SELECT MIN(id), MAX(id) FROM queue", [], |r| {
+        Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
+    });
+    match span {
+        Ok((Some(first), Some(last))) => Some((first, last)),
+        Ok(_) => Some((1, 0)),
+        Err(_) => old
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'queue'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .ok()
+            .map(|last| (1, last)),
+    }
+}
+
+/// Reads rows `first..=last`; a range SQLite cannot read is split in halves
+/// until what fails is one row, which is left behind.
+fn read_or_split(old: &Connection, first: i64, last: i64, out: &mut Vec<Vec<Value>>) {
+    let read = old
+        .prepare_cached(&format!(
+            "SELECT {QUEUE_COLUMNS} FROM queue WHERE id BETWEEN ?1 AND ?2 ORDER BY id"
+        ))
+        .and_then(|mut s| {
+            s.query_map(params![first, last], |r| {
+                (0..8).map(|i| r.get::<_, Value>(i)).collect()
+            })?
+            .collect::<Result<Vec<Vec<Value>>, _>>()
+        });
+    match read {
+        Ok(rows) => out.extend(rows),
+        Err(_) if first < last => {
+            let middle = first + (last - first) / 2;
+            read_or_split(old, first, middle, out);
+            read_or_split(old, middle + 1, last, out);
+        }
+        Err(_) => {}
+    }
+}
+
+fn write(
+    into: &Connection,
+    rows: &[Vec<Value>],
+    claims: &[(String, i64, i64)],
+    bodies: &[Vec<Value>],
+) -> rusqlite::Result<()> {
+    into.execute_batch("BEGIN IMMEDIATE")?;
+    let written = (|| {
+        let mut insert = into.prepare(&format!(
+            "INSERT INTO queue ({QUEUE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ))?;
+        for row in rows {
+            insert.execute(params_from_iter(row))?;
+        }
+        for (batch, first, last) in claims {
+            into.execute(
+                "INSERT INTO claim (batch_id, first, last) VALUES (?1, ?2, ?3)",
+                params![batch, first, last],
+            )?;
+        }
+        for body in bodies {
+            into.execute(
+                "INSERT OR IGNORE INTO sent_body (batch_id, at, records, sha256, body, drops)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params_from_iter(body),
+            )?;
+        }
+        Ok(())
+    })();
+    into.execute_batch(if written.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    })?;
+    written
+}
