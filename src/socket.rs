@@ -67,9 +67,18 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
         std::fs::remove_file(path).map_err(io)?;
     }
     let wanted = rustix::fs::Mode::from_raw_mode(0o777 & !SOCKET_MODE);
-    let previous = rustix::process::umask(wanted);
-    let bound = UnixListener::bind(path);
-    rustix::process::umask(previous);
+    let bound = {
+        // The umask is the process's: two binds at once (two listeners,
+        // or tests in parallel) would restore each other's and leave a
+        // socket with the wrong mode, or the process with a narrowed
+        // umask. One at a time.
+        static UMASK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = UMASK.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = rustix::process::umask(wanted);
+        let bound = UnixListener::bind(path);
+        rustix::process::umask(previous);
+        bound
+    };
     let listener = bound.map_err(io)?;
     // Proof, not repair: the mode came from the umask.
     let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
