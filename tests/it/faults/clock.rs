@@ -59,6 +59,19 @@ fn set_clock(clock: &Path, offset: &str) {
     std::fs::write(clock, format!("{offset}\n")).unwrap();
 }
 
+/// A world whose receiver answers 503, libfaketime, and the clock file
+/// set to now; `None` (the test says `SKIPPED`) without libfaketime.
+async fn faked(test: &str) -> Option<(World, std::path::PathBuf, std::path::PathBuf)> {
+    let Some(library) = libfaketime() else {
+        skip(test, "libfaketime not found (apt-get install faketime)");
+        return None;
+    };
+    let world = World::with_eula_answering(503).await;
+    let clock = world.path("clock");
+    set_clock(&clock, "+0");
+    Some((world, library, clock))
+}
+
 /// Attempts the receiver saw in the next `window`.
 async fn attempts_during(world: &World, window: Duration) -> usize {
     let before = world.receiver.attempts().len();
@@ -68,14 +81,9 @@ async fn attempts_during(world: &World, window: Duration) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wall_clock_jumps_neither_stall_uploads_nor_lose_records() {
-    const TEST: &str = "faults::clock::wall_clock_jumps";
-    let Some(library) = libfaketime() else {
-        skip(TEST, "libfaketime not found (apt-get install faketime)");
+    let Some((world, library, clock)) = faked("faults::clock::wall_clock_jumps").await else {
         return;
     };
-    let world = World::with_eula_answering(503).await;
-    let clock = world.path("clock");
-    set_clock(&clock, "+0");
     let daemon = daemon_on_a_clock(&world, &library, &clock).await;
     let socket = world.ingest_socket();
     let mut ledger = Ledger::default();
@@ -124,14 +132,11 @@ async fn wall_clock_jumps_neither_stall_uploads_nor_lose_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jump_forward_past_max_record_age_drops_old_records_counted_never_silently() {
-    const TEST: &str = "faults::clock::a_jump_forward_past_max_record_age";
-    let Some(library) = libfaketime() else {
-        skip(TEST, "libfaketime not found (apt-get install faketime)");
+    let Some((world, library, clock)) =
+        faked("faults::clock::a_jump_forward_past_max_record_age").await
+    else {
         return;
     };
-    let world = World::with_eula_answering(503).await;
-    let clock = world.path("clock");
-    set_clock(&clock, "+0");
     let daemon = daemon_on_a_clock(&world, &library, &clock).await;
     let mut ledger = Ledger::default();
     assert!(ledger.send(&world.ingest_socket(), 100).await);
