@@ -386,7 +386,23 @@ async fn a_mistyped_digest_in_the_consent_file_holds_the_queue_and_fails_check()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_mid_drain_stops_every_record_of_the_clause_before_it_returns() {
-    let world = World::with_eula_answering(503).await;
+    revoke_mid_drain("").await;
+}
+
+/// The same over OTLP: consent at the last moment does not depend on the
+/// wire format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_mid_drain_stops_every_record_of_the_clause_over_otlp_too() {
+    revoke_mid_drain("protocol = \"otlp-http\"").await;
+}
+
+/// 50,000 ksn records draining to a slow receiver, `ksn` revoked after
+/// five batches: nothing of ksn arrives after the CLI returns, and what
+/// was not sent was purged. `upload_extra`: lines for `[upload]`.
+async fn revoke_mid_drain(upload_extra: &str) {
+    let world = World::with_upload_extra(upload_extra).await;
+    world.receiver.set_status(503);
+    world.ok(&["consent", "grant", "eula"]).await;
     world.ok(&["consent", "grant", "ksn"]).await;
     let daemon = world.spawn_daemon().await;
     let mut lines = String::new();
