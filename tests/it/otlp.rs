@@ -229,9 +229,12 @@ async fn a_partial_success_is_dead_lettered_and_counted_and_never_resent() {
     world
         .receiver
         .set_otlp_rejecting(Some((2, "attribute error_code out of range")));
-    // Nothing goes until the flush below, whose answer is then ours to read.
+    // Nothing goes until the flush below, whose answer is then ours to
+    // read: the daemon's own attempts wait a minute after the first 503.
     world.receiver.set_status(503);
+    world.receiver.set_retry_after(Some("60"));
     let daemon = world.spawn_daemon().await;
+    assert!(world.receiver.wait_for_requests(1, PATIENCE).await);
     let out = world.emit(&["-"], install_tasks(0..5).as_bytes()).await;
     assert!(out.status.success(), "{out:?}");
     world.receiver.set_status(200);
