@@ -235,6 +235,10 @@ pub struct Registry {
     /// Set when the consent file could not be read: nothing is allowed, and
     /// queued data is held (not purged) until a person fixes the file.
     unreadable: Option<String>,
+    /// Set when the file was read while it may still be being written:
+    /// the decisions apply (they can only narrow what is sent), but nothing
+    /// is purged on their word ([`Registry::holding_purges`]).
+    purges_held: bool,
 }
 
 impl Registry {
@@ -285,6 +289,7 @@ impl Registry {
         Self {
             decisions,
             unreadable: None,
+            purges_held: false,
         }
     }
 
@@ -305,7 +310,18 @@ impl Registry {
         Self {
             decisions,
             unreadable: Some(why.to_owned()),
+            purges_held: false,
         }
+    }
+
+    /// These decisions, with every purge held: for a consent file read
+    /// while it may be half-written (changed within the last second). A
+    /// file caught truncated reads as nothing accepted, which withdraws
+    /// everything; what it blocks is blocked at once, but its queued data
+    /// is deleted only once a settled read says the same.
+    pub fn holding_purges(mut self) -> Self {
+        self.purges_held = true;
+        self
     }
 
     /// The decision for `purpose`; an unknown purpose is blocked.
@@ -332,6 +348,7 @@ impl Registry {
     /// does not know, or one held for any other reason, keeps its data.
     pub fn may_purge(&self, purpose: &str) -> bool {
         self.unreadable.is_none()
+            && !self.purges_held
             && self
                 .decisions
                 .get(purpose)

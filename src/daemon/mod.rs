@@ -234,6 +234,35 @@ impl Agent {
         );
     }
 
+    /// [`Agent::refresh_consent`] for the periodic looks (before an upload
+    /// round, a collection), which may catch a file being rewritten in
+    /// place. Half-written it is broken (which holds the queue), but
+    /// truncated it is empty, which reads as nothing accepted: a withdrawal
+    /// of everything. The decisions apply at once (a read mid-write can
+    /// only narrow what is sent), but while the file changed within the
+    /// last [`watch::SETTLE`] nothing is purged on their word
+    /// (`Registry::holding_purges`); the file watch reads it again once it
+    /// has settled. `consentry consent` writes atomically and tells the
+    /// daemon itself, which reads with [`Agent::refresh_consent`].
+    pub fn refresh_consent_settled(&self) {
+        let config = self.config();
+        let settling = std::fs::metadata(&config.consent_file)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| SystemTime::now().duration_since(at).ok())
+            .is_some_and(|age| age < watch::SETTLE);
+        let registry = crate::gate::evaluate(
+            &config.consent_file,
+            config.jurisdiction(self.gate.catalogue()),
+            self.gate.catalogue(),
+        );
+        self.gate.publish(if settling {
+            registry.holding_purges()
+        } else {
+            registry
+        });
+    }
+
     /// Runs every periodic collector once and closes the KSN window, as
     /// `flush` does, in this process (no daemon needed). The consent file is
     /// read again first: hand edits count from the next collection on.

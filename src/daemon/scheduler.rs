@@ -109,7 +109,7 @@ fn report(shared: &Shared, summary: CollectSummary) {
 /// collected. The consent file is read again first: hand edits count from
 /// the next collection on.
 pub(super) async fn collect_periodic(agent: &Agent) -> CollectSummary {
-    agent.refresh_consent();
+    agent.refresh_consent_settled();
     let registry = agent.gate.registry();
     let mut summary = CollectSummary::default();
     let mut gated = Vec::new();

@@ -33,7 +33,7 @@ pub const FALLBACK_POLL: Duration = Duration::from_secs(60);
 /// tells the daemon itself: its receipt must say `cli`, so the file watch
 /// must not get there first and record the change as a hand edit (`file`).
 /// Within the "two seconds" a hand edit is promised to take.
-const SETTLE: Duration = Duration::from_secs(1);
+pub(super) const SETTLE: Duration = Duration::from_secs(1);
 
 /// What happens in a directory that can change a watched file: it is
 /// written and closed, renamed in or out, created, deleted, or its mode or

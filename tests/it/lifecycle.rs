@@ -109,7 +109,48 @@ async fn a_broken_consent_file_sends_nothing_more_and_purges_nothing_until_fixed
             s["daemon"]["records_queued"] == 0
         })
         .await;
-    assert!(world.delivered("installation_errors").len() >= 5);
+    let delivered = world.delivered("installation_errors").len();
+    assert!(
+        delivered >= 5,
+        "{delivered} delivered:\n{}",
+        world.ok(&["history", "--limit", "50"]).await
+    );
+    daemon.terminate().await;
+}
+
+/// A consent file rewritten in place is empty for a moment (truncated,
+/// then written). An upload round or a collection that read it then would
+/// see nothing accepted: a withdrawal of everything, and a purge. They
+/// leave a file changed within the last second alone; the file watch
+/// reads it once it has settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_file_caught_mid_rewrite_purges_nothing() {
+    let world = World::with_eula_answering(503).await;
+    let daemon = world.spawn_daemon().await;
+    let out = world.emit(&["-"], INSTALL.repeat(5).as_bytes()).await;
+    assert!(out.status.success(), "{out:?}");
+    let good = std::fs::read_to_string(world.path("consent.toml")).unwrap();
+    // The moment between truncating and writing, made long: a flush (an
+    // upload round and a collection, each reading the consent file) runs
+    // inside it.
+    std::fs::write(world.path("consent.toml"), "").unwrap();
+    world.receiver.set_status(200);
+    let flushed = world.run(&["flush"]).await;
+    let said = String::from_utf8_lossy(&flushed.stdout).into_owned();
+    assert!(
+        !said.contains("purged") || said.contains("0 purged"),
+        "{said}"
+    );
+    std::fs::write(world.path("consent.toml"), good).unwrap();
+    world
+        .status_until("sent everything", |s| s["daemon"]["records_queued"] == 0)
+        .await;
+    let history = world.ok(&["history", "--limit", "50"]).await;
+    assert!(!history.contains("purged"), "{history}");
+    assert!(
+        world.delivered("installation_errors").len() >= 5,
+        "{history}"
+    );
     daemon.terminate().await;
 }
 
