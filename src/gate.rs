@@ -8,7 +8,7 @@
 //! public constructor, so no other path can queue an ungated record.
 //!
 //! Consent is a value here, not a file read: the registry is evaluated once
-//! per change ([`Gate::refresh`]) and published as an immutable snapshot
+//! per change ([`Gate::publish`]) and published as an immutable snapshot
 //! that hot paths load without a lock (`arc-swap`). The gate never reads the
 //! consent file itself beyond asking `consent` to evaluate it.
 
@@ -126,14 +126,6 @@ impl Gate {
     /// Whether `purpose` may send now (lock-free, no allocation).
     pub fn is_allowed(&self, purpose: &str) -> bool {
         self.decisions.load().is_allowed(purpose)
-    }
-
-    /// Re-reads the consent file and publishes the new decisions. Returns
-    /// the new registry.
-    pub fn refresh(&self, consent_file: &Path, jurisdiction: Jurisdiction) -> Arc<Registry> {
-        let registry = Arc::new(evaluate(consent_file, jurisdiction, &self.catalogue));
-        self.decisions.store(Arc::clone(&registry));
-        registry
     }
 
     /// Publishes `registry` (already evaluated by the caller).

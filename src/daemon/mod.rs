@@ -227,11 +227,7 @@ impl Agent {
 
     /// Re-reads the consent file and publishes the new decisions.
     pub fn refresh_consent(&self) {
-        let config = self.config();
-        self.gate.refresh(
-            &config.consent_file,
-            config.jurisdiction(self.gate.catalogue()),
-        );
+        self.read_consent(false);
     }
 
     /// [`Agent::refresh_consent`] for the periodic looks (before an upload
@@ -245,18 +241,24 @@ impl Agent {
     /// has settled. `consentry consent` writes atomically and tells the
     /// daemon itself, which reads with [`Agent::refresh_consent`].
     pub fn refresh_consent_settled(&self) {
-        let config = self.config();
-        let settling = std::fs::metadata(&config.consent_file)
+        let settling = std::fs::metadata(&self.config().consent_file)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|at| SystemTime::now().duration_since(at).ok())
             .is_some_and(|age| age < watch::SETTLE);
+        self.read_consent(settling);
+    }
+
+    /// Reads the consent file and publishes its decisions, with every
+    /// purge held when `hold_purges`.
+    fn read_consent(&self, hold_purges: bool) {
+        let config = self.config();
         let registry = crate::gate::evaluate(
             &config.consent_file,
             config.jurisdiction(self.gate.catalogue()),
             self.gate.catalogue(),
         );
-        self.gate.publish(if settling {
+        self.gate.publish(if hold_purges {
             registry.holding_purges()
         } else {
             registry
