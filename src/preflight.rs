@@ -5,12 +5,14 @@
 //! The config itself was validated when it loaded (keys, types, values,
 //! each at its line and column). This adds what needs the machine: the
 //! catalogue and the policy file load, the `[upload]` files (CA,
-//! certificate, token) are usable, the admin group exists, `state_dir` can
-//! hold a database (not a pseudo file system like /proc, not another
-//! user's), and `runtime_dir` can hold the sockets (a directory, with paths
-//! short enough for a Unix socket). Nothing is created or changed here.
+//! certificate, token) are usable, the admin group exists, `state_dir` and
+//! `runtime_dir` are the agent's own or can be created (`perms::assess`,
+//! the same rules the daemon applies when it creates or tightens them; not
+//! on a pseudo file system like /proc), the sockets' paths are short
+//! enough, and `consent_file` names a file (it may be missing or broken:
+//! the daemon then runs and sends nothing; a directory is a mistake).
+//! Nothing is created or changed here.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -18,6 +20,7 @@ use serde::Serialize;
 use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::consent::Policy;
+use crate::perms::{self, AgentDir, Plan};
 use crate::upload::Transport;
 
 /// The longest path a Unix socket can have (`sun_path` is 108 bytes,
@@ -57,8 +60,9 @@ pub fn run(config: &Config) -> Result<Preflight, PreflightError> {
     }
     let transport = Transport::new(&config.upload)?;
     config.admin_gid().map_err(PreflightError::Unusable)?;
-    let state_dir_exists = usable_dir(&config.state_dir, "state_dir")?;
-    let runtime_dir_exists = usable_dir(&config.runtime_dir, "runtime_dir")?;
+    let state_dir_exists = usable_dir(&config.state_dir, AgentDir::State)?;
+    let runtime_dir_exists = usable_dir(&config.runtime_dir, AgentDir::Runtime)?;
+    consent_file(&config.consent_file)?;
     for socket in [config.control_socket(), config.ingest_socket()] {
         let length = socket.as_os_str().len();
         if length > MAX_SOCKET_PATH {
@@ -105,22 +109,23 @@ const PSEUDO_FILE_SYSTEMS: &[(i64, &str)] = &[
     (0x7363_6673, "securityfs"),
 ];
 
-/// Whether `path` exists, after checking that it (or, when missing, the
-/// nearest directory above it) can be used: a directory, on a real file
-/// system, this user's when it exists, writable by this user when it does
-/// not (the daemon creates it there).
-fn usable_dir(path: &Path, what: &str) -> Result<bool, PreflightError> {
+/// Whether `dir` exists, after checking that it can be used: an existing
+/// one must be the agent's own (`perms::assess`, the very rules the daemon
+/// applies when it starts), a missing one must be creatable (its nearest
+/// existing ancestor a directory this user may write to); either way on a
+/// real file system.
+fn usable_dir(path: &Path, dir: AgentDir) -> Result<bool, PreflightError> {
+    let what = dir.key();
     let unusable = |why: String| {
         PreflightError::Unusable(format!("{what} {} cannot be used: {why}", path.display()))
     };
     let (existing, exists) = nearest_existing(path);
     let meta = std::fs::metadata(&existing).map_err(|err| unusable(err.to_string()))?;
     if !meta.is_dir() {
-        return Err(unusable(if exists {
-            "it is not a directory".into()
-        } else {
-            format!("{} is not a directory", existing.display())
-        }));
+        return Err(unusable(format!(
+            "{} is not a directory",
+            existing.display()
+        )));
     }
     let statfs = rustix::fs::statfs(&existing).map_err(|err| unusable(err.to_string()))?;
     #[allow(clippy::unnecessary_cast)]
@@ -135,14 +140,8 @@ fn usable_dir(path: &Path, what: &str) -> Result<bool, PreflightError> {
             )));
         }
     }
-    let me = rustix::process::geteuid().as_raw();
-    if exists && meta.uid() != me {
-        return Err(unusable(format!(
-            "it is owned by uid {}, not by this user (uid {me}); chown it or choose another directory",
-            meta.uid()
-        )));
-    }
-    if !exists
+    let plan = perms::assess(path, dir).map_err(|err| PreflightError::Unusable(err.to_string()))?;
+    if plan == Plan::Create
         && rustix::fs::access(
             &existing,
             rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
@@ -155,6 +154,38 @@ fn usable_dir(path: &Path, what: &str) -> Result<bool, PreflightError> {
         )));
     }
     Ok(exists)
+}
+
+/// The consent file may be missing (nothing is accepted yet) or broken
+/// (nothing is allowed until it is fixed: the daemon runs, fails closed and
+/// watches for the fix), but a path that can never hold it is a mistake in
+/// the config: a directory, a device, a path below a file.
+fn consent_file(path: &Path) -> Result<(), PreflightError> {
+    let refuse = |why: &str| {
+        PreflightError::Unusable(format!(
+            "consent_file {} {why}; point consent_file at the consent file (it may not exist yet), such as /etc/consentry/consent.toml",
+            path.display()
+        ))
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) if meta.is_dir() => Err(refuse("is a directory")),
+        Ok(_) => Err(refuse("is not a regular file")),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            match path.parent().map(std::fs::metadata) {
+                Some(Ok(parent)) if !parent.is_dir() => {
+                    Err(refuse("is below something that is not a directory"))
+                }
+                _ => Ok(()),
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => {
+            Err(refuse("is below something that is not a directory"))
+        }
+        // Unreadable: the daemon fails closed and says so; `check` reads
+        // it next and reports the error.
+        Err(_) => Ok(()),
+    }
 }
 
 /// `path` itself with `true` if it exists, else its nearest existing
@@ -200,16 +231,34 @@ mod tests {
 
     #[test]
     fn proc_and_files_are_refused_and_missing_directories_are_fine() {
-        let err = usable_dir(Path::new("/proc/consentry/state"), "state_dir").unwrap_err();
+        let err = usable_dir(Path::new("/proc/consentry/state"), AgentDir::State).unwrap_err();
         assert!(err.to_string().contains("pseudo file system"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("file");
         std::fs::write(&file, "").unwrap();
-        let err = usable_dir(&file, "runtime_dir").unwrap_err();
+        let err = usable_dir(&file, AgentDir::Runtime).unwrap_err();
         assert!(err.to_string().contains("not a directory"), "{err}");
-        let err = usable_dir(&file.join("below"), "runtime_dir").unwrap_err();
+        let err = usable_dir(&file.join("below"), AgentDir::Runtime).unwrap_err();
         assert!(err.to_string().contains("not a directory"), "{err}");
-        assert!(!usable_dir(&dir.path().join("new/state"), "state_dir").unwrap());
-        assert!(usable_dir(dir.path(), "state_dir").unwrap());
+        assert!(!usable_dir(&dir.path().join("new/state"), AgentDir::State).unwrap());
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(usable_dir(&empty, AgentDir::State).unwrap());
+        // The directory holding `file` is someone's, not the agent's.
+        let err = usable_dir(dir.path(), AgentDir::State).unwrap_err();
+        assert!(err.to_string().contains("not consentry's"), "{err}");
+    }
+
+    #[test]
+    fn a_consent_file_path_that_can_never_hold_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        consent_file(&dir.path().join("consent.toml")).unwrap();
+        std::fs::write(dir.path().join("consent.toml"), "not toml at all [").unwrap();
+        consent_file(&dir.path().join("consent.toml")).unwrap();
+        let err = consent_file(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+        let below = dir.path().join("consent.toml/consent.toml");
+        let err = consent_file(&below).unwrap_err();
+        assert!(err.to_string().contains("below something"), "{err}");
     }
 }

@@ -2,8 +2,9 @@
 //! binding without displacing a live daemon, and serving connections as
 //! tracked tasks that end with the shutdown token.
 //!
-//! The runtime directory is the daemon's own (`perms`: created 0750, a
-//! loose one tightened, another user's refused), so nobody else can put a
+//! The runtime directory is the daemon's own (`perms`: created 0750, or
+//! an existing one of its own tightened; another user's, a shared one or
+//! one holding files not the agent's refused), so nobody else can put a
 //! socket there. A stale socket (left by a crashed daemon) is detected by
 //! trying to connect to it before it is removed: a live daemon of this user
 //! is never displaced; a socket file owned by someone else is removed. A
@@ -25,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// The mode of the runtime directory.
-pub const RUNTIME_DIR_MODE: u32 = 0o750;
+pub const RUNTIME_DIR_MODE: u32 = crate::perms::AgentDir::Runtime.mode();
 /// The mode of each socket: the daemon's user and group may connect.
 pub const SOCKET_MODE: u32 = 0o660;
 
@@ -55,7 +56,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
         source,
     };
     if let Some(dir) = path.parent() {
-        crate::perms::ensure_dir_logged(dir, RUNTIME_DIR_MODE, "runtime_dir")?;
+        crate::perms::ensure_dir_logged(dir, crate::perms::AgentDir::Runtime)?;
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         let me = rustix::process::geteuid().as_raw();

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use consentry::consent::Consents;
+use consentry::store::{Quarantine, Store};
 use consentry::upload::transport::Probe;
 use serde::Serialize;
 
@@ -58,6 +59,12 @@ struct StateDir {
     path: String,
     /// False: the daemon creates it at its first start.
     exists: bool,
+    /// The last database that failed its check at a start and was moved
+    /// aside, with what was recovered from it; `null`: none ever was.
+    quarantine: Option<Quarantine>,
+    /// Why the store could not be read (it is checked, and moved aside if
+    /// damaged, at the next start); `null`: it could, or there is none.
+    fault: Option<String>,
 }
 
 /// Validates everything the daemon would read at start-up, through the
@@ -101,10 +108,7 @@ pub async fn run(check_args: &CheckArgs, args: &OutputArgs) -> anyhow::Result<Ex
             .map(|w| Message { message: w.clone() })
             .collect(),
         connect: None,
-        state_dir: StateDir {
-            path: config.state_dir.display().to_string(),
-            exists,
-        },
+        state_dir: state_dir(&config.state_dir, exists),
     };
     let report = CheckReport {
         connect: match check_args.connect {
@@ -165,10 +169,33 @@ pub async fn run(check_args: &CheckArgs, args: &OutputArgs) -> anyhow::Result<Ex
             "will be created"
         };
         say!("state_dir  {} ({created})", report.state_dir.path);
+        if let Some(quarantine) = &report.state_dir.quarantine {
+            say!("store      a database failed its check and was quarantined {quarantine}");
+        }
+        if let Some(fault) = &report.state_dir.fault {
+            say!("store      cannot be read: {fault}");
+        }
     }
     Ok(if reached {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `state_dir` as `check` reports it: whether it exists, and what the
+/// store says about its own past (a quarantine), read only.
+fn state_dir(path: &std::path::Path, exists: bool) -> StateDir {
+    let database = path.join(consentry::store::DATABASE_FILE).is_file();
+    let health = database.then(|| Store::peek_health(path));
+    let (quarantine, fault) = match health {
+        Some(health) => (health.quarantine, health.fault.map(|f| f.message)),
+        None => (None, None),
+    };
+    StateDir {
+        path: path.display().to_string(),
+        exists,
+        quarantine,
+        fault,
+    }
 }

@@ -158,7 +158,7 @@ impl Agent {
     /// It reuses the preflight's catalogue and transport rather than
     /// building them again.
     pub async fn open_daemon(config: Config, preflight: Preflight) -> Result<Self, AgentError> {
-        crate::perms::ensure_dir_logged(&config.state_dir, 0o700, "state_dir")
+        crate::perms::ensure_dir_logged(&config.state_dir, crate::perms::AgentDir::State)
             .map_err(StoreError::from)?;
         let instance = instance::Instance::acquire(&config.state_dir)?;
         let mut agent = Self::assemble(config, preflight.catalogue, preflight.transport).await?;

@@ -368,7 +368,7 @@ impl StoreError {
 /// A `state_dir` owned by another user is refused, a loose one tightened
 /// (`perms`): the queue and the installation id are nobody else's to read.
 fn prepare_state_dir(state_dir: &Path) -> Result<(), StoreError> {
-    crate::perms::ensure_dir_logged(state_dir, 0o700, "state_dir")?;
+    crate::perms::ensure_dir_logged(state_dir, crate::perms::AgentDir::State)?;
     // Listing proves we can read it; SQLite will prove we can write it.
     std::fs::read_dir(state_dir).map_err(|source| StoreError::StateDir {
         path: state_dir.to_path_buf(),

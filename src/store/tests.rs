@@ -134,8 +134,30 @@ fn unusable_state_dir_is_a_clear_error() {
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
     let err = Store::open(&file.join("state")).err().unwrap().to_string();
-    assert!(err.starts_with("cannot use directory"), "{err}");
+    assert!(err.starts_with("cannot use state_dir"), "{err}");
     assert!(err.contains("not-a-dir/state"), "{err}");
+}
+
+/// Everything the store leaves in `state_dir` is a name `perms` knows as
+/// the agent's own, so the next start recognises its own directory.
+#[test]
+fn the_store_leaves_only_names_the_agent_knows_as_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let store = Store::open(&state).unwrap();
+    store.enqueue(&[record("a", 1)]).unwrap();
+    let _send = crate::upload::SendLock::open(&state).unwrap();
+    let _daemon = crate::daemon::instance::Instance::acquire(&state).unwrap();
+    std::fs::create_dir(state.join(QUARANTINE_DIR)).unwrap();
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let name = entry.unwrap().file_name();
+        let name = name.to_str().unwrap();
+        assert!(crate::perms::OWN_NAMES.contains(&name), "{name}");
+    }
+    assert_eq!(
+        crate::perms::assess(&state, crate::perms::AgentDir::State).unwrap(),
+        crate::perms::Plan::Keep { marked: true }
+    );
 }
 
 #[test]

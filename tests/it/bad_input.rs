@@ -284,56 +284,123 @@ async fn credentials_in_the_endpoint_are_refused_and_never_printed() {
 }
 
 /// What the daemon refuses at start-up, `check` refuses too, in the same
-/// words (one preflight for both).
+/// words (one preflight for both), and neither changes anything. `check`
+/// goes first: were the preflight to let a case through, the daemon is
+/// never started on it.
 #[tokio::test]
 async fn check_refuses_every_setup_the_daemon_refuses() {
+    use std::os::unix::fs::PermissionsExt;
     let world = World::new().await;
     std::fs::write(world.path("a-file"), "not a directory").unwrap();
+    // A shared directory holding another user's file (the operator's
+    // `/tmp/x`), and a runtime directory anyone may write to.
+    let shared = world.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::write(shared.join("other"), "theirs").unwrap();
+    let open = world.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::create_dir(world.path("a-dir")).unwrap();
     let long = format!("run-{}", "x".repeat(120));
     let base = world.config_text("");
-    let cases: Vec<(String, &[&str])> = vec![
+    let world_dir = world.dir.path().display().to_string();
+    let state = |to: &str| base.replace("state_dir = \"state\"", &format!("state_dir = \"{to}\""));
+    let runtime =
+        |to: &str| base.replace("runtime_dir = \"run\"", &format!("runtime_dir = \"{to}\""));
+    let mut cases: Vec<(String, Vec<String>)> = vec![
         (
-            base.replace("state_dir = \"state\"", "state_dir = \"/proc/consentry\""),
-            &["state_dir /proc/consentry", "pseudo file system"],
+            state("/proc/consentry"),
+            vec!["state_dir /proc/consentry".into(), "pseudo file system".into()],
         ),
         (
-            base.replace("runtime_dir = \"run\"", "runtime_dir = \"a-file\""),
-            &["runtime_dir", "not a directory"],
+            state("/"),
+            vec!["state_dir / is the root directory: point state_dir at a directory of its own, such as /var/lib/consentry".into()],
         ),
         (
-            base.replace(
-                "runtime_dir = \"run\"",
-                &format!("runtime_dir = \"{long}\""),
-            ),
-            &["too long for a Unix socket"],
+            state("shared"),
+            vec![format!("state_dir {} is a shared directory (mode 1777, 1 file not ours)", shared.display())],
+        ),
+        (
+            runtime("open"),
+            vec![format!("runtime_dir {} is a shared directory (mode 0777)", open.display())],
+        ),
+        (
+            // The config's own directory: it holds the config, the consent
+            // file, the CA.
+            state("."),
+            vec![format!("state_dir {world_dir}"), "holds files that are not consentry's".into()],
+        ),
+        (
+            base.replace("consent_file = \"consent.toml\"", "consent_file = \"a-dir\""),
+            vec!["consent_file".into(), "a-dir is a directory".into()],
+        ),
+        (
+            runtime("a-file"),
+            vec!["runtime_dir".into(), "not a directory".into()],
+        ),
+        (
+            runtime(&long),
+            vec!["too long for a Unix socket".into()],
         ),
         (
             base.replace(&world.receiver.url(), "https://127.0.0.1:0/v1/batches"),
-            &["port 0"],
+            vec!["port 0".into()],
         ),
         (
             base.replace(
                 &world.receiver.url(),
                 &format!("https://{}.example/v1", "h".repeat(260)),
             ),
-            &["at most 253"],
+            vec!["at most 253".into()],
         ),
         (
             base.replace("id = \"it-product\"", "id = \"it\\u0000product\""),
-            &["control characters"],
+            vec!["control characters".into()],
         ),
         (
             format!("admin_group = \"no-such-group-here\"\n{base}"),
-            &["admin_group `no-such-group-here`"],
+            vec!["admin_group `no-such-group-here`".into()],
         ),
     ];
+    if rustix::process::geteuid().is_root() {
+        let theirs = world.path("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        cases.push((state("theirs"), vec!["is owned by uid 65534".into()]));
+    } else {
+        eprintln!("skipped: the case of another user's state_dir needs root");
+    }
+    let before = snapshot(&world);
     for (text, expected) in cases {
         world.write_config(&text);
-        let daemon = fails_with(&world, &["daemon"], expected).await;
-        let check = fails_with(&world, &["check"], expected).await;
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        let check = fails_with(&world, &["check"], &expected).await;
+        let daemon = fails_with(&world, &["daemon"], &expected).await;
         assert_eq!(daemon, check);
+        assert_eq!(snapshot(&world), before, "{check}");
     }
     assert!(!world.path("run").exists(), "nothing was created");
+}
+
+/// Every path in the world with its mode and owner: what must not change.
+fn snapshot(world: &World) -> Vec<(std::path::PathBuf, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = Vec::new();
+    let mut stack = vec![world.dir.path().to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        }
+        if path.file_name() != Some(std::ffi::OsStr::new("consentry.toml")) {
+            seen.push((path, meta.mode(), meta.uid()));
+        }
+    }
+    seen.sort();
+    seen
 }
 
 #[tokio::test]

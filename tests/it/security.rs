@@ -1,6 +1,7 @@
-//! A hostile or careless local machine: loose directories are tightened,
-//! another user's are refused, a squatted socket is not trusted, and an
-//! unprivileged user may read the daemon's status but not change it.
+//! A hostile or careless local machine: the agent's own loose directories
+//! are tightened, another user's and shared ones are refused untouched, a
+//! squatted socket is not trusted, and an unprivileged user may read the
+//! daemon's status but not change it.
 //!
 //! Tests that need a second user run only as root (they switch to uid
 //! 65534, `nobody`); as anyone else they say so and pass.
@@ -24,7 +25,9 @@ fn is_root() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loose_state_and_runtime_directories_are_tightened_and_files_are_private() {
     let world = World::new().await;
-    for (dir, loose) in [("state", 0o755), ("run", 0o1777)] {
+    // Empty, this user's, not shared: what systemd's StateDirectory= and
+    // RuntimeDirectory= make with their default mode 0755.
+    for (dir, loose) in [("state", 0o755), ("run", 0o770)] {
         std::fs::create_dir(world.path(dir)).unwrap();
         std::fs::set_permissions(world.path(dir), std::fs::Permissions::from_mode(loose)).unwrap();
     }
@@ -34,6 +37,14 @@ async fn loose_state_and_runtime_directories_are_tightened_and_files_are_private
     assert_eq!(mode(&world.path("state/consentry.sqlite3")), 0o600);
     assert_eq!(mode(&world.path("run/control.sock")), 0o660);
     assert_eq!(mode(&world.path("run/ingest.sock")), 0o660);
+    assert!(
+        world.path("state/.consentry").is_file(),
+        "state_dir is marked"
+    );
+    assert!(
+        world.path("run/.consentry").is_file(),
+        "runtime_dir is marked"
+    );
     let (exit, log) = daemon.terminate().await;
     assert!(exit.success());
     assert!(
@@ -121,7 +132,7 @@ async fn an_unprivileged_peer_may_read_status_but_not_change_anything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_squatted_control_socket_is_not_trusted_and_the_daemon_takes_its_place() {
+async fn a_squatted_control_socket_is_not_trusted_and_its_shared_directory_is_refused() {
     if !is_root()
         || std::process::Command::new("python3")
             .arg("-V")
@@ -173,12 +184,27 @@ while True:
     let error = String::from_utf8_lossy(&flush.stderr);
     assert!(error.contains("refusing to trust it"), "{error}");
 
-    // The daemon tightens the directory, removes the planted socket, and
-    // serves its own.
-    let daemon = world.spawn_daemon().await;
-    assert_eq!(std::fs::metadata(&socket).unwrap().uid(), 0);
-    assert_eq!(mode(&world.path("run")), 0o750);
-    world.ok(&["flush"]).await;
+    // The daemon refuses a shared runtime directory as it is: it neither
+    // tightens it nor removes what another user put there.
+    let started = world.run(&["daemon"]).await;
+    assert_eq!(started.status.code(), Some(1), "{started:?}");
+    let error = String::from_utf8_lossy(&started.stderr);
+    assert!(
+        error.contains("is a shared directory (mode 1777, 1 file not ours)"),
+        "{error}"
+    );
+    assert_eq!(mode(&world.path("run")), 0o1777);
+    assert_eq!(std::fs::metadata(&socket).unwrap().uid(), NOBODY);
+
+    // Given a directory of its own, it serves there.
     squatter.kill().await.unwrap();
+    world.write_config(
+        &world
+            .config_text("")
+            .replace("runtime_dir = \"run\"", "runtime_dir = \"run2\""),
+    );
+    let daemon = world.spawn_daemon().await;
+    assert_eq!(mode(&world.path("run2")), 0o750);
+    world.ok(&["flush"]).await;
     daemon.terminate().await;
 }

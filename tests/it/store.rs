@@ -206,6 +206,22 @@ async fn a_scribbled_database_is_quarantined_and_its_readable_records_queued_aga
     assert!((recovered..=recovered + 1).contains(&queued), "{status}");
     let text = String::from_utf8(world.run(&["status"]).await.stdout).unwrap();
     assert!(text.contains("are queued again"), "{text}");
+    // `check` says so too, with the path and what was recovered, and
+    // still passes: the daemon runs on a fresh store.
+    let check = world.ok(&["check", "--json"]).await;
+    let check: serde_json::Value = serde_json::from_str(&check).unwrap();
+    let shown = &check["state_dir"]["quarantine"];
+    assert_eq!(shown, &store["quarantine"], "{check}");
+    let text = world.ok(&["check"]).await;
+    let moved = store["quarantine"]["moved_to"].as_str().unwrap();
+    assert!(
+        text.contains("was quarantined") && text.contains(moved),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{recovered} were readable and are queued again")),
+        "{text}"
+    );
     daemon.terminate().await;
 }
 
