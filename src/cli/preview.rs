@@ -16,7 +16,7 @@ use consentry::collect::ksn::KsnAggregate;
 use consentry::collect::{CollectContext, GeoDistribution, Record, UpdateTask, country};
 use consentry::config::Config;
 use consentry::daemon::ksn_extra;
-use consentry::store::{DATABASE_FILE, Durable, Store, queue};
+use consentry::store::{Durable, Store, database_exists, queue};
 use serde::Serialize;
 
 use super::{OutputArgs, print_json};
@@ -100,8 +100,7 @@ struct State {
 impl State {
     fn read(config: &Config) -> anyhow::Result<Self> {
         let mut ksn = KsnAggregate::new();
-        let (installation_id, installation_known) = if config.state_dir.join(DATABASE_FILE).exists()
-        {
+        let (installation_id, installation_known) = if database_exists(&config.state_dir)? {
             let store = Store::open(&config.state_dir)?;
             let id = store.read(|c| {
                 Ok(queue::meta_get(c, "installation_id")?
