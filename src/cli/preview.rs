@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use consentry::catalogue::Region;
 use consentry::collect::activation::{Activation, Method};
 use consentry::collect::installation_errors::InstallTask;
-use consentry::collect::ksn::KsnAggregate;
+use consentry::collect::ksn::{COUNTER_MAX, KsnAggregate};
 use consentry::collect::{CollectContext, GeoDistribution, Record, UpdateTask, country};
 use consentry::config::Config;
 use consentry::daemon::ksn_extra;
@@ -118,6 +118,18 @@ impl State {
         })
     }
 
+    /// What the open KSN window's report is, in words: with its capped
+    /// counters, if any, as the report itself cannot say so.
+    fn ksn_note(&self) -> String {
+        let note = "the open window as committed, if it closed now";
+        match self.ksn.capped_summary() {
+            Some(capped) => format!(
+                "{note}; capped at {COUNTER_MAX}, the largest integer a report carries: {capped}, so the true totals are larger"
+            ),
+            None => note.into(),
+        }
+    }
+
     fn next_report(&self, purpose: &str) -> (Option<Record>, String) {
         let id_note = if self.installation_known {
             ""
@@ -178,10 +190,7 @@ impl State {
             "ksn_scan_aggregates" => {
                 let extra = ksn_extra(&self.context.product);
                 match self.ksn.report(SystemTime::now(), &extra) {
-                    Some(record) => (
-                        Some(record),
-                        "the open window as committed, if it closed now".into(),
-                    ),
+                    Some(record) => (Some(record), self.ksn_note()),
                     None => (
                         None,
                         "nothing: no scan verdict or request in the open window".into(),
