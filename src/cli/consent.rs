@@ -11,7 +11,7 @@ use consentry::collect::ksn;
 use consentry::config::Config;
 use consentry::consent::{self, Consents, Method};
 use consentry::control::{self, ControlError, Request, Response};
-use consentry::store::{DATABASE_FILE, Store, queue};
+use consentry::store::{Store, database_exists, queue};
 use consentry::upload::purge_disallowed;
 use serde::Serialize;
 
@@ -414,7 +414,7 @@ fn purge_without_daemon(
     catalogue: &Catalogue,
     revoked: Option<String>,
 ) -> anyhow::Result<u64> {
-    if !config.state_dir.join(DATABASE_FILE).exists() {
+    if !database_exists(&config.state_dir)? {
         return Ok(0);
     }
     let registry = config.evaluate_consent(catalogue);

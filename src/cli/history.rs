@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::io::Write;
 
 use consentry::config::Config;
-use consentry::store::{AuditEntry, DATABASE_FILE, Store, queue};
+use consentry::store::{AuditEntry, Store, database_exists, queue};
 use consentry::upload::otlp;
 use consentry::upload::protocol::Body;
 use serde::Serialize;
@@ -32,7 +32,7 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "BATCH")]
     pub show: Option<String>,
     /// Only lines of this kind: uploaded, failed, refused, purged, dropped,
-    /// dead-lettered, consent, quarantined, rotated.
+    /// dead-lettered, consent, quarantined, rotated, capped.
     #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
     /// Only lines since then: an RFC 3339 time, or a duration back from
@@ -71,7 +71,7 @@ pub fn run(args: &HistoryArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> 
         purpose: args.purpose.clone(),
     };
     // Never create a state directory just to say there is nothing in it.
-    let entries = if config.state_dir.join(DATABASE_FILE).exists() {
+    let entries = if database_exists(&config.state_dir)? {
         Store::open(&config.state_dir)?.read(|c| queue::audit_where(c, args.limit, &filter))?
     } else {
         Vec::new()
@@ -118,7 +118,7 @@ struct Shown {
 fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
     let batch = batch.trim().to_ascii_lowercase();
     anyhow::ensure!(!batch.is_empty(), "--show needs a batch id");
-    let found = if config.state_dir.join(DATABASE_FILE).exists() {
+    let found = if database_exists(&config.state_dir)? {
         Store::open(&config.state_dir)?.read(|c| queue::sent_body(c, &batch))?
     } else {
         Vec::new()

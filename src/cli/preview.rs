@@ -12,11 +12,11 @@ use std::time::SystemTime;
 use consentry::catalogue::Region;
 use consentry::collect::activation::{Activation, Method};
 use consentry::collect::installation_errors::InstallTask;
-use consentry::collect::ksn::KsnAggregate;
+use consentry::collect::ksn::{COUNTER_MAX, KsnAggregate};
 use consentry::collect::{CollectContext, GeoDistribution, Record, UpdateTask, country};
 use consentry::config::Config;
 use consentry::daemon::ksn_extra;
-use consentry::store::{DATABASE_FILE, Durable, Store, queue};
+use consentry::store::{Durable, Store, database_exists, queue};
 use serde::Serialize;
 
 use super::{OutputArgs, print_json};
@@ -100,8 +100,7 @@ struct State {
 impl State {
     fn read(config: &Config) -> anyhow::Result<Self> {
         let mut ksn = KsnAggregate::new();
-        let (installation_id, installation_known) = if config.state_dir.join(DATABASE_FILE).exists()
-        {
+        let (installation_id, installation_known) = if database_exists(&config.state_dir)? {
             let store = Store::open(&config.state_dir)?;
             let id = store.read(|c| {
                 Ok(queue::meta_get(c, "installation_id")?
@@ -117,6 +116,18 @@ impl State {
             installation_known,
             ksn,
         })
+    }
+
+    /// What the open KSN window's report is, in words: with its capped
+    /// counters, if any, as the report itself cannot say so.
+    fn ksn_note(&self) -> String {
+        let note = "the open window as committed, if it closed now";
+        match self.ksn.capped_summary() {
+            Some(capped) => format!(
+                "{note}; capped at {COUNTER_MAX}, the largest integer a report carries: {capped}, so the true totals are larger"
+            ),
+            None => note.into(),
+        }
     }
 
     fn next_report(&self, purpose: &str) -> (Option<Record>, String) {
@@ -179,10 +190,7 @@ impl State {
             "ksn_scan_aggregates" => {
                 let extra = ksn_extra(&self.context.product);
                 match self.ksn.report(SystemTime::now(), &extra) {
-                    Some(record) => (
-                        Some(record),
-                        "the open window as committed, if it closed now".into(),
-                    ),
+                    Some(record) => (Some(record), self.ksn_note()),
                     None => (
                         None,
                         "nothing: no scan verdict or request in the open window".into(),

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use consentry::consent::receipt::Receipt;
-use consentry::store::{DATABASE_FILE, Store, receipts};
+use consentry::store::{Store, database_exists, receipts};
 use serde::Serialize;
 
 use super::{OutputArgs, print_json};
@@ -18,7 +18,7 @@ struct History {
 fn load(output: &OutputArgs) -> anyhow::Result<Option<Store>> {
     let config = output.config.load()?;
     // Never create a state directory just to say there is nothing in it.
-    if !config.state_dir.join(DATABASE_FILE).exists() {
+    if !database_exists(&config.state_dir)? {
         return Ok(None);
     }
     Ok(Some(Store::open(&config.state_dir)?))

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use consentry::consent::Decision;
 use consentry::control::{self, DaemonStatus, Request, Response};
-use consentry::store::{DATABASE_FILE, Store, StoreHealth};
+use consentry::store::{Fault, Store, StoreHealth, database_exists};
 use serde::Serialize;
 
 use super::table::{self, Cell, Detail, Entry, Row, Style, Table, Tone};
@@ -94,10 +94,8 @@ pub async fn run(args: &StatusArgs, output: &OutputArgs) -> anyhow::Result<ExitC
     // Without a daemon, read the store directly (if there is one: status
     // never creates a state directory).
     let store = match &daemon {
-        None if config.state_dir.join(DATABASE_FILE).exists() => {
-            Some(Store::peek_health(&config.state_dir))
-        }
-        _ => None,
+        None => store_without_daemon(&config.state_dir),
+        Some(_) => None,
     };
     let status = Status {
         region: config.region.to_string(),
@@ -119,6 +117,24 @@ pub async fn run(args: &StatusArgs, output: &OutputArgs) -> anyhow::Result<ExitC
         say!("{line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The store as read directly: none when there is no database (status
+/// never creates one); when it cannot even be looked for (a state directory
+/// this user may not enter), that is its fault, shown with the path, not
+/// taken for "no store".
+fn store_without_daemon(state_dir: &std::path::Path) -> Option<StoreHealth> {
+    match database_exists(state_dir) {
+        Ok(true) => Some(Store::peek_health(state_dir)),
+        Ok(false) => None,
+        Err(err) => Some(StoreHealth {
+            fault: Some(Fault {
+                at: consentry::clock::rfc3339(std::time::SystemTime::now()),
+                message: err.to_string(),
+            }),
+            ..StoreHealth::default()
+        }),
+    }
 }
 
 /// One row per purpose: verdict, legal basis, and why.

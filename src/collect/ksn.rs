@@ -5,7 +5,11 @@
 //! machine: an object only feeds a HyperLogLog sketch (the maintained
 //! `hyperloglockless` crate, 2^14 one-byte registers: 16 KiB per sketch,
 //! three sketches, a relative standard error of 0.81 % on the unique
-//! counts, whatever the volume). Totals are plain counters.
+//! counts, whatever the volume). Totals are plain counters, each stopping
+//! at [`COUNTER_MAX`] (the largest integer a report carries); an addition
+//! past it is counted, logged once per counter and window, and recorded in
+//! the audit trail when the report is queued, so a capped total is never
+//! sent without a trace (`counters`).
 //!
 //! Ingest connections fold their lines into a [`KsnDelta`] (no lock per
 //! event); the store writer folds each delta into the one [`KsnAggregate`]
@@ -22,6 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{FieldValue, Record};
 use crate::store::{Durable, StoreError, meta_get, meta_set};
+
+mod counters;
+pub use counters::{COUNTER_MAX, Counters};
 
 /// The catalogue purpose this module reports for.
 pub const PURPOSE: &str = "ksn_scan_aggregates";
@@ -79,81 +86,13 @@ impl TrustReason {
     }
 }
 
-/// The report's totals; field names are the catalogue's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Counters {
-    pub unknown_statuses: u64,
-    pub trusted_statuses: u64,
-    pub untrusted_statuses: u64,
-    pub trusted_by_certificate: u64,
-    pub trusted_by_web_address: u64,
-    pub trusted_by_process_trust: u64,
-    pub unknown_undecided: u64,
-    pub user_trusted: u64,
-    pub requests_succeeded: u64,
-    pub requests_failed: u64,
-    pub session_duration_ms: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-}
-
-impl Counters {
-    fn add(&mut self, other: &Counters) {
-        let pairs = [
-            (&mut self.unknown_statuses, other.unknown_statuses),
-            (&mut self.trusted_statuses, other.trusted_statuses),
-            (&mut self.untrusted_statuses, other.untrusted_statuses),
-            (
-                &mut self.trusted_by_certificate,
-                other.trusted_by_certificate,
-            ),
-            (
-                &mut self.trusted_by_web_address,
-                other.trusted_by_web_address,
-            ),
-            (
-                &mut self.trusted_by_process_trust,
-                other.trusted_by_process_trust,
-            ),
-            (&mut self.unknown_undecided, other.unknown_undecided),
-            (&mut self.user_trusted, other.user_trusted),
-            (&mut self.requests_succeeded, other.requests_succeeded),
-            (&mut self.requests_failed, other.requests_failed),
-            (&mut self.session_duration_ms, other.session_duration_ms),
-            (&mut self.bytes_sent, other.bytes_sent),
-            (&mut self.bytes_received, other.bytes_received),
-        ];
-        for (mine, theirs) in pairs {
-            *mine = mine.saturating_add(theirs);
-        }
-    }
-
-    /// Every counter with its catalogue field name.
-    fn fields(&self) -> [(&'static str, u64); 13] {
-        [
-            ("unknown_statuses", self.unknown_statuses),
-            ("trusted_statuses", self.trusted_statuses),
-            ("untrusted_statuses", self.untrusted_statuses),
-            ("trusted_by_certificate", self.trusted_by_certificate),
-            ("trusted_by_web_address", self.trusted_by_web_address),
-            ("trusted_by_process_trust", self.trusted_by_process_trust),
-            ("unknown_undecided", self.unknown_undecided),
-            ("user_trusted", self.user_trusted),
-            ("requests_succeeded", self.requests_succeeded),
-            ("requests_failed", self.requests_failed),
-            ("session_duration_ms", self.session_duration_ms),
-            ("bytes_sent", self.bytes_sent),
-            ("bytes_received", self.bytes_received),
-        ]
-    }
-}
-
 /// What one chunk of ingest lines adds to the window: counters, and the
 /// hashed objects per verdict (bounded by the chunk, not by the volume).
 #[derive(Debug, Clone, Default)]
 pub struct KsnDelta {
     counters: Counters,
+    /// Additions the counters could not take in full, per counter.
+    capped: Counters,
     objects: [Vec<u64>; 3],
     events: u64,
 }
@@ -161,41 +100,40 @@ pub struct KsnDelta {
 impl KsnDelta {
     /// One `scan_verdict`.
     pub fn verdict(&mut self, object: u64, verdict: Verdict, reason: TrustReason) {
-        let c = &mut self.counters;
+        let mut event = Counters::default();
         match verdict {
             Verdict::Unknown => {
-                c.unknown_statuses += 1;
-                if reason == TrustReason::None {
-                    c.unknown_undecided += 1;
-                }
+                event.unknown_statuses = 1;
+                event.unknown_undecided = u64::from(reason == TrustReason::None);
             }
             Verdict::Trusted => {
-                c.trusted_statuses += 1;
+                event.trusted_statuses = 1;
                 match reason {
-                    TrustReason::Certificate => c.trusted_by_certificate += 1,
-                    TrustReason::WebAddress => c.trusted_by_web_address += 1,
-                    TrustReason::ProcessTrust => c.trusted_by_process_trust += 1,
-                    TrustReason::User => c.user_trusted += 1,
+                    TrustReason::Certificate => event.trusted_by_certificate = 1,
+                    TrustReason::WebAddress => event.trusted_by_web_address = 1,
+                    TrustReason::ProcessTrust => event.trusted_by_process_trust = 1,
+                    TrustReason::User => event.user_trusted = 1,
                     TrustReason::None => {}
                 }
             }
-            Verdict::Untrusted => c.untrusted_statuses += 1,
+            Verdict::Untrusted => event.untrusted_statuses = 1,
         }
+        self.counters.add(&event, &mut self.capped);
         self.objects[verdict as usize].push(object);
         self.events += 1;
     }
 
     /// One `ksn_request`.
     pub fn request(&mut self, ok: bool, duration_ms: u64, bytes_sent: u64, bytes_received: u64) {
-        let c = &mut self.counters;
-        if ok {
-            c.requests_succeeded += 1;
-        } else {
-            c.requests_failed += 1;
-        }
-        c.session_duration_ms = c.session_duration_ms.saturating_add(duration_ms);
-        c.bytes_sent = c.bytes_sent.saturating_add(bytes_sent);
-        c.bytes_received = c.bytes_received.saturating_add(bytes_received);
+        let event = Counters {
+            requests_succeeded: u64::from(ok),
+            requests_failed: u64::from(!ok),
+            session_duration_ms: duration_ms,
+            bytes_sent,
+            bytes_received,
+            ..Counters::default()
+        };
+        self.counters.add(&event, &mut self.capped);
         self.events += 1;
     }
 
@@ -239,12 +177,18 @@ struct SavedWindow {
     /// Seconds since the Unix epoch; absent while the window is empty.
     started_at: Option<u64>,
     counters: Counters,
+    /// Written only once a counter was capped, so a window without a cap
+    /// is saved as the builds before this key read it.
+    #[serde(default, skip_serializing_if = "Counters::is_zero")]
+    capped: Counters,
 }
 
 /// The open window: counters and one sketch per verdict.
 pub struct KsnAggregate {
     started_at: Option<SystemTime>,
     counters: Counters,
+    /// Additions the counters could not take in full, per counter.
+    capped: Counters,
     sketches: [HyperLogLog; 3],
     /// The registers as last written, to write only what moved.
     saved: [Box<[u8]>; 3],
@@ -265,6 +209,7 @@ impl KsnAggregate {
         Self {
             started_at: None,
             counters: Counters::default(),
+            capped: Counters::default(),
             sketches: std::array::from_fn(|_| empty_sketch()),
             saved: std::array::from_fn(|_| vec![0u8; registers].into_boxed_slice()),
             window_dirty: false,
@@ -278,13 +223,34 @@ impl KsnAggregate {
             return;
         }
         self.started_at.get_or_insert(now);
-        self.counters.add(&delta.counters);
+        for counter in self.add_counts(delta) {
+            tracing::warn!(
+                counter,
+                max = COUNTER_MAX,
+                "{PURPOSE}: `{counter}` reached its maximum in this window; what is added past it is not counted, so the window's report will say less than happened (the audit trail says so when the report is queued)"
+            );
+        }
         for (sketch, objects) in self.sketches.iter_mut().zip(&delta.objects) {
             for &hash in objects {
                 sketch.insert_hash(hash);
             }
         }
         self.window_dirty = true;
+    }
+
+    /// Adds the delta's counters and its caps; returns the counters capped
+    /// for the first time in this window.
+    fn add_counts(&mut self, delta: &KsnDelta) -> Vec<&'static str> {
+        let before = self.capped;
+        self.counters.add(&delta.counters, &mut self.capped);
+        // A cap count cannot reach the maximum itself (each cap takes an
+        // event), so its own caps need no counting.
+        self.capped.add(&delta.capped, &mut Counters::default());
+        let firsts = before.fields().into_iter().zip(self.capped.fields());
+        firsts
+            .filter(|((_, was), (_, now))| *was == 0 && *now > 0)
+            .map(|((name, _), _)| name)
+            .collect()
     }
 
     /// When the window opened, if anything arrived in it.
@@ -294,6 +260,23 @@ impl KsnAggregate {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Per counter, the additions it could not take in full in this window
+    /// (it stopped at [`COUNTER_MAX`]).
+    pub fn capped(&self) -> &Counters {
+        &self.capped
+    }
+
+    /// The capped counters in words ("bytes_sent (2 additions)"), or `None`
+    /// when no counter was capped.
+    pub fn capped_summary(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .capped
+            .nonzero()
+            .map(|(name, n)| format!("{name} ({n} addition{})", if n == 1 { "" } else { "s" }))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
     }
 
     /// Estimated distinct objects with `verdict` in this window.
@@ -335,17 +318,22 @@ impl KsnAggregate {
     /// Events counted in the open window.
     pub fn events(&self) -> u64 {
         let c = &self.counters;
-        c.unknown_statuses
-            + c.trusted_statuses
-            + c.untrusted_statuses
-            + c.requests_succeeded
-            + c.requests_failed
+        [
+            c.unknown_statuses,
+            c.trusted_statuses,
+            c.untrusted_statuses,
+            c.requests_succeeded,
+            c.requests_failed,
+        ]
+        .into_iter()
+        .fold(0, u64::saturating_add)
     }
 
     /// Empties the window (after its report was queued, or discarded).
     pub fn reset(&mut self) {
         self.started_at = None;
         self.counters = Counters::default();
+        self.capped = Counters::default();
         self.sketches = std::array::from_fn(|_| empty_sketch());
         self.window_dirty = true;
         self.cleared = true;
@@ -356,6 +344,32 @@ impl KsnAggregate {
     pub fn sketch_bytes(&self) -> usize {
         self.sketches.iter().map(HyperLogLog::len).sum::<usize>() * 2
     }
+}
+
+/// The audit event that says a report was queued with capped counters.
+pub const CAPPED_EVENT: &str = "capped";
+
+/// Records, in the caller's transaction, that this window's report is
+/// queued with capped counters (nothing when none was). The record cannot
+/// say so itself: only the catalogue's fields leave the machine.
+pub fn audit_capped(aggregate: &KsnAggregate, connection: &Connection) -> Result<(), StoreError> {
+    let Some(summary) = aggregate.capped_summary() else {
+        return Ok(());
+    };
+    let detail = format!(
+        "{PURPOSE} report queued with capped counters: {summary} past {COUNTER_MAX}, the largest integer a report carries; the true totals are larger"
+    );
+    let capped: serde_json::Map<String, serde_json::Value> = aggregate
+        .capped
+        .nonzero()
+        .map(|(name, n)| (name.to_owned(), n.into()))
+        .collect();
+    let facts = serde_json::json!({
+        "purposes": { PURPOSE: 1 },
+        "capped": capped,
+        "max": COUNTER_MAX,
+    });
+    crate::store::queue::insert_audit_with(connection, CAPPED_EVENT, None, 1, &detail, Some(&facts))
 }
 
 /// Why an open window is discarded rather than sent.
@@ -418,6 +432,8 @@ impl Durable for KsnAggregate {
                 .started_at
                 .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
             self.counters = saved.counters;
+            self.capped = saved.capped;
+            self.counters.clamp(&mut self.capped);
         }
         let mut query = connection.prepare("SELECT sketch, idx, value FROM ksn_register")?;
         let mut rows = query.query([])?;
@@ -469,6 +485,7 @@ impl Durable for KsnAggregate {
                     .as_secs()
             }),
             counters: self.counters,
+            capped: self.capped,
         };
         let text = serde_json::to_string(&window).expect("a window always serializes");
         meta_set(connection, WINDOW_KEY, &text)?;

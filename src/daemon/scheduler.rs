@@ -160,6 +160,7 @@ pub(super) async fn close_ksn_window(agent: &Agent, summary: &mut CollectSummary
             match gate.admit(&report) {
                 Ok(record) => {
                     tally.enqueue(connection, &[record])?;
+                    ksn::audit_capped(aggregate, connection)?;
                     aggregate.reset();
                     Ok(Ok(1))
                 }

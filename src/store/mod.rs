@@ -146,6 +146,14 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot look for the state database {path}: {source}; run this as the agent's user (or root), or give this user access to `state_dir`"
+    )]
+    Lookup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("state database {path}: {source}")]
     Open {
         path: PathBuf,
@@ -179,6 +187,22 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+}
+
+/// Whether the database exists in `state_dir`, for the verbs that read the
+/// store but never create one (`history`, `preview`, `status`, …). Only
+/// "not found" is `false`: `Path::exists` also says `false` when this user
+/// may not enter the directory, and a verb would then print "nothing
+/// recorded yet" where the truth is "permission denied". Any other error
+/// names the path and keeps its `io::Error`, so the CLI exits 4 for a
+/// refusal.
+pub fn database_exists(state_dir: &Path) -> Result<bool, StoreError> {
+    let path = state_dir.join(DATABASE_FILE);
+    match std::fs::metadata(&path) {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(StoreError::Lookup { path, source }),
+    }
 }
 
 /// The queue and its companions. Cheap to share behind an `Arc`.
@@ -335,7 +359,9 @@ impl StoreError {
             StoreError::Open { source, .. }
             | StoreError::Unusable { source, .. }
             | StoreError::Sql(source) => source,
-            StoreError::StateDir { .. } | StoreError::Perms(_) => return true,
+            StoreError::StateDir { .. } | StoreError::Lookup { .. } | StoreError::Perms(_) => {
+                return true;
+            }
             _ => return false,
         };
         matches!(

@@ -219,3 +219,52 @@ fn an_unreadable_record_is_dead_lettered_alone_and_its_neighbours_go_on() {
     );
     assert_eq!(store.depth().unwrap(), 3);
 }
+
+#[test]
+fn database_exists_is_false_only_when_nothing_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!database_exists(&dir.path().join("never-made")).unwrap());
+    assert!(!database_exists(dir.path()).unwrap());
+    Store::open(dir.path()).unwrap();
+    assert!(database_exists(dir.path()).unwrap());
+}
+
+#[test]
+fn database_exists_reports_any_other_error_with_its_path() {
+    // A `state_dir` that is a file: ENOTDIR, which `Path::exists` hides as
+    // `false` (and root can provoke it, unlike EACCES).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state");
+    std::fs::write(&file, b"").unwrap();
+    let err = database_exists(&file).unwrap_err();
+    let StoreError::Lookup { path, source } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(path, &file.join(DATABASE_FILE));
+    assert_eq!(source.kind(), std::io::ErrorKind::NotADirectory);
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn database_exists_says_permission_denied_for_a_closed_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    if rustix::process::geteuid().is_root() {
+        eprintln!("skipped: root enters a mode-000 directory (tests/it/security.rs covers it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    Store::open(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let found = database_exists(&state);
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    match found {
+        Err(StoreError::Lookup { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied)
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,10 +1,13 @@
-//! The audit trail a person can read back: `history`, and `history
-//! --show` reproducing a sent body byte for byte.
+//! The audit trail a person can read back: `history`, `history --show`
+//! reproducing a sent body byte for byte, and what a report cannot say
+//! about itself (a capped KSN counter).
 
 use consentry::upload::protocol::Body;
 use sha2::{Digest, Sha256};
 
-use crate::support::World;
+use consentry::ingest::client;
+
+use crate::support::{PATIENCE, World};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_shows_failed_and_delivered_uploads() {
@@ -148,4 +151,77 @@ async fn history_filters_by_kind_time_and_purpose_and_carries_the_numbers() {
     );
     let bad = world.run(&["history", "--since", "soon"]).await;
     assert_eq!(bad.status.code(), Some(1));
+}
+
+/// A `ksn_request` line that claims the largest count of bytes sent.
+const HUGE_REQUEST: &[u8] =
+    b"{\"kind\":\"ksn_request\",\"ok\":true,\"bytes_sent\":9223372036854775807}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_ksn_counter_is_logged_once_previewed_and_in_the_history() {
+    let world = World::new().await;
+    for clause in ["eula", "ksn"] {
+        world.ok(&["consent", "grant", clause]).await;
+    }
+    let daemon = world.spawn_daemon().await;
+    // Three chunks, each its own commit: full, capped once, capped twice.
+    for _ in 0..3 {
+        let summary = client::send(&world.ingest_socket(), HUGE_REQUEST)
+            .await
+            .unwrap();
+        assert_eq!(summary.accepted, 1);
+    }
+    let preview: serde_json::Value = serde_json::from_str(
+        &world
+            .ok(&["preview", "ksn_scan_aggregates", "--json"])
+            .await,
+    )
+    .unwrap();
+    let message = preview["previews"][0]["message"].as_str().unwrap();
+    assert!(message.contains("bytes_sent (2 additions)"), "{message}");
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let report = loop {
+        world.run(&["flush"]).await;
+        if let Some(report) = world.delivered("ksn_scan_aggregates").pop() {
+            break report;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no KSN report");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(report.fields["bytes_sent"], i64::MAX);
+    assert_eq!(report.fields["requests_succeeded"], 3);
+    assert!(!report.fields.contains_key("capped"), "nothing undeclared");
+
+    let capped: serde_json::Value = serde_json::from_str(
+        &world
+            .ok(&[
+                "history",
+                "--kind",
+                "capped",
+                "--purpose",
+                "ksn_scan_aggregates",
+                "--json",
+            ])
+            .await,
+    )
+    .unwrap();
+    let entries = capped["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{capped}");
+    assert_eq!(entries[0]["facts"]["capped"]["bytes_sent"], 2, "{capped}");
+    assert!(
+        entries[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the true totals are larger"),
+        "{capped}"
+    );
+
+    let (exit, log) = daemon.terminate().await;
+    assert!(exit.success());
+    assert_eq!(
+        log.matches("`bytes_sent` reached its maximum").count(),
+        1,
+        "{log}"
+    );
 }

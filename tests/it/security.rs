@@ -74,15 +74,21 @@ async fn another_users_directory_is_refused_by_check_and_daemon() {
 /// and the control socket in nobody's group (as the service's group would
 /// be), nothing else.
 fn share_with_nobody(world: &World) {
+    share_files_with_nobody(world);
+    for shared in ["run", "run/control.sock"] {
+        std::os::unix::fs::chown(world.path(shared), None, Some(NOBODY)).unwrap();
+    }
+}
+
+/// Makes the world's directory and its files readable by `nobody`; the state
+/// directory stays the agent's (0700).
+fn share_files_with_nobody(world: &World) {
     std::fs::set_permissions(world.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     for file in ["consentry.toml", "consent.toml", "ca.pem"] {
         if world.path(file).exists() {
             std::fs::set_permissions(world.path(file), std::fs::Permissions::from_mode(0o644))
                 .unwrap();
         }
-    }
-    for shared in ["run", "run/control.sock"] {
-        std::os::unix::fs::chown(world.path(shared), None, Some(NOBODY)).unwrap();
     }
 }
 
@@ -207,4 +213,51 @@ while True:
     assert_eq!(mode(&world.path("run2")), 0o750);
     world.ok(&["flush"]).await;
     daemon.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_another_user_may_not_read_is_permission_denied_not_empty() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run the CLI as another user");
+        return;
+    }
+    let world = World::with_eula_answering(200).await;
+    world.ok(&["flush"]).await;
+    share_files_with_nobody(&world);
+    assert_eq!(mode(&world.path("state")), 0o700);
+    let database = world.path("state/consentry.sqlite3");
+
+    for verb in [
+        &["history"][..],
+        &["history", "--show", "ffffffff"],
+        &["consent", "history"],
+        &["consent", "receipt", "ffffffff"],
+        &["preview"],
+    ] {
+        let output = as_nobody(&world, verb).await;
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(4), "{verb:?}: {error}");
+        assert!(
+            error.to_lowercase().contains("permission denied"),
+            "{verb:?}: {error}"
+        );
+        assert!(
+            error.contains(&database.display().to_string()),
+            "{verb:?}: {error}"
+        );
+        assert!(output.stdout.is_empty(), "{verb:?}: {output:?}");
+    }
+
+    // `status` shows what it can, and the store's trouble in its place.
+    let status = as_nobody(&world, &["status", "--json"]).await;
+    assert!(status.status.success(), "{status:?}");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let fault = status["store"]["fault"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        fault.to_lowercase().contains("permission denied")
+            && fault.contains(&database.display().to_string()),
+        "{status}"
+    );
 }

@@ -150,3 +150,147 @@ async fn a_committed_window_survives_a_restart_exactly_and_a_reset_clears_it() {
     drop(writer);
     thread.join().unwrap();
 }
+
+/// A delta of one `ksn_request` that sent `bytes`.
+fn sent(bytes: u64) -> KsnDelta {
+    let mut delta = KsnDelta::default();
+    delta.request(true, 0, bytes, 0);
+    delta
+}
+
+#[test]
+fn two_requests_of_the_largest_count_cap_bytes_sent_and_say_so() {
+    let largest = i64::MAX as u64;
+    let mut aggregate = KsnAggregate::new();
+    aggregate.fold(&sent(largest), SystemTime::now());
+    assert!(aggregate.capped().is_zero(), "exactly full is not capped");
+    aggregate.fold(&sent(largest), SystemTime::now());
+    let report = aggregate.report(SystemTime::now(), &[]).unwrap();
+    assert_eq!(report.fields["bytes_sent"], FieldValue::Integer(i64::MAX));
+    assert_eq!(aggregate.counters().requests_succeeded, 2);
+    assert_eq!(
+        aggregate.capped().nonzero().collect::<Vec<_>>(),
+        [("bytes_sent", 1)]
+    );
+    assert_eq!(
+        aggregate.capped_summary().as_deref(),
+        Some("bytes_sent (1 addition)")
+    );
+}
+
+#[test]
+fn caps_within_one_chunk_reach_the_window() {
+    let mut delta = KsnDelta::default();
+    for _ in 0..3 {
+        delta.request(false, u64::MAX, 1, 0);
+    }
+    let mut aggregate = KsnAggregate::new();
+    aggregate.fold(&delta, SystemTime::now());
+    let c = aggregate.counters();
+    assert_eq!((c.session_duration_ms, c.bytes_sent), (COUNTER_MAX, 3));
+    assert_eq!(
+        aggregate.capped().nonzero().collect::<Vec<_>>(),
+        [("session_duration_ms", 3)]
+    );
+}
+
+#[test]
+fn a_verdict_count_at_the_maximum_is_capped_too() {
+    let mut delta = KsnDelta {
+        counters: Counters {
+            trusted_statuses: COUNTER_MAX,
+            ..Counters::default()
+        },
+        ..KsnDelta::default()
+    };
+    let h = object_hash(&object(1)).unwrap();
+    delta.verdict(h, Verdict::Trusted, TrustReason::User);
+    assert_eq!(delta.counters.trusted_statuses, COUNTER_MAX);
+    assert_eq!(delta.counters.user_trusted, 1);
+    assert_eq!(
+        delta.capped.nonzero().collect::<Vec<_>>(),
+        [("trusted_statuses", 1)]
+    );
+}
+
+#[test]
+fn a_counter_is_announced_capped_once_per_window() {
+    let largest = i64::MAX as u64;
+    let mut aggregate = KsnAggregate::new();
+    assert!(aggregate.add_counts(&sent(largest)).is_empty());
+    assert_eq!(aggregate.add_counts(&sent(largest)), ["bytes_sent"]);
+    assert!(aggregate.add_counts(&sent(largest)).is_empty(), "once");
+    assert_eq!(aggregate.capped().bytes_sent, 2);
+    aggregate.reset();
+    assert!(aggregate.capped().is_zero());
+    aggregate.add_counts(&sent(largest));
+    assert_eq!(
+        aggregate.add_counts(&sent(largest)),
+        ["bytes_sent"],
+        "a new window"
+    );
+}
+
+#[test]
+fn caps_are_saved_with_the_window_and_a_window_without_one_saves_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::Store::open(dir.path()).unwrap();
+    let mut aggregate = KsnAggregate::new();
+    aggregate.fold(&sent(1), SystemTime::now());
+    store.write(|c| aggregate.checkpoint(c)).unwrap();
+    let saved = store.read(|c| meta_get(c, WINDOW_KEY)).unwrap().unwrap();
+    assert!(!saved.contains("capped"), "{saved}");
+
+    aggregate.fold(&sent(COUNTER_MAX), SystemTime::now());
+    store.write(|c| aggregate.checkpoint(c)).unwrap();
+    let mut again = KsnAggregate::new();
+    store.read(|c| again.reload(c)).unwrap();
+    assert_eq!(again.counters().bytes_sent, COUNTER_MAX);
+    assert_eq!(again.capped().bytes_sent, 1);
+}
+
+#[test]
+fn a_window_saved_past_the_maximum_is_stopped_there_and_counted_capped() {
+    // As the build before the cap saved it: u64 counters, no `capped`.
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::Store::open(dir.path()).unwrap();
+    let old = serde_json::json!({
+        "started_at": 1_700_000_000u64,
+        "counters": Counters { bytes_sent: u64::MAX - 1, ..Counters::default() },
+    });
+    store
+        .write(|c| meta_set(c, WINDOW_KEY, &old.to_string()))
+        .unwrap();
+    let mut aggregate = KsnAggregate::new();
+    store.read(|c| aggregate.reload(c)).unwrap();
+    assert_eq!(aggregate.counters().bytes_sent, COUNTER_MAX);
+    assert_eq!(aggregate.capped().bytes_sent, 1);
+}
+
+#[test]
+fn a_capped_report_leaves_an_audit_line_and_an_uncapped_one_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::Store::open(dir.path()).unwrap();
+    let mut aggregate = KsnAggregate::new();
+    aggregate.fold(&sent(1), SystemTime::now());
+    store.write(|c| audit_capped(&aggregate, c)).unwrap();
+    assert!(store.recent_audit(10).unwrap().is_empty());
+
+    aggregate.fold(&sent(COUNTER_MAX), SystemTime::now());
+    aggregate.fold(&sent(COUNTER_MAX), SystemTime::now());
+    store.write(|c| audit_capped(&aggregate, c)).unwrap();
+    let trail = store.recent_audit(10).unwrap();
+    let [line] = trail.as_slice() else {
+        panic!("{trail:?}");
+    };
+    assert_eq!((line.event.as_str(), line.records), (CAPPED_EVENT, 1));
+    assert!(line.detail.contains("bytes_sent (2 additions)"), "{line:?}");
+    assert_eq!(
+        line.facts,
+        Some(serde_json::json!({
+            "purposes": { PURPOSE: 1 },
+            "capped": { "bytes_sent": 2 },
+            "max": COUNTER_MAX,
+        }))
+    );
+}

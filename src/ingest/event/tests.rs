@@ -153,3 +153,30 @@ fn the_agent_adds_its_own_facts() {
         FieldValue::String("update".into())
     );
 }
+
+#[test]
+fn a_request_count_is_whole_and_from_zero_to_the_largest_signed_64_bit_integer() {
+    for field in ["duration_ms", "bytes_sent", "bytes_received"] {
+        let line = |value: &str| format!(r#"{{"kind":"ksn_request","ok":true,"{field}":{value}}}"#);
+        assert_eq!(code(&line("-1")), "invalid_value", "{field}");
+        assert_eq!(code(&line("-9223372036854775808")), "invalid_value");
+        assert_eq!(code(&line("9223372036854775808")), "invalid_value");
+        assert_eq!(code(&line("1.5")), "wrong_type", "{field}");
+        assert_eq!(code(&line("\"12\"")), "wrong_type", "{field}");
+        let (outcome, delta) = parse(&line("9223372036854775807"));
+        assert!(matches!(outcome, Ok(Outcome::Aggregated)), "{field}");
+        let mut window = ksn::KsnAggregate::new();
+        window.fold(&delta, SystemTime::now());
+        let counter = match field {
+            "duration_ms" => "session_duration_ms",
+            other => other,
+        };
+        let largest = window
+            .counters()
+            .fields()
+            .into_iter()
+            .find(|(n, _)| *n == counter);
+        assert_eq!(largest.map(|(_, v)| v), Some(i64::MAX as u64), "{field}");
+        assert!(window.capped().is_zero(), "{field}");
+    }
+}
