@@ -63,6 +63,14 @@ pub struct ConsentApplied {
     /// whose purposes carry it).
     #[serde(default)]
     pub installation_id_rotated: bool,
+    /// The consent receipts this change appended (the act's own first
+    /// when it declared one).
+    #[serde(default)]
+    pub receipts: Vec<uuid::Uuid>,
+    /// Why nothing could be recorded from the consent file (missing,
+    /// empty or broken: everything is held), if so.
+    #[serde(default)]
+    pub holding: Option<String>,
 }
 
 /// What the CLI asks of the daemon.
@@ -73,13 +81,14 @@ pub enum Request {
     Status,
     /// Collect and upload now, ignoring any wait after a failure.
     Flush,
-    /// The consent file changed: re-read it and purge what is no longer
-    /// allowed before answering; collecting and uploading what now is
-    /// allowed happens after the answer, never in its way. `revoked` names
-    /// the clause withdrawn, if the change was a withdrawal.
+    /// The consent file changed: re-read it, record the receipts and
+    /// delete what was withdrawn before answering; collecting and uploading
+    /// what now is allowed happens after the answer, never in its way.
+    /// `act` is the act the command declares (its receipt gets the act's
+    /// own time and means); without one, the change is observed.
     ConsentChanged {
         #[serde(default)]
-        revoked: Option<String>,
+        act: Option<crate::consent::Act>,
     },
 }
 
@@ -207,7 +216,7 @@ mod tests {
             r#"{"request":"flush"}"#
         );
         let back: Request = serde_json::from_str(r#"{"request":"consent_changed"}"#).unwrap();
-        assert_eq!(back, Request::ConsentChanged { revoked: None });
+        assert_eq!(back, Request::ConsentChanged { act: None });
     }
 
     #[test]

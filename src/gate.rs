@@ -20,7 +20,7 @@ use std::path::Path;
 
 use crate::catalogue::{Catalogue, CheckError};
 use crate::clock::rfc3339;
-use crate::consent::{Consents, Decision, Jurisdiction, Registry};
+use crate::consent::{Decision, Jurisdiction, Registry};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -128,9 +128,19 @@ impl Gate {
         self.decisions.load().is_allowed(purpose)
     }
 
-    /// Publishes `registry` (already evaluated by the caller).
-    pub fn publish(&self, registry: Registry) {
-        self.decisions.store(Arc::new(registry));
+    /// Publishes `registry` (already evaluated by the caller), unless a
+    /// newer generation is in force already: a publication never replaces
+    /// a newer one. Returns whether it was published.
+    pub fn publish(&self, registry: Registry) -> bool {
+        let new = Arc::new(registry);
+        let previous = self.decisions.rcu(|current| {
+            if current.generation() > new.generation() {
+                Arc::clone(current)
+            } else {
+                Arc::clone(&new)
+            }
+        });
+        previous.generation() <= new.generation()
     }
 
     /// Checks `record` against the catalogue, then against the consent
@@ -220,19 +230,14 @@ pub fn evaluate(
     jurisdiction: Jurisdiction,
     catalogue: &Catalogue,
 ) -> Registry {
-    match Consents::load(consent_file, catalogue) {
-        Ok(consents) => Registry::evaluate(catalogue, &consents, jurisdiction),
-        Err(err) => {
-            tracing::warn!(error = %err, "consent file unusable: nothing is allowed");
-            Registry::closed(catalogue, &err.to_string())
-        }
-    }
+    crate::consent::Reading::of(consent_file, catalogue).evaluate(catalogue, jurisdiction)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::catalogue::Region;
+    use crate::consent::Consents;
 
     fn gate(accept_eula: bool) -> Gate {
         let catalogue = Catalogue::embedded();

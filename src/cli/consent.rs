@@ -3,16 +3,16 @@
 //! purges what that clause had queued).
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Subcommand;
 use consentry::catalogue::Catalogue;
-use consentry::collect::ksn;
 use consentry::config::Config;
-use consentry::consent::{self, Consents, Method};
+use consentry::consent::{self, Act, ConsentLock, Consents, Method};
 use consentry::control::{self, ControlError, Request, Response};
-use consentry::store::{Store, database_exists, queue};
-use consentry::upload::purge_disallowed;
+use consentry::daemon::instance::InstanceError;
+use consentry::daemon::{Agent, AgentError};
 use serde::Serialize;
 
 use super::table::{self, Cell, Detail, Row, Style, Table, Tone};
@@ -258,7 +258,7 @@ struct Change {
     daemon: Told,
 }
 
-/// What came of telling the daemon about the change.
+/// What came of recording the change: by the daemon, or here.
 #[derive(Debug, Clone, Serialize)]
 struct Told {
     outcome: Outcome,
@@ -269,24 +269,29 @@ struct Told {
     queued: Option<u64>,
     ksn_window_discarded: bool,
     installation_id_rotated: bool,
-    /// What went wrong, for `refused`, `not_told`, or a purge that failed.
+    /// The receipts the change appended, the act's own among them.
+    receipts: Vec<uuid::Uuid>,
+    /// What went wrong (`refused`, `not_told`, `not_recorded`), or why the
+    /// consent file holds everything (`applied`, `not_running`).
     message: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Outcome {
-    /// Nothing changed, so the daemon was not told.
+    /// Nothing changed, so nothing was recorded.
     Unchanged,
-    /// The daemon applied the change before answering.
+    /// The daemon recorded and applied the change before answering.
     Applied,
-    /// No daemon runs; the change applies when it starts (a withdrawal
-    /// was purged here).
+    /// No daemon runs: the change was recorded and applied here.
     NotRunning,
+    /// No daemon runs, and the store could not be used here: the daemon
+    /// records the change when it starts, as observed.
+    NotRecorded,
     /// The daemon answered with an error.
     Refused,
-    /// The daemon could not be asked; it re-reads the file before its next
-    /// upload.
+    /// The daemon could not be asked; it reads the file again when the
+    /// file watch tells it.
     NotTold,
 }
 
@@ -298,6 +303,7 @@ impl Told {
             queued: None,
             ksn_window_discarded: false,
             installation_id_rotated: false,
+            receipts: Vec::new(),
             message: None,
         }
     }
@@ -308,43 +314,48 @@ impl Told {
             ..Self::new(outcome)
         }
     }
+
+    /// "purged N, open KSN window discarded, installation id replaced".
+    fn effects(&self) -> String {
+        let mut effects = vec![format!("purged {}", self.purged)];
+        if self.ksn_window_discarded {
+            effects.push("open KSN window discarded".into());
+        }
+        if self.installation_id_rotated {
+            effects.push("installation id replaced".into());
+        }
+        if let Some(receipt) = self.receipts.first() {
+            effects.push(format!("receipt {receipt}"));
+        }
+        effects.join(", ")
+    }
 }
 
 impl std::fmt::Display for Told {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let message = self.message.as_deref().unwrap_or("");
+        let holding = match &self.message {
+            Some(why) => format!("; the consent file holds everything: {why}"),
+            None => String::new(),
+        };
         match self.outcome {
             Outcome::Unchanged => write!(f, "unchanged"),
             Outcome::Applied => write!(
                 f,
-                "applied (purged {}{}{}, {} still queued)",
-                self.purged,
-                if self.ksn_window_discarded {
-                    ", open KSN window discarded"
-                } else {
-                    ""
-                },
-                if self.installation_id_rotated {
-                    ", installation id replaced"
-                } else {
-                    ""
-                },
+                "applied ({}, {} still queued){holding}",
+                self.effects(),
                 self.queued.unwrap_or_default()
             ),
-            Outcome::NotRunning if self.message.is_some() => write!(
+            Outcome::NotRunning => write!(
                 f,
-                "not running, and the queue could not be purged here ({message}); it will be before the next upload"
+                "not running; recorded and applied here ({}){holding}",
+                self.effects()
             ),
-            Outcome::NotRunning if self.purged > 0 => write!(
-                f,
-                "not running; purged {} queued record(s) here",
-                self.purged
-            ),
-            Outcome::NotRunning => write!(f, "not running; the change applies when it starts"),
+            Outcome::NotRecorded => write!(f, "not running, and not recorded here: {message}"),
             Outcome::Refused => write!(f, "refused the change notice: {message}"),
             Outcome::NotTold => write!(
                 f,
-                "not told ({message}); it re-reads the consent file before its next upload"
+                "not told ({message}); it reads the consent file again when it notices the change"
             ),
         }
     }
@@ -352,7 +363,10 @@ impl std::fmt::Display for Told {
 
 async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Result<ExitCode> {
     let (config, catalogue) = load(output)?;
-    let (changed, acceptance) = if grant {
+    // One command at a time; the daemon's own looks wait for our notice,
+    // so the change is recorded as this command's act, not as observed.
+    let _lock = ConsentLock::exclusive(&config.consent_file)?;
+    let (acceptance, act) = if grant {
         let granted = consent::grant(
             &config.consent_file,
             &catalogue,
@@ -360,18 +374,19 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
             clause,
             Method::Cli,
         )?;
-        (granted.changed, Some(granted.acceptance))
+        let act = granted.changed.then(|| Act::grant(&granted.acceptance));
+        (Some(granted.acceptance), act)
     } else {
-        (
-            consent::revoke(&config.consent_file, &catalogue, clause)?,
-            None,
-        )
+        let revoked = consent::revoke(&config.consent_file, &catalogue, clause)?;
+        let act = revoked
+            .changed
+            .then(|| Act::revoke(clause, revoked.record.as_ref(), Method::Cli.as_str()));
+        (None, act)
     };
-    let daemon = if changed {
-        let revoked = (!grant).then(|| clause.to_owned());
-        tell_daemon(&config, &catalogue, revoked).await
-    } else {
-        Told::new(Outcome::Unchanged)
+    let changed = act.is_some();
+    let daemon = match act {
+        Some(act) => record_act(&config, act).await,
+        None => Told::new(Outcome::Unchanged),
     };
     let report = Change {
         clause: clause.to_owned(),
@@ -383,91 +398,95 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
     if output.json {
         print_json("consentry.consent.change/1", &report)?;
     } else {
-        match (&report.acceptance, report.changed) {
-            (Some(a), true) => say!(
-                "accepted {} version {} (text sha256 {})",
-                a.clause,
-                a.version,
-                a.text_sha256
-            ),
-            (Some(a), false) => say!(
-                "{} version {} was already accepted ({}, {}); nothing changed",
-                a.clause,
-                a.version,
-                a.accepted_at,
-                a.method.as_str()
-            ),
-            (None, true) => {
-                say!("revoked {clause}; anything it had queued is purged")
-            }
-            (None, false) => say!("{clause} was not accepted; nothing to revoke"),
-        }
-        say!("daemon: {}", report.daemon);
+        print_change(&report, clause);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// With no daemon to tell, a revoke still takes effect on the queue at once:
-/// whatever the consent file no longer allows is purged here.
-fn purge_without_daemon(
-    config: &Config,
-    catalogue: &Catalogue,
-    revoked: Option<String>,
-) -> anyhow::Result<u64> {
-    if !database_exists(&config.state_dir)? {
-        return Ok(0);
+fn print_change(report: &Change, clause: &str) {
+    match (&report.acceptance, report.changed) {
+        (Some(a), true) => say!(
+            "accepted {} version {} (text sha256 {})",
+            a.clause,
+            a.version,
+            a.text_sha256
+        ),
+        (Some(a), false) => say!(
+            "{} version {} was already accepted ({}, {}); nothing changed",
+            a.clause,
+            a.version,
+            a.accepted_at,
+            a.method.as_str()
+        ),
+        (None, true) => {
+            say!("revoked {clause}; anything it had queued is purged")
+        }
+        (None, false) => say!("{clause} was not accepted; nothing to revoke"),
     }
-    let registry = config.evaluate_consent(catalogue);
-    let store = Store::open(&config.state_dir)?;
-    if let Ok(consents) = consentry::consent::Consents::load(&config.consent_file, catalogue) {
-        let snapshot = consentry::consent::receipt::Snapshot::of(
-            consents.iter(),
-            &config.jurisdiction(catalogue),
-            catalogue,
-        );
-        let by = revoked.is_some().then_some("cli");
-        store.write(|c| consentry::store::receipts::record(c, &snapshot, catalogue, by))?;
-    }
-    if let Some(clause) = revoked
-        && catalogue.clause_carries_installation_id(&clause)
-    {
-        let why = format!("installation id replaced: consent for {clause} withdrawn");
-        store.write(|c| queue::rotate_installation_id(c, &why))?;
-    }
-    let mut purged = purge_disallowed(&store, &registry)?;
-    if registry.unreadable().is_none() && !registry.is_allowed(ksn::PURPOSE) {
-        purged += store.write(ksn::discard_stored_window)?;
-    }
-    Ok(purged)
+    say!("daemon: {}", report.daemon);
 }
 
-/// Best effort: a stopped daemon reads the file when it starts.
-async fn tell_daemon(config: &Config, catalogue: &Catalogue, revoked: Option<String>) -> Told {
+/// How long a command waits for a daemon that holds the state directory's
+/// lock but does not answer yet (it is starting) before giving up.
+const DAEMON_STARTING: Duration = Duration::from_secs(10);
+
+/// Has `act` recorded and applied: by the running daemon, or, with none
+/// running, here, under the daemon's lock (the same consent owner the
+/// daemon uses). A daemon that is starting holds the lock before it
+/// answers: asked again until it does.
+async fn record_act(config: &Config, act: Act) -> Told {
     let request = Request::ConsentChanged {
-        revoked: revoked.clone(),
+        act: Some(act.clone()),
     };
-    match control::request(&config.control_socket(), &request).await {
-        Ok(Response::ConsentApplied(applied)) => Told {
-            purged: applied.purged,
-            queued: Some(applied.queued),
-            ksn_window_discarded: applied.ksn_window_discarded,
-            installation_id_rotated: applied.installation_id_rotated,
-            ..Told::new(Outcome::Applied)
-        },
-        Ok(Response::Error { message }) => Told::with_message(Outcome::Refused, message),
-        Ok(other) => Told::with_message(
-            Outcome::Refused,
-            format!("the daemon answered unexpectedly: {other:?}"),
-        ),
-        Err(ControlError::NotRunning(_)) => {
-            match purge_without_daemon(config, catalogue, revoked) {
-                Ok(purged) => Told {
-                    purged,
+    let deadline = Instant::now() + DAEMON_STARTING;
+    loop {
+        match control::request(&config.control_socket(), &request).await {
+            Ok(Response::ConsentApplied(applied)) => {
+                return Told {
+                    purged: applied.purged,
+                    queued: Some(applied.queued),
+                    ksn_window_discarded: applied.ksn_window_discarded,
+                    installation_id_rotated: applied.installation_id_rotated,
+                    receipts: applied.receipts,
+                    message: applied.holding,
+                    ..Told::new(Outcome::Applied)
+                };
+            }
+            Ok(Response::Error { message }) => {
+                return Told::with_message(Outcome::Refused, message);
+            }
+            Ok(other) => {
+                return Told::with_message(
+                    Outcome::Refused,
+                    format!("the daemon answered unexpectedly: {other:?}"),
+                );
+            }
+            Err(ControlError::NotRunning(_)) => {}
+            Err(err) => return Told::with_message(Outcome::NotTold, err.to_string()),
+        }
+        match Agent::open_with_act(config.clone(), &act).await {
+            Ok((agent, applied)) => {
+                agent.close().await;
+                return Told {
+                    purged: applied.purged,
+                    ksn_window_discarded: applied.ksn_window_discarded,
+                    installation_id_rotated: applied.new_installation_id.is_some(),
+                    receipts: applied.receipts.iter().map(|r| r.receipt_id).collect(),
+                    message: applied.holding,
                     ..Told::new(Outcome::NotRunning)
-                },
-                Err(err) => Told::with_message(Outcome::NotRunning, format!("{err:#}")),
+                };
+            }
+            Err(AgentError::Instance(
+                InstanceError::Running { .. } | InstanceError::Busy { .. },
+            )) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => {
+                return Told::with_message(
+                    Outcome::NotRecorded,
+                    format!("{err}; the daemon records the change when it starts, as observed"),
+                );
             }
         }
-        Err(err) => Told::with_message(Outcome::NotTold, err.to_string()),
     }
 }

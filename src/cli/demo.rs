@@ -145,9 +145,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     say!("\nRevoking ksn, then sending 1,000 more scan verdicts:");
-    consent::revoke(&config.consent_file, &catalogue, "ksn")?;
-    let revoked = Some("ksn".to_owned());
-    control::request(&control_socket, &Request::ConsentChanged { revoked }).await?;
+    revoke(&config, &catalogue, "ksn").await?;
     let summary = emit(&ingest_socket, &verdict_lines(1000)).await?;
     say!(
         "  {} accepted, {} discarded at the door (never stored)",
@@ -158,9 +156,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let before = receiver.requests().len();
 
     say!("\nRevoking eula (`consentry consent revoke eula`), then flushing:");
-    consent::revoke(&config.consent_file, &catalogue, "eula")?;
-    let revoked = Some("eula".to_owned());
-    match control::request(&control_socket, &Request::ConsentChanged { revoked }).await? {
+    match revoke(&config, &catalogue, "eula").await? {
         Response::ConsentApplied(applied) => say!(
             "  purged {} queued record(s); installation id replaced: {}",
             applied.purged,
@@ -360,4 +356,19 @@ fn print_decision(decision: &Decision) {
         decision.purpose(),
         decision.reason()
     );
+}
+
+/// What `consentry consent revoke CLAUSE` does with a daemon running: the
+/// consent file rewritten under its lock, and the act declared to the
+/// daemon, which records its receipt and purges before answering.
+async fn revoke(
+    config: &Config,
+    catalogue: &consentry::catalogue::Catalogue,
+    clause: &str,
+) -> anyhow::Result<Response> {
+    let _lock = consent::ConsentLock::exclusive(&config.consent_file)?;
+    let revoked = consent::revoke(&config.consent_file, catalogue, clause)?;
+    let act = consent::Act::revoke(clause, revoked.record.as_ref(), Method::Cli.as_str());
+    let request = Request::ConsentChanged { act: Some(act) };
+    Ok(control::request(&config.control_socket(), &request).await?)
 }

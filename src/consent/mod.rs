@@ -3,17 +3,23 @@
 //!
 //! Nothing outside this module reads or writes the consent file, and nothing
 //! outside [`Registry`] decides whether a purpose may send. Every path fails
-//! closed: a missing file accepts nothing, an unreadable or invalid file
-//! allows nothing, and an acceptance of an older or different text allows
-//! nothing until it is renewed.
+//! closed: a missing, empty, unreadable or invalid file allows nothing
+//! and deletes nothing (`Reading`), and an acceptance of an older or
+//! different text allows nothing until it is renewed.
 
+pub mod act;
 mod file;
+mod lock;
 mod policy;
 #[cfg(test)]
 mod proptests;
+mod reading;
 mod registry;
 
 pub mod receipt;
-pub use file::{Acceptance, ConsentError, Consents, Granted, Method, grant, revoke};
+pub use act::{Act, ActKind};
+pub use file::{Acceptance, ConsentError, Consents, Granted, Method, Revoked, grant, revoke};
+pub use lock::ConsentLock;
 pub use policy::Policy;
-pub use registry::{Decision, Jurisdiction, OptOut, Registry};
+pub use reading::{Held, Reading};
+pub use registry::{Cause, Decision, Jurisdiction, OptOut, Registry};

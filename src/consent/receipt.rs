@@ -2,12 +2,18 @@
 //! a renewal, a policy change, a region change), in the shape of the
 //! Kantara Consent Receipt 1.1 / ISO/IEC TS 27560 (`docs/consent-receipts.md`).
 //!
-//! Receipts are derived, not declared: a [`Snapshot`] of what is in force
-//! (the accepted clauses, the region, the purposes the administrator
-//! policy switches off) is compared with the last one recorded, and each
-//! difference becomes a [`Receipt`]. So an edit of the consent file by
-//! hand, a policy file or a region change gets its receipt as surely as a
-//! `consent grant`. This module is pure; the store keeps the log.
+//! A receipt is either declared or observed. A `consent grant|revoke`
+//! declares its act (`act::Act`): its receipt carries the act's own time,
+//! means and id. Anything nobody declared (an edit of the consent file by
+//! hand, an installer writing it, a policy or region change) is observed: a
+//! [`Snapshot`] of what is in force (the usable acceptances, the region,
+//! the purposes the administrator policy switches off) is compared with the
+//! last one recorded, and each difference becomes a receipt that says it
+//! was observed (`collection_method` `file`, `policy` or `config`), when,
+//! and when the file was last modified. An acceptance the catalogue cannot
+//! use (an unknown or older version, another text) is held: it grants,
+//! renews and withdraws nothing. This module is pure; the store keeps the
+//! log.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
@@ -15,7 +21,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Acceptance, Jurisdiction};
+use super::act::{Act, ActKind};
+use super::{Consents, Jurisdiction};
 use crate::catalogue::Catalogue;
 use crate::clock::rfc3339;
 
@@ -30,31 +37,41 @@ pub struct Snapshot {
     pub accepted: BTreeMap<String, (u32, String, String)>,
     /// Purposes the administrator policy switches off.
     pub switched_off: BTreeSet<String>,
+    /// Clauses whose last event was a withdrawal (`status` says
+    /// "withdrawn" for them, not "never accepted").
+    #[serde(default)]
+    pub withdrawn: BTreeSet<String>,
 }
 
 impl Snapshot {
-    /// What `acceptances` put in force in `jurisdiction`. (An unusable
-    /// consent file is no event: the caller records nothing then.)
-    pub fn of<'a>(
-        acceptances: impl IntoIterator<Item = &'a Acceptance>,
+    /// What a valid consent file puts in force in `jurisdiction`, starting
+    /// from `previous`: each usable acceptance as it is; a clause whose
+    /// acceptance the catalogue cannot use keeps what `previous` had for it
+    /// (held: no grant, no renewal, no withdrawal).
+    pub fn observed(
+        consents: &Consents,
         jurisdiction: &Jurisdiction,
         catalogue: &Catalogue,
+        previous: &Snapshot,
     ) -> Self {
+        let mut accepted = BTreeMap::new();
+        for clause in catalogue.clauses() {
+            let entry = match consents.get(&clause.id) {
+                Some(a) if a.is_current(catalogue) => Some((
+                    a.version,
+                    a.text_sha256.clone(),
+                    a.method.as_str().to_owned(),
+                )),
+                Some(_) => previous.accepted.get(&clause.id).cloned(),
+                None => None,
+            };
+            if let Some(entry) = entry {
+                accepted.insert(clause.id.clone(), entry);
+            }
+        }
         Self {
             region: jurisdiction.region.to_string(),
-            accepted: acceptances
-                .into_iter()
-                .map(|a| {
-                    (
-                        a.clause.clone(),
-                        (
-                            a.version,
-                            a.text_sha256.clone(),
-                            a.method.as_str().to_owned(),
-                        ),
-                    )
-                })
-                .collect(),
+            accepted,
             switched_off: catalogue
                 .purposes()
                 .filter(|p| {
@@ -64,6 +81,49 @@ impl Snapshot {
                 })
                 .map(|p| p.id.clone())
                 .collect(),
+            withdrawn: previous.withdrawn.clone(),
+        }
+    }
+
+    /// The same snapshot with `withdrawn` moved on by `receipts`.
+    fn after(mut self, receipts: &[Receipt]) -> Self {
+        for receipt in receipts {
+            let Some(clause) = &receipt.clause else {
+                continue;
+            };
+            match receipt.event {
+                Event::Revoke => self.withdrawn.insert(clause.id.clone()),
+                Event::Grant | Event::Renewal => self.withdrawn.remove(&clause.id),
+                _ => false,
+            };
+        }
+        self
+    }
+}
+
+/// How a set of differences came about: the act a command declared, if
+/// any, and when the rest was noticed.
+#[derive(Debug, Clone, Copy)]
+pub struct Provenance<'a> {
+    /// The declared act: the difference it explains gets its receipt.
+    pub act: Option<&'a Act>,
+    /// When the consent file was read.
+    pub observed_at: SystemTime,
+    /// The consent file's last modification, as read.
+    pub file_modified_at: Option<SystemTime>,
+    /// The file's own words about each acceptance (`accepted_at`,
+    /// `method`), quoted by an observed grant or renewal.
+    pub stated: Option<&'a Consents>,
+}
+
+impl Provenance<'_> {
+    /// Changes nobody declared, noticed now.
+    pub fn observed_now() -> Self {
+        Provenance {
+            act: None,
+            observed_at: SystemTime::now(),
+            file_modified_at: None,
+            stated: None,
         }
     }
 }
@@ -123,9 +183,34 @@ pub struct Receipt {
     pub purposes: Vec<PurposeRef>,
     pub previous_state: String,
     pub new_state: String,
+    /// A declared receipt: the id of the act it records (`None`: observed).
+    #[serde(default)]
+    pub act_id: Option<Uuid>,
+    /// An observed receipt: what was seen, and when the file changed
+    /// (`None`: declared).
+    #[serde(default)]
+    pub observed: Option<Observation>,
+}
+
+/// What an observed receipt saw: the change was noticed at the receipt's
+/// `timestamp`; nobody declared it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The consent file's last modification when the change was read
+    /// (`null` for a policy or region change).
+    pub file_modified_at: Option<String>,
+    /// What the file itself says of the acceptance (`accepted_at`,
+    /// `method`): a claim of whoever wrote it, quoted, not vouched for.
+    pub stated_accepted_at: Option<String>,
+    pub stated_method: Option<String>,
 }
 
 impl Receipt {
+    /// Whether a command declared this act (else it was observed).
+    pub fn is_declared(&self) -> bool {
+        self.act_id.is_some()
+    }
+
     /// What the event is about, in a few words: the clause and version, or
     /// the purposes a policy switched.
     pub fn subject(&self) -> String {
@@ -141,30 +226,101 @@ impl Receipt {
     }
 }
 
-/// The receipts that turn `old` into `new`. `revoked_by` names how a
-/// withdrawal was made when the caller knows (`cli`); else `file`.
+/// The receipts that turn `old` into `new`, and the snapshot to record
+/// after them (`new` with its withdrawals moved on). A clause difference
+/// the declared act explains gets the act's receipt; every other
+/// difference is observed.
 pub fn diff(
     old: &Snapshot,
     new: &Snapshot,
     catalogue: &Catalogue,
-    revoked_by: Option<&str>,
-) -> Vec<Receipt> {
-    let now = rfc3339(SystemTime::now());
-    let receipt =
-        |event, clause, purposes, method: &str, previous: String, new_state: String| Receipt {
+    how: &Provenance<'_>,
+) -> (Vec<Receipt>, Snapshot) {
+    let maker = Maker {
+        catalogue,
+        how,
+        region: &new.region,
+        now: rfc3339(how.observed_at),
+    };
+    let mut receipts = Vec::new();
+    if old.region != new.region {
+        receipts.push(maker.observed(
+            Event::RegionChange,
+            None,
+            Vec::new(),
+            "config",
+            (old.region.clone(), new.region.clone()),
+        ));
+    }
+    receipts.extend(clause_receipts(old, new, &maker));
+    receipts.extend(policy_receipts(old, new, &maker));
+    let after = new.clone().after(&receipts);
+    (receipts, after)
+}
+
+/// What every receipt of one comparison shares.
+struct Maker<'a> {
+    catalogue: &'a Catalogue,
+    how: &'a Provenance<'a>,
+    region: &'a str,
+    /// `how.observed_at`, formatted.
+    now: String,
+}
+
+impl Maker<'_> {
+    fn receipt(
+        &self,
+        event: Event,
+        clause: Option<ClauseRef>,
+        purposes: Vec<PurposeRef>,
+        method: &str,
+        (previous, new_state): (String, String),
+    ) -> Receipt {
+        Receipt {
             version: RECEIPT_VERSION.into(),
             receipt_id: Uuid::new_v4(),
-            timestamp: now.clone(),
-            jurisdiction: new.region.clone(),
+            timestamp: self.now.clone(),
+            jurisdiction: self.region.to_owned(),
             collection_method: method.to_owned(),
             event,
             clause,
             purposes,
             previous_state: previous,
             new_state,
-        };
-    let purposes_of = |clause: &str| -> Vec<PurposeRef> {
-        catalogue
+            act_id: None,
+            observed: None,
+        }
+    }
+
+    /// A receipt for a change nobody declared.
+    fn observed(
+        &self,
+        event: Event,
+        clause: Option<ClauseRef>,
+        purposes: Vec<PurposeRef>,
+        method: &str,
+        states: (String, String),
+    ) -> Receipt {
+        let stated = clause
+            .as_ref()
+            .and_then(|c| self.how.stated.and_then(|consents| consents.get(&c.id)))
+            .filter(|_| event != Event::Revoke);
+        Receipt {
+            observed: Some(Observation {
+                file_modified_at: (method == "file")
+                    .then_some(self.how.file_modified_at)
+                    .flatten()
+                    .map(rfc3339),
+                stated_accepted_at: stated.map(|a| a.accepted_at.clone()),
+                stated_method: stated.map(|a| a.method.as_str().to_owned()),
+            }),
+            ..self.receipt(event, clause, purposes, method, states)
+        }
+    }
+
+    /// The purposes `clause` allows, with their bases.
+    fn purposes_of(&self, clause: &str) -> Vec<PurposeRef> {
+        self.catalogue
             .purposes()
             .filter(|p| p.clauses.iter().any(|c| c == clause))
             .map(|p| PurposeRef {
@@ -172,84 +328,93 @@ pub fn diff(
                 basis: p.basis.as_str().to_owned(),
             })
             .collect()
-    };
+    }
+
+    fn purpose_ref(&self, purpose: &str) -> PurposeRef {
+        PurposeRef {
+            purpose: purpose.to_owned(),
+            basis: self
+                .catalogue
+                .purpose(purpose)
+                .map_or("unknown", |p| p.basis.as_str())
+                .to_owned(),
+        }
+    }
+}
+
+/// One receipt per clause granted, withdrawn or renewed.
+fn clause_receipts(old: &Snapshot, new: &Snapshot, maker: &Maker<'_>) -> Vec<Receipt> {
     let state = |accepted: Option<&(u32, String, String)>| match accepted {
         Some((version, _, _)) => format!("accepted v{version}"),
         None => "not accepted".to_owned(),
     };
-    let mut receipts = Vec::new();
-    if old.region != new.region {
-        receipts.push(receipt(
-            Event::RegionChange,
-            None,
-            Vec::new(),
-            "config",
-            old.region.clone(),
-            new.region.clone(),
-        ));
-    }
     let clauses: BTreeSet<&String> = old.accepted.keys().chain(new.accepted.keys()).collect();
+    let mut receipts = Vec::new();
     for clause in clauses {
         let (before, after) = (old.accepted.get(clause), new.accepted.get(clause));
-        let (event, method, named) = match (before, after) {
-            (None, Some(now)) => (Event::Grant, now.2.as_str(), now),
-            (Some(was), None) => (Event::Revoke, revoked_by.unwrap_or("file"), was),
-            (Some(was), Some(now)) if was.0 != now.0 || was.1 != now.1 => {
-                (Event::Renewal, now.2.as_str(), now)
-            }
+        let (event, named) = match (before, after) {
+            (None, Some(now)) => (Event::Grant, now),
+            (Some(was), None) => (Event::Revoke, was),
+            (Some(was), Some(now)) if was.0 != now.0 || was.1 != now.1 => (Event::Renewal, now),
             _ => continue,
         };
-        receipts.push(receipt(
-            event,
-            Some(ClauseRef {
-                id: clause.clone(),
-                version: named.0,
-                text_sha256: named.1.clone(),
-            }),
-            purposes_of(clause),
-            method,
-            state(before),
-            state(after),
-        ));
+        let clause_ref = ClauseRef {
+            id: clause.clone(),
+            version: named.0,
+            text_sha256: named.1.clone(),
+        };
+        let states = (state(before), state(after));
+        let purposes = maker.purposes_of(clause);
+        receipts.push(
+            match maker.how.act.filter(|act| act.explains(clause, event)) {
+                Some(act) => Receipt {
+                    timestamp: act.at.clone(),
+                    act_id: Some(act.id),
+                    ..maker.receipt(event, Some(clause_ref), purposes, &act.method, states)
+                },
+                None => maker.observed(event, Some(clause_ref), purposes, "file", states),
+            },
+        );
     }
-    let purpose_ref = |purpose: &String| PurposeRef {
-        purpose: purpose.clone(),
-        basis: catalogue
-            .purpose(purpose)
-            .map_or("unknown", |p| p.basis.as_str())
-            .to_owned(),
-    };
+    receipts
+}
+
+/// One receipt for the purposes a policy switched off, one for those it
+/// switched on again.
+fn policy_receipts(old: &Snapshot, new: &Snapshot, maker: &Maker<'_>) -> Vec<Receipt> {
+    let on_the_policy = "allowed by the policy".to_owned();
+    let off_by_policy = "switched off by the policy".to_owned();
     let off: Vec<PurposeRef> = new
         .switched_off
         .difference(&old.switched_off)
-        .map(purpose_ref)
+        .map(|p| maker.purpose_ref(p))
         .collect();
     let on: Vec<PurposeRef> = old
         .switched_off
         .difference(&new.switched_off)
-        .map(purpose_ref)
+        .map(|p| maker.purpose_ref(p))
         .collect();
+    let mut receipts = Vec::new();
     if !off.is_empty() {
-        receipts.push(receipt(
-            Event::PolicyChange,
-            None,
-            off,
-            "policy",
-            "allowed by the policy".into(),
-            "switched off by the policy".into(),
-        ));
+        let states = (on_the_policy.clone(), off_by_policy.clone());
+        receipts.push(maker.observed(Event::PolicyChange, None, off, "policy", states));
     }
     if !on.is_empty() {
-        receipts.push(receipt(
-            Event::PolicyChange,
-            None,
-            on,
-            "policy",
-            "switched off by the policy".into(),
-            "allowed by the policy".into(),
-        ));
+        let states = (off_by_policy, on_the_policy);
+        receipts.push(maker.observed(Event::PolicyChange, None, on, "policy", states));
     }
     receipts
+}
+
+impl Act {
+    /// Whether this act is what made `clause` undergo `event`.
+    fn explains(&self, clause: &str, event: Event) -> bool {
+        self.clause == clause
+            && matches!(
+                (self.kind, event),
+                (ActKind::Grant, Event::Grant | Event::Renewal) | (ActKind::Revoke, Event::Revoke)
+            )
+    }
 }
 
 #[cfg(test)]
@@ -264,21 +429,34 @@ mod tests {
                 .map(|(c, v)| ((*c).to_owned(), (*v, "ab".repeat(32), "cli".to_owned())))
                 .collect(),
             switched_off: off.iter().map(|p| (*p).to_owned()).collect(),
+            withdrawn: BTreeSet::new(),
         }
     }
 
+    fn observed(old: &Snapshot, new: &Snapshot) -> Vec<Receipt> {
+        diff(
+            old,
+            new,
+            &Catalogue::embedded(),
+            &Provenance::observed_now(),
+        )
+        .0
+    }
+
     #[test]
-    fn each_change_is_one_receipt_with_every_field() {
-        let catalogue = Catalogue::embedded();
+    fn each_observed_change_is_one_receipt_that_says_it_was_observed() {
         let none = snapshot("global", &[], &[]);
         let granted = snapshot("global", &[("eula", 3)], &[]);
-        let receipts = diff(&none, &granted, &catalogue, None);
+        let receipts = observed(&none, &granted);
         assert_eq!(receipts.len(), 1);
         let grant = &receipts[0];
         assert_eq!(grant.event, Event::Grant);
         assert_eq!(grant.version, RECEIPT_VERSION);
         assert_eq!(grant.jurisdiction, "global");
-        assert_eq!(grant.collection_method, "cli");
+        // Nobody declared it: never credited to the CLI.
+        assert_eq!(grant.collection_method, "file");
+        assert!(!grant.is_declared());
+        assert!(grant.observed.is_some());
         assert_eq!(grant.clause.as_ref().unwrap().id, "eula");
         assert_eq!(grant.clause.as_ref().unwrap().version, 3);
         assert_eq!(grant.previous_state, "not accepted");
@@ -290,22 +468,15 @@ mod tests {
                 .any(|p| p.purpose == "update_identity" && p.basis == "contract")
         );
 
-        assert!(diff(&granted, &granted, &catalogue, None).is_empty());
+        assert!(observed(&granted, &granted).is_empty());
         let renewed = snapshot("global", &[("eula", 4)], &[]);
-        assert_eq!(
-            diff(&granted, &renewed, &catalogue, None)[0].event,
-            Event::Renewal
-        );
-        let revoked = diff(&granted, &none, &catalogue, Some("cli"));
+        assert_eq!(observed(&granted, &renewed)[0].event, Event::Renewal);
+        let revoked = observed(&granted, &none);
         assert_eq!(revoked[0].event, Event::Revoke);
-        assert_eq!(revoked[0].collection_method, "cli");
-        assert_eq!(
-            diff(&granted, &none, &catalogue, None)[0].collection_method,
-            "file"
-        );
+        assert_eq!(revoked[0].collection_method, "file");
 
         let moved = snapshot("eu", &[("eula", 3)], &[]);
-        let region = diff(&granted, &moved, &catalogue, None);
+        let region = observed(&granted, &moved);
         assert_eq!(region.len(), 1);
         assert_eq!(region[0].event, Event::RegionChange);
         assert_eq!(
@@ -317,11 +488,60 @@ mod tests {
         );
 
         let off = snapshot("global", &[("eula", 3)], &["geo_distribution"]);
-        let policy = diff(&granted, &off, &catalogue, None);
+        let policy = observed(&granted, &off);
         assert_eq!(policy.len(), 1);
         assert_eq!(policy[0].event, Event::PolicyChange);
         assert_eq!(policy[0].purposes[0].purpose, "geo_distribution");
         assert_ne!(policy[0].receipt_id, region[0].receipt_id);
+    }
+
+    #[test]
+    fn a_declared_act_gets_its_own_time_method_and_id() {
+        let catalogue = Catalogue::embedded();
+        let none = snapshot("global", &[], &[]);
+        let both = snapshot("global", &[("eula", 3), ("ksn", 3)], &[]);
+        let act = Act {
+            id: Uuid::new_v4(),
+            kind: ActKind::Grant,
+            clause: "ksn".into(),
+            version: Some(3),
+            text_sha256: Some("ab".repeat(32)),
+            at: "2026-01-02T03:04:05Z".into(),
+            method: "cli".into(),
+        };
+        let how = Provenance {
+            act: Some(&act),
+            ..Provenance::observed_now()
+        };
+        let (receipts, after) = diff(&none, &both, &catalogue, &how);
+        let ksn = receipts.iter().find(|r| r.subject() == "ksn v3").unwrap();
+        assert_eq!(ksn.timestamp, "2026-01-02T03:04:05Z");
+        assert_eq!(ksn.collection_method, "cli");
+        assert_eq!(ksn.act_id, Some(act.id));
+        assert!(ksn.observed.is_none());
+        // The eula was not the act: observed, never credited to the CLI.
+        let eula = receipts.iter().find(|r| r.subject() == "eula v3").unwrap();
+        assert_eq!(eula.collection_method, "file");
+        assert!(!eula.is_declared());
+        assert_eq!(after.accepted.len(), 2);
+
+        let revoke = Act {
+            kind: ActKind::Revoke,
+            ..act
+        };
+        let how = Provenance {
+            act: Some(&revoke),
+            ..Provenance::observed_now()
+        };
+        let only_eula = snapshot("global", &[("eula", 3)], &[]);
+        let (receipts, after) = diff(&after, &only_eula, &catalogue, &how);
+        assert_eq!(receipts.len(), 1);
+        assert_eq!(receipts[0].event, Event::Revoke);
+        assert!(receipts[0].is_declared());
+        assert!(after.withdrawn.contains("ksn"));
+        // Granted again: no longer withdrawn.
+        let (_, after) = diff(&after, &both, &catalogue, &Provenance::observed_now());
+        assert!(after.withdrawn.is_empty());
     }
 }
 

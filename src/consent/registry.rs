@@ -36,13 +36,24 @@ pub enum Decision {
         reason: String,
         /// `None` for a purpose the catalogue does not have.
         basis: Option<Basis>,
-        /// Blocked because no clause that could allow it is accepted at all
-        /// (never accepted, withdrawn, or switched off by an opt-out or the
-        /// administrator): the one case in which what it had queued is
-        /// purged. Every other block (renewal due, an acceptance this
-        /// catalogue does not recognise, an unreadable file) holds the data.
-        withdrawn: bool,
+        /// What becomes of what it queued.
+        cause: Cause,
     },
+}
+
+/// Why a purpose is blocked, as far as its queued data goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Held: something is due or unusable (a renewal, an acceptance this
+    /// catalogue does not recognise, an unusable consent file); what it
+    /// queued is kept until that is fixed.
+    Held,
+    /// No clause that could allow it is accepted, and none ever was as
+    /// far as the receipts know.
+    NotAccepted,
+    /// Consent for it was withdrawn: a clause revoked, an opt-out signal,
+    /// the administrator's policy.
+    Withdrawn,
 }
 
 impl Decision {
@@ -69,12 +80,24 @@ impl Decision {
         }
     }
 
-    /// Whether queued data of this purpose may be deleted (see `Blocked`).
+    /// Whether queued data of this purpose may be deleted: no clause that
+    /// could allow it is accepted (see [`Cause`]); every other block holds.
+    pub fn is_deletable(&self) -> bool {
+        matches!(
+            self,
+            Decision::Blocked {
+                cause: Cause::NotAccepted | Cause::Withdrawn,
+                ..
+            }
+        )
+    }
+
+    /// Whether consent for it was withdrawn (not merely never given).
     pub fn is_withdrawn(&self) -> bool {
         matches!(
             self,
             Decision::Blocked {
-                withdrawn: true,
+                cause: Cause::Withdrawn,
                 ..
             }
         )
@@ -108,8 +131,12 @@ struct FlatDecision {
     #[serde(default)]
     clause_sha256: Option<String>,
     reason: String,
+    /// Consent for it was withdrawn (its queued data deleted).
     #[serde(default)]
     withdrawn: bool,
+    /// Blocked, but what it queued is kept until the block is lifted.
+    #[serde(default)]
+    held: bool,
     #[serde(default)]
     basis: Option<Basis>,
 }
@@ -132,13 +159,14 @@ impl Serialize for Decision {
                 clause_sha256: Some(digest),
                 reason,
                 withdrawn: false,
+                held: false,
                 basis: Some(basis),
             },
             Decision::Blocked {
                 purpose,
                 reason,
                 basis,
-                withdrawn,
+                cause,
             } => FlatDecision {
                 purpose,
                 allowed: false,
@@ -146,7 +174,8 @@ impl Serialize for Decision {
                 clause_version: None,
                 clause_sha256: None,
                 reason,
-                withdrawn,
+                withdrawn: cause == Cause::Withdrawn,
+                held: cause == Cause::Held,
                 basis,
             },
         };
@@ -180,7 +209,11 @@ impl<'de> Deserialize<'de> for Decision {
                 purpose: flat.purpose,
                 reason: flat.reason,
                 basis: flat.basis,
-                withdrawn: flat.withdrawn,
+                cause: match (flat.withdrawn, flat.held) {
+                    (true, _) => Cause::Withdrawn,
+                    (false, true) => Cause::Held,
+                    (false, false) => Cause::NotAccepted,
+                },
             },
         })
     }
@@ -239,6 +272,9 @@ pub struct Registry {
     /// the decisions apply (they can only narrow what is sent), but nothing
     /// is purged on their word ([`Registry::holding_purges`]).
     purges_held: bool,
+    /// Set by the one publisher (`daemon::consent`); a publication never
+    /// replaces a newer one (`Gate::publish`).
+    generation: u64,
 }
 
 impl Registry {
@@ -290,6 +326,7 @@ impl Registry {
             decisions,
             unreadable: None,
             purges_held: false,
+            generation: 0,
         }
     }
 
@@ -311,6 +348,7 @@ impl Registry {
             decisions,
             unreadable: Some(why.to_owned()),
             purges_held: false,
+            generation: 0,
         }
     }
 
@@ -352,7 +390,40 @@ impl Registry {
             && self
                 .decisions
                 .get(purpose)
-                .is_some_and(Decision::is_withdrawn)
+                .is_some_and(Decision::is_deletable)
+    }
+
+    /// These decisions with what the receipts know: a purpose blocked for
+    /// want of an accepted clause, one of whose clauses was `withdrawn`
+    /// (its last event a revoke), is withdrawn, not merely never accepted.
+    pub fn knowing_withdrawals(
+        mut self,
+        catalogue: &Catalogue,
+        withdrawn: &std::collections::BTreeSet<String>,
+    ) -> Self {
+        for (purpose, decision) in &mut self.decisions {
+            let Decision::Blocked { cause, .. } = decision else {
+                continue;
+            };
+            let revoked = catalogue
+                .purpose(purpose)
+                .is_some_and(|p| p.clauses.iter().any(|c| withdrawn.contains(c)));
+            if *cause == Cause::NotAccepted && revoked {
+                *cause = Cause::Withdrawn;
+            }
+        }
+        self
+    }
+
+    /// The generation this snapshot was published as (0: never).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// These decisions, to be published as generation `generation`.
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
     }
 
     pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
@@ -367,21 +438,20 @@ impl Registry {
 
 /// Blocked, with the data held.
 fn blocked(purpose: &str, reason: String) -> Decision {
-    Decision::Blocked {
-        purpose: purpose.to_owned(),
-        reason,
-        basis: None,
-        withdrawn: false,
-    }
+    blocked_by(purpose, reason, Cause::Held)
 }
 
 /// Blocked by a withdrawal: what it had queued may be purged.
 fn withdrawn(purpose: &str, reason: String) -> Decision {
+    blocked_by(purpose, reason, Cause::Withdrawn)
+}
+
+fn blocked_by(purpose: &str, reason: String, cause: Cause) -> Decision {
     Decision::Blocked {
         purpose: purpose.to_owned(),
         reason,
         basis: None,
-        withdrawn: true,
+        cause,
     }
 }
 
@@ -429,7 +499,7 @@ fn decide_purpose(
         .iter()
         .all(|clause| consents.get(&clause.id).is_none())
     {
-        withdrawn(purpose, reason)
+        blocked_by(purpose, reason, Cause::NotAccepted)
     } else {
         blocked(purpose, reason)
     }

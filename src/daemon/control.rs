@@ -5,24 +5,31 @@
 //! whatever the uploader and the receiver are doing.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::consent::Cause;
 use super::uploader::FlushRequest;
 use super::{Agent, Shared};
 use crate::clock::rfc3339;
-use crate::collect::ksn;
-use crate::control::{ConsentApplied, DaemonStatus, FlushSummary, Request, Response};
-use crate::store::{Fault, StoreHealth, queue};
-use crate::upload::{InFlight, purge_disallowed_via};
+use crate::consent::Act;
+use crate::control::{DaemonStatus, FlushSummary, Request, Response};
+use crate::store::{Fault, StoreHealth};
+use crate::upload::InFlight;
 
-/// Longest a consent change waits for the uploader to let go of a batch it
-/// stopped (it lets go at once unless the writer is stuck on the disk).
-const STOP_WAIT: Duration = Duration::from_secs(10);
+/// What the consent task is asked: a command's change (answered once
+/// applied).
+pub(crate) enum Notice {
+    Changed {
+        act: Option<Act>,
+        reply: oneshot::Sender<Response>,
+    },
+}
 
 pub(crate) struct Handler {
     pub(super) agent: Arc<Agent>,
+    /// The consent task's inbox.
+    pub(super) consent: mpsc::Sender<Notice>,
     pub(super) in_flight: Arc<InFlight>,
     pub(super) shared: Arc<Shared>,
     pub(super) collect_now: Arc<Notify>,
@@ -34,7 +41,7 @@ impl Handler {
     pub(crate) async fn handle(&self, request: Request) -> Response {
         match request {
             Request::Status => Response::Status(Box::new(self.status().await)),
-            Request::ConsentChanged { revoked } => self.apply_consent(revoked).await,
+            Request::ConsentChanged { act } => self.consent_changed(act).await,
             Request::Flush => self.flush().await,
         }
     }
@@ -70,93 +77,49 @@ impl Handler {
         }
     }
 
-    /// Publishes the new decisions, stops a batch in flight that carries a
-    /// purpose they no longer allow, then purges what was withdrawn (the
-    /// queue, and an open KSN window), all before answering: once the CLI
-    /// has its answer, nothing the change disallows leaves the machine.
-    /// Collecting and uploading what is newly allowed happens afterwards.
-    pub(super) async fn apply_consent(&self, revoked: Option<String>) -> Response {
-        self.agent.refresh_consent();
-        self.agent
-            .record_consent(revoked.is_some().then_some("cli"))
-            .await;
-        let registry = self.agent.gate.registry();
-        let stop = self
-            .in_flight
-            .stop_unless(|purpose| registry.is_allowed(purpose));
-        match tokio::time::timeout(STOP_WAIT, stop).await {
-            Ok(true) => tracing::info!("stopped an upload in flight: its consent changed"),
-            Ok(false) => {}
-            Err(_) => {
-                return Response::Error {
-                    message: format!(
-                        "the change is in effect, but the upload in flight did not stop within {STOP_WAIT:?}"
-                    ),
-                };
-            }
+    /// A command's consent change: handed to the consent task (the one
+    /// reader of the consent file), answered once it is applied: the new
+    /// decisions published, a batch in flight they no longer allow
+    /// stopped, the receipts recorded and what was withdrawn deleted.
+    async fn consent_changed(&self, act: Option<Act>) -> Response {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .consent
+            .send(Notice::Changed { act, reply })
+            .await
+            .is_err()
+        {
+            return shutting_down();
         }
-        let purged = match purge_disallowed_via(&self.agent.writer, Arc::clone(&registry)).await {
-            Ok(purged) => purged,
-            Err(err) => {
-                return Response::Error {
-                    message: format!(
-                        "the change is in effect, but the queue could not be purged yet: {err}"
-                    ),
-                };
-            }
-        };
-        let mut ksn_window_discarded = false;
-        if registry.unreadable().is_none() && !registry.is_allowed(ksn::PURPOSE) {
-            let discarded = self
-                .agent
-                .writer
-                .call(|connection, aggregate| Ok(ksn::discard_window(aggregate, connection)? > 0))
-                .await;
-            ksn_window_discarded = discarded.unwrap_or(false);
-        }
-        let installation_id_rotated = match revoked {
-            Some(clause)
-                if self
-                    .agent
-                    .gate
-                    .catalogue()
-                    .clause_carries_installation_id(&clause) =>
-            {
-                let why = format!("installation id replaced: consent for {clause} withdrawn");
-                match self
-                    .agent
-                    .writer
-                    .call(move |c, _| queue::rotate_installation_id(c, &why))
-                    .await
-                {
-                    Ok(id) => {
-                        self.agent.context.set_installation_id(id);
-                        true
-                    }
-                    Err(err) => {
-                        return Response::Error {
-                            message: format!(
-                                "the change is in effect, but the installation id could not be replaced: {err}"
-                            ),
-                        };
-                    }
-                }
-            }
-            _ => false,
-        };
-        self.collect_now.notify_one();
-        self.upload_now.notify_one();
-        Response::ConsentApplied(ConsentApplied {
-            purged,
-            ksn_window_discarded,
-            queued: self.agent.writer.depth(),
-            installation_id_rotated,
-        })
+        answer.await.unwrap_or_else(|_| shutting_down())
     }
 
-    /// Collects now (periodic collectors and the KSN window), then has the
-    /// uploader send now and waits for its answer.
+    /// Applies the consent file for the consent task (`reload`), which is
+    /// the only caller: see [`Agent::apply_consent`]. Collecting and
+    /// uploading what is newly allowed follows, never in the way.
+    pub(super) async fn apply_consent(&self, act: Option<&Act>) -> Response {
+        let cause = match act {
+            Some(act) => Cause::Act(act),
+            None => Cause::Look,
+        };
+        let applied = self.agent.apply_consent(cause, Some(&self.in_flight)).await;
+        self.collect_now.notify_one();
+        self.upload_now.notify_one();
+        match applied {
+            Ok(applied) => Response::ConsentApplied(applied.answer(self.agent.writer.depth())),
+            Err(err) => Response::Error {
+                message: err.to_string(),
+            },
+        }
+    }
+
+    /// Has the consent task look at the consent file (a flush goes by the
+    /// file as it is now), collects now (periodic collectors and the KSN
+    /// window), then has the uploader send now and waits for its answer.
     async fn flush(&self) -> Response {
+        if let Response::Error { message } = self.consent_changed(None).await {
+            tracing::warn!(error = %message, "flush: the consent file could not be applied");
+        }
         let collect = self.agent.collect_now().await;
         self.shared.set_collect(collect.clone());
         let (reply, answer) = oneshot::channel();

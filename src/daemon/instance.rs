@@ -1,17 +1,40 @@
-//! One daemon per `state_dir`: `state_dir/daemon.lock`, held exclusively
-//! for the daemon's whole life, with its pid written in for whoever finds
-//! it taken. (The CLI's own short-lived users of the store take
-//! `store.lock` and `send.lock` instead, so a `flush` with no daemon
-//! running still works.)
+//! One writer per `state_dir`: `state_dir/daemon.lock`, held exclusively
+//! by the daemon for its whole life, or by a command that writes the store
+//! while no daemon runs (`flush`, a consent change), with the holder's pid
+//! and role written in for whoever finds it taken. A daemon finds a
+//! command's hold and waits for it (commands are short); a command finds a
+//! daemon's hold and asks the daemon instead (over the control socket,
+//! once it answers); a second daemon is refused. (`store.lock` and
+//! `send.lock` remain for what they guard: opening and sending.)
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The lock file's name inside `state_dir`.
 pub const DAEMON_LOCK: &str = "daemon.lock";
 
-/// Why this daemon may not run.
+/// How long a starting daemon waits for a command that writes the store.
+pub const COMMAND_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Who holds the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Daemon,
+    Command,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Daemon => "daemon",
+            Role::Command => "command",
+        }
+    }
+}
+
+/// Why this process may not write the store now.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
     #[error(
@@ -21,6 +44,15 @@ pub enum InstanceError {
     Running {
         state_dir: PathBuf,
         pid: Option<u32>,
+    },
+    #[error(
+        "a consentry command{} has been using state_dir {state_dir} for longer than {waited:?}; let it finish, or stop it",
+        match pid { Some(pid) => format!(" (pid {pid})"), None => String::new() }
+    )]
+    Busy {
+        state_dir: PathBuf,
+        pid: Option<u32>,
+        waited: Duration,
     },
     #[error("cannot take the daemon lock {path}: {source}")]
     Io {
@@ -37,9 +69,10 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Takes the lock of `state_dir` (which must exist), or says who holds
-    /// it.
-    pub fn acquire(state_dir: &Path) -> Result<Self, InstanceError> {
+    /// Takes the lock of `state_dir` (which must exist) as `role`: a daemon
+    /// waits up to [`COMMAND_PATIENCE`] for a command holding it; anyone
+    /// finding a daemon there is refused with [`InstanceError::Running`].
+    pub fn acquire(state_dir: &Path, role: Role) -> Result<Self, InstanceError> {
         let path = state_dir.join(DAEMON_LOCK);
         let io = |source| InstanceError::Io {
             path: path.clone(),
@@ -52,23 +85,65 @@ impl Instance {
             .write(true)
             .open(&path)
             .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                return Err(InstanceError::Running {
-                    state_dir: state_dir.to_path_buf(),
-                    pid: text.trim().parse().ok(),
+        let started = Instant::now();
+        let mut logged = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(err)) => return Err(io(err)),
+            }
+            let (pid, holder) = holder(&mut file);
+            let state_dir = state_dir.to_path_buf();
+            if holder == Some(Role::Daemon) || holder.is_none() && role == Role::Command {
+                return Err(InstanceError::Running { state_dir, pid });
+            }
+            if role == Role::Command {
+                return Err(InstanceError::Busy {
+                    state_dir,
+                    pid,
+                    waited: Duration::ZERO,
                 });
             }
-            Err(TryLockError::Error(err)) => return Err(io(err)),
+            if started.elapsed() >= COMMAND_PATIENCE {
+                let waited = COMMAND_PATIENCE;
+                return Err(InstanceError::Busy {
+                    state_dir,
+                    pid,
+                    waited,
+                });
+            }
+            if !logged {
+                tracing::info!(
+                    pid,
+                    "waiting for a consentry command that is using the state directory"
+                );
+                logged = true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
-        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        writeln!(file, "{} {}", std::process::id(), role.as_str()).map_err(io)?;
         Ok(Self { _file: file })
     }
+}
+
+/// The pid and role written in a held lock file (a file from before roles
+/// were written holds a pid alone: a daemon's).
+fn holder(file: &mut File) -> (Option<u32>, Option<Role>) {
+    let mut text = String::new();
+    let _ = file.rewind();
+    let _ = file.read_to_string(&mut text);
+    let mut words = text.split_whitespace();
+    let pid = words.next().and_then(|w| w.parse().ok());
+    let role = match words.next() {
+        Some("command") => Some(Role::Command),
+        Some(_) => Some(Role::Daemon),
+        None if pid.is_some() => Some(Role::Daemon),
+        None => None,
+    };
+    (pid, role)
 }
 
 #[cfg(test)]
@@ -78,14 +153,31 @@ mod tests {
     #[test]
     fn a_second_daemon_is_refused_with_the_first_ones_pid() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Instance::acquire(dir.path()).unwrap();
-        let err = Instance::acquire(dir.path()).unwrap_err();
+        let first = Instance::acquire(dir.path(), Role::Daemon).unwrap();
+        let err = Instance::acquire(dir.path(), Role::Daemon).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains(&format!("pid {}", std::process::id())),
             "{text}"
         );
+        // A command finds the daemon too, and asks it instead.
+        let err = Instance::acquire(dir.path(), Role::Command).unwrap_err();
+        assert!(matches!(err, InstanceError::Running { .. }), "{err}");
         drop(first);
-        Instance::acquire(dir.path()).unwrap();
+        Instance::acquire(dir.path(), Role::Daemon).unwrap();
+    }
+
+    #[test]
+    fn a_daemon_waits_for_a_command_and_a_command_does_not_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let command = Instance::acquire(dir.path(), Role::Command).unwrap();
+        let err = Instance::acquire(dir.path(), Role::Command).unwrap_err();
+        assert!(matches!(err, InstanceError::Busy { .. }), "{err}");
+        let path = dir.path().to_path_buf();
+        let daemon = std::thread::spawn(move || Instance::acquire(&path, Role::Daemon));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!daemon.is_finished(), "the daemon waits for the command");
+        drop(command);
+        daemon.join().unwrap().unwrap();
     }
 }

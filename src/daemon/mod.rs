@@ -17,6 +17,7 @@
 //! control handler never waits for the network: a hung receiver delays
 //! only the uploader.
 
+pub mod consent;
 mod control;
 pub mod instance;
 pub mod listener;
@@ -40,6 +41,7 @@ use crate::catalogue::Catalogue;
 use crate::collect::CollectContext;
 use crate::collect::ksn::KsnAggregate;
 use crate::config::Config;
+use crate::consent::Act;
 use crate::control::{CollectSummary, FlushSummary, ReloadReport};
 use crate::gate::Gate;
 use crate::ingest::{self, Discards, Ingest};
@@ -48,6 +50,7 @@ use crate::socket::AccessPolicy;
 use crate::store::{Bounds, Store, StoreError, Writer, WriterError, queue};
 use crate::upload::AgentIdentity;
 use crate::upload::{SendLock, Transport, TransportError, UploadError, UploadSummary, Uploader};
+use instance::Role;
 
 pub use listener::{BindError, bind_control_socket};
 pub use scheduler::ksn_extra;
@@ -71,6 +74,8 @@ pub enum AgentError {
     Upload(#[from] UploadError),
     #[error(transparent)]
     Instance(#[from] instance::InstanceError),
+    #[error(transparent)]
+    Consent(#[from] consent::ApplyError),
 }
 
 /// Why the daemon stopped without being asked to.
@@ -103,28 +108,69 @@ pub struct Agent {
     pub context: CollectContext,
     /// Swapped with the config when `[upload]` changes.
     transport: ArcSwap<Transport>,
-    /// Held for the daemon's life (`consentry daemon` only).
-    instance: Option<instance::Instance>,
+    /// The state directory's daemon lock, held for the agent's life.
+    _instance: instance::Instance,
     /// Nudged by SIGHUP: re-read the config (see `reload`).
     reload: Arc<Notify>,
+    /// The one reader of the consent file and publisher of the snapshot.
+    consent: tokio::sync::Mutex<consent::ConsentOwner>,
 }
 
 impl Agent {
-    /// Loads the catalogue, evaluates the consent file, opens the store
-    /// (starting its writer thread) and builds the transport.
+    /// Opens the agent for a command with no daemon running (`flush`,
+    /// `demo`): see [`Agent::assemble`].
     pub async fn open(config: Config) -> Result<Self, AgentError> {
         let catalogue = preflight::catalogue(&config)?;
         let transport = Transport::new(&config.upload)?;
-        Self::assemble(config, catalogue, transport).await
+        let opened = Self::assemble(config, catalogue, transport, Role::Command, None).await?;
+        Ok(opened.0)
     }
 
-    /// The rest of [`Agent::open`], given what the preflight already made.
+    /// [`Agent::open`] for a consent command with no daemon running: its
+    /// `act` is what the first consent application records, and what that
+    /// application did is returned with the agent.
+    pub async fn open_with_act(
+        config: Config,
+        act: &Act,
+    ) -> Result<(Self, consent::Applied), AgentError> {
+        let catalogue = preflight::catalogue(&config)?;
+        let transport = Transport::new(&config.upload)?;
+        Self::assemble(config, catalogue, transport, Role::Command, Some(act)).await
+    }
+
+    /// [`Agent::open`] for `consentry daemon`, reusing the preflight's
+    /// catalogue and transport rather than building them again.
+    pub async fn open_daemon(config: Config, preflight: Preflight) -> Result<Self, AgentError> {
+        let (catalogue, transport) = (preflight.catalogue, preflight.transport);
+        Ok(
+            Self::assemble(config, catalogue, transport, Role::Daemon, None)
+                .await?
+                .0,
+        )
+    }
+
+    /// Takes the state directory's daemon lock first, so that one process
+    /// at a time writes the store, the daemon or a command (a second is
+    /// refused with [`instance::InstanceError::Running`] before it touches
+    /// anything); then opens the store (starting its writer thread) and
+    /// applies the consent file once (`consent`).
     async fn assemble(
         config: Config,
         catalogue: Catalogue,
         transport: Transport,
-    ) -> Result<Self, AgentError> {
-        let registry = config.evaluate_consent(&catalogue);
+        role: Role,
+        act: Option<&Act>,
+    ) -> Result<(Self, consent::Applied), AgentError> {
+        crate::perms::ensure_dir_logged(&config.state_dir, crate::perms::AgentDir::State)
+            .map_err(StoreError::from)?;
+        let state_dir = config.state_dir.clone();
+        let instance =
+            tokio::task::spawn_blocking(move || instance::Instance::acquire(&state_dir, role))
+                .await
+                .expect("taking the daemon lock does not panic")?;
+        // Until the consent owner's first read: narrower than anything it
+        // can publish, and deleting nothing.
+        let registry = crate::consent::Registry::closed(&catalogue, "the agent is starting");
         let bounds = Bounds::new(&config.store, &catalogue);
         let gate = Arc::new(Gate::with_registry(catalogue, registry));
         let (writer, writer_thread) =
@@ -143,27 +189,19 @@ impl Agent {
             send_lock,
             context,
             transport: ArcSwap::from_pointee(transport),
-            instance: None,
+            _instance: instance,
             reload: Arc::new(Notify::new()),
+            consent: tokio::sync::Mutex::new(consent::ConsentOwner::default()),
         };
         // What changed while no daemon ran (a grant by the installer, a
-        // hand edit, a new region) gets its receipts now.
-        agent.record_consent(None).await;
-        Ok(agent)
-    }
-
-    /// [`Agent::open`] for `consentry daemon`: first takes the state
-    /// directory's daemon lock, so a second daemon on it is refused before
-    /// it touches anything.
-    /// It reuses the preflight's catalogue and transport rather than
-    /// building them again.
-    pub async fn open_daemon(config: Config, preflight: Preflight) -> Result<Self, AgentError> {
-        crate::perms::ensure_dir_logged(&config.state_dir, crate::perms::AgentDir::State)
-            .map_err(StoreError::from)?;
-        let instance = instance::Instance::acquire(&config.state_dir)?;
-        let mut agent = Self::assemble(config, preflight.catalogue, preflight.transport).await?;
-        agent.instance = Some(instance);
-        Ok(agent)
+        // hand edit, a new region) gets its receipts now; for a command,
+        // its act does.
+        let cause = match act {
+            Some(act) => consent::Cause::Act(act),
+            None => consent::Cause::Look,
+        };
+        let applied = agent.apply_consent(cause, None).await?;
+        Ok((agent, applied))
     }
 
     /// The config in force.
@@ -193,76 +231,22 @@ impl Agent {
         Arc::clone(&self.reload)
     }
 
-    /// Appends a consent receipt for each change since the last one
-    /// recorded (`consent::receipt`): grants, withdrawals (`revoked_by`
-    /// says how, when known), renewals, policy and region changes. An
-    /// unusable consent file records nothing.
-    pub async fn record_consent(&self, revoked_by: Option<&'static str>) {
-        let config = self.config();
-        let catalogue = self.gate.catalogue();
-        let Ok(consents) = crate::consent::Consents::load(&config.consent_file, catalogue) else {
-            return;
-        };
-        let snapshot = crate::consent::receipt::Snapshot::of(
-            consents.iter(),
-            &config.jurisdiction(catalogue),
-            catalogue,
-        );
-        let gate = Arc::clone(&self.gate);
-        let recorded = self
-            .writer
-            .call(move |c, _| {
-                crate::store::receipts::record(c, &snapshot, gate.catalogue(), revoked_by)
-            })
-            .await;
-        match recorded {
-            Ok(receipts) => {
-                for receipt in receipts {
-                    tracing::info!(receipt = %receipt.receipt_id, event = ?receipt.event, clause = ?receipt.clause.as_ref().map(|c| &c.id), "consent receipt");
-                }
-            }
-            Err(err) => tracing::error!(error = %err, "cannot record the consent receipts"),
-        }
+    /// Reads the consent file and applies it, through the one owner of
+    /// the consent snapshot (`consent`): the daemon's consent task, or a
+    /// command with no daemon running. `in_flight` is the uploader's
+    /// batch in flight, when one can be.
+    pub async fn apply_consent(
+        &self,
+        cause: consent::Cause<'_>,
+        in_flight: Option<&crate::upload::InFlight>,
+    ) -> Result<consent::Applied, consent::ApplyError> {
+        let mut owner = self.consent.lock().await;
+        owner.apply(self, cause, in_flight).await
     }
 
-    /// Re-reads the consent file and publishes the new decisions.
-    pub fn refresh_consent(&self) {
-        self.read_consent(false);
-    }
-
-    /// [`Agent::refresh_consent`] for the periodic looks (before an upload
-    /// round, a collection), which may catch a file being rewritten in
-    /// place. Half-written it is broken (which holds the queue), but
-    /// truncated it is empty, which reads as nothing accepted: a withdrawal
-    /// of everything. The decisions apply at once (a read mid-write can
-    /// only narrow what is sent), but while the file changed within the
-    /// last [`watch::SETTLE`] nothing is purged on their word
-    /// (`Registry::holding_purges`); the file watch reads it again once it
-    /// has settled. `consentry consent` writes atomically and tells the
-    /// daemon itself, which reads with [`Agent::refresh_consent`].
-    pub fn refresh_consent_settled(&self) {
-        let settling = std::fs::metadata(&self.config().consent_file)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|at| SystemTime::now().duration_since(at).ok())
-            .is_some_and(|age| age < watch::SETTLE);
-        self.read_consent(settling);
-    }
-
-    /// Reads the consent file and publishes its decisions, with every
-    /// purge held when `hold_purges`.
-    fn read_consent(&self, hold_purges: bool) {
-        let config = self.config();
-        let registry = crate::gate::evaluate(
-            &config.consent_file,
-            config.jurisdiction(self.gate.catalogue()),
-            self.gate.catalogue(),
-        );
-        self.gate.publish(if hold_purges {
-            registry.holding_purges()
-        } else {
-            registry
-        });
+    /// When the consent owner wants to look again on its own.
+    pub(crate) async fn next_consent_look(&self) -> Option<tokio::time::Instant> {
+        self.consent.lock().await.next_look()
     }
 
     /// Runs every periodic collector once and closes the KSN window, as
@@ -437,8 +421,10 @@ pub async fn run(
         Arc::clone(&shared),
         shutdown.clone(),
     ));
+    let (notices, notice_inbox) = mpsc::channel(16);
     let handler = Arc::new(control::Handler {
         agent: Arc::clone(&agent),
+        consent: notices,
         in_flight,
         shared: Arc::clone(&shared),
         collect_now,
@@ -448,6 +434,7 @@ pub async fn run(
     tracker.spawn(reload::run(
         Arc::clone(&agent),
         Arc::clone(&handler),
+        notice_inbox,
         shared,
         shutdown.clone(),
     ));

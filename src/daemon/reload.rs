@@ -1,7 +1,14 @@
-//! Reload: SIGHUP re-reads the config file; a change to the consent file
-//! (or the policy file) is noticed at once through a watch on its
-//! directory (`watch::FileWatch`; a look every `watch::FALLBACK_POLL` if
-//! no watch can be set up) and re-read.
+//! The consent task, and reload: the one task that reads the consent file
+//! (through `consent::ConsentOwner`), on every occasion there is:
+//!
+//! - a command's change, handed over by the control handler with the act
+//!   it declares, and answered once applied;
+//! - a change to the consent file (or the policy file) noticed through a
+//!   watch on its directory (`watch::FileWatch`; a look every
+//!   `watch::FALLBACK_POLL` if no watch can be set up);
+//! - SIGHUP, which first re-reads the config file;
+//! - the owner's own next look (a withdrawal to confirm, a look deferred
+//!   while a command held the consent lock).
 //!
 //! A config that fails validation, or whose `[upload]` settings cannot be
 //! used (a CA file that is gone, say), is rejected: the daemon runs on
@@ -11,13 +18,6 @@
 //! only a restart applies (`state_dir`, `runtime_dir`, `catalogue`,
 //! `admin_group`, `[product]`, `[collect]`, `[store]`) keep their start-up
 //! values, and `status` lists the ones that changed.
-//!
-//! Either way the consent is then applied the way a `consent` command
-//! applies it (`control::Handler::consent_changed`): the new decisions are
-//! published, a batch in flight that they no longer allow is stopped, and
-//! what was withdrawn is purged. Nothing is sent wider than the new
-//! decisions allow from that moment on; an unusable consent file allows
-//! nothing and purges nothing.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -25,9 +25,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::control::Handler;
+use super::control::{Handler, Notice};
 use super::watch::FileWatch;
 use super::{Agent, Shared};
 use crate::clock::rfc3339;
@@ -38,6 +39,7 @@ use crate::upload::Transport;
 pub(super) async fn run(
     agent: Arc<Agent>,
     handler: Arc<Handler>,
+    mut notices: mpsc::Receiver<Notice>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
@@ -45,8 +47,21 @@ pub(super) async fn run(
     let mut seen = stamps(&agent.config());
     let mut watch = FileWatch::new(watched(&agent.config()));
     loop {
+        let own_look = agent.next_consent_look().await;
+        let look_due = async {
+            match own_look {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            notice = notices.recv() => {
+                let Some(Notice::Changed { act, reply }) = notice else { return };
+                let _ = reply.send(handler.apply_consent(act.as_ref()).await);
+                seen = stamps(&agent.config());
+                continue;
+            }
             _ = hup.notified() => {
                 let report = reload(&agent);
                 match &report.error {
@@ -55,6 +70,7 @@ pub(super) async fn run(
                 }
                 shared.set_reload(report);
             }
+            _ = look_due => {}
             _ = watch.changed() => {
                 let now = stamps(&agent.config());
                 if now == seen {
@@ -66,7 +82,9 @@ pub(super) async fn run(
         seen = stamps(&agent.config());
         // A reload may name other files; a symlink may point elsewhere now.
         watch.follow(watched(&agent.config()));
-        handler.apply_consent(None).await;
+        if let crate::control::Response::Error { message } = handler.apply_consent(None).await {
+            tracing::error!(error = %message, "cannot apply the consent file");
+        }
     }
 }
 

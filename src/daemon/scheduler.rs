@@ -105,11 +105,9 @@ fn report(shared: &Shared, summary: CollectSummary) {
     shared.set_collect(summary);
 }
 
-/// Runs every periodic collector once; blocked purposes are not even
-/// collected. The consent file is read again first: hand edits count from
-/// the next collection on.
+/// Runs every periodic collector once, under the consent snapshot in
+/// force; blocked purposes are not even collected.
 pub(super) async fn collect_periodic(agent: &Agent) -> CollectSummary {
-    agent.refresh_consent_settled();
     let registry = agent.gate.registry();
     let mut summary = CollectSummary::default();
     let mut gated = Vec::new();
@@ -146,7 +144,10 @@ pub(super) async fn collect_periodic(agent: &Agent) -> CollectSummary {
 }
 
 /// Turns the open KSN window into one record (if anything arrived in it and
-/// its purpose is still allowed) and empties it, in one transaction.
+/// its purpose is still allowed) and empties it, in one transaction. A
+/// window whose purpose is blocked follows the queue's rule: discarded
+/// only when consent for it was withdrawn, else kept open (its report
+/// then covers the longer period) until it is allowed again.
 pub(super) async fn close_ksn_window(agent: &Agent, summary: &mut CollectSummary) {
     let gate = Arc::clone(&agent.gate);
     let extra = ksn_extra(&agent.context.product);
@@ -165,8 +166,12 @@ pub(super) async fn close_ksn_window(agent: &Agent, summary: &mut CollectSummary
                     Ok(Ok(1))
                 }
                 Err(refusal) => {
-                    // Not sendable now: discarded, and the audit says so.
-                    ksn::discard_window(aggregate, connection)?;
+                    // Withdrawn: discarded, and the audit says so. Held:
+                    // kept for when it is allowed again.
+                    let withdrawn = gate.registry().may_purge(ksn::PURPOSE);
+                    if withdrawn || matches!(refusal, Refusal::Check(_)) {
+                        ksn::discard_window(aggregate, connection)?;
+                    }
                     Ok(Err(refusal))
                 }
             }

@@ -64,8 +64,6 @@ pub(super) async fn run(
             let config = agent.config();
             uploader.reconfigure((*transport).clone(), &config.upload);
         }
-        // Hand edits of the consent file count from the next upload on.
-        agent.refresh_consent_settled();
         // Shutdown abandons an upload in flight: the batch stays claimed and
         // goes again, under the same id, after the restart.
         let result = tokio::select! {

@@ -144,4 +144,16 @@ impl Tally {
         self.0.added(records.len() as u64, bytes);
         Ok(())
     }
+
+    /// [`queue::purge_blocked`], counted.
+    pub fn purge_blocked(
+        &self,
+        connection: &Connection,
+        keep: impl Fn(&str) -> bool,
+        why: &str,
+    ) -> Result<u64, StoreError> {
+        let purged = queue::purge_blocked(connection, keep, why)?;
+        self.0.removed_uncounted(purged);
+        Ok(purged)
+    }
 }

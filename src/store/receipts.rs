@@ -9,86 +9,124 @@ use rusqlite::{Connection, params};
 use super::StoreError;
 use super::queue::{insert_audit, meta_get, meta_set};
 use crate::catalogue::Catalogue;
-use crate::consent::receipt::{self, DeletionRequest, Receipt, Snapshot};
+use crate::consent::receipt::{self, DeletionRequest, Provenance, Receipt, Snapshot};
 
 /// The `meta` key of the last recorded snapshot.
 const SNAPSHOT_KEY: &str = "consent_snapshot";
 
-/// Records what changed since the last snapshot: the receipts, appended,
-/// and the new snapshot. The first call records what is in force as
-/// events from nothing.
-pub fn record(
-    connection: &Connection,
-    now: &Snapshot,
-    catalogue: &Catalogue,
-    revoked_by: Option<&str>,
-) -> Result<Vec<Receipt>, StoreError> {
-    let before = meta_get(connection, SNAPSHOT_KEY)?
+/// What [`record`] appended, and the snapshot now recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    pub receipts: Vec<Receipt>,
+    pub snapshot: Snapshot,
+}
+
+/// The snapshot last recorded; before the first, nothing accepted in
+/// `region`.
+pub fn last_snapshot(connection: &Connection, region: &str) -> Result<Snapshot, StoreError> {
+    Ok(meta_get(connection, SNAPSHOT_KEY)?
         .and_then(|json| serde_json::from_str::<Snapshot>(&json).ok())
         .unwrap_or_else(|| Snapshot {
-            region: now.region.clone(),
+            region: region.to_owned(),
             ..Snapshot::default()
+        }))
+}
+
+/// Records what changed since the last snapshot: `observe` turns the last
+/// one into what is in force now (`Snapshot::observed`), each difference
+/// becomes a receipt (declared by `how.act`, or observed), appended with an
+/// audit line (and a deletion request for a withdrawal whose clause
+/// declares one), and the new snapshot is stored, all in the caller's
+/// transaction. The first call records what is in force as events from
+/// nothing.
+pub fn record(
+    connection: &Connection,
+    catalogue: &Catalogue,
+    region: &str,
+    observe: impl FnOnce(&Snapshot) -> Snapshot,
+    how: &Provenance<'_>,
+) -> Result<Recorded, StoreError> {
+    let before = last_snapshot(connection, region)?;
+    let now = observe(&before);
+    if before == now {
+        return Ok(Recorded {
+            receipts: Vec::new(),
+            snapshot: before,
         });
-    if &before == now {
-        return Ok(Vec::new());
     }
-    let receipts = receipt::diff(&before, now, catalogue, revoked_by);
+    let (receipts, after) = receipt::diff(&before, &now, catalogue, how);
     for receipt in &receipts {
-        let json = serde_json::to_string(receipt).expect("a receipt serializes");
-        connection
-            .prepare_cached(
-                "INSERT INTO consent_receipt (id, at, event, clause, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                receipt.receipt_id.to_string(),
-                receipt.timestamp,
-                receipt.event.as_str(),
-                receipt.clause.as_ref().map(|c| c.id.clone()),
-                json
-            ])?;
-        insert_audit(connection, "consent", None, 0, &summary(receipt))?;
-        // Read before a withdrawal replaces it: the id the records carried.
-        let installation_id = super::queue::installation_id(connection)?;
-        if let Some(request) = DeletionRequest::for_withdrawal(receipt, catalogue, installation_id)
-        {
-            connection
-                .prepare_cached("INSERT INTO deletion_request (id, at, body) VALUES (?1, ?2, ?3)")?
-                .execute(params![
-                    request.request_id.to_string(),
-                    request.requested_at,
-                    serde_json::to_string(&request).expect("a request serializes")
-                ])?;
-            insert_audit(
-                connection,
-                "deletion-request",
-                None,
-                0,
-                &format!(
-                    "queued: erase what {} sent under the installation id in use ({}); request {}",
-                    request.clause.id,
-                    request.purposes.join(", "),
-                    request.request_id
-                ),
-            )?;
-        }
+        append(connection, receipt, catalogue)?;
     }
     meta_set(
         connection,
         SNAPSHOT_KEY,
-        &serde_json::to_string(now).expect("a snapshot serializes"),
+        &serde_json::to_string(&after).expect("a snapshot serializes"),
     )?;
-    Ok(receipts)
+    Ok(Recorded {
+        receipts,
+        snapshot: after,
+    })
+}
+
+/// Appends one receipt, its audit line, and the deletion request a
+/// withdrawal makes when its clause declares one.
+fn append(
+    connection: &Connection,
+    receipt: &Receipt,
+    catalogue: &Catalogue,
+) -> Result<(), StoreError> {
+    let json = serde_json::to_string(receipt).expect("a receipt serializes");
+    connection
+        .prepare_cached(
+            "INSERT INTO consent_receipt (id, at, event, clause, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            receipt.receipt_id.to_string(),
+            receipt.timestamp,
+            receipt.event.as_str(),
+            receipt.clause.as_ref().map(|c| c.id.clone()),
+            json
+        ])?;
+    insert_audit(connection, "consent", None, 0, &summary(receipt))?;
+    // Read before a withdrawal replaces it: the id the records carried.
+    let installation_id = super::queue::installation_id(connection)?;
+    let Some(request) = DeletionRequest::for_withdrawal(receipt, catalogue, installation_id) else {
+        return Ok(());
+    };
+    connection
+        .prepare_cached("INSERT INTO deletion_request (id, at, body) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            request.request_id.to_string(),
+            request.requested_at,
+            serde_json::to_string(&request).expect("a request serializes")
+        ])?;
+    insert_audit(
+        connection,
+        "deletion-request",
+        None,
+        0,
+        &format!(
+            "queued: erase what {} sent under the installation id in use ({}); request {}",
+            request.clause.id,
+            request.purposes.join(", "),
+            request.request_id
+        ),
+    )
 }
 
 /// One line for the audit trail.
 fn summary(receipt: &Receipt) -> String {
+    let how = match receipt.is_declared() {
+        true => format!("{}, declared", receipt.collection_method),
+        false => format!("{}, observed", receipt.collection_method),
+    };
     format!(
-        "{} {}: {} -> {} ({}; receipt {})",
+        "{} {}: {} -> {} ({how}; receipt {})",
         receipt.event.as_str(),
         receipt.subject(),
         receipt.previous_state,
         receipt.new_state,
-        receipt.collection_method,
         receipt.receipt_id
     )
 }
@@ -171,7 +209,7 @@ mod tests {
                 .iter()
                 .map(|(c, v)| ((*c).to_owned(), (*v, "ab".repeat(32), "cli".to_owned())))
                 .collect(),
-            switched_off: Default::default(),
+            ..Snapshot::default()
         }
     }
 
@@ -180,11 +218,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let catalogue = Catalogue::embedded();
-        let record = |s: &Snapshot, by| store.write(|c| record(c, s, &catalogue, by)).unwrap();
-        assert_eq!(record(&snapshot("global", &[("eula", 3)]), None).len(), 1);
-        assert!(record(&snapshot("global", &[("eula", 3)]), None).is_empty());
-        assert_eq!(record(&snapshot("global", &[]), Some("cli")).len(), 1);
-        assert_eq!(record(&snapshot("eu", &[]), None).len(), 1);
+        let how = Provenance::observed_now();
+        let record = |s: &Snapshot| {
+            let now = s.clone();
+            store
+                .write(|c| record(c, &catalogue, "global", |_| now, &how))
+                .unwrap()
+                .receipts
+        };
+        assert_eq!(record(&snapshot("global", &[("eula", 3)])).len(), 1);
+        assert!(record(&snapshot("global", &[("eula", 3)])).is_empty());
+        assert_eq!(record(&snapshot("global", &[])).len(), 1);
+        assert_eq!(record(&snapshot("eu", &[])).len(), 1);
         let log = store.read(list).unwrap();
         assert_eq!(log.len(), 3);
         let id = log[1].receipt_id.to_string();

@@ -147,7 +147,9 @@ fn the_store_leaves_only_names_the_agent_knows_as_its_own() {
     let store = Store::open(&state).unwrap();
     store.enqueue(&[record("a", 1)]).unwrap();
     let _send = crate::upload::SendLock::open(&state).unwrap();
-    let _daemon = crate::daemon::instance::Instance::acquire(&state).unwrap();
+    let _daemon =
+        crate::daemon::instance::Instance::acquire(&state, crate::daemon::instance::Role::Daemon)
+            .unwrap();
     std::fs::create_dir(state.join(QUARANTINE_DIR)).unwrap();
     for entry in std::fs::read_dir(&state).unwrap() {
         let name = entry.unwrap().file_name();

@@ -266,6 +266,17 @@ pub struct Granted {
     pub changed: bool,
 }
 
+impl Acceptance {
+    /// Whether this is an acceptance of exactly the catalogue's current
+    /// clause (its version, its text, everything it covers now): one the
+    /// registry can use. Any other is held.
+    pub fn is_current(&self, catalogue: &Catalogue) -> bool {
+        catalogue
+            .clause(&self.clause)
+            .is_some_and(|clause| is_current(self, clause, catalogue))
+    }
+}
+
 /// Whether `acceptance` is of exactly the catalogue's current `clause`:
 /// its version, its text and everything it covers now.
 fn is_current(
@@ -417,20 +428,46 @@ pub fn grant(
     })
 }
 
-/// Removes every record of `clause`. Returns whether there was one.
-pub fn revoke(path: &Path, catalogue: &Catalogue, clause: &str) -> Result<bool, ConsentError> {
+/// What [`revoke`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// Whether a record of the clause was there (and is gone now).
+    pub changed: bool,
+    /// The record withdrawn, when the file could be read as a whole (a
+    /// withdrawal never waits for a broken file to be fixed).
+    pub record: Option<Acceptance>,
+}
+
+/// Removes every record of `clause`.
+pub fn revoke(path: &Path, catalogue: &Catalogue, clause: &str) -> Result<Revoked, ConsentError> {
     if catalogue.clause(clause).is_none() {
         return Err(unknown_clause(catalogue, clause));
     }
-    let Some(text) = read_text(path)? else {
-        return Ok(false);
+    let unchanged = Revoked {
+        changed: false,
+        record: None,
     };
+    let Some(text) = read_text(path)? else {
+        return Ok(unchanged);
+    };
+    let record = Consents::from_document(
+        &Document {
+            origin: Origin::File(path.to_path_buf()),
+            text: text.clone(),
+        },
+        catalogue,
+    )
+    .ok()
+    .and_then(|consents| consents.get(clause).cloned());
     let mut document = editable(path, Some(text))?;
     if !remove_records(&mut document, clause) {
-        return Ok(false);
+        return Ok(unchanged);
     }
     write_atomically(path, document.to_string().as_bytes())?;
-    Ok(true)
+    Ok(Revoked {
+        changed: true,
+        record,
+    })
 }
 
 fn unknown_clause(catalogue: &Catalogue, clause: &str) -> ConsentError {
@@ -537,7 +574,7 @@ fn write_atomically(link: &Path, contents: &[u8]) -> Result<(), ConsentError> {
 
 /// Follows `path` through symbolic links (relative targets resolve against
 /// the link's directory) to the file they name, which may not exist yet.
-fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
+pub(super) fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
     /// Links followed before giving up, as the kernel's own limit does.
     const MAX_LINKS: usize = 40;
     let mut path = path.to_path_buf();

@@ -46,7 +46,7 @@ fn a_symlinked_consent_file_stays_a_symlink() {
             .get("eula")
             .is_some()
     );
-    assert!(revoke(&link, &catalogue, "eula").unwrap());
+    assert!(revoke(&link, &catalogue, "eula").unwrap().changed);
     assert!(
         std::fs::symlink_metadata(&link)
             .unwrap()
@@ -114,14 +114,14 @@ fn grant_then_revoke_round_trips_and_keeps_comments() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.starts_with("# written by the installer\n"), "{text}");
 
-    assert!(revoke(&path, &catalogue, "eula").unwrap());
-    assert!(!revoke(&path, &catalogue, "eula").unwrap());
+    assert!(revoke(&path, &catalogue, "eula").unwrap().changed);
+    assert!(!revoke(&path, &catalogue, "eula").unwrap().changed);
     let consents = Consents::load(&path, &catalogue).unwrap();
     assert!(consents.get("eula").is_none());
     assert!(consents.get("ksn").is_some());
     assert!(read(&path).starts_with("# written by the installer\n"));
 
-    assert!(revoke(&path, &catalogue, "ksn").unwrap());
+    assert!(revoke(&path, &catalogue, "ksn").unwrap().changed);
     assert_eq!(read(&path).trim(), "# written by the installer");
     assert_eq!(Consents::load(&path, &catalogue).unwrap().iter().count(), 0);
 }

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use super::in_flight::InFlight;
 use super::policy::{Protocol, Refusal, UploadResult};
 use super::protocol::{Body, DeletionEnvelope, Envelope};
-use super::purge::purge_disallowed_via;
 use super::schedule::{Pace, next_attempt};
 use super::send_lock::{ANOTHER_SENDER, SendLock};
 use super::transport::Answer;
@@ -34,8 +33,6 @@ use uuid::Uuid;
 pub struct UploadSummary {
     pub batches_sent: u64,
     pub records_sent: u64,
-    /// Records dropped from the queue because their consent is gone.
-    pub records_purged: u64,
     /// Records the receiver refused one by one, now in the dead-letter
     /// table.
     #[serde(default)]
@@ -221,8 +218,6 @@ impl<S: Durable> Uploader<S> {
                 summary.stopped = Some(format!("holding the queue: {why}"));
                 break;
             }
-            summary.records_purged +=
-                purge_disallowed_via(&self.writer, Arc::clone(&registry)).await?;
             let sendable: Vec<String> = registry
                 .decisions()
                 .filter(|d| d.is_allowed())
@@ -239,8 +234,8 @@ impl<S: Durable> Uploader<S> {
             // `InFlight`.
             let cancel = self.in_flight.start(purposes.clone());
             if purposes.iter().any(|p| !self.gate.is_allowed(p)) {
-                // Consent changed since the purge above: purge again before
-                // anything of this batch can leave.
+                // Consent changed since the claim: claim again, under the
+                // decisions in force now, before anything of it can leave.
                 self.in_flight.finish();
                 continue;
             }
