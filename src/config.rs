@@ -7,6 +7,7 @@
 //! and its consent file can travel together. Unknown keys are errors: a typo
 //! in a file that controls what is sent must never be silently ignored.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -100,24 +101,12 @@ impl Config {
     /// Validates config text as if it had been read from `path`.
     pub fn from_document(document: &Document, path: &Path) -> Result<Self, ReadError> {
         let raw: RawConfig = document.parse()?;
-        let mut problems = Vec::new();
-        let upload_span = raw.upload.span();
-        let upload = raw.upload.into_inner();
-        if let Err((key, message)) = upload.validate_keyed() {
-            let span = key_span(&document.text, "upload", key).unwrap_or(upload_span);
-            problems.push(document.problem(Some(span), message));
-        }
-        let store_span = raw.store.as_ref().map(Spanned::span);
-        let store = raw.store.map(Spanned::into_inner).unwrap_or_default();
-        if let Err(message) = store.validate() {
-            problems.push(document.problem(store_span, message));
-        }
-        if let Err(message) = raw.product.validate() {
-            problems.push(document.problem(None, message));
-        }
+        let problems = problems(document, &raw);
         if !problems.is_empty() {
             return Err(Problems(problems).into());
         }
+        let upload = raw.upload.into_inner();
+        let store = raw.store.map(Spanned::into_inner).unwrap_or_default();
         let base = path.parent().unwrap_or(Path::new("/"));
         let resolve = |p: &Path| {
             if p.is_absolute() {
@@ -207,11 +196,58 @@ impl Config {
     }
 }
 
-/// Where `[table] key` is written in `text`: its value, for an error to
-/// point at.
-fn key_span(text: &str, table: &str, key: &str) -> Option<std::ops::Range<usize>> {
-    let document = toml_edit::Document::parse(text).ok()?;
-    document.get(table)?.get(key)?.span()
+/// Every problem of a config that parsed, each at the key at fault (or at
+/// its table when the key is not written there).
+fn problems(document: &Document, raw: &RawConfig) -> Vec<crate::document::Located> {
+    let places = Places::of(&document.text);
+    let mut found = Vec::new();
+    let mut keyed = |table: &str, fallback: Option<Range<usize>>, problems: Vec<(&str, String)>| {
+        for (key, message) in problems {
+            found.push((places.key(table, key).or(fallback.clone()), message));
+        }
+    };
+    let upload = &raw.upload;
+    keyed(
+        "upload",
+        Some(upload.span()),
+        upload.get_ref().validate_keyed().err().unwrap_or_default(),
+    );
+    let store_span = raw.store.as_ref().map(Spanned::span);
+    let default_store = StoreConfig::default();
+    let store = raw.store.as_ref().map_or(&default_store, Spanned::get_ref);
+    keyed(
+        "store",
+        store_span,
+        store.validate_keyed().err().unwrap_or_default(),
+    );
+    keyed(
+        "collect",
+        None,
+        raw.collect.validate_keyed().err().unwrap_or_default(),
+    );
+    if let Err(message) = raw.product.validate() {
+        found.push((None, message));
+    }
+    document.problems_at(found)
+}
+
+/// Where keys are written in a config's text, for errors to point at.
+struct Places(Option<toml_edit::Document<String>>);
+
+impl Places {
+    fn of(text: &str) -> Self {
+        Self(toml_edit::Document::parse(text.to_owned()).ok())
+    }
+
+    /// The value of `[table] key`, or of its older name.
+    fn key(&self, table: &str, key: &str) -> Option<Range<usize>> {
+        let table = self.0.as_ref()?.get(table)?;
+        let old_name = match (table.get(key), key) {
+            (None, "batch_max_delay") => "interval",
+            _ => key,
+        };
+        table.get(old_name)?.span()
+    }
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -222,6 +258,7 @@ fn absolute(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::document::Origin;
+    use std::time::Duration;
 
     fn load(text: &str) -> Result<Config, String> {
         let path = Path::new("/etc/consentry/consentry.toml");
@@ -298,6 +335,90 @@ endpoint = "https://telemetry.example.com/v1/batches"
         let err = load(&MINIMAL.replace("[upload]", "[upload]\ninterval = \"soon\"")).unwrap_err();
         assert!(err.contains("consentry.toml:9:12:"), "{err}");
         assert!(err.contains("not a duration"), "{err}");
+    }
+
+    /// `MINIMAL` with `[range.table] range.key = value`, and `[upload]`'s
+    /// retries and intervals at the far ends of their ranges, so that no
+    /// pair of them bounds the other.
+    fn with_duration(range: &crate::ranges::DurationRange, value: &str) -> String {
+        let mut upload = vec![
+            ("retry_initial", "100ms"),
+            ("retry_max", "1d"),
+            ("interval_min", "1s"),
+            ("interval_max", "30d"),
+        ];
+        upload.retain(|(key, _)| range.table != "upload" || *key != range.key);
+        if range.table == "upload" {
+            upload.push((range.key, value));
+        }
+        let lines: Vec<String> = upload
+            .iter()
+            .map(|(k, v)| format!("{k} = \"{v}\""))
+            .collect();
+        let mut text = MINIMAL.replace("[upload]", &format!("[upload]\n{}", lines.join("\n")));
+        if range.table != "upload" {
+            text.push_str(&format!("[{}]\n{} = \"{value}\"\n", range.table, range.key));
+        }
+        text
+    }
+
+    #[test]
+    fn every_duration_is_refused_outside_its_range_at_its_key() {
+        use crate::ranges::{ALL, short};
+        let (ms, s) = (Duration::from_millis(1), Duration::from_secs(1));
+        for range in ALL {
+            for inside in [range.min, range.max] {
+                let text = with_duration(&range, &short(inside));
+                assert!(load(&text).is_ok(), "{}: {:?}", range.key, load(&text));
+            }
+            for outside in [range.min - ms, range.max + s] {
+                let value = short(outside);
+                let text = with_duration(&range, &value);
+                let at = text
+                    .find(&format!("\n{} = \"{value}\"", range.key))
+                    .unwrap();
+                let line = text[..=at].matches('\n').count() + 1;
+                let err = load(&text).unwrap_err();
+                assert!(
+                    err.starts_with(&format!("/etc/consentry/consentry.toml:{line}:")),
+                    "{err}"
+                );
+                let expected = format!(
+                    "[{}] {} is {value}, outside its range: give a duration from {}",
+                    range.table,
+                    range.key,
+                    range.shown()
+                );
+                assert!(err.contains(&expected), "{err}");
+            }
+        }
+        let err =
+            load(&MINIMAL.replace("[upload]", "[upload]\ntimeout = \"100000000d\"")).unwrap_err();
+        assert!(
+            err.contains("consentry.toml:9:11: [upload] timeout is 100000000d, outside its range: give a duration from 1s to 10m"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_duration_under_its_old_name_is_located_there() {
+        let err = load(&MINIMAL.replace("[upload]", "[upload]\ninterval = \"2d\"")).unwrap_err();
+        assert!(
+            err.contains("consentry.toml:9:12: [upload] batch_max_delay is 2d"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = format!(
+            "{}[store]\nmax_record_age = \"2y\"\n[collect]\nksn_window = \"2d\"\n",
+            MINIMAL.replace("[upload]", "[upload]\ntimeout = \"1h\"\nretry_max = \"2d\"")
+        );
+        let err = load(&text).unwrap_err();
+        for key in ["timeout", "retry_max", "max_record_age", "ksn_window"] {
+            assert!(err.contains(&format!("] {key} is ")), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub use update_identity::{UpdateIdentity, UpdateTask};
 
 use crate::catalogue::Region;
 use crate::clock::HumanDuration;
+use crate::ranges;
 pub use crate::record::{FieldValue, Record};
 
 /// The product this agent reports for, from the agent config.
@@ -102,6 +103,23 @@ pub struct CollectConfig {
 }
 
 impl CollectConfig {
+    /// Each duration within its range (`crate::ranges`), with the key at
+    /// fault.
+    pub(crate) fn validate_keyed(&self) -> Result<(), Vec<(&'static str, String)>> {
+        let problems: Vec<_> = [
+            (ranges::COLLECT_INTERVAL, self.interval),
+            (ranges::KSN_WINDOW, self.ksn_window),
+        ]
+        .into_iter()
+        .filter_map(|(range, value)| range.check(value).err())
+        .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
     fn default_interval() -> HumanDuration {
         HumanDuration(std::time::Duration::from_secs(6 * 3600))
     }

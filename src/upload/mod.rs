@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::clock::HumanDuration;
+use crate::ranges;
 pub use in_flight::InFlight;
 pub use policy::{Protocol, Refusal, RetryPolicy, UploadResult};
 pub use purge::{PURGE_REASON, purge_disallowed, purge_disallowed_via};
@@ -200,9 +201,24 @@ impl UploadConfig {
     }
 
     /// Checks what the types do not: the endpoint, the limits, the TLS
-    /// settings together. The error names the key at fault so that it can
-    /// point at its line.
-    pub(crate) fn validate_keyed(&self) -> Result<(), (&'static str, String)> {
+    /// settings together, every duration against its range. Each problem
+    /// names the key at fault so that it can point at its line.
+    pub(crate) fn validate_keyed(&self) -> Result<(), Vec<(&'static str, String)>> {
+        let mut problems = Vec::new();
+        if let Err(problem) = self.check_endpoint() {
+            problems.push(problem);
+        }
+        problems.extend(self.check_limits().err());
+        problems.extend(self.check_durations());
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The endpoint, and the TLS settings that depend on it.
+    fn check_endpoint(&self) -> Result<(), (&'static str, String)> {
         let url = self.endpoint_url().map_err(|m| ("endpoint", m))?;
         if self.ca_file.is_some() && self.server_certificate.is_some() {
             return Err(("server_certificate", "[upload] sets both ca_file and server_certificate; choose one: ca_file for the CA that issued the server's certificate, server_certificate for exactly the server's own (self-signed) certificate".into()));
@@ -220,6 +236,11 @@ impl UploadConfig {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The size of a batch.
+    fn check_limits(&self) -> Result<(), (&'static str, String)> {
         if self.batch_max_records == 0 || self.batch_max_records > BATCH_MAX_RECORDS_LIMIT {
             return Err((
                 "batch_max_records",
@@ -238,20 +259,40 @@ impl UploadConfig {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Every duration within its range (`crate::ranges`), then the pairs
+    /// that bound each other.
+    fn check_durations(&self) -> Vec<(&'static str, String)> {
+        let out_of_range: Vec<_> = [
+            (ranges::BATCH_MAX_DELAY, self.batch_max_delay),
+            (ranges::TIMEOUT, self.timeout),
+            (ranges::RETRY_INITIAL, self.retry_initial),
+            (ranges::RETRY_MAX, self.retry_max),
+            (ranges::INTERVAL_MIN, self.interval_min),
+            (ranges::INTERVAL_MAX, self.interval_max),
+        ]
+        .into_iter()
+        .filter_map(|(range, value)| range.check(value).err())
+        .collect();
+        if !out_of_range.is_empty() {
+            return out_of_range;
+        }
+        let mut problems = Vec::new();
         if self.retry_initial.0 > self.retry_max.0 {
-            return Err((
+            problems.push((
                 "retry_initial",
                 "[upload] retry_initial must not be longer than retry_max".into(),
             ));
         }
-        if self.interval_min.0.is_zero() || self.interval_min.0 > self.interval_max.0 {
-            return Err((
+        if self.interval_min.0 > self.interval_max.0 {
+            problems.push((
                 "interval_min",
-                "[upload] interval_min must be more than zero and not longer than interval_max"
-                    .into(),
+                "[upload] interval_min must not be longer than interval_max".into(),
             ));
         }
-        Ok(())
+        problems
     }
 
     /// How much one batch may carry.
@@ -333,7 +374,10 @@ mod tests {
         config
             .validate_keyed()
             .map(|()| config)
-            .map_err(|(_, message)| message)
+            .map_err(|problems| {
+                let messages: Vec<String> = problems.into_iter().map(|(_, m)| m).collect();
+                messages.join("; ")
+            })
     }
 
     #[test]
