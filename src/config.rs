@@ -225,9 +225,11 @@ fn problems(document: &Document, raw: &RawConfig) -> Vec<crate::document::Locate
         None,
         raw.collect.validate_keyed().err().unwrap_or_default(),
     );
-    if let Err(message) = raw.product.validate() {
-        found.push((None, message));
-    }
+    keyed(
+        "product",
+        None,
+        raw.product.validate_keyed().err().unwrap_or_default(),
+    );
     document.problems_at(found)
 }
 
@@ -419,6 +421,29 @@ endpoint = "https://telemetry.example.com/v1/batches"
         for key in ["timeout", "retry_max", "max_record_age", "ksn_window"] {
             assert!(err.contains(&format!("] {key} is ")), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn an_overlong_product_value_is_located_at_its_key() {
+        let long = MINIMAL.replace(
+            "id = \"ksec\"",
+            &format!("id = \"{}\"", "k".repeat(100 * 1024)),
+        );
+        let err = load(&long).unwrap_err();
+        assert!(
+            err.starts_with("/etc/consentry/consentry.toml:6:6: [product] id is 102400 bytes long"),
+            "{}",
+            &err[..200.min(err.len())]
+        );
+        let locale = MINIMAL.replace(
+            "[upload]",
+            "locale = \"en-US-x-0123456789-0123456789-0123456789\"\n[upload]",
+        );
+        assert!(
+            load(&locale).unwrap_err().contains(
+                "consentry.toml:8:10: [product] locale is 40 bytes long, more than the 35"
+            )
+        );
     }
 
     #[test]
