@@ -122,15 +122,27 @@ mod defaults {
     }
 }
 
-/// `endpoint` with any user info (`user:password@`) cut out, for messages
-/// and logs: a secret someone put in the URL is never printed.
+/// `endpoint` with any user info (`user:password@`), query and fragment
+/// cut out, for messages and logs: a secret someone put in the URL is
+/// never printed. Such an endpoint is refused ([`UploadConfig::endpoint_url`]),
+/// and this is how the refusal shows it.
 pub fn redacted(endpoint: &str) -> String {
+    let shown = without_user_info(endpoint);
+    match shown.find(['?', '#']) {
+        Some(at) => format!("{}{}<removed>", &shown[..at], &shown[at..=at]),
+        None => shown,
+    }
+}
+
+/// `endpoint` with any user info cut out. The authority is taken to run
+/// to the first `/`, past any `?` or `#`: a password may hold those.
+fn without_user_info(endpoint: &str) -> String {
     let Some(scheme_end) = endpoint.find("://") else {
         return endpoint.to_owned();
     };
     let authority_start = scheme_end + 3;
     let authority_end = endpoint[authority_start..]
-        .find(['/', '?', '#'])
+        .find('/')
         .map_or(endpoint.len(), |i| authority_start + i);
     match endpoint[authority_start..authority_end].rfind('@') {
         Some(at) => format!(
@@ -155,6 +167,13 @@ impl UploadConfig {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(format!(
                 "upload endpoint `{shown}` carries credentials (user info before `@`); remove them: consentry never sends credentials taken from a URL"
+            ));
+        }
+        // A token in the query (`?token=…`) would be logged and shown
+        // wherever the endpoint is; no receiver needs one there.
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "upload endpoint `{shown}` has a query or fragment (after `?` or `#`); remove it: a URL the agent logs and shows must not carry a secret, so put a token in the file token_file names"
             ));
         }
         if url.port() == Some(0) {
@@ -404,12 +423,50 @@ mod tests {
     }
 
     #[test]
-    fn user_info_is_cut_from_endpoints_shown() {
+    fn user_info_query_and_fragment_are_cut_from_endpoints_shown() {
         assert_eq!(
             redacted("https://alice:s3cret@host:8443/v1/batches?x=1"),
-            "https://<credentials removed>@host:8443/v1/batches?x=1"
+            "https://<credentials removed>@host:8443/v1/batches?<removed>"
         );
+        assert_eq!(
+            redacted("https://alice:s3?cr#et@host/v1"),
+            "https://<credentials removed>@host/v1"
+        );
+        assert_eq!(
+            redacted("https://host/v1#token=abc"),
+            "https://host/v1#<removed>"
+        );
+        assert_eq!(
+            redacted("https://host?token=abc#x"),
+            "https://host?<removed>"
+        );
+        assert_eq!(redacted("host/v1?token=abc"), "host/v1?<removed>");
         assert_eq!(redacted("https://host/a@b"), "https://host/a@b");
         assert_eq!(redacted("not a url"), "not a url");
+    }
+
+    #[test]
+    fn a_query_or_fragment_is_refused_without_showing_it() {
+        for endpoint in [
+            "https://host/v1?token=abc",
+            "https://host/v1?",
+            "https://host/v1#abc",
+            "https://host/v1?a=1#abc",
+            "http://127.0.0.1:9/?token=abc",
+        ] {
+            let config: UploadConfig = toml::from_str(&format!(
+                "endpoint = \"{endpoint}\"\nallow_plaintext_loopback = true"
+            ))
+            .unwrap();
+            let (key, message) = &config.validate_keyed().unwrap_err()[0];
+            assert_eq!(*key, "endpoint");
+            assert!(message.contains("has a query or fragment"), "{message}");
+            assert!(message.contains("token_file"), "{message}");
+            assert!(message.contains("<removed>`"), "{message}");
+            assert!(
+                !message.contains("abc") && !message.contains("a=1"),
+                "{message}"
+            );
+        }
     }
 }
