@@ -502,4 +502,44 @@ endpoint = "https://telemetry.example.com/v1/batches"
             remote.replace("[upload]", "[upload]\nallow_plaintext_loopback = true");
         assert!(load(&remote_allowed).unwrap_err().contains("loopback"));
     }
+
+    #[test]
+    fn plain_http_goes_only_to_the_hosts_written_as_the_docs_say() {
+        let with = |endpoint: &str| {
+            load(&MINIMAL.replace(
+                "endpoint = \"https://telemetry.example.com/v1/batches\"",
+                &format!("endpoint = \"{endpoint}\"\nallow_plaintext_loopback = true"),
+            ))
+        };
+        for allowed in [
+            "http://127.0.0.1:9/v1",
+            "http://127.0.0.1/v1",
+            "http://[::1]:9/v1",
+            "http://[::1]",
+            "HTTP://127.0.0.1:9/v1",
+        ] {
+            assert!(with(allowed).is_ok(), "{allowed}: {:?}", with(allowed));
+        }
+        // Each is loopback, and the first five are 127.0.0.1 to the URL
+        // parser, but none is written as the documentation allows.
+        for refused in [
+            "http://2130706433/v1",
+            "http://0x7f.1/v1",
+            "http://127.1:9/v1",
+            "http://0177.0.0.1/v1",
+            "http://127.0.0.%31/v1",
+            "http://127.0.0.2:9/v1",
+            "http://[0:0:0:0:0:0:0:1]:9/v1",
+            "http://[::ffff:127.0.0.1]/v1",
+            "http://localhost:9/v1",
+        ] {
+            let err = with(refused).unwrap_err();
+            assert!(
+                err.contains("consentry.toml:9:12:")
+                    && err.contains("must use https://")
+                    && err.contains("written exactly as 127.0.0.1 or [::1]"),
+                "{refused}: {err}"
+            );
+        }
+    }
 }

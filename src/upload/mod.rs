@@ -19,7 +19,6 @@ mod sender;
 pub mod tls;
 pub mod transport;
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -154,6 +153,28 @@ fn without_user_info(endpoint: &str) -> String {
     }
 }
 
+/// The hosts plain http:// may go to, as written in the config: what the
+/// documentation promises, and nothing the URL parser would also read as
+/// 127.0.0.1 (`2130706433`, `0x7f.1`, `127.1`) or as another loopback
+/// address (`127.0.0.2`, `localhost`, which a resolver could send
+/// anywhere).
+const PLAINTEXT_HOSTS: [&str; 2] = ["127.0.0.1", "[::1]"];
+
+/// The host of an `http://` endpoint as written, without its port; `None`
+/// for another scheme.
+fn written_host(endpoint: &str) -> Option<&str> {
+    let scheme = endpoint.get(..7)?;
+    if !scheme.eq_ignore_ascii_case("http://") {
+        return None;
+    }
+    let rest = &endpoint[7..];
+    let authority = &rest[..rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len())];
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => Some(host),
+        _ => Some(authority),
+    }
+}
+
 impl UploadConfig {
     /// The endpoint as it may be shown: without credentials.
     pub fn endpoint_shown(&self) -> String {
@@ -195,28 +216,28 @@ impl UploadConfig {
         }
         match url.scheme() {
             "https" => Ok(url),
-            "http" => {
-                let loopback = match url.host() {
-                    Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-                    Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-                    _ => false,
-                };
-                if !loopback {
-                    Err(format!(
-                        "upload endpoint `{shown}` must use https:// (plain http:// is allowed only to a loopback address, 127.0.0.1 or [::1])"
-                    ))
-                } else if !self.allow_plaintext_loopback {
-                    Err(format!(
-                        "upload endpoint `{shown}` is plain http://; use https://, or set allow_plaintext_loopback = true for a loopback test receiver"
-                    ))
-                } else {
-                    Ok(url)
-                }
-            }
+            "http" => self.plaintext(url, &shown),
             other => Err(format!(
                 "upload endpoint `{shown}` has scheme `{other}`; use https://"
             )),
         }
+    }
+
+    /// A plain http:// `url`, if allowed: to a host written exactly as
+    /// 127.0.0.1 or [::1], with the flag set.
+    fn plaintext(&self, url: reqwest::Url, shown: &str) -> Result<reqwest::Url, String> {
+        let host = written_host(&self.endpoint);
+        if !host.is_some_and(|host| PLAINTEXT_HOSTS.contains(&host)) {
+            return Err(format!(
+                "upload endpoint `{shown}` must use https:// (plain http:// is allowed only to a loopback address written exactly as 127.0.0.1 or [::1])"
+            ));
+        }
+        if !self.allow_plaintext_loopback {
+            return Err(format!(
+                "upload endpoint `{shown}` is plain http://; use https://, or set allow_plaintext_loopback = true for a loopback test receiver"
+            ));
+        }
+        Ok(url)
     }
 
     /// Checks what the types do not: the endpoint, the limits, the TLS
