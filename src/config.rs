@@ -7,7 +7,6 @@
 //! and its consent file can travel together. Unknown keys are errors: a typo
 //! in a file that controls what is sent must never be silently ignored.
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -27,6 +26,8 @@ pub const DEFAULT_PATH: &str = "/etc/consentry/consentry.toml";
 
 /// The documented default config, shipped as `config/consentry.toml`.
 pub const EMBEDDED_EXAMPLE: &str = include_str!("../config/consentry.toml");
+
+mod validate;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,7 +102,7 @@ impl Config {
     /// Validates config text as if it had been read from `path`.
     pub fn from_document(document: &Document, path: &Path) -> Result<Self, ReadError> {
         let raw: RawConfig = document.parse()?;
-        let problems = problems(document, &raw);
+        let problems = validate::problems(document, &raw);
         if !problems.is_empty() {
             return Err(Problems(problems).into());
         }
@@ -193,62 +194,6 @@ impl Config {
     /// The ingest socket inside `runtime_dir`.
     pub fn ingest_socket(&self) -> PathBuf {
         self.runtime_dir.join("ingest.sock")
-    }
-}
-
-/// Every problem of a config that parsed, each at the key at fault (or at
-/// its table when the key is not written there).
-fn problems(document: &Document, raw: &RawConfig) -> Vec<crate::document::Located> {
-    let places = Places::of(&document.text);
-    let mut found = Vec::new();
-    let mut keyed = |table: &str, fallback: Option<Range<usize>>, problems: Vec<(&str, String)>| {
-        for (key, message) in problems {
-            found.push((places.key(table, key).or(fallback.clone()), message));
-        }
-    };
-    let upload = &raw.upload;
-    keyed(
-        "upload",
-        Some(upload.span()),
-        upload.get_ref().validate_keyed().err().unwrap_or_default(),
-    );
-    let store_span = raw.store.as_ref().map(Spanned::span);
-    let default_store = StoreConfig::default();
-    let store = raw.store.as_ref().map_or(&default_store, Spanned::get_ref);
-    keyed(
-        "store",
-        store_span,
-        store.validate_keyed().err().unwrap_or_default(),
-    );
-    keyed(
-        "collect",
-        None,
-        raw.collect.validate_keyed().err().unwrap_or_default(),
-    );
-    keyed(
-        "product",
-        None,
-        raw.product.validate_keyed().err().unwrap_or_default(),
-    );
-    document.problems_at(found)
-}
-
-/// Where keys are written in a config's text, for errors to point at.
-struct Places(Option<toml_edit::Document<String>>);
-
-impl Places {
-    fn of(text: &str) -> Self {
-        Self(toml_edit::Document::parse(text.to_owned()).ok())
-    }
-
-    /// The value of `[table] key`, or of its older name.
-    fn key(&self, table: &str, key: &str) -> Option<Range<usize>> {
-        let table = self.0.as_ref()?.get(table)?;
-        let old_name = match (table.get(key), key) {
-            (None, "batch_max_delay") => "interval",
-            _ => key,
-        };
-        table.get(old_name)?.span()
     }
 }
 
@@ -444,6 +389,68 @@ endpoint = "https://telemetry.example.com/v1/batches"
                 "consentry.toml:8:10: [product] locale is 40 bytes long, more than the 35"
             )
         );
+    }
+
+    #[test]
+    fn an_empty_path_is_refused_at_its_key() {
+        let cases = [
+            (
+                "state_dir = \"state\"",
+                "state_dir = \"\"",
+                2,
+                "state_dir is empty: give the directory the agent keeps its queue in, such as /var/lib/consentry",
+            ),
+            (
+                "runtime_dir = \"/run/consentry\"",
+                "runtime_dir = \"\"",
+                3,
+                "runtime_dir is empty: give the directory for the control",
+            ),
+            (
+                "consent_file = \"consent.toml\"",
+                "consent_file = \"\"",
+                4,
+                "consent_file is empty: give the consent file's path",
+            ),
+            (
+                "[product]",
+                "catalogue = \"\"\n[product]",
+                5,
+                "catalogue is empty: give a catalogue file, or remove the line",
+            ),
+            (
+                "[product]",
+                "policy_file = \"\"\n[product]",
+                5,
+                "policy_file is empty: give the policy file's path, or remove the line",
+            ),
+            (
+                "[upload]",
+                "[upload]\nca_file = \"\"",
+                9,
+                "[upload] ca_file is empty: give a PEM file",
+            ),
+            (
+                "[upload]",
+                "[upload]\nserver_certificate = \"\"",
+                9,
+                "[upload] server_certificate is empty: give the receiver's own certificate",
+            ),
+            (
+                "[upload]",
+                "[upload]\ntoken_file = \"\"",
+                9,
+                "[upload] token_file is empty: give the file holding the bearer token, or remove the line",
+            ),
+        ];
+        for (from, to, line, expected) in cases {
+            let err = load(&MINIMAL.replace(from, to)).unwrap_err();
+            assert!(
+                err.starts_with(&format!("/etc/consentry/consentry.toml:{line}:"))
+                    && err.contains(expected),
+                "{to}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -250,6 +250,7 @@ impl UploadConfig {
         }
         problems.extend(self.check_limits().err());
         problems.extend(self.check_durations());
+        problems.extend(self.empty_paths());
         if problems.is_empty() {
             Ok(())
         } else {
@@ -277,6 +278,32 @@ impl UploadConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The path keys set but left empty, each with what to write instead
+    /// (an empty path would name the config's own directory).
+    fn empty_paths(&self) -> Vec<(&'static str, String)> {
+        let keys = [
+            (
+                "ca_file",
+                &self.ca_file,
+                "give a PEM file of the certificate authorities to trust, or remove the line to trust the system roots only",
+            ),
+            (
+                "server_certificate",
+                &self.server_certificate,
+                "give the receiver's own certificate (PEM), or remove the line",
+            ),
+            (
+                "token_file",
+                &self.token_file,
+                "give the file holding the bearer token, or remove the line to send none",
+            ),
+        ];
+        keys.into_iter()
+            .filter(|(_, path, _)| path.as_ref().is_some_and(|p| p.as_os_str().is_empty()))
+            .map(|(key, _, instead)| (key, format!("[upload] {key} is empty: {instead}")))
+            .collect()
     }
 
     /// The size of a batch.
