@@ -3,7 +3,8 @@
 //! A value outside its range is refused when the config loads, with the
 //! key, the value and the range, at the key's line. The ranges are wide
 //! enough for every setup we know of (the defaults, the shipped config,
-//! the tests, the demo and the load tools all sit well inside them) and
+//! the tests, the demo and the load tools all sit inside them, a few of
+//! the tests' fast timers at the lower ends) and
 //! narrow enough that a typo (`"100000000d"`) or a slipped unit (`"5d"` for
 //! `"5s"`) is refused instead of obeyed: a timer set for 270,000 years is
 //! a timer that never fires. `config/consentry.toml` states each range
@@ -95,8 +96,8 @@ pub const INTERVAL_MAX: DurationRange = range("upload", "interval_max", secs(1),
 pub const COLLECT_INTERVAL: DurationRange = range("collect", "interval", minutes(1), days(30));
 
 /// `[collect] ksn_window`, 1 s to 1 day: one `ksn_scan_aggregates` report
-/// per window; a longer window holds a day's counts back from the report
-/// (and a withdrawal discards the open window whole).
+/// per window; a window longer than a day holds its counts back from the
+/// receiver that long (and a withdrawal discards the open window whole).
 pub const KSN_WINDOW: DurationRange = range("collect", "ksn_window", secs(1), days(1));
 
 /// `[store] max_record_age`, 1 h to 365 days: under an hour a short outage

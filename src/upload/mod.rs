@@ -43,7 +43,8 @@ pub const BATCH_MAX_RECORDS_LIMIT: usize = 10_000;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadConfig {
-    /// `https://…`, or `http://127.0.0.1…`/`http://[::1]…` with the flag below.
+    /// `https://…`, or `http://127.0.0.1…`/`http://[::1]…` (written so)
+    /// with the flag below; no user info, query or fragment.
     pub endpoint: String,
     /// The wire format: `consentry-json` (gzip JSON envelopes,
     /// `docs/protocol.md`) or `otlp-http` (OTLP logs, protobuf, gzip,
@@ -176,7 +177,8 @@ fn written_host(endpoint: &str) -> Option<&str> {
 }
 
 impl UploadConfig {
-    /// The endpoint as it may be shown: without credentials.
+    /// The endpoint as it may be shown: without credentials, query or
+    /// fragment ([`redacted`]).
     pub fn endpoint_shown(&self) -> String {
         redacted(&self.endpoint)
     }
