@@ -20,10 +20,29 @@ pub fn rfc3339(time: SystemTime) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
+/// The most digits a duration may be written with. humantime adds up the
+/// terms of `"1h 30m"` itself and panics (in `Duration::new`) when its sum
+/// carries a second past `u64::MAX` seconds (`"18446744073709551615s
+/// 1000ms"`). With at most 11 digits every sum stays under 10^11 years,
+/// 3.2e18 seconds, far from that; the longest duration any key takes (ten
+/// years, `3650d`) needs four.
+const MAX_DIGITS: usize = 11;
+
+/// `text` as a duration, or why it is not one (never a panic).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    if digits > MAX_DIGITS {
+        return Err(format!(
+            "{digits} digits, more than the {MAX_DIGITS} any duration needs"
+        ));
+    }
+    humantime::parse_duration(text).map_err(|err| err.to_string())
+}
+
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let duration = humantime::parse_duration(&text).map_err(|err| {
+        let duration = parse_duration(&text).map_err(|err| {
             serde::de::Error::custom(format!(
                 "`{text}` is not a duration ({err}); write it like \"90s\", \"5m\" or \"6h\""
             ))
@@ -65,5 +84,29 @@ mod tests {
         let text = serde_json::to_string(&week).unwrap();
         assert_eq!(text, "\"7days\"");
         assert_eq!(serde_json::from_str::<HumanDuration>(&text).unwrap(), week);
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        // The last two reach u64::MAX seconds and then carry a whole second
+        // in humantime's sum: a panic in `Duration::new`, unguarded.
+        for text in [
+            "18446744073709551615d",
+            "100000000000000y",
+            "18446744073709551615s 1000ms",
+            "18446744073709551615s 500ms 500ms",
+        ] {
+            let parsed = std::panic::catch_unwind(|| {
+                serde_json::from_str::<HumanDuration>(&format!("\"{text}\""))
+            });
+            let err = parsed
+                .unwrap_or_else(|_| panic!("`{text}` panicked"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(text) && err.contains("not a duration"),
+                "{err}"
+            );
+        }
     }
 }

@@ -27,6 +27,8 @@ pub const DEFAULT_PATH: &str = "/etc/consentry/consentry.toml";
 /// The documented default config, shipped as `config/consentry.toml`.
 pub const EMBEDDED_EXAMPLE: &str = include_str!("../config/consentry.toml");
 
+mod validate;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -100,24 +102,12 @@ impl Config {
     /// Validates config text as if it had been read from `path`.
     pub fn from_document(document: &Document, path: &Path) -> Result<Self, ReadError> {
         let raw: RawConfig = document.parse()?;
-        let mut problems = Vec::new();
-        let upload_span = raw.upload.span();
-        let upload = raw.upload.into_inner();
-        if let Err((key, message)) = upload.validate_keyed() {
-            let span = key_span(&document.text, "upload", key).unwrap_or(upload_span);
-            problems.push(document.problem(Some(span), message));
-        }
-        let store_span = raw.store.as_ref().map(Spanned::span);
-        let store = raw.store.map(Spanned::into_inner).unwrap_or_default();
-        if let Err(message) = store.validate() {
-            problems.push(document.problem(store_span, message));
-        }
-        if let Err(message) = raw.product.validate() {
-            problems.push(document.problem(None, message));
-        }
+        let problems = validate::problems(document, &raw);
         if !problems.is_empty() {
             return Err(Problems(problems).into());
         }
+        let upload = raw.upload.into_inner();
+        let store = raw.store.map(Spanned::into_inner).unwrap_or_default();
         let base = path.parent().unwrap_or(Path::new("/"));
         let resolve = |p: &Path| {
             if p.is_absolute() {
@@ -207,13 +197,6 @@ impl Config {
     }
 }
 
-/// Where `[table] key` is written in `text`: its value, for an error to
-/// point at.
-fn key_span(text: &str, table: &str, key: &str) -> Option<std::ops::Range<usize>> {
-    let document = toml_edit::Document::parse(text).ok()?;
-    document.get(table)?.get(key)?.span()
-}
-
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
@@ -222,6 +205,7 @@ fn absolute(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::document::Origin;
+    use std::time::Duration;
 
     fn load(text: &str) -> Result<Config, String> {
         let path = Path::new("/etc/consentry/consentry.toml");
@@ -300,6 +284,175 @@ endpoint = "https://telemetry.example.com/v1/batches"
         assert!(err.contains("not a duration"), "{err}");
     }
 
+    /// `MINIMAL` with `[range.table] range.key = value`, and `[upload]`'s
+    /// retries and intervals at the far ends of their ranges, so that no
+    /// pair of them bounds the other.
+    fn with_duration(range: &crate::ranges::DurationRange, value: &str) -> String {
+        let mut upload = vec![
+            ("retry_initial", "100ms"),
+            ("retry_max", "1d"),
+            ("interval_min", "1s"),
+            ("interval_max", "30d"),
+        ];
+        upload.retain(|(key, _)| range.table != "upload" || *key != range.key);
+        if range.table == "upload" {
+            upload.push((range.key, value));
+        }
+        let lines: Vec<String> = upload
+            .iter()
+            .map(|(k, v)| format!("{k} = \"{v}\""))
+            .collect();
+        let mut text = MINIMAL.replace("[upload]", &format!("[upload]\n{}", lines.join("\n")));
+        if range.table != "upload" {
+            text.push_str(&format!("[{}]\n{} = \"{value}\"\n", range.table, range.key));
+        }
+        text
+    }
+
+    #[test]
+    fn every_duration_is_refused_outside_its_range_at_its_key() {
+        use crate::ranges::{ALL, short};
+        let (ms, s) = (Duration::from_millis(1), Duration::from_secs(1));
+        for range in ALL {
+            for inside in [range.min, range.max] {
+                let text = with_duration(&range, &short(inside));
+                assert!(load(&text).is_ok(), "{}: {:?}", range.key, load(&text));
+            }
+            for outside in [range.min - ms, range.max + s] {
+                let value = short(outside);
+                let text = with_duration(&range, &value);
+                let at = text
+                    .find(&format!("\n{} = \"{value}\"", range.key))
+                    .unwrap();
+                let line = text[..=at].matches('\n').count() + 1;
+                let err = load(&text).unwrap_err();
+                assert!(
+                    err.starts_with(&format!("/etc/consentry/consentry.toml:{line}:")),
+                    "{err}"
+                );
+                let expected = format!(
+                    "[{}] {} is {value}, outside its range: give a duration from {}",
+                    range.table,
+                    range.key,
+                    range.shown()
+                );
+                assert!(err.contains(&expected), "{err}");
+            }
+        }
+        let err =
+            load(&MINIMAL.replace("[upload]", "[upload]\ntimeout = \"100000000d\"")).unwrap_err();
+        assert!(
+            err.contains("consentry.toml:9:11: [upload] timeout is 100000000d, outside its range: give a duration from 1s to 10m"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_duration_under_its_old_name_is_located_there() {
+        let err = load(&MINIMAL.replace("[upload]", "[upload]\ninterval = \"2d\"")).unwrap_err();
+        assert!(
+            err.contains("consentry.toml:9:12: [upload] batch_max_delay is 2d"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = format!(
+            "{}[store]\nmax_record_age = \"2y\"\n[collect]\nksn_window = \"2d\"\n",
+            MINIMAL.replace("[upload]", "[upload]\ntimeout = \"1h\"\nretry_max = \"2d\"")
+        );
+        let err = load(&text).unwrap_err();
+        for key in ["timeout", "retry_max", "max_record_age", "ksn_window"] {
+            assert!(err.contains(&format!("] {key} is ")), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_overlong_product_value_is_located_at_its_key() {
+        let long = MINIMAL.replace(
+            "id = \"ksec\"",
+            &format!("id = \"{}\"", "k".repeat(100 * 1024)),
+        );
+        let err = load(&long).unwrap_err();
+        assert!(
+            err.starts_with("/etc/consentry/consentry.toml:6:6: [product] id is 102400 bytes long"),
+            "{}",
+            &err[..200.min(err.len())]
+        );
+        let locale = MINIMAL.replace(
+            "[upload]",
+            "locale = \"en-US-x-0123456789-0123456789-0123456789\"\n[upload]",
+        );
+        assert!(
+            load(&locale).unwrap_err().contains(
+                "consentry.toml:8:10: [product] locale is 40 bytes long, more than the 35"
+            )
+        );
+    }
+
+    #[test]
+    fn an_empty_path_is_refused_at_its_key() {
+        let cases = [
+            (
+                "state_dir = \"state\"",
+                "state_dir = \"\"",
+                2,
+                "state_dir is empty: give the directory the agent keeps its queue in, such as /var/lib/consentry",
+            ),
+            (
+                "runtime_dir = \"/run/consentry\"",
+                "runtime_dir = \"\"",
+                3,
+                "runtime_dir is empty: give the directory for the control",
+            ),
+            (
+                "consent_file = \"consent.toml\"",
+                "consent_file = \"\"",
+                4,
+                "consent_file is empty: give the consent file's path",
+            ),
+            (
+                "[product]",
+                "catalogue = \"\"\n[product]",
+                5,
+                "catalogue is empty: give a catalogue file, or remove the line",
+            ),
+            (
+                "[product]",
+                "policy_file = \"\"\n[product]",
+                5,
+                "policy_file is empty: give the policy file's path, or remove the line",
+            ),
+            (
+                "[upload]",
+                "[upload]\nca_file = \"\"",
+                9,
+                "[upload] ca_file is empty: give a PEM file",
+            ),
+            (
+                "[upload]",
+                "[upload]\nserver_certificate = \"\"",
+                9,
+                "[upload] server_certificate is empty: give the receiver's own certificate",
+            ),
+            (
+                "[upload]",
+                "[upload]\ntoken_file = \"\"",
+                9,
+                "[upload] token_file is empty: give the file holding the bearer token, or remove the line",
+            ),
+        ];
+        for (from, to, line, expected) in cases {
+            let err = load(&MINIMAL.replace(from, to)).unwrap_err();
+            assert!(
+                err.starts_with(&format!("/etc/consentry/consentry.toml:{line}:"))
+                    && err.contains(expected),
+                "{to}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn a_bad_pin_is_located_and_named() {
         let err = load(&MINIMAL.replace(
@@ -355,5 +508,45 @@ endpoint = "https://telemetry.example.com/v1/batches"
         let remote_allowed =
             remote.replace("[upload]", "[upload]\nallow_plaintext_loopback = true");
         assert!(load(&remote_allowed).unwrap_err().contains("loopback"));
+    }
+
+    #[test]
+    fn plain_http_goes_only_to_the_hosts_written_as_the_docs_say() {
+        let with = |endpoint: &str| {
+            load(&MINIMAL.replace(
+                "endpoint = \"https://telemetry.example.com/v1/batches\"",
+                &format!("endpoint = \"{endpoint}\"\nallow_plaintext_loopback = true"),
+            ))
+        };
+        for allowed in [
+            "http://127.0.0.1:9/v1",
+            "http://127.0.0.1/v1",
+            "http://[::1]:9/v1",
+            "http://[::1]",
+            "HTTP://127.0.0.1:9/v1",
+        ] {
+            assert!(with(allowed).is_ok(), "{allowed}: {:?}", with(allowed));
+        }
+        // Each is loopback, and the first five are 127.0.0.1 to the URL
+        // parser, but none is written as the documentation allows.
+        for refused in [
+            "http://2130706433/v1",
+            "http://0x7f.1/v1",
+            "http://127.1:9/v1",
+            "http://0177.0.0.1/v1",
+            "http://127.0.0.%31/v1",
+            "http://127.0.0.2:9/v1",
+            "http://[0:0:0:0:0:0:0:1]:9/v1",
+            "http://[::ffff:127.0.0.1]/v1",
+            "http://localhost:9/v1",
+        ] {
+            let err = with(refused).unwrap_err();
+            assert!(
+                err.contains("consentry.toml:9:12:")
+                    && err.contains("must use https://")
+                    && err.contains("written exactly as 127.0.0.1 or [::1]"),
+                "{refused}: {err}"
+            );
+        }
     }
 }

@@ -37,6 +37,7 @@ pub mod ingest;
 pub mod perms;
 pub mod preflight;
 pub mod privacy;
+pub mod ranges;
 #[cfg(feature = "demo")]
 pub mod receiver;
 pub mod record;

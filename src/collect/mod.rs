@@ -35,6 +35,7 @@ pub use update_identity::{UpdateIdentity, UpdateTask};
 
 use crate::catalogue::Region;
 use crate::clock::HumanDuration;
+use crate::ranges;
 pub use crate::record::{FieldValue, Record};
 
 /// The product this agent reports for, from the agent config.
@@ -56,30 +57,69 @@ pub struct ProductConfig {
     pub private_db_version: Option<String>,
 }
 
+/// The longest `[product]` value, in bytes. `id` and `version` go into
+/// every record of several purposes, so a 100 KB id makes every record
+/// 100 KB; 128 bytes hold any real product id, version, licence id or
+/// database id with room to spare.
+pub const PRODUCT_VALUE_MAX_BYTES: usize = 128;
+
+/// The longest `[product] locale`, in bytes: a BCP 47 language tag
+/// (`en-US`, `sr-Latn-RS`), which RFC 5646 (section 4.4.1) bounds in
+/// practice at 35 characters.
+pub const LOCALE_MAX_BYTES: usize = 35;
+
 impl ProductConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.id.trim().is_empty() {
-            return Err("[product] id must not be empty".into());
+    /// Each value present, within its length and free of control
+    /// characters; `id` and `version` not empty. Each problem names its key.
+    pub(crate) fn validate_keyed(&self) -> Result<(), Vec<(&'static str, String)>> {
+        let mut problems = Vec::new();
+        for (key, value) in [("id", &self.id), ("version", &self.version)] {
+            if value.trim().is_empty() {
+                problems.push((key, format!("[product] {key} must not be empty")));
+            }
         }
-        if self.version.trim().is_empty() {
-            return Err("[product] version must not be empty".into());
-        }
-        let all = [
-            Some(&self.id),
-            Some(&self.version),
-            self.license_id.as_ref(),
-            self.locale.as_ref(),
-            self.db_settings_id.as_ref(),
-            self.private_db_version.as_ref(),
+        let values = [
+            ("id", Some(&self.id), PRODUCT_VALUE_MAX_BYTES),
+            ("version", Some(&self.version), PRODUCT_VALUE_MAX_BYTES),
+            (
+                "license_id",
+                self.license_id.as_ref(),
+                PRODUCT_VALUE_MAX_BYTES,
+            ),
+            ("locale", self.locale.as_ref(), LOCALE_MAX_BYTES),
+            (
+                "db_settings_id",
+                self.db_settings_id.as_ref(),
+                PRODUCT_VALUE_MAX_BYTES,
+            ),
+            (
+                "private_db_version",
+                self.private_db_version.as_ref(),
+                PRODUCT_VALUE_MAX_BYTES,
+            ),
         ];
-        if all
-            .into_iter()
-            .flatten()
-            .any(|v| v.chars().any(char::is_control))
-        {
-            return Err("[product] values must not contain control characters".into());
+        for (key, value, max) in values {
+            let Some(value) = value else { continue };
+            if value.len() > max {
+                problems.push((
+                    key,
+                    format!(
+                        "[product] {key} is {} bytes long, more than the {max} it may have; give the product's own {key}, not another text",
+                        value.len()
+                    ),
+                ));
+            } else if value.chars().any(char::is_control) {
+                problems.push((
+                    key,
+                    format!("[product] {key} must not contain control characters"),
+                ));
+            }
         }
-        Ok(())
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 }
 
@@ -102,6 +142,23 @@ pub struct CollectConfig {
 }
 
 impl CollectConfig {
+    /// Each duration within its range (`crate::ranges`), with the key at
+    /// fault.
+    pub(crate) fn validate_keyed(&self) -> Result<(), Vec<(&'static str, String)>> {
+        let problems: Vec<_> = [
+            (ranges::COLLECT_INTERVAL, self.interval),
+            (ranges::KSN_WINDOW, self.ksn_window),
+        ]
+        .into_iter()
+        .filter_map(|(range, value)| range.check(value).err())
+        .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
     fn default_interval() -> HumanDuration {
         HumanDuration(std::time::Duration::from_secs(6 * 3600))
     }
@@ -244,5 +301,76 @@ pub(crate) fn test_context(license_id: Option<&str>) -> CollectContext {
         },
         virtual_environment: "kvm".into(),
         region: Region::Global,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `[product]` with every key set to a short value but `key`, set to
+    /// `value`.
+    fn product(key: &str, value: &str) -> ProductConfig {
+        let lines: Vec<String> = BOUNDS
+            .iter()
+            .map(|(k, _)| {
+                let v = if *k == key { value } else { "x" };
+                format!("{k} = \"{v}\"")
+            })
+            .collect();
+        toml::from_str(&lines.join("\n")).unwrap()
+    }
+
+    const BOUNDS: [(&str, usize); 6] = [
+        ("id", PRODUCT_VALUE_MAX_BYTES),
+        ("version", PRODUCT_VALUE_MAX_BYTES),
+        ("license_id", PRODUCT_VALUE_MAX_BYTES),
+        ("locale", LOCALE_MAX_BYTES),
+        ("db_settings_id", PRODUCT_VALUE_MAX_BYTES),
+        ("private_db_version", PRODUCT_VALUE_MAX_BYTES),
+    ];
+
+    #[test]
+    fn every_product_value_has_a_length_bound_naming_its_key() {
+        for (key, max) in BOUNDS {
+            assert!(
+                product(key, &"x".repeat(max)).validate_keyed().is_ok(),
+                "{key}"
+            );
+            let problems = product(key, &"x".repeat(max + 1))
+                .validate_keyed()
+                .unwrap_err();
+            let expected = format!(
+                "[product] {key} is {} bytes long, more than the {max} it may have",
+                max + 1
+            );
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].0, key);
+            assert!(problems[0].1.contains(&expected), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_config_states_the_bounds() {
+        let stated =
+            format!("at most {PRODUCT_VALUE_MAX_BYTES} bytes long (locale: {LOCALE_MAX_BYTES},");
+        assert!(
+            crate::config::EMBEDDED_EXAMPLE.contains(&stated),
+            "{stated}"
+        );
+    }
+
+    #[test]
+    fn control_characters_and_empty_ids_are_refused_by_key() {
+        let problems = product("locale", "en\\u0007US")
+            .validate_keyed()
+            .unwrap_err();
+        assert_eq!(problems[0].0, "locale");
+        assert!(problems[0].1.contains("control characters"), "{problems:?}");
+        let problems = product("version", " ").validate_keyed().unwrap_err();
+        assert_eq!(
+            problems[0],
+            ("version", "[product] version must not be empty".into())
+        );
     }
 }

@@ -24,6 +24,7 @@ use super::claim::UNCLAIMED;
 use super::queue::insert_audit;
 use crate::catalogue::{Catalogue, Priority};
 use crate::clock::{HumanDuration, rfc3339};
+use crate::ranges;
 
 /// Why records were dropped.
 pub const QUEUE_FULL: &str = "queue_full";
@@ -74,14 +75,32 @@ mod defaults {
 }
 
 impl StoreConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    /// The queue's bound and each duration within its range
+    /// (`crate::ranges`), with the key at fault.
+    pub fn validate_keyed(&self) -> Result<(), Vec<(&'static str, String)>> {
+        let mut problems = Vec::new();
         if self.max_queue_bytes < MIN_QUEUE_BYTES {
-            return Err(format!(
-                "[store] max_queue_bytes must be at least {MIN_QUEUE_BYTES} (1 MiB), not {}",
-                self.max_queue_bytes
+            problems.push((
+                "max_queue_bytes",
+                format!(
+                    "[store] max_queue_bytes must be at least {MIN_QUEUE_BYTES} (1 MiB), not {}",
+                    self.max_queue_bytes
+                ),
             ));
         }
-        Ok(())
+        problems.extend(
+            [
+                (ranges::MAX_RECORD_AGE, self.max_record_age),
+                (ranges::AUDIT_RETENTION, self.audit_retention),
+            ]
+            .into_iter()
+            .filter_map(|(range, value)| range.check(value).err()),
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 }
 

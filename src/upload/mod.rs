@@ -18,12 +18,12 @@ mod sender;
 pub mod tls;
 pub mod transport;
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
 use crate::clock::HumanDuration;
+use crate::ranges;
 pub use in_flight::InFlight;
 pub use policy::{Protocol, Refusal, RetryPolicy, UploadResult};
 pub use send_lock::{ANOTHER_SENDER, SendLock};
@@ -41,7 +41,8 @@ pub const BATCH_MAX_RECORDS_LIMIT: usize = 10_000;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadConfig {
-    /// `https://…`, or `http://127.0.0.1…`/`http://[::1]…` with the flag below.
+    /// `https://…`, or `http://127.0.0.1…`/`http://[::1]…` (written so)
+    /// with the flag below; no user info, query or fragment.
     pub endpoint: String,
     /// The wire format: `consentry-json` (gzip JSON envelopes,
     /// `docs/protocol.md`) or `otlp-http` (OTLP logs, protobuf, gzip,
@@ -119,15 +120,27 @@ mod defaults {
     }
 }
 
-/// `endpoint` with any user info (`user:password@`) cut out, for messages
-/// and logs: a secret someone put in the URL is never printed.
+/// `endpoint` with any user info (`user:password@`), query and fragment
+/// cut out, for messages and logs: a secret someone put in the URL is
+/// never printed. Such an endpoint is refused ([`UploadConfig::endpoint_url`]),
+/// and this is how the refusal shows it.
 pub fn redacted(endpoint: &str) -> String {
+    let shown = without_user_info(endpoint);
+    match shown.find(['?', '#']) {
+        Some(at) => format!("{}{}<removed>", &shown[..at], &shown[at..=at]),
+        None => shown,
+    }
+}
+
+/// `endpoint` with any user info cut out. The authority is taken to run
+/// to the first `/`, past any `?` or `#`: a password may hold those.
+fn without_user_info(endpoint: &str) -> String {
     let Some(scheme_end) = endpoint.find("://") else {
         return endpoint.to_owned();
     };
     let authority_start = scheme_end + 3;
     let authority_end = endpoint[authority_start..]
-        .find(['/', '?', '#'])
+        .find('/')
         .map_or(endpoint.len(), |i| authority_start + i);
     match endpoint[authority_start..authority_end].rfind('@') {
         Some(at) => format!(
@@ -139,8 +152,31 @@ pub fn redacted(endpoint: &str) -> String {
     }
 }
 
+/// The hosts plain http:// may go to, as written in the config: what the
+/// documentation promises, and nothing the URL parser would also read as
+/// 127.0.0.1 (`2130706433`, `0x7f.1`, `127.1`) or as another loopback
+/// address (`127.0.0.2`, `localhost`, which a resolver could send
+/// anywhere).
+const PLAINTEXT_HOSTS: [&str; 2] = ["127.0.0.1", "[::1]"];
+
+/// The host of an `http://` endpoint as written, without its port; `None`
+/// for another scheme.
+fn written_host(endpoint: &str) -> Option<&str> {
+    let scheme = endpoint.get(..7)?;
+    if !scheme.eq_ignore_ascii_case("http://") {
+        return None;
+    }
+    let rest = &endpoint[7..];
+    let authority = &rest[..rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len())];
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => Some(host),
+        _ => Some(authority),
+    }
+}
+
 impl UploadConfig {
-    /// The endpoint as it may be shown: without credentials.
+    /// The endpoint as it may be shown: without credentials, query or
+    /// fragment ([`redacted`]).
     pub fn endpoint_shown(&self) -> String {
         redacted(&self.endpoint)
     }
@@ -152,6 +188,13 @@ impl UploadConfig {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(format!(
                 "upload endpoint `{shown}` carries credentials (user info before `@`); remove them: consentry never sends credentials taken from a URL"
+            ));
+        }
+        // A token in the query (`?token=…`) would be logged and shown
+        // wherever the endpoint is; no receiver needs one there.
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "upload endpoint `{shown}` has a query or fragment (after `?` or `#`); remove it: a URL the agent logs and shows must not carry a secret, so put a token in the file token_file names"
             ));
         }
         if url.port() == Some(0) {
@@ -173,34 +216,50 @@ impl UploadConfig {
         }
         match url.scheme() {
             "https" => Ok(url),
-            "http" => {
-                let loopback = match url.host() {
-                    Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-                    Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-                    _ => false,
-                };
-                if !loopback {
-                    Err(format!(
-                        "upload endpoint `{shown}` must use https:// (plain http:// is allowed only to a loopback address, 127.0.0.1 or [::1])"
-                    ))
-                } else if !self.allow_plaintext_loopback {
-                    Err(format!(
-                        "upload endpoint `{shown}` is plain http://; use https://, or set allow_plaintext_loopback = true for a loopback test receiver"
-                    ))
-                } else {
-                    Ok(url)
-                }
-            }
+            "http" => self.plaintext(url, &shown),
             other => Err(format!(
                 "upload endpoint `{shown}` has scheme `{other}`; use https://"
             )),
         }
     }
 
+    /// A plain http:// `url`, if allowed: to a host written exactly as
+    /// 127.0.0.1 or [::1], with the flag set.
+    fn plaintext(&self, url: reqwest::Url, shown: &str) -> Result<reqwest::Url, String> {
+        let host = written_host(&self.endpoint);
+        if !host.is_some_and(|host| PLAINTEXT_HOSTS.contains(&host)) {
+            return Err(format!(
+                "upload endpoint `{shown}` must use https:// (plain http:// is allowed only to a loopback address written exactly as 127.0.0.1 or [::1])"
+            ));
+        }
+        if !self.allow_plaintext_loopback {
+            return Err(format!(
+                "upload endpoint `{shown}` is plain http://; use https://, or set allow_plaintext_loopback = true for a loopback test receiver"
+            ));
+        }
+        Ok(url)
+    }
+
     /// Checks what the types do not: the endpoint, the limits, the TLS
-    /// settings together. The error names the key at fault so that it can
-    /// point at its line.
-    pub(crate) fn validate_keyed(&self) -> Result<(), (&'static str, String)> {
+    /// settings together, every duration against its range. Each problem
+    /// names the key at fault so that it can point at its line.
+    pub(crate) fn validate_keyed(&self) -> Result<(), Vec<(&'static str, String)>> {
+        let mut problems = Vec::new();
+        if let Err(problem) = self.check_endpoint() {
+            problems.push(problem);
+        }
+        problems.extend(self.check_limits().err());
+        problems.extend(self.check_durations());
+        problems.extend(self.empty_paths());
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The endpoint, and the TLS settings that depend on it.
+    fn check_endpoint(&self) -> Result<(), (&'static str, String)> {
         let url = self.endpoint_url().map_err(|m| ("endpoint", m))?;
         if self.ca_file.is_some() && self.server_certificate.is_some() {
             return Err(("server_certificate", "[upload] sets both ca_file and server_certificate; choose one: ca_file for the CA that issued the server's certificate, server_certificate for exactly the server's own (self-signed) certificate".into()));
@@ -218,6 +277,37 @@ impl UploadConfig {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The path keys set but left empty, each with what to write instead
+    /// (an empty path would name the config's own directory).
+    fn empty_paths(&self) -> Vec<(&'static str, String)> {
+        let keys = [
+            (
+                "ca_file",
+                &self.ca_file,
+                "give a PEM file of the certificate authorities to trust, or remove the line to trust the system roots only",
+            ),
+            (
+                "server_certificate",
+                &self.server_certificate,
+                "give the receiver's own certificate (PEM), or remove the line",
+            ),
+            (
+                "token_file",
+                &self.token_file,
+                "give the file holding the bearer token, or remove the line to send none",
+            ),
+        ];
+        keys.into_iter()
+            .filter(|(_, path, _)| path.as_ref().is_some_and(|p| p.as_os_str().is_empty()))
+            .map(|(key, _, instead)| (key, format!("[upload] {key} is empty: {instead}")))
+            .collect()
+    }
+
+    /// The size of a batch.
+    fn check_limits(&self) -> Result<(), (&'static str, String)> {
         if self.batch_max_records == 0 || self.batch_max_records > BATCH_MAX_RECORDS_LIMIT {
             return Err((
                 "batch_max_records",
@@ -236,20 +326,40 @@ impl UploadConfig {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Every duration within its range (`crate::ranges`), then the pairs
+    /// that bound each other.
+    fn check_durations(&self) -> Vec<(&'static str, String)> {
+        let out_of_range: Vec<_> = [
+            (ranges::BATCH_MAX_DELAY, self.batch_max_delay),
+            (ranges::TIMEOUT, self.timeout),
+            (ranges::RETRY_INITIAL, self.retry_initial),
+            (ranges::RETRY_MAX, self.retry_max),
+            (ranges::INTERVAL_MIN, self.interval_min),
+            (ranges::INTERVAL_MAX, self.interval_max),
+        ]
+        .into_iter()
+        .filter_map(|(range, value)| range.check(value).err())
+        .collect();
+        if !out_of_range.is_empty() {
+            return out_of_range;
+        }
+        let mut problems = Vec::new();
         if self.retry_initial.0 > self.retry_max.0 {
-            return Err((
+            problems.push((
                 "retry_initial",
                 "[upload] retry_initial must not be longer than retry_max".into(),
             ));
         }
-        if self.interval_min.0.is_zero() || self.interval_min.0 > self.interval_max.0 {
-            return Err((
+        if self.interval_min.0 > self.interval_max.0 {
+            problems.push((
                 "interval_min",
-                "[upload] interval_min must be more than zero and not longer than interval_max"
-                    .into(),
+                "[upload] interval_min must not be longer than interval_max".into(),
             ));
         }
-        Ok(())
+        problems
     }
 
     /// How much one batch may carry.
@@ -331,7 +441,10 @@ mod tests {
         config
             .validate_keyed()
             .map(|()| config)
-            .map_err(|(_, message)| message)
+            .map_err(|problems| {
+                let messages: Vec<String> = problems.into_iter().map(|(_, m)| m).collect();
+                messages.join("; ")
+            })
     }
 
     #[test]
@@ -358,12 +471,50 @@ mod tests {
     }
 
     #[test]
-    fn user_info_is_cut_from_endpoints_shown() {
+    fn user_info_query_and_fragment_are_cut_from_endpoints_shown() {
         assert_eq!(
             redacted("https://alice:s3cret@host:8443/v1/batches?x=1"),
-            "https://<credentials removed>@host:8443/v1/batches?x=1"
+            "https://<credentials removed>@host:8443/v1/batches?<removed>"
         );
+        assert_eq!(
+            redacted("https://alice:s3?cr#et@host/v1"),
+            "https://<credentials removed>@host/v1"
+        );
+        assert_eq!(
+            redacted("https://host/v1#token=abc"),
+            "https://host/v1#<removed>"
+        );
+        assert_eq!(
+            redacted("https://host?token=abc#x"),
+            "https://host?<removed>"
+        );
+        assert_eq!(redacted("host/v1?token=abc"), "host/v1?<removed>");
         assert_eq!(redacted("https://host/a@b"), "https://host/a@b");
         assert_eq!(redacted("not a url"), "not a url");
+    }
+
+    #[test]
+    fn a_query_or_fragment_is_refused_without_showing_it() {
+        for endpoint in [
+            "https://host/v1?token=abc",
+            "https://host/v1?",
+            "https://host/v1#abc",
+            "https://host/v1?a=1#abc",
+            "http://127.0.0.1:9/?token=abc",
+        ] {
+            let config: UploadConfig = toml::from_str(&format!(
+                "endpoint = \"{endpoint}\"\nallow_plaintext_loopback = true"
+            ))
+            .unwrap();
+            let (key, message) = &config.validate_keyed().unwrap_err()[0];
+            assert_eq!(*key, "endpoint");
+            assert!(message.contains("has a query or fragment"), "{message}");
+            assert!(message.contains("token_file"), "{message}");
+            assert!(message.contains("<removed>`"), "{message}");
+            assert!(
+                !message.contains("abc") && !message.contains("a=1"),
+                "{message}"
+            );
+        }
     }
 }

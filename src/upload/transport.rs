@@ -92,7 +92,7 @@ pub struct Transport {
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transport")
-            .field("endpoint", &self.endpoint.as_str())
+            .field("endpoint", &super::redacted(self.endpoint.as_str()))
             .field(
                 "authorization",
                 &self.authorization.as_ref().map(|_| "<redacted>"),

@@ -424,3 +424,148 @@ async fn an_acceptance_dated_in_the_future_is_refused_at_its_place() {
     )
     .await;
 }
+
+/// Config values that should be refused (issue 18): a secret in the
+/// endpoint's query, a duration out of its range or too long to parse, an
+/// overlong product string, plain http:// to a loopback host not written
+/// as the docs allow, an empty path. `check` and the daemon refuse each in
+/// the same words, at the line of the key at fault, never echoing the
+/// secret, and create nothing.
+#[tokio::test]
+async fn check_and_the_daemon_refuse_out_of_bounds_values_at_their_key() {
+    let world = World::new().await;
+    let url = world.receiver.url();
+    let base = world.config_text("");
+    let plain = world.config_text("allow_plaintext_loopback = true");
+    let long_id = format!("id = \"{}\"", "k".repeat(100 * 1024));
+    let loopback = ["must use https://", "written exactly as 127.0.0.1 or [::1]"];
+    // (config, the start of the line the error points at, what it says)
+    let cases: Vec<(String, &str, &[&str])> = vec![
+        (
+            base.replace(&url, &format!("{url}?token=abc")),
+            "endpoint = ",
+            &["has a query or fragment", "?<removed>`", "token_file"],
+        ),
+        (
+            base.replace(&url, &format!("{url}#abc")),
+            "endpoint = ",
+            &["has a query or fragment", "#<removed>`"],
+        ),
+        (
+            base.replace("timeout = \"5s\"", "timeout = \"100000000d\""),
+            "timeout = ",
+            &["[upload] timeout is 100000000d, outside its range: give a duration from 1s to 10m"],
+        ),
+        (
+            base.replace(
+                "retry_max = \"1s\"",
+                "retry_max = \"18446744073709551615d\"",
+            ),
+            "retry_max = ",
+            &["`18446744073709551615d` is not a duration"],
+        ),
+        (
+            base.replace(
+                "interval = \"1h\"",
+                "interval = \"1h\"\nksn_window = \"2d\"",
+            ),
+            "ksn_window = ",
+            &["[collect] ksn_window is 2d, outside its range: give a duration from 1s to 1d"],
+        ),
+        (
+            format!("{base}\n[store]\naudit_retention = \"20y\"\n"),
+            "audit_retention = ",
+            &["[store] audit_retention is 7305d", "from 1d to 3650d"],
+        ),
+        (
+            base.replace("id = \"it-product\"", &long_id),
+            "id = ",
+            &["[product] id is 102400 bytes long, more than the 128"],
+        ),
+        (
+            base.replace(
+                "version = \"9.8.7.6\"",
+                "version = \"9.8.7.6\"\nlocale = \"en-US-x-0123456789-0123456789-0123456789\"",
+            ),
+            "locale = ",
+            &["[product] locale is 40 bytes long, more than the 35"],
+        ),
+        (
+            plain.replace(&url, "http://127.0.0.2:9/v1/batches"),
+            "endpoint = ",
+            &loopback,
+        ),
+        (
+            plain.replace(&url, "http://2130706433:9/v1/batches"),
+            "endpoint = ",
+            &loopback,
+        ),
+        (
+            base.replace("state_dir = \"state\"", "state_dir = \"\""),
+            "state_dir = ",
+            &[
+                "state_dir is empty: give the directory the agent keeps its queue in, such as /var/lib/consentry",
+            ],
+        ),
+        (
+            base.replace("runtime_dir = \"run\"", "runtime_dir = \"\""),
+            "runtime_dir = ",
+            &["runtime_dir is empty: give the directory for the control and ingest sockets"],
+        ),
+        (
+            base.replace("consent_file = \"consent.toml\"", "consent_file = \"\""),
+            "consent_file = ",
+            &["consent_file is empty: give the consent file's path"],
+        ),
+        (
+            world.config_text("token_file = \"\""),
+            "token_file = ",
+            &["[upload] token_file is empty: give the file holding the bearer token"],
+        ),
+    ];
+    for (text, key, expected) in cases {
+        let line = 1 + text
+            .lines()
+            .position(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no `{key}` line in\n{text}"));
+        let place = format!("consentry.toml:{line}:");
+        let expected: Vec<&str> = expected.iter().copied().chain([place.as_str()]).collect();
+        world.write_config(&text);
+        let daemon = tokio::time::timeout(
+            crate::support::PATIENCE,
+            fails_with(&world, &["daemon"], &expected),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the daemon started with {key}…"));
+        let check = fails_with(&world, &["check"], &expected).await;
+        assert_eq!(daemon, check);
+        assert!(!check.contains("abc"), "a secret was shown: {check}");
+    }
+    assert!(!world.path("run").exists(), "nothing was created");
+}
+
+/// An acceptance an hour ahead of the clock is as wrong as one dated 9999
+/// (docs/consent.md: at most 5 minutes past the clock and the file's date).
+#[tokio::test]
+async fn an_acceptance_an_hour_ahead_of_the_clock_is_refused_too() {
+    let world = World::new().await;
+    world.ok(&["consent", "grant", "eula"]).await;
+    let consent = std::fs::read_to_string(world.path("consent.toml")).unwrap();
+    let start = consent.find("accepted_at = ").unwrap() + "accepted_at = ".len();
+    let end = start + consent[start..].find('\n').unwrap();
+    let hour_ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let when = consentry::clock::rfc3339(hour_ahead);
+    let edited = format!("{}{when}{}", &consent[..start], &consent[end..]);
+    std::fs::write(world.path("consent.toml"), edited).unwrap();
+    fails_with(
+        &world,
+        &["check"],
+        &[
+            "consent.toml:",
+            &when,
+            "in the future",
+            "more than 5 minutes",
+        ],
+    )
+    .await;
+}

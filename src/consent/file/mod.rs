@@ -21,6 +21,8 @@ use crate::catalogue::{Catalogue, Region};
 use crate::clock::rfc3339;
 use crate::document::{Document, Origin, Problems, ReadError};
 
+mod accepted_at;
+
 /// How an acceptance was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,17 +130,7 @@ impl Consents {
 
     pub fn from_document(document: &Document, catalogue: &Catalogue) -> Result<Self, Problems> {
         let raw: RawConsentFile = document.parse()?;
-        // "In the future" means later than now and than the file's own
-        // last write: both come from this machine's clock, and a clock set
-        // back since the file was written (by hand or by NTP) must not
-        // turn its acceptances into mistakes and hold everything.
-        let now = SystemTime::now();
-        let latest = match &document.origin {
-            Origin::File(path) => std::fs::metadata(path)
-                .and_then(|meta| meta.modified())
-                .map_or(now, |written| written.max(now)),
-            Origin::Embedded(_) => now,
-        };
+        let latest = accepted_at::latest(&document.origin);
         let mut problems: Vec<(Option<std::ops::Range<usize>>, String)> = Vec::new();
         let mut unrecognised = Vec::new();
         let mut by_clause = BTreeMap::new();
@@ -180,16 +172,8 @@ impl Consents {
                     ),
                 ));
             }
-            // A day of clock skew is tolerated; an acceptance dated later
-            // (year 9999, say) is a mistake, and would never expire.
-            let when = entry.accepted_at.get_ref().to_string();
-            if humantime::parse_rfc3339_weak(&when)
-                .is_ok_and(|at| at > latest + std::time::Duration::from_secs(86_400))
-            {
-                problems.push((
-                    Some(entry.accepted_at.span()),
-                    format!("`{clause}` accepted_at {when} is in the future; give the date it was accepted"),
-                ));
+            if let Err(message) = accepted_at::check(clause, entry.accepted_at.get_ref(), latest) {
+                problems.push((Some(entry.accepted_at.span()), message));
             }
             let acceptance = Acceptance {
                 clause: clause.clone(),
@@ -533,6 +517,8 @@ fn remove_records(document: &mut DocumentMut, clause: &str) -> bool {
 
 /// Temp file beside the target, fsync, rename over it, fsync the directory:
 /// a crash leaves either the old file or the new one, never half of either.
+/// A modification time later than now (the clock was set back since) is
+/// kept: it is what the acceptances' dates are checked against.
 fn write_atomically(link: &Path, contents: &[u8]) -> Result<(), ConsentError> {
     // Through a symlink, the file it points to is what gets replaced: the
     // link an administrator made stays a link.
@@ -553,7 +539,8 @@ fn write_atomically(link: &Path, contents: &[u8]) -> Result<(), ConsentError> {
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(wrap)?;
-    if let Ok(existing) = std::fs::metadata(path) {
+    let previous = std::fs::metadata(path);
+    if let Ok(existing) = &previous {
         temp.as_file()
             .set_permissions(existing.permissions())
             .map_err(wrap)?;
@@ -564,6 +551,10 @@ fn write_atomically(link: &Path, contents: &[u8]) -> Result<(), ConsentError> {
             .map_err(wrap)?;
     }
     temp.write_all(contents).map_err(wrap)?;
+    let written = previous.and_then(|meta| meta.modified()).ok();
+    if let Some(written) = accepted_at::keep_written_time(written) {
+        temp.as_file().set_modified(written).map_err(wrap)?;
+    }
     temp.as_file().sync_all().map_err(wrap)?;
     temp.persist(path).map_err(|err| wrap(err.error))?;
     std::fs::File::open(dir)

@@ -1,26 +1,119 @@
 use super::*;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// A new consent file at `path` accepting eula at `accepted_at` (as
+/// written in TOML), last modified at `modified`.
+fn eula_accepted_at(path: &Path, accepted_at: &str, modified: SystemTime) {
+    let catalogue = Catalogue::embedded();
+    let _ = std::fs::remove_file(path);
+    grant(path, &catalogue, Region::Global, "eula", Method::Cli).unwrap();
+    let text = read(path);
+    let start = text.find("accepted_at = ").unwrap() + "accepted_at = ".len();
+    let end = start + text[start..].find('\n').unwrap();
+    let edited = format!("{}{accepted_at}{}", &text[..start], &text[end..]);
+    std::fs::write(path, edited).unwrap();
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(modified).unwrap();
+}
+
+/// Whole seconds `offset` from now, so that RFC 3339 says it exactly.
+fn whole_seconds_from_now(offset: Duration) -> SystemTime {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    UNIX_EPOCH + Duration::from_secs((now + offset).as_secs())
+}
+
+fn load_error(path: &Path) -> Option<String> {
+    Consents::load(path, &Catalogue::embedded())
+        .err()
+        .map(|err| err.to_string())
+}
 
 #[test]
 fn an_acceptance_is_in_the_future_only_past_the_files_own_date() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("consent.toml");
-    let catalogue = Catalogue::embedded();
-    grant(&path, &catalogue, Region::Global, "eula", Method::Cli).unwrap();
     // Accepted three days ahead of the clock now, by a clock set back
     // since: the file was written then too.
-    let ahead = SystemTime::now() + std::time::Duration::from_secs(3 * 86_400);
-    let text = read(&path);
-    let start = text.find("accepted_at = ").unwrap() + "accepted_at = ".len();
-    let end = start + text[start..].find('\n').unwrap();
-    let edited = format!("{}{}{}", &text[..start], rfc3339(ahead), &text[end..]);
-    std::fs::write(&path, edited).unwrap();
-    let file = std::fs::File::options().write(true).open(&path).unwrap();
-    file.set_modified(ahead).unwrap();
-    assert!(Consents::load(&path, &catalogue).is_ok());
+    let ahead = whole_seconds_from_now(Duration::from_secs(3 * 86_400));
+    eula_accepted_at(&path, &rfc3339(ahead), ahead);
+    assert_eq!(load_error(&path), None);
     // The same date in a file written now is a mistake.
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
     file.set_modified(SystemTime::now()).unwrap();
-    let err = Consents::load(&path, &catalogue).unwrap_err().to_string();
+    let err = load_error(&path).unwrap();
     assert!(err.contains("in the future"), "{err}");
+}
+
+#[test]
+fn accepted_at_may_be_five_minutes_past_the_latest_date_and_not_a_second_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("consent.toml");
+    // The file's date, a day ahead of the clock, is the latest the clock
+    // vouched for: the boundary does not move while the test runs.
+    let written = whole_seconds_from_now(Duration::from_secs(86_400));
+    let limit = written + accepted_at::CLOCK_SKEW;
+    eula_accepted_at(&path, &rfc3339(limit), written);
+    assert_eq!(load_error(&path), None);
+    eula_accepted_at(&path, &rfc3339(limit + Duration::from_secs(1)), written);
+    let err = load_error(&path).unwrap();
+    assert!(
+        err.contains(&format!(
+            "`eula` accepted_at {} is in the future",
+            rfc3339(limit + Duration::from_secs(1))
+        )),
+        "{err}"
+    );
+    // And against the clock, in a file written now: an hour ahead is as
+    // wrong as two days (both were refused only past a day before).
+    for ahead in [3600, 2 * 86_400] {
+        let at = whole_seconds_from_now(Duration::from_secs(ahead));
+        eula_accepted_at(&path, &rfc3339(at), SystemTime::now());
+        assert!(
+            load_error(&path).is_some_and(|e| e.contains("in the future")),
+            "{ahead} s"
+        );
+    }
+    let at = whole_seconds_from_now(Duration::from_secs(60));
+    eula_accepted_at(&path, &rfc3339(at), SystemTime::now());
+    assert_eq!(load_error(&path), None, "a minute ahead");
+}
+
+#[test]
+fn no_way_of_writing_a_date_escapes_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("consent.toml");
+    for written in [
+        "9999-01-01T00:00:00+01:00",
+        "9999-01-01T00:00:00-12:00",
+        "9999-01-01T00:00Z",
+        "9999-01-01T00:00:00",
+        "9999-01-01",
+    ] {
+        eula_accepted_at(&path, written, SystemTime::now());
+        let err = load_error(&path).unwrap_or_default();
+        assert!(err.contains("is in the future"), "{written}: {err}");
+    }
+    eula_accepted_at(&path, "12:00:00", SystemTime::now());
+    let err = load_error(&path).unwrap_or_default();
+    assert!(err.contains("names no day"), "{err}");
+    eula_accepted_at(&path, "2026-01-01T09:00:00+09:00", SystemTime::now());
+    assert_eq!(load_error(&path), None);
+}
+
+#[test]
+fn a_grant_after_the_clock_was_set_back_keeps_the_other_acceptances() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("consent.toml");
+    let catalogue = Catalogue::embedded();
+    // eula accepted, then the clock set back three days.
+    let ahead = whole_seconds_from_now(Duration::from_secs(3 * 86_400));
+    eula_accepted_at(&path, &rfc3339(ahead), ahead);
+    grant(&path, &catalogue, Region::Global, "ksn", Method::Cli).unwrap();
+    assert_eq!(load_error(&path), None, "the grant voided eula");
+    assert!(revoke(&path, &catalogue, "ksn").unwrap());
+    assert_eq!(load_error(&path), None, "the revoke voided eula");
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    assert_eq!(modified, ahead);
 }
 
 #[test]
