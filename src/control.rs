@@ -130,6 +130,21 @@ pub struct DaemonStatus {
     /// The last reload, if there was one.
     #[serde(default)]
     pub reload: Option<ReloadReport>,
+    /// The consent snapshot in force.
+    #[serde(default)]
+    pub consent: ConsentState,
+}
+
+/// The consent snapshot in force, as its owner published it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentState {
+    /// Its generation: one more at every publication.
+    pub generation: u64,
+    /// Why the consent file holds everything (missing, empty, broken).
+    pub holding: Option<String>,
+    /// Whether deletion waits: a withdrawal read from the file waits for
+    /// the file to stay the same, or a command is changing it.
+    pub deletion_waits: bool,
 }
 
 /// The daemon's answer.

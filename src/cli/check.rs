@@ -186,11 +186,13 @@ pub async fn run(check_args: &CheckArgs, args: &OutputArgs) -> anyhow::Result<Ex
 /// `state_dir` as `check` reports it: whether it exists, and what the
 /// store says about its own past (a quarantine), read only.
 fn state_dir(path: &std::path::Path, exists: bool) -> StateDir {
-    let database = path.join(consentry::store::DATABASE_FILE).is_file();
-    let health = database.then(|| Store::peek_health(path));
-    let (quarantine, fault) = match health {
-        Some(health) => (health.quarantine, health.fault.map(|f| f.message)),
-        None => (None, None),
+    let (quarantine, fault) = match consentry::store::database_exists(path) {
+        Ok(true) => {
+            let health = Store::peek_health(path);
+            (health.quarantine, health.fault.map(|f| f.message))
+        }
+        Ok(false) => (None, None),
+        Err(err) => (None, Some(err.to_string())),
     };
     StateDir {
         path: path.display().to_string(),

@@ -48,6 +48,7 @@ struct DaemonView {
     next_upload_at: Option<String>,
     store: StoreHealth,
     reload: Option<consentry::control::ReloadReport>,
+    consent: consentry::control::ConsentState,
 }
 
 impl From<DaemonStatus> for DaemonView {
@@ -63,6 +64,7 @@ impl From<DaemonStatus> for DaemonView {
             next_upload_at: status.next_upload_at,
             store: status.store,
             reload: status.reload,
+            consent: status.consent,
         }
     }
 }
@@ -202,6 +204,20 @@ fn state_block(status: &Status) -> Vec<Entry> {
                     )
                     .tone(tone),
                 );
+            }
+            if let Some(why) = &daemon.consent.holding {
+                entries.push(
+                    Entry::new(
+                        "consent",
+                        format!("holding: {why}; nothing is sent and nothing deleted until the file is whole"),
+                    )
+                    .tone(Tone::Warn),
+                );
+            } else if daemon.consent.deletion_waits {
+                entries.push(Entry::new(
+                    "consent",
+                    "a withdrawal read from the file waits for it to stay the same; nothing of it is sent meanwhile",
+                ));
             }
             if let Some(next) = &daemon.next_upload_at {
                 entries.push(Entry::new("next upload", format!("by {next}")));

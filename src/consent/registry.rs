@@ -415,6 +415,12 @@ impl Registry {
         self
     }
 
+    /// Whether deletion on these decisions' word waits
+    /// ([`Registry::holding_purges`]).
+    pub fn purges_held(&self) -> bool {
+        self.purges_held
+    }
+
     /// The generation this snapshot was published as (0: never).
     pub fn generation(&self) -> u64 {
         self.generation

@@ -13,7 +13,7 @@ use super::uploader::FlushRequest;
 use super::{Agent, Shared};
 use crate::clock::rfc3339;
 use crate::consent::Act;
-use crate::control::{DaemonStatus, FlushSummary, Request, Response};
+use crate::control::{ConsentState, DaemonStatus, FlushSummary, Request, Response};
 use crate::store::{Fault, StoreHealth};
 use crate::upload::InFlight;
 
@@ -74,6 +74,14 @@ impl Handler {
             next_upload_at: self.shared.next_upload().map(rfc3339),
             last_upload: self.shared.upload(),
             reload: self.shared.reload(),
+            consent: {
+                let registry = self.agent.gate.registry();
+                ConsentState {
+                    generation: registry.generation(),
+                    holding: registry.unreadable().map(str::to_owned),
+                    deletion_waits: registry.purges_held(),
+                }
+            },
         }
     }
 

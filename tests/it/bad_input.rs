@@ -314,6 +314,7 @@ async fn check_refuses_every_setup_the_daemon_refuses() {
             state("/proc/consentry"),
             vec!["state_dir /proc/consentry".into(), "pseudo file system".into()],
         ),
+        (state(""), vec!["state_dir is empty".into()]),
         (
             state("/"),
             vec!["state_dir / is the root directory: point state_dir at a directory of its own, such as /var/lib/consentry".into()],
