@@ -170,6 +170,7 @@ impl ConsentOwner {
             // The command wrote the whole file itself, atomically.
             Cause::Act(_) => true,
             Cause::Look if locked_out => {
+                tracing::debug!("consent: a command holds the consent lock; looking again soon");
                 self.retry_at = Some(Instant::now() + LOCKED_RETRY);
                 false
             }

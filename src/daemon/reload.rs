@@ -58,6 +58,7 @@ pub(super) async fn run(
             _ = shutdown.cancelled() => return,
             notice = notices.recv() => {
                 let Some(Notice::Changed { act, reply }) = notice else { return };
+                tracing::debug!(act = act.is_some(), "consent task: a command's notice");
                 let _ = reply.send(handler.apply_consent(act.as_ref()).await);
                 seen = stamps(&agent.config());
                 continue;
@@ -70,7 +71,7 @@ pub(super) async fn run(
                 }
                 shared.set_reload(report);
             }
-            _ = look_due => {}
+            _ = look_due => tracing::debug!("consent task: its own look is due"),
             _ = watch.changed() => {
                 let now = stamps(&agent.config());
                 if now == seen {

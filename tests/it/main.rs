@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod consent;
+mod consent_proof;
 mod delivery;
 mod disclosure;
 mod faults;

@@ -141,12 +141,17 @@ retry_max = "1s"
 
     /// Polls `status --json` until `done` holds for it (the receiver sees a
     /// batch a moment before the daemon has committed its deletion).
-    pub async fn status_until(&self, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    /// Polls `status --json` until `done` says so, and returns that status.
+    pub async fn status_until(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let status = self.status().await;
             if done(&status) {
-                return;
+                return status;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
