@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod consent;
+mod consent_window;
 mod delivery;
 mod disclosure;
 mod faults;
