@@ -4,6 +4,9 @@
 //! transaction, with one audit line per receipt so that `history` shows
 //! consent events beside uploads and purges.
 
+use std::collections::BTreeSet;
+use std::path::Path;
+
 use rusqlite::{Connection, params};
 
 use super::StoreError;
@@ -30,6 +33,23 @@ pub fn last_snapshot(connection: &Connection, region: &str) -> Result<Snapshot, 
             region: region.to_owned(),
             ..Snapshot::default()
         }))
+}
+
+/// The clauses whose last recorded event was a withdrawal, read from the
+/// database in `state_dir` without creating, checking or moving anything:
+/// for `status`, which evaluates the consent file itself and must still
+/// tell a withdrawn purpose from one never accepted (the file alone cannot:
+/// a revoked clause is simply absent from it). Empty when there is no
+/// database yet.
+pub fn peek_withdrawn(state_dir: &Path) -> Result<BTreeSet<String>, StoreError> {
+    if !super::database_exists(state_dir)? {
+        return Ok(BTreeSet::new());
+    }
+    let connection = Connection::open_with_flags(
+        state_dir.join(super::DATABASE_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    Ok(last_snapshot(&connection, "")?.withdrawn)
 }
 
 /// Records what changed since the last snapshot: `observe` turns the last
@@ -241,5 +261,31 @@ mod tests {
             trail.iter().any(|a| a.detail.starts_with("revoke eula v3")),
             "{trail:?}"
         );
+    }
+
+    #[test]
+    fn a_peek_tells_a_withdrawn_clause_from_one_never_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(peek_withdrawn(dir.path()).unwrap().is_empty());
+        assert!(
+            !dir.path().join(crate::store::DATABASE_FILE).exists(),
+            "a peek creates nothing"
+        );
+        let store = Store::open(dir.path()).unwrap();
+        let catalogue = Catalogue::embedded();
+        let how = Provenance::observed_now();
+        let record = |s: Snapshot| {
+            store
+                .write(|c| record(c, &catalogue, "global", |_| s, &how))
+                .unwrap();
+        };
+        record(snapshot("global", &[("eula", 3)]));
+        assert!(peek_withdrawn(dir.path()).unwrap().is_empty());
+        record(snapshot("global", &[("eula", 3), ("ksn", 3)]));
+        record(snapshot("global", &[("eula", 3)]));
+        let withdrawn = peek_withdrawn(dir.path()).unwrap();
+        assert_eq!(withdrawn, BTreeSet::from(["ksn".to_owned()]));
+        record(snapshot("global", &[("eula", 3), ("ksn", 3)]));
+        assert!(peek_withdrawn(dir.path()).unwrap().is_empty());
     }
 }

@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod consent;
 mod consent_proof;
+mod consent_window;
 mod delivery;
 mod disclosure;
 mod faults;

@@ -1,11 +1,12 @@
 //! The uploader: from the queue to the receiver, one batch at a time.
 //!
 //! [`Uploader::upload_pending`] reads the consent snapshot (the gate's, read
-//! again before every batch) and purges what is no longer allowed, then
-//! claims batches through the store writer, encodes them (`protocol`), sends
-//! them (`transport`) and applies the outcome (`policy`). Every outcome is
-//! written to the audit trail. The uploader never decides consent itself:
-//! it asks the gate.
+//! again before every batch), claims batches of what it allows through the
+//! store writer, encodes them (`protocol`), sends them (`transport`) and
+//! applies the outcome (`policy`). Every outcome is written to the audit
+//! trail. The uploader never decides consent itself:
+//! it asks the gate, and it never deletes on consent's account (that is
+//! the consent owner's, `daemon::consent`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -180,8 +181,9 @@ impl<S: Durable> Uploader<S> {
         !self.pace.is_slowed()
     }
 
-    /// Purges what the consent snapshot no longer allows, then sends
-    /// batches until the queue is empty or an attempt fails. The snapshot is
+    /// Sends batches of what the consent snapshot allows until none is
+    /// left or an attempt fails (it never deletes on consent's account:
+    /// that is the consent owner's, `daemon::consent`). The snapshot is
     /// read again before every batch, so a revoke stops a drain between two
     /// batches. `force` ignores the wait after a failure (an explicit
     /// `flush`).
