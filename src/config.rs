@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::catalogue::{Catalogue, Region};
+use crate::catalogue::{BuiltIn, Catalogue, Region};
 pub use crate::clock::HumanDuration;
 use crate::collect::{CollectConfig, ProductConfig};
 use crate::consent::{Jurisdiction, OptOut, Policy, Registry};
@@ -70,8 +70,11 @@ pub struct Config {
     /// Control socket.
     pub runtime_dir: PathBuf,
     pub consent_file: PathBuf,
-    /// A catalogue file; `None` means the embedded default.
+    /// A catalogue file; `None` means the built-in catalogue `builtin`.
     pub catalogue_file: Option<PathBuf>,
+    /// The built-in catalogue, when no file is named (`catalogue = "kes"`;
+    /// the default is `kis`).
+    pub builtin: BuiltIn,
     /// The administrator policy (switches off, never on); `None`: no policy.
     pub policy_file: Option<PathBuf>,
     /// A group (name or gid) whose members may change what the daemon does
@@ -82,6 +85,24 @@ pub struct Config {
     /// The queue's bounds and the audit retention.
     pub store: StoreConfig,
     pub upload: UploadConfig,
+}
+
+/// What `catalogue = "…"` names: a built-in catalogue by its id, or a file
+/// (a value with a `/`, or ending in `.toml`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogueChoice {
+    BuiltIn(BuiltIn),
+    File(PathBuf),
+}
+
+impl CatalogueChoice {
+    pub fn of(value: &Path) -> Option<Self> {
+        let text = value.to_string_lossy();
+        if let Some(builtin) = BuiltIn::from_id(&text) {
+            return Some(Self::BuiltIn(builtin));
+        }
+        (text.contains('/') || text.ends_with(".toml")).then(|| Self::File(value.to_path_buf()))
+    }
 }
 
 /// Why the config, or what it points to, cannot be used.
@@ -123,7 +144,14 @@ impl Config {
             state_dir: resolve(&raw.state_dir),
             runtime_dir: resolve(&raw.runtime_dir),
             consent_file: resolve(&raw.consent_file),
-            catalogue_file: raw.catalogue.as_deref().map(resolve),
+            catalogue_file: match raw.catalogue.as_deref().and_then(CatalogueChoice::of) {
+                Some(CatalogueChoice::File(path)) => Some(resolve(&path)),
+                _ => None,
+            },
+            builtin: match raw.catalogue.as_deref().and_then(CatalogueChoice::of) {
+                Some(CatalogueChoice::BuiltIn(builtin)) => builtin,
+                _ => BuiltIn::default(),
+            },
             policy_file: raw.policy_file.as_deref().map(resolve),
             admin_group: raw.admin_group,
             product: raw.product,
@@ -138,11 +166,11 @@ impl Config {
         })
     }
 
-    /// The catalogue this config names, or the embedded default.
+    /// The catalogue this config names: a file, or a built-in one.
     pub fn load_catalogue(&self) -> Result<Catalogue, ReadError> {
         match &self.catalogue_file {
             Some(path) => Catalogue::from_file(path),
-            None => Ok(Catalogue::embedded()),
+            None => Ok(Catalogue::builtin(self.builtin)),
         }
     }
 
@@ -416,7 +444,7 @@ endpoint = "https://telemetry.example.com/v1/batches"
                 "[product]",
                 "catalogue = \"\"\n[product]",
                 5,
-                "catalogue is empty: give a catalogue file, or remove the line",
+                "catalogue is empty: give a built-in catalogue (kis, kes, ksv) or a catalogue file, or remove the line",
             ),
             (
                 "[product]",

@@ -147,17 +147,19 @@ impl Gate {
     /// snapshot. A catalogue problem is reported before consent: a sender's
     /// bug shows even while its purpose is blocked.
     pub fn admit(&self, record: &Record) -> Result<GatedRecord, Refusal> {
-        self.catalogue.check(record)?;
+        let record = self.catalogue.declared(record);
+        self.catalogue.check(&record)?;
         let registry = self.decisions.load();
         let decision = registry.decision(&record.purpose);
-        self.admit_checked(record, decision)
+        self.admit_checked(&record, decision)
     }
 
     /// As [`Gate::admit`] under a decision the caller already holds (one
     /// snapshot for a whole collection run).
     pub fn admit_with(&self, record: &Record, decision: &Decision) -> Result<GatedRecord, Refusal> {
-        self.catalogue.check(record)?;
-        self.admit_checked(record, Some(decision))
+        let record = self.catalogue.declared(record);
+        self.catalogue.check(&record)?;
+        self.admit_checked(&record, Some(decision))
     }
 
     fn admit_checked(

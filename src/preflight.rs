@@ -82,19 +82,11 @@ pub fn run(config: &Config) -> Result<Preflight, PreflightError> {
     })
 }
 
-/// The catalogue `config` names, with a purpose for every built-in
-/// collector (what `Agent::open` needs even without the rest).
+/// The catalogue `config` names. A built-in collector whose purpose it
+/// does not define stays idle: each product's catalogue names only what
+/// its seed names (`ksv` has no `geo_distribution`, say).
 pub fn catalogue(config: &Config) -> Result<Catalogue, PreflightError> {
-    let catalogue = config.load_catalogue()?;
-    if let Some(orphan) = crate::collect::BUILT_IN
-        .into_iter()
-        .find(|purpose| catalogue.purpose(purpose).is_none())
-    {
-        return Err(PreflightError::Unusable(format!(
-            "collector `{orphan}` serves a purpose the catalogue does not define; add it to the catalogue or use the embedded one"
-        )));
-    }
-    Ok(catalogue)
+    Ok(config.load_catalogue()?)
 }
 
 /// File systems that cannot hold the agent's files however they look.

@@ -40,6 +40,12 @@ pub struct Record {
     #[serde(serialize_with = "serialize_time")]
     pub collected_at: SystemTime,
     pub fields: BTreeMap<String, FieldValue>,
+    /// Made by a built-in collector, which knows more facts than a
+    /// product's catalogue may declare for the purpose: the gate keeps the
+    /// declared fields only (`Catalogue::declared`). A component's record
+    /// (the generic `record` event) is held to exactly what it declares.
+    #[serde(skip)]
+    pub collected: bool,
 }
 
 fn serialize_time<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
@@ -52,6 +58,15 @@ impl Record {
             purpose: purpose.to_owned(),
             collected_at: SystemTime::now(),
             fields: BTreeMap::new(),
+            collected: false,
+        }
+    }
+
+    /// A record of a built-in collector (see [`Record::collected`]).
+    pub fn collected(purpose: &str) -> Self {
+        Self {
+            collected: true,
+            ..Self::new(purpose)
         }
     }
 

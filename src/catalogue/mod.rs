@@ -12,6 +12,7 @@
 //! undeclared field or a value of the wrong type. This module never reads
 //! the consent file and never decides consent; that is `consent::registry`.
 
+mod builtin;
 mod load;
 
 use std::collections::BTreeMap;
@@ -25,8 +26,10 @@ use crate::document::{Document, ReadError};
 pub use crate::privacy::Transform;
 use crate::record::{FieldValue, Record};
 
-/// The default catalogue, compiled in from `config/catalogue.toml`.
-pub const EMBEDDED: &str = include_str!("../../config/catalogue.toml");
+pub use builtin::BuiltIn;
+
+/// The default built-in catalogue's text (`kis`).
+pub const EMBEDDED: &str = builtin::KIS;
 
 /// The territory whose edition of the clauses applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -234,10 +237,16 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
-    /// The catalogue compiled into the binary.
+    /// The default catalogue compiled into the binary (`kis`).
     pub fn embedded() -> Self {
-        let document = Document::embedded("catalogue", EMBEDDED);
-        load::from_document(&document).expect("the embedded catalogue is validated by its tests")
+        Self::builtin(BuiltIn::default())
+    }
+
+    /// A catalogue compiled into the binary.
+    pub fn builtin(builtin: BuiltIn) -> Self {
+        let document = Document::embedded(builtin.id(), builtin.text());
+        load::from_document(&document)
+            .expect("the built-in catalogues are validated by their tests")
     }
 
     /// Reads and validates a catalogue file.
@@ -295,6 +304,23 @@ impl Catalogue {
         self.purposes()
             .filter(|p| p.clauses.iter().any(|c| c == clause))
             .any(|p| p.field("installation_id").is_some())
+    }
+
+    /// `record` with only the fields its purpose declares, when a built-in
+    /// collector made it (`Record::collected`): a product's catalogue names
+    /// what its seed names, and the collector's other facts stay here. Any
+    /// other record is returned as it is, for [`Catalogue::check`] to hold
+    /// to exactly what it declares.
+    pub fn declared<'r>(&self, record: &'r Record) -> std::borrow::Cow<'r, Record> {
+        let Some(purpose) = self.purpose(&record.purpose) else {
+            return std::borrow::Cow::Borrowed(record);
+        };
+        if !record.collected || record.fields.keys().all(|f| purpose.field(f).is_some()) {
+            return std::borrow::Cow::Borrowed(record);
+        }
+        let mut kept = record.clone();
+        kept.fields.retain(|name, _| purpose.field(name).is_some());
+        std::borrow::Cow::Owned(kept)
     }
 
     /// Refuses a record that carries anything the catalogue does not declare.

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use consentry::catalogue::BuiltIn;
 use consentry::config::Config;
 use consentry::consent::{self, Decision, Method};
 use consentry::control::{self, Request, Response};
@@ -36,6 +37,10 @@ pub struct DemoArgs {
     /// logs as an OpenTelemetry Collector takes them (docs/fleet.md).
     #[arg(long, value_name = "PROTOCOL", default_value = "consentry-json", value_parser = ["consentry-json", "otlp-http"])]
     protocol: String,
+    /// The product whose built-in catalogue the demo runs: each has the
+    /// clauses and purposes its own seed text names (docs/catalogue.md).
+    #[arg(long, value_name = "PRODUCT", value_enum, default_value_t = BuiltIn::Kis)]
+    catalogue: BuiltIn,
 }
 
 pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -47,7 +52,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let ca_file = dir.path().join("receiver-ca.pem");
     std::fs::write(&ca_file, &pki.ca_pem).context("cannot write the demo CA")?;
     let receiver = Receiver::start(&pki).await?;
-    let config_path = write_config(dir.path(), &receiver.url(), &args.protocol)?;
+    let config_path = write_config(dir.path(), &receiver.url(), &args.protocol, args.catalogue)?;
     let config = Config::load(&config_path)?;
     let catalogue = config.load_catalogue()?;
 
@@ -58,6 +63,17 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
     say!("  state      {}", config.state_dir.display());
     say!("  region     {}", config.region);
+    say!(
+        "  catalogue  {} ({}; `consentry demo --catalogue {}` for another product)",
+        args.catalogue,
+        args.catalogue.product(),
+        BuiltIn::ALL
+            .into_iter()
+            .filter(|b| *b != args.catalogue)
+            .map(BuiltIn::id)
+            .collect::<Vec<_>>()
+            .join("|")
+    );
     say!(
         "  protocol   {}{}",
         args.protocol,
@@ -115,7 +131,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "\nComponents report through {} (`consentry emit`):",
         ingest_socket.display()
     );
-    let summary = emit(&ingest_socket, &demo_events(DEMO_VERDICTS)).await?;
+    let summary = emit(&ingest_socket, &demo_events(&catalogue, DEMO_VERDICTS)).await?;
     say!(
         "  {} lines: {} accepted, {} rejected, {} discarded; every accepted line is durable",
         summary.lines,
@@ -230,20 +246,55 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 /// Scan verdicts the demo's scanner reports (over a third as many objects).
 const DEMO_VERDICTS: usize = 3000;
 
-/// One of each event kind a product's components send, a bad line, and
-/// `verdicts` scan verdicts.
-fn demo_events(verdicts: usize) -> String {
-    let mut lines = verdict_lines(verdicts);
-    lines.push_str(concat!(
-        r#"{"kind":"ksn_request","ok":true,"duration_ms":42,"bytes_sent":512,"bytes_received":2048}"#, "\n",
-        r#"{"kind":"update_task"}"#, "\n",
-        r#"{"kind":"activation","method":"code","code":"DEMO1-DEMO2-DEMO3","locale":"en-US","license_edition":"standard","license_units_total":3,"license_units_used":1}"#, "\n",
-        r#"{"kind":"activation","method":"key_file"}"#, "\n",
-        r#"{"kind":"install_task","task":"upgrade","status":"failed","error_type":"disk_full","error_code":112,"duration_ms":5400,"campaign_id":"demo-campaign"}"#, "\n",
-        r#"{"kind":"record","purpose":"link_following","fields":{"product_type":"suite","interface_language":"en","web_page_id":"renewal"}}"#, "\n",
-        r#"{"kind":"record","purpose":"ksn_threat_reports","fields":{"threat_name":"EICAR-Test-File","detected_at":"2026-11-26T07:00:00Z","object_size":68,"protection_status":"enabled"}}"#, "\n",
-        r#"{"kind":"install_task","task":"install","status":"failed","hostname":"my-laptop"}"#, "\n",
-    ));
+/// One of each event kind a product's components send for the purposes
+/// its catalogue names, a bad line, and `verdicts` scan verdicts (when the
+/// catalogue has the Security Network's scan aggregates).
+fn demo_events(catalogue: &consentry::catalogue::Catalogue, verdicts: usize) -> String {
+    let has = |purpose: &str| catalogue.purpose(purpose).is_some();
+    let mut lines = String::new();
+    if has("ksn_scan_aggregates") {
+        lines.push_str(&verdict_lines(verdicts));
+        lines.push_str(r#"{"kind":"ksn_request","ok":true,"duration_ms":42,"bytes_sent":512,"bytes_received":2048}"#);
+        lines.push('\n');
+    }
+    let events = [
+        ("update_identity", r#"{"kind":"update_task"}"#),
+        (
+            "activation",
+            r#"{"kind":"activation","method":"code","code":"DEMO1-DEMO2-DEMO3","locale":"en-US","license_edition":"standard","license_units_total":3,"license_units_used":1}"#,
+        ),
+        ("activation", r#"{"kind":"activation","method":"key_file"}"#),
+        (
+            "installation_errors",
+            r#"{"kind":"install_task","task":"upgrade","status":"failed","error_type":"disk_full","error_code":112,"duration_ms":5400,"campaign_id":"demo-campaign"}"#,
+        ),
+        (
+            "link_following",
+            r#"{"kind":"record","purpose":"link_following","fields":{"product_type":"suite","interface_language":"en","web_page_id":"renewal"}}"#,
+        ),
+        (
+            "virtual_infrastructure",
+            r#"{"kind":"record","purpose":"virtual_infrastructure","fields":{"product_type":"ksv","product_version":"6.2.0","platform_type":"kvm","platform_version":"8.2","protected_os_type":"windows","protected_os_version":"10","protected_os_bitness":64,"protected_vm_count":40}}"#,
+        ),
+        (
+            "license_units",
+            r#"{"kind":"record","purpose":"license_units","fields":{"license_edition":"standard","licensing_scheme":"per_machine","license_units_total":50,"license_units_used":40}}"#,
+        ),
+        (
+            "ksn_threat_reports",
+            r#"{"kind":"record","purpose":"ksn_threat_reports","fields":{"threat_name":"EICAR-Test-File","detected_at":"2026-11-26T07:00:00Z","object_size":68,"protection_status":"enabled"}}"#,
+        ),
+        (
+            "installation_errors",
+            r#"{"kind":"install_task","task":"install","status":"failed","hostname":"my-laptop"}"#,
+        ),
+    ];
+    for (purpose, line) in events {
+        if has(purpose) {
+            lines.push_str(line);
+            lines.push('\n');
+        }
+    }
     lines
 }
 
@@ -275,11 +326,17 @@ async fn emit(
     Ok(consentry::ingest::client::send(socket, lines.as_bytes()).await?)
 }
 
-fn write_config(dir: &Path, endpoint: &str, protocol: &str) -> anyhow::Result<std::path::PathBuf> {
+fn write_config(
+    dir: &Path,
+    endpoint: &str,
+    protocol: &str,
+    catalogue: BuiltIn,
+) -> anyhow::Result<std::path::PathBuf> {
     let path = dir.join("consentry.toml");
     let text = format!(
         r#"# Written by `consentry demo`.
 region = "global"
+catalogue = "{catalogue}"
 state_dir = "state"
 runtime_dir = "run"
 consent_file = "consent.toml"

@@ -8,12 +8,11 @@
 //! the embedded catalogue), so a packager can generate the documents on a
 //! build machine.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use consentry::catalogue::{Catalogue, Region};
-use consentry::config::Config;
+use consentry::config::{CatalogueChoice, Config};
 use consentry::disclosure::{Disclosure, html, markdown};
 use consentry::store::StoreConfig;
 
@@ -23,6 +22,7 @@ use super::{OutputArgs, print_json};
 #[command(after_help = "Examples:
   consentry disclosure
   consentry disclosure --region us-ca --format html > disclosure.html
+  consentry disclosure --region eu --catalogue kes --format json
   consentry disclosure --region eu --catalogue /etc/consentry/catalogue.toml --format json")]
 pub struct DisclosureArgs {
     /// The region whose edition to describe (global, eu, uk, br, us-ca).
@@ -32,9 +32,11 @@ pub struct DisclosureArgs {
     /// The document's format; `--json` is the same as `--format json`.
     #[arg(long, value_enum, default_value_t = Format::Md)]
     pub format: Format,
-    /// Describe this catalogue file instead of the config's.
-    #[arg(long, value_name = "PATH")]
-    pub catalogue: Option<PathBuf>,
+    /// Describe this catalogue instead of the config's: a built-in one
+    /// (kis, kes, ksv) or a catalogue file (a path with a `/`, or ending in
+    /// .toml).
+    #[arg(long, value_name = "CATALOGUE", value_parser = parse_catalogue)]
+    pub catalogue: Option<CatalogueChoice>,
 }
 
 /// What `disclosure` prints.
@@ -43,6 +45,15 @@ pub enum Format {
     Md,
     Html,
     Json,
+}
+
+fn parse_catalogue(text: &str) -> Result<CatalogueChoice, String> {
+    CatalogueChoice::of(std::path::Path::new(text)).ok_or_else(|| {
+        format!(
+            "`{text}` is neither a built-in catalogue ({}) nor a file (a path with a `/`, or ending in .toml)",
+            consentry::catalogue::BuiltIn::names()
+        )
+    })
 }
 
 fn parse_region(text: &str) -> Result<Region, String> {
@@ -68,7 +79,8 @@ pub fn run(args: &DisclosureArgs, output: &OutputArgs) -> anyhow::Result<ExitCod
         None
     };
     let catalogue = match (&args.catalogue, &config) {
-        (Some(file), _) => Catalogue::from_file(file)?,
+        (Some(CatalogueChoice::File(file)), _) => Catalogue::from_file(file)?,
+        (Some(CatalogueChoice::BuiltIn(builtin)), _) => Catalogue::builtin(*builtin),
         (None, Some(config)) => config.load_catalogue()?,
         (None, None) => Catalogue::embedded(),
     };

@@ -52,7 +52,7 @@ impl Activation {
         if self.method == Method::KeyFile {
             return None;
         }
-        let mut record = Record::new(PURPOSE);
+        let mut record = Record::collected(PURPOSE);
         context.product_fields(&mut record);
         record
             .set(
@@ -116,7 +116,10 @@ mod tests {
         let record = activation(Method::Code)
             .record(&context, SystemTime::now())
             .unwrap();
-        Catalogue::embedded().check(&record).unwrap();
+        for builtin in crate::catalogue::BuiltIn::ALL {
+            let catalogue = Catalogue::builtin(builtin);
+            catalogue.check(&catalogue.declared(&record)).unwrap();
+        }
         assert_eq!(record.fields["os_bitness"], FieldValue::Integer(64));
         assert_eq!(
             record.fields["virtual_environment"],

@@ -38,7 +38,7 @@ impl InstallTask {
     /// The record for this task, under the purpose of the region's edition.
     pub fn record(&self, context: &CollectContext) -> Record {
         let mut record = if context.region == Region::Global {
-            let mut record = Record::new(PURPOSE);
+            let mut record = Record::collected(PURPOSE);
             context.product_fields(&mut record);
             record
                 .set("os_type", FieldValue::String(context.os.os_type.clone()))
@@ -51,7 +51,7 @@ impl InstallTask {
             }
             record
         } else {
-            let mut record = Record::new(REGIONAL_PURPOSE);
+            let mut record = Record::collected(REGIONAL_PURPOSE);
             if let Some(country) = country::country_code() {
                 record.set("country_code", FieldValue::String(country));
             }

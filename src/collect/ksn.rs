@@ -290,7 +290,7 @@ impl KsnAggregate {
     /// database facts (version, settings id) when it has them.
     pub fn report(&self, stop: SystemTime, extra: &[(&str, String)]) -> Option<Record> {
         let started = self.started_at?;
-        let mut record = Record::new(PURPOSE);
+        let mut record = Record::collected(PURPOSE);
         record.collected_at = stop;
         let unique = [
             ("unique_unknown_objects", Verdict::Unknown),

@@ -23,7 +23,7 @@ pub struct UpdateTask {
 impl UpdateTask {
     /// The record for this update-task start.
     pub fn record(&self, context: &CollectContext) -> Record {
-        let mut record = Record::new(PURPOSE);
+        let mut record = Record::collected(PURPOSE);
         context.product_fields(&mut record);
         record
             .set(

@@ -23,6 +23,7 @@ pub(super) fn problems(document: &Document, raw: &RawConfig) -> Vec<Located> {
         }
     };
     keyed("", None, empty_paths(raw));
+    keyed("", None, catalogue_choice(raw));
     let upload = &raw.upload;
     keyed(
         "upload",
@@ -73,7 +74,7 @@ fn empty_paths(raw: &RawConfig) -> Vec<(&'static str, String)> {
         (
             "catalogue",
             raw.catalogue.as_ref(),
-            "give a catalogue file, or remove the line to use the built-in catalogue",
+            "give a built-in catalogue (kis, kes, ksv) or a catalogue file, or remove the line to use the default, kis",
         ),
         (
             "policy_file",
@@ -85,6 +86,25 @@ fn empty_paths(raw: &RawConfig) -> Vec<(&'static str, String)> {
         .filter(|(_, path, _)| path.is_some_and(|p| p.as_os_str().is_empty()))
         .map(|(key, _, instead)| (key, format!("{key} is empty: {instead}")))
         .collect()
+}
+
+/// `catalogue` names a built-in catalogue or a file; anything else is a
+/// typo, never silently a file of that name in the config's directory.
+fn catalogue_choice(raw: &RawConfig) -> Vec<(&'static str, String)> {
+    let Some(value) = raw.catalogue.as_ref().filter(|v| !v.as_os_str().is_empty()) else {
+        return Vec::new();
+    };
+    match super::CatalogueChoice::of(value) {
+        Some(_) => Vec::new(),
+        None => vec![(
+            "catalogue",
+            format!(
+                "catalogue `{}` is neither a built-in catalogue ({}) nor a file (a path with a `/`, or ending in .toml)",
+                value.display(),
+                crate::catalogue::BuiltIn::names()
+            ),
+        )],
+    }
 }
 
 /// Where keys are written in a config's text, for errors to point at.

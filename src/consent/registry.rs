@@ -694,11 +694,11 @@ mod tests {
     fn older_version_needs_renewal() {
         let world = World::new();
         world.grant("eula");
-        let decision = world.decide_under_edited_catalogue("version = 3", "version = 4");
+        let decision = world.decide_under_edited_catalogue("version = 4", "version = 5");
         assert!(!decision.is_allowed());
         assert_eq!(
             decision.reason(),
-            "eula accepted at version 3 but catalogue is at version 4: renewal needed"
+            "eula accepted at version 4 but catalogue is at version 5: renewal needed"
         );
     }
 
@@ -706,7 +706,8 @@ mod tests {
     fn changed_text_at_same_version_is_not_consent() {
         let world = World::new();
         world.grant("eula");
-        let decision = world.decide_under_edited_catalogue("no personal", "NO personal");
+        let decision =
+            world.decide_under_edited_catalogue("real-time protection", "REAL-TIME protection");
         assert!(!decision.is_allowed());
         assert!(
             decision.reason().contains("different text"),
@@ -728,8 +729,8 @@ mod tests {
         );
         // A renewal that is due, or an acceptance of another text, holds.
         for (from, to) in [
-            ("version = 3", "version = 4"),
-            ("no personal", "NO personal"),
+            ("version = 4", "version = 5"),
+            ("real-time protection", "REAL-TIME protection"),
         ] {
             let catalogue = Catalogue::from_document(&Document {
                 origin: Origin::Embedded("test"),

@@ -113,6 +113,10 @@ pub(super) async fn collect_periodic(agent: &Agent) -> CollectSummary {
     let mut gated = Vec::new();
     for collector in collect::periodic(&agent.config().collect) {
         let purpose = collector.purpose();
+        if agent.gate.catalogue().purpose(purpose).is_none() {
+            // This product's catalogue does not name it: nothing to do.
+            continue;
+        }
         let decision = registry.decide(purpose);
         if !decision.is_allowed() {
             summary.blocked.push(Blocked {

@@ -79,8 +79,8 @@ async fn hand_edits_are_observed_and_unusable_ones_record_nothing() {
     assert_eq!(granted.len(), 1, "{granted:#?}");
     let good = std::fs::read_to_string(world.path("consent.toml")).unwrap();
     let edits = [
-        good.replace("version = 3", "version = 99"),
-        good.replace("version = 3", "version = 2"),
+        good.replace("version = 4", "version = 99"),
+        good.replace("version = 4", "version = 2"),
         good.replacen("accepted_at = 20", "accepted_at = 19", 1),
         good.clone(),
     ];

@@ -10,8 +10,9 @@ use crate::support::{World, run_with_config};
 
 const REGIONS: [&str; 5] = ["global", "eu", "uk", "br", "us-ca"];
 
-fn committed(region: &str, format: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/disclosures/{region}.{format}"))
+fn committed(product: &str, region: &str, format: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("docs/disclosures/{product}/{region}.{format}"))
 }
 
 fn stdout_of(output: Output, what: &str) -> String {
@@ -23,25 +24,39 @@ fn stdout_of(output: Output, what: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// `consentry disclosure --region REGION --format FORMAT` with no config
-/// file: the embedded catalogue and the store's default record age.
-async fn generated(region: &str, format: &str) -> String {
+/// `consentry disclosure --catalogue PRODUCT --region REGION --format
+/// FORMAT` with no config file: a built-in catalogue and the store's
+/// default record age.
+async fn generated(product: &str, region: &str, format: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let output = run_with_config(
         &dir.path().join("absent.toml"),
-        &["disclosure", "--region", region, "--format", format],
+        &[
+            "disclosure",
+            "--catalogue",
+            product,
+            "--region",
+            region,
+            "--format",
+            format,
+        ],
     )
     .await;
-    stdout_of(output, &format!("disclosure {region} {format}"))
+    stdout_of(output, &format!("disclosure {product} {region} {format}"))
 }
 
+/// One set of documents per product, each region's edition in both formats.
 #[tokio::test]
 async fn committed_disclosures_match_the_embedded_catalogue() {
     let mut stale = Vec::new();
-    for region in REGIONS {
+    let products = consentry::catalogue::BuiltIn::ALL.map(|b| b.id());
+    for (product, region) in products
+        .iter()
+        .flat_map(|p| REGIONS.iter().map(move |r| (*p, *r)))
+    {
         for format in ["md", "html"] {
-            let path = committed(region, format);
-            let text = generated(region, format).await;
+            let path = committed(product, region, format);
+            let text = generated(product, region, format).await;
             if std::env::var_os("CONSENTRY_BLESS").is_some() {
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
                 std::fs::write(&path, &text).unwrap();
@@ -53,7 +68,7 @@ async fn committed_disclosures_match_the_embedded_catalogue() {
     }
     assert!(
         stale.is_empty(),
-        "these disclosures no longer match config/catalogue.toml: {stale:?}; review the change, then regenerate them with `CONSENTRY_BLESS=1 cargo test --test it disclosures`"
+        "these disclosures no longer match the built-in catalogues (config/catalogue/): {stale:?}; review the change, then regenerate them with `CONSENTRY_BLESS=1 cargo test --test it disclosures`"
     );
 }
 
@@ -89,7 +104,7 @@ async fn disclosures_follow_the_catalogue_the_config_names() {
         "disclosure --format html",
     );
     assert!(html.contains("Word size | of the &lt;OS&gt; &amp; its &quot;kernel&quot;."));
-    let embedded = generated("global", "md").await;
+    let embedded = generated("kis", "global", "md").await;
     assert!(
         embedded.contains("of the operating system: 32 or 64"),
         "the embedded one is unchanged"
@@ -139,7 +154,7 @@ async fn html_disclosures_are_well_formed_and_self_contained() {
         "the check can fail"
     );
     for region in REGIONS {
-        let html = generated(region, "html").await;
+        let html = generated("kis", region, "html").await;
         let problems = html_problems(&html);
         assert!(problems.is_empty(), "{region}: {problems:?}");
         let document = scraper::Html::parse_document(&html);

@@ -100,9 +100,9 @@ async fn every_kind_arrives(region: &str) {
         &[
             "record",
             "-f",
-            "purpose=link_following",
+            "purpose=ksn_threat_reports",
             "-f",
-            r#"fields={"web_page_id":"renew"}"#,
+            r#"fields={"threat_name":"EICAR-Test-File","object_size":68}"#,
         ],
     ] {
         let output = world.emit(args, b"").await;
@@ -139,7 +139,7 @@ async fn every_kind_arrives(region: &str) {
             "activation",
             "installation_errors",
             "ksn_scan_aggregates",
-            "link_following",
+            "ksn_threat_reports",
         ],
     )
     .await;
@@ -149,9 +149,13 @@ async fn every_kind_arrives(region: &str) {
     };
     let activations = of("activation");
     assert_eq!(activations.len(), 1, "the key-file activation sent nothing");
-    assert_eq!(activations[0].fields["activation_code"], "AB-12");
-    assert!(activations[0].fields.contains_key("virtual_environment"));
-    assert_eq!(activations[0].fields["os_bitness"], 64);
+    // The home suite's EULA (seed 000) names the installed copy and its
+    // activation, not the code or the operating system: the collector's
+    // other facts stay here.
+    assert!(activations[0].fields.contains_key("installation_id"));
+    assert!(activations[0].fields.contains_key("activated_at"));
+    assert!(!activations[0].fields.contains_key("activation_code"));
+    assert!(!activations[0].fields.contains_key("os_bitness"));
     let install = of("installation_errors");
     assert_eq!(install[0].fields["error_code"], 1603);
     assert_eq!(install[0].fields["task_type"], "upgrade");
@@ -183,9 +187,9 @@ async fn every_kind_arrives_with_catalogue_fields_only_in_global() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_is_sent_or_discarded_as_the_eu_edition_says() {
-    // The EU edition's EULA lists less: update identity, activation and
-    // link following are not in it, installation tasks are reported under
-    // its own installation_quality purpose.
+    // The EU edition's EULA lists less: update identity and activation are
+    // not in it, installation tasks are reported under its own
+    // installation_quality purpose.
     let (world, daemon) = world_with("eu", &["eula_regional", "ksn"]).await;
     let mut lines = String::new();
     for line in [
@@ -194,7 +198,7 @@ async fn every_kind_is_sent_or_discarded_as_the_eu_edition_says() {
         r#"{"kind":"activation","method":"key_file"}"#,
         r#"{"kind":"install_task","task":"install","status":"failed","error_code":7,"duration_ms":900}"#,
         r#"{"kind":"ksn_request","ok":true,"duration_ms":40}"#,
-        r#"{"kind":"record","purpose":"link_following","fields":{"web_page_id":"renew"}}"#,
+        r#"{"kind":"record","purpose":"promotions","fields":{"settings_id":"s-1"}}"#,
         r#"{"kind":"record","purpose":"product_quality","fields":{"product_type":"suite","error_code":12,"ui_control_id":"btn-scan"}}"#,
     ] {
         lines.push_str(line);
@@ -251,7 +255,7 @@ async fn every_kind_is_sent_or_discarded_as_the_eu_edition_says() {
     let status = world.status().await;
     assert_eq!(status["daemon"]["discarded"]["update_identity"], 1);
     assert_eq!(status["daemon"]["discarded"]["activation"], 1);
-    assert_eq!(status["daemon"]["discarded"]["link_following"], 1);
+    assert_eq!(status["daemon"]["discarded"]["promotions"], 1);
     daemon.terminate().await;
 }
 
@@ -268,7 +272,7 @@ async fn bad_lines_get_their_own_errors_and_their_neighbours_arrive() {
         &oversized,
         r#"{"kind":"teleport"}"#,
         r#"{"kind":"install_task","task":"install","status":"failed","hostname":"laptop"}"#,
-        r#"{"kind":"record","purpose":"link_following","fields":{"user_name":"alice"}}"#,
+        r#"{"kind":"record","purpose":"ksn_threat_reports","fields":{"user_name":"alice"}}"#,
         "",
         r#"{"kind":"install_task","task":"uninstall","status":"succeeded","error_code":2}"#,
     ]

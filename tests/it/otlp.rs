@@ -63,7 +63,7 @@ fn install_tasks(codes: std::ops::Range<u32>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_is_an_otlp_logs_export_the_catalogue_and_the_consent_allow() {
-    let world = world_with(&["eula", "ksn"]).await;
+    let world = world_with(&["eula", "ksn", "marketing"]).await;
     let daemon = world.spawn_daemon().await;
     let mut lines = install_tasks(0..20);
     for n in 0..50 {
@@ -198,7 +198,7 @@ async fn every_request_is_an_otlp_logs_export_the_catalogue_and_the_consent_allo
 
     // A withdrawal's deletion request goes the same way, as OTLP.
     let before = world.receiver.requests().len();
-    world.ok(&["consent", "revoke", "ksn"]).await;
+    world.ok(&["consent", "revoke", "marketing"]).await;
     world.ok(&["flush"]).await;
     let requests = world.receiver.requests();
     let deletion = requests[before..]
@@ -209,7 +209,7 @@ async fn every_request_is_an_otlp_logs_export_the_catalogue_and_the_consent_allo
     let scope = &otlp.resource_logs[0].scope_logs[0];
     assert_eq!(scope.scope.as_ref().unwrap().name, "consentry.deletion");
     let record = attributes(&scope.log_records[0].attributes);
-    assert_eq!(text(&record["consentry.clause"]), "ksn");
+    assert_eq!(text(&record["consentry.clause"]), "marketing");
     assert_eq!(
         text(&record["consentry.batch_id"]),
         deletion.idempotency_key.as_deref().unwrap()

@@ -43,8 +43,8 @@ async fn grant_revoke_renewal_region_and_policy_each_leave_one_receipt() {
     daemon.terminate().await;
 
     // A new version of the licence text: accepting it is a renewal.
-    let newer = catalogue.replacen("version = 3", "version = 4", 1);
-    assert_ne!(newer, catalogue, "the catalogue's eula is at version 3");
+    let newer = catalogue.replacen("version = 4", "version = 5", 1);
+    assert_ne!(newer, catalogue, "the catalogue's eula is at version 4");
     std::fs::write(world.path("catalogue.toml"), newer).unwrap();
     let daemon = world.spawn_daemon().await;
     world.ok(&["consent", "grant", "eula"]).await;
@@ -100,7 +100,7 @@ async fn grant_revoke_renewal_region_and_policy_each_leave_one_receipt() {
     assert_eq!(grant["collection_method"], "cli");
     assert_eq!(grant["jurisdiction"], "global");
     assert_eq!(grant["clause"]["id"], "eula");
-    assert_eq!(grant["clause"]["version"], 3);
+    assert_eq!(grant["clause"]["version"], 4);
     assert_eq!(grant["clause"]["text_sha256"].as_str().unwrap().len(), 64);
     assert!(
         grant["purposes"]
@@ -114,12 +114,12 @@ async fn grant_revoke_renewal_region_and_policy_each_leave_one_receipt() {
             grant["previous_state"].as_str(),
             grant["new_state"].as_str()
         ),
-        (Some("not accepted"), Some("accepted v3"))
+        (Some("not accepted"), Some("accepted v4"))
     );
     assert_eq!(all[1]["collection_method"], "cli");
     assert_eq!(all[1]["new_state"], "not accepted");
-    assert_eq!(all[3]["previous_state"], "accepted v3");
-    assert_eq!(all[3]["new_state"], "accepted v4");
+    assert_eq!(all[3]["previous_state"], "accepted v4");
+    assert_eq!(all[3]["new_state"], "accepted v5");
     assert_eq!(
         (
             all[4]["previous_state"].as_str(),
@@ -136,14 +136,14 @@ async fn grant_revoke_renewal_region_and_policy_each_leave_one_receipt() {
         serde_json::from_str(&world.ok(&["consent", "receipt", &id[..8]]).await).unwrap();
     assert_eq!(one["receipt_id"], id);
     let history = world.ok(&["history", "--limit", "200"]).await;
-    assert!(history.contains("revoke eula v3"), "{history}");
+    assert!(history.contains("revoke eula v4"), "{history}");
     assert!(history.contains("region_change"), "{history}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawal_sends_one_deletion_request_only_where_the_clause_declares_one() {
     let world = World::with_eula_answering(200).await;
-    world.ok(&["consent", "grant", "ksn"]).await;
+    world.ok(&["consent", "grant", "marketing"]).await;
     let daemon = world.spawn_daemon().await;
     world.ok(&["flush"]).await;
     let installation_id = world.delivered("update_identity")[0].fields["installation_id"]
@@ -161,19 +161,19 @@ async fn a_withdrawal_sends_one_deletion_request_only_where_the_clause_declares_
     };
     assert!(deletions(&world).is_empty());
 
-    // ksn declares a deletion request: exactly one arrives, once.
-    world.ok(&["consent", "revoke", "ksn"]).await;
+    // marketing declares a deletion request: exactly one arrives, once.
+    world.ok(&["consent", "revoke", "marketing"]).await;
     world.ok(&["flush"]).await;
     world.ok(&["flush"]).await;
     let sent = deletions(&world);
     assert_eq!(sent.len(), 1, "{sent:?}");
     let request = &sent[0].request;
     assert_eq!(sent[0].kind, "deletion_request");
-    assert_eq!(request.clause.id, "ksn");
+    assert_eq!(request.clause.id, "marketing");
     assert_eq!(request.installation_id.to_string(), installation_id);
     assert_eq!(
         request.purposes,
-        ["ksn_scan_aggregates", "ksn_threat_reports"],
+        ["promotions"],
         "the withdrawn purposes, nothing else"
     );
     let history = world.ok(&["history", "--kind", "deletion-request"]).await;

@@ -228,6 +228,8 @@ async fn a_scribbled_database_is_quarantined_and_its_readable_records_queued_aga
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_drops_the_oldest_of_the_lowest_priority_and_counts_them() {
     let world = World::with_eula_answering(503).await;
+    // Promotions: the low priority, fed by `record` events.
+    world.ok(&["consent", "grant", "marketing"]).await;
     const MAX: u64 = 1 << 20;
     let text = format!(
         "{}\n[store]\nmax_queue_bytes = {MAX}\n",
@@ -240,14 +242,14 @@ async fn a_full_queue_drops_the_oldest_of_the_lowest_priority_and_counts_them() 
     assert!(world.receiver.wait_for_requests(1, PATIENCE).await);
     // Low priority first (older), then normal priority: together well over
     // the bound.
-    let links: String = (0..4000)
+    let promotions: String = (0..4000)
         .map(|i| {
             format!(
-                "{{\"kind\":\"record\",\"purpose\":\"link_following\",\"fields\":{{\"product_type\":\"suite\",\"product_version\":\"1.0.0.0\",\"interface_language\":\"en\",\"web_page_id\":\"page-{i:05}\"}}}}\n"
+                "{{\"kind\":\"record\",\"purpose\":\"promotions\",\"fields\":{{\"settings_id\":\"page-{i:05}\",\"os_bitness\":64,\"services_connected\":true}}}}\n"
             )
         })
         .collect();
-    let out = world.emit(&["-"], links.as_bytes()).await;
+    let out = world.emit(&["-"], promotions.as_bytes()).await;
     assert!(out.status.success(), "{out:?}");
     let installs =
         "{\"kind\":\"install_task\",\"task\":\"install\",\"status\":\"failed\"}\n".repeat(3000);
@@ -258,32 +260,35 @@ async fn a_full_queue_drops_the_oldest_of_the_lowest_priority_and_counts_them() 
         .status_until("kept the bound", |s| {
             let store = &s["daemon"]["store"];
             store["queue_bytes"].as_u64() <= Some(MAX)
-                && store["dropped"]["link_following"]["queue_full"].as_u64() > Some(0)
+                && store["dropped"]["promotions"]["queue_full"].as_u64() > Some(0)
         })
         .await;
     let status = world.status().await;
     let store = &status["daemon"]["store"];
     assert_eq!(store["max_queue_bytes"], MAX);
-    let dropped_links = store["dropped"]["link_following"]["queue_full"]
+    let dropped_promotions = store["dropped"]["promotions"]["queue_full"]
         .as_u64()
         .unwrap();
     // The lower priority went first: installation errors lose nothing
-    // while link records remain.
+    // while promotions remain.
     let dropped_installs = store["dropped"]["installation_errors"]["queue_full"]
         .as_u64()
         .unwrap_or(0);
-    assert!(dropped_installs == 0 || dropped_links == 4000, "{store}");
+    assert!(
+        dropped_installs == 0 || dropped_promotions == 4000,
+        "{store}"
+    );
     let text = String::from_utf8(world.run(&["status"]).await.stdout).unwrap();
     let line = text
         .lines()
         .find(|l| l.starts_with("dropped "))
         .unwrap_or("");
     assert!(
-        line.contains(&format!("link_following: {dropped_links} queue full")),
+        line.contains(&format!("promotions: {dropped_promotions} queue full")),
         "{text}"
     );
 
-    // Deliver: the oldest links are the ones gone, and the drop count
+    // Deliver: the oldest promotions are the ones gone, and the drop count
     // goes out once, in the first batch delivered.
     world.receiver.set_status(200);
     world.ok(&["flush"]).await;
@@ -291,16 +296,16 @@ async fn a_full_queue_drops_the_oldest_of_the_lowest_priority_and_counts_them() 
         .status_until("emptied the queue", |s| s["daemon"]["records_queued"] == 0)
         .await;
     let mut pages: Vec<String> = world
-        .delivered("link_following")
+        .delivered("promotions")
         .iter()
-        .map(|r| r.fields["web_page_id"].as_str().unwrap().to_owned())
+        .map(|r| r.fields["settings_id"].as_str().unwrap().to_owned())
         .collect();
     pages.sort();
-    assert_eq!(pages.len() as u64, 4000 - dropped_links);
+    assert_eq!(pages.len() as u64, 4000 - dropped_promotions);
     if let Some(first) = pages.first() {
         assert_eq!(
             first,
-            &format!("page-{dropped_links:05}"),
+            &format!("page-{dropped_promotions:05}"),
             "not the oldest went"
         );
     }
@@ -314,6 +319,6 @@ async fn a_full_queue_drops_the_oldest_of_the_lowest_priority_and_counts_them() 
         .map(|e| serde_json::to_value(&e.dropped).unwrap())
         .collect();
     assert_eq!(reports.len(), 1, "{reports:?}");
-    assert_eq!(reports[0]["link_following"]["queue_full"], dropped_links);
+    assert_eq!(reports[0]["promotions"]["queue_full"], dropped_promotions);
     daemon.terminate().await;
 }
