@@ -1,12 +1,15 @@
 //! `consentry consent list|show|grant|revoke`: read and change the consent
 //! file, then tell a running daemon so the change applies at once (a revoke
-//! purges what that clause had queued).
+//! purges what that clause had queued). `--method` says who asked: a person
+//! at the command line (`cli`, the default) or an installer that asked the
+//! question itself and runs the verb with the answer (`installer`); the
+//! consent file and the act's receipt carry it.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand, ValueEnum};
 use consentry::catalogue::Catalogue;
 use consentry::config::Config;
 use consentry::consent::{self, Act, ConsentLock, Consents, Method};
@@ -41,19 +44,14 @@ pub enum ConsentCommand {
     /// Accept the catalogue's current version of a clause.
     #[command(after_help = "Examples:
   consentry consent grant eula
+  consentry consent grant ksn --method installer
   consentry --config ./consentry.toml consent grant ksn --json")]
-    Grant {
-        /// The clause id (`consentry consent list` names them).
-        clause: String,
-    },
+    Grant(ActArgs),
     /// Withdraw a clause; what it had queued is purged.
     #[command(after_help = "Examples:
   consentry consent revoke ksn
   consentry consent revoke eula --json")]
-    Revoke {
-        /// The clause id (`consentry consent list` names them).
-        clause: String,
-    },
+    Revoke(ActArgs),
     /// Every consent receipt: grants, withdrawals, renewals, policy and
     /// region changes, oldest first.
     #[command(after_help = "Examples:
@@ -70,12 +68,41 @@ pub enum ConsentCommand {
     },
 }
 
+/// What `grant` and `revoke` take: the clause, and who asked.
+#[derive(Debug, Args)]
+pub struct ActArgs {
+    /// The clause id (`consentry consent list` names them).
+    clause: String,
+    /// Who asked the question this act answers: `cli` (a person at this
+    /// command line) or `installer` (an installer that showed the clause,
+    /// asked, and runs this command with the answer). Recorded in the
+    /// consent file and in the act's receipt (`collection_method`).
+    #[arg(long, value_enum, value_name = "METHOD", default_value_t = MethodArg::Cli)]
+    method: MethodArg,
+}
+
+/// `--method`: how the acceptance or withdrawal was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MethodArg {
+    Installer,
+    Cli,
+}
+
+impl From<MethodArg> for Method {
+    fn from(method: MethodArg) -> Self {
+        match method {
+            MethodArg::Installer => Method::Installer,
+            MethodArg::Cli => Method::Cli,
+        }
+    }
+}
+
 pub async fn run(command: ConsentCommand, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     match command {
         ConsentCommand::List => list(output),
         ConsentCommand::Show { clause } => show(&clause, output),
-        ConsentCommand::Grant { clause } => change(&clause, output, true).await,
-        ConsentCommand::Revoke { clause } => change(&clause, output, false).await,
+        ConsentCommand::Grant(act) => change(&act, output, true).await,
+        ConsentCommand::Revoke(act) => change(&act, output, false).await,
         ConsentCommand::History => super::receipts::history(output),
         ConsentCommand::Receipt { id } => super::receipts::receipt(&id, output),
     }
@@ -361,7 +388,8 @@ impl std::fmt::Display for Told {
     }
 }
 
-async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Result<ExitCode> {
+async fn change(args: &ActArgs, output: &OutputArgs, grant: bool) -> anyhow::Result<ExitCode> {
+    let (clause, method) = (args.clause.as_str(), Method::from(args.method));
     let (config, catalogue) = load(output)?;
     // One command at a time; the daemon's own looks wait for our notice,
     // so the change is recorded as this command's act, not as observed.
@@ -372,7 +400,7 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
             &catalogue,
             config.region,
             clause,
-            Method::Cli,
+            method,
         )?;
         let act = granted.changed.then(|| Act::grant(&granted.acceptance));
         (Some(granted.acceptance), act)
@@ -380,7 +408,7 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
         let revoked = consent::revoke(&config.consent_file, &catalogue, clause)?;
         let act = revoked
             .changed
-            .then(|| Act::revoke(clause, revoked.record.as_ref(), Method::Cli.as_str()));
+            .then(|| Act::revoke(clause, revoked.record.as_ref(), method.as_str()));
         (None, act)
     };
     let changed = act.is_some();

@@ -12,6 +12,7 @@ mod faults;
 mod fuzz_corpus;
 mod history;
 mod ingest;
+mod installer;
 mod lifecycle;
 mod otlp;
 mod receipts;
