@@ -1,9 +1,11 @@
-//! `consentry consent list|show|grant|revoke`: read and change the consent
-//! file, then tell a running daemon so the change applies at once (a revoke
-//! purges what that clause had queued). `--method` says who asked: a person
-//! at the command line (`cli`, the default) or an installer that asked the
-//! question itself and runs the verb with the answer (`installer`); the
-//! consent file and the act's receipt carry it.
+//! `consentry consent list|show|grant|revoke|decline`: read and change the
+//! consent file, then tell a running daemon so the change applies at once
+//! (a revoke purges what that clause had queued). `decline` changes
+//! nothing: it records that a clause was offered and refused, as a declared
+//! receipt. `--method` says who asked: a person at the command line (`cli`,
+//! the default) or an installer that asked the question itself and runs the
+//! verb with the answer (`installer`); the consent file and the act's
+//! receipt carry it.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -12,7 +14,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use consentry::catalogue::Catalogue;
 use consentry::config::Config;
-use consentry::consent::{self, Act, ConsentLock, Consents, Method};
+use consentry::consent::{self, Act, ActKind, ConsentLock, Consents, Method};
 use consentry::control::{self, ControlError, Request, Response};
 use consentry::daemon::instance::InstanceError;
 use consentry::daemon::{Agent, AgentError};
@@ -52,6 +54,12 @@ pub enum ConsentCommand {
   consentry consent revoke ksn
   consentry consent revoke eula --json")]
     Revoke(ActArgs),
+    /// Record that a clause was offered and refused (an installer's "no"):
+    /// nothing is accepted or changed; a declared receipt keeps the answer.
+    #[command(after_help = "Examples:
+  consentry consent decline ksn --method installer
+  consentry consent decline ksn --json")]
+    Decline(ActArgs),
     /// Every consent receipt: grants, withdrawals, renewals, policy and
     /// region changes, oldest first.
     #[command(after_help = "Examples:
@@ -101,8 +109,9 @@ pub async fn run(command: ConsentCommand, output: &OutputArgs) -> anyhow::Result
     match command {
         ConsentCommand::List => list(output),
         ConsentCommand::Show { clause } => show(&clause, output),
-        ConsentCommand::Grant(act) => change(&act, output, true).await,
-        ConsentCommand::Revoke(act) => change(&act, output, false).await,
+        ConsentCommand::Grant(act) => change(&act, output, ActKind::Grant).await,
+        ConsentCommand::Revoke(act) => change(&act, output, ActKind::Revoke).await,
+        ConsentCommand::Decline(act) => change(&act, output, ActKind::Decline).await,
         ConsentCommand::History => super::receipts::history(output),
         ConsentCommand::Receipt { id } => super::receipts::receipt(&id, output),
     }
@@ -273,13 +282,16 @@ fn show(clause_id: &str, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `consentry.consent.change/1` (docs/cli-json.md): grant and revoke.
+/// `consentry.consent.change/1` (docs/cli-json.md): grant, revoke and
+/// decline.
 #[derive(Serialize)]
 struct Change {
     clause: String,
+    /// Which act: `grant`, `revoke` or `decline`.
+    act: ActKind,
     granted: bool,
-    /// False for a revoke of a clause that was not accepted, or a grant of
-    /// one already accepted as it is now.
+    /// False for a revoke of a clause that was not accepted, a grant of one
+    /// already accepted as it is now, and every decline.
     changed: bool,
     acceptance: Option<consent::Acceptance>,
     daemon: Told,
@@ -388,37 +400,56 @@ impl std::fmt::Display for Told {
     }
 }
 
-async fn change(args: &ActArgs, output: &OutputArgs, grant: bool) -> anyhow::Result<ExitCode> {
+async fn change(args: &ActArgs, output: &OutputArgs, kind: ActKind) -> anyhow::Result<ExitCode> {
     let (clause, method) = (args.clause.as_str(), Method::from(args.method));
     let (config, catalogue) = load(output)?;
     // One command at a time; the daemon's own looks wait for our notice,
     // so the change is recorded as this command's act, not as observed.
+    // A decline holds it too: nobody grants the clause between our look at
+    // the file and the receipt.
     let _lock = ConsentLock::exclusive(&config.consent_file)?;
-    let (acceptance, act) = if grant {
-        let granted = consent::grant(
-            &config.consent_file,
-            &catalogue,
-            config.region,
-            clause,
-            method,
-        )?;
-        let act = granted.changed.then(|| Act::grant(&granted.acceptance));
-        (Some(granted.acceptance), act)
-    } else {
-        let revoked = consent::revoke(&config.consent_file, &catalogue, clause)?;
-        let act = revoked
-            .changed
-            .then(|| Act::revoke(clause, revoked.record.as_ref(), method.as_str()));
-        (None, act)
+    let (acceptance, act) = match kind {
+        ActKind::Grant => {
+            let granted = consent::grant(
+                &config.consent_file,
+                &catalogue,
+                config.region,
+                clause,
+                method,
+            )?;
+            let act = granted.changed.then(|| Act::grant(&granted.acceptance));
+            (Some(granted.acceptance), act)
+        }
+        ActKind::Revoke => {
+            let revoked = consent::revoke(&config.consent_file, &catalogue, clause)?;
+            let act = revoked
+                .changed
+                .then(|| Act::revoke(clause, revoked.record.as_ref(), method.as_str()));
+            (None, act)
+        }
+        ActKind::Decline => {
+            let offered =
+                consent::decline(&config.consent_file, &catalogue, config.region, clause)?;
+            (None, Some(Act::decline(offered, method)))
+        }
     };
-    let changed = act.is_some();
+    let changed = act.is_some() && kind != ActKind::Decline;
     let daemon = match act {
         Some(act) => record_act(&config, act).await,
         None => Told::new(Outcome::Unchanged),
     };
+    // A decline exists only as its receipt: one not recorded did not happen.
+    if kind == ActKind::Decline && !matches!(daemon.outcome, Outcome::Applied | Outcome::NotRunning)
+    {
+        anyhow::bail!(
+            "the decline of {clause} was not recorded ({}); nothing changed: run the command again",
+            daemon.message.as_deref().unwrap_or("no answer")
+        );
+    }
     let report = Change {
         clause: clause.to_owned(),
-        granted: grant,
+        act: kind,
+        granted: kind == ActKind::Grant,
         changed,
         acceptance,
         daemon,
@@ -432,6 +463,18 @@ async fn change(args: &ActArgs, output: &OutputArgs, grant: bool) -> anyhow::Res
 }
 
 fn print_change(report: &Change, clause: &str) {
+    if report.act == ActKind::Decline {
+        let by = match report.daemon.outcome {
+            Outcome::Applied => "by the daemon",
+            _ => "here, no daemon running",
+        };
+        let receipt = report.daemon.receipts.first().map(ToString::to_string);
+        say!(
+            "declined {clause}: nothing accepted, the consent file unchanged; recorded {by} (receipt {})",
+            receipt.as_deref().unwrap_or("-")
+        );
+        return;
+    }
     match (&report.acceptance, report.changed) {
         (Some(a), true) => say!(
             "accepted {} version {} (text sha256 {})",
@@ -508,6 +551,11 @@ async fn record_act(config: &Config, act: Act) -> Told {
                 InstanceError::Running { .. } | InstanceError::Busy { .. },
             )) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // A decline changes nothing in the file, so no one can
+            // observe it later.
+            Err(err) if act.kind == ActKind::Decline => {
+                return Told::with_message(Outcome::NotRecorded, err.to_string());
             }
             Err(err) => {
                 return Told::with_message(

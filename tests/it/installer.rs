@@ -171,3 +171,73 @@ async fn nothing_voluntary_is_accepted_without_its_own_grant() {
     assert_eq!(ksn_allowed(&world.status().await), Some(true));
     daemon.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decline_is_one_declared_receipt_and_changes_nothing_with_or_without_a_daemon() {
+    let world = World::new().await;
+    world
+        .ok(&["consent", "grant", "eula", "--method", "installer"])
+        .await;
+    let file_before = std::fs::read_to_string(world.path("consent.toml")).unwrap();
+
+    // No daemon: the command records it under the daemon's lock.
+    let declined = change(
+        &world,
+        &["consent", "decline", "ksn", "--method", "installer"],
+    )
+    .await;
+    assert_eq!(declined["act"], "decline");
+    assert_eq!(declined["changed"], false);
+    assert!(declined["acceptance"].is_null());
+    assert_eq!(declined["daemon"]["outcome"], "not_running", "{declined}");
+    let all = receipts(&world).await;
+    let receipt = receipt_of(&all, &declined);
+    assert_declared_by_installer(&receipt, "decline", "ksn");
+    assert_eq!(receipt["previous_state"], "not accepted");
+    assert_eq!(receipt["new_state"], "not accepted");
+    assert_eq!(receipt["clause"]["version"], 3);
+
+    // With a daemon: recorded before it answers; nothing else moves.
+    let daemon = world.spawn_daemon().await;
+    let before = world.status().await;
+    let again = change(&world, &["consent", "decline", "ksn"]).await;
+    assert_eq!(again["daemon"]["outcome"], "applied", "{again}");
+    assert_eq!(again["daemon"]["purged"], 0);
+    let all = receipts(&world).await;
+    let receipt = receipt_of(&all, &again);
+    assert_eq!(receipt["event"], "decline");
+    assert_eq!(receipt["collection_method"], "cli");
+    assert_eq!(
+        std::fs::read_to_string(world.path("consent.toml")).unwrap(),
+        file_before,
+        "a decline wrote the consent file"
+    );
+    let after = world.status().await;
+    assert_eq!(ksn_allowed(&after), Some(false));
+    assert_eq!(after["decisions"], before["decisions"]);
+    let generation = |s: &serde_json::Value| s["daemon"]["consent"]["generation"].clone();
+    assert_eq!(
+        generation(&after),
+        generation(&before),
+        "a decline published"
+    );
+    let history = world.ok(&["consent", "history"]).await;
+    assert!(
+        history.contains(
+            "decline       ksn v3               not accepted -> not accepted  (cli, global)"
+        ),
+        "{history}"
+    );
+
+    // Accepted: a decline is refused (exit 1), records nothing and never
+    // withdraws; the revoke does that.
+    world.ok(&["consent", "grant", "ksn"]).await;
+    let count = receipts(&world).await.len();
+    let refused = world.run(&["consent", "decline", "ksn"]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("consentry consent revoke ksn"), "{stderr}");
+    assert_eq!(receipts(&world).await.len(), count);
+    assert_eq!(ksn_allowed(&world.status().await), Some(true));
+    daemon.terminate().await;
+}

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
-use crate::catalogue::{Catalogue, Region};
+use crate::catalogue::{Catalogue, Clause, Region};
 use crate::clock::rfc3339;
 use crate::document::{Document, Origin, Problems, ReadError};
 
@@ -218,6 +218,14 @@ pub enum ConsentError {
         region: Region,
         instead: String,
     },
+    #[error(
+        "{clause} is accepted (version {version}, {accepted_at}): a decline records the refusal of a clause not accepted; to withdraw it, run `consentry consent revoke {clause}`"
+    )]
+    Accepted {
+        clause: String,
+        version: u32,
+        accepted_at: String,
+    },
     #[error("cannot edit {path}: {message}")]
     Edit { path: PathBuf, message: String },
     #[error("cannot write {path}: {source}")]
@@ -288,25 +296,7 @@ pub fn grant(
     clause: &str,
     method: Method,
 ) -> Result<Granted, ConsentError> {
-    let known = catalogue
-        .clause(clause)
-        .ok_or_else(|| unknown_clause(catalogue, clause))?;
-    if !known.applies_in(region) {
-        let editions: Vec<&str> = catalogue
-            .clauses()
-            .filter(|c| c.kind == known.kind && c.applies_in(region))
-            .map(|c| c.id.as_str())
-            .collect();
-        return Err(ConsentError::NotInRegion {
-            clause: clause.to_owned(),
-            region,
-            instead: if editions.is_empty() {
-                "none of this kind".to_owned()
-            } else {
-                editions.join(", ")
-            },
-        });
-    }
+    let known = offered(catalogue, region, clause)?;
     let text = read_text(path)?;
     let current = match &text {
         // Validate what is there first: never build on top of a broken file.
@@ -410,6 +400,60 @@ pub fn grant(
         acceptance,
         changed: true,
     })
+}
+
+/// The clause `clause` as the catalogue offers it in `region`: refused when
+/// the catalogue has no such clause, or when it does not apply there
+/// (naming the edition that does).
+fn offered<'c>(
+    catalogue: &'c Catalogue,
+    region: Region,
+    clause: &str,
+) -> Result<&'c Clause, ConsentError> {
+    let known = catalogue
+        .clause(clause)
+        .ok_or_else(|| unknown_clause(catalogue, clause))?;
+    if !known.applies_in(region) {
+        let editions: Vec<&str> = catalogue
+            .clauses()
+            .filter(|c| c.kind == known.kind && c.applies_in(region))
+            .map(|c| c.id.as_str())
+            .collect();
+        return Err(ConsentError::NotInRegion {
+            clause: clause.to_owned(),
+            region,
+            instead: if editions.is_empty() {
+                "none of this kind".to_owned()
+            } else {
+                editions.join(", ")
+            },
+        });
+    }
+    Ok(known)
+}
+
+/// Checks that `clause` can be declined: the catalogue offers it in
+/// `region`, and the consent file (which must be readable and valid: a
+/// broken one cannot say what is accepted) has no record of it. Writes
+/// nothing: a decline changes nothing in the file; its receipt is its only
+/// record. A clause with a record, current or not, is refused: withdrawing
+/// it is a revoke, which deletes, and a decline must never be mistaken for
+/// one.
+pub fn decline<'c>(
+    path: &Path,
+    catalogue: &'c Catalogue,
+    region: Region,
+    clause: &str,
+) -> Result<&'c Clause, ConsentError> {
+    let known = offered(catalogue, region, clause)?;
+    if let Some(existing) = Consents::load(path, catalogue)?.get(clause) {
+        return Err(ConsentError::Accepted {
+            clause: clause.to_owned(),
+            version: existing.version,
+            accepted_at: existing.accepted_at.clone(),
+        });
+    }
+    Ok(known)
 }
 
 /// What [`revoke`] did.
