@@ -47,8 +47,9 @@ pub enum ConsentCommand {
     #[command(after_help = "Examples:
   consentry consent grant eula
   consentry consent grant ksn --method installer
+  consentry consent grant ksn --check
   consentry --config ./consentry.toml consent grant ksn --json")]
-    Grant(ActArgs),
+    Grant(OfferArgs),
     /// Withdraw a clause; what it had queued is purged.
     #[command(after_help = "Examples:
   consentry consent revoke ksn
@@ -59,7 +60,7 @@ pub enum ConsentCommand {
     #[command(after_help = "Examples:
   consentry consent decline ksn --method installer
   consentry consent decline ksn --json")]
-    Decline(ActArgs),
+    Decline(OfferArgs),
     /// Every consent receipt: grants, withdrawals, renewals, policy and
     /// region changes, oldest first.
     #[command(after_help = "Examples:
@@ -89,6 +90,35 @@ pub struct ActArgs {
     method: MethodArg,
 }
 
+/// What `grant` and `decline` take besides: they answer a clause that was
+/// offered, so an installer can name the text it showed, or ask first.
+#[derive(Debug, Args)]
+pub struct OfferArgs {
+    #[command(flatten)]
+    act: ActArgs,
+    /// Refuse unless the clause's text is still the one with this SHA-256
+    /// (the one shown: `consentry consent show CLAUSE` prints it), so an
+    /// answer is never recorded against a text nobody was shown.
+    #[arg(long, value_name = "HEX")]
+    text_sha256: Option<String>,
+    /// Check that the act would be accepted now, and change and record
+    /// nothing: exit 0 if it would (a grant: also when the clause is
+    /// already accepted as it is now), 1 with the reason if not.
+    #[arg(long)]
+    check: bool,
+}
+
+impl OfferArgs {
+    /// The same act without the offer's options (`revoke`).
+    fn plain(act: ActArgs) -> Self {
+        Self {
+            act,
+            text_sha256: None,
+            check: false,
+        }
+    }
+}
+
 /// `--method`: how the acceptance or withdrawal was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum MethodArg {
@@ -110,7 +140,9 @@ pub async fn run(command: ConsentCommand, output: &OutputArgs) -> anyhow::Result
         ConsentCommand::List => list(output),
         ConsentCommand::Show { clause } => show(&clause, output),
         ConsentCommand::Grant(act) => change(&act, output, ActKind::Grant).await,
-        ConsentCommand::Revoke(act) => change(&act, output, ActKind::Revoke).await,
+        ConsentCommand::Revoke(act) => {
+            change(&OfferArgs::plain(act), output, ActKind::Revoke).await
+        }
         ConsentCommand::Decline(act) => change(&act, output, ActKind::Decline).await,
         ConsentCommand::History => super::receipts::history(output),
         ConsentCommand::Receipt { id } => super::receipts::receipt(&id, output),
@@ -332,6 +364,9 @@ enum Outcome {
     /// The daemon could not be asked; it reads the file again when the
     /// file watch tells it.
     NotTold,
+    /// `--check`: the act would be accepted; nothing was changed or
+    /// recorded.
+    Checked,
 }
 
 impl Told {
@@ -379,6 +414,7 @@ impl std::fmt::Display for Told {
         };
         match self.outcome {
             Outcome::Unchanged => write!(f, "unchanged"),
+            Outcome::Checked => write!(f, "not asked (--check: nothing changed or recorded)"),
             Outcome::Applied => write!(
                 f,
                 "applied ({}, {} still queued){holding}",
@@ -400,14 +436,25 @@ impl std::fmt::Display for Told {
     }
 }
 
-async fn change(args: &ActArgs, output: &OutputArgs, kind: ActKind) -> anyhow::Result<ExitCode> {
-    let (clause, method) = (args.clause.as_str(), Method::from(args.method));
+async fn change(args: &OfferArgs, output: &OutputArgs, kind: ActKind) -> anyhow::Result<ExitCode> {
+    let (clause, method) = (args.act.clause.as_str(), Method::from(args.act.method));
     let (config, catalogue) = load(output)?;
     // One command at a time; the daemon's own looks wait for our notice,
     // so the change is recorded as this command's act, not as observed.
     // A decline holds it too: nobody grants the clause between our look at
     // the file and the receipt.
     let _lock = ConsentLock::exclusive(&config.consent_file)?;
+    if let (Some(shown), Some(known)) = (&args.text_sha256, catalogue.clause(clause))
+        && !shown.eq_ignore_ascii_case(&known.text_sha256)
+    {
+        anyhow::bail!(
+            "the text of {clause} is not the one shown: it has sha256 {}, the command names {shown}; nothing recorded: show it again (`consentry consent show {clause}`) and ask again",
+            known.text_sha256
+        );
+    }
+    if args.check {
+        return check(clause, &config, &catalogue, kind, output);
+    }
     let (acceptance, act) = match kind {
         ActKind::Grant => {
             let granted = consent::grant(
@@ -458,6 +505,53 @@ async fn change(args: &ActArgs, output: &OutputArgs, kind: ActKind) -> anyhow::R
         print_json("consentry.consent.change/1", &report)?;
     } else {
         print_change(&report, clause);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--check`: whether `kind` on `clause` would be accepted now, said
+/// without changing or recording anything (an error, exit 1, if not).
+fn check(
+    clause: &str,
+    config: &Config,
+    catalogue: &Catalogue,
+    kind: ActKind,
+    output: &OutputArgs,
+) -> anyhow::Result<ExitCode> {
+    let (file, region) = (&config.consent_file, config.region);
+    let (acceptance, changed) = match kind {
+        ActKind::Grant => {
+            let existing = consent::grant_check(file, catalogue, region, clause)?;
+            let changed = existing.is_none();
+            (existing, changed)
+        }
+        ActKind::Decline => {
+            consent::decline(file, catalogue, region, clause)?;
+            (None, false)
+        }
+        ActKind::Revoke => anyhow::bail!("--check is for grant and decline"),
+    };
+    let report = Change {
+        clause: clause.to_owned(),
+        act: kind,
+        granted: kind == ActKind::Grant,
+        changed,
+        acceptance,
+        daemon: Told::new(Outcome::Checked),
+    };
+    if output.json {
+        print_json("consentry.consent.change/1", &report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (&report.acceptance, kind) {
+        (Some(a), _) => say!(
+            "{clause} version {} is already accepted ({}, {}); a grant would change nothing",
+            a.version,
+            a.accepted_at,
+            a.method.as_str()
+        ),
+        (None, ActKind::Grant) => say!("{clause} can be granted now; nothing changed"),
+        (None, _) => say!("{clause} is not accepted and can be declined; nothing recorded"),
     }
     Ok(ExitCode::SUCCESS)
 }

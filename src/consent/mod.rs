@@ -19,7 +19,8 @@ mod registry;
 pub mod receipt;
 pub use act::{Act, ActKind};
 pub use file::{
-    Acceptance, ConsentError, Consents, Granted, Method, Revoked, decline, grant, revoke,
+    Acceptance, ConsentError, Consents, Granted, Method, Revoked, decline, grant, grant_check,
+    revoke,
 };
 pub use lock::ConsentLock;
 pub use policy::Policy;

@@ -241,3 +241,67 @@ async fn a_decline_is_one_declared_receipt_and_changes_nothing_with_or_without_a
     assert_eq!(ksn_allowed(&world.status().await), Some(true));
     daemon.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installer_can_ask_first_and_name_the_text_it_showed() {
+    let world = World::new().await;
+    let show: serde_json::Value =
+        serde_json::from_str(&world.ok(&["consent", "show", "ksn", "--json"]).await).unwrap();
+    let shown = show["clause"]["text_sha256"].as_str().unwrap().to_owned();
+
+    // --check: would a yes be recorded now? Not without the EULA; a no can.
+    let refused = world.run(&["consent", "grant", "ksn", "--check"]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("grant eula first"));
+    world.ok(&["consent", "decline", "ksn", "--check"]).await;
+    world.ok(&["consent", "grant", "eula"]).await;
+    let checked = change(&world, &["consent", "grant", "ksn", "--check"]).await;
+    assert_eq!(checked["daemon"]["outcome"], "checked");
+    assert_eq!(checked["changed"], true, "a grant would change it");
+    assert!(checked["daemon"]["receipts"].as_array().unwrap().is_empty());
+    assert!(records_of(&world, "ksn").is_empty(), "--check wrote");
+    assert_eq!(receipts(&world).await.len(), 1, "--check recorded");
+
+    // A text other than the one shown: nothing recorded.
+    let other = "0".repeat(64);
+    for verb in ["grant", "decline"] {
+        let output = world
+            .run(&["consent", verb, "ksn", "--text-sha256", &other])
+            .await;
+        assert_eq!(output.status.code(), Some(1), "{verb}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("is not the one shown"), "{stderr}");
+    }
+    assert!(records_of(&world, "ksn").is_empty());
+    assert_eq!(receipts(&world).await.len(), 1);
+
+    // The text shown: recorded, against that text.
+    let granted = change(
+        &world,
+        &[
+            "consent",
+            "grant",
+            "ksn",
+            "--method",
+            "installer",
+            "--text-sha256",
+            &shown,
+        ],
+    )
+    .await;
+    assert_eq!(granted["acceptance"]["text_sha256"], shown.as_str());
+    let all = receipts(&world).await;
+    assert_eq!(
+        receipt_of(&all, &granted)["clause"]["text_sha256"],
+        shown.as_str()
+    );
+    let again = change(&world, &["consent", "grant", "ksn", "--check"]).await;
+    assert_eq!(again["changed"], false, "already accepted");
+    assert_eq!(again["acceptance"]["method"], "installer");
+    let output = world.run(&["consent", "decline", "ksn", "--check"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "an accepted clause cannot be declined"
+    );
+}

@@ -284,18 +284,37 @@ fn is_current(
             .is_some_and(|scope| *scope == catalogue.scope_of(&clause.id))
 }
 
-/// Records acceptance of the catalogue's current version of `clause`,
-/// replacing any earlier record for it. A clause already accepted exactly
-/// as it is now is left alone (its `accepted_at` stays). A clause that
-/// takes effect only together with another (`requires`) is refused while
-/// that one is not accepted: granting it would change nothing that is sent.
-pub fn grant(
+/// What a grant of a clause starts from, once it is known to be allowed.
+struct Grantable<'c> {
+    known: &'c Clause,
+    /// The consent file's text (`None`: no file yet).
+    text: Option<String>,
+    /// The acceptance already in the file, when it is of the clause exactly
+    /// as the catalogue has it now (a grant would change nothing).
+    existing: Option<Acceptance>,
+}
+
+/// Checks that `clause` can be granted in `region` without writing
+/// anything: the catalogue offers it there, the consent file is valid, and
+/// what it requires is accepted. `Ok(Some(_))`: it is accepted as it is now
+/// already, and a grant would change nothing; `Ok(None)`: a grant would
+/// record it. `consentry consent grant --check` and installers asking
+/// whether a yes can be recorded now use it; [`grant`] does the same.
+pub fn grant_check(
     path: &Path,
     catalogue: &Catalogue,
     region: Region,
     clause: &str,
-    method: Method,
-) -> Result<Granted, ConsentError> {
+) -> Result<Option<Acceptance>, ConsentError> {
+    Ok(grantable(path, catalogue, region, clause)?.existing)
+}
+
+fn grantable<'c>(
+    path: &Path,
+    catalogue: &'c Catalogue,
+    region: Region,
+    clause: &str,
+) -> Result<Grantable<'c>, ConsentError> {
     let known = offered(catalogue, region, clause)?;
     let text = read_text(path)?;
     let current = match &text {
@@ -325,11 +344,37 @@ pub fn grant(
             });
         }
     }
-    if let Some(existing) = current.get(clause)
-        && is_current(existing, known, catalogue)
-    {
+    let existing = current
+        .get(clause)
+        .filter(|existing| is_current(existing, known, catalogue))
+        .cloned();
+    Ok(Grantable {
+        known,
+        text,
+        existing,
+    })
+}
+
+/// Records acceptance of the catalogue's current version of `clause`,
+/// replacing any earlier record for it. A clause already accepted exactly
+/// as it is now is left alone (its `accepted_at` stays). A clause that
+/// takes effect only together with another (`requires`) is refused while
+/// that one is not accepted: granting it would change nothing that is sent.
+pub fn grant(
+    path: &Path,
+    catalogue: &Catalogue,
+    region: Region,
+    clause: &str,
+    method: Method,
+) -> Result<Granted, ConsentError> {
+    let Grantable {
+        known,
+        text,
+        existing,
+    } = grantable(path, catalogue, region, clause)?;
+    if let Some(existing) = existing {
         return Ok(Granted {
-            acceptance: existing.clone(),
+            acceptance: existing,
             changed: false,
         });
     }
