@@ -15,6 +15,7 @@ mod ingest;
 mod installer;
 mod lifecycle;
 mod otlp;
+mod packaging;
 mod receipts;
 mod security;
 mod service;
