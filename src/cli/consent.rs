@@ -61,8 +61,8 @@ pub enum ConsentCommand {
   consentry consent decline ksn --method installer
   consentry consent decline ksn --json")]
     Decline(OfferArgs),
-    /// Every consent receipt: grants, withdrawals, renewals, policy and
-    /// region changes, oldest first.
+    /// Every consent receipt: grants, withdrawals, renewals, declines,
+    /// policy and region changes, oldest first.
     #[command(after_help = "Examples:
   consentry consent history
   consentry consent history --json")]
@@ -439,11 +439,6 @@ impl std::fmt::Display for Told {
 async fn change(args: &OfferArgs, output: &OutputArgs, kind: ActKind) -> anyhow::Result<ExitCode> {
     let (clause, method) = (args.act.clause.as_str(), Method::from(args.act.method));
     let (config, catalogue) = load(output)?;
-    // One command at a time; the daemon's own looks wait for our notice,
-    // so the change is recorded as this command's act, not as observed.
-    // A decline holds it too: nobody grants the clause between our look at
-    // the file and the receipt.
-    let _lock = ConsentLock::exclusive(&config.consent_file)?;
     if let (Some(shown), Some(known)) = (&args.text_sha256, catalogue.clause(clause))
         && !shown.eq_ignore_ascii_case(&known.text_sha256)
     {
@@ -452,9 +447,17 @@ async fn change(args: &OfferArgs, output: &OutputArgs, kind: ActKind) -> anyhow:
             known.text_sha256
         );
     }
+    // Only reads (the file is replaced whole, never written in place), so
+    // it takes no lock and leaves no lock file behind: an installer's
+    // question on a machine where nothing is accepted leaves no trace.
     if args.check {
         return check(clause, &config, &catalogue, kind, output);
     }
+    // One command at a time; the daemon's own looks wait for our notice,
+    // so the change is recorded as this command's act, not as observed.
+    // A decline holds it too: nobody grants the clause between our look at
+    // the file and the receipt.
+    let _lock = ConsentLock::exclusive(&config.consent_file)?;
     let (acceptance, act) = match kind {
         ActKind::Grant => {
             let granted = consent::grant(

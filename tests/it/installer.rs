@@ -254,6 +254,10 @@ async fn an_installer_can_ask_first_and_name_the_text_it_showed() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("grant eula first"));
     world.ok(&["consent", "decline", "ksn", "--check"]).await;
+    // Asking leaves no trace: no consent file, no lock file, no store.
+    for left in ["consent.toml", ".consent.toml.lock", "state"] {
+        assert!(!world.path(left).exists(), "--check left {left}");
+    }
     world.ok(&["consent", "grant", "eula"]).await;
     let checked = change(&world, &["consent", "grant", "ksn", "--check"]).await;
     assert_eq!(checked["daemon"]["outcome"], "checked");

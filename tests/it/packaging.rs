@@ -247,6 +247,10 @@ async fn without_the_eula_the_question_is_not_asked_and_the_install_says_why() {
         !world.path("consent.toml").exists(),
         "the install accepted something"
     );
+    assert!(
+        !world.path(".consent.toml.lock").exists(),
+        "asking left a lock file in the consent file's directory"
+    );
     assert!(ksn_receipts(&world).await.is_empty());
     // The rest of the postinst ran as before.
     let calls = package.stub_calls();
