@@ -78,7 +78,8 @@ pub struct Config {
     /// The administrator policy (switches off, never on); `None`: no policy.
     pub policy_file: Option<PathBuf>,
     /// A group (name or gid) whose members may change what the daemon does
-    /// (`consent grant|revoke`, `flush`) besides root and the daemon's user.
+    /// (`consent grant|revoke|decline`, `flush`) besides root and the
+    /// daemon's user.
     pub admin_group: Option<String>,
     pub product: ProductConfig,
     pub collect: CollectConfig,

@@ -1,15 +1,20 @@
-//! `consentry consent list|show|grant|revoke`: read and change the consent
-//! file, then tell a running daemon so the change applies at once (a revoke
-//! purges what that clause had queued).
+//! `consentry consent list|show|grant|revoke|decline`: read and change the
+//! consent file, then tell a running daemon so the change applies at once
+//! (a revoke purges what that clause had queued). `decline` changes
+//! nothing: it records that a clause was offered and refused, as a declared
+//! receipt. `--method` says who asked: a person at the command line (`cli`,
+//! the default) or an installer that asked the question itself and runs the
+//! verb with the answer (`installer`); the consent file and the act's
+//! receipt carry it.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand, ValueEnum};
 use consentry::catalogue::Catalogue;
 use consentry::config::Config;
-use consentry::consent::{self, Act, ConsentLock, Consents, Method};
+use consentry::consent::{self, Act, ActKind, ConsentLock, Consents, Method};
 use consentry::control::{self, ControlError, Request, Response};
 use consentry::daemon::instance::InstanceError;
 use consentry::daemon::{Agent, AgentError};
@@ -41,21 +46,23 @@ pub enum ConsentCommand {
     /// Accept the catalogue's current version of a clause.
     #[command(after_help = "Examples:
   consentry consent grant eula
+  consentry consent grant ksn --method installer
+  consentry consent grant ksn --check
   consentry --config ./consentry.toml consent grant ksn --json")]
-    Grant {
-        /// The clause id (`consentry consent list` names them).
-        clause: String,
-    },
+    Grant(OfferArgs),
     /// Withdraw a clause; what it had queued is purged.
     #[command(after_help = "Examples:
   consentry consent revoke ksn
   consentry consent revoke eula --json")]
-    Revoke {
-        /// The clause id (`consentry consent list` names them).
-        clause: String,
-    },
-    /// Every consent receipt: grants, withdrawals, renewals, policy and
-    /// region changes, oldest first.
+    Revoke(ActArgs),
+    /// Record that a clause was offered and refused (an installer's "no"):
+    /// nothing is accepted or changed; a declared receipt keeps the answer.
+    #[command(after_help = "Examples:
+  consentry consent decline ksn --method installer
+  consentry consent decline ksn --json")]
+    Decline(OfferArgs),
+    /// Every consent receipt: grants, withdrawals, renewals, declines,
+    /// policy and region changes, oldest first.
     #[command(after_help = "Examples:
   consentry consent history
   consentry consent history --json")]
@@ -70,12 +77,73 @@ pub enum ConsentCommand {
     },
 }
 
+/// What `grant` and `revoke` take: the clause, and who asked.
+#[derive(Debug, Args)]
+pub struct ActArgs {
+    /// The clause id (`consentry consent list` names them).
+    clause: String,
+    /// Who asked the question this act answers: `cli` (a person at this
+    /// command line) or `installer` (an installer that showed the clause,
+    /// asked, and runs this command with the answer). Recorded in the
+    /// consent file and in the act's receipt (`collection_method`).
+    #[arg(long, value_enum, value_name = "METHOD", default_value_t = MethodArg::Cli)]
+    method: MethodArg,
+}
+
+/// What `grant` and `decline` take besides: they answer a clause that was
+/// offered, so an installer can name the text it showed, or ask first.
+#[derive(Debug, Args)]
+pub struct OfferArgs {
+    #[command(flatten)]
+    act: ActArgs,
+    /// Refuse unless the clause's text is still the one with this SHA-256
+    /// (the one shown: `consentry consent show CLAUSE` prints it), so an
+    /// answer is never recorded against a text nobody was shown.
+    #[arg(long, value_name = "HEX")]
+    text_sha256: Option<String>,
+    /// Check that the act would be accepted now, and change and record
+    /// nothing: exit 0 if it would (a grant: also when the clause is
+    /// already accepted as it is now), 1 with the reason if not.
+    #[arg(long)]
+    check: bool,
+}
+
+impl OfferArgs {
+    /// The same act without the offer's options (`revoke`).
+    fn plain(act: ActArgs) -> Self {
+        Self {
+            act,
+            text_sha256: None,
+            check: false,
+        }
+    }
+}
+
+/// `--method`: how the acceptance or withdrawal was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MethodArg {
+    Installer,
+    Cli,
+}
+
+impl From<MethodArg> for Method {
+    fn from(method: MethodArg) -> Self {
+        match method {
+            MethodArg::Installer => Method::Installer,
+            MethodArg::Cli => Method::Cli,
+        }
+    }
+}
+
 pub async fn run(command: ConsentCommand, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     match command {
         ConsentCommand::List => list(output),
         ConsentCommand::Show { clause } => show(&clause, output),
-        ConsentCommand::Grant { clause } => change(&clause, output, true).await,
-        ConsentCommand::Revoke { clause } => change(&clause, output, false).await,
+        ConsentCommand::Grant(act) => change(&act, output, ActKind::Grant).await,
+        ConsentCommand::Revoke(act) => {
+            change(&OfferArgs::plain(act), output, ActKind::Revoke).await
+        }
+        ConsentCommand::Decline(act) => change(&act, output, ActKind::Decline).await,
         ConsentCommand::History => super::receipts::history(output),
         ConsentCommand::Receipt { id } => super::receipts::receipt(&id, output),
     }
@@ -246,13 +314,16 @@ fn show(clause_id: &str, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `consentry.consent.change/1` (docs/cli-json.md): grant and revoke.
+/// `consentry.consent.change/1` (docs/cli-json.md): grant, revoke and
+/// decline.
 #[derive(Serialize)]
 struct Change {
     clause: String,
+    /// Which act: `grant`, `revoke` or `decline`.
+    act: ActKind,
     granted: bool,
-    /// False for a revoke of a clause that was not accepted, or a grant of
-    /// one already accepted as it is now.
+    /// False for a revoke of a clause that was not accepted, a grant of one
+    /// already accepted as it is now, and every decline.
     changed: bool,
     acceptance: Option<consent::Acceptance>,
     daemon: Told,
@@ -293,6 +364,9 @@ enum Outcome {
     /// The daemon could not be asked; it reads the file again when the
     /// file watch tells it.
     NotTold,
+    /// `--check`: the act would be accepted; nothing was changed or
+    /// recorded.
+    Checked,
 }
 
 impl Told {
@@ -340,6 +414,7 @@ impl std::fmt::Display for Told {
         };
         match self.outcome {
             Outcome::Unchanged => write!(f, "unchanged"),
+            Outcome::Checked => write!(f, "not asked (--check: nothing changed or recorded)"),
             Outcome::Applied => write!(
                 f,
                 "applied ({}, {} still queued){holding}",
@@ -361,36 +436,70 @@ impl std::fmt::Display for Told {
     }
 }
 
-async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Result<ExitCode> {
+async fn change(args: &OfferArgs, output: &OutputArgs, kind: ActKind) -> anyhow::Result<ExitCode> {
+    let (clause, method) = (args.act.clause.as_str(), Method::from(args.act.method));
     let (config, catalogue) = load(output)?;
+    if let (Some(shown), Some(known)) = (&args.text_sha256, catalogue.clause(clause))
+        && !shown.eq_ignore_ascii_case(&known.text_sha256)
+    {
+        anyhow::bail!(
+            "the text of {clause} is not the one shown: it has sha256 {}, the command names {shown}; nothing recorded: show it again (`consentry consent show {clause}`) and ask again",
+            known.text_sha256
+        );
+    }
+    // Only reads (the file is replaced whole, never written in place), so
+    // it takes no lock and leaves no lock file behind: an installer's
+    // question on a machine where nothing is accepted leaves no trace.
+    if args.check {
+        return check(clause, &config, &catalogue, kind, output);
+    }
     // One command at a time; the daemon's own looks wait for our notice,
     // so the change is recorded as this command's act, not as observed.
+    // A decline holds it too: nobody grants the clause between our look at
+    // the file and the receipt.
     let _lock = ConsentLock::exclusive(&config.consent_file)?;
-    let (acceptance, act) = if grant {
-        let granted = consent::grant(
-            &config.consent_file,
-            &catalogue,
-            config.region,
-            clause,
-            Method::Cli,
-        )?;
-        let act = granted.changed.then(|| Act::grant(&granted.acceptance));
-        (Some(granted.acceptance), act)
-    } else {
-        let revoked = consent::revoke(&config.consent_file, &catalogue, clause)?;
-        let act = revoked
-            .changed
-            .then(|| Act::revoke(clause, revoked.record.as_ref(), Method::Cli.as_str()));
-        (None, act)
+    let (acceptance, act) = match kind {
+        ActKind::Grant => {
+            let granted = consent::grant(
+                &config.consent_file,
+                &catalogue,
+                config.region,
+                clause,
+                method,
+            )?;
+            let act = granted.changed.then(|| Act::grant(&granted.acceptance));
+            (Some(granted.acceptance), act)
+        }
+        ActKind::Revoke => {
+            let revoked = consent::revoke(&config.consent_file, &catalogue, clause)?;
+            let act = revoked
+                .changed
+                .then(|| Act::revoke(clause, revoked.record.as_ref(), method.as_str()));
+            (None, act)
+        }
+        ActKind::Decline => {
+            let offered =
+                consent::decline(&config.consent_file, &catalogue, config.region, clause)?;
+            (None, Some(Act::decline(offered, method)))
+        }
     };
-    let changed = act.is_some();
+    let changed = act.is_some() && kind != ActKind::Decline;
     let daemon = match act {
         Some(act) => record_act(&config, act).await,
         None => Told::new(Outcome::Unchanged),
     };
+    // A decline exists only as its receipt: one not recorded did not happen.
+    if kind == ActKind::Decline && !matches!(daemon.outcome, Outcome::Applied | Outcome::NotRunning)
+    {
+        anyhow::bail!(
+            "the decline of {clause} was not recorded ({}); nothing changed: run the command again",
+            daemon.message.as_deref().unwrap_or("no answer")
+        );
+    }
     let report = Change {
         clause: clause.to_owned(),
-        granted: grant,
+        act: kind,
+        granted: kind == ActKind::Grant,
         changed,
         acceptance,
         daemon,
@@ -403,7 +512,66 @@ async fn change(clause: &str, output: &OutputArgs, grant: bool) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--check`: whether `kind` on `clause` would be accepted now, said
+/// without changing or recording anything (an error, exit 1, if not).
+fn check(
+    clause: &str,
+    config: &Config,
+    catalogue: &Catalogue,
+    kind: ActKind,
+    output: &OutputArgs,
+) -> anyhow::Result<ExitCode> {
+    let (file, region) = (&config.consent_file, config.region);
+    let (acceptance, changed) = match kind {
+        ActKind::Grant => {
+            let existing = consent::grant_check(file, catalogue, region, clause)?;
+            let changed = existing.is_none();
+            (existing, changed)
+        }
+        ActKind::Decline => {
+            consent::decline(file, catalogue, region, clause)?;
+            (None, false)
+        }
+        ActKind::Revoke => anyhow::bail!("--check is for grant and decline"),
+    };
+    let report = Change {
+        clause: clause.to_owned(),
+        act: kind,
+        granted: kind == ActKind::Grant,
+        changed,
+        acceptance,
+        daemon: Told::new(Outcome::Checked),
+    };
+    if output.json {
+        print_json("consentry.consent.change/1", &report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (&report.acceptance, kind) {
+        (Some(a), _) => say!(
+            "{clause} version {} is already accepted ({}, {}); a grant would change nothing",
+            a.version,
+            a.accepted_at,
+            a.method.as_str()
+        ),
+        (None, ActKind::Grant) => say!("{clause} can be granted now; nothing changed"),
+        (None, _) => say!("{clause} is not accepted and can be declined; nothing recorded"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print_change(report: &Change, clause: &str) {
+    if report.act == ActKind::Decline {
+        let by = match report.daemon.outcome {
+            Outcome::Applied => "by the daemon",
+            _ => "here, no daemon running",
+        };
+        let receipt = report.daemon.receipts.first().map(ToString::to_string);
+        say!(
+            "declined {clause}: nothing accepted, the consent file unchanged; recorded {by} (receipt {})",
+            receipt.as_deref().unwrap_or("-")
+        );
+        return;
+    }
     match (&report.acceptance, report.changed) {
         (Some(a), true) => say!(
             "accepted {} version {} (text sha256 {})",
@@ -480,6 +648,11 @@ async fn record_act(config: &Config, act: Act) -> Told {
                 InstanceError::Running { .. } | InstanceError::Busy { .. },
             )) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // A decline changes nothing in the file, so no one can
+            // observe it later.
+            Err(err) if act.kind == ActKind::Decline => {
+                return Told::with_message(Outcome::NotRecorded, err.to_string());
             }
             Err(err) => {
                 return Told::with_message(

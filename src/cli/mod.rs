@@ -67,7 +67,7 @@ enum Command {
     /// Validate the config, the catalogue, the consent file and the upload
     /// settings; with --connect, also reach the endpoint.
     Check(check::CheckArgs),
-    /// List, show, grant or revoke clauses.
+    /// List, show, grant, revoke or decline clauses; their receipts.
     #[command(subcommand)]
     Consent(consent::ConsentCommand),
     /// Show, per purpose, whether it may send and why.

@@ -18,7 +18,10 @@ mod registry;
 
 pub mod receipt;
 pub use act::{Act, ActKind};
-pub use file::{Acceptance, ConsentError, Consents, Granted, Method, Revoked, grant, revoke};
+pub use file::{
+    Acceptance, ConsentError, Consents, Granted, Method, Revoked, decline, grant, grant_check,
+    revoke,
+};
 pub use lock::ConsentLock;
 pub use policy::Policy;
 pub use reading::{Held, Reading};

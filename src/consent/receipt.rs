@@ -1,10 +1,14 @@
 //! Consent receipts: one record per consent event (a grant, a withdrawal,
-//! a renewal, a policy change, a region change), in the shape of the
-//! Kantara Consent Receipt 1.1 / ISO/IEC TS 27560 (`docs/consent-receipts.md`).
+//! a renewal, a decline, a policy change, a region change), in the shape of
+//! the Kantara Consent Receipt 1.1 / ISO/IEC TS 27560
+//! (`docs/consent-receipts.md`).
 //!
 //! A receipt is either declared or observed. A `consent grant|revoke`
 //! declares its act (`act::Act`): its receipt carries the act's own time,
-//! means and id. Anything nobody declared (an edit of the consent file by
+//! means and id. A `consent decline` declares a refusal, which changes
+//! nothing: its receipt ([`declined`]) is made from the act alone, never by
+//! comparison, and is the only way a decline is recorded (nothing can
+//! observe one). Anything nobody declared (an edit of the consent file by
 //! hand, an installer writing it, a policy or region change) is observed: a
 //! [`Snapshot`] of what is in force (the usable acceptances, the region,
 //! the purposes the administrator policy switches off) is compared with the
@@ -135,6 +139,8 @@ pub enum Event {
     Grant,
     Revoke,
     Renewal,
+    /// A clause offered and refused: no state changed (declared only).
+    Decline,
     PolicyChange,
     RegionChange,
 }
@@ -146,6 +152,7 @@ impl Event {
             Event::Grant => "grant",
             Event::Revoke => "revoke",
             Event::Renewal => "renewal",
+            Event::Decline => "decline",
             Event::PolicyChange => "policy_change",
             Event::RegionChange => "region_change",
         }
@@ -256,6 +263,42 @@ pub fn diff(
     receipts.extend(policy_receipts(old, new, &maker));
     let after = new.clone().after(&receipts);
     (receipts, after)
+}
+
+/// The declared receipt of a decline in `region`: the clause as it was
+/// offered (the act's version and text), its purposes, "not accepted"
+/// before and after, the act's own time, method and id. `None` for any
+/// other act: those are recorded by comparison ([`diff`]).
+pub fn declined(act: &Act, catalogue: &Catalogue, region: &str) -> Option<Receipt> {
+    if act.kind != ActKind::Decline {
+        return None;
+    }
+    let how = Provenance {
+        act: Some(act),
+        ..Provenance::observed_now()
+    };
+    let maker = Maker {
+        catalogue,
+        how: &how,
+        region,
+        now: act.at.clone(),
+    };
+    let clause = ClauseRef {
+        id: act.clause.clone(),
+        version: act.version?,
+        text_sha256: act.text_sha256.clone()?,
+    };
+    let not_accepted = || "not accepted".to_owned();
+    Some(Receipt {
+        act_id: Some(act.id),
+        ..maker.receipt(
+            Event::Decline,
+            Some(clause),
+            maker.purposes_of(&act.clause),
+            &act.method,
+            (not_accepted(), not_accepted()),
+        )
+    })
 }
 
 /// What every receipt of one comparison shares.
@@ -542,6 +585,46 @@ mod tests {
         // Granted again: no longer withdrawn.
         let (_, after) = diff(&after, &both, &catalogue, &Provenance::observed_now());
         assert!(after.withdrawn.is_empty());
+    }
+
+    #[test]
+    fn a_decline_is_declared_from_its_act_alone_and_no_comparison_makes_one() {
+        let catalogue = Catalogue::embedded();
+        let ksn = catalogue.clause("ksn").unwrap();
+        let act = Act::decline(ksn, crate::consent::Method::Installer);
+        let receipt = declined(&act, &catalogue, "eu").unwrap();
+        assert_eq!(receipt.event, Event::Decline);
+        assert_eq!(receipt.event.as_str(), "decline");
+        assert_eq!(receipt.subject(), "ksn v3");
+        assert_eq!(receipt.timestamp, act.at);
+        assert_eq!(receipt.act_id, Some(act.id));
+        assert!(receipt.is_declared() && receipt.observed.is_none());
+        assert_eq!(receipt.collection_method, "installer");
+        assert_eq!(receipt.jurisdiction, "eu");
+        assert_eq!(receipt.previous_state, receipt.new_state);
+        assert_eq!(receipt.new_state, "not accepted");
+        // Only a decline makes one; a decline explains no difference, so a
+        // comparison never credits one to it.
+        let grant = Act {
+            kind: ActKind::Grant,
+            ..act.clone()
+        };
+        assert!(declined(&grant, &catalogue, "eu").is_none());
+        let none = snapshot("global", &[], &[]);
+        let both = snapshot("global", &[("eula", 3), ("ksn", 3)], &[]);
+        let how = Provenance {
+            act: Some(&act),
+            ..Provenance::observed_now()
+        };
+        let (receipts, after) = diff(&none, &both, &catalogue, &how);
+        assert!(receipts.iter().all(|r| !r.is_declared()), "{receipts:?}");
+        // Nor does a decline receipt move what the snapshot remembers.
+        let withdrawn = Snapshot {
+            withdrawn: ["ksn".to_owned()].into(),
+            ..none.clone()
+        };
+        assert_eq!(withdrawn.clone().after(&[receipt]), withdrawn);
+        assert_eq!(after.accepted.len(), 2);
     }
 }
 

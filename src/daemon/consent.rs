@@ -1,7 +1,9 @@
 //! The consent owner: the one reader of the consent file and the one
 //! publisher of what it allows.
 //!
-//! Everything that can change consent comes here: a command's declared act
+//! Everything that can change consent comes here (and a command's decline,
+//! which changes nothing and is only recorded: see [`ConsentOwner::apply`]):
+//! a command's declared act
 //! (over the control socket, or in process when no daemon runs), the file
 //! watch, SIGHUP, a reload. Each read becomes, in this order: the decisions
 //! published as the next generation (`Gate::publish` never lets an older
@@ -102,9 +104,13 @@ impl Applied {
 }
 
 /// Why an application failed: the decisions are in force, but the store
-/// could not record or delete.
+/// could not record or delete; or a command's decline was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// A decline was not recorded (refused, or the store failed): nothing
+    /// changed.
+    #[error("the decline was not recorded: {0}")]
+    NotDeclined(String),
     #[error("the change is in effect, but the upload in flight did not stop within {0:?}")]
     InFlight(Duration),
     #[error("the change is in effect, but could not be recorded: {0}")]
@@ -130,13 +136,19 @@ impl ConsentOwner {
         }
     }
 
-    /// Reads the consent file once and applies it (see the module).
+    /// Reads the consent file once and applies it (see the module). A
+    /// command's decline reads nothing: it is recorded ([`Self::decline`]).
     pub async fn apply(
         &mut self,
         agent: &Agent,
         cause: Cause<'_>,
         in_flight: Option<&InFlight>,
     ) -> Result<Applied, ApplyError> {
+        if let Cause::Act(act) = cause
+            && act.kind == ActKind::Decline
+        {
+            return self.decline(agent, act).await;
+        }
         self.retry_at = None;
         let config = agent.config();
         let catalogue = agent.gate.catalogue();
@@ -199,6 +211,39 @@ impl ConsentOwner {
         };
         let mut applied = commit(agent, &consents, &jurisdiction, registry, &how).await?;
         self.committed(agent, &mut applied);
+        Ok(applied)
+    }
+
+    /// A command's decline: its declared receipt appended, and nothing else.
+    /// The file is not read and nothing is published, stopped or deleted,
+    /// since a decline changes nothing; a look the owner owes (a deferred
+    /// one, a confirming read) stays due. Refused when what the store last
+    /// recorded has the clause accepted: the command found no record of it
+    /// in the file, so a withdrawal by hand is still being confirmed, and
+    /// the receipt would contradict the log.
+    async fn decline(&mut self, agent: &Agent, act: &Act) -> Result<Applied, ApplyError> {
+        let gate = Arc::clone(&agent.gate);
+        let region = agent.config().region.to_string();
+        let declared = act.clone();
+        let receipt = agent
+            .writer
+            .call(move |connection, _| {
+                receipts::decline(connection, gate.catalogue(), &region, &declared)
+            })
+            .await
+            .map_err(|err| ApplyError::NotDeclined(err.to_string()))?;
+        let Some(receipt) = receipt else {
+            return Err(ApplyError::NotDeclined(format!(
+                "{} is still recorded as accepted (a withdrawal by hand not yet confirmed); try again in a few seconds",
+                act.clause
+            )));
+        };
+        let applied = Applied {
+            generation: self.generation,
+            receipts: vec![receipt],
+            ..Applied::default()
+        };
+        after_commit(&applied);
         Ok(applied)
     }
 

@@ -12,6 +12,7 @@ use rusqlite::{Connection, params};
 use super::StoreError;
 use super::queue::{insert_audit, meta_get, meta_set};
 use crate::catalogue::Catalogue;
+use crate::consent::Act;
 use crate::consent::receipt::{self, DeletionRequest, Provenance, Receipt, Snapshot};
 
 /// The `meta` key of the last recorded snapshot.
@@ -87,6 +88,31 @@ pub fn record(
         receipts,
         snapshot: after,
     })
+}
+
+/// Records a declined clause (`act`, a decline): its declared receipt and
+/// audit line, in the caller's transaction; the snapshot stays as it is (a
+/// decline changes nothing). `None`, recording nothing, when the last
+/// recorded snapshot has the clause accepted (its withdrawal is a revoke;
+/// the command checked the file, but a withdrawal by hand may not be
+/// recorded yet), or when `act` is not a decline.
+pub fn decline(
+    connection: &Connection,
+    catalogue: &Catalogue,
+    region: &str,
+    act: &Act,
+) -> Result<Option<Receipt>, StoreError> {
+    if last_snapshot(connection, region)?
+        .accepted
+        .contains_key(&act.clause)
+    {
+        return Ok(None);
+    }
+    let Some(receipt) = receipt::declined(act, catalogue, region) else {
+        return Ok(None);
+    };
+    append(connection, &receipt, catalogue)?;
+    Ok(Some(receipt))
 }
 
 /// Appends one receipt, its audit line, and the deletion request a
@@ -287,5 +313,68 @@ mod tests {
         assert_eq!(withdrawn, BTreeSet::from(["ksn".to_owned()]));
         record(snapshot("global", &[("eula", 3), ("ksn", 3)]));
         assert!(peek_withdrawn(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_decline_is_one_declared_receipt_that_moves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let catalogue = Catalogue::embedded();
+        let ksn = catalogue.clause("ksn").unwrap();
+        let act = Act::decline(ksn, crate::consent::Method::Installer);
+        let receipt = store
+            .write(|c| decline(c, &catalogue, "global", &act))
+            .unwrap()
+            .expect("a clause not accepted can be declined");
+        assert_eq!(receipt.event, receipt::Event::Decline);
+        assert_eq!(receipt.act_id, Some(act.id));
+        assert_eq!(receipt.timestamp, act.at);
+        assert_eq!(receipt.collection_method, "installer");
+        assert!(receipt.observed.is_none());
+        assert_eq!(
+            (receipt.previous_state.as_str(), receipt.new_state.as_str()),
+            ("not accepted", "not accepted")
+        );
+        let clause = receipt.clause.as_ref().unwrap();
+        assert_eq!(
+            (clause.version, clause.text_sha256.as_str()),
+            (ksn.version, ksn.text_sha256.as_str())
+        );
+        assert!(
+            receipt
+                .purposes
+                .iter()
+                .any(|p| p.purpose == "ksn_scan_aggregates" && p.basis == "consent")
+        );
+        assert_eq!(store.read(list).unwrap(), vec![receipt]);
+        // Nothing moved: no snapshot, no withdrawal, no deletion request.
+        assert_eq!(
+            store.read(|c| last_snapshot(c, "global")).unwrap(),
+            snapshot("global", &[])
+        );
+        assert!(store.read(pending_deletions).unwrap().is_empty());
+        let trail = store.recent_audit(10).unwrap();
+        assert!(
+            trail.iter().any(|a| a
+                .detail
+                .starts_with("decline ksn v3: not accepted -> not accepted (installer, declared")),
+            "{trail:?}"
+        );
+
+        // Accepted in the record: refused, nothing appended.
+        let how = Provenance::observed_now();
+        let accepted = snapshot("global", &[("eula", 3), ("ksn", 3)]);
+        store
+            .write(|c| record(c, &catalogue, "global", |_| accepted, &how))
+            .unwrap();
+        let before = store.read(list).unwrap().len();
+        let again = Act::decline(ksn, crate::consent::Method::Cli);
+        assert!(
+            store
+                .write(|c| decline(c, &catalogue, "global", &again))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(store.read(list).unwrap().len(), before);
     }
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
-use crate::catalogue::{Catalogue, Region};
+use crate::catalogue::{Catalogue, Clause, Region};
 use crate::clock::rfc3339;
 use crate::document::{Document, Origin, Problems, ReadError};
 
@@ -218,6 +218,14 @@ pub enum ConsentError {
         region: Region,
         instead: String,
     },
+    #[error(
+        "{clause} is accepted (version {version}, {accepted_at}): a decline records the refusal of a clause not accepted; to withdraw it, run `consentry consent revoke {clause}`"
+    )]
+    Accepted {
+        clause: String,
+        version: u32,
+        accepted_at: String,
+    },
     #[error("cannot edit {path}: {message}")]
     Edit { path: PathBuf, message: String },
     #[error("cannot write {path}: {source}")]
@@ -276,37 +284,38 @@ fn is_current(
             .is_some_and(|scope| *scope == catalogue.scope_of(&clause.id))
 }
 
-/// Records acceptance of the catalogue's current version of `clause`,
-/// replacing any earlier record for it. A clause already accepted exactly
-/// as it is now is left alone (its `accepted_at` stays). A clause that
-/// takes effect only together with another (`requires`) is refused while
-/// that one is not accepted: granting it would change nothing that is sent.
-pub fn grant(
+/// What a grant of a clause starts from, once it is known to be allowed.
+struct Grantable<'c> {
+    known: &'c Clause,
+    /// The consent file's text (`None`: no file yet).
+    text: Option<String>,
+    /// The acceptance already in the file, when it is of the clause exactly
+    /// as the catalogue has it now (a grant would change nothing).
+    existing: Option<Acceptance>,
+}
+
+/// Checks that `clause` can be granted in `region` without writing
+/// anything: the catalogue offers it there, the consent file is valid, and
+/// what it requires is accepted. `Ok(Some(_))`: it is accepted as it is now
+/// already, and a grant would change nothing; `Ok(None)`: a grant would
+/// record it. `consentry consent grant --check` and installers asking
+/// whether a yes can be recorded now use it; [`grant`] does the same.
+pub fn grant_check(
     path: &Path,
     catalogue: &Catalogue,
     region: Region,
     clause: &str,
-    method: Method,
-) -> Result<Granted, ConsentError> {
-    let known = catalogue
-        .clause(clause)
-        .ok_or_else(|| unknown_clause(catalogue, clause))?;
-    if !known.applies_in(region) {
-        let editions: Vec<&str> = catalogue
-            .clauses()
-            .filter(|c| c.kind == known.kind && c.applies_in(region))
-            .map(|c| c.id.as_str())
-            .collect();
-        return Err(ConsentError::NotInRegion {
-            clause: clause.to_owned(),
-            region,
-            instead: if editions.is_empty() {
-                "none of this kind".to_owned()
-            } else {
-                editions.join(", ")
-            },
-        });
-    }
+) -> Result<Option<Acceptance>, ConsentError> {
+    Ok(grantable(path, catalogue, region, clause)?.existing)
+}
+
+fn grantable<'c>(
+    path: &Path,
+    catalogue: &'c Catalogue,
+    region: Region,
+    clause: &str,
+) -> Result<Grantable<'c>, ConsentError> {
+    let known = offered(catalogue, region, clause)?;
     let text = read_text(path)?;
     let current = match &text {
         // Validate what is there first: never build on top of a broken file.
@@ -335,11 +344,37 @@ pub fn grant(
             });
         }
     }
-    if let Some(existing) = current.get(clause)
-        && is_current(existing, known, catalogue)
-    {
+    let existing = current
+        .get(clause)
+        .filter(|existing| is_current(existing, known, catalogue))
+        .cloned();
+    Ok(Grantable {
+        known,
+        text,
+        existing,
+    })
+}
+
+/// Records acceptance of the catalogue's current version of `clause`,
+/// replacing any earlier record for it. A clause already accepted exactly
+/// as it is now is left alone (its `accepted_at` stays). A clause that
+/// takes effect only together with another (`requires`) is refused while
+/// that one is not accepted: granting it would change nothing that is sent.
+pub fn grant(
+    path: &Path,
+    catalogue: &Catalogue,
+    region: Region,
+    clause: &str,
+    method: Method,
+) -> Result<Granted, ConsentError> {
+    let Grantable {
+        known,
+        text,
+        existing,
+    } = grantable(path, catalogue, region, clause)?;
+    if let Some(existing) = existing {
         return Ok(Granted {
-            acceptance: existing.clone(),
+            acceptance: existing,
             changed: false,
         });
     }
@@ -410,6 +445,60 @@ pub fn grant(
         acceptance,
         changed: true,
     })
+}
+
+/// The clause `clause` as the catalogue offers it in `region`: refused when
+/// the catalogue has no such clause, or when it does not apply there
+/// (naming the edition that does).
+fn offered<'c>(
+    catalogue: &'c Catalogue,
+    region: Region,
+    clause: &str,
+) -> Result<&'c Clause, ConsentError> {
+    let known = catalogue
+        .clause(clause)
+        .ok_or_else(|| unknown_clause(catalogue, clause))?;
+    if !known.applies_in(region) {
+        let editions: Vec<&str> = catalogue
+            .clauses()
+            .filter(|c| c.kind == known.kind && c.applies_in(region))
+            .map(|c| c.id.as_str())
+            .collect();
+        return Err(ConsentError::NotInRegion {
+            clause: clause.to_owned(),
+            region,
+            instead: if editions.is_empty() {
+                "none of this kind".to_owned()
+            } else {
+                editions.join(", ")
+            },
+        });
+    }
+    Ok(known)
+}
+
+/// Checks that `clause` can be declined: the catalogue offers it in
+/// `region`, and the consent file (which must be readable and valid: a
+/// broken one cannot say what is accepted) has no record of it. Writes
+/// nothing: a decline changes nothing in the file; its receipt is its only
+/// record. A clause with a record, current or not, is refused: withdrawing
+/// it is a revoke, which deletes, and a decline must never be mistaken for
+/// one.
+pub fn decline<'c>(
+    path: &Path,
+    catalogue: &'c Catalogue,
+    region: Region,
+    clause: &str,
+) -> Result<&'c Clause, ConsentError> {
+    let known = offered(catalogue, region, clause)?;
+    if let Some(existing) = Consents::load(path, catalogue)?.get(clause) {
+        return Err(ConsentError::Accepted {
+            clause: clause.to_owned(),
+            version: existing.version,
+            accepted_at: existing.accepted_at.clone(),
+        });
+    }
+    Ok(known)
 }
 
 /// What [`revoke`] did.

@@ -277,3 +277,40 @@ fn grant_refuses_unknown_clause_and_broken_file_without_touching_it() {
     assert!(grant(&path, &catalogue, Region::Global, "eula", Method::Cli).is_err());
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "[[accepted]\n");
 }
+
+#[test]
+fn a_decline_writes_nothing_and_is_refused_for_an_accepted_clause_or_a_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("consent.toml");
+    let catalogue = Catalogue::embedded();
+    // Offered and refused: not accepted before, nothing written after. A
+    // clause that requires another can be refused without it.
+    let offered = decline(&path, &catalogue, Region::Global, "ksn").unwrap();
+    assert_eq!(offered.id, "ksn");
+    assert!(!path.exists(), "a decline wrote the consent file");
+    assert!(matches!(
+        decline(&path, &catalogue, Region::Global, "nope"),
+        Err(ConsentError::UnknownClause { .. })
+    ));
+    assert!(matches!(
+        decline(&path, &catalogue, Region::Eu, "eula"),
+        Err(ConsentError::NotInRegion { instead, .. }) if instead == "eula_regional"
+    ));
+
+    // Accepted: withdrawing is a revoke, never a decline.
+    grant(&path, &catalogue, Region::Global, "eula", Method::Installer).unwrap();
+    grant(&path, &catalogue, Region::Global, "ksn", Method::Installer).unwrap();
+    let before = std::fs::read_to_string(&path).unwrap();
+    let err = decline(&path, &catalogue, Region::Global, "ksn").unwrap_err();
+    assert!(matches!(err, ConsentError::Accepted { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("run `consentry consent revoke ksn`"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+
+    // A broken file cannot say what is accepted.
+    std::fs::write(&path, "[[accepted]\n").unwrap();
+    assert!(decline(&path, &catalogue, Region::Global, "ksn").is_err());
+}
