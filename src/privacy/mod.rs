@@ -1,7 +1,10 @@
 //! Minimising transforms: what the catalogue says must happen to a field
 //! that could identify a person before anything of it is stored. The gate
 //! applies them (`gate::Gate::admit`); a value a transform cannot make safe
-//! is dropped, never stored as it came.
+//! is dropped, never stored as it came. [`personal`] says whether a string
+//! looks like personal data all the same (an e-mail address, a path into a
+//! person's directory, a network or hardware address, a long number); the
+//! gate asks it of every string it would store.
 //!
 //! - `drop`: never stored (declared so the disclosure can say so);
 //! - `truncate_ip`: an IPv4 address keeps its /24, an IPv6 address its /48;
@@ -26,6 +29,7 @@ use sha2::Sha256;
 use crate::record::FieldValue;
 
 mod path;
+pub mod personal;
 
 pub use path::scrub_path;
 

@@ -132,7 +132,6 @@ pub fn scrub_path(text: &str) -> Option<String> {
 /// the detector reads free text: the user's component must start with
 /// something other than a space, and `~user` must be followed by a
 /// separator ("about ~5 MB" is no path).
-#[cfg_attr(not(test), allow(dead_code))] // the detector's, next
 pub(crate) fn user_path_at(text: &str, at: usize) -> bool {
     let text = &text[at..];
     if let Some(user) = text.strip_prefix('~') {
