@@ -196,12 +196,12 @@ fn widened_and_narrowed() -> String {
     let last_link_field =
         "description = \"Name of that threat in the vendor's classification, if any.\"\n";
     assert!(catalogue.contains(last_link_field));
-    let license = "[[purpose.field]]\nname = \"license_id\"\ntype = \"string\"\ndescription = \"Identifier of the active licence, when one is installed.\"\n\n";
+    let license = "[[purpose.field]]\nname = \"license_id\"\ntype = \"string\"\nformat = \"identifier\"\nmax_len = 128\ndescription = \"Identifier of the active licence, when one is installed.\"\n\n";
     assert!(catalogue.contains(license));
     catalogue
         .replace(
             last_link_field,
-            &format!("{last_link_field}\n[[purpose.field]]\nname = \"referrer_page\"\ntype = \"string\"\ndescription = \"The product page the link was on.\"\n"),
+            &format!("{last_link_field}\n[[purpose.field]]\nname = \"referrer_page\"\ntype = \"string\"\nformat = \"identifier\"\nmax_len = 64\ndescription = \"The product page the link was on.\"\n"),
         )
         .replace(license, "")
 }
