@@ -14,6 +14,7 @@ mod history;
 mod ingest;
 mod lifecycle;
 mod otlp;
+mod personal;
 mod receipts;
 mod security;
 mod service;
