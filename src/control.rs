@@ -114,6 +114,11 @@ pub struct DaemonStatus {
     /// allowed, per purpose, since the daemon started.
     #[serde(default)]
     pub discarded: BTreeMap<String, u64>,
+    /// Records refused for a value their field's declaration does not
+    /// allow, per purpose and code (`personal_data`, `out_of_shape`),
+    /// since the daemon started: counts only, the values are never kept.
+    #[serde(default)]
+    pub refused: BTreeMap<String, BTreeMap<String, u64>>,
     pub decisions: Vec<Decision>,
     pub last_collect: Option<CollectSummary>,
     pub last_upload: Option<UploadSummary>,

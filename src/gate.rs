@@ -2,7 +2,11 @@
 //!
 //! [`Gate::admit`] checks a collector's or a component's record against the
 //! catalogue (unknown purposes, undeclared fields and wrong types are
-//! refused), asks the current consent snapshot whether its purpose may send,
+//! refused), applies the fields' transforms, refuses a value that does not
+//! fit its field's declaration or looks like personal data the declaration
+//! does not allow (counted per purpose, never kept, never logged: the
+//! refusal names the field and the kind, not the value), asks the current
+//! consent snapshot whether its purpose may send,
 //! and only then builds a [`GatedRecord`], tagged with the clause, version
 //! and text digest that allowed it. `GatedRecord` has private fields and no
 //! public constructor, so no other path can queue an ungated record.
@@ -12,7 +16,7 @@
 //! that hot paths load without a lock (`arc-swap`). The gate never reads the
 //! consent file itself beyond asking `consent` to evaluate it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
@@ -89,6 +93,10 @@ pub enum Refusal {
     NotAllowed { purpose: String, reason: String },
 }
 
+/// Records refused for a value (`personal_data`, `out_of_shape`), per
+/// purpose and code: counts only, never what was refused.
+pub type RefusedValues = BTreeMap<String, BTreeMap<String, u64>>;
+
 /// The catalogue and the current consent decisions.
 pub struct Gate {
     catalogue: Catalogue,
@@ -96,6 +104,9 @@ pub struct Gate {
     /// The per-installation key of `keyed_hash` fields; until it is set,
     /// such fields are dropped.
     hash_key: std::sync::OnceLock<HashKey>,
+    /// Since this gate was made (the daemon's start). Locked only on the
+    /// refusal path.
+    refused: Mutex<RefusedValues>,
 }
 
 impl Gate {
@@ -105,6 +116,7 @@ impl Gate {
             catalogue,
             decisions: ArcSwap::from_pointee(registry),
             hash_key: std::sync::OnceLock::new(),
+            refused: Mutex::default(),
         }
     }
 
@@ -143,28 +155,60 @@ impl Gate {
         previous.generation() <= new.generation()
     }
 
-    /// Checks `record` against the catalogue, then against the consent
-    /// snapshot. A catalogue problem is reported before consent: a sender's
-    /// bug shows even while its purpose is blocked.
+    /// Checks `record` against the catalogue (its fields' types, then each
+    /// value as it would be stored against its field's declaration), then
+    /// against the consent snapshot. A catalogue problem is reported before
+    /// consent: a sender's bug shows even while its purpose is blocked.
     pub fn admit(&self, record: &Record) -> Result<GatedRecord, Refusal> {
         let record = self.catalogue.declared(record);
-        self.catalogue.check(&record)?;
+        let fields = self.screened(&record)?;
         let registry = self.decisions.load();
         let decision = registry.decision(&record.purpose);
-        self.admit_checked(&record, decision)
+        self.admit_checked(&record, &fields, decision)
     }
 
     /// As [`Gate::admit`] under a decision the caller already holds (one
     /// snapshot for a whole collection run).
     pub fn admit_with(&self, record: &Record, decision: &Decision) -> Result<GatedRecord, Refusal> {
         let record = self.catalogue.declared(record);
-        self.catalogue.check(&record)?;
-        self.admit_checked(&record, Some(decision))
+        let fields = self.screened(&record)?;
+        self.admit_checked(&record, &fields, Some(decision))
+    }
+
+    /// Records refused for a value since this gate was made, per purpose
+    /// and code (`status` shows them).
+    pub fn refused(&self) -> RefusedValues {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The record's fields as they may be stored: of the declared types,
+    /// minimised, and each fitting its field's declaration. A value that
+    /// does not is counted by kind and never kept.
+    fn screened<'r>(
+        &self,
+        record: &'r Record,
+    ) -> Result<Cow<'r, BTreeMap<String, FieldValue>>, Refusal> {
+        self.catalogue.check(record)?;
+        let fields = self.minimised(record);
+        if let Err(err) = self.catalogue.judge(&record.purpose, &fields) {
+            let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            *refused
+                .entry(record.purpose.clone())
+                .or_default()
+                .entry(err.code().to_owned())
+                .or_default() += 1;
+            return Err(err.into());
+        }
+        Ok(fields)
     }
 
     fn admit_checked(
         &self,
         record: &Record,
+        fields: &BTreeMap<String, FieldValue>,
         decision: Option<&Decision>,
     ) -> Result<GatedRecord, Refusal> {
         let not_allowed = |reason: &str| Refusal::NotAllowed {
@@ -187,15 +231,13 @@ impl Gate {
         if *purpose != record.purpose {
             return Err(not_allowed("the decision is for another purpose"));
         }
-        let version = *version;
-        let fields = self.minimised(record);
         Ok(GatedRecord {
             purpose: record.purpose.clone(),
             clause: clause.clone(),
-            clause_version: version,
+            clause_version: *version,
             clause_sha256: sha.clone(),
             collected_at: rfc3339(record.collected_at),
-            fields_json: serde_json::to_string(&fields).expect("fields always serialize"),
+            fields_json: serde_json::to_string(fields).expect("fields always serialize"),
         })
     }
 
@@ -240,6 +282,7 @@ mod tests {
     use super::*;
     use crate::catalogue::Region;
     use crate::consent::Consents;
+    use crate::privacy::personal::Kind;
 
     fn gate(accept_eula: bool) -> Gate {
         let catalogue = Catalogue::embedded();
@@ -276,6 +319,81 @@ mod tests {
         ));
         record.set("hostname", FieldValue::String("h".into()));
         assert!(matches!(gate.admit(&record), Err(Refusal::Check(_))));
+    }
+
+    fn install_task(error_type: &str) -> Record {
+        let mut record = Record::new("installation_errors");
+        let string = |s: &str| FieldValue::String(s.into());
+        record
+            .set("task_type", string("install"))
+            .set("task_status", string("failed"))
+            .set("error_type", string(error_type));
+        record
+    }
+
+    #[test]
+    fn a_value_its_field_does_not_allow_is_refused_counted_and_never_shown() {
+        let gate = gate(true);
+        assert!(gate.admit(&install_task("disk_full")).is_ok());
+        let refusal = gate.admit(&install_task("alice@example.com")).unwrap_err();
+        assert!(
+            matches!(
+                &refusal,
+                Refusal::Check(CheckError::PersonalData {
+                    kind: Kind::EmailAddress,
+                    ..
+                })
+            ),
+            "{refusal:?}"
+        );
+        let message = refusal.to_string();
+        assert!(
+            message.contains("installation_errors.error_type"),
+            "{message}"
+        );
+        assert!(message.contains("an e-mail address"), "{message}");
+        assert!(!message.contains("alice"), "{message}");
+        let refusal = gate.admit(&install_task("two words")).unwrap_err();
+        assert!(matches!(
+            refusal,
+            Refusal::Check(CheckError::OutOfShape { .. })
+        ));
+        // Before consent: refused for the value while the purpose is blocked.
+        let blocked = self::gate(false);
+        let mut record = install_task("00:1a:2b:3c:4d:5e");
+        let decision = blocked.registry().decide("installation_errors");
+        assert!(matches!(
+            blocked.admit_with(&record, &decision),
+            Err(Refusal::Check(CheckError::PersonalData { .. }))
+        ));
+        record.set("error_type", FieldValue::String("io".into()));
+        assert!(matches!(
+            blocked.admit(&record),
+            Err(Refusal::NotAllowed { .. })
+        ));
+        let counts = gate.refused();
+        assert_eq!(counts.len(), 1);
+        let codes = &counts["installation_errors"];
+        assert_eq!((codes["personal_data"], codes["out_of_shape"]), (1, 1));
+        assert_eq!(blocked.refused()["installation_errors"]["personal_data"], 1);
+    }
+
+    #[test]
+    fn a_scrubbed_path_is_looked_at_after_scrubbing() {
+        let gate = gate(true);
+        let mut record = Record::new("ksn_threat_reports");
+        let path = |p: &str| FieldValue::String(p.into());
+        record.set("file_path", path("/home/alice/Downloads/a.exe"));
+        let stored = gate.screened(&record).unwrap();
+        assert_eq!(stored["file_path"], path("~/Downloads"));
+        record.set("file_path", path("/var/mail/alice@example.com/a.eml"));
+        assert!(matches!(
+            gate.screened(&record),
+            Err(Refusal::Check(CheckError::PersonalData {
+                kind: Kind::EmailAddress,
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -4,16 +4,20 @@
 //! catalogue author fixes them all in one pass.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
+use super::shape::Declared;
 use super::{
-    Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Priority, Purpose, Region, Transform,
+    Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Format, Priority, Purpose, Region,
+    Transform,
 };
 use crate::clock::HumanDuration;
 use crate::document::{Document, Problems};
+use crate::privacy::personal::Kind;
 
 /// The only catalogue schema this build understands.
 const SCHEMA: u32 = 1;
@@ -71,6 +75,15 @@ struct RawField {
     description: Spanned<String>,
     #[serde(default)]
     transform: Option<Spanned<Transform>>,
+    /// What a string field may hold (`shape`).
+    #[serde(default)]
+    format: Option<Spanned<Format>>,
+    #[serde(default)]
+    values: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    max_len: Option<Spanned<usize>>,
+    #[serde(default)]
+    allows: Option<Spanned<Vec<Kind>>>,
 }
 
 /// An identifier people type on the command line: `[a-z0-9_-]+`.
@@ -81,10 +94,13 @@ pub(crate) fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// Where a problem is reported: its span in the document, and what.
+type At<'a> = dyn FnMut(Range<usize>, String) + 'a;
+
 pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> {
     let raw: RawCatalogue = document.parse()?;
     let mut problems = Vec::new();
-    let mut at = |span: std::ops::Range<usize>, message: String| {
+    let mut at = |span: Range<usize>, message: String| {
         problems.push(document.problem(Some(span), message));
     };
 
@@ -97,9 +113,30 @@ pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> 
             ),
         );
     }
+    let clauses = clauses(&raw.clauses, &mut at);
+    let mut purposes = BTreeMap::new();
+    for raw_purpose in &raw.purposes {
+        let id = raw_purpose.id.get_ref();
+        let purpose = purpose(raw_purpose, &clauses, &mut at);
+        if purposes.insert(id.clone(), purpose).is_some() {
+            at(
+                raw_purpose.id.span(),
+                format!("purpose `{id}` is defined twice"),
+            );
+        }
+    }
 
+    if problems.is_empty() {
+        Ok(Catalogue { clauses, purposes })
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+/// The clauses, each checked, and their requirements resolved.
+fn clauses(raw: &[RawClause], at: &mut At) -> BTreeMap<String, Clause> {
     let mut clauses = BTreeMap::new();
-    for raw_clause in &raw.clauses {
+    for raw_clause in raw {
         let id = raw_clause.id.get_ref();
         if !is_valid_id(id) {
             at(
@@ -141,8 +178,13 @@ pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> 
             );
         }
     }
+    requirements(raw, &clauses, at);
+    clauses
+}
 
-    for raw_clause in &raw.clauses {
+/// Each required clause exists, requires nothing itself, and is another.
+fn requirements(raw: &[RawClause], clauses: &BTreeMap<String, Clause>, at: &mut At) {
+    for raw_clause in raw {
         for required in &raw_clause.requires {
             let name = required.get_ref();
             match clauses.get(name) {
@@ -164,123 +206,118 @@ pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> 
             }
         }
     }
+}
 
-    let mut purposes = BTreeMap::new();
-    for raw_purpose in &raw.purposes {
-        let id = raw_purpose.id.get_ref();
-        if !is_valid_id(id) {
-            at(
-                raw_purpose.id.span(),
-                format!("purpose id `{id}` must match [a-z0-9_-]+"),
-            );
-        }
-        if raw_purpose.clauses.get_ref().is_empty() {
-            at(
-                raw_purpose.clauses.span(),
-                format!("purpose `{id}` names no clause, so nothing could ever allow it"),
-            );
-        }
-        for clause in raw_purpose.clauses.get_ref() {
-            match clauses.get(clause.get_ref()) {
-                None => at(
-                    clause.span(),
-                    format!(
-                        "purpose `{id}` names clause `{}`, which is not defined",
-                        clause.get_ref()
-                    ),
+/// One purpose, checked against the clauses.
+fn purpose(raw: &RawPurpose, clauses: &BTreeMap<String, Clause>, at: &mut At) -> Purpose {
+    let id = raw.id.get_ref();
+    if !is_valid_id(id) {
+        at(
+            raw.id.span(),
+            format!("purpose id `{id}` must match [a-z0-9_-]+"),
+        );
+    }
+    if raw.clauses.get_ref().is_empty() {
+        at(
+            raw.clauses.span(),
+            format!("purpose `{id}` names no clause, so nothing could ever allow it"),
+        );
+    }
+    for clause in raw.clauses.get_ref() {
+        match clauses.get(clause.get_ref()) {
+            None => at(
+                clause.span(),
+                format!(
+                    "purpose `{id}` names clause `{}`, which is not defined",
+                    clause.get_ref()
                 ),
-                // Accepting a licence is not consent: a consent purpose
-                // bundled with it could never be freely given.
-                Some(known)
-                    if raw_purpose.basis == Basis::Consent && known.kind == ClauseKind::Eula =>
-                {
-                    at(
-                        clause.span(),
-                        format!(
-                            "purpose `{id}` rests on consent, so it cannot be allowed by `{}`, a licence agreement (no bundling); name a voluntary clause",
-                            clause.get_ref()
-                        ),
-                    )
-                }
-                Some(_) => {}
-            }
-        }
-        if raw_purpose.fields.is_empty() {
-            at(
-                raw_purpose.id.span(),
-                format!("purpose `{id}` declares no field"),
-            );
-        }
-        let mut names = BTreeSet::new();
-        for field in &raw_purpose.fields {
-            let name = field.name.get_ref();
-            if !is_valid_id(name) {
-                at(
-                    field.name.span(),
-                    format!("field name `{name}` must match [a-z0-9_-]+"),
-                );
-            }
-            if !names.insert(name.clone()) {
-                at(
-                    field.name.span(),
-                    format!("field `{id}.{name}` is declared twice"),
-                );
-            }
-            if let Some(transform) = &field.transform
-                && field.ty != FieldType::String
-            {
-                at(
-                    transform.span(),
-                    format!(
-                        "field `{id}.{name}` is a {}; transforms apply to strings only",
-                        field.ty
-                    ),
-                );
-            }
-            if field.description.get_ref().trim().is_empty() {
-                at(
-                    field.description.span(),
-                    format!("field `{id}.{name}` needs a description"),
-                );
-            }
-        }
-        let purpose = Purpose {
-            id: id.clone(),
-            title: raw_purpose.title.clone(),
-            basis: raw_purpose.basis,
-            sale_or_sharing: raw_purpose.sale_or_sharing,
-            priority: raw_purpose.priority,
-            retention: raw_purpose.retention,
-            clauses: raw_purpose
-                .clauses
-                .get_ref()
-                .iter()
-                .map(|c| c.get_ref().clone())
-                .collect(),
-            fields: raw_purpose
-                .fields
-                .iter()
-                .map(|field| Field {
-                    name: field.name.get_ref().clone(),
-                    ty: field.ty,
-                    description: field.description.get_ref().clone(),
-                    transform: field.transform.as_ref().map(|t| *t.get_ref()),
-                })
-                .collect(),
-        };
-        if purposes.insert(id.clone(), purpose).is_some() {
-            at(
-                raw_purpose.id.span(),
-                format!("purpose `{id}` is defined twice"),
-            );
+            ),
+            // Accepting a licence is not consent: a consent purpose
+            // bundled with it could never be freely given.
+            Some(known) if raw.basis == Basis::Consent && known.kind == ClauseKind::Eula => at(
+                clause.span(),
+                format!(
+                    "purpose `{id}` rests on consent, so it cannot be allowed by `{}`, a licence agreement (no bundling); name a voluntary clause",
+                    clause.get_ref()
+                ),
+            ),
+            Some(_) => {}
         }
     }
+    if raw.fields.is_empty() {
+        at(raw.id.span(), format!("purpose `{id}` declares no field"));
+    }
+    Purpose {
+        id: id.clone(),
+        title: raw.title.clone(),
+        basis: raw.basis,
+        sale_or_sharing: raw.sale_or_sharing,
+        priority: raw.priority,
+        retention: raw.retention,
+        clauses: raw
+            .clauses
+            .get_ref()
+            .iter()
+            .map(|c| c.get_ref().clone())
+            .collect(),
+        fields: fields(id, &raw.fields, at),
+    }
+}
 
-    if problems.is_empty() {
-        Ok(Catalogue { clauses, purposes })
-    } else {
-        Err(Problems(problems))
+/// A purpose's fields: names, types, transforms and declarations.
+fn fields(id: &str, raw: &[RawField], at: &mut At) -> Vec<Field> {
+    let mut names = BTreeSet::new();
+    let mut fields = Vec::new();
+    for field in raw {
+        let name = field.name.get_ref();
+        if !is_valid_id(name) {
+            at(
+                field.name.span(),
+                format!("field name `{name}` must match [a-z0-9_-]+"),
+            );
+        }
+        if !names.insert(name.clone()) {
+            at(
+                field.name.span(),
+                format!("field `{id}.{name}` is declared twice"),
+            );
+        }
+        if let Some(transform) = &field.transform
+            && field.ty != FieldType::String
+        {
+            at(
+                transform.span(),
+                format!(
+                    "field `{id}.{name}` is a {}; transforms apply to strings only",
+                    field.ty
+                ),
+            );
+        }
+        if field.description.get_ref().trim().is_empty() {
+            at(
+                field.description.span(),
+                format!("field `{id}.{name}` needs a description"),
+            );
+        }
+        let declared = Declared {
+            name: format!("{id}.{name}"),
+            name_span: field.name.span(),
+            ty: field.ty,
+            transform: field.transform.as_ref(),
+            format: field.format.as_ref(),
+            values: field.values.as_ref(),
+            max_len: field.max_len.as_ref(),
+            allows: field.allows.as_ref(),
+        };
+        fields.push(Field {
+            name: name.clone(),
+            ty: field.ty,
+            description: field.description.get_ref().clone(),
+            transform: field.transform.as_ref().map(|t| *t.get_ref()),
+            shape: declared.shape(at),
+        });
     }
+    fields
 }
 
 #[cfg(test)]
@@ -301,7 +338,7 @@ mod tests {
     #[test]
     fn purpose_naming_an_undefined_clause_is_located() {
         let text = format!(
-            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"nope\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"string\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"nope\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
         );
         let err = load(&text).unwrap_err();
         assert!(err.starts_with("cat.toml:12:"), "{err}");
@@ -311,7 +348,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_at_once() {
         let text = format!(
-            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = []\n[[purpose]]\nid = \"Bad Id\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"string\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = []\n[[purpose]]\nid = \"Bad Id\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
         );
         let err = load(&text).unwrap_err();
         assert!(err.contains("names no clause"), "{err}");
@@ -322,7 +359,7 @@ mod tests {
     #[test]
     fn a_consent_purpose_bundled_with_the_eula_is_refused_at_its_clause() {
         let text = format!(
-            "{CLAUSE}[[purpose]]\nid = \"ads\"\ntitle = \"t\"\nbasis = \"consent\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"string\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"ads\"\ntitle = \"t\"\nbasis = \"consent\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
         );
         let err = load(&text).unwrap_err();
         assert!(err.starts_with("cat.toml:12:12:"), "{err}");
@@ -337,7 +374,7 @@ mod tests {
     #[test]
     fn retention_is_optional_and_a_bad_one_is_located() {
         let purpose = format!(
-            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"string\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
         );
         let none = load(&purpose).unwrap();
         assert_eq!(none.purpose("p").unwrap().retention, None);

@@ -14,6 +14,7 @@
 
 mod builtin;
 mod load;
+mod shape;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::clock::HumanDuration;
 use crate::document::{Document, ReadError};
 pub use crate::privacy::Transform;
+use crate::privacy::personal::Kind;
 use crate::record::{FieldValue, Record};
+pub use shape::{Format, LOCALE_MAX_BYTES, Misfit, Shape, Unfit};
 
 pub use builtin::BuiltIn;
 
@@ -140,6 +143,10 @@ pub struct Field {
     /// could identify a person (`privacy`). Serialized as `null` when
     /// there is none, so `consent show --json` has one shape.
     pub transform: Option<Transform>,
+    /// What a string value may be (`format`, `values`, `max_len`,
+    /// `allows`); the gate refuses a record whose value does not fit.
+    #[serde(skip)]
+    pub shape: Shape,
 }
 
 /// Which records go first when the queue is full: the oldest of the
@@ -227,6 +234,37 @@ pub enum CheckError {
         expected: FieldType,
         found: FieldType,
     },
+    /// A value that looks like personal data its field does not allow.
+    /// Names the kind, never the value.
+    #[error(
+        "field `{purpose}.{field}` holds what looks like {}, which the catalogue does not allow it to carry; nothing of the record was kept",
+        kind.in_words()
+    )]
+    PersonalData {
+        purpose: String,
+        field: String,
+        kind: Kind,
+    },
+    /// A value outside its field's declaration. Never shows the value.
+    #[error("field `{purpose}.{field}` is {why}; nothing of the record was kept")]
+    OutOfShape {
+        purpose: String,
+        field: String,
+        why: Unfit,
+    },
+}
+
+impl CheckError {
+    /// The stable code an ingest error line carries (`docs/ingest.md`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CheckError::UnknownPurpose(_) => "unknown_purpose",
+            CheckError::UndeclaredField { .. } => "undeclared_field",
+            CheckError::WrongType { .. } => "wrong_type",
+            CheckError::PersonalData { .. } => "personal_data",
+            CheckError::OutOfShape { .. } => "out_of_shape",
+        }
+    }
 }
 
 /// Clauses and purposes, validated: every reference resolves, ids are unique.
@@ -344,6 +382,40 @@ impl Catalogue {
                     found,
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses a record whose string value, as it would be stored (after
+    /// its field's transform), does not fit its field's declaration or
+    /// looks like personal data the declaration does not allow.
+    pub fn judge(
+        &self,
+        purpose: &str,
+        fields: &BTreeMap<String, FieldValue>,
+    ) -> Result<(), CheckError> {
+        let Some(declared) = self.purpose(purpose) else {
+            return Err(CheckError::UnknownPurpose(purpose.to_owned()));
+        };
+        for (name, value) in fields {
+            let (FieldValue::String(text), Some(field)) = (value, declared.field(name)) else {
+                continue;
+            };
+            field.admits(text).map_err(|misfit| {
+                let (purpose, field) = (purpose.to_owned(), name.clone());
+                match misfit {
+                    Misfit::Personal(kind) => CheckError::PersonalData {
+                        purpose,
+                        field,
+                        kind,
+                    },
+                    Misfit::Unfit(why) => CheckError::OutOfShape {
+                        purpose,
+                        field,
+                        why,
+                    },
+                }
+            })?;
         }
         Ok(())
     }

@@ -41,6 +41,7 @@ struct DaemonView {
     pid: u32,
     records_queued: u64,
     discarded: std::collections::BTreeMap<String, u64>,
+    refused: consentry::gate::RefusedValues,
     decisions: Vec<Decision>,
     last_collect: Option<CollectView>,
     last_upload: Option<consentry::upload::UploadSummary>,
@@ -57,6 +58,7 @@ impl From<DaemonStatus> for DaemonView {
             pid: status.pid,
             records_queued: status.records_queued,
             discarded: status.discarded,
+            refused: status.refused,
             decisions: status.decisions,
             last_collect: status.last_collect.as_ref().map(CollectView::from),
             last_upload: status.last_upload,
@@ -169,6 +171,27 @@ fn decision_table(decisions: &[Decision], style: &Style) -> Table {
     }
 }
 
+/// "installation_errors: 2 personal_data, 1 out_of_shape (never kept)",
+/// one line per purpose whose records were refused for a value.
+fn refused_lines(refused: &consentry::gate::RefusedValues) -> Vec<Entry> {
+    refused
+        .iter()
+        .enumerate()
+        .map(|(i, (purpose, codes))| {
+            let counts: Vec<String> = codes
+                .iter()
+                .map(|(code, count)| format!("{count} {code}"))
+                .collect();
+            let label = if i == 0 { "refused" } else { "" };
+            Entry::new(
+                label,
+                format!("{purpose}: {} (values never kept)", counts.join(", ")),
+            )
+            .tone(Tone::Warn)
+        })
+        .collect()
+}
+
 /// The lines under the table: the daemon, its last upload and reload,
 /// then the store (as the daemon sees it, or as read here).
 fn state_block(status: &Status) -> Vec<Entry> {
@@ -192,6 +215,7 @@ fn state_block(status: &Status) -> Vec<Entry> {
                     format!("{purpose}: {count} at the door (not allowed)"),
                 ));
             }
+            entries.extend(refused_lines(&daemon.refused));
             if let Some(upload) = &daemon.last_upload {
                 let outcome = upload.stopped.as_deref().unwrap_or("ok");
                 let tone = match upload.stopped {

@@ -64,9 +64,8 @@ pub struct ProductConfig {
 pub const PRODUCT_VALUE_MAX_BYTES: usize = 128;
 
 /// The longest `[product] locale`, in bytes: a BCP 47 language tag
-/// (`en-US`, `sr-Latn-RS`), which RFC 5646 (section 4.4.1) bounds in
-/// practice at 35 characters.
-pub const LOCALE_MAX_BYTES: usize = 35;
+/// (`en-US`, `sr-Latn-RS`), as the catalogue's `locale` format bounds it.
+pub const LOCALE_MAX_BYTES: usize = crate::catalogue::LOCALE_MAX_BYTES;
 
 impl ProductConfig {
     /// Each value present, within its length and free of control

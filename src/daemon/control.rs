@@ -68,6 +68,7 @@ impl Handler {
             pid: std::process::id(),
             records_queued: self.agent.writer.depth(),
             discarded: self.shared.discards.snapshot(),
+            refused: self.agent.gate.refused(),
             decisions: self.agent.gate.registry().decisions().cloned().collect(),
             last_collect: self.shared.collect(),
             last_upload_at: self.shared.upload_at().map(|(at, _)| rfc3339(at)),

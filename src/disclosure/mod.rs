@@ -208,7 +208,7 @@ pub fn minimised(transform: Option<Transform>) -> &'static str {
             "country only: a locale or region code keeps its two-letter country (de-DE becomes DE); anything else is not sent"
         }
         Some(Transform::ScrubPath) => {
-            "home directory removed: /home/alice/x becomes ~/x, so the user name is not sent"
+            "home directory removed, and the file's own name: /home/alice/Downloads/a.exe becomes ~/Downloads, so neither the user name nor the file name is sent; a network path keeps neither its server nor its share"
         }
         Some(Transform::KeyedHash) => {
             "keyed hash: HMAC-SHA-256 with a random key made once for this installation and never sent; the value itself never leaves the computer"

@@ -13,7 +13,6 @@ use tokio::sync::{mpsc, oneshot};
 use super::event::{LineError, Outcome, Parser};
 use super::protocol::{NOT_STORED, Reply};
 use super::{Ingest, MAX_IN_FLIGHT, MAX_LINE_BYTES, READ_BUFFER};
-use crate::catalogue::CheckError;
 use crate::collect::ksn::{self, KsnDelta};
 use crate::gate::{GatedRecord, Refusal};
 use crate::store::WriterError;
@@ -159,16 +158,14 @@ impl Framing {
                     chunk.discarded += 1;
                 }
                 Err(Refusal::Check(err)) => {
-                    // The record the agent built does not fit the catalogue
-                    // (a custom catalogue lacking a field the agent adds).
-                    let code = match err {
-                        CheckError::UnknownPurpose(_) => "unknown_purpose",
-                        CheckError::UndeclaredField { .. } => "undeclared_field",
-                        CheckError::WrongType { .. } => "wrong_type",
-                    };
+                    // A value its field's declaration does not allow
+                    // (`personal_data`, `out_of_shape`: the message names
+                    // the field and the kind, never the value), or a record
+                    // the agent built that does not fit the catalogue (a
+                    // custom catalogue lacking a field the agent adds).
                     chunk
                         .errors
-                        .push((number, LineError::new(code, err.to_string())));
+                        .push((number, LineError::new(err.code(), err.to_string())));
                 }
             },
         }

@@ -20,6 +20,7 @@ use crate::collect::activation::{self, Activation};
 use crate::collect::installation_errors::{self, InstallTask};
 use crate::collect::ksn::{self, KsnDelta, TrustReason, Verdict};
 use crate::collect::{CollectContext, FieldValue, Record, UpdateTask, has_collector};
+use crate::privacy::personal::{self, Kinds, Reading};
 
 /// Why a line was rejected; `code` is stable, `message` is for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,8 +319,9 @@ impl Parser<'_> {
                 LineError::new(
                     "wrong_type",
                     format!(
-                        "field `{purpose}.{name}` must be a {}, not {value}",
-                        field.ty
+                        "field `{purpose}.{name}` must be a {}, not {}",
+                        field.ty,
+                        personal::shown(&value.to_string(), 80)
                     ),
                 )
             })?;
@@ -348,18 +350,29 @@ fn json_error(err: serde_json::Error) -> LineError {
     let text = err.to_string();
     if text.starts_with("unknown field") {
         // serde names the field and every field it knows; say it plainly.
-        let name = text.split('`').nth(1).unwrap_or("?");
+        let name = personal::shown(text.split('`').nth(1).unwrap_or("?"), 80);
         return LineError::new(
             "undeclared_field",
             format!("field `{name}` belongs to no event kind"),
         );
     }
+    // serde quotes the value it could not take: never one that looks like
+    // personal data.
+    let hidden = personal::find(&text, Kinds::NONE, Reading::Text)
+        .map(|kind| format!("the value looks like {}, not shown", kind.in_words()));
     match err.classify() {
-        serde_json::error::Category::Data if text.starts_with("invalid type") => {
-            LineError::new("wrong_type", text)
-        }
-        serde_json::error::Category::Data => LineError::new("invalid_value", text),
-        _ => LineError::new("not_json", format!("not a JSON object: {text}")),
+        serde_json::error::Category::Data if text.starts_with("invalid type") => LineError::new(
+            "wrong_type",
+            hidden.map_or(text, |h| format!("invalid type ({h})")),
+        ),
+        serde_json::error::Category::Data => LineError::new(
+            "invalid_value",
+            hidden.map_or(text, |h| format!("invalid value ({h})")),
+        ),
+        _ => LineError::new(
+            "not_json",
+            format!("not a JSON object: {}", hidden.unwrap_or(text)),
+        ),
     }
 }
 
@@ -393,11 +406,15 @@ fn owned(value: &Option<Cow<'_, str>>) -> Option<String> {
     value.as_deref().map(str::to_owned)
 }
 
+/// An error line never echoes a value that looks like personal data: it
+/// goes back to the client, whose log may be collected.
 fn invalid(name: &str, value: &str, expected: &str) -> LineError {
-    let shown: String = value.chars().take(80).collect();
     LineError::new(
         "invalid_value",
-        format!("`{name}` is `{shown}`; expected {expected}"),
+        format!(
+            "`{name}` is `{}`; expected {expected}",
+            personal::shown(value, 80)
+        ),
     )
 }
 

@@ -16,6 +16,7 @@ mod installer;
 mod lifecycle;
 mod otlp;
 mod packaging;
+mod personal;
 mod receipts;
 mod security;
 mod service;

@@ -191,3 +191,22 @@ fn a_request_count_is_whole_and_from_zero_to_the_largest_signed_64_bit_integer()
         assert!(window.capped().is_zero(), "{field}");
     }
 }
+
+#[test]
+fn an_error_line_never_echoes_a_value_that_looks_personal() {
+    let message = |line: &str| parse(line).0.expect_err(line).message;
+    let secret = "alice@example.com";
+    for line in [
+        r#"{"kind":"install_task","task":"alice@example.com","status":"failed"}"#,
+        r#"{"kind":"install_task","task":"install","status":"failed","error_code":"alice@example.com"}"#,
+        r#"{"kind":"record","purpose":"third_party_user_count","fields":{"installation_id":"alice@example.com"}}"#,
+        r#"{"kind":"update_task","alice@example.com":1}"#,
+        r#"{"kind":"scan_verdict","object":"alice@example.com","verdict":"trusted"}"#,
+    ] {
+        let message = message(line);
+        assert!(!message.contains(secret), "{line}: {message}");
+        assert!(message.contains("an e-mail address"), "{line}: {message}");
+    }
+    let shown = message(r#"{"kind":"install_task","task":"reboot","status":"failed"}"#);
+    assert!(shown.contains("`task` is `reboot`"), "{shown}");
+}

@@ -1,14 +1,21 @@
 //! Minimising transforms: what the catalogue says must happen to a field
 //! that could identify a person before anything of it is stored. The gate
 //! applies them (`gate::Gate::admit`); a value a transform cannot make safe
-//! is dropped, never stored as it came.
+//! is dropped, never stored as it came. [`personal`] says whether a string
+//! looks like personal data all the same (an e-mail address, a path into a
+//! person's directory, a network or hardware address, a long number); the
+//! gate asks it of every string it would store.
 //!
 //! - `drop`: never stored (declared so the disclosure can say so);
 //! - `truncate_ip`: an IPv4 address keeps its /24, an IPv6 address its /48;
 //! - `country_only`: a locale or region code keeps only its country
 //!   (`de-DE`, `de_DE`, `DE-BY` → `DE`);
-//! - `scrub_path`: a home directory, and so the user name in it, becomes `~`
-//!   (`/home/alice/x` → `~/x`, `C:\Users\alice\x` → `~\x`);
+//! - `scrub_path`: a file's path keeps only the directory it lies in (the
+//!   file's own name is not kept), with the user's own directory, and so
+//!   the user name, replaced by `~` (`/home/alice/Downloads/a.exe` →
+//!   `~/Downloads`, `C:\Users\alice\Desktop\a.exe` → `~\Desktop`), and a
+//!   network path's server and share by `\\~\~`; every form it reads is listed
+//!   in `path`;
 //! - `keyed_hash`: HMAC-SHA-256 with a random key made once per
 //!   installation and kept in the state directory, never sent: stable for
 //!   this installation, useless for linking across installations.
@@ -20,6 +27,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::record::FieldValue;
+
+mod path;
+pub mod personal;
+
+pub use path::scrub_path;
 
 /// A minimising transform a catalogue field declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +73,7 @@ pub fn apply(
         Transform::Drop => None,
         Transform::TruncateIp => truncate_ip(text),
         Transform::CountryOnly => country_only(text),
-        Transform::ScrubPath => Some(scrub_path(text)),
+        Transform::ScrubPath => scrub_path(text),
         Transform::KeyedHash => key.map(|key| keyed_hash(key, text)),
     };
     kept.map(FieldValue::String)
@@ -94,32 +106,6 @@ fn country_only(text: &str) -> Option<String> {
     };
     (candidate.len() == 2 && candidate.bytes().all(|b| b.is_ascii_alphabetic()))
         .then(|| candidate.to_ascii_uppercase())
-}
-
-fn scrub_path(text: &str) -> String {
-    for prefix in ["/home/", "/Users/", "/var/home/"] {
-        if let Some(rest) = text.strip_prefix(prefix) {
-            return match rest.split_once('/') {
-                Some((_, tail)) => format!("~/{tail}"),
-                None => "~".into(),
-            };
-        }
-    }
-    if let Some(rest) = text.strip_prefix("/root")
-        && (rest.is_empty() || rest.starts_with('/'))
-    {
-        return format!("~{rest}");
-    }
-    // C:\Users\alice\Downloads → ~\Downloads (any drive, either case).
-    let lower = text.to_ascii_lowercase();
-    if lower.len() > 9 && lower.as_bytes()[1] == b':' && lower[2..].starts_with("\\users\\") {
-        let rest = &text[9..];
-        return match rest.split_once('\\') {
-            Some((_, tail)) => format!("~\\{tail}"),
-            None => "~".into(),
-        };
-    }
-    text.to_owned()
 }
 
 fn keyed_hash(key: &HashKey, text: &str) -> String {
@@ -161,31 +147,20 @@ mod tests {
     }
 
     #[test]
-    fn home_directories_and_user_names_leave_paths() {
+    fn paths_keep_their_directory_without_the_home_or_the_name() {
         assert_eq!(
             run(Transform::ScrubPath, "/home/alice/Downloads/eicar.com").as_deref(),
-            Some("~/Downloads/eicar.com")
-        );
-        assert_eq!(
-            run(Transform::ScrubPath, "/Users/bob").as_deref(),
-            Some("~")
-        );
-        assert_eq!(
-            run(Transform::ScrubPath, "/root/.cache/x").as_deref(),
-            Some("~/.cache/x")
-        );
-        assert_eq!(
-            run(Transform::ScrubPath, "/rootkit/x").as_deref(),
-            Some("/rootkit/x")
+            Some("~/Downloads")
         );
         assert_eq!(
             run(Transform::ScrubPath, "C:\\Users\\Carol\\Desktop\\a.exe").as_deref(),
-            Some("~\\Desktop\\a.exe")
+            Some("~\\Desktop")
         );
         assert_eq!(
             run(Transform::ScrubPath, "/usr/bin/ls").as_deref(),
-            Some("/usr/bin/ls")
+            Some("/usr/bin")
         );
+        assert_eq!(run(Transform::ScrubPath, "eicar.com"), None, "a name alone");
     }
 
     #[test]

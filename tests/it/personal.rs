@@ -1,0 +1,225 @@
+//! Personal data in free-text fields (issue 20, item 4): the values that
+//! went out verbatim (a path into a home directory, an e-mail address, a
+//! MAC address, private IPv4 addresses) are refused at the door, through
+//! the real daemon, in every field they went out in, and nothing of them
+//! reaches the store, the log or the receiver; well-shaped values still go.
+
+use crate::support::World;
+
+/// The issue's examples.
+const SECRETS: [&str; 5] = [
+    "/home/alice/secret.docx",
+    "alice@example.com",
+    "00:1a:2b:3c:4d:5e",
+    "192.168.1.23",
+    "10.0.0.7",
+];
+
+/// Every field the issue names: its purpose, its name in errors, and the
+/// ingest line that puts `{}` there (a JSON string).
+const FIELDS: [(&str, &str, &str); 11] = [
+    (
+        "installation_errors",
+        "error_type",
+        r#"{"kind":"install_task","task":"install","status":"failed","error_type":{}}"#,
+    ),
+    (
+        "installation_errors",
+        "upgrade_campaign_id",
+        r#"{"kind":"install_task","task":"upgrade","status":"failed","campaign_id":{}}"#,
+    ),
+    (
+        "activation",
+        "activation_code",
+        r#"{"kind":"activation","method":"code","code":{}}"#,
+    ),
+    (
+        "activation",
+        "product_locale",
+        r#"{"kind":"activation","method":"code","code":"ABCDE-12345","locale":{}}"#,
+    ),
+    (
+        "activation",
+        "license_edition",
+        r#"{"kind":"activation","method":"code","code":"ABCDE-12345","license_edition":{}}"#,
+    ),
+    (
+        "link_following",
+        "product_type",
+        r#"{"kind":"record","purpose":"link_following","fields":{"product_type":{}}}"#,
+    ),
+    (
+        "link_following",
+        "product_version",
+        r#"{"kind":"record","purpose":"link_following","fields":{"product_version":{}}}"#,
+    ),
+    (
+        "link_following",
+        "interface_language",
+        r#"{"kind":"record","purpose":"link_following","fields":{"interface_language":{}}}"#,
+    ),
+    (
+        "link_following",
+        "web_page_id",
+        r#"{"kind":"record","purpose":"link_following","fields":{"web_page_id":{}}}"#,
+    ),
+    (
+        "link_following",
+        "threat_hash",
+        r#"{"kind":"record","purpose":"link_following","fields":{"threat_hash":{}}}"#,
+    ),
+    (
+        "link_following",
+        "threat_name",
+        r#"{"kind":"record","purpose":"link_following","fields":{"threat_name":{}}}"#,
+    ),
+];
+
+/// Well-shaped values in the same fields, which must still go.
+const GOOD: [&str; 3] = [
+    r#"{"kind":"install_task","task":"upgrade","status":"failed","error_type":"disk_full","error_code":1603,"campaign_id":"spring-2026"}"#,
+    r#"{"kind":"activation","method":"code","code":"12345-67890-12345-67890","locale":"de-DE","license_edition":"business"}"#,
+    r#"{"kind":"record","purpose":"link_following","fields":{"product_type":"suite","product_version":"1.0.0.0","interface_language":"en","web_page_id":"renewal","threat_hash":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","threat_name":"HEUR:Trojan.Win32.Generic"}}"#,
+];
+
+/// Out of shape, though nothing personal: a space in an identifier, a
+/// POSIX locale name.
+const UNFIT: [&str; 2] = [
+    r#"{"kind":"install_task","task":"install","status":"failed","error_type":"two words"}"#,
+    r#"{"kind":"activation","method":"code","code":"ABCDE-12345","locale":"de_DE.UTF-8"}"#,
+];
+
+fn line(template: &str, value: &str) -> String {
+    template.replace("{}", &serde_json::to_string(value).unwrap())
+}
+
+/// Whether any of the secrets is in `bytes`.
+fn holds_a_secret(bytes: &[u8]) -> Option<&'static str> {
+    SECRETS.into_iter().find(|secret| {
+        bytes
+            .windows(secret.len())
+            .any(|window| window == secret.as_bytes())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_values_are_refused_at_the_door_and_never_kept() {
+    let world = World::with_eula_answering(503).await;
+    let mut daemon = world.spawn_daemon().await;
+    daemon.drain_log();
+
+    // One line per secret per field, then the well-shaped and unfit lines.
+    let mut lines = Vec::new();
+    for (_, _, template) in FIELDS {
+        for secret in SECRETS {
+            lines.push(line(template, secret));
+        }
+    }
+    let personal = lines.len();
+    lines.extend(GOOD.map(str::to_owned));
+    lines.extend(UNFIT.map(str::to_owned));
+    let input = lines.join("\n") + "\n";
+    let out = world.emit(&["-", "--json"], input.as_bytes()).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(holds_a_secret(&out.stderr), None, "{out:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["accepted"], GOOD.len(), "{summary}");
+    assert_eq!(summary["rejected"], personal + UNFIT.len(), "{summary}");
+
+    // Each refused with its code, naming its field, never its value.
+    let errors = summary["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), personal + UNFIT.len());
+    for (n, error) in errors.iter().enumerate() {
+        let message = error["message"].as_str().unwrap();
+        let line = if n < personal {
+            n + 1
+        } else {
+            n + 1 + GOOD.len()
+        };
+        assert_eq!(error["line"], line, "{error}");
+        assert_eq!(holds_a_secret(message.as_bytes()), None, "{error}");
+        if n < personal {
+            let (purpose, field, _) = FIELDS[n / SECRETS.len()];
+            assert_eq!(error["error"], "personal_data", "{error}");
+            assert!(message.contains(&format!("`{purpose}.{field}`")), "{error}");
+        } else {
+            assert_eq!(error["error"], "out_of_shape", "{error}");
+        }
+    }
+
+    // `status` counts them per purpose and code.
+    let status = world.status().await;
+    let refused = &status["daemon"]["refused"];
+    assert_eq!(
+        refused["installation_errors"]["personal_data"], 10,
+        "{refused}"
+    );
+    assert_eq!(
+        refused["installation_errors"]["out_of_shape"], 1,
+        "{refused}"
+    );
+    assert_eq!(refused["activation"]["personal_data"], 15, "{refused}");
+    assert_eq!(refused["activation"]["out_of_shape"], 1, "{refused}");
+    assert_eq!(refused["link_following"]["personal_data"], 30, "{refused}");
+    let text = world.ok(&["status"]).await;
+    assert!(
+        text.contains("link_following: 30 personal_data (values never kept)"),
+        "{text}"
+    );
+
+    // Nothing of them in the store, not even in freed pages or the WAL.
+    let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
+    let stored: Vec<(String, String)> = db
+        .prepare("SELECT purpose, fields FROM queue")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    drop(db);
+    for purpose in ["installation_errors", "activation", "link_following"] {
+        let kept: Vec<&String> = stored
+            .iter()
+            .filter(|(p, _)| p == purpose)
+            .map(|(_, f)| f)
+            .collect();
+        assert_eq!(kept.len(), 1, "{purpose}: {stored:?}");
+    }
+    for entry in std::fs::read_dir(world.path("state")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(holds_a_secret(&bytes), None, "{}", path.display());
+        }
+    }
+
+    // The well-shaped records go; nothing of the secrets does.
+    world.receiver.set_status(200);
+    world.ok(&["flush"]).await;
+    let records = world.received_records();
+    let sent = |purpose: &str, field: &str| {
+        records
+            .iter()
+            .find(|r| r.purpose == purpose)
+            .and_then(|r| r.fields.get(field))
+            .cloned()
+    };
+    assert_eq!(
+        sent("installation_errors", "error_type"),
+        Some("disk_full".into())
+    );
+    assert_eq!(
+        sent("activation", "activation_code"),
+        Some("12345-67890-12345-67890".into())
+    );
+    assert_eq!(
+        sent("link_following", "threat_name"),
+        Some("HEUR:Trojan.Win32.Generic".into())
+    );
+    for request in world.receiver.requests() {
+        let envelope = serde_json::to_vec(&request.envelope.unwrap()).unwrap();
+        assert_eq!(holds_a_secret(&envelope), None);
+    }
+    let (_, log) = daemon.terminate().await;
+    assert_eq!(holds_a_secret(log.as_bytes()), None, "{log}");
+}
