@@ -357,7 +357,7 @@ mod tests {
         assert!(
             trail.iter().any(|a| a
                 .detail
-                .starts_with("decline ksn v3: not accepted -> not accepted (installer, declared")),
+                .starts_with("decline ksn v4: not accepted -> not accepted (installer, declared")),
             "{trail:?}"
         );
 
