@@ -13,24 +13,9 @@ use super::{CollectContext, FieldValue, Record};
 /// The catalogue purpose.
 pub const PURPOSE: &str = "activation";
 
-/// How the product was activated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Code,
-    KeyFile,
-}
-
-impl Method {
-    pub const NAMES: &'static str = "code, key_file";
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "code" => Some(Self::Code),
-            "key_file" => Some(Self::KeyFile),
-            _ => None,
-        }
-    }
-}
+/// How the product was activated (the catalogue's vocabulary: a purpose
+/// may wait for an activation by code).
+pub use crate::catalogue::ActivationMethod as Method;
 
 /// An activation, as the licensing component reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
