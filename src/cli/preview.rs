@@ -51,7 +51,10 @@ pub fn run(args: &PreviewArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> 
     let config = output.config.load()?;
     let catalogue = config.load_catalogue()?;
     super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
-    let registry = config.evaluate_consent(&catalogue);
+    let activation = consentry::store::activation::peek(&config.state_dir).unwrap_or_default();
+    let registry = config
+        .evaluate_consent(&catalogue)
+        .with_activation(activation);
     let state = State::read(&config)?;
     let previews: Vec<Preview> = catalogue
         .purposes()

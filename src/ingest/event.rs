@@ -1,6 +1,6 @@
 //! One ingest line → one typed event → what it means for the agent: a
-//! record for the gate, a contribution to the KSN window, or nothing (a
-//! key-file activation). Every way a line can be wrong is a [`LineError`]
+//! record for the gate, a contribution to the KSN window, or an activation
+//! (with its record when it was by code). Every way a line can be wrong is a [`LineError`]
 //! with a stable code; nothing here touches the disk or decides consent.
 //!
 //! Lines are parsed with borrowed strings into one flat struct (no map, no
@@ -45,8 +45,12 @@ pub enum Outcome {
     Record(Record),
     /// Folded into the caller's KSN delta already.
     Aggregated,
-    /// Valid, and by definition sends nothing (a key-file activation).
-    Nothing,
+    /// The product was activated: the agent keeps how (purposes may wait
+    /// for an activation by code), and sends `record` (none for a key file).
+    Activated {
+        method: activation::Method,
+        record: Option<Record>,
+    },
 }
 
 /// Every event kind and the fields its line may carry besides `kind`.
@@ -224,9 +228,10 @@ impl Parser<'_> {
                         "an activation by `code` needs its `code`",
                     ));
                 }
-                Ok(activation
-                    .record(self.context, SystemTime::now())
-                    .map_or(Outcome::Nothing, Outcome::Record))
+                Ok(Outcome::Activated {
+                    method,
+                    record: activation.record(self.context, SystemTime::now()),
+                })
             }
             "install_task" => {
                 let task = one_of(&line.task, "task", &installation_errors::TASKS)?;

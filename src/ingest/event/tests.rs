@@ -19,7 +19,11 @@ fn code(line: &str) -> &'static str {
 
 fn record(line: &str) -> Record {
     match parse(line).0 {
-        Ok(Outcome::Record(record)) => record,
+        Ok(Outcome::Record(record))
+        | Ok(Outcome::Activated {
+            record: Some(record),
+            ..
+        }) => record,
         other => panic!("{line}: {other:?}"),
     }
 }
@@ -67,7 +71,29 @@ fn verdicts_and_requests_are_folded_not_recorded() {
 #[test]
 fn a_key_file_activation_is_valid_and_sends_nothing() {
     let (outcome, _) = parse(r#"{"kind":"activation","method":"key_file"}"#);
-    assert!(matches!(outcome, Ok(Outcome::Nothing)));
+    assert!(
+        matches!(
+            outcome,
+            Ok(Outcome::Activated {
+                method: activation::Method::KeyFile,
+                record: None
+            })
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn an_activation_by_code_says_so_beside_its_record() {
+    let (outcome, _) = parse(r#"{"kind":"activation","method":"code","code":"AB-12"}"#);
+    let Ok(Outcome::Activated {
+        method: activation::Method::Code,
+        record: Some(record),
+    }) = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(record.purpose, "activation");
 }
 
 #[test]
