@@ -155,6 +155,7 @@ impl State {
                     license_edition: Some(event("activation")),
                     license_units_total: None,
                     license_units_used: None,
+                    svm_id: None,
                 };
                 (
                     activation.record(&self.context, SystemTime::now()),

@@ -65,6 +65,7 @@ pub const KINDS: [(&str, &[&str]); 6] = [
             "license_edition",
             "license_units_total",
             "license_units_used",
+            "svm_id",
         ],
     ),
     (
@@ -106,6 +107,8 @@ struct Line<'a> {
     license_units_total: Option<i64>,
     license_units_used: Option<i64>,
     #[serde(borrow)]
+    svm_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     task: Option<Cow<'a, str>>,
     #[serde(borrow)]
     status: Option<Cow<'a, str>>,
@@ -141,6 +144,7 @@ impl Line<'_> {
             ("license_edition", self.license_edition.is_some()),
             ("license_units_total", self.license_units_total.is_some()),
             ("license_units_used", self.license_units_used.is_some()),
+            ("svm_id", self.svm_id.is_some()),
             ("task", self.task.is_some()),
             ("status", self.status.is_some()),
             ("error_type", self.error_type.is_some()),
@@ -203,11 +207,7 @@ impl Parser<'_> {
         }
         match *kind {
             "update_task" => {
-                let task_id = line
-                    .task_id
-                    .as_deref()
-                    .map(|id| Uuid::parse_str(id).map_err(|_| invalid("task_id", id, "a UUID")))
-                    .transpose()?;
+                let task_id = uuid(&line.task_id, "task_id")?;
                 Ok(Outcome::Record(UpdateTask { task_id }.record(self.context)))
             }
             "activation" => {
@@ -221,6 +221,7 @@ impl Parser<'_> {
                     license_edition: owned(&line.license_edition),
                     license_units_total: count(line.license_units_total, "license_units_total")?,
                     license_units_used: count(line.license_units_used, "license_units_used")?,
+                    svm_id: uuid(&line.svm_id, "svm_id")?,
                 };
                 if method == activation::Method::Code && activation.code.is_none() {
                     return Err(LineError::new(
@@ -405,6 +406,14 @@ fn count(value: Option<i64>, name: &str) -> Result<Option<i64>, LineError> {
         Some(n) if n < 0 => Err(invalid(name, &n.to_string(), "a count of zero or more")),
         other => Ok(other),
     }
+}
+
+/// An optional field that must be a UUID.
+fn uuid(value: &Option<Cow<'_, str>>, name: &str) -> Result<Option<Uuid>, LineError> {
+    value
+        .as_deref()
+        .map(|id| Uuid::parse_str(id).map_err(|_| invalid(name, id, "a UUID")))
+        .transpose()
 }
 
 fn owned(value: &Option<Cow<'_, str>>) -> Option<String> {

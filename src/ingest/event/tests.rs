@@ -236,3 +236,14 @@ fn an_error_line_never_echoes_a_value_that_looks_personal() {
     let shown = message(r#"{"kind":"install_task","task":"reboot","status":"failed"}"#);
     assert!(shown.contains("`task` is `reboot`"), "{shown}");
 }
+
+#[test]
+fn an_activation_carries_the_svm_id_it_is_given_and_only_a_uuid() {
+    let line = r#"{"kind":"activation","method":"code","code":"AB-12","svm_id":"6f1d3b1e-9a4e-4a53-8d0e-1c2b3a4d5e6f"}"#;
+    assert_eq!(
+        record(line).fields["svm_id"],
+        FieldValue::Uuid(Uuid::parse_str("6f1d3b1e-9a4e-4a53-8d0e-1c2b3a4d5e6f").unwrap())
+    );
+    let bad = r#"{"kind":"activation","method":"code","code":"AB-12","svm_id":"svm-7"}"#;
+    assert_eq!(code(bad), "invalid_value");
+}
