@@ -15,7 +15,7 @@ use crate::support::World;
 const WAITING: [&str; 2] = ["virtual_infrastructure", "license_units"];
 
 const INFRASTRUCTURE: &str = r#"{"kind":"record","purpose":"virtual_infrastructure","fields":{"product_type":"ksv","platform_type":"kvm","platform_version":"8.2","protected_os_type":"windows","protected_vm_count":40}}"#;
-const LICENSING: &str = r#"{"kind":"record","purpose":"license_units","fields":{"license_edition":"standard","licensing_scheme":"per_machine","license_units_total":50,"license_units_used":40}}"#;
+const LICENSING: &str = r#"{"kind":"record","purpose":"license_units","fields":{"license_edition":"standard","licensing_scheme":"per_machine","license_order_number":"4500123456","license_units_total":50,"license_units_used":40}}"#;
 const BY_CODE: &str = r#"{"kind":"activation","method":"code","code":"ABCDE-12345","license_edition":"standard","svm_id":"6f1d3b1e-9a4e-4a53-8d0e-1c2b3a4d5e6f"}"#;
 const KEY_FILE: &str = r#"{"kind":"activation","method":"key_file"}"#;
 
@@ -112,7 +112,11 @@ async fn before_any_activation_nothing_of_it_is_kept_and_a_code_lets_it_go_after
     world.receiver.set_status(200);
     world.ok(&["flush"]).await;
     assert_eq!(world.delivered("virtual_infrastructure").len(), 2);
-    assert_eq!(world.delivered("license_units").len(), 1);
+    let licensing = world.delivered("license_units");
+    assert_eq!(licensing.len(), 1);
+    // Seed 004: "License edition, license order number, and licensing
+    // scheme type"; sent as given, like the activation code.
+    assert_eq!(licensing[0].fields["license_order_number"], "4500123456");
     let activation = world.delivered("activation");
     assert_eq!(activation[0].fields["activation_code"], "ABCDE-12345");
     // Seed 004: "SVM ID and unique ID of the … installation".
