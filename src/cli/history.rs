@@ -32,7 +32,7 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "BATCH")]
     pub show: Option<String>,
     /// Only lines of this kind: uploaded, failed, refused, purged, dropped,
-    /// dead-lettered, consent, quarantined, rotated, capped.
+    /// dead-lettered, consent, quarantined, rotated, capped, activated.
     #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
     /// Only lines since then: an RFC 3339 time, or a duration back from

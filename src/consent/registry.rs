@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::file::Consents;
 use super::policy::Policy;
-use crate::catalogue::{Basis, Catalogue, Clause, Purpose, Region};
+use crate::catalogue::{ActivationMethod, Basis, Catalogue, Clause, Purpose, Region};
+
+mod activation;
 
 /// Whether one purpose may send now, and why. An allowed decision cannot
 /// lack its clause, version, digest or basis; a blocked one carries no
@@ -275,6 +277,12 @@ pub struct Registry {
     /// Set by the one publisher (`daemon::consent`); a publication never
     /// replaces a newer one (`Gate::publish`).
     generation: u64,
+    /// The purposes sent only after activation by code
+    /// (`Purpose::after_activation`), each with its decision by consent
+    /// alone, from which [`Registry::with_activation`] decides.
+    by_consent: BTreeMap<String, Decision>,
+    /// How the product was last activated, as far as these decisions know.
+    activation: Option<ActivationMethod>,
 }
 
 impl Registry {
@@ -322,12 +330,16 @@ impl Registry {
                 (purpose.id.clone(), decision.with_basis(purpose.basis))
             })
             .collect();
-        Self {
+        let registry = Self {
+            by_consent: activation::by_consent(catalogue, &decisions),
             decisions,
             unreadable: None,
             purges_held: false,
             generation: 0,
-        }
+            activation: None,
+        };
+        // Until someone says otherwise, the product was never activated.
+        registry.with_activation(None)
     }
 
     /// Every purpose blocked because the consent file could not be used.
@@ -349,6 +361,8 @@ impl Registry {
             unreadable: Some(why.to_owned()),
             purges_held: false,
             generation: 0,
+            by_consent: BTreeMap::new(),
+            activation: None,
         }
     }
 
@@ -401,7 +415,9 @@ impl Registry {
         catalogue: &Catalogue,
         withdrawn: &std::collections::BTreeSet<String>,
     ) -> Self {
-        for (purpose, decision) in &mut self.decisions {
+        // The decisions by consent of the purposes waiting for an
+        // activation too, so that the activation never hides it.
+        for (purpose, decision) in self.decisions.iter_mut().chain(&mut self.by_consent) {
             let Decision::Blocked { cause, .. } = decision else {
                 continue;
             };

@@ -244,6 +244,17 @@ impl Agent {
         owner.apply(self, cause, in_flight).await
     }
 
+    /// Puts an activation the store has recorded in force, through the
+    /// consent owner (`consent::activation`).
+    pub(crate) async fn activated(
+        &self,
+        method: crate::catalogue::ActivationMethod,
+        in_flight: Option<&crate::upload::InFlight>,
+    ) -> Result<consent::ActivationApplied, consent::ApplyError> {
+        let mut owner = self.consent.lock().await;
+        owner.activated(self, method, in_flight).await
+    }
+
     /// When the consent owner wants to look again on its own.
     pub(crate) async fn next_consent_look(&self) -> Option<tokio::time::Instant> {
         self.consent.lock().await.next_look()
@@ -385,11 +396,13 @@ pub async fn run(
         "daemon started"
     );
 
+    let (activations, activation_inbox) = mpsc::channel(16);
     let ingest = Arc::new(Ingest {
         gate: Arc::clone(&agent.gate),
         context: agent.context.clone(),
         writer: agent.writer.clone(),
         discards: Arc::clone(&shared.discards),
+        activations,
     });
     tracker.spawn(ingest::serve(listeners.ingest, ingest, shutdown.clone()));
     tracker.spawn(scheduler::run(
@@ -434,7 +447,10 @@ pub async fn run(
     tracker.spawn(reload::run(
         Arc::clone(&agent),
         Arc::clone(&handler),
-        notice_inbox,
+        reload::Inboxes {
+            notices: notice_inbox,
+            activations: activation_inbox,
+        },
         shared,
         shutdown.clone(),
     ));

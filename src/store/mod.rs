@@ -7,6 +7,7 @@
 //! the consent that allowed it is gone (purge). The store never decides
 //! consent: callers tell it which purposes are still allowed.
 
+pub mod activation;
 pub mod bounds;
 mod claim;
 mod gauges;

@@ -13,8 +13,8 @@
 //! - its schema is newer than this build understands.
 //!
 //! A quarantined file is never deleted. The fresh store that replaces it
-//! keeps the installation id and hash key when the old file still yields
-//! them, takes back every queued record SQLite can still read from it
+//! keeps the installation id, hash key and last activation when the old
+//! file still yields them, takes back every queued record SQLite can still read from it
 //! (`recover`), and records what happened (in `meta` and the audit trail) so that
 //! `status` and the log can say so, with how many records the file held.
 //!
@@ -339,7 +339,8 @@ struct Salvage {
 }
 
 /// Counts the queued records of a quarantined file and reads the identity
-/// worth keeping (installation id, hash key), without changing the file.
+/// worth keeping (installation id, hash key, how the product was last
+/// activated), without changing the file.
 fn salvage(path: &Path) -> Option<Salvage> {
     let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     let records = connection
@@ -347,7 +348,7 @@ fn salvage(path: &Path) -> Option<Salvage> {
         .ok()
         .map(|n| n as u64);
     let mut meta = Vec::new();
-    for key in ["installation_id", "hash_key"] {
+    for key in ["installation_id", "hash_key", super::activation::KEY] {
         if let Ok(Some(value)) = queue::meta_get(&connection, key) {
             meta.push((key.to_owned(), value));
         }
@@ -463,6 +464,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         filled(dir.path(), 2000);
         let id = Store::open(dir.path()).unwrap().installation_id().unwrap();
+        let code = crate::catalogue::ActivationMethod::Code;
+        let activated = |c: &Connection| super::super::activation::record(c, code);
+        Store::open(dir.path()).unwrap().write(activated).unwrap();
         let db = dir.path().join(DATABASE_FILE);
         // Checkpointed by the last close: the WAL is empty or gone.
         let mut bytes = std::fs::read(&db).unwrap();
@@ -477,6 +481,8 @@ mod tests {
         assert!(event.reason.contains("damaged"), "{event}");
         assert!(event.moved_to.as_ref().unwrap().exists());
         assert_eq!(store.installation_id().unwrap(), id, "identity salvaged");
+        let last = store.read(super::super::activation::last).unwrap();
+        assert_eq!(last, Some(code), "the activation salvaged");
         // Every record off the damaged page is queued again, under its own
         // rowid; the ones on it are lost.
         let recovered = event.recovered.expect("recovered");
