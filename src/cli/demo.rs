@@ -211,11 +211,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         && let Some(key) = &first.idempotency_key
     {
         let kept = store.read(|c| consentry::store::queue::sent_body(c, key))?;
-        let wire = consentry::upload::protocol::Body {
-            gzip: first.body.to_vec(),
-            sha256: String::new(),
-            json_len: None,
-        };
+        let wire = consentry::upload::protocol::Body::kept(first.body.to_vec(), String::new());
         let received = hex::encode(sha2::Sha256::digest(wire.json()?));
         let recorded = kept.first().map(|k| k.sha256.as_str()).unwrap_or("none");
         say!(

@@ -66,10 +66,11 @@ pub struct SentBody {
     pub batch_id: String,
     pub at: String,
     pub records: u64,
-    /// SHA-256 (hex) of the JSON document inside `gzip`.
+    /// SHA-256 (hex) of the document inside `bytes`.
     pub sha256: String,
-    /// The bytes sent (`Content-Encoding: gzip`).
-    pub gzip: Vec<u8>,
+    /// The bytes sent, compressed (the compression told by their magic
+    /// number: `upload::compression`).
+    pub bytes: Vec<u8>,
     /// The drop counts its envelope reports (marked reported on a 2xx).
     pub drops: Drops,
 }

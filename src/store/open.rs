@@ -518,7 +518,7 @@ mod tests {
             at: "2026-11-26T10:00:00Z".into(),
             records: 4,
             sha256: "ab".repeat(32),
-            gzip: vec![1, 2, 3],
+            bytes: vec![1, 2, 3],
             drops: Default::default(),
         };
         store.write(|c| queue::keep_body(c, &kept)).unwrap();

@@ -4,6 +4,7 @@
 mod activation;
 mod bad_input;
 mod cli;
+mod compression;
 mod consent;
 mod consent_proof;
 mod consent_window;
