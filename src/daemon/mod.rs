@@ -175,7 +175,7 @@ impl Agent {
         let gate = Arc::new(Gate::with_registry(catalogue, registry));
         let (writer, writer_thread) =
             Writer::spawn_bounded(&config.state_dir, KsnAggregate::new(), bounds)?;
-        let reader = Arc::new(Store::open(&config.state_dir)?);
+        let reader = Arc::new(Store::open_reader(&config.state_dir)?);
         let send_lock = Some(SendLock::open(&config.state_dir)?);
         let installation_id = writer.call(|c, _| queue::installation_id(c)).await?;
         gate.set_hash_key(writer.call(|c, _| queue::hash_key(c)).await?);

@@ -11,6 +11,7 @@ pub mod activation;
 pub mod bounds;
 mod claim;
 mod gauges;
+pub mod ksn_window;
 mod open;
 pub mod queue;
 pub mod receipts;
@@ -31,7 +32,7 @@ pub use bounds::{Bounds, Drops, StoreConfig};
 pub use gauges::Tally;
 pub use open::{QUARANTINE_DIR, Quarantine, last_quarantine};
 pub use queue::{meta_get, meta_set};
-pub use writer::{Durable, Writer, WriterError};
+pub use writer::{CommitError, Durable, Writer, WriterError};
 
 /// File name of the database inside `state_dir`.
 pub const DATABASE_FILE: &str = "consentry.sqlite3";
@@ -227,6 +228,18 @@ impl Store {
         })
     }
 
+    /// Opens the database in `state_dir` for reading only, once a writer
+    /// (`Writer::spawn`) has opened, checked and migrated it: the daemon's
+    /// reader, through which no write can go.
+    pub fn open_reader(state_dir: &Path) -> Result<Self, StoreError> {
+        let opened = open::read_only(state_dir)?;
+        Ok(Self {
+            connection: Mutex::new(opened.connection),
+            _lock: opened.lock,
+            quarantine: None,
+        })
+    }
+
     /// The quarantine this open performed, if the database failed its check.
     pub fn quarantined_now(&self) -> Option<&Quarantine> {
         self.quarantine.as_ref()
@@ -336,8 +349,8 @@ impl Store {
         health(&self.lock())
     }
 
-    /// Runs `read` on this store's connection (reads only, by convention:
-    /// writes in the daemon go through the writer).
+    /// Runs `read` on this store's connection (in the daemon a read-only
+    /// one, [`Store::open_reader`]: its writes go through the writer).
     pub fn read<T>(
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,

@@ -92,12 +92,7 @@ pub(super) fn open(state_dir: &Path) -> Result<Opened, StoreError> {
         path: state_dir.to_path_buf(),
         source,
     };
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(state_dir.join(LOCK_FILE))
-        .map_err(lock_error)?;
+    let lock = lock_file(state_dir).map_err(lock_error)?;
     let alone = match lock.try_lock() {
         Ok(()) => true,
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -154,6 +149,35 @@ pub(super) fn open(state_dir: &Path) -> Result<Opened, StoreError> {
         connection,
         lock,
         quarantine,
+    })
+}
+
+/// The lock file of `state_dir`, opened (not locked).
+fn lock_file(state_dir: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join(LOCK_FILE))
+}
+
+/// Opens the database in `state_dir` for reading only (SQLite refuses any
+/// write through it), once another connection has checked and migrated
+/// it; holds the shared lock as [`open`] does.
+pub(super) fn read_only(state_dir: &Path) -> Result<Opened, StoreError> {
+    let lock = lock_file(state_dir).and_then(|lock| lock.lock_shared().map(|()| lock));
+    let lock = lock.map_err(|source| StoreError::StateDir {
+        path: state_dir.to_path_buf(),
+        source,
+    })?;
+    let path = state_dir.join(DATABASE_FILE);
+    let connection = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.busy_timeout(super::BUSY_TIMEOUT).map(|()| c))
+        .map_err(|source| StoreError::Open { path, source })?;
+    Ok(Opened {
+        connection,
+        lock,
+        quarantine: None,
     })
 }
 
