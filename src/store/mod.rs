@@ -366,6 +366,22 @@ fn open_connection(state_dir: &Path) -> Result<open::Opened, StoreError> {
     open::open(state_dir)
 }
 
+/// Whether SQLite's result `code` is trouble with the store itself (a full
+/// disk, an I/O error, damage, a read-only or unopenable database).
+pub(crate) fn is_fault_code(code: Option<rusqlite::ErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(
+            rusqlite::ErrorCode::DiskFull
+                | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::DatabaseCorrupt
+                | rusqlite::ErrorCode::NotADatabase
+                | rusqlite::ErrorCode::ReadOnly
+                | rusqlite::ErrorCode::CannotOpen
+        )
+    )
+}
+
 impl StoreError {
     /// Whether this is trouble with the store itself rather than with one
     /// request: a full disk, an I/O error, a damaged or read-only database.
@@ -379,17 +395,7 @@ impl StoreError {
             }
             _ => return false,
         };
-        matches!(
-            source.sqlite_error_code(),
-            Some(
-                rusqlite::ErrorCode::DiskFull
-                    | rusqlite::ErrorCode::SystemIoFailure
-                    | rusqlite::ErrorCode::DatabaseCorrupt
-                    | rusqlite::ErrorCode::NotADatabase
-                    | rusqlite::ErrorCode::ReadOnly
-                    | rusqlite::ErrorCode::CannotOpen
-            )
-        )
+        is_fault_code(source.sqlite_error_code())
     }
 
     /// Whether the database was busy (locked by another process).

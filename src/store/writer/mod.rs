@@ -105,17 +105,7 @@ impl CommitError {
     pub fn is_fault(&self) -> bool {
         match self {
             CommitError::Lost(_) => true,
-            CommitError::Sqlite { code, .. } => matches!(
-                code,
-                Some(
-                    rusqlite::ErrorCode::DiskFull
-                        | rusqlite::ErrorCode::SystemIoFailure
-                        | rusqlite::ErrorCode::DatabaseCorrupt
-                        | rusqlite::ErrorCode::NotADatabase
-                        | rusqlite::ErrorCode::ReadOnly
-                        | rusqlite::ErrorCode::CannotOpen
-                )
-            ),
+            CommitError::Sqlite { code, .. } => super::is_fault_code(*code),
         }
     }
 }
