@@ -150,7 +150,9 @@ impl Handler {
         }
         match answer.await {
             Ok(Ok(upload)) => Response::Flushed(FlushSummary { collect, upload }),
-            Ok(Err(message)) => Response::Error { message },
+            Ok(Err(err)) => Response::Error {
+                message: err.to_string(),
+            },
             Err(_) => shutting_down(),
         }
     }
