@@ -209,7 +209,7 @@ fn letter_positions(xs: &[f64]) -> Vec<f64> {
         at.push(x);
     }
     // Pushed past the right edge: move back, keeping the spacing.
-    let mut limit = WIDTH - LETTER / 2.0;
+    let mut limit = WIDTH - LETTER;
     for x in at.iter_mut().rev() {
         *x = x.min(limit);
         limit = *x - LETTER;
