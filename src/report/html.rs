@@ -22,7 +22,7 @@ body{font-family:system-ui,sans-serif;line-height:1.45;max-width:62rem;margin:2r
 h1{font-size:1.6rem}h2{border-bottom:1px solid var(--line);margin-top:2.4rem}h3{margin-top:1.8rem}
 .scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;margin:.6rem 0}
 th,td{border:1px solid var(--line);padding:.25rem .5rem;text-align:left;vertical-align:top}th{background:var(--head)}
-td.n{text-align:right;font-variant-numeric:tabular-nums}code{font-family:ui-monospace,monospace;font-size:.92em;overflow-wrap:anywhere}
+td.n{text-align:right;font-variant-numeric:tabular-nums}code{font-family:ui-monospace,monospace;font-size:.92em;overflow-wrap:anywhere}th code{overflow-wrap:normal}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:var(--code);border:1px solid var(--line);padding:.6rem;font-size:.85em}
 .allowed{color:var(--good);font-weight:600}.blocked{color:var(--bad);font-weight:600}.note{color:var(--muted)}
 svg.chart{display:block;width:100%;height:auto;margin:.4rem 0}
