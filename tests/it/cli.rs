@@ -399,6 +399,9 @@ async fn every_json_output_has_the_documented_shape() {
         check(&out, args)["store"].is_object(),
         "no store without a daemon"
     );
+    let (out, args) = (run_json(&world, &["report"]).await, &["report"]);
+    let report = check(&out, args);
+    assert!(report["daemon"].is_null() && !report["batches"][0].is_null());
 
     let daemon = world.spawn_daemon().await;
     // The daemon records what was accepted before it started.
@@ -426,6 +429,11 @@ async fn every_json_output_has_the_documented_shape() {
     let (out, args) = (run_json(&world, &["status"]).await, &["status"]);
     let status = check(&out, args);
     assert!(status["daemon"]["last_collect"].is_object(), "{status}");
+    let (out, args) = (
+        run_json(&world, &["report", "--format", "json"]).await,
+        &["report", "--format", "json"],
+    );
+    assert!(check(&out, args)["daemon"]["pid"].is_u64());
     let (out, args) = (
         run_json(&world, &["consent", "revoke", "eula"]).await,
         &["consent", "revoke", "eula"],
