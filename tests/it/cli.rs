@@ -590,6 +590,18 @@ async fn the_demo_runs_end_to_end_in_both_protocols() {
             "{stdout}"
         );
         assert!(stdout.contains("Done: only catalogue fields"), "{stdout}");
+        // The report it wrote, which outlives the demo: read, then removed.
+        let report = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Transparency report (`consentry report`): "))
+            .unwrap_or_else(|| panic!("no report path: {stdout}"));
+        let page = std::fs::read_to_string(report).unwrap();
+        std::fs::remove_file(report).unwrap();
+        assert!(page.contains("<svg class=\"chart\""), "{page}");
+        assert!(
+            page.contains("<section id=\"p-ksn_scan_aggregates\">"),
+            "{page}"
+        );
         for purpose in [
             "update_identity",
             "installation_errors",
