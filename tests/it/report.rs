@@ -90,6 +90,50 @@ async fn a_report_says_what_was_sent_answered_and_withdrawn_and_changes_nothing(
         "the report recorded something"
     );
 
+    sends_match_the_receiver_and_the_trail(&world, &report).await;
+
+    // The receipts, and the verdict the withdrawal left.
+    let events: Vec<(&str, &str)> = array(&report["receipts"])
+        .iter()
+        .map(|r| (r["event"].as_str().unwrap(), r["clause"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [("grant", "eula"), ("grant", "ksn"), ("revoke", "ksn")]
+    );
+    let ksn = array(&report["purposes"])
+        .iter()
+        .find(|p| p["id"] == "ksn_scan_aggregates")
+        .unwrap();
+    assert_eq!(ksn["verdict"]["allowed"], false);
+    assert_eq!(ksn["verdict"]["withdrawn"], true);
+    // The verdict sent after the withdrawal, refused at the door: counted
+    // by the running daemon, and said so.
+    assert_eq!(report["daemon"]["pid"], daemon.pid());
+    assert_eq!(
+        ksn["losses"],
+        serde_json::json!([{
+            "kind": "discarded",
+            "reason": "its purpose was not allowed when the event arrived: refused at the ingest socket, never stored",
+            "count": 1,
+            "unit": "events",
+            "span": "daemon"
+        }])
+    );
+    assert_eq!(report["disclosure"]["region"], "global");
+
+    renderings_say_the_same(&world, &report).await;
+
+    let bad = world.run(&["report", "--since", "last week"]).await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is neither a time"));
+    daemon.terminate().await;
+}
+
+/// Per purpose, the records the receiver accepted; each batch with its
+/// answers as the trail has them and its body as `history --show` prints
+/// it.
+async fn sends_match_the_receiver_and_the_trail(world: &World, report: &Value) {
     // Per purpose, what the receiver accepted.
     let mut total = 0;
     for purpose in array(&report["purposes"]) {
@@ -126,37 +170,11 @@ async fn a_report_says_what_was_sent_answered_and_withdrawn_and_changes_nothing(
         .map(|a| &a["status"])
         .collect();
     assert_eq!(answers, [503, 200]);
+}
 
-    // The receipts, and the verdict the withdrawal left.
-    let events: Vec<(&str, &str)> = array(&report["receipts"])
-        .iter()
-        .map(|r| (r["event"].as_str().unwrap(), r["clause"].as_str().unwrap()))
-        .collect();
-    assert_eq!(
-        events,
-        [("grant", "eula"), ("grant", "ksn"), ("revoke", "ksn")]
-    );
-    let ksn = array(&report["purposes"])
-        .iter()
-        .find(|p| p["id"] == "ksn_scan_aggregates")
-        .unwrap();
-    assert_eq!(ksn["verdict"]["allowed"], false);
-    assert_eq!(ksn["verdict"]["withdrawn"], true);
-    // The verdict sent after the withdrawal, refused at the door: counted
-    // by the running daemon, and said so.
-    assert_eq!(report["daemon"]["pid"], daemon.pid());
-    assert_eq!(
-        ksn["losses"],
-        serde_json::json!([{
-            "kind": "discarded",
-            "reason": "its purpose was not allowed when the event arrived: refused at the ingest socket, never stored",
-            "count": 1,
-            "unit": "events",
-            "span": "daemon"
-        }])
-    );
-    assert_eq!(report["disclosure"]["region"], "global");
-
+/// Markdown names every purpose that sent and the withdrawal; `-o`
+/// writes the page for its owner only.
+async fn renderings_say_the_same(world: &World, report: &Value) {
     let md = world.ok(&["report", "--format", "md"]).await;
     assert!(md.starts_with("# What consentry sent: "), "{md}");
     for sender in array(&report["purposes"])
@@ -180,11 +198,6 @@ async fn a_report_says_what_was_sent_answered_and_withdrawn_and_changes_nothing(
     assert_eq!(mode & 0o777, 0o600, "the page holds the bodies sent");
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("<svg class=\"chart\"") && !html.contains("<script"));
-
-    let bad = world.run(&["report", "--since", "last week"]).await;
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("is neither a time"));
-    daemon.terminate().await;
 }
 
 /// Debian's `chromium` (or `chromium-browser`), if this machine has one
