@@ -17,7 +17,9 @@
 //!    queued; every outcome lands in the audit trail.
 //!
 //! `daemon` runs this as cooperating tasks behind a control socket
-//! (`control`); the binary's `cli` is the command line; `receiver` is the
+//! (`control`); `report` reads back what was sent, day by day and under
+//! which consent, as a page a person opens in a browser; the binary's
+//! `cli` is the command line; `receiver` is the
 //! loopback test receiver used by `consentry demo` and the tests (only with
 //! the `demo` feature, on by default and off in the shipped build).
 
@@ -41,6 +43,7 @@ pub mod ranges;
 #[cfg(feature = "demo")]
 pub mod receiver;
 pub mod record;
+pub mod report;
 pub mod socket;
 pub mod store;
 pub mod upload;

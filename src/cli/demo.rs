@@ -4,7 +4,9 @@
 //! statement accepted; one of each event kind through the ingest socket
 //! (and a bad line, rejected), a flush, what the server received per
 //! purpose; then revokes ksn (verdicts are discarded at the door) and the
-//! EULA, and shows that nothing more leaves.
+//! EULA, and shows that nothing more leaves. Last, it writes the
+//! transparency report (`consentry report`) to a file that outlives the
+//! demo, and prints its path.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -183,6 +185,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     control::request(&control_socket, &Request::Flush).await?;
     let after = receiver.requests().len();
     say!("  requests at the receiver: {before} before the revoke, {after} after");
+    // While the daemon runs: its door counts (the discarded verdicts) are
+    // in its memory only.
+    let report = write_report(&config).await;
 
     shutdown.cancel();
     daemon.await.context("the demo daemon panicked")??;
@@ -228,6 +233,13 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("the kept body differs from the one received");
         }
     }
+    match report {
+        Ok(path) => say!(
+            "\nTransparency report (`consentry report`): {}\n  one page, no script, nothing fetched: open it in a browser",
+            path.display()
+        ),
+        Err(err) => anyhow::bail!("cannot write the transparency report: {err:#}"),
+    }
     if args.keep {
         let kept = dir.keep();
         say!("\nKept {}", kept.display());
@@ -237,6 +249,23 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     say!("\nDone: only catalogue fields of allowed purposes left the agent.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The transparency report of the last week, as `consentry report`
+/// writes it, in a file of its own that outlives the demo's directory.
+async fn write_report(config: &Config) -> anyhow::Result<std::path::PathBuf> {
+    let now = std::time::SystemTime::now();
+    let since = now - Duration::from_secs(7 * 86_400);
+    let report = super::report::build(config, since, now, 5).await?;
+    let html = super::report::render(&report, super::report::Format::Html)?;
+    let mut file = tempfile::Builder::new()
+        .prefix("consentry-report-")
+        .suffix(".html")
+        .tempfile()
+        .context("cannot create the report file")?;
+    std::io::Write::write_all(&mut file, html.as_bytes()).context("cannot write the report")?;
+    let (_, path) = file.keep().context("cannot keep the report file")?;
+    Ok(path)
 }
 
 /// Scan verdicts the demo's scanner reports (over a third as many objects).

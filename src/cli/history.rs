@@ -7,10 +7,8 @@ use std::io::Write;
 
 use consentry::config::Config;
 use consentry::store::{AuditEntry, Store, database_exists, queue};
-use consentry::upload::otlp;
-use consentry::upload::protocol::Body;
+use consentry::upload::shown;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::{OutputArgs, print_json};
 
@@ -46,18 +44,23 @@ pub struct HistoryArgs {
 
 /// `--since` as an RFC 3339 time: given as one, or a duration back from now.
 fn since(value: &str) -> anyhow::Result<String> {
+    Ok(consentry::clock::rfc3339(since_time(value)?))
+}
+
+/// A `--since` value (`history`, `report`) as a time: an RFC 3339 time as
+/// given, or a duration back from now.
+pub(super) fn since_time(value: &str) -> anyhow::Result<std::time::SystemTime> {
     if let Ok(at) = humantime::parse_rfc3339_weak(value) {
-        return Ok(consentry::clock::rfc3339(at));
+        return Ok(at);
     }
     let back = humantime::parse_duration(value).map_err(|_| {
         anyhow::anyhow!(
             "--since `{value}` is neither a time (2026-11-26T10:00:00Z) nor a duration (24h, 7d)"
         )
     })?;
-    let at = std::time::SystemTime::now()
+    Ok(std::time::SystemTime::now()
         .checked_sub(back)
-        .unwrap_or(std::time::UNIX_EPOCH);
-    Ok(consentry::clock::rfc3339(at))
+        .unwrap_or(std::time::UNIX_EPOCH))
 }
 
 pub fn run(args: &HistoryArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -130,24 +133,7 @@ fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
         ),
         _ => anyhow::bail!("`{batch}` is the start of more than one batch id; give more of it"),
     };
-    let body = Body::kept(kept.bytes.clone(), kept.sha256.clone());
-    let document = body.json()?;
-    let actual = hex::encode(Sha256::digest(&document));
-    anyhow::ensure!(
-        actual == kept.sha256,
-        "the kept body of batch {} does not match the SHA-256 recorded when it was sent ({actual} != {}); the state database is damaged",
-        kept.batch_id,
-        kept.sha256
-    );
-    // An OTLP body (protobuf) is shown in the specification's JSON
-    // mapping; its digest above is of the protobuf bytes as sent.
-    let otlp = document.first() != Some(&b'{');
-    let document = if otlp {
-        let request = otlp::decode_request(&document)?;
-        serde_json::to_vec_pretty(&otlp::to_json(&request))?
-    } else {
-        document
-    };
+    let shown = shown::readable(kept)?;
     if json {
         print_json(
             "consentry.history.show/1",
@@ -156,7 +142,7 @@ fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
                 sent_at: kept.at.clone(),
                 records: kept.records,
                 sha256: kept.sha256.clone(),
-                body: serde_json::from_slice(&document)?,
+                body: serde_json::from_slice(&shown.document)?,
             },
         )?;
     } else {
@@ -166,14 +152,14 @@ fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
             kept.records,
             kept.at,
             kept.sha256,
-            if otlp {
+            if shown.otlp {
                 " (of the OTLP protobuf sent; shown here as OTLP/JSON)"
             } else {
                 ""
             }
         );
         let mut out = std::io::stdout().lock();
-        out.write_all(&document)
+        out.write_all(&shown.document)
             .and_then(|()| out.flush())
             .unwrap_or_else(|err| super::stdout_failed(err));
     }

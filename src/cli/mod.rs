@@ -30,6 +30,7 @@ mod history;
 mod preview;
 mod receipts;
 mod reference;
+mod report;
 mod status;
 mod table;
 
@@ -85,6 +86,9 @@ enum Command {
     History(history::HistoryArgs),
     /// Print what is sent and why, per region, from the enforced catalogue.
     Disclosure(disclosure::DisclosureArgs),
+    /// Write the transparency report of a period: what was sent, per
+    /// purpose and day, under which consent, and what did not leave.
+    Report(report::ReportArgs),
     /// Run the whole path on loopback with a throwaway receiver, then exit.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
@@ -227,6 +231,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Flush => flush::run(&out).await,
         Command::History(args) => history::run(&args, &out),
         Command::Disclosure(args) => disclosure::run(&args, &out),
+        Command::Report(args) => report::run(&args, &out).await,
         Command::Emit(args) => emit::run(&args, &out).await,
         Command::Preview(args) => preview::run(&args, &out),
         #[cfg(feature = "demo")]
@@ -257,16 +262,21 @@ pub fn check_purpose_arg(
 /// `value` must serialize as an object; every schema id and shape is
 /// documented in docs/cli-json.md (and checked against it by tests).
 pub fn print_json(schema: &str, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = json_text(schema, value)?;
+    say!("{text}");
+    Ok(())
+}
+
+/// `value` as pretty JSON with `"schema": SCHEMA` first (see
+/// [`print_json`]).
+pub fn json_text(schema: &str, value: &impl serde::Serialize) -> anyhow::Result<String> {
     #[derive(serde::Serialize)]
     struct Tagged<'a, T> {
         schema: &'a str,
         #[serde(flatten)]
         value: &'a T,
     }
-    let text = serde_json::to_string_pretty(&Tagged { schema, value })
-        .context("cannot encode JSON output")?;
-    say!("{text}");
-    Ok(())
+    serde_json::to_string_pretty(&Tagged { schema, value }).context("cannot encode JSON output")
 }
 
 /// A line of prose in a JSON list (a warning, a collector error): always

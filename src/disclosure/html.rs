@@ -29,24 +29,43 @@ pub fn render(disclosure: &Disclosure) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>\n{STYLE}\n</style>\n</head>\n<body>\n<h1>{}</h1>\n<p>{}</p>\n<h2>In this region</h2>\n<ul>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>\n{STYLE}\n</style>\n</head>\n<body>\n<h1>{}</h1>\n",
         escape(&title),
         escape(&title),
-        rich(&super::intro(region))
+    );
+    out.push_str(&sections(disclosure, 2));
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+/// Everything under the page's title, its sections headed `<h{top}>` and
+/// their items one level below: the page uses 2; a document that embeds
+/// the disclosure (the transparency report) passes the level under its
+/// own heading. No style, no title: the embedding page has its own.
+pub fn sections(disclosure: &Disclosure, top: u8) -> String {
+    let (h, item) = (top, top + 1);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<p>{}</p>\n<h{h}>In this region</h{h}>\n<ul>\n",
+        rich(&super::intro(disclosure.region))
     );
     for line in super::summary(disclosure) {
         let _ = writeln!(out, "<li>{}</li>", rich(&line));
     }
-    out.push_str("</ul>\n<h2>Clauses</h2>\n");
+    let _ = writeln!(out, "</ul>\n<h{h}>Clauses</h{h}>");
     for clause in &disclosure.clauses {
-        clause_section(&mut out, clause);
+        clause_section(&mut out, clause, item);
     }
-    out.push_str("<h2>Purposes</h2>\n");
+    let _ = writeln!(out, "<h{h}>Purposes</h{h}>");
     for purpose in &disclosure.purposes {
-        purpose_section(&mut out, purpose);
+        purpose_section(&mut out, purpose, item);
     }
     if !disclosure.opt_out_signals.is_empty() {
-        out.push_str("<h2>Opt-out signals</h2>\n<table>\n<thead><tr><th>signal</th><th>how it is switched on</th><th>what it does</th></tr></thead>\n<tbody>\n");
+        let _ = write!(
+            out,
+            "<h{h}>Opt-out signals</h{h}>\n<table>\n<thead><tr><th>signal</th><th>how it is switched on</th><th>what it does</th></tr></thead>\n<tbody>\n"
+        );
         for signal in &disclosure.opt_out_signals {
             let _ = writeln!(
                 out,
@@ -58,14 +77,13 @@ pub fn render(disclosure: &Disclosure) -> String {
         }
         out.push_str("</tbody>\n</table>\n");
     }
-    out.push_str("</body>\n</html>\n");
     out
 }
 
-fn clause_section(out: &mut String, clause: &ClauseDisclosure) {
+fn clause_section(out: &mut String, clause: &ClauseDisclosure, level: u8) {
     let _ = writeln!(
         out,
-        "<h3 id=\"clause-{}\">{} (<code>{}</code>)</h3>",
+        "<h{level} id=\"clause-{}\">{} (<code>{}</code>)</h{level}>",
         escape(&clause.id),
         escape(&clause.title),
         escape(&clause.id)
@@ -95,10 +113,10 @@ fn clause_section(out: &mut String, clause: &ClauseDisclosure) {
     );
 }
 
-fn purpose_section(out: &mut String, purpose: &PurposeDisclosure) {
+fn purpose_section(out: &mut String, purpose: &PurposeDisclosure, level: u8) {
     let _ = writeln!(
         out,
-        "<h3 id=\"purpose-{}\">{} (<code>{}</code>)</h3>",
+        "<h{level} id=\"purpose-{}\">{} (<code>{}</code>)</h{level}>",
         escape(&purpose.id),
         escape(&purpose.title),
         escape(&purpose.id)
@@ -162,7 +180,7 @@ fn code_list(ids: &[String]) -> String {
 }
 
 /// Text with `code` spans in backticks, escaped, the spans marked up.
-fn rich(text: &str) -> String {
+pub(crate) fn rich(text: &str) -> String {
     text.split('`')
         .enumerate()
         .map(|(n, part)| {

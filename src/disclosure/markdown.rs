@@ -20,21 +20,34 @@ pub fn render(disclosure: &Disclosure) -> String {
         "# What consentry sends, and why: {} (`{region}`)\n",
         region_name(region)
     );
-    out.push_str(&super::intro(region));
-    out.push_str("\n\n## In this region\n\n");
+    out.push_str(&sections(disclosure, 2));
+    out
+}
+
+/// Everything under the document's title, its sections headed at level
+/// `top` (`##` for 2) and their items one level below: the document uses
+/// 2; one that embeds the disclosure (the transparency report) passes the
+/// level under its own heading.
+pub fn sections(disclosure: &Disclosure, top: usize) -> String {
+    let (h, item) = ("#".repeat(top), "#".repeat(top + 1));
+    let mut out = super::intro(disclosure.region);
+    let _ = writeln!(out, "\n\n{h} In this region\n");
     for line in super::summary(disclosure) {
         let _ = writeln!(out, "- {}", inline(&line));
     }
-    out.push_str("\n## Clauses\n");
+    let _ = writeln!(out, "\n{h} Clauses");
     for clause in &disclosure.clauses {
-        clause_section(&mut out, clause);
+        clause_section(&mut out, clause, &item);
     }
-    out.push_str("\n## Purposes\n");
+    let _ = writeln!(out, "\n{h} Purposes");
     for purpose in &disclosure.purposes {
-        purpose_section(&mut out, purpose);
+        purpose_section(&mut out, purpose, &item);
     }
     if !disclosure.opt_out_signals.is_empty() {
-        out.push_str("\n## Opt-out signals\n\n| signal | how it is switched on | what it does |\n|---|---|---|\n");
+        let _ = write!(
+            out,
+            "\n{h} Opt-out signals\n\n| signal | how it is switched on | what it does |\n|---|---|---|\n"
+        );
         for signal in &disclosure.opt_out_signals {
             let _ = writeln!(
                 out,
@@ -48,8 +61,13 @@ pub fn render(disclosure: &Disclosure) -> String {
     out
 }
 
-fn clause_section(out: &mut String, clause: &ClauseDisclosure) {
-    let _ = writeln!(out, "\n### {} (`{}`)\n", inline(&clause.title), clause.id);
+fn clause_section(out: &mut String, clause: &ClauseDisclosure, heading: &str) {
+    let _ = writeln!(
+        out,
+        "\n{heading} {} (`{}`)\n",
+        inline(&clause.title),
+        clause.id
+    );
     out.push_str("| | |\n|---|---|\n");
     let requires = if clause.requires.is_empty() {
         "nothing else".to_owned()
@@ -73,8 +91,13 @@ fn clause_section(out: &mut String, clause: &ClauseDisclosure) {
     );
 }
 
-fn purpose_section(out: &mut String, purpose: &PurposeDisclosure) {
-    let _ = writeln!(out, "\n### {} (`{}`)\n", inline(&purpose.title), purpose.id);
+fn purpose_section(out: &mut String, purpose: &PurposeDisclosure, heading: &str) {
+    let _ = writeln!(
+        out,
+        "\n{heading} {} (`{}`)\n",
+        inline(&purpose.title),
+        purpose.id
+    );
     out.push_str("| | |\n|---|---|\n");
     let retention = match purpose.retention_from {
         RetentionFrom::Purpose => format!("{} (this purpose's limit)", purpose.retention),
@@ -119,17 +142,17 @@ fn code_list(ids: &[String], separator: &str) -> String {
 }
 
 /// Text on one line of Markdown: no raw HTML.
-fn inline(text: &str) -> String {
+pub(crate) fn inline(text: &str) -> String {
     text.replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// Text inside a table cell: one line, `|` escaped.
-fn cell(text: &str) -> String {
+pub(crate) fn cell(text: &str) -> String {
     inline(&text.split_whitespace().collect::<Vec<_>>().join(" ")).replace('|', "\\|")
 }
 
 /// A backtick fence longer than any run of backticks in `text`.
-fn fence_for(text: &str) -> String {
+pub(crate) fn fence_for(text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat(longest.max(2) + 1)
 }

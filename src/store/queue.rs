@@ -12,7 +12,9 @@ pub use super::claim::{
     batch_bytes, claim_batch, claim_batch_counting, complete_batch, complete_batch_with,
     copy_to_dead_letter, dead_letter_batch, release_batch,
 };
-pub use super::trail::{dead_letter, insert_audit, insert_audit_with};
+pub use super::trail::{
+    DeadLetterCount, dead_letter, dead_letter_counts, insert_audit, insert_audit_with,
+};
 use super::{AuditEntry, SentBody, StoreError, claim};
 use crate::gate::GatedRecord;
 
@@ -257,6 +259,33 @@ pub fn sent_body(connection: &Connection, id: &str) -> Result<Vec<SentBody>, Sto
     )?;
     let bodies = query
         .query_map(params![id], |row| {
+            Ok(SentBody {
+                batch_id: row.get(0)?,
+                at: row.get(1)?,
+                records: row.get::<_, i64>(2)? as u64,
+                sha256: row.get(3)?,
+                bytes: row.get(4)?,
+                drops: Default::default(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(bodies)
+}
+
+/// The kept bodies of the newest `limit` batches first sent at or after
+/// `since` (RFC 3339), newest first: the transparency report's last
+/// batches.
+pub fn sent_bodies_since(
+    connection: &Connection,
+    since: &str,
+    limit: usize,
+) -> Result<Vec<SentBody>, StoreError> {
+    let mut query = connection.prepare_cached(
+        "SELECT batch_id, at, records, sha256, body FROM sent_body
+         WHERE at >= ?1 ORDER BY at DESC, batch_id LIMIT ?2",
+    )?;
+    let bodies = query
+        .query_map(params![since, limit.min(i64::MAX as usize) as i64], |row| {
             Ok(SentBody {
                 batch_id: row.get(0)?,
                 at: row.get(1)?,

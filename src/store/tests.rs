@@ -289,3 +289,63 @@ async fn the_daemons_reader_cannot_write() {
     drop(writer);
     thread.join().unwrap();
 }
+
+#[test]
+fn the_report_reads_the_newest_bodies_and_counts_dead_letters_per_purpose_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let keep = |id: &str, at: &str| {
+        let body = SentBody {
+            batch_id: id.into(),
+            at: at.into(),
+            records: 1,
+            sha256: "00".repeat(32),
+            bytes: vec![1, 2, 3],
+            drops: Drops::new(),
+        };
+        store.write(|c| queue::keep_body(c, &body)).unwrap();
+    };
+    keep("a", "2026-11-01T00:00:00Z");
+    keep("b", "2026-11-02T00:00:00Z");
+    keep("c", "2026-11-03T00:00:00Z");
+    let ids = |since: &str, limit| -> Vec<String> {
+        store
+            .read(|c| queue::sent_bodies_since(c, since, limit))
+            .unwrap()
+            .into_iter()
+            .map(|b| b.batch_id)
+            .collect()
+    };
+    assert_eq!(ids("2026-01-01T00:00:00Z", 2), ["c", "b"]);
+    assert_eq!(ids("2026-11-02T00:00:00Z", 10), ["c", "b"]);
+    assert!(ids("2026-12-01T00:00:00Z", 10).is_empty());
+
+    store
+        .write(|c| {
+            for (at, purpose, reason) in [
+                ("2026-11-01T00:00:00Z", "a", "old"),
+                ("2026-11-02T00:00:00Z", "a", "422"),
+                ("2026-11-03T00:00:00Z", "a", "422"),
+                ("2026-11-03T00:00:00Z", "b", "422"),
+            ] {
+                c.execute(
+                    "INSERT INTO dead_letter (at, purpose, reason) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![at, purpose, reason],
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let counts = store
+        .read(|c| queue::dead_letter_counts(c, "2026-11-02T00:00:00Z"))
+        .unwrap();
+    let counted: Vec<(Option<&str>, Option<&str>, u64)> = counts
+        .iter()
+        .map(|d| (d.purpose.as_deref(), d.reason.as_deref(), d.records))
+        .collect();
+    assert_eq!(
+        counted,
+        [(Some("a"), Some("422"), 2), (Some("b"), Some("422"), 1)]
+    );
+    assert_eq!(counts[0].last_at.as_deref(), Some("2026-11-03T00:00:00Z"));
+}

@@ -68,3 +68,37 @@ pub fn dead_letter(connection: &Connection, rows: &[(i64, String)]) -> Result<u6
     }
     Ok(moved)
 }
+
+/// Dead letters of one purpose for one reason, counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterCount {
+    /// `None` for a row whose purpose could not be read.
+    pub purpose: Option<String>,
+    pub reason: Option<String>,
+    pub records: u64,
+    /// The newest of them.
+    pub last_at: Option<String>,
+}
+
+/// The dead letters moved at or after `since` (RFC 3339), counted per
+/// purpose and reason. Rows are kept for `audit_retention`, as the trail.
+pub fn dead_letter_counts(
+    connection: &Connection,
+    since: &str,
+) -> Result<Vec<DeadLetterCount>, StoreError> {
+    let mut query = connection.prepare_cached(
+        "SELECT purpose, reason, COUNT(*), MAX(at) FROM dead_letter
+         WHERE at >= ?1 GROUP BY purpose, reason ORDER BY purpose, reason",
+    )?;
+    let counts = query
+        .query_map(params![since], |row| {
+            Ok(DeadLetterCount {
+                purpose: row.get(0)?,
+                reason: row.get(1)?,
+                records: row.get::<_, i64>(2)? as u64,
+                last_at: row.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(counts)
+}

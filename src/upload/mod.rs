@@ -16,6 +16,7 @@ pub mod protocol;
 pub mod schedule;
 mod send_lock;
 mod sender;
+pub mod shown;
 pub mod tls;
 pub mod transport;
 

@@ -399,6 +399,9 @@ async fn every_json_output_has_the_documented_shape() {
         check(&out, args)["store"].is_object(),
         "no store without a daemon"
     );
+    let (out, args) = (run_json(&world, &["report"]).await, &["report"]);
+    let report = check(&out, args);
+    assert!(report["daemon"].is_null() && !report["batches"][0].is_null());
 
     let daemon = world.spawn_daemon().await;
     // The daemon records what was accepted before it started.
@@ -426,6 +429,11 @@ async fn every_json_output_has_the_documented_shape() {
     let (out, args) = (run_json(&world, &["status"]).await, &["status"]);
     let status = check(&out, args);
     assert!(status["daemon"]["last_collect"].is_object(), "{status}");
+    let (out, args) = (
+        run_json(&world, &["report", "--format", "json"]).await,
+        &["report", "--format", "json"],
+    );
+    assert!(check(&out, args)["daemon"]["pid"].is_u64());
     let (out, args) = (
         run_json(&world, &["consent", "revoke", "eula"]).await,
         &["consent", "revoke", "eula"],
@@ -582,6 +590,18 @@ async fn the_demo_runs_end_to_end_in_both_protocols() {
             "{stdout}"
         );
         assert!(stdout.contains("Done: only catalogue fields"), "{stdout}");
+        // The report it wrote, which outlives the demo: read, then removed.
+        let report = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Transparency report (`consentry report`): "))
+            .unwrap_or_else(|| panic!("no report path: {stdout}"));
+        let page = std::fs::read_to_string(report).unwrap();
+        std::fs::remove_file(report).unwrap();
+        assert!(page.contains("<svg class=\"chart\""), "{page}");
+        assert!(
+            page.contains("<section id=\"p-ksn_scan_aggregates\">"),
+            "{page}"
+        );
         for purpose in [
             "update_identity",
             "installation_errors",

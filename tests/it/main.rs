@@ -20,6 +20,7 @@ mod otlp;
 mod packaging;
 mod personal;
 mod receipts;
+mod report;
 mod security;
 mod service;
 mod soak;
