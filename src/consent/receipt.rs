@@ -595,7 +595,7 @@ mod tests {
         let receipt = declined(&act, &catalogue, "eu").unwrap();
         assert_eq!(receipt.event, Event::Decline);
         assert_eq!(receipt.event.as_str(), "decline");
-        assert_eq!(receipt.subject(), "ksn v3");
+        assert_eq!(receipt.subject(), format!("ksn v{}", ksn.version));
         assert_eq!(receipt.timestamp, act.at);
         assert_eq!(receipt.act_id, Some(act.id));
         assert!(receipt.is_declared() && receipt.observed.is_none());

@@ -355,9 +355,10 @@ mod tests {
         assert!(store.read(pending_deletions).unwrap().is_empty());
         let trail = store.recent_audit(10).unwrap();
         assert!(
-            trail.iter().any(|a| a
-                .detail
-                .starts_with("decline ksn v3: not accepted -> not accepted (installer, declared")),
+            trail.iter().any(|a| a.detail.starts_with(&format!(
+                "decline ksn v{}: not accepted -> not accepted (installer, declared",
+                ksn.version
+            ))),
             "{trail:?}"
         );
 
