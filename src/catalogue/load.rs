@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::shape::Declared;
 use super::{
-    Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Format, Priority, Purpose, Region,
-    Transform,
+    Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Format, Personal, Priority, Purpose,
+    Region, Transform,
 };
 use crate::clock::HumanDuration;
 use crate::document::{Document, Problems};
@@ -84,6 +84,10 @@ struct RawField {
     max_len: Option<Spanned<usize>>,
     #[serde(default)]
     allows: Option<Spanned<Vec<Kind>>>,
+    /// What the field is as personal data: required (`personal`); an
+    /// `Option` only so that a missing one is reported at the field.
+    #[serde(default)]
+    personal: Option<Spanned<Personal>>,
 }
 
 /// An identifier people type on the command line: `[a-z0-9_-]+`.
@@ -314,10 +318,38 @@ fn fields(id: &str, raw: &[RawField], at: &mut At) -> Vec<Field> {
             ty: field.ty,
             description: field.description.get_ref().clone(),
             transform: field.transform.as_ref().map(|t| *t.get_ref()),
+            personal: personal(&declared, field.personal.as_ref(), at),
             shape: declared.shape(at),
         });
     }
     fields
+}
+
+/// The field's mark as personal data, which every field must give: a
+/// default would hide the decision. A keyed hash is a stable pseudonym of
+/// what it hashes, never `none`.
+fn personal(declared: &Declared, personal: Option<&Spanned<Personal>>, at: &mut At) -> Personal {
+    let name = &declared.name;
+    let Some(personal) = personal else {
+        at(
+            declared.name_span.clone(),
+            format!(
+                "field `{name}` does not say what it is as personal data: add `personal`, one of {} (docs/consent.md, \"Personal data\")",
+                Personal::NAMES
+            ),
+        );
+        return Personal::Identifying;
+    };
+    let transform = declared.transform.map(|t| *t.get_ref());
+    if transform == Some(Transform::KeyedHash) && *personal.get_ref() == Personal::None {
+        at(
+            personal.span(),
+            format!(
+                "field `{name}` is a keyed hash, the same for the same value on this installation: a pseudonym, so at least `personal = \"pseudonymous\"`"
+            ),
+        );
+    }
+    *personal.get_ref()
 }
 
 #[cfg(test)]
@@ -338,7 +370,7 @@ mod tests {
     #[test]
     fn purpose_naming_an_undefined_clause_is_located() {
         let text = format!(
-            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"nope\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"nope\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\npersonal = \"none\"\n"
         );
         let err = load(&text).unwrap_err();
         assert!(err.starts_with("cat.toml:12:"), "{err}");
@@ -348,7 +380,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_at_once() {
         let text = format!(
-            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = []\n[[purpose]]\nid = \"Bad Id\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = []\n[[purpose]]\nid = \"Bad Id\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\npersonal = \"none\"\n"
         );
         let err = load(&text).unwrap_err();
         assert!(err.contains("names no clause"), "{err}");
@@ -359,7 +391,7 @@ mod tests {
     #[test]
     fn a_consent_purpose_bundled_with_the_eula_is_refused_at_its_clause() {
         let text = format!(
-            "{CLAUSE}[[purpose]]\nid = \"ads\"\ntitle = \"t\"\nbasis = \"consent\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"ads\"\ntitle = \"t\"\nbasis = \"consent\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\npersonal = \"none\"\n"
         );
         let err = load(&text).unwrap_err();
         assert!(err.starts_with("cat.toml:12:12:"), "{err}");
@@ -374,7 +406,7 @@ mod tests {
     #[test]
     fn retention_is_optional_and_a_bad_one_is_located() {
         let purpose = format!(
-            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\npersonal = \"none\"\n"
         );
         let none = load(&purpose).unwrap();
         assert_eq!(none.purpose("p").unwrap().retention, None);
@@ -386,6 +418,51 @@ mod tests {
         let err = load(&purpose.replace("basis", "retention = \"soon\"\nbasis")).unwrap_err();
         assert!(err.starts_with("cat.toml:11:13:"), "{err}");
         assert!(err.contains("`soon` is not a duration"), "{err}");
+    }
+
+    #[test]
+    fn every_field_says_what_it_is_as_personal_data_or_is_refused_at_its_name() {
+        let purpose = format!(
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\npersonal = \"none\"\n"
+        );
+        let marked = load(&purpose).unwrap();
+        assert_eq!(
+            marked.purpose("p").unwrap().fields[0].personal,
+            Personal::None
+        );
+        let pseudonymous = purpose.replace("\"none\"", "\"pseudonymous\"");
+        assert_eq!(
+            load(&pseudonymous).unwrap().purpose("p").unwrap().fields[0].personal,
+            Personal::Pseudonymous
+        );
+
+        // No default hides the decision: each missing mark is one problem,
+        // at its field's name.
+        let unmarked = purpose.replace("personal = \"none\"\n", "");
+        let two = format!(
+            "{unmarked}[[purpose.field]]\nname = \"b\"\ntype = \"integer\"\ndescription = \"d\"\n"
+        );
+        let err = load(&two).unwrap_err();
+        assert!(
+            err.contains("cat.toml:14:8: field `p.a` does not say what it is as personal data"),
+            "{err}"
+        );
+        assert!(err.contains("cat.toml:18:8: field `p.b`"), "{err}");
+        assert!(
+            err.contains("\"none\", \"pseudonymous\" or \"identifying\""),
+            "{err}"
+        );
+
+        let unknown = purpose.replace("\"none\"", "\"somewhat\"");
+        let err = load(&unknown).unwrap_err();
+        assert!(err.starts_with("cat.toml:17:"), "{err}");
+
+        // A keyed hash is a pseudonym of what it hashes.
+        let hashed = purpose.replace("\"integer\"", "\"string\"\ntransform = \"keyed_hash\"");
+        let err = load(&hashed).unwrap_err();
+        assert!(err.starts_with("cat.toml:18:12:"), "{err}");
+        assert!(err.contains("keyed hash"), "{err}");
+        assert!(load(&hashed.replace("\"none\"", "\"pseudonymous\"")).is_ok());
     }
 
     #[test]

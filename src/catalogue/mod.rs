@@ -14,6 +14,7 @@
 
 mod builtin;
 mod load;
+mod personal;
 mod shape;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use crate::document::{Document, ReadError};
 pub use crate::privacy::Transform;
 use crate::privacy::personal::Kind;
 use crate::record::{FieldValue, Record};
+pub use personal::Personal;
 pub use shape::{Format, LOCALE_MAX_BYTES, Misfit, Shape, Unfit};
 
 pub use builtin::BuiltIn;
@@ -143,6 +145,9 @@ pub struct Field {
     /// could identify a person (`privacy`). Serialized as `null` when
     /// there is none, so `consent show --json` has one shape.
     pub transform: Option<Transform>,
+    /// What the value is as personal data (`none`, `pseudonymous`,
+    /// `identifying`): the catalogue author's decision, required.
+    pub personal: Personal,
     /// What a string value may be (`format`, `values`, `max_len`,
     /// `allows`); the gate refuses a record whose value does not fit.
     #[serde(skip)]
