@@ -123,14 +123,15 @@ fn purpose_section(out: &mut String, purpose: &PurposeDisclosure) {
             ("Withdrawal", rich(&purpose.withdrawal)),
         ],
     );
-    out.push_str("<table>\n<thead><tr><th>field</th><th>type</th><th>what it is</th><th>before it is stored</th></tr></thead>\n<tbody>\n");
+    out.push_str("<table>\n<thead><tr><th>field</th><th>type</th><th>what it is</th><th>personal data</th><th>before it is stored</th></tr></thead>\n<tbody>\n");
     for field in &purpose.fields {
         let _ = writeln!(
             out,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&field.name),
             field.ty,
             escape(&field.description),
+            field.personal,
             escape(&field.minimised)
         );
     }

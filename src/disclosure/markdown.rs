@@ -95,14 +95,17 @@ fn purpose_section(out: &mut String, purpose: &PurposeDisclosure) {
     ] {
         let _ = writeln!(out, "| {key} | {} |", cell(&value));
     }
-    out.push_str("\n| field | type | what it is | before it is stored |\n|---|---|---|---|\n");
+    out.push_str(
+        "\n| field | type | what it is | personal data | before it is stored |\n|---|---|---|---|---|\n",
+    );
     for field in &purpose.fields {
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} |",
             field.name,
             field.ty,
             cell(&field.description),
+            field.personal,
             cell(&field.minimised)
         );
     }

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::catalogue::{Basis, Catalogue, Clause, ClauseKind, FieldType, Priority, Region};
+use crate::catalogue::{
+    Basis, Catalogue, Clause, ClauseKind, FieldType, Personal, Priority, Region,
+};
 use crate::privacy::Transform;
 
 /// The disclosure of one region.
@@ -99,6 +101,8 @@ pub struct FieldDisclosure {
     pub transform: Option<Transform>,
     /// The transform in words ("sent as given" when there is none).
     pub minimised: String,
+    /// What the value is as personal data (the catalogue's mark).
+    pub personal: Personal,
 }
 
 /// An opt-out preference signal and what it does.
@@ -164,6 +168,7 @@ impl Disclosure {
                         description: field.description.clone(),
                         transform: field.transform,
                         minimised: minimised(field.transform).to_owned(),
+                        personal: field.personal,
                     })
                     .collect(),
             });
@@ -308,6 +313,16 @@ fn summary(disclosure: &Disclosure) -> Vec<String> {
             opt_in.join(", ")
         ));
     }
+    lines.push(format!(
+        "Each field says what it is as personal data: {}.",
+        [
+            Personal::None,
+            Personal::Pseudonymous,
+            Personal::Identifying
+        ]
+        .map(|p| format!("{} ({})", p.as_str(), p.in_words()))
+        .join("; ")
+    ));
     if disclosure.opt_out_signals.is_empty() {
         lines.push("No opt-out preference signal changes what is sent in this region: the agent honours Global Privacy Control and Do Not Track in `us-ca` only, for purposes that are sale or sharing.".into());
     } else {
@@ -473,6 +488,53 @@ mod tests {
         assert_eq!(activation.retention_from, RetentionFrom::Store);
         assert!(activation.withdrawal.contains("licence agreement"));
         assert!(activation.fields.iter().all(|f| !f.minimised.is_empty()));
+    }
+
+    #[test]
+    fn every_field_shows_its_mark_as_personal_data() {
+        let catalogue = Catalogue::builtin(crate::catalogue::BuiltIn::Kes);
+        let global = Disclosure::new(&catalogue, Region::Global, MONTH);
+        let field = |purpose: &str, name: &str| {
+            let purpose = global.purposes.iter().find(|p| p.id == purpose).unwrap();
+            purpose
+                .fields
+                .iter()
+                .find(|f| f.name == name)
+                .unwrap()
+                .personal
+        };
+        assert_eq!(field("activation", "product_id"), Personal::None);
+        assert_eq!(
+            field("activation", "installation_id"),
+            Personal::Pseudonymous
+        );
+        assert_eq!(
+            field("activation", "activation_code"),
+            Personal::Identifying
+        );
+        assert!(
+            summary(&global)
+                .iter()
+                .any(|line| line.contains("identifying (can tell who you are or what you did"))
+        );
+        let markdown = markdown::render(&global);
+        assert!(
+            markdown
+                .contains("| field | type | what it is | personal data | before it is stored |")
+        );
+        assert!(
+            markdown.contains("| `activation_code` | string | "),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains(" | identifying | sent as given |"),
+            "{markdown}"
+        );
+        let html = html::render(&global);
+        assert!(html.contains("<th>personal data</th>"));
+        assert!(html.contains("<td>identifying</td>"));
+        let json = serde_json::to_value(&global).unwrap();
+        assert_eq!(json["purposes"][0]["fields"][0]["personal"], "none");
     }
 
     #[test]
