@@ -28,7 +28,7 @@ use crate::document::{Document, ReadError};
 pub use crate::privacy::Transform;
 use crate::privacy::personal::Kind;
 use crate::record::{FieldValue, Record};
-pub use personal::Personal;
+pub use personal::{Contradiction, MarkedField, NO_PERSONAL_DATA_CLAIMS, Personal};
 pub use shape::{Format, LOCALE_MAX_BYTES, Misfit, Shape, Unfit};
 
 pub use builtin::BuiltIn;

@@ -71,6 +71,9 @@ fn clause_section(out: &mut String, clause: &ClauseDisclosure) {
         clause.version,
         clause.text.trim_end()
     );
+    if let Some(claim) = &clause.no_personal_data_claim {
+        let _ = writeln!(out, "\n{}", inline(&super::claim_note(claim)));
+    }
 }
 
 fn purpose_section(out: &mut String, purpose: &PurposeDisclosure) {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::catalogue::{
-    Basis, Catalogue, Clause, ClauseKind, FieldType, Personal, Priority, Region,
+    Basis, Catalogue, Clause, ClauseKind, Contradiction, FieldType, Personal, Priority, Region,
 };
 use crate::privacy::Transform;
 
@@ -60,6 +60,10 @@ pub struct ClauseDisclosure {
     /// Whether withdrawing it sends one deletion request for what was
     /// sent under it.
     pub deletion_request: bool,
+    /// When the text says it carries no personal data while fields it
+    /// allows are marked otherwise: the phrase and those fields, which the
+    /// document names beside the text rather than repeat it silently.
+    pub no_personal_data_claim: Option<Contradiction>,
 }
 
 /// One purpose, and everything it may carry.
@@ -119,6 +123,7 @@ impl Disclosure {
     /// The disclosure of `region` for `catalogue`, with the store's global
     /// `max_record_age`.
     pub fn new(catalogue: &Catalogue, region: Region, max_record_age: Duration) -> Self {
+        let claims = catalogue.contradicted_claims();
         let clauses: Vec<ClauseDisclosure> = catalogue
             .clauses()
             .filter(|clause| in_effect_possible(catalogue, clause, region))
@@ -132,6 +137,7 @@ impl Disclosure {
                 text_sha256: clause.text_sha256.clone(),
                 requires: applicable_requirements(catalogue, clause, region),
                 deletion_request: clause.deletion_request,
+                no_personal_data_claim: claims.iter().find(|c| c.clause == clause.id).cloned(),
             })
             .collect();
         let mut purposes = Vec::new();
@@ -354,6 +360,21 @@ fn summary(disclosure: &Disclosure) -> Vec<String> {
     lines
 }
 
+/// The note beside a clause text that says it carries no personal data
+/// while fields it allows are marked otherwise (`code` in backticks).
+fn claim_note(claim: &Contradiction) -> String {
+    let fields = claim
+        .fields
+        .iter()
+        .map(|f| format!("`{}` ({})", f.field, f.personal))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "This text says \"{}\", but the agent marks these fields it allows otherwise: {fields}. The text is the vendor's; the purposes below show what each field is.",
+        claim.phrase
+    )
+}
+
 /// `7 days`, `36 hours`: the units a person reads, exact.
 pub fn duration_in_words(duration: Duration) -> String {
     let secs = duration.as_secs();
@@ -535,6 +556,21 @@ mod tests {
         assert!(html.contains("<td>identifying</td>"));
         let json = serde_json::to_value(&global).unwrap();
         assert_eq!(json["purposes"][0]["fields"][0]["personal"], "none");
+    }
+
+    #[test]
+    fn a_clause_text_that_says_no_personal_data_is_not_repeated_silently() {
+        let catalogue = Catalogue::embedded();
+        let global = Disclosure::new(&catalogue, Region::Global, MONTH);
+        let clause = |id: &str| global.clauses.iter().find(|c| c.id == id).unwrap();
+        let ksn = clause("ksn").no_personal_data_claim.as_ref().unwrap();
+        assert_eq!(ksn.phrase, "no personal data");
+        assert!(clause("marketing").no_personal_data_claim.is_none());
+        let note = "This text says \"no personal data\", but the agent marks these fields it allows otherwise: `ksn_threat_reports.object_sha256` (pseudonymous), `ksn_threat_reports.file_path` (identifying)";
+        assert!(markdown::render(&global).contains(note));
+        assert!(html::render(&global).contains(
+            "<p>This text says &quot;no personal data&quot;, but the agent marks these fields it allows otherwise: <code>ksn_threat_reports.object_sha256</code> (pseudonymous)"
+        ));
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod lifecycle;
 mod otlp;
 mod packaging;
 mod personal;
+mod personal_marks;
 mod receipts;
 mod security;
 mod service;
