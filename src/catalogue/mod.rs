@@ -467,6 +467,26 @@ mod tests {
         );
     }
 
+    /// Each field tied to a sentence of its product's seed
+    /// (docs/catalogue.md): seed 000's "global distribution of the
+    /// Software" covers its version through the definition of "the
+    /// Software"; seed 002's "territorial distribution of software" names
+    /// no version.
+    #[test]
+    fn geo_distribution_sends_only_what_its_seed_names() {
+        let names = |builtin| {
+            let catalogue = Catalogue::builtin(builtin);
+            let purpose = catalogue.purpose("geo_distribution").cloned();
+            purpose.map(|p| p.fields.into_iter().map(|f| f.name).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            names(BuiltIn::Kis).unwrap(),
+            ["product_id", "product_version", "country_code"]
+        );
+        assert_eq!(names(BuiltIn::Kes).unwrap(), ["product_id", "country_code"]);
+        assert_eq!(names(BuiltIn::Ksv), None, "seed 004 has no such purpose");
+    }
+
     #[test]
     fn check_refuses_undeclared_field_and_wrong_type() {
         let catalogue = Catalogue::embedded();
