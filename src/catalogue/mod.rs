@@ -33,6 +33,19 @@ pub use shape::{Format, LOCALE_MAX_BYTES, Misfit, Shape, Unfit};
 
 pub use builtin::BuiltIn;
 
+/// The field that carries the installation id, filled by the agent (the
+/// collect context), never by a component.
+pub const INSTALLATION_ID: &str = "installation_id";
+
+/// The field that carries a clause's erasure key, which the clause's
+/// deletion request names: filled by the gate, never by a component
+/// (`privacy::erasure_key`).
+pub const ERASURE_KEY: &str = "erasure_key";
+
+/// Fields only the agent fills: a component may not send them, so what a
+/// deletion request names is what the records carry.
+pub const AGENT_FIELDS: [&str; 2] = [INSTALLATION_ID, ERASURE_KEY];
+
 /// The default built-in catalogue's text (`kis`).
 pub const EMBEDDED: &str = builtin::KIS;
 
@@ -346,7 +359,7 @@ impl Catalogue {
     pub fn clause_carries_installation_id(&self, clause: &str) -> bool {
         self.purposes()
             .filter(|p| p.clauses.iter().any(|c| c == clause))
-            .any(|p| p.field("installation_id").is_some())
+            .any(|p| p.field(INSTALLATION_ID).is_some())
     }
 
     /// `record` with only the fields its purpose declares, when a built-in
