@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::shape::Declared;
 use super::{
-    Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Format, Personal, Priority, Purpose,
-    Region, Transform,
+    Basis, Catalogue, Clause, ClauseKind, ERASURE_KEY, Field, FieldType, Format, Personal,
+    Priority, Purpose, Region, Transform,
 };
 use crate::clock::HumanDuration;
 use crate::document::{Document, Problems};
@@ -251,6 +251,7 @@ fn purpose(raw: &RawPurpose, clauses: &BTreeMap<String, Clause>, at: &mut At) ->
     if raw.fields.is_empty() {
         at(raw.id.span(), format!("purpose `{id}` declares no field"));
     }
+    erasure_key_serves_a_request(raw, clauses, at);
     Purpose {
         id: id.clone(),
         title: raw.title.clone(),
@@ -323,6 +324,52 @@ fn fields(id: &str, raw: &[RawField], at: &mut At) -> Vec<Field> {
         });
     }
     fields
+}
+
+/// A purpose's `erasure_key` links its records for one thing only: the
+/// deletion request of the clause that allows them. So each of its
+/// clauses must declare one, and the key is a `uuid` marked
+/// `pseudonymous` (it links records; it names no one).
+fn erasure_key_serves_a_request(raw: &RawPurpose, clauses: &BTreeMap<String, Clause>, at: &mut At) {
+    let id = raw.id.get_ref();
+    let Some(field) = raw.fields.iter().find(|f| f.name.get_ref() == ERASURE_KEY) else {
+        return;
+    };
+    let span = field.name.span();
+    if field.ty != FieldType::Uuid {
+        at(
+            span.clone(),
+            format!(
+                "field `{id}.{ERASURE_KEY}` is filled by the agent with a uuid: give it `type = \"uuid\"`"
+            ),
+        );
+    }
+    if field
+        .personal
+        .as_ref()
+        .is_some_and(|p| *p.get_ref() != Personal::Pseudonymous)
+    {
+        at(
+            span.clone(),
+            format!(
+                "field `{id}.{ERASURE_KEY}` links the records of one acceptance: mark it `personal = \"pseudonymous\"`"
+            ),
+        );
+    }
+    for clause in raw.clauses.get_ref() {
+        if clauses
+            .get(clause.get_ref())
+            .is_some_and(|c| !c.deletion_request)
+        {
+            at(
+                span.clone(),
+                format!(
+                    "field `{id}.{ERASURE_KEY}` serves a deletion request, but clause `{}` declares none: add `deletion_request = true` to it, or remove the field",
+                    clause.get_ref()
+                ),
+            );
+        }
+    }
 }
 
 /// The field's mark as personal data, which every field must give: a
@@ -463,6 +510,26 @@ mod tests {
         assert!(err.starts_with("cat.toml:18:12:"), "{err}");
         assert!(err.contains("keyed hash"), "{err}");
         assert!(load(&hashed.replace("\"none\"", "\"pseudonymous\"")).is_ok());
+    }
+
+    #[test]
+    fn an_erasure_key_is_a_pseudonymous_uuid_that_serves_its_clause_s_deletion_request() {
+        let text = "schema = 1\n[[clause]]\nid = \"m\"\ntitle = \"t\"\nkind = \"voluntary\"\nversion = 1\ntext = \"x\"\ndeletion_request = true\n[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"consent\"\nclauses = [\"m\"]\n[[purpose.field]]\nname = \"erasure_key\"\ntype = \"uuid\"\ndescription = \"d\"\npersonal = \"pseudonymous\"\n";
+        assert!(load(text).is_ok());
+        let err = load(&text.replace("deletion_request = true\n", "")).unwrap_err();
+        assert!(err.starts_with("cat.toml:14:8:"), "{err}");
+        assert!(
+            err.contains("serves a deletion request, but clause `m` declares none"),
+            "{err}"
+        );
+        let err = load(&text.replace("\"uuid\"", "\"string\"\nformat = \"hex\"\nmax_len = 32"))
+            .unwrap_err();
+        assert!(err.contains("give it `type = \"uuid\"`"), "{err}");
+        let err = load(&text.replace("\"pseudonymous\"", "\"none\"")).unwrap_err();
+        assert!(
+            err.contains("mark it `personal = \"pseudonymous\"`"),
+            "{err}"
+        );
     }
 
     #[test]

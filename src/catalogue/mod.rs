@@ -357,9 +357,23 @@ impl Catalogue {
     /// Whether a purpose `clause` allows carries the installation id: then
     /// withdrawing the clause replaces the id.
     pub fn clause_carries_installation_id(&self, clause: &str) -> bool {
+        self.clause_carries(clause, INSTALLATION_ID)
+    }
+
+    /// The clauses some purpose of which declares `field`.
+    pub fn clauses_carrying(&self, field: &str) -> Vec<String> {
+        self.clauses()
+            .filter(|c| self.clause_carries(&c.id, field))
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    /// Whether a purpose `clause` allows declares `field` (the installation
+    /// id, the erasure key).
+    pub fn clause_carries(&self, clause: &str, field: &str) -> bool {
         self.purposes()
             .filter(|p| p.clauses.iter().any(|c| c == clause))
-            .any(|p| p.field(INSTALLATION_ID).is_some())
+            .any(|p| p.field(field).is_some())
     }
 
     /// `record` with only the fields its purpose declares, when a built-in

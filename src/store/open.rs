@@ -339,7 +339,9 @@ struct Salvage {
 }
 
 /// Counts the queued records of a quarantined file and reads the identity
-/// worth keeping (installation id, hash key), without changing the file.
+/// worth keeping (installation id, hash key, and the erasure generations:
+/// with the hash key kept, a generation lost would bring back a key a
+/// deletion request already named), without changing the file.
 fn salvage(path: &Path) -> Option<Salvage> {
     let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     let records = connection
@@ -352,7 +354,20 @@ fn salvage(path: &Path) -> Option<Salvage> {
             meta.push((key.to_owned(), value));
         }
     }
+    meta.extend(erasure_generations(&connection));
     Some(Salvage { records, meta })
+}
+
+/// Every `erasure_generation.CLAUSE` entry a file still yields.
+fn erasure_generations(connection: &Connection) -> Vec<(String, String)> {
+    let pattern = format!("{}%", queue::ERASURE_GENERATION);
+    let Ok(mut query) = connection.prepare("SELECT key, value FROM meta WHERE key LIKE ?1") else {
+        return Vec::new();
+    };
+    query
+        .query_map([pattern], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
 }
 
 /// Writes the quarantine into the fresh store: the salvaged identity, the
@@ -463,6 +478,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         filled(dir.path(), 2000);
         let id = Store::open(dir.path()).unwrap().installation_id().unwrap();
+        // A withdrawn clause's erasure key stays withdrawn.
+        let erasure = Store::open(dir.path())
+            .unwrap()
+            .write(|c| queue::rotate_erasure_key(c, "marketing", "withdrawn"))
+            .unwrap();
         let db = dir.path().join(DATABASE_FILE);
         // Checkpointed by the last close: the WAL is empty or gone.
         let mut bytes = std::fs::read(&db).unwrap();
@@ -477,6 +497,11 @@ mod tests {
         assert!(event.reason.contains("damaged"), "{event}");
         assert!(event.moved_to.as_ref().unwrap().exists());
         assert_eq!(store.installation_id().unwrap(), id, "identity salvaged");
+        assert_eq!(
+            store.read(|c| queue::erasure_key(c, "marketing")).unwrap(),
+            erasure,
+            "not back to a key a deletion request named"
+        );
         // Every record off the damaged page is queued again, under its own
         // rowid; the ones on it are lost.
         let recovered = event.recovered.expect("recovered");

@@ -140,25 +140,56 @@ async fn grant_revoke_renewal_region_and_policy_each_leave_one_receipt() {
     assert!(history.contains("region_change"), "{history}");
 }
 
+fn deletions(world: &World) -> Vec<consentry::upload::protocol::DeletionEnvelope> {
+    world
+        .receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| r.deletion)
+        .collect()
+}
+
+/// `count` promotions records through the ingest socket, then a flush.
+async fn promotions(world: &World, count: usize) {
+    let lines: String = (0..count)
+        .map(|i| {
+            format!(
+                "{{\"kind\":\"record\",\"purpose\":\"promotions\",\"fields\":{{\"settings_id\":\"s-{i}\",\"service_user_id\":\"user-42\"}}}}\n"
+            )
+        })
+        .collect();
+    let out = world.emit(&["-"], lines.as_bytes()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    world.ok(&["flush"]).await;
+}
+
+/// The erasure key a delivered record carries.
+fn erasure_key(record: &crate::support::Received) -> &str {
+    record.fields["erasure_key"].as_str().unwrap()
+}
+
+/// Issue 20, item 4 D: a withdrawal's request names what the clause's
+/// records carry. Every promotions record sent under one acceptance of
+/// `marketing` carries the key its withdrawal's request names, and no
+/// record sent after a new grant does; none carries the installation id,
+/// and neither does the request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_withdrawal_sends_one_deletion_request_only_where_the_clause_declares_one() {
+async fn a_receiver_matches_every_record_of_a_withdrawn_clause_and_none_sent_after_a_new_grant() {
     let world = World::with_eula_answering(200).await;
     world.ok(&["consent", "grant", "marketing"]).await;
     let daemon = world.spawn_daemon().await;
-    world.ok(&["flush"]).await;
+    promotions(&world, 3).await;
     let installation_id = world.delivered("update_identity")[0].fields["installation_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let deletions = |world: &World| -> Vec<consentry::upload::protocol::DeletionEnvelope> {
-        world
-            .receiver
-            .requests()
-            .into_iter()
-            .filter(|r| r.status == 200)
-            .filter_map(|r| r.deletion)
-            .collect()
-    };
+    let before = world.delivered("promotions");
+    assert_eq!(before.len(), 3);
     assert!(deletions(&world).is_empty());
 
     // marketing declares a deletion request: exactly one arrives, once.
@@ -170,17 +201,40 @@ async fn a_withdrawal_sends_one_deletion_request_only_where_the_clause_declares_
     let request = &sent[0].request;
     assert_eq!(sent[0].kind, "deletion_request");
     assert_eq!(request.clause.id, "marketing");
-    assert_eq!(request.installation_id.to_string(), installation_id);
     assert_eq!(
         request.purposes,
         ["promotions"],
         "the withdrawn purposes, nothing else"
     );
+    let named = request
+        .erasure_key
+        .expect("the key its records carry")
+        .to_string();
+    assert_eq!(request.installation_id, None, "its records do not carry it");
+    // The receiver finds every record sent under the clause by the key.
+    assert!(before.iter().all(|r| erasure_key(r) == named), "{before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|r| !serde_json::Value::Object(r.fields.clone())
+                .to_string()
+                .contains(&installation_id)),
+        "promotions records stay unlinked to the installation id"
+    );
     let history = world.ok(&["history", "--kind", "deletion-request"]).await;
     assert!(
-        history.contains("queued") && history.contains("sent"),
+        history.contains("queued") && history.contains("sent") && history.contains("erasure key"),
         "{history}"
     );
+
+    // Granted again: a new key, which the request does not name and which
+    // cannot be linked to the last.
+    world.ok(&["consent", "grant", "marketing"]).await;
+    promotions(&world, 2).await;
+    let after = &world.delivered("promotions")[3..];
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().all(|r| erasure_key(r) != named), "{after:?}");
+    assert_eq!(erasure_key(&after[0]), erasure_key(&after[1]));
 
     // The EULA declares none: withdrawing it sends nothing at all.
     let before = world.receiver.requests().len();

@@ -245,6 +245,9 @@ fn the_installation_id_and_the_erasure_key_are_the_agent_s_to_fill() {
     refused(
         r#"{"kind":"record","purpose":"third_party_user_count","fields":{"installation_id":"6f1d3b1e-9a4e-4a53-8d0e-1c2b3a4d5e6f"}}"#,
     );
+    refused(
+        r#"{"kind":"record","purpose":"promotions","fields":{"erasure_key":"6f1d3b1e-9a4e-4a53-8d0e-1c2b3a4d5e6f"}}"#,
+    );
     // A purpose that declares neither gets neither.
     let line = r#"{"kind":"record","purpose":"ksn_threat_reports","fields":{"object_size":68}}"#;
     let Ok(Outcome::Record(record)) = parse(line) else {
