@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::shape::Declared;
 use super::{
-    Basis, Catalogue, Clause, ClauseKind, ERASURE_KEY, Field, FieldType, Format, Personal,
-    Priority, Purpose, Region, Transform,
+    Basis, Catalogue, Clause, ClauseKind, ERASURE_KEY, Field, FieldType, Format, INSTALLATION_ID,
+    Personal, Priority, Purpose, Region, Transform,
 };
 use crate::clock::HumanDuration;
 use crate::document::{Document, Problems};
@@ -45,7 +45,7 @@ struct RawClause {
     #[serde(default)]
     regions: Vec<Region>,
     #[serde(default)]
-    deletion_request: bool,
+    deletion_request: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +130,8 @@ pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> 
         }
     }
 
+    deletion_requests_can_be_matched(&raw.clauses, &purposes, &mut at);
+
     if problems.is_empty() {
         Ok(Catalogue { clauses, purposes })
     } else {
@@ -173,7 +175,10 @@ fn clauses(raw: &[RawClause], at: &mut At) -> BTreeMap<String, Clause> {
                 .map(|r| r.get_ref().clone())
                 .collect(),
             regions: raw_clause.regions.clone(),
-            deletion_request: raw_clause.deletion_request,
+            deletion_request: raw_clause
+                .deletion_request
+                .as_ref()
+                .is_some_and(|d| *d.get_ref()),
         };
         if clauses.insert(id.clone(), clause).is_some() {
             at(
@@ -324,6 +329,41 @@ fn fields(id: &str, raw: &[RawField], at: &mut At) -> Vec<Field> {
         });
     }
     fields
+}
+
+/// A clause that promises a deletion request must be able to keep it:
+/// every purpose it allows carries a key the request can name (the
+/// installation id, or an erasure key). Reported at `deletion_request`.
+fn deletion_requests_can_be_matched(
+    raw: &[RawClause],
+    purposes: &BTreeMap<String, Purpose>,
+    at: &mut At,
+) {
+    for clause in raw {
+        let Some(promise) = clause.deletion_request.as_ref().filter(|d| *d.get_ref()) else {
+            continue;
+        };
+        let id = clause.id.get_ref();
+        let unmatched: Vec<&str> = purposes
+            .values()
+            .filter(|p| p.clauses.contains(id))
+            .filter(|p| p.field(INSTALLATION_ID).is_none() && p.field(ERASURE_KEY).is_none())
+            .map(|p| p.id.as_str())
+            .collect();
+        if !unmatched.is_empty() {
+            at(
+                promise.span(),
+                format!(
+                    "clause `{id}` promises a deletion request, but the records of {} carry neither `{INSTALLATION_ID}` nor `{ERASURE_KEY}`, so no request could find them: give each an `{ERASURE_KEY}` field (uuid, pseudonymous), or remove `deletion_request` and say in docs/consent.md why they stay unlinkable",
+                    unmatched
+                        .iter()
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
 }
 
 /// A purpose's `erasure_key` links its records for one thing only: the
@@ -530,6 +570,24 @@ mod tests {
             err.contains("mark it `personal = \"pseudonymous\"`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_deletion_request_nothing_could_match_is_refused_at_its_promise() {
+        let text = "schema = 1\n[[clause]]\nid = \"k\"\ntitle = \"t\"\nkind = \"voluntary\"\nversion = 1\ntext = \"x\"\ndeletion_request = true\n[[purpose]]\nid = \"counts\"\ntitle = \"t\"\nbasis = \"consent\"\nclauses = [\"k\"]\n[[purpose.field]]\nname = \"n\"\ntype = \"integer\"\ndescription = \"d\"\npersonal = \"none\"\n";
+        let err = load(text).unwrap_err();
+        assert!(err.starts_with("cat.toml:8:20:"), "{err}");
+        assert!(
+            err.contains("clause `k` promises a deletion request, but the records of `counts` carry neither `installation_id` nor `erasure_key`"),
+            "{err}"
+        );
+        // Kept by either key, or not promised.
+        let id = "[[purpose.field]]\nname = \"installation_id\"\ntype = \"uuid\"\ndescription = \"d\"\npersonal = \"pseudonymous\"\n";
+        assert!(load(&format!("{text}{id}")).is_ok());
+        let key = id.replace("installation_id", "erasure_key");
+        assert!(load(&format!("{text}{key}")).is_ok());
+        assert!(load(&text.replace("deletion_request = true\n", "")).is_ok());
+        assert!(load(&text.replace("deletion_request = true", "deletion_request = false")).is_ok());
     }
 
     #[test]

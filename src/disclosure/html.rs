@@ -85,6 +85,7 @@ fn clause_section(out: &mut String, clause: &ClauseDisclosure) {
                 format!("<code>{}</code>", escape(&clause.text_sha256)),
             ),
             ("Takes effect with", requires),
+            ("What was sent, when withdrawn", rich(&clause.erasure)),
         ],
     );
     let _ = writeln!(

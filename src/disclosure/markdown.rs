@@ -61,6 +61,7 @@ fn clause_section(out: &mut String, clause: &ClauseDisclosure) {
         ("Version", clause.version.to_string()),
         ("SHA-256 of the text", format!("`{}`", clause.text_sha256)),
         ("Takes effect with", requires),
+        ("What was sent, when withdrawn", clause.erasure.clone()),
     ] {
         let _ = writeln!(out, "| {key} | {} |", cell(&value));
     }

@@ -15,6 +15,7 @@
 
 pub mod html;
 pub mod markdown;
+mod withdrawal;
 
 use std::time::Duration;
 
@@ -60,6 +61,9 @@ pub struct ClauseDisclosure {
     /// Whether withdrawing it sends one deletion request for what was
     /// sent under it.
     pub deletion_request: bool,
+    /// What withdrawing it does to what was sent: the deletion request
+    /// and the key it names, or why none is sent and what stays linkable.
+    pub erasure: String,
     /// When the text says it carries no personal data while fields it
     /// allows are marked otherwise: the phrase and those fields, which the
     /// document names beside the text rather than repeat it silently.
@@ -137,6 +141,7 @@ impl Disclosure {
                 text_sha256: clause.text_sha256.clone(),
                 requires: applicable_requirements(catalogue, clause, region),
                 deletion_request: clause.deletion_request,
+                erasure: withdrawal::erasure(catalogue, clause),
                 no_personal_data_claim: claims.iter().find(|c| c.clause == clause.id).cloned(),
             })
             .collect();
@@ -164,7 +169,7 @@ impl Disclosure {
                 sale_or_sharing: purpose.sale_or_sharing,
                 retention: duration_in_words(retention),
                 retention_from,
-                withdrawal: withdrawal(purpose.basis, &allowing, region, purpose.sale_or_sharing),
+                withdrawal: withdrawal::of_purpose(purpose, &allowing, region),
                 fields: purpose
                     .fields
                     .iter()
@@ -225,46 +230,6 @@ pub fn minimised(transform: Option<Transform>) -> &'static str {
             "keyed hash: HMAC-SHA-256 with a random key made once for this installation and never sent; the value itself never leaves the computer"
         }
     }
-}
-
-/// How to stop a purpose, in the words of what `consent revoke` does.
-fn withdrawal(
-    basis: Basis,
-    allowing: &[&ClauseDisclosure],
-    region: Region,
-    sale_or_sharing: bool,
-) -> String {
-    let commands = allowing
-        .iter()
-        .map(|c| format!("`consentry consent revoke {}`", c.id))
-        .collect::<Vec<_>>()
-        .join(" or ");
-    let mut text = match basis {
-        Basis::Consent => format!(
-            "Opt-in: nothing is sent until you accept it, and you can withdraw at any time with {commands}. Sending stops at once and the records still queued are deleted."
-        ),
-        Basis::Contract | Basis::LegitimateInterest => format!(
-            "Part of the licence agreement ({}). Withdrawing that clause ({commands}) means you no longer accept the licence terms for data provision: this purpose stops sending at once and its queued records are deleted.",
-            if basis == Basis::Contract {
-                "needed to perform it"
-            } else {
-                "the vendor's legitimate interest, disclosed in it"
-            }
-        ),
-    };
-    if allowing.len() > 1 {
-        text.push_str(" It stops only when no clause allowing it is accepted.");
-    }
-    for clause in allowing.iter().filter(|c| c.deletion_request) {
-        text.push_str(&format!(
-            " Withdrawing {} also asks the vendor to erase what was sent under it: one deletion request that carries only the installation identifier and the purposes withdrawn.",
-            clause.id
-        ));
-    }
-    if sale_or_sharing && region == Region::UsCa {
-        text.push_str(" An opt-out preference signal also stops it (see Opt-out signals).");
-    }
-    text
 }
 
 /// What `consent::registry` honours: in us-ca only, and only for
@@ -571,6 +536,57 @@ mod tests {
         assert!(html::render(&global).contains(
             "<p>This text says &quot;no personal data&quot;, but the agent marks these fields it allows otherwise: <code>ksn_threat_reports.object_sha256</code> (pseudonymous)"
         ));
+    }
+
+    /// Issue 20, item 4 D: per clause, a request that names what its
+    /// records carry, or none, and why they stay unlinkable.
+    #[test]
+    fn each_clause_says_what_withdrawing_it_does_to_what_was_sent() {
+        let catalogue = Catalogue::embedded();
+        let eu = Disclosure::new(&catalogue, Region::Eu, MONTH);
+        let clause = |id: &str| &eu.clauses.iter().find(|c| c.id == id).unwrap().erasure;
+        assert!(
+            clause("ksn").starts_with("Withdrawing it asks for no erasure.")
+                && clause("ksn").contains("carry no identifier of this installation")
+                && clause("ksn").contains("stay unlinkable"),
+            "{}",
+            clause("ksn")
+        );
+        assert!(
+            clause("marketing").contains(
+                "one deletion request naming the erasure key its records carry (`promotions`"
+            ),
+            "{}",
+            clause("marketing")
+        );
+        assert!(
+            clause("third_party_analytics").contains(
+                "one deletion request naming the installation identifier its records carry (`third_party_user_count`)"
+            ),
+            "{}",
+            clause("third_party_analytics")
+        );
+        let purpose = |id: &str| &eu.purposes.iter().find(|p| p.id == id).unwrap().withdrawal;
+        assert!(purpose("ksn_threat_reports").contains(
+            "Withdrawing ksn asks for no erasure: these records carry no identifier of this installation"
+        ));
+        assert!(
+            purpose("promotions")
+                .contains("one deletion request naming the erasure key these records carry")
+        );
+        let global = Disclosure::new(&catalogue, Region::Global, MONTH);
+        let eula = &global.clauses[0].erasure;
+        assert!(
+            eula.contains(
+                "Records of `activation`, `update_identity` keep the installation identifier"
+            ),
+            "{eula}"
+        );
+        let markdown = markdown::render(&eu);
+        assert!(
+            markdown
+                .contains("| What was sent, when withdrawn | Withdrawing it asks for no erasure.")
+        );
     }
 
     #[test]

@@ -248,3 +248,62 @@ async fn a_receiver_matches_every_record_of_a_withdrawn_clause_and_none_sent_aft
     assert_eq!(deletions(&world).len(), 1);
     daemon.terminate().await;
 }
+
+/// `count` third-party user counts through the ingest socket, then a
+/// flush; the component sends no installation id (the agent adds it).
+async fn user_counts(world: &World, count: usize) {
+    let line = "{\"kind\":\"record\",\"purpose\":\"third_party_user_count\",\"fields\":{\"product_name\":\"Suite\",\"os_version\":\"12\"}}\n";
+    let out = world.emit(&["-"], line.repeat(count).as_bytes()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    world.ok(&["flush"]).await;
+}
+
+/// Issue 20, item 4 D: `third_party_analytics`, whose records carry the
+/// installation id, asks for their erasure by it; the id is replaced, so
+/// records sent after a new grant do not match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawing_third_party_analytics_asks_for_erasure_by_the_installation_id_its_records_carry()
+ {
+    let world = World::new().await;
+    world.receiver.set_status(200);
+    world.set_region("eu");
+    for clause in ["eula_regional", "third_party_analytics"] {
+        world.ok(&["consent", "grant", clause]).await;
+    }
+    let daemon = world.spawn_daemon().await;
+    user_counts(&world, 2).await;
+    let id =
+        |r: &crate::support::Received| r.fields["installation_id"].as_str().unwrap().to_owned();
+    let before = world.delivered("third_party_user_count");
+    assert_eq!(before.len(), 2);
+    assert_eq!(id(&before[0]), id(&before[1]));
+
+    world
+        .ok(&["consent", "revoke", "third_party_analytics"])
+        .await;
+    world.ok(&["flush"]).await;
+    let sent = deletions(&world);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let request = &sent[0].request;
+    assert_eq!(request.clause.id, "third_party_analytics");
+    assert_eq!(request.purposes, ["third_party_user_count"]);
+    assert_eq!(request.erasure_key, None);
+    let named = request
+        .installation_id
+        .expect("the id its records carry")
+        .to_string();
+    assert!(before.iter().all(|r| id(r) == named), "{before:?}");
+
+    world
+        .ok(&["consent", "grant", "third_party_analytics"])
+        .await;
+    user_counts(&world, 1).await;
+    let after = &world.delivered("third_party_user_count")[2..];
+    assert_eq!(after.len(), 1);
+    assert_ne!(id(&after[0]), named, "replaced at the withdrawal");
+    daemon.terminate().await;
+}
