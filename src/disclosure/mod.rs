@@ -538,57 +538,6 @@ mod tests {
         ));
     }
 
-    /// Issue 20, item 4 D: per clause, a request that names what its
-    /// records carry, or none, and why they stay unlinkable.
-    #[test]
-    fn each_clause_says_what_withdrawing_it_does_to_what_was_sent() {
-        let catalogue = Catalogue::embedded();
-        let eu = Disclosure::new(&catalogue, Region::Eu, MONTH);
-        let clause = |id: &str| &eu.clauses.iter().find(|c| c.id == id).unwrap().erasure;
-        assert!(
-            clause("ksn").starts_with("Withdrawing it asks for no erasure.")
-                && clause("ksn").contains("carry no identifier of this installation")
-                && clause("ksn").contains("stay unlinkable"),
-            "{}",
-            clause("ksn")
-        );
-        assert!(
-            clause("marketing").contains(
-                "one deletion request naming the erasure key its records carry (`promotions`"
-            ),
-            "{}",
-            clause("marketing")
-        );
-        assert!(
-            clause("third_party_analytics").contains(
-                "one deletion request naming the installation identifier its records carry (`third_party_user_count`)"
-            ),
-            "{}",
-            clause("third_party_analytics")
-        );
-        let purpose = |id: &str| &eu.purposes.iter().find(|p| p.id == id).unwrap().withdrawal;
-        assert!(purpose("ksn_threat_reports").contains(
-            "Withdrawing ksn asks for no erasure: these records carry no identifier of this installation"
-        ));
-        assert!(
-            purpose("promotions")
-                .contains("one deletion request naming the erasure key these records carry")
-        );
-        let global = Disclosure::new(&catalogue, Region::Global, MONTH);
-        let eula = &global.clauses[0].erasure;
-        assert!(
-            eula.contains(
-                "Records of `activation`, `update_identity` keep the installation identifier"
-            ),
-            "{eula}"
-        );
-        let markdown = markdown::render(&eu);
-        assert!(
-            markdown
-                .contains("| What was sent, when withdrawn | Withdrawing it asks for no erasure.")
-        );
-    }
-
     #[test]
     fn durations_read_as_people_write_them() {
         assert_eq!(duration_in_words(Duration::from_secs(86_400)), "1 day");
