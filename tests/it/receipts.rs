@@ -182,7 +182,8 @@ fn erasure_key(record: &crate::support::Received) -> &str {
 async fn a_receiver_matches_every_record_of_a_withdrawn_clause_and_none_sent_after_a_new_grant() {
     let world = World::with_eula_answering(200).await;
     world.ok(&["consent", "grant", "marketing"]).await;
-    let daemon = world.spawn_daemon().await;
+    let mut daemon = world.spawn_daemon().await;
+    daemon.drain_log();
     promotions(&world, 3).await;
     let installation_id = world.delivered("update_identity")[0].fields["installation_id"]
         .as_str()
@@ -274,7 +275,8 @@ async fn withdrawing_third_party_analytics_asks_for_erasure_by_the_installation_
     for clause in ["eula_regional", "third_party_analytics"] {
         world.ok(&["consent", "grant", clause]).await;
     }
-    let daemon = world.spawn_daemon().await;
+    let mut daemon = world.spawn_daemon().await;
+    daemon.drain_log();
     user_counts(&world, 2).await;
     let id =
         |r: &crate::support::Received| r.fields["installation_id"].as_str().unwrap().to_owned();
