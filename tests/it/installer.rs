@@ -195,7 +195,7 @@ async fn a_decline_is_one_declared_receipt_and_changes_nothing_with_or_without_a
     assert_declared_by_installer(&receipt, "decline", "ksn");
     assert_eq!(receipt["previous_state"], "not accepted");
     assert_eq!(receipt["new_state"], "not accepted");
-    assert_eq!(receipt["clause"]["version"], 3);
+    assert_eq!(receipt["clause"]["version"], 4);
 
     // With a daemon: recorded before it answers; nothing else moves.
     let daemon = world.spawn_daemon().await;
@@ -224,7 +224,7 @@ async fn a_decline_is_one_declared_receipt_and_changes_nothing_with_or_without_a
     let history = world.ok(&["consent", "history"]).await;
     assert!(
         history.contains(
-            "decline       ksn v3               not accepted -> not accepted  (cli, global)"
+            "decline       ksn v4               not accepted -> not accepted  (cli, global)"
         ),
         "{history}"
     );

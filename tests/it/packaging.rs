@@ -313,7 +313,7 @@ async fn a_person_s_yes_is_granted_and_a_no_declined_as_the_installer_s() {
 
     // dpkg-reconfigure asks again; this time the person says yes.
     let said = package.reconfigure("teletype", "yes\n").await;
-    assert!(said.contains("accepted ksn version 3"), "{said}");
+    assert!(said.contains("accepted ksn version 4"), "{said}");
     assert_eq!(ksn_state(&world).await, "\"accepted\" \"installer\"");
     let receipts = ksn_receipts(&world).await;
     assert_eq!(receipts.len(), 2, "{receipts:#?}");
