@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 
 use std::path::Path;
 
-use crate::catalogue::{Catalogue, CheckError};
+use crate::catalogue::{Catalogue, CheckError, ERASURE_KEY};
 use crate::clock::rfc3339;
 use crate::consent::{Decision, Jurisdiction, Registry};
 use std::borrow::Cow;
@@ -104,6 +104,10 @@ pub struct Gate {
     /// The per-installation key of `keyed_hash` fields; until it is set,
     /// such fields are dropped.
     hash_key: std::sync::OnceLock<HashKey>,
+    /// Each clause's erasure key now (`privacy::erasure_key`), put in the
+    /// `erasure_key` field of its records; replaced at each withdrawal.
+    /// Until a clause's is set, its purposes that carry one send nothing.
+    erasure_keys: ArcSwap<BTreeMap<String, uuid::Uuid>>,
     /// Since this gate was made (the daemon's start). Locked only on the
     /// refusal path.
     refused: Mutex<RefusedValues>,
@@ -116,6 +120,7 @@ impl Gate {
             catalogue,
             decisions: ArcSwap::from_pointee(registry),
             hash_key: std::sync::OnceLock::new(),
+            erasure_keys: ArcSwap::default(),
             refused: Mutex::default(),
         }
     }
@@ -123,6 +128,16 @@ impl Gate {
     /// Sets the installation's key for `keyed_hash` fields (once).
     pub fn set_hash_key(&self, key: HashKey) {
         let _ = self.hash_key.set(key);
+    }
+
+    /// Puts `key` in use as `clause`'s erasure key: the records it allows
+    /// from now on carry it (at start, and after each withdrawal).
+    pub fn set_erasure_key(&self, clause: &str, key: uuid::Uuid) {
+        self.erasure_keys.rcu(|keys| {
+            let mut keys = BTreeMap::clone(keys);
+            keys.insert(clause.to_owned(), key);
+            keys
+        });
     }
 
     pub fn catalogue(&self) -> &Catalogue {
@@ -246,14 +261,37 @@ impl Gate {
         if *purpose != record.purpose {
             return Err(not_allowed("the decision is for another purpose"));
         }
+        let fields = self
+            .with_erasure_key(&record.purpose, clause, fields)
+            .ok_or_else(|| not_allowed("its clause's erasure key is not known yet"))?;
         Ok(GatedRecord {
             purpose: record.purpose.clone(),
             clause: clause.clone(),
             clause_version: *version,
             clause_sha256: sha.clone(),
             collected_at: rfc3339(record.collected_at),
-            fields_json: serde_json::to_string(fields).expect("fields always serialize"),
+            fields_json: serde_json::to_string(&*fields).expect("fields always serialize"),
         })
+    }
+
+    /// `fields` with the allowing clause's erasure key, for a purpose that
+    /// carries one (whatever the record held there: the key is the
+    /// gate's); `None` when that key is not known, so that no record
+    /// leaves without what its deletion request will name.
+    fn with_erasure_key<'f>(
+        &self,
+        purpose: &str,
+        clause: &str,
+        fields: &'f BTreeMap<String, FieldValue>,
+    ) -> Option<Cow<'f, BTreeMap<String, FieldValue>>> {
+        let declared = self.catalogue.purpose(purpose);
+        if declared.is_none_or(|p| p.field(ERASURE_KEY).is_none()) {
+            return Some(Cow::Borrowed(fields));
+        }
+        let key = *self.erasure_keys.load().get(clause)?;
+        let mut fields = fields.clone();
+        fields.insert(ERASURE_KEY.to_owned(), FieldValue::Uuid(key));
+        Some(Cow::Owned(fields))
     }
 
     /// The record's fields after every transform the catalogue declares:
@@ -391,6 +429,43 @@ mod tests {
         let codes = &counts["installation_errors"];
         assert_eq!((codes["personal_data"], codes["out_of_shape"]), (1, 1));
         assert_eq!(blocked.refused()["installation_errors"]["personal_data"], 1);
+    }
+
+    #[test]
+    fn a_clause_s_records_carry_its_erasure_key_and_none_leaves_without_it() {
+        let catalogue = Catalogue::embedded();
+        let mut consents = Consents::default();
+        consents.accept_for_tests(&catalogue, "eula");
+        consents.accept_for_tests(&catalogue, "marketing");
+        let registry = Registry::evaluate(&catalogue, &consents, Region::Global);
+        let gate = Gate::with_registry(catalogue, registry);
+        let mut record = Record::new("promotions");
+        record.set("settings_id", FieldValue::String("s-1".into()));
+        // No key known yet: nothing leaves that its request could not name.
+        assert!(matches!(
+            gate.admit(&record),
+            Err(Refusal::NotAllowed { reason, .. }) if reason.contains("erasure key")
+        ));
+        let key = uuid::Uuid::new_v4();
+        gate.set_erasure_key("marketing", key);
+        let gated = gate.admit(&record).unwrap();
+        let fields: serde_json::Value = serde_json::from_str(gated.fields_json()).unwrap();
+        assert_eq!(fields["erasure_key"], key.to_string());
+        // Whatever the record held there, the key is the gate's.
+        record.set("erasure_key", FieldValue::Uuid(uuid::Uuid::new_v4()));
+        let fields: serde_json::Value =
+            serde_json::from_str(gate.admit(&record).unwrap().fields_json()).unwrap();
+        assert_eq!(fields["erasure_key"], key.to_string());
+        // A purpose without the field gets none.
+        let mut update = Record::new("update_identity");
+        update.set("product_id", FieldValue::String("p".into()));
+        assert!(
+            !gate
+                .admit(&update)
+                .unwrap()
+                .fields_json()
+                .contains("erasure_key")
+        );
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub struct Preflight {
     pub state_dir_exists: bool,
     /// Whether `runtime_dir` exists already.
     pub runtime_dir_exists: bool,
-    /// Things that work but deserve a look (a token file others can read).
+    /// Things that work but deserve a look (a token file others can read,
+    /// a clause text that says it carries no personal data while fields it
+    /// allows are marked otherwise).
     pub warnings: Vec<String>,
 }
 
@@ -73,9 +75,18 @@ pub fn run(config: &Config) -> Result<Preflight, PreflightError> {
             )));
         }
     }
+    // A clause text that says it carries no personal data while its fields
+    // are marked otherwise: the vendor's to fix, never repeated in silence.
+    let mut warnings = transport.warnings().to_vec();
+    warnings.extend(
+        catalogue
+            .contradicted_claims()
+            .iter()
+            .map(|c| c.to_string()),
+    );
     Ok(Preflight {
         catalogue,
-        warnings: transport.warnings().to_vec(),
+        warnings,
         transport,
         state_dir_exists,
         runtime_dir_exists,

@@ -12,12 +12,16 @@ use toml::Spanned;
 
 use super::shape::Declared;
 use super::{
-    ActivationMethod, Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Format, Priority,
-    Purpose, Region, Transform,
+    ActivationMethod, Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Format, Personal,
+    Priority, Purpose, Region, Transform,
 };
 use crate::clock::HumanDuration;
 use crate::document::{Document, Problems};
 use crate::privacy::personal::Kind;
+
+mod erasure;
+
+use erasure::{deletion_requests_can_be_matched, erasure_key_serves_a_request};
 
 /// The only catalogue schema this build understands.
 const SCHEMA: u32 = 1;
@@ -45,7 +49,7 @@ struct RawClause {
     #[serde(default)]
     regions: Vec<Region>,
     #[serde(default)]
-    deletion_request: bool,
+    deletion_request: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +91,10 @@ struct RawField {
     max_len: Option<Spanned<usize>>,
     #[serde(default)]
     allows: Option<Spanned<Vec<Kind>>>,
+    /// What the field is as personal data: required (`personal`); an
+    /// `Option` only so that a missing one is reported at the field.
+    #[serde(default)]
+    personal: Option<Spanned<Personal>>,
 }
 
 /// An identifier people type on the command line: `[a-z0-9_-]+`.
@@ -128,6 +136,8 @@ pub(super) fn from_document(document: &Document) -> Result<Catalogue, Problems> 
             );
         }
     }
+
+    deletion_requests_can_be_matched(&raw.clauses, &purposes, &mut at);
 
     if problems.is_empty() {
         Ok(Catalogue { clauses, purposes })
@@ -172,7 +182,10 @@ fn clauses(raw: &[RawClause], at: &mut At) -> BTreeMap<String, Clause> {
                 .map(|r| r.get_ref().clone())
                 .collect(),
             regions: raw_clause.regions.clone(),
-            deletion_request: raw_clause.deletion_request,
+            deletion_request: raw_clause
+                .deletion_request
+                .as_ref()
+                .is_some_and(|d| *d.get_ref()),
         };
         if clauses.insert(id.clone(), clause).is_some() {
             at(
@@ -250,6 +263,7 @@ fn purpose(raw: &RawPurpose, clauses: &BTreeMap<String, Clause>, at: &mut At) ->
     if raw.fields.is_empty() {
         at(raw.id.span(), format!("purpose `{id}` declares no field"));
     }
+    erasure_key_serves_a_request(raw, clauses, at);
     Purpose {
         id: id.clone(),
         title: raw.title.clone(),
@@ -339,10 +353,38 @@ fn fields(id: &str, raw: &[RawField], at: &mut At) -> Vec<Field> {
             ty: field.ty,
             description: field.description.get_ref().clone(),
             transform: field.transform.as_ref().map(|t| *t.get_ref()),
+            personal: personal(&declared, field.personal.as_ref(), at),
             shape: declared.shape(at),
         });
     }
     fields
+}
+
+/// The field's mark as personal data, which every field must give: a
+/// default would hide the decision. A keyed hash is a stable pseudonym of
+/// what it hashes, never `none`.
+fn personal(declared: &Declared, personal: Option<&Spanned<Personal>>, at: &mut At) -> Personal {
+    let name = &declared.name;
+    let Some(personal) = personal else {
+        at(
+            declared.name_span.clone(),
+            format!(
+                "field `{name}` does not say what it is as personal data: add `personal`, one of {} (docs/consent.md, \"Personal data\")",
+                Personal::NAMES
+            ),
+        );
+        return Personal::Identifying;
+    };
+    let transform = declared.transform.map(|t| *t.get_ref());
+    if transform == Some(Transform::KeyedHash) && *personal.get_ref() == Personal::None {
+        at(
+            personal.span(),
+            format!(
+                "field `{name}` is a keyed hash, the same for the same value on this installation: a pseudonym, so at least `personal = \"pseudonymous\"`"
+            ),
+        );
+    }
+    *personal.get_ref()
 }
 
 #[cfg(test)]
@@ -363,7 +405,7 @@ mod tests {
     #[test]
     fn purpose_naming_an_undefined_clause_is_located() {
         let text = format!(
-            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"nope\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"nope\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\npersonal = \"none\"\n"
         );
         let err = load(&text).unwrap_err();
         assert!(err.starts_with("cat.toml:12:"), "{err}");
@@ -373,7 +415,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_at_once() {
         let text = format!(
-            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = []\n[[purpose]]\nid = \"Bad Id\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = []\n[[purpose]]\nid = \"Bad Id\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\npersonal = \"none\"\n"
         );
         let err = load(&text).unwrap_err();
         assert!(err.contains("names no clause"), "{err}");
@@ -384,7 +426,7 @@ mod tests {
     #[test]
     fn a_consent_purpose_bundled_with_the_eula_is_refused_at_its_clause() {
         let text = format!(
-            "{CLAUSE}[[purpose]]\nid = \"ads\"\ntitle = \"t\"\nbasis = \"consent\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"ads\"\ntitle = \"t\"\nbasis = \"consent\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\npersonal = \"none\"\n"
         );
         let err = load(&text).unwrap_err();
         assert!(err.starts_with("cat.toml:12:12:"), "{err}");
@@ -399,7 +441,7 @@ mod tests {
     #[test]
     fn retention_is_optional_and_a_bad_one_is_located() {
         let purpose = format!(
-            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\npersonal = \"none\"\n"
         );
         let none = load(&purpose).unwrap();
         assert_eq!(none.purpose("p").unwrap().retention, None);
@@ -416,7 +458,7 @@ mod tests {
     #[test]
     fn after_activation_is_code_or_nothing_and_a_key_file_is_located() {
         let purpose = format!(
-            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\npersonal = \"none\"\n"
         );
         let with =
             |value: &str| purpose.replace("basis", &format!("after_activation = {value}\nbasis"));
@@ -442,6 +484,51 @@ mod tests {
         let err = load(&with("\"coupon\"")).unwrap_err();
         assert!(err.starts_with("cat.toml:11:"), "{err}");
         assert!(err.contains("coupon"), "{err}");
+    }
+
+    #[test]
+    fn every_field_says_what_it_is_as_personal_data_or_is_refused_at_its_name() {
+        let purpose = format!(
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\npersonal = \"none\"\n"
+        );
+        let marked = load(&purpose).unwrap();
+        assert_eq!(
+            marked.purpose("p").unwrap().fields[0].personal,
+            Personal::None
+        );
+        let pseudonymous = purpose.replace("\"none\"", "\"pseudonymous\"");
+        assert_eq!(
+            load(&pseudonymous).unwrap().purpose("p").unwrap().fields[0].personal,
+            Personal::Pseudonymous
+        );
+
+        // No default hides the decision: each missing mark is one problem,
+        // at its field's name.
+        let unmarked = purpose.replace("personal = \"none\"\n", "");
+        let two = format!(
+            "{unmarked}[[purpose.field]]\nname = \"b\"\ntype = \"integer\"\ndescription = \"d\"\n"
+        );
+        let err = load(&two).unwrap_err();
+        assert!(
+            err.contains("cat.toml:14:8: field `p.a` does not say what it is as personal data"),
+            "{err}"
+        );
+        assert!(err.contains("cat.toml:18:8: field `p.b`"), "{err}");
+        assert!(
+            err.contains("\"none\", \"pseudonymous\" or \"identifying\""),
+            "{err}"
+        );
+
+        let unknown = purpose.replace("\"none\"", "\"somewhat\"");
+        let err = load(&unknown).unwrap_err();
+        assert!(err.starts_with("cat.toml:17:"), "{err}");
+
+        // A keyed hash is a pseudonym of what it hashes.
+        let hashed = purpose.replace("\"integer\"", "\"string\"\ntransform = \"keyed_hash\"");
+        let err = load(&hashed).unwrap_err();
+        assert!(err.starts_with("cat.toml:18:12:"), "{err}");
+        assert!(err.contains("keyed hash"), "{err}");
+        assert!(load(&hashed.replace("\"none\"", "\"pseudonymous\"")).is_ok());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 mod activation;
 mod builtin;
 mod load;
+mod personal;
 mod shape;
 
 use std::collections::BTreeMap;
@@ -28,10 +29,24 @@ use crate::document::{Document, ReadError};
 pub use crate::privacy::Transform;
 use crate::privacy::personal::Kind;
 use crate::record::{FieldValue, Record};
+pub use personal::{Contradiction, MarkedField, NO_PERSONAL_DATA_CLAIMS, Personal};
 pub use shape::{Format, LOCALE_MAX_BYTES, Misfit, Shape, Unfit};
 
 pub use activation::ActivationMethod;
 pub use builtin::BuiltIn;
+
+/// The field that carries the installation id, filled by the agent (the
+/// collect context), never by a component.
+pub const INSTALLATION_ID: &str = "installation_id";
+
+/// The field that carries a clause's erasure key, which the clause's
+/// deletion request names: filled by the gate, never by a component
+/// (`privacy::erasure_key`).
+pub const ERASURE_KEY: &str = "erasure_key";
+
+/// Fields only the agent fills: a component may not send them, so what a
+/// deletion request names is what the records carry.
+pub const AGENT_FIELDS: [&str; 2] = [INSTALLATION_ID, ERASURE_KEY];
 
 /// The default built-in catalogue's text (`kis`).
 pub const EMBEDDED: &str = builtin::KIS;
@@ -145,6 +160,9 @@ pub struct Field {
     /// could identify a person (`privacy`). Serialized as `null` when
     /// there is none, so `consent show --json` has one shape.
     pub transform: Option<Transform>,
+    /// What the value is as personal data (`none`, `pseudonymous`,
+    /// `identifying`): the catalogue author's decision, required.
+    pub personal: Personal,
     /// What a string value may be (`format`, `values`, `max_len`,
     /// `allows`); the gate refuses a record whose value does not fit.
     #[serde(skip)]
@@ -346,9 +364,23 @@ impl Catalogue {
     /// Whether a purpose `clause` allows carries the installation id: then
     /// withdrawing the clause replaces the id.
     pub fn clause_carries_installation_id(&self, clause: &str) -> bool {
+        self.clause_carries(clause, INSTALLATION_ID)
+    }
+
+    /// The clauses some purpose of which declares `field`.
+    pub fn clauses_carrying(&self, field: &str) -> Vec<String> {
+        self.clauses()
+            .filter(|c| self.clause_carries(&c.id, field))
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    /// Whether a purpose `clause` allows declares `field` (the installation
+    /// id, the erasure key).
+    pub fn clause_carries(&self, clause: &str, field: &str) -> bool {
         self.purposes()
             .filter(|p| p.clauses.iter().any(|c| c == clause))
-            .any(|p| p.field("installation_id").is_some())
+            .any(|p| p.field(field).is_some())
     }
 
     /// `record` with only the fields its purpose declares, when a built-in
@@ -467,6 +499,26 @@ mod tests {
             catalogue.clause("ksn").unwrap().requires,
             vec!["eula", "eula_regional"]
         );
+    }
+
+    /// Each field tied to a sentence of its product's seed
+    /// (docs/catalogue.md): seed 000's "global distribution of the
+    /// Software" covers its version through the definition of "the
+    /// Software"; seed 002's "territorial distribution of software" names
+    /// no version.
+    #[test]
+    fn geo_distribution_sends_only_what_its_seed_names() {
+        let names = |builtin| {
+            let catalogue = Catalogue::builtin(builtin);
+            let purpose = catalogue.purpose("geo_distribution").cloned();
+            purpose.map(|p| p.fields.into_iter().map(|f| f.name).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            names(BuiltIn::Kis).unwrap(),
+            ["product_id", "product_version", "country_code"]
+        );
+        assert_eq!(names(BuiltIn::Kes).unwrap(), ["product_id", "country_code"]);
+        assert_eq!(names(BuiltIn::Ksv), None, "seed 004 has no such purpose");
     }
 
     #[test]

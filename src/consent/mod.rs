@@ -8,6 +8,7 @@
 //! different text allows nothing until it is renewed.
 
 pub mod act;
+mod deletion;
 mod file;
 mod lock;
 mod policy;

@@ -134,7 +134,7 @@ fn catalogue_text(clauses: &[GenClause], purposes: &[GenPurpose]) -> String {
         ));
         for f in 0..purpose.fields {
             text.push_str(&format!(
-                "[[purpose.field]]\nname = \"f{f}\"\ntype = \"string\"\nformat = \"text\"\nmax_len = 64\ndescription = \"d\"\n"
+                "[[purpose.field]]\nname = \"f{f}\"\ntype = \"string\"\nformat = \"text\"\nmax_len = 64\ndescription = \"d\"\npersonal = \"none\"\n"
             ));
         }
     }

@@ -30,6 +30,8 @@ use super::{Consents, Jurisdiction};
 use crate::catalogue::Catalogue;
 use crate::clock::rfc3339;
 
+pub use super::deletion::{DeletionRequest, RecordKeys};
+
 /// The receipt format this agent writes.
 pub const RECEIPT_VERSION: &str = "KI-CR-v1.1.0";
 
@@ -595,7 +597,7 @@ mod tests {
         let receipt = declined(&act, &catalogue, "eu").unwrap();
         assert_eq!(receipt.event, Event::Decline);
         assert_eq!(receipt.event.as_str(), "decline");
-        assert_eq!(receipt.subject(), "ksn v4");
+        assert_eq!(receipt.subject(), format!("ksn v{}", ksn.version));
         assert_eq!(receipt.timestamp, act.at);
         assert_eq!(receipt.act_id, Some(act.id));
         assert!(receipt.is_declared() && receipt.observed.is_none());
@@ -625,42 +627,5 @@ mod tests {
         };
         assert_eq!(withdrawn.clone().after(&[receipt]), withdrawn);
         assert_eq!(after.accepted.len(), 2);
-    }
-}
-
-/// What a withdrawal asks the receiver to erase, for a clause that
-/// declares `deletion_request`: the pseudonymous installation id the
-/// records carried under it, and the purposes withdrawn. Nothing else.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeletionRequest {
-    pub request_id: Uuid,
-    pub requested_at: String,
-    pub clause: ClauseRef,
-    pub installation_id: Uuid,
-    pub purposes: Vec<String>,
-}
-
-impl DeletionRequest {
-    /// The request a withdrawal `receipt` makes, if its clause declares
-    /// one.
-    pub fn for_withdrawal(
-        receipt: &Receipt,
-        catalogue: &Catalogue,
-        installation_id: Uuid,
-    ) -> Option<Self> {
-        if receipt.event != Event::Revoke {
-            return None;
-        }
-        let clause = receipt.clause.as_ref()?;
-        if !catalogue.clause(&clause.id)?.deletion_request {
-            return None;
-        }
-        Some(Self {
-            request_id: Uuid::new_v4(),
-            requested_at: receipt.timestamp.clone(),
-            clause: clause.clone(),
-            installation_id,
-            purposes: receipt.purposes.iter().map(|p| p.purpose.clone()).collect(),
-        })
     }
 }

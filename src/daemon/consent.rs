@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::Agent;
-use crate::catalogue::Catalogue;
+use crate::catalogue::{Catalogue, ERASURE_KEY};
 use crate::collect::ksn;
 use crate::consent::receipt::{Event, Provenance, Receipt, Snapshot};
 use crate::consent::{Act, ActKind, ConsentLock, Consents, Reading, Registry};
@@ -91,6 +91,8 @@ pub struct Applied {
     pub awaiting_confirmation: bool,
     /// The installation id that replaced the old one, if it was replaced.
     pub new_installation_id: Option<uuid::Uuid>,
+    /// The erasure keys that replaced those of withdrawn clauses.
+    pub new_erasure_keys: Vec<(String, uuid::Uuid)>,
     /// What the store records as in force now.
     pub snapshot: Option<Snapshot>,
 }
@@ -278,9 +280,7 @@ impl ConsentOwner {
     /// put in use, and the decisions published again knowing which blocks
     /// are withdrawals.
     fn committed(&mut self, agent: &Agent, applied: &mut Applied) {
-        if let Some(id) = applied.new_installation_id {
-            agent.context.set_installation_id(id);
-        }
+        put_in_use(agent, applied);
         if let Some(snapshot) = &applied.snapshot {
             let current = (*agent.gate.registry()).clone();
             let knowing = current.knowing_withdrawals(agent.gate.catalogue(), &snapshot.withdrawn);
@@ -317,9 +317,7 @@ impl ConsentOwner {
         if let Some(snapshot) = applied.snapshot.take() {
             self.recorded = Some(snapshot);
         }
-        if let Some(id) = applied.new_installation_id {
-            agent.context.set_installation_id(id);
-        }
+        put_in_use(agent, &applied);
         after_commit(&applied);
         Ok(applied)
     }
@@ -496,27 +494,49 @@ async fn revoke_on_record(agent: &Agent, act: &Act) -> Result<Applied, ApplyErro
 }
 
 /// A new installation id when a withdrawal receipt names a clause whose
-/// purposes carry it, so what is sent afterwards cannot be linked to what
-/// was sent before.
+/// purposes carry it, and a new erasure key for each withdrawn clause
+/// whose purposes carry one, so what is sent afterwards cannot be linked
+/// to what was sent before (nor matched by the deletion request the
+/// withdrawal queued, which named the old ones).
 fn rotate_if_withdrawn(
     connection: &rusqlite::Connection,
     catalogue: &Catalogue,
     applied: &mut Applied,
 ) -> Result<(), StoreError> {
-    let withdrawn = applied
+    let withdrawn: Vec<&str> = applied
         .receipts
         .iter()
         .filter(|r| r.event == Event::Revoke)
-        .filter_map(|r| r.clause.as_ref())
-        .find(|c| catalogue.clause_carries_installation_id(&c.id));
-    if let Some(clause) = withdrawn {
-        let why = format!(
-            "installation id replaced: consent for {} withdrawn",
-            clause.id
-        );
+        .filter_map(|r| r.clause.as_ref().map(|c| c.id.as_str()))
+        .collect();
+    let replace =
+        |what: &str, clause: &str| format!("{what} replaced: consent for {clause} withdrawn");
+    if let Some(clause) = withdrawn
+        .iter()
+        .find(|c| catalogue.clause_carries_installation_id(c))
+    {
+        let why = replace("installation id", clause);
         applied.new_installation_id = Some(queue::rotate_installation_id(connection, &why)?);
     }
+    for clause in withdrawn
+        .iter()
+        .filter(|c| catalogue.clause_carries(c, ERASURE_KEY))
+    {
+        let key = queue::rotate_erasure_key(connection, clause, &replace("erasure key", clause))?;
+        applied.new_erasure_keys.push(((*clause).to_owned(), key));
+    }
     Ok(())
+}
+
+/// The identifiers a withdrawal replaced, put in use: records made from
+/// now on carry the new ones.
+fn put_in_use(agent: &Agent, applied: &Applied) {
+    if let Some(id) = applied.new_installation_id {
+        agent.context.set_installation_id(id);
+    }
+    for (clause, key) in &applied.new_erasure_keys {
+        agent.gate.set_erasure_key(clause, *key);
+    }
 }
 
 /// The log lines of a committed application.

@@ -37,7 +37,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::catalogue::Catalogue;
+use crate::catalogue::{Catalogue, ERASURE_KEY};
 use crate::collect::CollectContext;
 use crate::collect::ksn::KsnAggregate;
 use crate::config::Config;
@@ -179,6 +179,18 @@ impl Agent {
         let send_lock = Some(SendLock::open(&config.state_dir)?);
         let installation_id = writer.call(|c, _| queue::installation_id(c)).await?;
         gate.set_hash_key(writer.call(|c, _| queue::hash_key(c)).await?);
+        let erasing = gate.catalogue().clauses_carrying(ERASURE_KEY);
+        let keys = writer
+            .call(move |c, _| {
+                erasing
+                    .into_iter()
+                    .map(|clause| Ok((queue::erasure_key(c, &clause)?, clause)))
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+            .await?;
+        for (key, clause) in keys {
+            gate.set_erasure_key(&clause, key);
+        }
         let context = CollectContext::new(config.product.clone(), installation_id, config.region);
         let agent = Self {
             config: ArcSwap::from_pointee(config),

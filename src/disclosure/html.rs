@@ -103,6 +103,7 @@ fn clause_section(out: &mut String, clause: &ClauseDisclosure, level: u8) {
                 format!("<code>{}</code>", escape(&clause.text_sha256)),
             ),
             ("Takes effect with", requires),
+            ("What was sent, when withdrawn", rich(&clause.erasure)),
         ],
     );
     let _ = writeln!(
@@ -111,6 +112,9 @@ fn clause_section(out: &mut String, clause: &ClauseDisclosure, level: u8) {
         clause.version,
         escape(clause.text.trim_end())
     );
+    if let Some(claim) = &clause.no_personal_data_claim {
+        let _ = writeln!(out, "<p>{}</p>", rich(&super::claim_note(claim)));
+    }
 }
 
 fn purpose_section(out: &mut String, purpose: &PurposeDisclosure, level: u8) {
@@ -149,14 +153,15 @@ fn purpose_section(out: &mut String, purpose: &PurposeDisclosure, level: u8) {
         )
         .collect::<Vec<_>>(),
     );
-    out.push_str("<table>\n<thead><tr><th>field</th><th>type</th><th>what it is</th><th>before it is stored</th></tr></thead>\n<tbody>\n");
+    out.push_str("<table>\n<thead><tr><th>field</th><th>type</th><th>what it is</th><th>personal data</th><th>before it is stored</th></tr></thead>\n<tbody>\n");
     for field in &purpose.fields {
         let _ = writeln!(
             out,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&field.name),
             field.ty,
             escape(&field.description),
+            field.personal,
             escape(&field.minimised)
         );
     }

@@ -79,6 +79,7 @@ fn clause_section(out: &mut String, clause: &ClauseDisclosure, heading: &str) {
         ("Version", clause.version.to_string()),
         ("SHA-256 of the text", format!("`{}`", clause.text_sha256)),
         ("Takes effect with", requires),
+        ("What was sent, when withdrawn", clause.erasure.clone()),
     ] {
         let _ = writeln!(out, "| {key} | {} |", cell(&value));
     }
@@ -89,6 +90,9 @@ fn clause_section(out: &mut String, clause: &ClauseDisclosure, heading: &str) {
         clause.version,
         clause.text.trim_end()
     );
+    if let Some(claim) = &clause.no_personal_data_claim {
+        let _ = writeln!(out, "\n{}", inline(&super::claim_note(claim)));
+    }
 }
 
 fn purpose_section(out: &mut String, purpose: &PurposeDisclosure, heading: &str) {
@@ -121,14 +125,17 @@ fn purpose_section(out: &mut String, purpose: &PurposeDisclosure, heading: &str)
     if let Some(when) = &purpose.after_activation {
         let _ = writeln!(out, "| Activation | {} |", cell(when));
     }
-    out.push_str("\n| field | type | what it is | before it is stored |\n|---|---|---|---|\n");
+    out.push_str(
+        "\n| field | type | what it is | personal data | before it is stored |\n|---|---|---|---|---|\n",
+    );
     for field in &purpose.fields {
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} |",
             field.name,
             field.ty,
             cell(&field.description),
+            field.personal,
             cell(&field.minimised)
         );
     }

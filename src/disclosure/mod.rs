@@ -15,13 +15,15 @@
 
 pub mod html;
 pub mod markdown;
+mod withdrawal;
 
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::catalogue::{
-    ActivationMethod, Basis, Catalogue, Clause, ClauseKind, FieldType, Priority, Region,
+    ActivationMethod, Basis, Catalogue, Clause, ClauseKind, Contradiction, FieldType, Personal,
+    Priority, Region,
 };
 use crate::privacy::Transform;
 
@@ -60,6 +62,13 @@ pub struct ClauseDisclosure {
     /// Whether withdrawing it sends one deletion request for what was
     /// sent under it.
     pub deletion_request: bool,
+    /// What withdrawing it does to what was sent: the deletion request
+    /// and the key it names, or why none is sent and what stays linkable.
+    pub erasure: String,
+    /// When the text says it carries no personal data while fields it
+    /// allows are marked otherwise: the phrase and those fields, which the
+    /// document names beside the text rather than repeat it silently.
+    pub no_personal_data_claim: Option<Contradiction>,
 }
 
 /// One purpose, and everything it may carry.
@@ -104,6 +113,8 @@ pub struct FieldDisclosure {
     pub transform: Option<Transform>,
     /// The transform in words ("sent as given" when there is none).
     pub minimised: String,
+    /// What the value is as personal data (the catalogue's mark).
+    pub personal: Personal,
 }
 
 /// An opt-out preference signal and what it does.
@@ -120,6 +131,7 @@ impl Disclosure {
     /// The disclosure of `region` for `catalogue`, with the store's global
     /// `max_record_age`.
     pub fn new(catalogue: &Catalogue, region: Region, max_record_age: Duration) -> Self {
+        let claims = catalogue.contradicted_claims();
         let clauses: Vec<ClauseDisclosure> = catalogue
             .clauses()
             .filter(|clause| in_effect_possible(catalogue, clause, region))
@@ -133,6 +145,8 @@ impl Disclosure {
                 text_sha256: clause.text_sha256.clone(),
                 requires: applicable_requirements(catalogue, clause, region),
                 deletion_request: clause.deletion_request,
+                erasure: withdrawal::erasure(catalogue, clause),
+                no_personal_data_claim: claims.iter().find(|c| c.clause == clause.id).cloned(),
             })
             .collect();
         let mut purposes = Vec::new();
@@ -159,7 +173,7 @@ impl Disclosure {
                 sale_or_sharing: purpose.sale_or_sharing,
                 retention: duration_in_words(retention),
                 retention_from,
-                withdrawal: withdrawal(purpose.basis, &allowing, region, purpose.sale_or_sharing),
+                withdrawal: withdrawal::of_purpose(purpose, &allowing, region),
                 fields: purpose
                     .fields
                     .iter()
@@ -169,6 +183,7 @@ impl Disclosure {
                         description: field.description.clone(),
                         transform: field.transform,
                         minimised: minimised(field.transform).to_owned(),
+                        personal: field.personal,
                     })
                     .collect(),
                 after_activation: (purpose.after_activation == Some(ActivationMethod::Code))
@@ -221,46 +236,6 @@ pub fn minimised(transform: Option<Transform>) -> &'static str {
             "keyed hash: HMAC-SHA-256 with a random key made once for this installation and never sent; the value itself never leaves the computer"
         }
     }
-}
-
-/// How to stop a purpose, in the words of what `consent revoke` does.
-fn withdrawal(
-    basis: Basis,
-    allowing: &[&ClauseDisclosure],
-    region: Region,
-    sale_or_sharing: bool,
-) -> String {
-    let commands = allowing
-        .iter()
-        .map(|c| format!("`consentry consent revoke {}`", c.id))
-        .collect::<Vec<_>>()
-        .join(" or ");
-    let mut text = match basis {
-        Basis::Consent => format!(
-            "Opt-in: nothing is sent until you accept it, and you can withdraw at any time with {commands}. Sending stops at once and the records still queued are deleted."
-        ),
-        Basis::Contract | Basis::LegitimateInterest => format!(
-            "Part of the licence agreement ({}). Withdrawing that clause ({commands}) means you no longer accept the licence terms for data provision: this purpose stops sending at once and its queued records are deleted.",
-            if basis == Basis::Contract {
-                "needed to perform it"
-            } else {
-                "the vendor's legitimate interest, disclosed in it"
-            }
-        ),
-    };
-    if allowing.len() > 1 {
-        text.push_str(" It stops only when no clause allowing it is accepted.");
-    }
-    for clause in allowing.iter().filter(|c| c.deletion_request) {
-        text.push_str(&format!(
-            " Withdrawing {} also asks the vendor to erase what was sent under it: one deletion request that carries only the installation identifier and the purposes withdrawn.",
-            clause.id
-        ));
-    }
-    if sale_or_sharing && region == Region::UsCa {
-        text.push_str(" An opt-out preference signal also stops it (see Opt-out signals).");
-    }
-    text
 }
 
 /// When a purpose sent only after activation by code is sent, as
@@ -320,6 +295,16 @@ fn summary(disclosure: &Disclosure) -> Vec<String> {
             opt_in.join(", ")
         ));
     }
+    lines.push(format!(
+        "Each field says what it is as personal data: {}.",
+        [
+            Personal::None,
+            Personal::Pseudonymous,
+            Personal::Identifying
+        ]
+        .map(|p| format!("{} ({})", p.as_str(), p.in_words()))
+        .join("; ")
+    ));
     if disclosure.opt_out_signals.is_empty() {
         lines.push("No opt-out preference signal changes what is sent in this region: the agent honours Global Privacy Control and Do Not Track in `us-ca` only, for purposes that are sale or sharing.".into());
     } else {
@@ -349,6 +334,21 @@ fn summary(disclosure: &Disclosure) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// The note beside a clause text that says it carries no personal data
+/// while fields it allows are marked otherwise (`code` in backticks).
+fn claim_note(claim: &Contradiction) -> String {
+    let fields = claim
+        .fields
+        .iter()
+        .map(|f| format!("`{}` ({})", f.field, f.personal))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "This text says \"{}\", but the agent marks these fields it allows otherwise: {fields}. The text is the vendor's; the purposes below show what each field is.",
+        claim.phrase
+    )
 }
 
 /// `7 days`, `36 hours`: the units a person reads, exact.
@@ -500,6 +500,68 @@ mod tests {
         assert_eq!(of("update_identity").after_activation, None);
         let markdown = markdown::render(&global);
         assert!(markdown.contains("| Activation | Only after the product is activated"));
+    }
+
+    #[test]
+    fn every_field_shows_its_mark_as_personal_data() {
+        let catalogue = Catalogue::builtin(crate::catalogue::BuiltIn::Kes);
+        let global = Disclosure::new(&catalogue, Region::Global, MONTH);
+        let field = |purpose: &str, name: &str| {
+            let purpose = global.purposes.iter().find(|p| p.id == purpose).unwrap();
+            purpose
+                .fields
+                .iter()
+                .find(|f| f.name == name)
+                .unwrap()
+                .personal
+        };
+        assert_eq!(field("activation", "product_id"), Personal::None);
+        assert_eq!(
+            field("activation", "installation_id"),
+            Personal::Pseudonymous
+        );
+        assert_eq!(
+            field("activation", "activation_code"),
+            Personal::Identifying
+        );
+        assert!(
+            summary(&global)
+                .iter()
+                .any(|line| line.contains("identifying (can tell who you are or what you did"))
+        );
+        let markdown = markdown::render(&global);
+        assert!(
+            markdown
+                .contains("| field | type | what it is | personal data | before it is stored |")
+        );
+        assert!(
+            markdown.contains("| `activation_code` | string | "),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains(" | identifying | sent as given |"),
+            "{markdown}"
+        );
+        let html = html::render(&global);
+        assert!(html.contains("<th>personal data</th>"));
+        assert!(html.contains("<td>identifying</td>"));
+        let json = serde_json::to_value(&global).unwrap();
+        assert_eq!(json["purposes"][0]["fields"][0]["personal"], "none");
+    }
+
+    #[test]
+    fn a_clause_text_that_says_no_personal_data_is_not_repeated_silently() {
+        let catalogue = Catalogue::embedded();
+        let global = Disclosure::new(&catalogue, Region::Global, MONTH);
+        let clause = |id: &str| global.clauses.iter().find(|c| c.id == id).unwrap();
+        let ksn = clause("ksn").no_personal_data_claim.as_ref().unwrap();
+        assert_eq!(ksn.phrase, "no personal data");
+        assert!(clause("marketing").no_personal_data_claim.is_none());
+        let note = "This text says \"no personal data\", but the agent marks these fields it allows otherwise: `ksn_threat_reports.object_sha256` (pseudonymous), `ksn_threat_reports.file_path` (identifying)";
+        assert!(markdown::render(&global).contains(note));
+        assert!(html::render(&global).contains(
+            "<p>This text says &quot;no personal data&quot;, but the agent marks these fields it allows otherwise: <code>ksn_threat_reports.object_sha256</code> (pseudonymous)"
+        ));
     }
 
     #[test]

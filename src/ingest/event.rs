@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::catalogue::{Catalogue, FieldType};
+use crate::catalogue::{AGENT_FIELDS, Catalogue, FieldType, INSTALLATION_ID};
 use crate::collect::activation::{self, Activation};
 use crate::collect::installation_errors::{self, InstallTask};
 use crate::collect::ksn::{self, KsnDelta, TrustReason, Verdict};
@@ -321,6 +321,12 @@ impl Parser<'_> {
                     format!("purpose `{purpose}` does not declare field `{name}`"),
                 ));
             };
+            if AGENT_FIELDS.contains(&name.as_str()) {
+                return Err(LineError::new(
+                    "agent_field",
+                    format!("field `{purpose}.{name}` is filled by the agent: leave it out"),
+                ));
+            }
             let typed = typed(field.ty, &value).ok_or_else(|| {
                 LineError::new(
                     "wrong_type",
@@ -332,6 +338,14 @@ impl Parser<'_> {
                 )
             })?;
             record.set(&name, typed);
+        }
+        // The id a withdrawal's deletion request names and replaces: this
+        // installation's, whatever the component knows.
+        if declared.field(INSTALLATION_ID).is_some() {
+            record.set(
+                INSTALLATION_ID,
+                FieldValue::Uuid(self.context.installation_id()),
+            );
         }
         Ok(record)
     }

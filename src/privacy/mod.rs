@@ -19,6 +19,11 @@
 //! - `keyed_hash`: HMAC-SHA-256 with a random key made once per
 //!   installation and kept in the state directory, never sent: stable for
 //!   this installation, useless for linking across installations.
+//!
+//! [`erasure_key`] is no transform: it is the value the gate puts in a
+//! clause's `erasure_key` field, derived from the same key, which a
+//! withdrawal's deletion request names (`docs/consent.md`, "Withdrawal and
+//! erasure").
 
 use std::net::IpAddr;
 
@@ -108,6 +113,28 @@ fn country_only(text: &str) -> Option<String> {
         .then(|| candidate.to_ascii_uppercase())
 }
 
+/// The erasure key of `clause` at `generation`: the value every record
+/// sent under one acceptance of the clause carries and its withdrawal's
+/// deletion request names. A new generation (each withdrawal) gives a key
+/// nobody can link to the last without the installation's secret.
+///
+/// HMAC-SHA-256 under the installation's key, of a message that starts
+/// with the byte 0xFF: no UTF-8 string does, so no `keyed_hash` of any
+/// value a component sends can equal it. The first 16 bytes make a
+/// version-8 (custom) UUID.
+pub fn erasure_key(key: &HashKey, clause: &str, generation: u64) -> uuid::Uuid {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(&[0xFF]);
+    mac.update(b"consentry erasure key\0");
+    mac.update(clause.as_bytes());
+    mac.update(&[0]);
+    mac.update(&generation.to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 fn keyed_hash(key: &HashKey, text: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
     mac.update(text.as_bytes());
@@ -172,6 +199,28 @@ mod tests {
         );
         assert_eq!(run(Transform::CountryOnly, "DE-BY").as_deref(), Some("DE"));
         assert_eq!(run(Transform::CountryOnly, "Berlin, 10115"), None);
+    }
+
+    #[test]
+    fn erasure_keys_are_stable_per_clause_and_generation_and_new_after_each() {
+        let key = [7; 32];
+        let first = erasure_key(&key, "marketing", 0);
+        assert_eq!(first, erasure_key(&key, "marketing", 0));
+        assert_eq!(first.get_version_num(), 8);
+        assert_ne!(first, erasure_key(&key, "marketing", 1), "a new generation");
+        assert_ne!(first, erasure_key(&key, "ksn", 0), "another clause");
+        assert_ne!(
+            first,
+            erasure_key(&[8; 32], "marketing", 0),
+            "another installation"
+        );
+        // No keyed hash of what a component sends is an erasure key.
+        let hashed = run(
+            Transform::KeyedHash,
+            "\u{ff}consentry erasure key\0marketing\0",
+        )
+        .unwrap();
+        assert!(!hashed.starts_with(&first.simple().to_string()[..12]));
     }
 
     #[test]

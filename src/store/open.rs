@@ -364,7 +364,9 @@ struct Salvage {
 
 /// Counts the queued records of a quarantined file and reads the identity
 /// worth keeping (installation id, hash key, how the product was last
-/// activated), without changing the file.
+/// activated, and the erasure generations: with the hash key kept, a
+/// generation lost would bring back a key a deletion request already
+/// named), without changing the file.
 fn salvage(path: &Path) -> Option<Salvage> {
     let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     let records = connection
@@ -377,7 +379,20 @@ fn salvage(path: &Path) -> Option<Salvage> {
             meta.push((key.to_owned(), value));
         }
     }
+    meta.extend(erasure_generations(&connection));
     Some(Salvage { records, meta })
+}
+
+/// Every `erasure_generation.CLAUSE` entry a file still yields.
+fn erasure_generations(connection: &Connection) -> Vec<(String, String)> {
+    let pattern = format!("{}%", queue::ERASURE_GENERATION);
+    let Ok(mut query) = connection.prepare("SELECT key, value FROM meta WHERE key LIKE ?1") else {
+        return Vec::new();
+    };
+    query
+        .query_map([pattern], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
 }
 
 /// Writes the quarantine into the fresh store: the salvaged identity, the
@@ -491,6 +506,11 @@ mod tests {
         let code = crate::catalogue::ActivationMethod::Code;
         let activated = |c: &Connection| super::super::activation::record(c, code);
         Store::open(dir.path()).unwrap().write(activated).unwrap();
+        // A withdrawn clause's erasure key stays withdrawn.
+        let erasure = Store::open(dir.path())
+            .unwrap()
+            .write(|c| queue::rotate_erasure_key(c, "marketing", "withdrawn"))
+            .unwrap();
         let db = dir.path().join(DATABASE_FILE);
         // Checkpointed by the last close: the WAL is empty or gone.
         let mut bytes = std::fs::read(&db).unwrap();
@@ -507,6 +527,11 @@ mod tests {
         assert_eq!(store.installation_id().unwrap(), id, "identity salvaged");
         let last = store.read(super::super::activation::last).unwrap();
         assert_eq!(last, Some(code), "the activation salvaged");
+        assert_eq!(
+            store.read(|c| queue::erasure_key(c, "marketing")).unwrap(),
+            erasure,
+            "not back to a key a deletion request named"
+        );
         // Every record off the damaged page is queued again, under its own
         // rowid; the ones on it are lost.
         let recovered = event.recovered.expect("recovered");

@@ -57,6 +57,50 @@ pub fn rotate_installation_id(connection: &Connection, why: &str) -> Result<Uuid
     Ok(id)
 }
 
+/// The `meta` keys of the clauses' erasure generations: this prefix and
+/// the clause id.
+pub(super) const ERASURE_GENERATION: &str = "erasure_generation.";
+
+/// `clause`'s erasure generation: how many times it was withdrawn since
+/// the store began (absent: 0).
+fn erasure_generation(connection: &Connection, clause: &str) -> Result<u64, StoreError> {
+    Ok(
+        meta_get(connection, &format!("{ERASURE_GENERATION}{clause}"))?
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+/// The erasure key `clause`'s records carry now: derived from the hash
+/// key and the clause's generation (`privacy::erasure_key`).
+pub fn erasure_key(connection: &Connection, clause: &str) -> Result<Uuid, StoreError> {
+    let generation = erasure_generation(connection, clause)?;
+    Ok(crate::privacy::erasure_key(
+        &hash_key(connection)?,
+        clause,
+        generation,
+    ))
+}
+
+/// Moves `clause` to its next erasure generation, with an audit line
+/// saying why (never a key). Returns the new key: what the clause's
+/// records carry from now on, which nothing can link to the last one
+/// without the hash key.
+pub fn rotate_erasure_key(
+    connection: &Connection,
+    clause: &str,
+    why: &str,
+) -> Result<Uuid, StoreError> {
+    let next = erasure_generation(connection, clause)? + 1;
+    meta_set(
+        connection,
+        &format!("{ERASURE_GENERATION}{clause}"),
+        &next.to_string(),
+    )?;
+    insert_audit(connection, "rotated", None, 0, why)?;
+    erasure_key(connection, clause)
+}
+
 /// One value of the `meta` table.
 pub fn meta_get(connection: &Connection, key: &str) -> Result<Option<String>, StoreError> {
     Ok(connection

@@ -11,9 +11,9 @@ use rusqlite::{Connection, params};
 
 use super::StoreError;
 use super::queue::{insert_audit, meta_get, meta_set};
-use crate::catalogue::Catalogue;
+use crate::catalogue::{Catalogue, ERASURE_KEY};
 use crate::consent::Act;
-use crate::consent::receipt::{self, DeletionRequest, Provenance, Receipt, Snapshot};
+use crate::consent::receipt::{self, DeletionRequest, Provenance, Receipt, RecordKeys, Snapshot};
 
 /// The `meta` key of the last recorded snapshot.
 const SNAPSHOT_KEY: &str = "consent_snapshot";
@@ -135,9 +135,19 @@ fn append(
             json
         ])?;
     insert_audit(connection, "consent", None, 0, &summary(receipt))?;
-    // Read before a withdrawal replaces it: the id the records carried.
-    let installation_id = super::queue::installation_id(connection)?;
-    let Some(request) = DeletionRequest::for_withdrawal(receipt, catalogue, installation_id) else {
+    // Read before a withdrawal replaces them: the keys the records carried.
+    let erasing = receipt
+        .clause
+        .as_ref()
+        .filter(|c| catalogue.clause_carries(&c.id, ERASURE_KEY));
+    let keys = RecordKeys {
+        installation_id: super::queue::installation_id(connection)?,
+        erasure_key: match erasing {
+            Some(clause) => Some(super::queue::erasure_key(connection, &clause.id)?),
+            None => None,
+        },
+    };
+    let Some(request) = DeletionRequest::for_withdrawal(receipt, catalogue, keys) else {
         return Ok(());
     };
     connection
@@ -153,8 +163,9 @@ fn append(
         None,
         0,
         &format!(
-            "queued: erase what {} sent under the installation id in use ({}); request {}",
+            "queued: erase what {} sent under {} in use ({}); request {}",
             request.clause.id,
+            request.names(),
             request.purposes.join(", "),
             request.request_id
         ),
@@ -289,6 +300,45 @@ mod tests {
         );
     }
 
+    /// A deletion request names what the clause's records carry, as it
+    /// was before the withdrawal replaced it, and nothing they do not.
+    #[test]
+    fn a_deletion_request_names_the_key_the_clause_s_records_carried() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let catalogue = Catalogue::embedded();
+        let how = Provenance::observed_now();
+        let record = |s: Snapshot| {
+            store
+                .write(|c| record(c, &catalogue, "global", |_| s, &how))
+                .unwrap()
+        };
+        let key = store
+            .read(|c| super::super::queue::erasure_key(c, "marketing"))
+            .unwrap();
+        record(snapshot("global", &[("eula", 4), ("marketing", 3)]));
+        record(snapshot("global", &[("eula", 4)]));
+        let requests = store.read(pending_deletions).unwrap();
+        assert_eq!(requests.len(), 1);
+        let marketing = &requests[0];
+        assert_eq!(marketing.clause.id, "marketing");
+        assert_eq!(marketing.erasure_key, Some(key));
+        assert_eq!(
+            marketing.installation_id, None,
+            "promotions records do not carry it: naming it would link them to the licence's"
+        );
+        assert_eq!(marketing.purposes, ["promotions"]);
+        let json = serde_json::to_value(marketing).unwrap();
+        assert!(json.get("installation_id").is_none(), "{json}");
+        assert_eq!(json["erasure_key"], key.to_string());
+        let trail = store.recent_audit(10).unwrap();
+        assert!(
+            trail.iter().any(|a| a.event == "deletion-request"
+                && a.detail.contains("under the clause's erasure key in use")),
+            "{trail:?}"
+        );
+    }
+
     #[test]
     fn a_peek_tells_a_withdrawn_clause_from_one_never_accepted() {
         let dir = tempfile::tempdir().unwrap();
@@ -355,9 +405,10 @@ mod tests {
         assert!(store.read(pending_deletions).unwrap().is_empty());
         let trail = store.recent_audit(10).unwrap();
         assert!(
-            trail.iter().any(|a| a
-                .detail
-                .starts_with("decline ksn v4: not accepted -> not accepted (installer, declared")),
+            trail.iter().any(|a| a.detail.starts_with(&format!(
+                "decline ksn v{}: not accepted -> not accepted (installer, declared",
+                ksn.version
+            ))),
             "{trail:?}"
         );
 

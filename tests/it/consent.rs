@@ -212,12 +212,17 @@ fn widened_and_narrowed() -> String {
     let last_link_field =
         "description = \"Name of that threat in the vendor's classification, if any.\"\n";
     assert!(catalogue.contains(last_link_field));
-    let license = "[[purpose.field]]\nname = \"license_id\"\ntype = \"string\"\nformat = \"identifier\"\nmax_len = 128\ndescription = \"Identifier of the active licence, when one is installed.\"\n\n";
-    assert!(catalogue.contains(license));
+    // `update_identity.license_id`'s table, up to the blank line after it.
+    let start = catalogue
+        .find("[[purpose.field]]\nname = \"license_id\"\n")
+        .unwrap();
+    let end = start + catalogue[start..].find("\n\n").unwrap() + 2;
+    let license = &catalogue[start..end];
+    assert!(license.contains("Identifier of the active licence"));
     catalogue
         .replace(
             last_link_field,
-            &format!("{last_link_field}\n[[purpose.field]]\nname = \"referrer_page\"\ntype = \"string\"\nformat = \"identifier\"\nmax_len = 64\ndescription = \"The product page the link was on.\"\n"),
+            &format!("{last_link_field}\n[[purpose.field]]\nname = \"referrer_page\"\ntype = \"string\"\npersonal = \"none\"\nformat = \"identifier\"\nmax_len = 64\ndescription = \"The product page the link was on.\"\n"),
         )
         .replace(license, "")
 }

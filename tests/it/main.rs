@@ -19,6 +19,7 @@ mod lifecycle;
 mod otlp;
 mod packaging;
 mod personal;
+mod personal_marks;
 mod receipts;
 mod report;
 mod security;

@@ -210,8 +210,11 @@ async fn every_request_is_an_otlp_logs_export_the_catalogue_and_the_consent_allo
         text(&record["consentry.batch_id"]),
         deletion.idempotency_key.as_deref().unwrap()
     );
+    // It names the erasure key promotions records carry, and not the
+    // installation id, which they do not.
+    assert_eq!(text(&record["consentry.erasure_key"]).len(), 36);
     let resource = attributes(&otlp.resource_logs[0].resource.as_ref().unwrap().attributes);
-    assert!(resource.contains_key("consentry.installation_id"));
+    assert!(!resource.contains_key("consentry.installation_id"));
     // `check --connect` probes the OTLP endpoint without storing anything.
     let probes = world.receiver.probes();
     world.ok(&["check", "--connect"]).await;

@@ -140,25 +140,57 @@ async fn grant_revoke_renewal_region_and_policy_each_leave_one_receipt() {
     assert!(history.contains("region_change"), "{history}");
 }
 
+fn deletions(world: &World) -> Vec<consentry::upload::protocol::DeletionEnvelope> {
+    world
+        .receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| r.deletion)
+        .collect()
+}
+
+/// `count` promotions records through the ingest socket, then a flush.
+async fn promotions(world: &World, count: usize) {
+    let lines: String = (0..count)
+        .map(|i| {
+            format!(
+                "{{\"kind\":\"record\",\"purpose\":\"promotions\",\"fields\":{{\"settings_id\":\"s-{i}\",\"service_user_id\":\"user-42\"}}}}\n"
+            )
+        })
+        .collect();
+    let out = world.emit(&["-"], lines.as_bytes()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    world.ok(&["flush"]).await;
+}
+
+/// The erasure key a delivered record carries.
+fn erasure_key(record: &crate::support::Received) -> &str {
+    record.fields["erasure_key"].as_str().unwrap()
+}
+
+/// Issue 20, item 4 D: a withdrawal's request names what the clause's
+/// records carry. Every promotions record sent under one acceptance of
+/// `marketing` carries the key its withdrawal's request names, and no
+/// record sent after a new grant does; none carries the installation id,
+/// and neither does the request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_withdrawal_sends_one_deletion_request_only_where_the_clause_declares_one() {
+async fn a_receiver_matches_every_record_of_a_withdrawn_clause_and_none_sent_after_a_new_grant() {
     let world = World::with_eula_answering(200).await;
     world.ok(&["consent", "grant", "marketing"]).await;
-    let daemon = world.spawn_daemon().await;
-    world.ok(&["flush"]).await;
+    let mut daemon = world.spawn_daemon().await;
+    daemon.drain_log();
+    promotions(&world, 3).await;
     let installation_id = world.delivered("update_identity")[0].fields["installation_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let deletions = |world: &World| -> Vec<consentry::upload::protocol::DeletionEnvelope> {
-        world
-            .receiver
-            .requests()
-            .into_iter()
-            .filter(|r| r.status == 200)
-            .filter_map(|r| r.deletion)
-            .collect()
-    };
+    let before = world.delivered("promotions");
+    assert_eq!(before.len(), 3);
     assert!(deletions(&world).is_empty());
 
     // marketing declares a deletion request: exactly one arrives, once.
@@ -170,17 +202,40 @@ async fn a_withdrawal_sends_one_deletion_request_only_where_the_clause_declares_
     let request = &sent[0].request;
     assert_eq!(sent[0].kind, "deletion_request");
     assert_eq!(request.clause.id, "marketing");
-    assert_eq!(request.installation_id.to_string(), installation_id);
     assert_eq!(
         request.purposes,
         ["promotions"],
         "the withdrawn purposes, nothing else"
     );
+    let named = request
+        .erasure_key
+        .expect("the key its records carry")
+        .to_string();
+    assert_eq!(request.installation_id, None, "its records do not carry it");
+    // The receiver finds every record sent under the clause by the key.
+    assert!(before.iter().all(|r| erasure_key(r) == named), "{before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|r| !serde_json::Value::Object(r.fields.clone())
+                .to_string()
+                .contains(&installation_id)),
+        "promotions records stay unlinked to the installation id"
+    );
     let history = world.ok(&["history", "--kind", "deletion-request"]).await;
     assert!(
-        history.contains("queued") && history.contains("sent"),
+        history.contains("queued") && history.contains("sent") && history.contains("erasure key"),
         "{history}"
     );
+
+    // Granted again: a new key, which the request does not name and which
+    // cannot be linked to the last.
+    world.ok(&["consent", "grant", "marketing"]).await;
+    promotions(&world, 2).await;
+    let after = &world.delivered("promotions")[3..];
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().all(|r| erasure_key(r) != named), "{after:?}");
+    assert_eq!(erasure_key(&after[0]), erasure_key(&after[1]));
 
     // The EULA declares none: withdrawing it sends nothing at all.
     let before = world.receiver.requests().len();
@@ -192,5 +247,65 @@ async fn a_withdrawal_sends_one_deletion_request_only_where_the_clause_declares_
         "something was sent"
     );
     assert_eq!(deletions(&world).len(), 1);
+    daemon.terminate().await;
+}
+
+/// `count` third-party user counts through the ingest socket, then a
+/// flush; the component sends no installation id (the agent adds it).
+async fn user_counts(world: &World, count: usize) {
+    let line = "{\"kind\":\"record\",\"purpose\":\"third_party_user_count\",\"fields\":{\"product_name\":\"Suite\",\"os_version\":\"12\"}}\n";
+    let out = world.emit(&["-"], line.repeat(count).as_bytes()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    world.ok(&["flush"]).await;
+}
+
+/// Issue 20, item 4 D: `third_party_analytics`, whose records carry the
+/// installation id, asks for their erasure by it; the id is replaced, so
+/// records sent after a new grant do not match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawing_third_party_analytics_asks_for_erasure_by_the_installation_id_its_records_carry()
+ {
+    let world = World::new().await;
+    world.receiver.set_status(200);
+    world.set_region("eu");
+    for clause in ["eula_regional", "third_party_analytics"] {
+        world.ok(&["consent", "grant", clause]).await;
+    }
+    let mut daemon = world.spawn_daemon().await;
+    daemon.drain_log();
+    user_counts(&world, 2).await;
+    let id =
+        |r: &crate::support::Received| r.fields["installation_id"].as_str().unwrap().to_owned();
+    let before = world.delivered("third_party_user_count");
+    assert_eq!(before.len(), 2);
+    assert_eq!(id(&before[0]), id(&before[1]));
+
+    world
+        .ok(&["consent", "revoke", "third_party_analytics"])
+        .await;
+    world.ok(&["flush"]).await;
+    let sent = deletions(&world);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let request = &sent[0].request;
+    assert_eq!(request.clause.id, "third_party_analytics");
+    assert_eq!(request.purposes, ["third_party_user_count"]);
+    assert_eq!(request.erasure_key, None);
+    let named = request
+        .installation_id
+        .expect("the id its records carry")
+        .to_string();
+    assert!(before.iter().all(|r| id(r) == named), "{before:?}");
+
+    world
+        .ok(&["consent", "grant", "third_party_analytics"])
+        .await;
+    user_counts(&world, 1).await;
+    let after = &world.delivered("third_party_user_count")[2..];
+    assert_eq!(after.len(), 1);
+    assert_ne!(id(&after[0]), named, "replaced at the withdrawal");
     daemon.terminate().await;
 }

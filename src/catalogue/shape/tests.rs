@@ -9,7 +9,7 @@ fn catalogue(ty: &str, extra: &str) -> Result<Catalogue, String> {
     let text = format!(
         "schema = 1\n[[clause]]\nid = \"eula\"\ntitle = \"t\"\nkind = \"eula\"\nversion = 1\ntext = \"x\"\n\
          [[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n\
-         [[purpose.field]]\nname = \"f\"\ntype = \"{ty}\"\ndescription = \"d\"\n{extra}"
+         [[purpose.field]]\nname = \"f\"\ntype = \"{ty}\"\ndescription = \"d\"\n{extra}personal = \"pseudonymous\"\n"
     );
     let document = Document {
         origin: Origin::File("cat.toml".into()),

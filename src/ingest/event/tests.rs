@@ -225,7 +225,7 @@ fn an_error_line_never_echoes_a_value_that_looks_personal() {
     for line in [
         r#"{"kind":"install_task","task":"alice@example.com","status":"failed"}"#,
         r#"{"kind":"install_task","task":"install","status":"failed","error_code":"alice@example.com"}"#,
-        r#"{"kind":"record","purpose":"third_party_user_count","fields":{"installation_id":"alice@example.com"}}"#,
+        r#"{"kind":"record","purpose":"ksn_threat_reports","fields":{"object_size":"alice@example.com"}}"#,
         r#"{"kind":"update_task","alice@example.com":1}"#,
         r#"{"kind":"scan_verdict","object":"alice@example.com","verdict":"trusted"}"#,
     ] {
@@ -246,4 +246,49 @@ fn an_activation_carries_the_svm_id_it_is_given_and_only_a_uuid() {
     );
     let bad = r#"{"kind":"activation","method":"code","code":"AB-12","svm_id":"svm-7"}"#;
     assert_eq!(code(bad), "invalid_value");
+}
+
+/// The fields a deletion request names are the agent's: a component may
+/// not send them, and a purpose that declares the installation id gets
+/// this installation's.
+#[test]
+fn the_installation_id_and_the_erasure_key_are_the_agent_s_to_fill() {
+    let catalogue = Catalogue::embedded();
+    let context = test_context(None);
+    let parser = Parser {
+        catalogue: &catalogue,
+        context: &context,
+    };
+    let parse = |line: &str| parser.parse(line.as_bytes(), &mut KsnDelta::default());
+    let counted = r#"{"kind":"record","purpose":"third_party_user_count","fields":{"product_name":"Suite","os_version":"12"}}"#;
+    let Ok(Outcome::Record(record)) = parse(counted) else {
+        panic!("{counted}")
+    };
+    assert_eq!(
+        record.fields["installation_id"],
+        FieldValue::Uuid(context.installation_id())
+    );
+    assert_eq!(catalogue.check(&record), Ok(()));
+
+    let refused = |line: &str| {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.code, "agent_field", "{line}");
+        assert!(
+            err.message.contains("is filled by the agent"),
+            "{}",
+            err.message
+        );
+    };
+    refused(
+        r#"{"kind":"record","purpose":"third_party_user_count","fields":{"installation_id":"6f1d3b1e-9a4e-4a53-8d0e-1c2b3a4d5e6f"}}"#,
+    );
+    refused(
+        r#"{"kind":"record","purpose":"promotions","fields":{"erasure_key":"6f1d3b1e-9a4e-4a53-8d0e-1c2b3a4d5e6f"}}"#,
+    );
+    // A purpose that declares neither gets neither.
+    let line = r#"{"kind":"record","purpose":"ksn_threat_reports","fields":{"object_size":68}}"#;
+    let Ok(Outcome::Record(record)) = parse(line) else {
+        panic!("{line}")
+    };
+    assert!(!record.fields.contains_key("installation_id"));
 }

@@ -77,6 +77,9 @@ pub mod keys {
     pub const DROPPED: &str = "consentry.dropped";
     pub const PURPOSES: &str = "consentry.purposes";
     pub const DELETION_REQUEST: &str = "consentry.deletion_request";
+    /// The erasure key a deletion request names (its records carry it as
+    /// their `erasure_key` attribute).
+    pub const ERASURE_KEY: &str = "consentry.erasure_key";
     pub const SERVICE_NAME: &str = "service.name";
     pub const SERVICE_VERSION: &str = "service.version";
 }
@@ -130,8 +133,9 @@ pub fn request(
 /// A withdrawal's deletion request as a request of its own: one log record
 /// (`event_name` `consentry.deletion_request`, scope
 /// `consentry.deletion`) under a resource with the installation id it is
-/// about, and the request id as `consentry.batch_id` (its dedup key, as
-/// for a batch).
+/// about (when it names one), the erasure key it names as
+/// `consentry.erasure_key` (when it names one), and the request id as
+/// `consentry.batch_id` (its dedup key, as for a batch).
 pub fn deletion_request(request: &DeletionRequest, region: Region) -> ExportLogsServiceRequest {
     let time = unix_nanos(&request.requested_at);
     let purposes = AnyValue {
@@ -145,20 +149,28 @@ pub fn deletion_request(request: &DeletionRequest, region: Region) -> ExportLogs
                 .collect(),
         })),
     };
+    let mut attributes = vec![
+        string(keys::BATCH_ID, &request.request_id.to_string()),
+        string(keys::CLAUSE, &request.clause.id),
+        int(keys::CLAUSE_VERSION, i64::from(request.clause.version)),
+        string(keys::CLAUSE_SHA256, &request.clause.text_sha256),
+        kv(keys::PURPOSES.to_owned(), purposes),
+    ];
+    if let Some(key) = request.erasure_key {
+        attributes.push(string(keys::ERASURE_KEY, &key.to_string()));
+    }
     let record = LogRecord {
         time_unix_nano: time,
         observed_time_unix_nano: time,
         event_name: keys::DELETION_REQUEST.to_owned(),
-        attributes: vec![
-            string(keys::BATCH_ID, &request.request_id.to_string()),
-            string(keys::CLAUSE, &request.clause.id),
-            int(keys::CLAUSE_VERSION, i64::from(request.clause.version)),
-            string(keys::CLAUSE_SHA256, &request.clause.text_sha256),
-            kv(keys::PURPOSES.to_owned(), purposes),
-        ],
+        attributes,
         ..Default::default()
     };
-    let identity = [(keys::INSTALLATION_ID, request.installation_id.to_string())];
+    let identity: Identity = request
+        .installation_id
+        .map(|id| (keys::INSTALLATION_ID, id.to_string()))
+        .into_iter()
+        .collect();
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(resource(region, &identity)),

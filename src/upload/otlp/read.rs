@@ -259,6 +259,10 @@ fn deletion(resource: &Attributes, attributes: &Attributes, nanos: u64) -> Resul
             .parse::<Uuid>()
             .map_err(|err| format!("`{value}` is not a uuid: {err}"))
     };
+    let optional = |attributes: &Attributes, key: &str| match attributes.get(key) {
+        None => Ok(None),
+        Some(_) => uuid(text(attributes, key)).map(Some),
+    };
     Ok(Carried::Deletion(DeletionRequest {
         request_id: uuid(text(attributes, keys::BATCH_ID))?,
         requested_at: rfc3339_of(nanos),
@@ -270,7 +274,8 @@ fn deletion(resource: &Attributes, attributes: &Attributes, nanos: u64) -> Resul
                 .ok_or("a deletion request without its clause version")?,
             text_sha256: text(attributes, keys::CLAUSE_SHA256),
         },
-        installation_id: uuid(text(resource, keys::INSTALLATION_ID))?,
+        installation_id: optional(resource, keys::INSTALLATION_ID)?,
+        erasure_key: optional(attributes, keys::ERASURE_KEY)?,
         purposes: attributes[keys::PURPOSES]
             .as_array()
             .map(|a| {
