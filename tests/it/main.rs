@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod collector;
 mod consent;
 mod consent_proof;
 mod consent_window;
