@@ -11,12 +11,15 @@
 //!   duplicated but under its own dedup key, the retries within the
 //!   backoff's bound;
 //! - the memory_limiter refusing: what the Collector answers, the agent
-//!   backing off, everything delivered once the pressure passes.
+//!   backing off, everything delivered once the pressure passes;
+//! - a real Kafka broker behind the Collector (`kafka.rs`): every record
+//!   once in the topic.
 //!
 //! Without a built Collector each test says SKIPPED with the command that
 //! builds it (`.ci/run` builds it whenever `go` is there).
 
 mod attempts;
+mod kafka;
 mod otelcol;
 
 use std::collections::{BTreeMap, BTreeSet};

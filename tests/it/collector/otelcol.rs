@@ -85,6 +85,8 @@ pub struct Collector {
     port: u16,
     starts: u32,
     child: Option<Child>,
+    /// A broker's address: the Kafka exporter beside the file exporter.
+    kafka: Option<String>,
 }
 
 impl Collector {
@@ -104,6 +106,7 @@ impl Collector {
             port,
             starts: 0,
             child: None,
+            kafka: None,
         }
     }
 
@@ -122,8 +125,35 @@ impl Collector {
             .replace(&world.receiver.url(), &self.url())
     }
 
+    /// From the next start on, export to the Kafka broker at `bootstrap`
+    /// too: `packaging/otelcol/config.yaml`'s topic, acks and compression,
+    /// OTLP/JSON messages (the fleet's file says `otlp_proto`) so that
+    /// Kafka's console consumer prints one a line.
+    pub fn export_to_kafka(&mut self, bootstrap: String) {
+        self.kafka = Some(bootstrap);
+    }
+
     fn config(&self, limit: MemoryLimit, output: &Path) -> String {
         let dir = self.dir.display();
+        let (kafka, exporters) = match &self.kafka {
+            Some(bootstrap) => (
+                format!(
+                    r#"  kafka:
+    brokers: [{bootstrap}]
+    logs:
+      topic: {topic}
+      encoding: otlp_json
+    partition_logs_by_resource_attributes: true
+    producer:
+      required_acks: -1
+      compression: zstd
+"#,
+                    topic = super::kafka::TOPIC
+                ),
+                "[file, kafka]",
+            ),
+            None => (String::new(), "[file]"),
+        };
         format!(
             r#"extensions:
   bearertokenauth:
@@ -150,7 +180,7 @@ exporters:
   file:
     path: {output}
     flush_interval: 100ms
-service:
+{kafka}service:
   # No metrics server (its default port would clash between tests).
   telemetry:
     metrics:
@@ -160,7 +190,7 @@ service:
     logs:
       receivers: [otlp]
       processors: [memory_limiter, batch]
-      exporters: [file]
+      exporters: {exporters}
 "#,
             port = self.port,
             limit = limit.limit_mib,
@@ -294,7 +324,8 @@ pub struct Exported {
 }
 
 impl Exported {
-    fn all_of(request: &Value) -> Vec<Self> {
+    /// Every log record of one OTLP/JSON `ExportLogsServiceRequest`.
+    pub fn all_of(request: &Value) -> Vec<Self> {
         let mut records = Vec::new();
         for resource_logs in list(&request["resourceLogs"]) {
             let resource = attributes(&resource_logs["resource"]["attributes"]);
