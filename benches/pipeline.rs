@@ -2,6 +2,7 @@
 //! consent decision, queueing in SQLite, and encoding a batch for the wire.
 //! Run with `cargo bench --bench pipeline`; numbers go to BENCHMARKS.md.
 
+use consentry::upload::compression::Compression;
 use std::hint::black_box;
 
 use consentry::catalogue::{Catalogue, Region};
@@ -205,8 +206,12 @@ fn store_and_encode(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("protocol");
     group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("envelope_encode_gzip_500", |b| {
-        b.iter(|| Envelope::from_batch(black_box(&batch)).unwrap().encode())
+    group.bench_function("envelope_encode_zstd_500", |b| {
+        b.iter(|| {
+            Envelope::from_batch(black_box(&batch))
+                .unwrap()
+                .encode(Compression::Zstd)
+        })
     });
     group.finish();
     wire(c, &gate);
@@ -261,22 +266,30 @@ fn mixed_batch(gate: &Gate) -> Batch {
     }
 }
 
-/// The compression level, chosen by measurement: the cost of each level
-/// over a mixed batch's JSON, and the size it reaches (printed once).
+/// The compression and its level, chosen by measurement: the cost of
+/// zstd levels 1 to 3 and gzip levels 1 and 6 over a mixed batch's JSON,
+/// and the size each reaches (printed once).
 fn wire(c: &mut Criterion, gate: &Gate) {
-    use flate2::{Compression, write::GzEncoder};
+    use flate2::write::GzEncoder;
     use std::io::Write;
     let json = serde_json::to_vec(&Envelope::from_batch(&mixed_batch(gate)).unwrap()).unwrap();
     let gzip = |level: u32| {
-        let mut encoder =
-            GzEncoder::new(Vec::with_capacity(json.len() / 8), Compression::new(level));
+        let mut encoder = GzEncoder::new(
+            Vec::with_capacity(json.len() / 8),
+            flate2::Compression::new(level),
+        );
         encoder.write_all(&json).unwrap();
         encoder.finish().unwrap()
     };
-    for level in [1, 6, 9] {
-        let size = gzip(level).len();
+    let zstd = |level: i32| zstd::stream::encode_all(&json[..], level).unwrap();
+    let sizes: Vec<(String, usize)> = [1, 2, 3]
+        .map(|level| (format!("zstd level {level}"), zstd(level).len()))
+        .into_iter()
+        .chain([1, 6, 9].map(|level| (format!("gzip level {level}"), gzip(level).len())))
+        .collect();
+    for (name, size) in sizes {
         eprintln!(
-            "wire: mixed batch of {BATCH}: JSON {} B ({} B/record), gzip level {level} {size} B ({:.1} B/record, {:.1} % of the JSON)",
+            "wire: mixed batch of {BATCH}: JSON {} B ({} B/record), {name} {size} B ({:.1} B/record, {:.1} % of the JSON)",
             json.len(),
             json.len() / BATCH,
             size as f64 / BATCH as f64,
@@ -285,34 +298,45 @@ fn wire(c: &mut Criterion, gate: &Gate) {
     }
     let mut group = c.benchmark_group("wire");
     group.throughput(Throughput::Elements(BATCH as u64));
+    for level in [1, 2, 3] {
+        group.bench_function(format!("zstd_level_{level}_mixed_500"), |b| {
+            b.iter(|| zstd(black_box(level)))
+        });
+    }
     for level in [1, 6] {
         group.bench_function(format!("gzip_level_{level}_mixed_500"), |b| {
             b.iter(|| gzip(black_box(level)))
         });
     }
     // The whole body, each protocol: encoding from the queued records to
-    // the gzip bytes on the wire, as the uploader does it.
+    // the bytes on the wire, as the uploader does it (zstd, the default).
     let batch = mixed_batch(gate);
-    let otlp = otlp::encode(&otlp::request(&batch, Region::Global, &Default::default()).unwrap());
-    let envelope = Envelope::from_batch(&batch).unwrap().encode_body();
+    let otlp = otlp::encode(
+        &otlp::request(&batch, Region::Global, &Default::default()).unwrap(),
+        Compression::Zstd,
+    );
+    let envelope = Envelope::from_batch(&batch)
+        .unwrap()
+        .encode_body(Compression::Zstd);
     eprintln!(
-        "wire: mixed batch of {BATCH}: consentry-json {} B gzipped ({} B inside), otlp-http {} B gzipped ({} B of protobuf inside)",
-        envelope.gzip.len(),
+        "wire: mixed batch of {BATCH}: consentry-json {} B zstd ({} B inside), otlp-http {} B zstd ({} B of protobuf inside)",
+        envelope.bytes.len(),
         envelope.json_len.unwrap_or(0),
-        otlp.gzip.len(),
+        otlp.bytes.len(),
         otlp.json_len.unwrap_or(0)
     );
     group.bench_function("body_consentry_json_mixed_500", |b| {
         b.iter(|| {
             Envelope::from_batch(black_box(&batch))
                 .unwrap()
-                .encode_body()
+                .encode_body(Compression::Zstd)
         })
     });
     group.bench_function("body_otlp_http_mixed_500", |b| {
         b.iter(|| {
             otlp::encode(
                 &otlp::request(black_box(&batch), Region::Global, &Default::default()).unwrap(),
+                Compression::Zstd,
             )
         })
     });

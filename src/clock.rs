@@ -28,15 +28,22 @@ pub struct HumanDuration(pub Duration);
 /// years, `3650d`) needs four.
 const MAX_DIGITS: usize = 11;
 
+/// Why a text is not a duration.
+#[derive(Debug, thiserror::Error)]
+enum BadDuration {
+    #[error("{0} digits, more than the {MAX_DIGITS} any duration needs")]
+    TooManyDigits(usize),
+    #[error(transparent)]
+    Syntax(#[from] humantime::DurationError),
+}
+
 /// `text` as a duration, or why it is not one (never a panic).
-fn parse_duration(text: &str) -> Result<Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
     let digits = text.chars().filter(char::is_ascii_digit).count();
     if digits > MAX_DIGITS {
-        return Err(format!(
-            "{digits} digits, more than the {MAX_DIGITS} any duration needs"
-        ));
+        return Err(BadDuration::TooManyDigits(digits));
     }
-    humantime::parse_duration(text).map_err(|err| err.to_string())
+    Ok(humantime::parse_duration(text)?)
 }
 
 impl<'de> Deserialize<'de> for HumanDuration {

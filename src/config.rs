@@ -307,6 +307,22 @@ endpoint = "https://telemetry.example.com/v1/batches"
     }
 
     #[test]
+    fn compression_is_zstd_unless_gzip_is_asked_and_nothing_else_is_taken() {
+        assert_eq!(
+            load(MINIMAL).unwrap().upload.compression,
+            crate::upload::compression::Compression::Zstd
+        );
+        let gzip = load(&MINIMAL.replace("[upload]", "[upload]\ncompression = \"gzip\"")).unwrap();
+        assert_eq!(
+            gzip.upload.compression,
+            crate::upload::compression::Compression::Gzip
+        );
+        let err = load(&MINIMAL.replace("[upload]", "[upload]\ncompression = \"br\"")).unwrap_err();
+        assert!(err.contains("consentry.toml:9:15:"), "{err}");
+        assert!(err.contains("zstd") && err.contains("gzip"), "{err}");
+    }
+
+    #[test]
     fn bad_duration_is_located() {
         let err = load(&MINIMAL.replace("[upload]", "[upload]\ninterval = \"soon\"")).unwrap_err();
         assert!(err.contains("consentry.toml:9:12:"), "{err}");

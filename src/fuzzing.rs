@@ -111,7 +111,14 @@ pub fn ingest_line(data: &[u8]) {
         context,
     };
     let mut delta = KsnDelta::default();
-    if let Ok(Outcome::Record(record)) = parser.parse(data, &mut delta) {
+    if let Ok(
+        Outcome::Record(record)
+        | Outcome::Activated {
+            record: Some(record),
+            ..
+        },
+    ) = parser.parse(data, &mut delta)
+    {
         let _ = embedded().check(&record);
     }
 }

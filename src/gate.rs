@@ -175,6 +175,21 @@ impl Gate {
         self.admit_checked(&record, &fields, Some(decision))
     }
 
+    /// As [`Gate::admit`] under `registry` instead of the published
+    /// snapshot: the rest of an ingest chunk after a line that reported an
+    /// activation is gated under the snapshot with that activation
+    /// (`Registry::with_activation`), which the consent owner publishes
+    /// once the chunk is committed.
+    pub fn admit_under(
+        &self,
+        record: &Record,
+        registry: &Registry,
+    ) -> Result<GatedRecord, Refusal> {
+        let record = self.catalogue.declared(record);
+        let fields = self.screened(&record)?;
+        self.admit_checked(&record, &fields, registry.decision(&record.purpose))
+    }
+
     /// Records refused for a value since this gate was made, per purpose
     /// and code (`status` shows them).
     pub fn refused(&self) -> RefusedValues {

@@ -203,6 +203,8 @@ struct State {
     delay_ms: std::sync::atomic::AtomicU64,
     /// When set, a request without `Authorization: Bearer <this>` gets 401.
     token: Mutex<Option<String>>,
+    /// Answer 415 to a zstd body (a receiver that takes gzip only).
+    gzip_only: AtomicBool,
     /// Probes answered (never recorded as requests).
     probes: std::sync::atomic::AtomicUsize,
     arrived: Notify,
@@ -249,6 +251,12 @@ impl Receiver {
     /// The status answered from now on (once any scripted ones are used).
     pub fn set_status(&self, status: u16) {
         self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    /// While set, a zstd body is answered 415 Unsupported Media Type (a
+    /// receiver that takes gzip only).
+    pub fn set_gzip_only(&self, gzip_only: bool) {
+        self.state.gzip_only.store(gzip_only, Ordering::SeqCst);
     }
 
     /// From now on, take each request and never answer it (until this is
@@ -459,14 +467,15 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         .collect()
         .await
         .map(|collected| collected.to_bytes());
-    let gzip = content_encoding.as_deref() == Some("gzip");
     let otlp = content_type.is_some_and(|t| t.starts_with(otlp::CONTENT_TYPE));
+    let zstd_refused =
+        state.gzip_only.load(Ordering::SeqCst) && content_encoding.as_deref() == Some("zstd");
     let (envelope, body, json_bytes, otlp_deletion) = match body {
-        Ok(bytes) if otlp => match otlp_decode(&bytes, gzip) {
+        Ok(bytes) if otlp => match otlp_decode(&bytes) {
             Ok((envelope, deletion, size)) => (envelope, bytes, size, deletion),
             Err(err) => (Err(err), bytes, 0, None),
         },
-        Ok(bytes) => match Envelope::decode_sized(&bytes, gzip) {
+        Ok(bytes) => match Envelope::decode_sized(&bytes) {
             Ok((envelope, json_bytes)) => (Ok(envelope), bytes, json_bytes, None),
             Err(err) => (Err(err.to_string()), bytes, 0, None),
         },
@@ -479,7 +488,7 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
     };
     let deletion = match &envelope {
         Err(_) if otlp => otlp_deletion,
-        Err(_) => crate::upload::protocol::DeletionEnvelope::decode(&body, gzip),
+        Err(_) => crate::upload::protocol::DeletionEnvelope::decode(&body),
         Ok(_) => None,
     };
     let envelope = match (&deletion, envelope) {
@@ -495,6 +504,7 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         status
     };
     let status = if token_refused { 401 } else { status };
+    let status = if zstd_refused { 415 } else { status };
     let status = match (&*lock(&state.refuse_marker), &envelope) {
         (Some((marker, refusal)), Ok(envelope))
             if envelope
@@ -586,9 +596,8 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
 #[allow(clippy::type_complexity)]
 fn otlp_decode(
     bytes: &[u8],
-    gzip: bool,
 ) -> Result<(Result<Envelope, String>, Option<DeletionEnvelope>, usize), String> {
-    let request = otlp::decode_request(bytes, gzip).map_err(|e| e.to_string())?;
+    let request = otlp::decode_request(bytes).map_err(|e| e.to_string())?;
     let size = prost::Message::encoded_len(&request);
     Ok(match otlp::to_envelope(&request)? {
         otlp::Carried::Batch(envelope) => (Ok(envelope), None, size),

@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::shape::Declared;
 use super::{
-    Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Format, Priority, Purpose, Region,
-    Transform,
+    ActivationMethod, Basis, Catalogue, Clause, ClauseKind, Field, FieldType, Format, Priority,
+    Purpose, Region, Transform,
 };
 use crate::clock::HumanDuration;
 use crate::document::{Document, Problems};
@@ -64,6 +64,9 @@ struct RawPurpose {
     retention: Option<HumanDuration>,
     #[serde(default, rename = "field")]
     fields: Vec<RawField>,
+    /// Sent only after the product is activated this way (`code`).
+    #[serde(default)]
+    after_activation: Option<Spanned<ActivationMethod>>,
 }
 
 #[derive(Deserialize)]
@@ -261,7 +264,29 @@ fn purpose(raw: &RawPurpose, clauses: &BTreeMap<String, Clause>, at: &mut At) ->
             .map(|c| c.get_ref().clone())
             .collect(),
         fields: fields(id, &raw.fields, at),
+        after_activation: after_activation(id, raw.after_activation.as_ref(), at),
     }
+}
+
+/// `after_activation`: only `code` means anything. A key file is how a
+/// person activates without agreeing to send (seed 004), so no purpose
+/// can wait for one.
+fn after_activation(
+    id: &str,
+    raw: Option<&Spanned<ActivationMethod>>,
+    at: &mut At,
+) -> Option<ActivationMethod> {
+    let raw = raw?;
+    if *raw.get_ref() == ActivationMethod::KeyFile {
+        at(
+            raw.span(),
+            format!(
+                "purpose `{id}` cannot wait for an activation with a key file: a key file is how a person activates without agreeing to send; write after_activation = \"code\", or leave it out"
+            ),
+        );
+        return None;
+    }
+    Some(*raw.get_ref())
 }
 
 /// A purpose's fields: names, types, transforms and declarations.
@@ -386,6 +411,37 @@ mod tests {
         let err = load(&purpose.replace("basis", "retention = \"soon\"\nbasis")).unwrap_err();
         assert!(err.starts_with("cat.toml:11:13:"), "{err}");
         assert!(err.contains("`soon` is not a duration"), "{err}");
+    }
+
+    #[test]
+    fn after_activation_is_code_or_nothing_and_a_key_file_is_located() {
+        let purpose = format!(
+            "{CLAUSE}[[purpose]]\nid = \"p\"\ntitle = \"t\"\nbasis = \"contract\"\nclauses = [\"eula\"]\n[[purpose.field]]\nname = \"a\"\ntype = \"integer\"\ndescription = \"d\"\n"
+        );
+        let with =
+            |value: &str| purpose.replace("basis", &format!("after_activation = {value}\nbasis"));
+        assert_eq!(
+            load(&purpose)
+                .unwrap()
+                .purpose("p")
+                .unwrap()
+                .after_activation,
+            None
+        );
+        let code = load(&with("\"code\"")).unwrap();
+        assert_eq!(
+            code.purpose("p").unwrap().after_activation,
+            Some(ActivationMethod::Code)
+        );
+        let err = load(&with("\"key_file\"")).unwrap_err();
+        assert!(err.starts_with("cat.toml:11:20:"), "{err}");
+        assert!(
+            err.contains("purpose `p` cannot wait for an activation with a key file"),
+            "{err}"
+        );
+        let err = load(&with("\"coupon\"")).unwrap_err();
+        assert!(err.starts_with("cat.toml:11:"), "{err}");
+        assert!(err.contains("coupon"), "{err}");
     }
 
     #[test]

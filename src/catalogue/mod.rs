@@ -12,6 +12,7 @@
 //! undeclared field or a value of the wrong type. This module never reads
 //! the consent file and never decides consent; that is `consent::registry`.
 
+mod activation;
 mod builtin;
 mod load;
 mod shape;
@@ -29,6 +30,7 @@ use crate::privacy::personal::Kind;
 use crate::record::{FieldValue, Record};
 pub use shape::{Format, LOCALE_MAX_BYTES, Misfit, Shape, Unfit};
 
+pub use activation::ActivationMethod;
 pub use builtin::BuiltIn;
 
 /// The default built-in catalogue's text (`kis`).
@@ -212,6 +214,11 @@ pub struct Purpose {
     /// Any one of these clauses (that applies in the region) allows it.
     pub clauses: Vec<String>,
     pub fields: Vec<Field>,
+    /// Sent only once the product was last activated this way
+    /// (`after_activation = "code"`; see `activation`): before any
+    /// activation it sends nothing, and after an activation with a key
+    /// file it is withdrawn. `None`: activation does not matter.
+    pub after_activation: Option<ActivationMethod>,
 }
 
 impl Purpose {

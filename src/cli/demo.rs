@@ -211,11 +211,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         && let Some(key) = &first.idempotency_key
     {
         let kept = store.read(|c| consentry::store::queue::sent_body(c, key))?;
-        let wire = consentry::upload::protocol::Body {
-            gzip: first.body.to_vec(),
-            sha256: String::new(),
-            json_len: None,
-        };
+        let wire = consentry::upload::protocol::Body::kept(first.body.to_vec(), String::new());
         let received = hex::encode(sha2::Sha256::digest(wire.json()?));
         let recorded = kept.first().map(|k| k.sha256.as_str()).unwrap_or("none");
         say!(
@@ -257,13 +253,15 @@ fn demo_events(catalogue: &consentry::catalogue::Catalogue, verdicts: usize) -> 
         lines.push_str(r#"{"kind":"ksn_request","ok":true,"duration_ms":42,"bytes_sent":512,"bytes_received":2048}"#);
         lines.push('\n');
     }
+    // A key file first (it sends nothing), then a code: what waits for an
+    // activation by code (`after_activation`) goes from then on.
     let events = [
         ("update_identity", r#"{"kind":"update_task"}"#),
+        ("activation", r#"{"kind":"activation","method":"key_file"}"#),
         (
             "activation",
             r#"{"kind":"activation","method":"code","code":"DEMO1-DEMO2-DEMO3","locale":"en-US","license_edition":"standard","license_units_total":3,"license_units_used":1}"#,
         ),
-        ("activation", r#"{"kind":"activation","method":"key_file"}"#),
         (
             "installation_errors",
             r#"{"kind":"install_task","task":"upgrade","status":"failed","error_type":"disk_full","error_code":112,"duration_ms":5400,"campaign_id":"demo-campaign"}"#,

@@ -32,7 +32,7 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "BATCH")]
     pub show: Option<String>,
     /// Only lines of this kind: uploaded, failed, refused, purged, dropped,
-    /// dead-lettered, consent, quarantined, rotated, capped.
+    /// dead-lettered, consent, quarantined, rotated, capped, activated.
     #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
     /// Only lines since then: an RFC 3339 time, or a duration back from
@@ -130,11 +130,7 @@ fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
         ),
         _ => anyhow::bail!("`{batch}` is the start of more than one batch id; give more of it"),
     };
-    let body = Body {
-        gzip: kept.gzip.clone(),
-        sha256: kept.sha256.clone(),
-        json_len: None,
-    };
+    let body = Body::kept(kept.bytes.clone(), kept.sha256.clone());
     let document = body.json()?;
     let actual = hex::encode(Sha256::digest(&document));
     anyhow::ensure!(
@@ -147,7 +143,7 @@ fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
     // mapping; its digest above is of the protobuf bytes as sent.
     let otlp = document.first() != Some(&b'{');
     let document = if otlp {
-        let request = otlp::decode_request(&document, false)?;
+        let request = otlp::decode_request(&document)?;
         serde_json::to_vec_pretty(&otlp::to_json(&request))?
     } else {
         document

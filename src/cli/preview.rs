@@ -51,7 +51,10 @@ pub fn run(args: &PreviewArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> 
     let config = output.config.load()?;
     let catalogue = config.load_catalogue()?;
     super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
-    let registry = config.evaluate_consent(&catalogue);
+    let activation = consentry::store::activation::peek(&config.state_dir).unwrap_or_default();
+    let registry = config
+        .evaluate_consent(&catalogue)
+        .with_activation(activation);
     let state = State::read(&config)?;
     let previews: Vec<Preview> = catalogue
         .purposes()
@@ -152,6 +155,7 @@ impl State {
                     license_edition: Some(event("activation")),
                     license_units_total: None,
                     license_units_used: None,
+                    svm_id: None,
                 };
                 (
                     activation.record(&self.context, SystemTime::now()),

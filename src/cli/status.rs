@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use consentry::consent::Decision;
 use consentry::control::{self, DaemonStatus, Request, Response};
-use consentry::store::{Fault, Store, StoreHealth, database_exists, receipts};
+use consentry::store::{Fault, Store, StoreHealth, activation, database_exists, receipts};
 use serde::Serialize;
 
 use super::table::{self, Cell, Detail, Entry, Row, Style, Table, Tone};
@@ -76,12 +76,15 @@ pub async fn run(args: &StatusArgs, output: &OutputArgs) -> anyhow::Result<ExitC
     let catalogue = config.load_catalogue()?;
     super::check_purpose_arg(&catalogue, args.purpose.as_ref())?;
     // The file says what is accepted; the receipts say which of the rest
-    // were withdrawn rather than never accepted (`withdrawn`). A store
-    // that cannot be read is reported below, as the store's fault.
+    // were withdrawn rather than never accepted (`withdrawn`), and the
+    // store how the product was last activated. A store that cannot be
+    // read is reported below, as the store's fault.
     let withdrawn = receipts::peek_withdrawn(&config.state_dir).unwrap_or_default();
+    let activation = activation::peek(&config.state_dir).unwrap_or_default();
     let registry = config
         .evaluate_consent(&catalogue)
-        .knowing_withdrawals(&catalogue, &withdrawn);
+        .knowing_withdrawals(&catalogue, &withdrawn)
+        .with_activation(activation);
     let decisions: Vec<Decision> = registry
         .decisions()
         .filter(|d| args.purpose.as_ref().is_none_or(|p| *p == d.purpose()))

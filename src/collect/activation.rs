@@ -1,6 +1,7 @@
 //! `activation`: verification of activation by code. When the product is
-//! activated with a code, the licensing component reports it and the agent
-//! adds the installation id, the time, the operating system (type, version,
+//! activated with a code, the licensing component reports it (with the
+//! security virtual machine's id, where there is one) and the agent adds
+//! the installation id, the time, the operating system (type, version,
 //! word size) and the name of the virtual environment, detected locally.
 //!
 //! Activation with a key file sends nothing at all: the seed text offers it
@@ -13,24 +14,9 @@ use super::{CollectContext, FieldValue, Record};
 /// The catalogue purpose.
 pub const PURPOSE: &str = "activation";
 
-/// How the product was activated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Code,
-    KeyFile,
-}
-
-impl Method {
-    pub const NAMES: &'static str = "code, key_file";
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "code" => Some(Self::Code),
-            "key_file" => Some(Self::KeyFile),
-            _ => None,
-        }
-    }
-}
+/// How the product was activated (the catalogue's vocabulary: a purpose
+/// may wait for an activation by code).
+pub use crate::catalogue::ActivationMethod as Method;
 
 /// An activation, as the licensing component reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +30,9 @@ pub struct Activation {
     pub license_units_total: Option<i64>,
     /// Licensing units already in use.
     pub license_units_used: Option<i64>,
+    /// The security virtual machine's own identifier (the product for
+    /// virtual environments, seed 004: "SVM ID").
+    pub svm_id: Option<uuid::Uuid>,
 }
 
 impl Activation {
@@ -89,6 +78,9 @@ impl Activation {
                 record.set(name, FieldValue::Integer(value));
             }
         }
+        if let Some(svm_id) = self.svm_id {
+            record.set("svm_id", FieldValue::Uuid(svm_id));
+        }
         Some(record)
     }
 }
@@ -107,6 +99,7 @@ mod tests {
             license_edition: Some("standard".into()),
             license_units_total: Some(5),
             license_units_used: Some(2),
+            svm_id: Some(uuid::Uuid::from_u128(0x5e_c0de)),
         }
     }
 
@@ -131,6 +124,18 @@ mod tests {
             "the product's configured locale fills in"
         );
         assert_eq!(record.fields["license_units_used"], FieldValue::Integer(2));
+    }
+
+    #[test]
+    fn the_svm_id_goes_where_the_product_declares_it() {
+        let record = activation(Method::Code)
+            .record(&test_context(None), SystemTime::now())
+            .unwrap();
+        let svm = FieldValue::Uuid(uuid::Uuid::from_u128(0x5e_c0de));
+        let ksv = Catalogue::builtin(crate::catalogue::BuiltIn::Ksv);
+        assert_eq!(ksv.declared(&record).fields.get("svm_id"), Some(&svm));
+        let kis = Catalogue::builtin(crate::catalogue::BuiltIn::Kis);
+        assert_eq!(kis.declared(&record).fields.get("svm_id"), None);
     }
 
     #[test]

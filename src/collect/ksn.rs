@@ -21,11 +21,11 @@
 use std::time::{Duration, SystemTime};
 
 use hyperloglockless::{DefaultHasher, HyperLogLog};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::{FieldValue, Record};
-use crate::store::{Durable, StoreError, meta_get, meta_set};
+use crate::store::{Durable, StoreError, ksn_window};
 
 mod counters;
 pub use counters::{COUNTER_MAX, Counters};
@@ -168,9 +168,7 @@ fn fmix64(mut k: u64) -> u64 {
     k ^ (k >> 33)
 }
 
-/// The `meta` key holding the open window's start and counters.
-const WINDOW_KEY: &str = "ksn_window";
-
+/// The open window's start and counters, as `store::ksn_window` keeps them.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SavedWindow {
@@ -422,7 +420,7 @@ fn sketch_from(registers: Box<[u8]>) -> HyperLogLog {
 impl Durable for KsnAggregate {
     fn reload(&mut self, connection: &Connection) -> Result<(), StoreError> {
         *self = Self::new();
-        if let Some(text) = meta_get(connection, WINDOW_KEY)? {
+        if let Some(text) = ksn_window::summary(connection)? {
             let saved: SavedWindow =
                 serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
                     what: "KSN window",
@@ -435,10 +433,7 @@ impl Durable for KsnAggregate {
             self.capped = saved.capped;
             self.counters.clamp(&mut self.capped);
         }
-        let mut query = connection.prepare("SELECT sketch, idx, value FROM ksn_register")?;
-        let mut rows = query.query([])?;
-        while let Some(row) = rows.next()? {
-            let (sketch, idx, value): (i64, i64, u8) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        ksn_window::registers(connection, |sketch, idx, value| {
             let slot = usize::try_from(sketch)
                 .ok()
                 .zip(usize::try_from(idx).ok())
@@ -446,7 +441,7 @@ impl Durable for KsnAggregate {
             if let Some(slot) = slot {
                 *slot = value;
             }
-        }
+        })?;
         for (sketch, saved) in self.sketches.iter_mut().zip(&self.saved) {
             *sketch = sketch_from(saved.clone());
         }
@@ -458,22 +453,19 @@ impl Durable for KsnAggregate {
             return Ok(());
         }
         if self.cleared {
-            connection.execute("DELETE FROM ksn_register", [])?;
+            ksn_window::clear_registers(connection)?;
             for saved in &mut self.saved {
                 saved.fill(0);
             }
             self.cleared = false;
         }
-        let mut upsert = connection.prepare_cached(
-            "INSERT INTO ksn_register (sketch, idx, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (sketch, idx) DO UPDATE SET value = excluded.value",
-        )?;
+        let mut upsert = ksn_window::RegisterWriter::new(connection)?;
         for (index, (sketch, saved)) in self.sketches.iter().zip(self.saved.iter_mut()).enumerate()
         {
             let (registers, ..) = sketch.parts();
             for (idx, (&now, was)) in registers.iter().zip(saved.iter_mut()).enumerate() {
                 if now != *was {
-                    upsert.execute(params![index as i64, idx as i64, now])?;
+                    upsert.set(index, idx, now)?;
                     *was = now;
                 }
             }
@@ -488,7 +480,7 @@ impl Durable for KsnAggregate {
             capped: self.capped,
         };
         let text = serde_json::to_string(&window).expect("a window always serializes");
-        meta_set(connection, WINDOW_KEY, &text)?;
+        ksn_window::set_summary(connection, &text)?;
         self.window_dirty = false;
         Ok(())
     }

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::file::Consents;
 use super::policy::Policy;
-use crate::catalogue::{Basis, Catalogue, Clause, Purpose, Region};
+use crate::catalogue::{ActivationMethod, Basis, Catalogue, Clause, Purpose, Region};
+
+mod activation;
 
 /// Whether one purpose may send now, and why. An allowed decision cannot
 /// lack its clause, version, digest or basis; a blocked one carries no
@@ -275,6 +277,12 @@ pub struct Registry {
     /// Set by the one publisher (`daemon::consent`); a publication never
     /// replaces a newer one (`Gate::publish`).
     generation: u64,
+    /// The purposes sent only after activation by code
+    /// (`Purpose::after_activation`), each with its decision by consent
+    /// alone, from which [`Registry::with_activation`] decides.
+    by_consent: BTreeMap<String, Decision>,
+    /// How the product was last activated, as far as these decisions know.
+    activation: Option<ActivationMethod>,
 }
 
 impl Registry {
@@ -322,12 +330,16 @@ impl Registry {
                 (purpose.id.clone(), decision.with_basis(purpose.basis))
             })
             .collect();
-        Self {
+        let registry = Self {
+            by_consent: activation::by_consent(catalogue, &decisions),
             decisions,
             unreadable: None,
             purges_held: false,
             generation: 0,
-        }
+            activation: None,
+        };
+        // Until someone says otherwise, the product was never activated.
+        registry.with_activation(None)
     }
 
     /// Every purpose blocked because the consent file could not be used.
@@ -349,6 +361,8 @@ impl Registry {
             unreadable: Some(why.to_owned()),
             purges_held: false,
             generation: 0,
+            by_consent: BTreeMap::new(),
+            activation: None,
         }
     }
 
@@ -401,7 +415,9 @@ impl Registry {
         catalogue: &Catalogue,
         withdrawn: &std::collections::BTreeSet<String>,
     ) -> Self {
-        for (purpose, decision) in &mut self.decisions {
+        // The decisions by consent of the purposes waiting for an
+        // activation too, so that the activation never hides it.
+        for (purpose, decision) in self.decisions.iter_mut().chain(&mut self.by_consent) {
             let Decision::Blocked { cause, .. } = decision else {
                 continue;
             };
@@ -495,8 +511,8 @@ fn decide_purpose(
                     reason,
                 };
             }
-            Err(reason) => {
-                first_refusal.get_or_insert(reason);
+            Err(why) => {
+                first_refusal.get_or_insert(why.to_string());
             }
         }
     }
@@ -511,6 +527,56 @@ fn decide_purpose(
     }
 }
 
+/// Why a clause does not allow a purpose now: the reason its decision
+/// shows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NotInEffect {
+    #[error("{clause} not accepted")]
+    NotAccepted { clause: String },
+    #[error(
+        "{clause} accepted at version {accepted} but catalogue is at version {current}: renewal needed"
+    )]
+    Outdated {
+        clause: String,
+        accepted: u32,
+        current: u32,
+    },
+    #[error(
+        "{clause} accepted at version {accepted}, newer than the catalogue's version {current} (a newer catalogue, or a mistyped version): queued data is held, nothing is sent"
+    )]
+    Newer {
+        clause: String,
+        accepted: u32,
+        current: u32,
+    },
+    #[error(
+        "{clause} version {current} was accepted with a text_sha256 this catalogue does not have (a different text, or a mistyped digest): queued data is held until it is renewed"
+    )]
+    OtherText { clause: String, current: u32 },
+    #[error("{clause} requires {required}, which is not in the catalogue")]
+    UnknownRequirement { clause: String, required: String },
+    #[error("{clause} requires {required}: {why}")]
+    Requirement {
+        clause: String,
+        required: String,
+        why: Box<NotInEffect>,
+    },
+    #[error("{clause} requires {requires}, none of which applies in region {region}")]
+    NoRequirementApplies {
+        clause: String,
+        requires: String,
+        region: Region,
+    },
+    #[error(
+        "{clause} was accepted before consentry recorded what an acceptance covers: renewal needed"
+    )]
+    ScopeUnknown { clause: String },
+    #[error(
+        "{clause} now also covers {added}, added since it was accepted: renewal needed (the data is held)"
+    )]
+    Widened { clause: String, added: String },
+}
+
 /// Ok(reason) when `clause` and everything it requires are accepted as the
 /// catalogue has them now.
 fn clause_in_effect(
@@ -518,15 +584,15 @@ fn clause_in_effect(
     consents: &Consents,
     clause: &Clause,
     region: Region,
-) -> Result<String, String> {
+) -> Result<String, NotInEffect> {
     let own = acceptance_matches(consents, clause)?;
     let mut applicable = false;
     for required in &clause.requires {
         let Some(required_clause) = catalogue.clause(required) else {
-            return Err(format!(
-                "{} requires {required}, which is not in the catalogue",
-                clause.id
-            ));
+            return Err(NotInEffect::UnknownRequirement {
+                clause: clause.id.clone(),
+                required: required.clone(),
+            });
         };
         // Requirements name each region's edition (eula, eula_regional):
         // the ones that apply in this region must be accepted.
@@ -534,15 +600,18 @@ fn clause_in_effect(
             continue;
         }
         applicable = true;
-        acceptance_matches(consents, required_clause)
-            .map_err(|why| format!("{} requires {required}: {why}", clause.id))?;
+        acceptance_matches(consents, required_clause).map_err(|why| NotInEffect::Requirement {
+            clause: clause.id.clone(),
+            required: required.clone(),
+            why: Box::new(why),
+        })?;
     }
     if !clause.requires.is_empty() && !applicable {
-        return Err(format!(
-            "{} requires {}, none of which applies in region {region}",
-            clause.id,
-            clause.requires.join(" or ")
-        ));
+        return Err(NotInEffect::NoRequirementApplies {
+            clause: clause.id.clone(),
+            requires: clause.requires.join(" or "),
+            region,
+        });
     }
     Ok(own)
 }
@@ -550,12 +619,10 @@ fn clause_in_effect(
 /// Whether the acceptance of `clause` covered every field `purpose` carries
 /// now: a catalogue that widened the clause since sends nothing new until
 /// it is accepted again. A purpose that only narrowed needs nothing.
-fn covers(consents: &Consents, clause: &Clause, purpose: &Purpose) -> Result<(), String> {
+fn covers(consents: &Consents, clause: &Clause, purpose: &Purpose) -> Result<(), NotInEffect> {
     let id = &clause.id;
     let Some(scope) = consents.get(id).and_then(|a| a.scope.as_ref()) else {
-        return Err(format!(
-            "{id} was accepted before consentry recorded what an acceptance covers: renewal needed"
-        ));
+        return Err(NotInEffect::ScopeUnknown { clause: id.clone() });
     };
     let added: Vec<String> = purpose
         .fields
@@ -566,33 +633,39 @@ fn covers(consents: &Consents, clause: &Clause, purpose: &Purpose) -> Result<(),
     if added.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "{id} now also covers {}, added since it was accepted: renewal needed (the data is held)",
-            added.join(", ")
-        ))
+        Err(NotInEffect::Widened {
+            clause: id.clone(),
+            added: added.join(", "),
+        })
     }
 }
 
-fn acceptance_matches(consents: &Consents, clause: &Clause) -> Result<String, String> {
+fn acceptance_matches(consents: &Consents, clause: &Clause) -> Result<String, NotInEffect> {
     let id = &clause.id;
     let Some(acceptance) = consents.get(id) else {
-        return Err(format!("{id} not accepted"));
+        return Err(NotInEffect::NotAccepted { clause: id.clone() });
     };
     let (accepted, current) = (acceptance.version, clause.version);
+    let clause_id = || id.clone();
     if accepted < current {
-        return Err(format!(
-            "{id} accepted at version {accepted} but catalogue is at version {current}: renewal needed"
-        ));
+        return Err(NotInEffect::Outdated {
+            clause: clause_id(),
+            accepted,
+            current,
+        });
     }
     if accepted > current {
-        return Err(format!(
-            "{id} accepted at version {accepted}, newer than the catalogue's version {current} (a newer catalogue, or a mistyped version): queued data is held, nothing is sent"
-        ));
+        return Err(NotInEffect::Newer {
+            clause: clause_id(),
+            accepted,
+            current,
+        });
     }
     if acceptance.text_sha256 != clause.text_sha256 {
-        return Err(format!(
-            "{id} version {current} was accepted with a text_sha256 this catalogue does not have (a different text, or a mistyped digest): queued data is held until it is renewed"
-        ));
+        return Err(NotInEffect::OtherText {
+            clause: clause_id(),
+            current,
+        });
     }
     Ok(format!(
         "{id} accepted at version {accepted} ({}, {})",

@@ -40,6 +40,9 @@ use crate::control::ConsentApplied;
 use crate::store::{StoreError, queue, receipts};
 use crate::upload::InFlight;
 
+mod activation;
+pub use activation::ActivationApplied;
+
 /// Why queued records are deleted when their consent is withdrawn.
 pub const PURGE_REASON: &str = "consent for these purposes was withdrawn";
 
@@ -64,6 +67,9 @@ pub struct ConsentOwner {
     pending: Option<Pending>,
     /// A look deferred while a command held the lock.
     retry_at: Option<Instant>,
+    /// How the product was last activated (read with `recorded`, then
+    /// told by the ingest path: `activation`).
+    activation: Option<crate::catalogue::ActivationMethod>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -163,7 +169,8 @@ impl ConsentOwner {
         let jurisdiction = config.jurisdiction(catalogue);
         let registry = reading
             .evaluate(catalogue, jurisdiction.clone())
-            .knowing_withdrawals(catalogue, &recorded.withdrawn);
+            .knowing_withdrawals(catalogue, &recorded.withdrawn)
+            .with_activation(self.activation);
         let observed_at = SystemTime::now();
         let Reading::Valid {
             consents,
@@ -247,18 +254,23 @@ impl ConsentOwner {
         Ok(applied)
     }
 
-    /// The snapshot the store last recorded, read once.
+    /// The snapshot the store last recorded, read once (with how the
+    /// product was last activated).
     async fn recorded(&mut self, agent: &Agent, region: &str) -> Result<Snapshot, ApplyError> {
         if let Some(snapshot) = &self.recorded {
             return Ok(snapshot.clone());
         }
         let region = region.to_owned();
-        let snapshot = agent
+        let (snapshot, activation) = agent
             .writer
-            .call(move |connection, _| receipts::last_snapshot(connection, &region))
+            .call(move |connection, _| {
+                let snapshot = receipts::last_snapshot(connection, &region)?;
+                Ok((snapshot, crate::store::activation::last(connection)?))
+            })
             .await
             .map_err(|err| ApplyError::Store(err.to_string()))?;
         self.recorded = Some(snapshot.clone());
+        self.activation = activation;
         Ok(snapshot)
     }
 

@@ -122,6 +122,19 @@ impl Handler {
         }
     }
 
+    /// Puts an activation the ingest path recorded in force, for the
+    /// consent task (`reload`), the only caller. The decisions that know
+    /// it are published first; a failure after that (a batch in flight
+    /// that would not stop, a deletion the store refused) is logged, and
+    /// the next application of the consent file deletes what a key file
+    /// withdrew (`Registry::may_purge`).
+    pub(super) async fn activated(&self, method: crate::catalogue::ActivationMethod) {
+        let applied = self.agent.activated(method, Some(&self.in_flight)).await;
+        if let Err(err) = applied {
+            tracing::error!(error = %err, method = method.as_str(), "cannot put the activation in force");
+        }
+    }
+
     /// Has the consent task look at the consent file (a flush goes by the
     /// file as it is now), collects now (periodic collectors and the KSN
     /// window), then has the uploader send now and waits for its answer.
@@ -137,7 +150,9 @@ impl Handler {
         }
         match answer.await {
             Ok(Ok(upload)) => Response::Flushed(FlushSummary { collect, upload }),
-            Ok(Err(message)) => Response::Error { message },
+            Ok(Err(err)) => Response::Error {
+                message: err.to_string(),
+            },
             Err(_) => shutting_down(),
         }
     }

@@ -175,7 +175,7 @@ impl Agent {
         let gate = Arc::new(Gate::with_registry(catalogue, registry));
         let (writer, writer_thread) =
             Writer::spawn_bounded(&config.state_dir, KsnAggregate::new(), bounds)?;
-        let reader = Arc::new(Store::open(&config.state_dir)?);
+        let reader = Arc::new(Store::open_reader(&config.state_dir)?);
         let send_lock = Some(SendLock::open(&config.state_dir)?);
         let installation_id = writer.call(|c, _| queue::installation_id(c)).await?;
         gate.set_hash_key(writer.call(|c, _| queue::hash_key(c)).await?);
@@ -242,6 +242,17 @@ impl Agent {
     ) -> Result<consent::Applied, consent::ApplyError> {
         let mut owner = self.consent.lock().await;
         owner.apply(self, cause, in_flight).await
+    }
+
+    /// Puts an activation the store has recorded in force, through the
+    /// consent owner (`consent::activation`).
+    pub(crate) async fn activated(
+        &self,
+        method: crate::catalogue::ActivationMethod,
+        in_flight: Option<&crate::upload::InFlight>,
+    ) -> Result<consent::ActivationApplied, consent::ApplyError> {
+        let mut owner = self.consent.lock().await;
+        owner.activated(self, method, in_flight).await
     }
 
     /// When the consent owner wants to look again on its own.
@@ -385,11 +396,13 @@ pub async fn run(
         "daemon started"
     );
 
+    let (activations, activation_inbox) = mpsc::channel(16);
     let ingest = Arc::new(Ingest {
         gate: Arc::clone(&agent.gate),
         context: agent.context.clone(),
         writer: agent.writer.clone(),
         discards: Arc::clone(&shared.discards),
+        activations,
     });
     tracker.spawn(ingest::serve(listeners.ingest, ingest, shutdown.clone()));
     tracker.spawn(scheduler::run(
@@ -434,7 +447,10 @@ pub async fn run(
     tracker.spawn(reload::run(
         Arc::clone(&agent),
         Arc::clone(&handler),
-        notice_inbox,
+        reload::Inboxes {
+            notices: notice_inbox,
+            activations: activation_inbox,
+        },
         shared,
         shutdown.clone(),
     ));

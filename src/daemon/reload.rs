@@ -8,7 +8,9 @@
 //!   `watch::FALLBACK_POLL` if no watch can be set up);
 //! - SIGHUP, which first re-reads the config file;
 //! - the owner's own next look (a withdrawal to confirm, a look deferred
-//!   while a command held the consent lock).
+//!   while a command held the consent lock);
+//! - an activation the ingest path has recorded, put in force (answered
+//!   once published) without reading the file.
 //!
 //! A config that fails validation, or whose `[upload]` settings cannot be
 //! used (a CA file that is gone, say), is rejected: the daemon runs on
@@ -36,13 +38,25 @@ use crate::config::Config;
 use crate::control::ReloadReport;
 use crate::upload::Transport;
 
+/// What the consent task is told.
+pub(super) struct Inboxes {
+    /// Commands' consent changes, from the control handler.
+    pub notices: mpsc::Receiver<Notice>,
+    /// Activations the store has recorded, from the ingest connections.
+    pub activations: mpsc::Receiver<crate::ingest::Activated>,
+}
+
 pub(super) async fn run(
     agent: Arc<Agent>,
     handler: Arc<Handler>,
-    mut notices: mpsc::Receiver<Notice>,
+    inboxes: Inboxes,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
+    let Inboxes {
+        mut notices,
+        mut activations,
+    } = inboxes;
     let hup = agent.reload_handle();
     let mut seen = stamps(&agent.config());
     let mut watch = FileWatch::new(watched(&agent.config()));
@@ -61,6 +75,11 @@ pub(super) async fn run(
                 tracing::debug!(act = act.is_some(), "consent task: a command's notice");
                 let _ = reply.send(handler.apply_consent(act.as_ref()).await);
                 seen = stamps(&agent.config());
+                continue;
+            }
+            Some(activated) = activations.recv() => {
+                handler.activated(activated.method).await;
+                let _ = activated.done.send(());
                 continue;
             }
             _ = hup.notified() => {

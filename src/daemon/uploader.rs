@@ -17,8 +17,9 @@ use super::{Agent, Shared};
 use crate::collect::ksn::KsnAggregate;
 use crate::upload::{UploadError, UploadSummary, Uploader};
 
-/// A `flush`: upload now, ignoring any backoff, and answer with the result.
-pub(super) type FlushRequest = oneshot::Sender<Result<UploadSummary, String>>;
+/// A `flush`: upload now, ignoring any backoff, and answer with the result
+/// (the error shared: every flush waiting on one round hears it).
+pub(super) type FlushRequest = oneshot::Sender<Result<UploadSummary, Arc<UploadError>>>;
 
 pub(super) async fn run(
     agent: Arc<Agent>,
@@ -89,7 +90,7 @@ pub(super) async fn run(
 fn record(
     shared: &Shared,
     result: Result<UploadSummary, UploadError>,
-) -> Result<UploadSummary, String> {
+) -> Result<UploadSummary, Arc<UploadError>> {
     match result {
         Ok(summary) => {
             shared.set_upload(summary.clone());
@@ -97,7 +98,7 @@ fn record(
         }
         Err(err) => {
             tracing::error!(error = %err, "upload failed; retrying at the next interval");
-            Err(err.to_string())
+            Err(Arc::new(err))
         }
     }
 }

@@ -121,7 +121,15 @@ fn purpose_section(out: &mut String, purpose: &PurposeDisclosure) {
                 if purpose.sale_or_sharing { "yes" } else { "no" }.to_owned(),
             ),
             ("Withdrawal", rich(&purpose.withdrawal)),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            purpose
+                .after_activation
+                .as_ref()
+                .map(|when| ("Activation", rich(when))),
+        )
+        .collect::<Vec<_>>(),
     );
     out.push_str("<table>\n<thead><tr><th>field</th><th>type</th><th>what it is</th><th>before it is stored</th></tr></thead>\n<tbody>\n");
     for field in &purpose.fields {

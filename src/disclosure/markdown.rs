@@ -95,6 +95,9 @@ fn purpose_section(out: &mut String, purpose: &PurposeDisclosure) {
     ] {
         let _ = writeln!(out, "| {key} | {} |", cell(&value));
     }
+    if let Some(when) = &purpose.after_activation {
+        let _ = writeln!(out, "| Activation | {} |", cell(when));
+    }
     out.push_str("\n| field | type | what it is | before it is stored |\n|---|---|---|---|\n");
     for field in &purpose.fields {
         let _ = writeln!(

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::catalogue::{Basis, Catalogue, Clause, ClauseKind, FieldType, Priority, Region};
+use crate::catalogue::{
+    ActivationMethod, Basis, Catalogue, Clause, ClauseKind, FieldType, Priority, Region,
+};
 use crate::privacy::Transform;
 
 /// The disclosure of one region.
@@ -79,6 +81,9 @@ pub struct PurposeDisclosure {
     /// How to stop it, and what stopping it does.
     pub withdrawal: String,
     pub fields: Vec<FieldDisclosure>,
+    /// For a purpose sent only after an activation by code: when it is
+    /// sent, in words (`None`: activation does not matter).
+    pub after_activation: Option<String>,
 }
 
 /// Where a purpose's retention comes from.
@@ -166,6 +171,8 @@ impl Disclosure {
                         minimised: minimised(field.transform).to_owned(),
                     })
                     .collect(),
+                after_activation: (purpose.after_activation == Some(ActivationMethod::Code))
+                    .then(|| AFTER_ACTIVATION_BY_CODE.to_owned()),
             });
         }
         Self {
@@ -255,6 +262,11 @@ fn withdrawal(
     }
     text
 }
+
+/// When a purpose sent only after activation by code is sent, as
+/// `consent::Registry::with_activation` decides it (the catalogue's loader
+/// lets a purpose wait for `code` only).
+const AFTER_ACTIVATION_BY_CODE: &str = "Only after the product is activated with an activation code: nothing of it is sent before, and activating with a key file (the way to activate without sending it) stops it at once and deletes its records still queued.";
 
 /// What `consent::registry` honours: in us-ca only, and only for
 /// `sale_or_sharing` purposes.
@@ -473,6 +485,21 @@ mod tests {
         assert_eq!(activation.retention_from, RetentionFrom::Store);
         assert!(activation.withdrawal.contains("licence agreement"));
         assert!(activation.fields.iter().all(|f| !f.minimised.is_empty()));
+    }
+
+    #[test]
+    fn a_purpose_sent_after_activation_by_code_says_so() {
+        let catalogue = Catalogue::builtin(crate::catalogue::BuiltIn::Ksv);
+        let global = Disclosure::new(&catalogue, Region::Global, MONTH);
+        let of = |id: &str| global.purposes.iter().find(|p| p.id == id).unwrap();
+        for id in ["activation", "virtual_infrastructure", "license_units"] {
+            let when = of(id).after_activation.as_deref().unwrap();
+            assert!(when.contains("activated with an activation code"), "{id}");
+            assert!(when.contains("key file"), "{id}");
+        }
+        assert_eq!(of("update_identity").after_activation, None);
+        let markdown = markdown::render(&global);
+        assert!(markdown.contains("| Activation | Only after the product is activated"));
     }
 
     #[test]

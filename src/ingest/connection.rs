@@ -13,9 +13,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::event::{LineError, Outcome, Parser};
 use super::protocol::{NOT_STORED, Reply};
 use super::{Ingest, MAX_IN_FLIGHT, MAX_LINE_BYTES, READ_BUFFER};
+use crate::catalogue::ActivationMethod;
 use crate::collect::ksn::{self, KsnDelta};
+use crate::consent::Registry;
 use crate::gate::{GatedRecord, Refusal};
-use crate::store::WriterError;
+use crate::record::Record;
+use crate::store::{self, WriterError};
 
 /// What a chunk of lines amounts to, before it is stored.
 #[derive(Default)]
@@ -25,9 +28,19 @@ struct Chunk {
     errors: Vec<(u64, LineError)>,
     records: Vec<GatedRecord>,
     ksn: KsnDelta,
-    /// Valid lines whose effect needs no storage (key-file activations).
-    accepted_now: u64,
+    /// Key-file activations: nothing to send, but recorded with the chunk.
+    activations: u64,
     discarded: u64,
+    /// The activation its last line reported: such a line ends its chunk,
+    /// so that every later line is gated knowing it (`in_force`).
+    activation: Option<ActivationMethod>,
+}
+
+/// What the gate made of one record.
+enum Gated {
+    Queued,
+    Discarded,
+    Refused,
 }
 
 /// A chunk on its way to the client: its answers, and its commit.
@@ -35,10 +48,11 @@ struct Pending {
     first_line: u64,
     last_line: u64,
     errors: Vec<(u64, LineError)>,
-    /// Records queued and KSN events folded by the commit.
+    /// Records queued, KSN events folded and key-file activations kept
+    /// by the commit.
     records: u64,
     aggregated: u64,
-    accepted_now: u64,
+    activations: u64,
     discarded: u64,
     commit: Option<oneshot::Receiver<Result<(), WriterError>>>,
 }
@@ -49,6 +63,9 @@ struct Framing {
     next_line: u64,
     /// Inside a line longer than [`MAX_LINE_BYTES`]: skip to its newline.
     skipping: bool,
+    /// The last chunk ended at an activation line: the buffer may hold
+    /// complete lines still, to be parsed before anything is read.
+    resume: bool,
 }
 
 pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::Result<()> {
@@ -59,12 +76,16 @@ pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::
         buffer: Vec::with_capacity(READ_BUFFER),
         next_line: 1,
         skipping: false,
+        resume: false,
     };
+    let mut eof = false;
     loop {
-        if framing.buffer.capacity() - framing.buffer.len() < READ_BUFFER / 2 {
-            framing.buffer.reserve(READ_BUFFER);
+        if !framing.resume {
+            if framing.buffer.capacity() - framing.buffer.len() < READ_BUFFER / 2 {
+                framing.buffer.reserve(READ_BUFFER);
+            }
+            eof = reader.read_buf(&mut framing.buffer).await? == 0;
         }
-        let eof = reader.read_buf(&mut framing.buffer).await? == 0;
         let chunk = framing.chunk(&ingest, eof);
         if chunk.last_line >= chunk.first_line {
             let commit = submit(&ingest, chunk).await;
@@ -72,7 +93,7 @@ pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::
                 break; // the acknowledger ended: the client is gone
             }
         }
-        if eof {
+        if eof && !framing.resume {
             break;
         }
     }
@@ -82,7 +103,9 @@ pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::
 
 impl Framing {
     /// Parses every complete line in the buffer (and, at end of stream, the
-    /// unterminated last one) into a chunk, keeping any partial line.
+    /// unterminated last one) into a chunk, keeping any partial line; or
+    /// the lines up to the first that reports an activation, keeping the
+    /// rest for the next chunk ([`Framing::resume`]).
     fn chunk(&mut self, ingest: &Ingest, eof: bool) -> Chunk {
         let parser = Parser {
             catalogue: ingest.gate.catalogue(),
@@ -94,12 +117,19 @@ impl Framing {
             ..Chunk::default()
         };
         let mut start = 0;
+        self.resume = false;
         while let Some(offset) = memchr::memchr(b'\n', &self.buffer[start..]) {
             let end = start + offset;
             self.line(&parser, ingest, start, end, &mut chunk);
             start = end + 1;
+            if chunk.activation.is_some() {
+                self.resume = true;
+                break;
+            }
         }
-        if eof && start < self.buffer.len() {
+        if self.resume {
+            // The rest waits until the activation is in force.
+        } else if eof && start < self.buffer.len() {
             let end = self.buffer.len();
             self.line(&parser, ingest, start, end, &mut chunk);
             start = end;
@@ -107,7 +137,7 @@ impl Framing {
             self.skipped(&mut chunk);
         }
         self.buffer.drain(..start);
-        if self.buffer.len() > MAX_LINE_BYTES {
+        if !self.resume && self.buffer.len() > MAX_LINE_BYTES {
             // The partial line is already too long: drop what we have and
             // skip to its end; its error goes out with the chunk that ends it.
             self.buffer.clear();
@@ -150,24 +180,12 @@ impl Framing {
         match parser.parse(text, &mut chunk.ksn) {
             Err(error) => chunk.errors.push((number, error)),
             Ok(Outcome::Aggregated) => {}
-            Ok(Outcome::Nothing) => chunk.accepted_now += 1,
-            Ok(Outcome::Record(record)) => match ingest.gate.admit(&record) {
-                Ok(gated) => chunk.records.push(gated),
-                Err(Refusal::NotAllowed { purpose, .. }) => {
-                    ingest.discards.add(&purpose, 1);
-                    chunk.discarded += 1;
-                }
-                Err(Refusal::Check(err)) => {
-                    // A value its field's declaration does not allow
-                    // (`personal_data`, `out_of_shape`: the message names
-                    // the field and the kind, never the value), or a record
-                    // the agent built that does not fit the catalogue (a
-                    // custom catalogue lacking a field the agent adds).
-                    chunk
-                        .errors
-                        .push((number, LineError::new(err.code(), err.to_string())));
-                }
-            },
+            Ok(Outcome::Activated { method, record }) => {
+                chunk.activated(ingest, number, method, record);
+            }
+            Ok(Outcome::Record(record)) => {
+                chunk.gate(ingest, number, &record, None);
+            }
         }
     }
 
@@ -178,6 +196,74 @@ impl Framing {
         self.skipping = false;
         chunk.last_line = number;
         chunk.errors.push((number, too_long()));
+    }
+}
+
+impl Chunk {
+    /// Gates `record` under `view`, else under the published snapshot, and
+    /// files the outcome.
+    fn gate(
+        &mut self,
+        ingest: &Ingest,
+        number: u64,
+        record: &Record,
+        view: Option<&Registry>,
+    ) -> Gated {
+        let admitted = match view {
+            Some(view) => ingest.gate.admit_under(record, view),
+            None => ingest.gate.admit(record),
+        };
+        match admitted {
+            Ok(gated) => {
+                self.records.push(gated);
+                Gated::Queued
+            }
+            Err(Refusal::NotAllowed { purpose, .. }) => {
+                ingest.discards.add(&purpose, 1);
+                self.discarded += 1;
+                Gated::Discarded
+            }
+            Err(Refusal::Check(err)) => {
+                // A value its field's declaration does not allow
+                // (`personal_data`, `out_of_shape`: the message names the
+                // field and the kind, never the value), or a record the
+                // agent built that does not fit the catalogue (a custom
+                // catalogue lacking a field the agent adds).
+                self.errors
+                    .push((number, LineError::new(err.code(), err.to_string())));
+                Gated::Refused
+            }
+        }
+    }
+
+    /// An activation line: its record (one by code) gated under the
+    /// published snapshot with the activation (`Registry::with_activation`:
+    /// the consent owner publishes the same once it is committed) and,
+    /// unless the record was refused (then the line did nothing), the
+    /// activation kept for the store; the line ends the chunk.
+    fn activated(
+        &mut self,
+        ingest: &Ingest,
+        number: u64,
+        method: ActivationMethod,
+        record: Option<Record>,
+    ) {
+        let took = match &record {
+            Some(record) => {
+                let known = (*ingest.gate.registry())
+                    .clone()
+                    .with_activation(Some(method));
+                let gated = self.gate(ingest, number, record, Some(&known));
+                !matches!(gated, Gated::Refused)
+            }
+            None => {
+                self.activations += 1;
+                true
+            }
+        };
+        if took {
+            self.activation = Some(method);
+        }
     }
 }
 
@@ -196,8 +282,9 @@ async fn submit(ingest: &Ingest, chunk: Chunk) -> Pending {
         errors,
         records,
         ksn,
-        accepted_now,
+        activations,
         discarded,
+        activation,
     } = chunk;
     let mut pending = Pending {
         first_line,
@@ -205,11 +292,11 @@ async fn submit(ingest: &Ingest, chunk: Chunk) -> Pending {
         errors,
         records: records.len() as u64,
         aggregated: ksn.events(),
-        accepted_now,
+        activations,
         discarded,
         commit: None,
     };
-    if records.is_empty() && ksn.is_empty() {
+    if records.is_empty() && ksn.is_empty() && activation.is_none() {
         return pending;
     }
     let tally = ingest.writer.tally();
@@ -218,18 +305,41 @@ async fn submit(ingest: &Ingest, chunk: Chunk) -> Pending {
         .submit(move |connection, aggregate| {
             tally.enqueue(connection, &records)?;
             aggregate.fold(&ksn, SystemTime::now());
+            if let Some(method) = activation {
+                store::activation::record(connection, method)?;
+            }
             Ok(())
         })
         .await;
-    pending.commit = Some(match submitted {
-        Ok(receiver) => receiver,
-        Err(err) => {
-            let (reply, receiver) = oneshot::channel();
-            let _ = reply.send(Err(err));
-            receiver
-        }
+    let commit = submitted.unwrap_or_else(|err| answered(Err(err)));
+    pending.commit = Some(match activation {
+        None => commit,
+        Some(method) => in_force(ingest, method, commit).await,
     });
     pending
+}
+
+/// Waits for the commit of a chunk that reported an activation, then
+/// until the consent owner has published decisions that know it: the
+/// connection reads on, and the chunk is acknowledged, only then, so any
+/// line sent after the ack, on any connection, is gated knowing it.
+async fn in_force(
+    ingest: &Ingest,
+    method: ActivationMethod,
+    commit: oneshot::Receiver<Result<(), WriterError>>,
+) -> oneshot::Receiver<Result<(), WriterError>> {
+    let stored = commit.await.unwrap_or(Err(WriterError::Stopped));
+    if stored.is_ok() {
+        ingest.activated(method).await;
+    }
+    answered(stored)
+}
+
+/// A commit's answer, already known.
+fn answered(stored: Result<(), WriterError>) -> oneshot::Receiver<Result<(), WriterError>> {
+    let (reply, receiver) = oneshot::channel();
+    let _ = reply.send(stored);
+    receiver
 }
 
 /// Waits for each chunk's commit in order and writes its answers.
@@ -244,7 +354,7 @@ async fn acknowledge(
             None => Ok(()),
             Some(receiver) => receiver.await.unwrap_or(Err(WriterError::Stopped)),
         };
-        let durable = pending.records + pending.aggregated;
+        let durable = pending.records + pending.aggregated + pending.activations;
         rejected += pending.errors.len() as u64;
         match stored {
             Ok(()) => {
@@ -266,7 +376,6 @@ async fn acknowledge(
                 ));
             }
         }
-        accepted += pending.accepted_now;
         discarded += pending.discarded;
         for (line, error) in pending.errors {
             let reply = Reply::Error {

@@ -1,6 +1,6 @@
 //! One ingest line → one typed event → what it means for the agent: a
-//! record for the gate, a contribution to the KSN window, or nothing (a
-//! key-file activation). Every way a line can be wrong is a [`LineError`]
+//! record for the gate, a contribution to the KSN window, or an activation
+//! (with its record when it was by code). Every way a line can be wrong is a [`LineError`]
 //! with a stable code; nothing here touches the disk or decides consent.
 //!
 //! Lines are parsed with borrowed strings into one flat struct (no map, no
@@ -45,8 +45,12 @@ pub enum Outcome {
     Record(Record),
     /// Folded into the caller's KSN delta already.
     Aggregated,
-    /// Valid, and by definition sends nothing (a key-file activation).
-    Nothing,
+    /// The product was activated: the agent keeps how (purposes may wait
+    /// for an activation by code), and sends `record` (none for a key file).
+    Activated {
+        method: activation::Method,
+        record: Option<Record>,
+    },
 }
 
 /// Every event kind and the fields its line may carry besides `kind`.
@@ -61,6 +65,7 @@ pub const KINDS: [(&str, &[&str]); 6] = [
             "license_edition",
             "license_units_total",
             "license_units_used",
+            "svm_id",
         ],
     ),
     (
@@ -102,6 +107,8 @@ struct Line<'a> {
     license_units_total: Option<i64>,
     license_units_used: Option<i64>,
     #[serde(borrow)]
+    svm_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     task: Option<Cow<'a, str>>,
     #[serde(borrow)]
     status: Option<Cow<'a, str>>,
@@ -137,6 +144,7 @@ impl Line<'_> {
             ("license_edition", self.license_edition.is_some()),
             ("license_units_total", self.license_units_total.is_some()),
             ("license_units_used", self.license_units_used.is_some()),
+            ("svm_id", self.svm_id.is_some()),
             ("task", self.task.is_some()),
             ("status", self.status.is_some()),
             ("error_type", self.error_type.is_some()),
@@ -199,11 +207,7 @@ impl Parser<'_> {
         }
         match *kind {
             "update_task" => {
-                let task_id = line
-                    .task_id
-                    .as_deref()
-                    .map(|id| Uuid::parse_str(id).map_err(|_| invalid("task_id", id, "a UUID")))
-                    .transpose()?;
+                let task_id = uuid(&line.task_id, "task_id")?;
                 Ok(Outcome::Record(UpdateTask { task_id }.record(self.context)))
             }
             "activation" => {
@@ -217,6 +221,7 @@ impl Parser<'_> {
                     license_edition: owned(&line.license_edition),
                     license_units_total: count(line.license_units_total, "license_units_total")?,
                     license_units_used: count(line.license_units_used, "license_units_used")?,
+                    svm_id: uuid(&line.svm_id, "svm_id")?,
                 };
                 if method == activation::Method::Code && activation.code.is_none() {
                     return Err(LineError::new(
@@ -224,9 +229,10 @@ impl Parser<'_> {
                         "an activation by `code` needs its `code`",
                     ));
                 }
-                Ok(activation
-                    .record(self.context, SystemTime::now())
-                    .map_or(Outcome::Nothing, Outcome::Record))
+                Ok(Outcome::Activated {
+                    method,
+                    record: activation.record(self.context, SystemTime::now()),
+                })
             }
             "install_task" => {
                 let task = one_of(&line.task, "task", &installation_errors::TASKS)?;
@@ -400,6 +406,14 @@ fn count(value: Option<i64>, name: &str) -> Result<Option<i64>, LineError> {
         Some(n) if n < 0 => Err(invalid(name, &n.to_string(), "a count of zero or more")),
         other => Ok(other),
     }
+}
+
+/// An optional field that must be a UUID.
+fn uuid(value: &Option<Cow<'_, str>>, name: &str) -> Result<Option<Uuid>, LineError> {
+    value
+        .as_deref()
+        .map(|id| Uuid::parse_str(id).map_err(|_| invalid(name, id, "a UUID")))
+        .transpose()
 }
 
 fn owned(value: &Option<Cow<'_, str>>) -> Option<String> {

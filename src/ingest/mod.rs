@@ -16,6 +16,13 @@
 //! ([`Discards`]) and dropped at the door: they never reach the disk. This
 //! module never decides consent (it asks the gate) and never sends anything
 //! over the network.
+//!
+//! An `activation` event changes what may be sent (some purposes wait for
+//! an activation by code), so its line ends its chunk: its own record is
+//! gated knowing it, the store records it with the chunk, and the
+//! connection then tells the consent owner ([`Activated`]) and waits until
+//! the owner has published decisions that know it before it parses the
+//! next line or acknowledges. It never publishes anything itself.
 
 pub mod client;
 mod connection;
@@ -27,8 +34,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::catalogue::ActivationMethod;
 use crate::collect::CollectContext;
 use crate::collect::ksn::KsnAggregate;
 use crate::gate::Gate;
@@ -74,6 +83,34 @@ pub struct Ingest {
     pub context: CollectContext,
     pub writer: Writer<KsnAggregate>,
     pub discards: Arc<Discards>,
+    /// The consent owner's inbox for activations the store has recorded.
+    pub activations: mpsc::Sender<Activated>,
+}
+
+/// An activation the store has committed, for the consent owner, who
+/// publishes decisions that know it (and, for a key file, deletes what
+/// waited for an activation by code), then answers on `done`.
+#[derive(Debug)]
+pub struct Activated {
+    pub method: ActivationMethod,
+    pub done: oneshot::Sender<()>,
+}
+
+impl Ingest {
+    /// Tells the consent owner of a committed activation and waits until
+    /// it is in force (at once if the owner is gone: the daemon is
+    /// stopping, and its next start reads the activation from the store).
+    async fn activated(&self, method: ActivationMethod) {
+        let (done, in_force) = oneshot::channel();
+        if self
+            .activations
+            .send(Activated { method, done })
+            .await
+            .is_ok()
+        {
+            let _ = in_force.await;
+        }
+    }
 }
 
 /// Binds `ingest.sock` (see [`socket::bind`]; the control socket's binder

@@ -7,9 +7,11 @@
 //! the consent that allowed it is gone (purge). The store never decides
 //! consent: callers tell it which purposes are still allowed.
 
+pub mod activation;
 pub mod bounds;
 mod claim;
 mod gauges;
+pub mod ksn_window;
 mod open;
 pub mod queue;
 pub mod receipts;
@@ -30,7 +32,7 @@ pub use bounds::{Bounds, Drops, StoreConfig};
 pub use gauges::Tally;
 pub use open::{QUARANTINE_DIR, Quarantine, last_quarantine};
 pub use queue::{meta_get, meta_set};
-pub use writer::{Durable, Writer, WriterError};
+pub use writer::{CommitError, Durable, Writer, WriterError};
 
 /// File name of the database inside `state_dir`.
 pub const DATABASE_FILE: &str = "consentry.sqlite3";
@@ -65,10 +67,11 @@ pub struct SentBody {
     pub batch_id: String,
     pub at: String,
     pub records: u64,
-    /// SHA-256 (hex) of the JSON document inside `gzip`.
+    /// SHA-256 (hex) of the document inside `bytes`.
     pub sha256: String,
-    /// The bytes sent (`Content-Encoding: gzip`).
-    pub gzip: Vec<u8>,
+    /// The bytes sent, compressed (the compression told by their magic
+    /// number: `upload::compression`).
+    pub bytes: Vec<u8>,
     /// The drop counts its envelope reports (marked reported on a 2xx).
     pub drops: Drops,
 }
@@ -225,6 +228,18 @@ impl Store {
         })
     }
 
+    /// Opens the database in `state_dir` for reading only, once a writer
+    /// (`Writer::spawn`) has opened, checked and migrated it: the daemon's
+    /// reader, through which no write can go.
+    pub fn open_reader(state_dir: &Path) -> Result<Self, StoreError> {
+        let opened = open::read_only(state_dir)?;
+        Ok(Self {
+            connection: Mutex::new(opened.connection),
+            _lock: opened.lock,
+            quarantine: None,
+        })
+    }
+
     /// The quarantine this open performed, if the database failed its check.
     pub fn quarantined_now(&self) -> Option<&Quarantine> {
         self.quarantine.as_ref()
@@ -334,8 +349,8 @@ impl Store {
         health(&self.lock())
     }
 
-    /// Runs `read` on this store's connection (reads only, by convention:
-    /// writes in the daemon go through the writer).
+    /// Runs `read` on this store's connection (in the daemon a read-only
+    /// one, [`Store::open_reader`]: its writes go through the writer).
     pub fn read<T>(
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -351,6 +366,22 @@ fn open_connection(state_dir: &Path) -> Result<open::Opened, StoreError> {
     open::open(state_dir)
 }
 
+/// Whether SQLite's result `code` is trouble with the store itself (a full
+/// disk, an I/O error, damage, a read-only or unopenable database).
+pub(crate) fn is_fault_code(code: Option<rusqlite::ErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(
+            rusqlite::ErrorCode::DiskFull
+                | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::DatabaseCorrupt
+                | rusqlite::ErrorCode::NotADatabase
+                | rusqlite::ErrorCode::ReadOnly
+                | rusqlite::ErrorCode::CannotOpen
+        )
+    )
+}
+
 impl StoreError {
     /// Whether this is trouble with the store itself rather than with one
     /// request: a full disk, an I/O error, a damaged or read-only database.
@@ -364,17 +395,7 @@ impl StoreError {
             }
             _ => return false,
         };
-        matches!(
-            source.sqlite_error_code(),
-            Some(
-                rusqlite::ErrorCode::DiskFull
-                    | rusqlite::ErrorCode::SystemIoFailure
-                    | rusqlite::ErrorCode::DatabaseCorrupt
-                    | rusqlite::ErrorCode::NotADatabase
-                    | rusqlite::ErrorCode::ReadOnly
-                    | rusqlite::ErrorCode::CannotOpen
-            )
-        )
+        is_fault_code(source.sqlite_error_code())
     }
 
     /// Whether the database was busy (locked by another process).

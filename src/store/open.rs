@@ -13,8 +13,8 @@
 //! - its schema is newer than this build understands.
 //!
 //! A quarantined file is never deleted. The fresh store that replaces it
-//! keeps the installation id and hash key when the old file still yields
-//! them, takes back every queued record SQLite can still read from it
+//! keeps the installation id, hash key and last activation when the old
+//! file still yields them, takes back every queued record SQLite can still read from it
 //! (`recover`), and records what happened (in `meta` and the audit trail) so that
 //! `status` and the log can say so, with how many records the file held.
 //!
@@ -92,12 +92,7 @@ pub(super) fn open(state_dir: &Path) -> Result<Opened, StoreError> {
         path: state_dir.to_path_buf(),
         source,
     };
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(state_dir.join(LOCK_FILE))
-        .map_err(lock_error)?;
+    let lock = lock_file(state_dir).map_err(lock_error)?;
     let alone = match lock.try_lock() {
         Ok(()) => true,
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -154,6 +149,35 @@ pub(super) fn open(state_dir: &Path) -> Result<Opened, StoreError> {
         connection,
         lock,
         quarantine,
+    })
+}
+
+/// The lock file of `state_dir`, opened (not locked).
+fn lock_file(state_dir: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join(LOCK_FILE))
+}
+
+/// Opens the database in `state_dir` for reading only (SQLite refuses any
+/// write through it), once another connection has checked and migrated
+/// it; holds the shared lock as [`open`] does.
+pub(super) fn read_only(state_dir: &Path) -> Result<Opened, StoreError> {
+    let lock = lock_file(state_dir).and_then(|lock| lock.lock_shared().map(|()| lock));
+    let lock = lock.map_err(|source| StoreError::StateDir {
+        path: state_dir.to_path_buf(),
+        source,
+    })?;
+    let path = state_dir.join(DATABASE_FILE);
+    let connection = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.busy_timeout(super::BUSY_TIMEOUT).map(|()| c))
+        .map_err(|source| StoreError::Open { path, source })?;
+    Ok(Opened {
+        connection,
+        lock,
+        quarantine: None,
     })
 }
 
@@ -339,7 +363,8 @@ struct Salvage {
 }
 
 /// Counts the queued records of a quarantined file and reads the identity
-/// worth keeping (installation id, hash key), without changing the file.
+/// worth keeping (installation id, hash key, how the product was last
+/// activated), without changing the file.
 fn salvage(path: &Path) -> Option<Salvage> {
     let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     let records = connection
@@ -347,7 +372,7 @@ fn salvage(path: &Path) -> Option<Salvage> {
         .ok()
         .map(|n| n as u64);
     let mut meta = Vec::new();
-    for key in ["installation_id", "hash_key"] {
+    for key in ["installation_id", "hash_key", super::activation::KEY] {
         if let Ok(Some(value)) = queue::meta_get(&connection, key) {
             meta.push((key.to_owned(), value));
         }
@@ -463,6 +488,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         filled(dir.path(), 2000);
         let id = Store::open(dir.path()).unwrap().installation_id().unwrap();
+        let code = crate::catalogue::ActivationMethod::Code;
+        let activated = |c: &Connection| super::super::activation::record(c, code);
+        Store::open(dir.path()).unwrap().write(activated).unwrap();
         let db = dir.path().join(DATABASE_FILE);
         // Checkpointed by the last close: the WAL is empty or gone.
         let mut bytes = std::fs::read(&db).unwrap();
@@ -477,6 +505,8 @@ mod tests {
         assert!(event.reason.contains("damaged"), "{event}");
         assert!(event.moved_to.as_ref().unwrap().exists());
         assert_eq!(store.installation_id().unwrap(), id, "identity salvaged");
+        let last = store.read(super::super::activation::last).unwrap();
+        assert_eq!(last, Some(code), "the activation salvaged");
         // Every record off the damaged page is queued again, under its own
         // rowid; the ones on it are lost.
         let recovered = event.recovered.expect("recovered");
@@ -512,7 +542,7 @@ mod tests {
             at: "2026-11-26T10:00:00Z".into(),
             records: 4,
             sha256: "ab".repeat(32),
-            gzip: vec![1, 2, 3],
+            bytes: vec![1, 2, 3],
             drops: Default::default(),
         };
         store.write(|c| queue::keep_body(c, &kept)).unwrap();

@@ -231,10 +231,20 @@ pub fn keep_body(connection: &Connection, body: &SentBody) -> Result<(), StoreEr
             body.at,
             body.records as i64,
             body.sha256,
-            body.gzip,
+            body.bytes,
             (!body.drops.is_empty())
                 .then(|| serde_json::to_string(&body.drops).expect("counts serialize")),
         ])?;
+    Ok(())
+}
+
+/// Replaces the kept body of batch `id` by the same document in other
+/// bytes (recompressed for a receiver that refused the first compression):
+/// what is kept is always what was last sent.
+pub fn rekeep_body(connection: &Connection, id: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("UPDATE sent_body SET body = ?2 WHERE batch_id = ?1")?
+        .execute(params![id, bytes])?;
     Ok(())
 }
 
@@ -252,7 +262,7 @@ pub fn sent_body(connection: &Connection, id: &str) -> Result<Vec<SentBody>, Sto
                 at: row.get(1)?,
                 records: row.get::<_, i64>(2)? as u64,
                 sha256: row.get(3)?,
-                gzip: row.get(4)?,
+                bytes: row.get(4)?,
                 drops: Default::default(),
             })
         })?

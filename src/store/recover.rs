@@ -28,23 +28,37 @@ pub(super) struct Recovered {
     pub batches: u64,
 }
 
+/// Why nothing of a quarantined database could be recovered.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RecoverError {
+    #[error("cannot open it: {0}")]
+    Open(#[source] rusqlite::Error),
+    #[error("cannot read its schema version: {0}")]
+    Version(#[source] rusqlite::Error),
+    #[error(
+        "its schema version is {found}, not this build's {}",
+        schema::SUPPORTED
+    )]
+    OtherSchema { found: i64 },
+    #[error("neither its queue's ids nor its sequence can be read")]
+    NoIds,
+    #[error("cannot write the fresh store: {0}")]
+    Write(#[source] rusqlite::Error),
+}
+
 /// Copies the readable queue of the database at `from` (quarantined) into
 /// `into` (fresh, empty), in one transaction. `Err`: why nothing could be
 /// recovered.
-pub(super) fn recover(from: &Path, into: &Connection) -> Result<Recovered, String> {
+pub(super) fn recover(from: &Path, into: &Connection) -> Result<Recovered, RecoverError> {
     let old = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|err| format!("cannot open it: {err}"))?;
+        .map_err(RecoverError::Open)?;
     let version: i64 = old
         .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(|err| format!("cannot read its schema version: {err}"))?;
+        .map_err(RecoverError::Version)?;
     if version != schema::SUPPORTED {
-        return Err(format!(
-            "its schema version is {version}, not this build's {}",
-            schema::SUPPORTED
-        ));
+        return Err(RecoverError::OtherSchema { found: version });
     }
-    let (first, last) =
-        id_span(&old).ok_or("neither its queue's ids nor its sequence can be read")?;
+    let (first, last) = id_span(&old).ok_or(RecoverError::NoIds)?;
     let mut rows = Vec::new();
     let mut start = first;
     while start <= last {
@@ -70,8 +84,7 @@ pub(super) fn recover(from: &Path, into: &Connection) -> Result<Recovered, Strin
             .ok()
         })
         .collect();
-    write(into, &rows, &claims, &bodies)
-        .map_err(|err| format!("cannot write the fresh store: {err}"))?;
+    write(into, &rows, &claims, &bodies).map_err(RecoverError::Write)?;
     Ok(Recovered {
         records: rows.len() as u64,
         batches: claims.len() as u64,

@@ -270,3 +270,22 @@ fn database_exists_says_permission_denied_for_a_closed_directory() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_daemons_reader_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, thread) = crate::store::Writer::spawn(dir.path(), ()).unwrap();
+    writer
+        .enqueue(vec![crate::gate::test_record("a", 1)])
+        .await
+        .unwrap();
+    let reader = Store::open_reader(dir.path()).unwrap();
+    assert_eq!(reader.depth().unwrap(), 1, "it reads what the writer wrote");
+    let err = reader
+        .read(|c| Ok(c.execute("DELETE FROM queue", [])?))
+        .unwrap_err();
+    assert!(err.to_string().contains("readonly"), "{err}");
+    assert_eq!(reader.depth().unwrap(), 1);
+    drop(writer);
+    thread.join().unwrap();
+}

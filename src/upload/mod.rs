@@ -7,7 +7,8 @@
 //! batch; anything else leaves it queued, dead-letters what the receiver
 //! refused record by record, and sets when to try again.
 
-pub mod diagnose;
+pub mod compression;
+mod diagnose;
 mod in_flight;
 pub mod otlp;
 pub mod policy;
@@ -44,12 +45,17 @@ pub struct UploadConfig {
     /// `https://…`, or `http://127.0.0.1…`/`http://[::1]…` (written so)
     /// with the flag below; no user info, query or fragment.
     pub endpoint: String,
-    /// The wire format: `consentry-json` (gzip JSON envelopes,
-    /// `docs/protocol.md`) or `otlp-http` (OTLP logs, protobuf, gzip,
+    /// The wire format: `consentry-json` (compressed JSON envelopes,
+    /// `docs/protocol.md`) or `otlp-http` (OTLP logs, compressed protobuf,
     /// `docs/fleet.md`). The endpoint is used as written: for an
     /// OpenTelemetry Collector, its `/v1/logs` URL.
     #[serde(default)]
     pub protocol: Protocol,
+    /// How bodies are compressed: `zstd` (the default) or `gzip`. A
+    /// receiver that answers 415 to zstd is sent gzip from then on
+    /// (remembered per endpoint).
+    #[serde(default)]
+    pub compression: compression::Compression,
     /// Extra CA certificates (PEM) trusted besides the system roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,

@@ -1,4 +1,5 @@
-//! The wire format of one batch: a gzip-compressed JSON envelope.
+//! The wire format of one batch: a compressed JSON envelope (zstd, or
+//! gzip for a receiver that refuses zstd: `compression`).
 //!
 //! ```json
 //! { "schema": 1, "batch_id": "…", "agent": {"name": "consentry", "version": "0.1.0"},
@@ -11,12 +12,9 @@
 //! SHA-256 of the accepted text) that allowed it. The batch id is also the
 //! request's `Idempotency-Key`. `docs/protocol.md` is the long form.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::SystemTime;
 
-use flate2::Compression;
-use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -25,6 +23,7 @@ use uuid::Uuid;
 use crate::clock::rfc3339;
 use crate::consent::receipt::DeletionRequest;
 use crate::store::{Batch, Drops};
+use crate::upload::compression::{Compression, Encoder, decompress};
 
 /// Version of the envelope; a receiver refuses what it does not know.
 pub const SCHEMA: u32 = 1;
@@ -91,49 +90,25 @@ impl DeletionEnvelope {
         }
     }
 
-    /// The request body, gzip-compressed JSON.
-    pub fn encode(&self) -> Vec<u8> {
-        gzip(&serde_json::to_vec(self).expect("a deletion request serializes"))
+    /// The request body: JSON, compressed with `compression`.
+    pub fn encode(&self, compression: Compression) -> Vec<u8> {
+        compression.compress(&serde_json::to_vec(self).expect("a deletion request serializes"))
     }
 
-    /// Reads a request body (receivers and tests), gzip or plain; `None`
-    /// when it is not a deletion request.
-    pub fn decode(body: &[u8], gzip: bool) -> Option<Self> {
-        let json = if gzip {
-            let mut json = Vec::new();
-            GzDecoder::new(body).read_to_end(&mut json).ok()?;
-            json
-        } else {
-            body.to_vec()
-        };
+    /// Reads a request body (receivers and tests), compressed or plain;
+    /// `None` when it is not a deletion request.
+    pub fn decode(body: &[u8]) -> Option<Self> {
+        let json = decompress(body).ok()?;
         serde_json::from_slice::<Self>(&json)
             .ok()
             .filter(|d| d.kind == Self::KIND)
     }
 }
 
-/// The gzip level of every body. Chosen by measurement (`cargo bench
-/// --bench pipeline -- wire`, BENCHMARKS.md): on a mixed batch of 500,
-/// level 1 costs 0.47 µs per record and reaches 6.2 % of the JSON; level 6
-/// costs 3.2 µs for 3.9 %. The agent's CPU is the scarcer resource on a
-/// customer's machine than 10 bytes per record on the wire.
-pub const GZIP_LEVEL: u32 = 1;
-
-fn gzip(json: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(json.len() / 4 + 64),
-        Compression::new(GZIP_LEVEL),
-    );
-    encoder
-        .write_all(json)
-        .expect("writing to a Vec cannot fail");
-    encoder.finish().expect("writing to a Vec cannot fail")
-}
-
 /// Where a body is serialized: into the compressor, hashing and counting
 /// the JSON on its way (no copy of the whole document is made).
 struct Streaming {
-    gzip: GzEncoder<Vec<u8>>,
+    compressed: Encoder,
     sha256: Sha256,
     json_len: usize,
 }
@@ -142,7 +117,7 @@ impl Write for Streaming {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.sha256.update(bytes);
         self.json_len += bytes.len();
-        self.gzip.write_all(bytes)?;
+        self.compressed.write_all(bytes)?;
         Ok(bytes.len())
     }
 
@@ -154,9 +129,11 @@ impl Write for Streaming {
 /// One request body as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Body {
-    /// The bytes on the wire (`Content-Encoding: gzip`).
-    pub gzip: Vec<u8>,
-    /// SHA-256 (hex) of the document the gzip stream holds (the JSON
+    /// The bytes on the wire.
+    pub bytes: Vec<u8>,
+    /// How they are compressed (`Content-Encoding`).
+    pub compression: Compression,
+    /// SHA-256 (hex) of the document the compressed stream holds (the JSON
     /// envelope, or the OTLP request's protobuf bytes).
     pub sha256: String,
     /// The document's size, when known without decompressing (a body just
@@ -165,13 +142,19 @@ pub struct Body {
 }
 
 impl Body {
+    /// A kept body read back: its compression told by its own bytes.
+    pub fn kept(bytes: Vec<u8>, sha256: String) -> Self {
+        Self {
+            compression: Compression::of(&bytes).unwrap_or_default(),
+            bytes,
+            sha256,
+            json_len: None,
+        }
+    }
+
     /// The document inside, byte for byte.
     pub fn json(&self) -> Result<Vec<u8>, ProtocolError> {
-        let mut json = Vec::new();
-        GzDecoder::new(&self.gzip[..])
-            .read_to_end(&mut json)
-            .map_err(ProtocolError::Gzip)?;
-        Ok(json)
+        decompress(&self.bytes).map_err(ProtocolError::Decompress)
     }
 }
 
@@ -184,8 +167,8 @@ pub enum ProtocolError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("body is not gzip: {0}")]
-    Gzip(#[source] std::io::Error),
+    #[error("body cannot be decompressed: {0}")]
+    Decompress(#[source] std::io::Error),
     #[error("body is not a batch envelope: {0}")]
     Json(#[source] serde_json::Error),
     #[error("body is not an OTLP logs export request: {0}")]
@@ -228,19 +211,16 @@ impl Envelope {
         })
     }
 
-    /// The request body: JSON, gzip-compressed.
-    pub fn encode(&self) -> Vec<u8> {
-        self.encode_body().gzip
+    /// The request body: JSON, compressed with `compression`.
+    pub fn encode(&self, compression: Compression) -> Vec<u8> {
+        self.encode_body(compression).bytes
     }
 
     /// The request body, with the SHA-256 of the JSON inside it: what the
     /// audit trail records and `history --show` reproduces.
-    pub fn encode_body(&self) -> Body {
+    pub fn encode_body(&self, compression: Compression) -> Body {
         let mut out = Streaming {
-            gzip: GzEncoder::new(
-                Vec::with_capacity(self.records.len() * 32 + 256),
-                Compression::new(GZIP_LEVEL),
-            ),
+            compressed: compression.encoder(self.records.len() * 32 + 256),
             sha256: Sha256::new(),
             json_len: 0,
         };
@@ -250,31 +230,25 @@ impl Envelope {
         buffered.flush().expect("writing to a Vec cannot fail");
         drop(buffered);
         Body {
-            gzip: out.gzip.finish().expect("writing to a Vec cannot fail"),
+            bytes: out.compressed.finish(),
+            compression,
             sha256: hex::encode(out.sha256.finalize()),
             json_len: Some(out.json_len),
         }
     }
 
-    /// Reads a request body (for receivers and tests), gzip or plain.
-    pub fn decode(body: &[u8], gzip: bool) -> Result<Self, ProtocolError> {
-        Self::decode_sized(body, gzip).map(|(envelope, _)| envelope)
+    /// Reads a request body (for receivers and tests): zstd, gzip or
+    /// plain, told by its own bytes.
+    pub fn decode(body: &[u8]) -> Result<Self, ProtocolError> {
+        Self::decode_sized(body).map(|(envelope, _)| envelope)
     }
 
     /// [`Envelope::decode`], with the size of the JSON it decoded (the
     /// body's size once decompressed).
-    pub fn decode_sized(body: &[u8], gzip: bool) -> Result<(Self, usize), ProtocolError> {
-        if gzip {
-            let mut json = Vec::new();
-            GzDecoder::new(body)
-                .read_to_end(&mut json)
-                .map_err(ProtocolError::Gzip)?;
-            let envelope = serde_json::from_slice(&json).map_err(ProtocolError::Json)?;
-            Ok((envelope, json.len()))
-        } else {
-            let envelope = serde_json::from_slice(body).map_err(ProtocolError::Json)?;
-            Ok((envelope, body.len()))
-        }
+    pub fn decode_sized(body: &[u8]) -> Result<(Self, usize), ProtocolError> {
+        let json = decompress(body).map_err(ProtocolError::Decompress)?;
+        let envelope = serde_json::from_slice(&json).map_err(ProtocolError::Json)?;
+        Ok((envelope, json.len()))
     }
 }
 
@@ -284,7 +258,7 @@ mod tests {
     use crate::store::QueuedRecord;
 
     #[test]
-    fn envelope_round_trips_through_gzip() {
+    fn envelope_round_trips_through_either_compression() {
         let batch = Batch {
             id: Uuid::new_v4(),
             records: vec![QueuedRecord {
@@ -296,12 +270,14 @@ mod tests {
                 fields_json: r#"{"product_id":"p"}"#.into(),
             }],
         };
-        let body = Envelope::from_batch(&batch).unwrap().encode();
-        assert_eq!(&body[..2], &[0x1f, 0x8b], "gzip magic");
-        let decoded = Envelope::decode(&body, true).unwrap();
-        assert_eq!(decoded.batch_id, batch.id);
-        assert_eq!(decoded.records[0].fields.get(), r#"{"product_id":"p"}"#);
-        assert_eq!(decoded.records[0].clause, "eula");
+        for compression in [Compression::Zstd, Compression::Gzip] {
+            let body = Envelope::from_batch(&batch).unwrap().encode(compression);
+            assert_eq!(Compression::of(&body), Some(compression));
+            let decoded = Envelope::decode(&body).unwrap();
+            assert_eq!(decoded.batch_id, batch.id);
+            assert_eq!(decoded.records[0].fields.get(), r#"{"product_id":"p"}"#);
+            assert_eq!(decoded.records[0].clause, "eula");
+        }
     }
 
     #[test]
@@ -320,7 +296,9 @@ mod tests {
                 id: Uuid::new_v4(),
                 records: vec![record; count],
             };
-            let body = Envelope::from_batch(&batch).unwrap().encode_body();
+            let body = Envelope::from_batch(&batch)
+                .unwrap()
+                .encode_body(Compression::Zstd);
             let json = body.json().unwrap();
             assert_eq!(body.sha256, hex::encode(Sha256::digest(&json)));
             assert_eq!(body.json_len, Some(json.len()));

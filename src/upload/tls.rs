@@ -80,29 +80,39 @@ impl fmt::Debug for Pin {
 /// Accepts the bare base64 of HPKP and curl's `sha256//` prefix alike, so
 /// the value `check --connect` prints can be pasted as it is.
 impl FromStr for Pin {
-    type Err = String;
+    type Err = BadPin;
 
-    fn from_str(entry: &str) -> Result<Self, String> {
+    fn from_str(entry: &str) -> Result<Self, BadPin> {
         let text = entry.trim();
         let text = text.strip_prefix("sha256//").unwrap_or(text);
-        let expected = "a pin is the base64 of the 32-byte SHA-256 of the server's SubjectPublicKeyInfo (44 characters ending in `=`, see docs/tls.md)";
-        let bytes = BASE64.decode(text).map_err(|err| {
-            format!("pin_sha256 entry `{entry}` is not base64 ({err}); {expected}")
+        let bytes = BASE64.decode(text).map_err(|err| BadPin::NotBase64 {
+            entry: entry.to_owned(),
+            why: err.to_string(),
         })?;
-        let bytes: [u8; 32] = bytes.try_into().map_err(|bytes: Vec<u8>| {
-            format!(
-                "pin_sha256 entry `{entry}` decodes to {} bytes, not 32; {expected}",
-                bytes.len()
-            )
+        let bytes: [u8; 32] = bytes.try_into().map_err(|bytes: Vec<u8>| BadPin::Length {
+            entry: entry.to_owned(),
+            bytes: bytes.len(),
         })?;
         Ok(Self(bytes))
     }
 }
 
-impl TryFrom<String> for Pin {
-    type Error = String;
+/// What a pin must be, said with every refusal.
+const PIN_FORM: &str = "a pin is the base64 of the 32-byte SHA-256 of the server's SubjectPublicKeyInfo (44 characters ending in `=`, see docs/tls.md)";
 
-    fn try_from(text: String) -> Result<Self, String> {
+/// Why a `pin_sha256` entry is not a pin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadPin {
+    #[error("pin_sha256 entry `{entry}` is not base64 ({why}); {PIN_FORM}")]
+    NotBase64 { entry: String, why: String },
+    #[error("pin_sha256 entry `{entry}` decodes to {bytes} bytes, not 32; {PIN_FORM}")]
+    Length { entry: String, bytes: usize },
+}
+
+impl TryFrom<String> for Pin {
+    type Error = BadPin;
+
+    fn try_from(text: String) -> Result<Self, BadPin> {
         text.parse()
     }
 }
@@ -410,11 +420,23 @@ mod tests {
     #[test]
     fn a_bad_pin_is_refused_naming_the_entry() {
         let err = "not base64!".parse::<Pin>().unwrap_err();
-        assert!(err.contains("`not base64!` is not base64"), "{err}");
+        assert!(matches!(err, BadPin::NotBase64 { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("`not base64!` is not base64"),
+            "{err}"
+        );
         let short = BASE64.encode([1u8; 20]);
         let err = short.parse::<Pin>().unwrap_err();
+        assert_eq!(
+            err,
+            BadPin::Length {
+                entry: short.clone(),
+                bytes: 20
+            }
+        );
         assert!(
-            err.contains(&format!("`{short}` decodes to 20 bytes, not 32")),
+            err.to_string()
+                .contains(&format!("`{short}` decodes to 20 bytes, not 32")),
             "{err}"
         );
         assert!("".parse::<Pin>().is_err());

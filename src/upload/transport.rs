@@ -10,6 +10,7 @@
 //! it never reads the queue and never decides consent. The token is never
 //! logged, printed or shown by `Debug`.
 
+use super::compression::Compression;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -180,9 +181,9 @@ impl Transport {
         self.protocol
     }
 
-    /// POSTs one gzip-compressed body (a batch, or a deletion request)
-    /// and classifies the outcome by the protocol's rules.
-    pub async fn send(&self, batch_id: Uuid, body: Vec<u8>) -> Answer {
+    /// POSTs one body (a batch, or a deletion request), compressed with
+    /// `compression`, and classifies the outcome by the protocol's rules.
+    pub async fn send(&self, batch_id: Uuid, body: Vec<u8>, compression: Compression) -> Answer {
         let content_type = match self.protocol {
             Protocol::ConsentryJson => "application/json",
             Protocol::OtlpHttp => otlp::CONTENT_TYPE,
@@ -190,7 +191,10 @@ impl Transport {
         let request = self
             .post()
             .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
-            .header(CONTENT_ENCODING, HeaderValue::from_static("gzip"))
+            .header(
+                CONTENT_ENCODING,
+                HeaderValue::from_static(compression.content_encoding()),
+            )
             .header(IDEMPOTENCY_KEY, batch_id.to_string())
             .body(body);
         let response = match request.send().await {

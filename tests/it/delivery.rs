@@ -30,7 +30,7 @@ async fn with_only_eula_update_identity_arrives_with_catalogue_fields_only() {
     let request = world.receiver.requests().remove(0);
     assert_eq!(request.status, 200);
     assert_eq!(request.method, "POST");
-    assert_eq!(request.content_encoding.as_deref(), Some("gzip"));
+    assert_eq!(request.content_encoding.as_deref(), Some("zstd"));
     let envelope = request.envelope.expect("a decodable batch");
     assert_eq!(
         request.idempotency_key.as_deref(),

@@ -81,11 +81,7 @@ async fn history_show_reproduces_the_sent_body_and_a_retry_sends_the_same_bytes(
     let shown = world.run(&["history", "--show", &batch[..8]]).await;
     assert!(shown.status.success(), "{shown:?}");
     assert_eq!(hex::encode(Sha256::digest(&shown.stdout)), recorded);
-    let wire = Body {
-        gzip: retry.body.to_vec(),
-        sha256: String::new(),
-        json_len: None,
-    };
+    let wire = Body::kept(retry.body.to_vec(), String::new());
     assert_eq!(shown.stdout, wire.json().unwrap(), "not the body sent");
     assert!(String::from_utf8_lossy(&shown.stderr).contains(&recorded));
 
@@ -128,7 +124,8 @@ async fn history_filters_by_kind_time_and_purpose_and_carries_the_numbers() {
         "{facts}"
     );
     assert!(facts["json_bytes"].as_u64() > Some(0));
-    assert!(facts["gzip_bytes"].as_u64() > Some(0));
+    assert!(facts["wire_bytes"].as_u64() > Some(0));
+    assert_eq!(facts["compression"], "zstd");
     assert_eq!(facts["body_sha256"].as_str().unwrap().len(), 64);
     assert!(facts["latency_ms"].is_u64());
 

@@ -1,9 +1,11 @@
 //! Integration tests: the real `consentry` binary against a real TLS
 //! receiver on 127.0.0.1. One test binary, one link step.
 
+mod activation;
 mod bad_input;
 mod cli;
 mod collector;
+mod compression;
 mod consent;
 mod consent_proof;
 mod consent_window;

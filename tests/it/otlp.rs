@@ -7,7 +7,6 @@
 //! permanent ones not.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 
 use consentry::catalogue::Catalogue;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -20,10 +19,7 @@ const OTLP: &str = "protocol = \"otlp-http\"";
 
 /// A request body as a collector's `otlphttp` receiver reads it.
 fn decode(body: &[u8]) -> ExportLogsServiceRequest {
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(body)
-        .read_to_end(&mut bytes)
-        .expect("a gzip body");
+    let bytes = consentry::upload::compression::decompress(body).expect("a compressed body");
     ExportLogsServiceRequest::decode(&bytes[..]).expect("an ExportLogsServiceRequest")
 }
 
@@ -90,7 +86,7 @@ async fn every_request_is_an_otlp_logs_export_the_catalogue_and_the_consent_allo
     for request in &requests {
         assert_eq!(request.status, 200);
         assert_eq!(request.path, "/v1/batches");
-        assert_eq!(request.content_encoding.as_deref(), Some("gzip"));
+        assert_eq!(request.content_encoding.as_deref(), Some("zstd"));
         let otlp = decode(&request.body);
         let key = request.idempotency_key.clone().expect("an Idempotency-Key");
         for resource_logs in &otlp.resource_logs {

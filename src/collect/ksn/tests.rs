@@ -238,7 +238,10 @@ fn caps_are_saved_with_the_window_and_a_window_without_one_saves_as_before() {
     let mut aggregate = KsnAggregate::new();
     aggregate.fold(&sent(1), SystemTime::now());
     store.write(|c| aggregate.checkpoint(c)).unwrap();
-    let saved = store.read(|c| meta_get(c, WINDOW_KEY)).unwrap().unwrap();
+    let saved = store
+        .read(crate::store::ksn_window::summary)
+        .unwrap()
+        .unwrap();
     assert!(!saved.contains("capped"), "{saved}");
 
     aggregate.fold(&sent(COUNTER_MAX), SystemTime::now());
@@ -259,7 +262,7 @@ fn a_window_saved_past_the_maximum_is_stopped_there_and_counted_capped() {
         "counters": Counters { bytes_sent: u64::MAX - 1, ..Counters::default() },
     });
     store
-        .write(|c| meta_set(c, WINDOW_KEY, &old.to_string()))
+        .write(|c| crate::store::ksn_window::set_summary(c, &old.to_string()))
         .unwrap();
     let mut aggregate = KsnAggregate::new();
     store.read(|c| aggregate.reload(c)).unwrap();

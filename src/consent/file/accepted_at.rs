@@ -42,18 +42,28 @@ pub(super) fn latest(origin: &Origin) -> SystemTime {
     }
 }
 
+/// Why an `accepted_at` cannot be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum BadAcceptedAt {
+    #[error(
+        "`{clause}` accepted_at {at} names no day; give the date and time it was accepted, such as 2026-01-31T09:30:00Z"
+    )]
+    NoDay { clause: String, at: String },
+    #[error(
+        "`{clause}` accepted_at {at} is in the future (more than 5 minutes after both this machine's clock and the file's last change); give the date it was accepted, or set the clock right"
+    )]
+    Future { clause: String, at: String },
+}
+
 /// Nothing, or why `clause`'s `accepted_at` cannot be: later than
 /// [`CLOCK_SKEW`] past `latest`, or no day at all.
-pub(super) fn check(clause: &str, at: &Datetime, latest: SystemTime) -> Result<(), String> {
+pub(super) fn check(clause: &str, at: &Datetime, latest: SystemTime) -> Result<(), BadAcceptedAt> {
+    let (clause, shown) = (clause.to_owned(), at.to_string());
     let Some(at_nanos) = unix_nanos(at) else {
-        return Err(format!(
-            "`{clause}` accepted_at {at} names no day; give the date and time it was accepted, such as 2026-01-31T09:30:00Z"
-        ));
+        return Err(BadAcceptedAt::NoDay { clause, at: shown });
     };
     if at_nanos > system_nanos(latest) + CLOCK_SKEW.as_nanos() as i128 {
-        return Err(format!(
-            "`{clause}` accepted_at {at} is in the future (more than 5 minutes after both this machine's clock and the file's last change); give the date it was accepted, or set the clock right"
-        ));
+        return Err(BadAcceptedAt::Future { clause, at: shown });
     }
     Ok(())
 }

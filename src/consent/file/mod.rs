@@ -172,8 +172,8 @@ impl Consents {
                     ),
                 ));
             }
-            if let Err(message) = accepted_at::check(clause, entry.accepted_at.get_ref(), latest) {
-                problems.push((Some(entry.accepted_at.span()), message));
+            if let Err(bad) = accepted_at::check(clause, entry.accepted_at.get_ref(), latest) {
+                problems.push((Some(entry.accepted_at.span()), bad.to_string()));
             }
             let acceptance = Acceptance {
                 clause: clause.clone(),

@@ -19,7 +19,11 @@ fn code(line: &str) -> &'static str {
 
 fn record(line: &str) -> Record {
     match parse(line).0 {
-        Ok(Outcome::Record(record)) => record,
+        Ok(Outcome::Record(record))
+        | Ok(Outcome::Activated {
+            record: Some(record),
+            ..
+        }) => record,
         other => panic!("{line}: {other:?}"),
     }
 }
@@ -67,7 +71,29 @@ fn verdicts_and_requests_are_folded_not_recorded() {
 #[test]
 fn a_key_file_activation_is_valid_and_sends_nothing() {
     let (outcome, _) = parse(r#"{"kind":"activation","method":"key_file"}"#);
-    assert!(matches!(outcome, Ok(Outcome::Nothing)));
+    assert!(
+        matches!(
+            outcome,
+            Ok(Outcome::Activated {
+                method: activation::Method::KeyFile,
+                record: None
+            })
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn an_activation_by_code_says_so_beside_its_record() {
+    let (outcome, _) = parse(r#"{"kind":"activation","method":"code","code":"AB-12"}"#);
+    let Ok(Outcome::Activated {
+        method: activation::Method::Code,
+        record: Some(record),
+    }) = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(record.purpose, "activation");
 }
 
 #[test]
@@ -209,4 +235,15 @@ fn an_error_line_never_echoes_a_value_that_looks_personal() {
     }
     let shown = message(r#"{"kind":"install_task","task":"reboot","status":"failed"}"#);
     assert!(shown.contains("`task` is `reboot`"), "{shown}");
+}
+
+#[test]
+fn an_activation_carries_the_svm_id_it_is_given_and_only_a_uuid() {
+    let line = r#"{"kind":"activation","method":"code","code":"AB-12","svm_id":"6f1d3b1e-9a4e-4a53-8d0e-1c2b3a4d5e6f"}"#;
+    assert_eq!(
+        record(line).fields["svm_id"],
+        FieldValue::Uuid(Uuid::parse_str("6f1d3b1e-9a4e-4a53-8d0e-1c2b3a4d5e6f").unwrap())
+    );
+    let bad = r#"{"kind":"activation","method":"code","code":"AB-12","svm_id":"svm-7"}"#;
+    assert_eq!(code(bad), "invalid_value");
 }

@@ -78,12 +78,63 @@ pub enum WriterError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("state database: the commit failed, nothing of this request was saved: {0}")]
-    Commit(String),
+    Commit(CommitError),
     #[error("the store writer has stopped")]
     Stopped,
 }
 
-type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// Why a group commit failed, as SQLite said it (its result code, so
+/// that callers classify the failure by code, never by its text), or
+/// because the database was no longer the file at its path.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    #[error("{message}")]
+    Sqlite {
+        /// SQLite's primary result code, when the error came from SQLite.
+        code: Option<rusqlite::ErrorCode>,
+        message: String,
+    },
+    #[error("{0}")]
+    Lost(String),
+}
+
+impl CommitError {
+    /// Whether the store itself is in trouble (disk full, I/O error,
+    /// damage, a read-only or vanished database), as opposed to one
+    /// transaction losing a race.
+    pub fn is_fault(&self) -> bool {
+        match self {
+            CommitError::Lost(_) => true,
+            CommitError::Sqlite { code, .. } => super::is_fault_code(*code),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for CommitError {
+    fn from(err: rusqlite::Error) -> Self {
+        CommitError::Sqlite {
+            code: err.sqlite_error_code(),
+            message: err.to_string(),
+        }
+    }
+}
+
+impl From<&StoreError> for CommitError {
+    fn from(err: &StoreError) -> Self {
+        let code = match err {
+            StoreError::Sql(source)
+            | StoreError::Open { source, .. }
+            | StoreError::Unusable { source, .. } => source.sqlite_error_code(),
+            _ => None,
+        };
+        CommitError::Sqlite {
+            code,
+            message: err.to_string(),
+        }
+    }
+}
+
+type Finish = Box<dyn FnOnce(Result<(), CommitError>) + Send>;
 
 /// How one job went.
 enum Ran {
@@ -92,7 +143,7 @@ enum Ran {
     Failed,
     /// Failed because the store itself is in trouble (disk full, I/O
     /// error, damage): worth showing in `status`.
-    Fault(String),
+    Fault(CommitError),
 }
 type Job<S> = Box<dyn Task<S>>;
 
@@ -103,7 +154,7 @@ trait Task<S>: Send {
     /// is known.
     fn run(self: Box<Self>, connection: &Connection, state: &mut S) -> (Ran, Finish);
     /// The group failed before this job ran: answer with `why`.
-    fn abort(self: Box<Self>, why: String);
+    fn abort(self: Box<Self>, why: CommitError);
     /// Whether its commit must be fsynced before the answer.
     fn synced(&self) -> bool;
 }
@@ -124,7 +175,7 @@ where
         let result = op(connection, state);
         let ran = match &result {
             Ok(_) => Ran::Ok,
-            Err(err) if err.is_fault() => Ran::Fault(err.to_string()),
+            Err(err) if err.is_fault() => Ran::Fault(CommitError::from(err)),
             Err(_) => Ran::Failed,
         };
         let finish: Finish = Box::new(move |commit| {
@@ -139,7 +190,7 @@ where
         (ran, finish)
     }
 
-    fn abort(self: Box<Self>, why: String) {
+    fn abort(self: Box<Self>, why: CommitError) {
         let _ = self.reply.send(Err(WriterError::Commit(why)));
     }
 
@@ -327,17 +378,17 @@ impl InPlace {
 
     /// Why the file opened is not at its path any more, if it is not. An
     /// error other than "not found" proves nothing and passes.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), CommitError> {
         use std::os::unix::fs::MetadataExt;
         let gone = match std::fs::metadata(&self.path) {
             Ok(meta) => meta.dev() != self.device || meta.ino() != self.inode,
             Err(err) => err.kind() == std::io::ErrorKind::NotFound,
         };
         if gone {
-            Err(format!(
+            Err(CommitError::Lost(format!(
                 "the state database {} was deleted or replaced while in use; nothing more can be stored in it",
                 self.path.display()
-            ))
+            )))
         } else {
             Ok(())
         }
@@ -358,7 +409,7 @@ fn run<S: Durable>(
                 // Said before the daemon hears of it, so that it can say why.
                 *gauges.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(Fault {
                     at: crate::clock::rfc3339(std::time::SystemTime::now()),
-                    message: why.clone(),
+                    message: why.to_string(),
                 });
                 gauges.lost.cancel();
             }
@@ -436,17 +487,16 @@ fn commit_group<S: Durable>(
     state: &mut S,
     group: &mut Vec<Job<S>>,
     fault: &Mutex<Option<Fault>>,
-    in_place: &dyn Fn() -> Result<(), String>,
+    in_place: &dyn Fn() -> Result<(), CommitError>,
 ) -> bool {
     let mut finishers: Vec<Finish> = Vec::with_capacity(group.len());
     let mut trouble = None;
     let mut jobs = group.drain(..);
-    let outcome = (|| -> Result<(), String> {
-        let mut transaction = connection
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| e.to_string())?;
+    let outcome = (|| -> Result<(), CommitError> {
+        let mut transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for job in jobs.by_ref() {
-            let savepoint = transaction.savepoint().map_err(|e| e.to_string());
+            let savepoint = transaction.savepoint().map_err(CommitError::from);
             let savepoint = match savepoint {
                 Ok(savepoint) => savepoint,
                 Err(err) => {
@@ -474,10 +524,12 @@ fn commit_group<S: Durable>(
             // After a full disk or an I/O error SQLite may have rolled the
             // whole transaction back (savepoints and all): report the cause,
             // not the missing savepoint.
-            ended.map_err(|e| trouble.clone().unwrap_or_else(|| e.to_string()))?;
+            ended.map_err(|e| trouble.clone().unwrap_or_else(|| e.into()))?;
         }
-        state.checkpoint(&transaction).map_err(|e| e.to_string())?;
-        transaction.commit().map_err(|e| e.to_string())?;
+        state
+            .checkpoint(&transaction)
+            .map_err(|e| CommitError::from(&e))?;
+        transaction.commit()?;
         in_place()
     })();
     if let Err(err) = &outcome {
@@ -491,9 +543,9 @@ fn commit_group<S: Durable>(
         }
     }
     *fault.lock().unwrap_or_else(|p| p.into_inner()) =
-        trouble.or(outcome.clone().err()).map(|message| Fault {
+        trouble.or(outcome.clone().err()).map(|why| Fault {
             at: crate::clock::rfc3339(std::time::SystemTime::now()),
-            message,
+            message: why.to_string(),
         });
     let committed = outcome.is_ok();
     for finish in finishers.drain(..) {

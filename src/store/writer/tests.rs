@@ -91,12 +91,12 @@ async fn a_database_deleted_under_the_writer_is_never_acknowledged_into() {
     assert!(!writer.lost().is_cancelled());
     std::fs::remove_dir_all(&state).unwrap();
     // SQLite would commit into the deleted file: the answer says no.
-    let err = writer
-        .enqueue(vec![test_record("a", 2)])
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("deleted or replaced"), "{err}");
+    let err = writer.enqueue(vec![test_record("a", 2)]).await.unwrap_err();
+    assert!(
+        matches!(&err, WriterError::Commit(why @ CommitError::Lost(_)) if why.is_fault()),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("deleted or replaced"), "{err}");
     assert!(writer.lost().is_cancelled());
     assert!(writer.fault().unwrap().message.contains("deleted"));
     drop(writer);

@@ -27,11 +27,8 @@ mod read;
 mod values;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value,
@@ -46,7 +43,8 @@ pub use read::{
 };
 use sha2::{Digest, Sha256};
 
-use super::protocol::{Body, GZIP_LEVEL, ProtocolError};
+use super::compression::Compression;
+use super::protocol::{Body, ProtocolError};
 use crate::catalogue::Region;
 use crate::consent::receipt::DeletionRequest;
 use crate::store::{Batch, Drops, QueuedRecord};
@@ -170,18 +168,13 @@ pub fn deletion_request(request: &DeletionRequest, region: Region) -> ExportLogs
     }
 }
 
-/// The request body: protobuf, gzip-compressed; the digest and size are
-/// those of the protobuf bytes.
-pub fn encode(request: &ExportLogsServiceRequest) -> Body {
+/// The request body: protobuf, compressed with `compression`; the digest
+/// and size are those of the protobuf bytes.
+pub fn encode(request: &ExportLogsServiceRequest, compression: Compression) -> Body {
     let bytes = request.encode_to_vec();
-    let mut gzip = GzEncoder::new(
-        Vec::with_capacity(bytes.len() / 4 + 64),
-        Compression::new(GZIP_LEVEL),
-    );
-    gzip.write_all(&bytes)
-        .expect("writing to a Vec cannot fail");
     Body {
-        gzip: gzip.finish().expect("writing to a Vec cannot fail"),
+        bytes: compression.compress(&bytes),
+        compression,
         sha256: hex::encode(Sha256::digest(&bytes)),
         json_len: Some(bytes.len()),
     }
@@ -361,9 +354,12 @@ mod tests {
             .entry("installation_errors".into())
             .or_default()
             .insert("queue_full".into(), 4);
-        let body = encode(&request(&batch, Region::Eu, &drops).unwrap());
-        assert_eq!(&body.gzip[..2], &[0x1f, 0x8b], "gzip");
-        let decoded = decode_request(&body.gzip, true).unwrap();
+        let body = encode(
+            &request(&batch, Region::Eu, &drops).unwrap(),
+            Compression::Zstd,
+        );
+        assert_eq!(Compression::of(&body.bytes), Some(Compression::Zstd));
+        let decoded = decode_request(&body.bytes).unwrap();
         assert_eq!(
             body.sha256,
             hex::encode(Sha256::digest(decoded.encode_to_vec()))

@@ -3,10 +3,8 @@
 //! mapping of `mod.rs` undone into the JSON envelope's shape, so that one
 //! set of checks serves both protocols.
 
-use std::io::Read;
 use std::time::{Duration, UNIX_EPOCH};
 
-use flate2::read::GzDecoder;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -19,25 +17,20 @@ use super::{DELETION_SCOPE, DROPS_SCOPE, SCOPE, keys};
 use crate::clock::rfc3339;
 use crate::consent::receipt::{ClauseRef, DeletionRequest};
 use crate::store::Drops;
+use crate::upload::compression::decompress;
 use crate::upload::protocol::{AgentInfo, Envelope, ProtocolError, SCHEMA, WireRecord};
 
-/// Reads a request body (receivers, tests, `history --show`), gzip or not.
-pub fn decode_request(body: &[u8], gzip: bool) -> Result<ExportLogsServiceRequest, ProtocolError> {
-    let bytes = if gzip { gunzip(body)? } else { body.to_vec() };
+/// Reads a request body (receivers, tests, `history --show`): zstd, gzip
+/// or plain protobuf, told by its own bytes (a protobuf request opens with
+/// field 1's tag, never with either magic number).
+pub fn decode_request(body: &[u8]) -> Result<ExportLogsServiceRequest, ProtocolError> {
+    let bytes = decompress(body).map_err(ProtocolError::Decompress)?;
     ExportLogsServiceRequest::decode(&bytes[..]).map_err(ProtocolError::Protobuf)
 }
 
 /// The request as OTLP/JSON (the specification's JSON mapping).
 pub fn to_json(request: &ExportLogsServiceRequest) -> serde_json::Value {
     serde_json::to_value(request).expect("an OTLP request serializes")
-}
-
-fn gunzip(body: &[u8]) -> Result<Vec<u8>, ProtocolError> {
-    let mut bytes = Vec::new();
-    GzDecoder::new(body)
-        .read_to_end(&mut bytes)
-        .map_err(ProtocolError::Gzip)?;
-    Ok(bytes)
 }
 
 /// What a 2xx answer said about the records it did not take.

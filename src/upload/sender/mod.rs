@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::compression::Compression;
 use super::in_flight::InFlight;
 use super::policy::{Protocol, Refusal, UploadResult};
 use super::protocol::{Body, DeletionEnvelope, Envelope};
@@ -56,6 +57,9 @@ pub struct UploadSummary {
 pub enum UploadError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A kept body that cannot be read back (to recompress it).
+    #[error(transparent)]
+    Protocol(#[from] super::protocol::ProtocolError),
     #[error(transparent)]
     Writer(#[from] WriterError),
 }
@@ -82,6 +86,11 @@ pub struct Uploader<S> {
     /// A batch the receiver accepted whose removal from the queue failed
     /// (a full disk, say): the removal is retried, the batch never resent.
     unremoved: Option<Delivered>,
+    /// The compression of new bodies: `[upload] compression`, or gzip
+    /// for an endpoint that refused zstd with 415 (`compression`).
+    compression: Compression,
+    /// Whether the store has been asked about such a refusal yet.
+    compression_known: bool,
 }
 
 /// A delivered batch still to be removed from the queue.
@@ -115,6 +124,8 @@ impl<S: Durable> Uploader<S> {
             not_before: None,
             lock,
             unremoved: None,
+            compression: config.compression,
+            compression_known: false,
         }
     }
 
@@ -297,13 +308,21 @@ impl<S: Durable> Uploader<S> {
         for request in pending {
             let id = request.request_id;
             let clause = request.clause.id.clone();
+            let compression = self.compression().await?;
             let body = match self.transport.protocol() {
-                Protocol::ConsentryJson => DeletionEnvelope::new(request).encode(),
+                Protocol::ConsentryJson => DeletionEnvelope::new(request).encode(compression),
                 Protocol::OtlpHttp => {
-                    otlp::encode(&otlp::deletion_request(&request, self.identity.region)).gzip
+                    otlp::encode(
+                        &otlp::deletion_request(&request, self.identity.region),
+                        compression,
+                    )
+                    .bytes
                 }
             };
-            let answer = self.transport.send(id, body).await;
+            let answer = self.transport.send(id, body, compression).await;
+            if self.refused_zstd(&answer, compression, None).await? {
+                return Ok(false);
+            }
             let result = self.paced(&answer);
             if let UploadResult::Accepted { .. } = result {
                 let detail = format!("{clause}: {}", result.detail());
@@ -380,22 +399,19 @@ impl<S: Durable> Uploader<S> {
                 .await?
         };
         if let Some(kept) = kept.into_iter().find(|b| b.batch_id == id) {
-            return Ok(Some(Body {
-                gzip: kept.gzip,
-                sha256: kept.sha256,
-                json_len: None,
-            }));
+            return Ok(Some(Body::kept(kept.bytes, kept.sha256)));
         }
+        let compression = self.compression().await?;
         let encoded = match self.transport.protocol() {
             Protocol::ConsentryJson => Envelope::from_batch(batch).map(|envelope| {
                 Envelope {
                     dropped: drops.clone(),
                     ..envelope
                 }
-                .encode_body()
+                .encode_body(compression)
             }),
             Protocol::OtlpHttp => otlp::request(batch, self.identity.region, &drops)
-                .map(|request| otlp::encode(&request)),
+                .map(|request| otlp::encode(&request, compression)),
         };
         let body = match encoded {
             Ok(body) => body,
@@ -414,7 +430,7 @@ impl<S: Durable> Uploader<S> {
             at: rfc3339(SystemTime::now()),
             records: batch.records.len() as u64,
             sha256: body.sha256.clone(),
-            gzip: body.gzip.clone(),
+            bytes: body.bytes.clone(),
             drops,
         };
         self.writer
@@ -443,10 +459,11 @@ impl<S: Durable> Uploader<S> {
             .json_len
             .or_else(|| body.json().ok().map(|json| json.len()))
             .unwrap_or(0);
-        let (gzip_bytes, sha256) = (body.gzip.len(), body.sha256.clone());
+        let (wire_bytes, sha256) = (body.bytes.len(), body.sha256.clone());
+        let compression = body.compression;
         let started = Instant::now();
         let answer = tokio::select! {
-            answer = self.transport.send(batch.id, body.gzip) => answer,
+            answer = self.transport.send(batch.id, body.bytes.clone(), compression) => answer,
             _ = cancel.cancelled() => {
                 // Consent for part of it was withdrawn mid-send: the request
                 // is abandoned, and the purge that follows removes it.
@@ -456,6 +473,14 @@ impl<S: Durable> Uploader<S> {
             }
         };
         let latency = started.elapsed();
+        let id = batch.id.to_string();
+        if self
+            .refused_zstd(&answer, compression, Some((&id, &body)))
+            .await?
+        {
+            // The same batch goes again at once, gzip, under its own id.
+            return Ok(true);
+        }
         let result = self.paced(&answer);
         let rejected = match &result {
             UploadResult::Accepted {
@@ -471,14 +496,15 @@ impl<S: Durable> Uploader<S> {
             "purposes": purposes,
             "status": result.status(),
             "json_bytes": json_bytes,
-            "gzip_bytes": gzip_bytes,
+            "wire_bytes": wire_bytes,
+            "compression": compression.content_encoding(),
             "body_sha256": sha256,
             "latency_ms": latency.as_millis() as u64,
         });
         match &result {
             UploadResult::Accepted { .. } => {
                 let detail = format!(
-                    "{} in {} ms; {json_bytes} bytes, {gzip_bytes} gzipped; body sha256 {sha256}",
+                    "{} in {} ms; {json_bytes} bytes, {wire_bytes} {compression}; body sha256 {sha256}",
                     result.detail(),
                     latency.as_millis()
                 );
@@ -572,6 +598,8 @@ impl<S: Durable> Uploader<S> {
         }
     }
 }
+
+mod fallback;
 
 // These run against the loopback receiver, which only the `demo` feature
 // builds.

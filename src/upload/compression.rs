@@ -1,0 +1,170 @@
+//! How a request body is compressed on the wire: zstd (the default:
+//! smaller and cheaper than gzip; `Content-Encoding: zstd`, which the
+//! OpenTelemetry Collector's HTTP receiver takes) or gzip, for receivers
+//! that answer 415 to zstd (`[upload] compression`, and the fallback the
+//! uploader remembers per endpoint).
+//!
+//! A body read back (the kept body of a batch, `history --show`, the
+//! loopback receiver) says which it is by its own first bytes: both
+//! formats open with a magic number, so nothing else needs storing.
+
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// The gzip level: 1, the fastest, which on telemetry JSON gives most of
+/// level 6's size at a fraction of its CPU (BENCHMARKS.md, wire bench).
+pub const GZIP_LEVEL: u32 = 1;
+
+/// The zstd level (BENCHMARKS.md, wire bench: levels 1 to 3 measured).
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// The compression of request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    Gzip,
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+impl Compression {
+    /// The `Content-Encoding` header value.
+    pub fn content_encoding(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+        }
+    }
+
+    /// The compression named by a `Content-Encoding` value, if known.
+    pub fn from_content_encoding(value: &str) -> Option<Self> {
+        match value.trim() {
+            "zstd" => Some(Compression::Zstd),
+            "gzip" => Some(Compression::Gzip),
+            _ => None,
+        }
+    }
+
+    /// Which compression `body` is in, by its magic number.
+    pub fn of(body: &[u8]) -> Option<Self> {
+        if body.starts_with(&ZSTD_MAGIC) {
+            Some(Compression::Zstd)
+        } else if body.starts_with(&GZIP_MAGIC) {
+            Some(Compression::Gzip)
+        } else {
+            None
+        }
+    }
+
+    /// A compressor writing into a buffer of `capacity`.
+    pub fn encoder(self, capacity: usize) -> Encoder {
+        let out = Vec::with_capacity(capacity);
+        Encoder(match self {
+            Compression::Gzip => Inner::Gzip(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::new(GZIP_LEVEL),
+            )),
+            Compression::Zstd => Inner::Zstd(
+                zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)
+                    .expect("a zstd level in range always makes an encoder"),
+            ),
+        })
+    }
+
+    /// `bytes`, compressed.
+    pub fn compress(self, bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = self.encoder(bytes.len() / 4 + 64);
+        encoder
+            .write_all(bytes)
+            .expect("writing to a Vec cannot fail");
+        encoder.finish()
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.content_encoding())
+    }
+}
+
+/// A compressor into memory, either kind.
+pub struct Encoder(Inner);
+
+enum Inner {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+impl Encoder {
+    /// The compressed bytes.
+    pub fn finish(self) -> Vec<u8> {
+        match self.0 {
+            Inner::Gzip(gzip) => gzip.finish(),
+            Inner::Zstd(zstd) => zstd.finish(),
+        }
+        .expect("writing to a Vec cannot fail")
+    }
+}
+
+impl Write for Encoder {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match &mut self.0 {
+            Inner::Gzip(gzip) => gzip.write(bytes),
+            Inner::Zstd(zstd) => zstd.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The document inside `body`, whichever of the two compressions it is in
+/// (or `body` itself when it is neither: a receiver may be sent plain).
+pub fn decompress(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() * 4);
+    match Compression::of(body) {
+        Some(Compression::Gzip) => {
+            flate2::read::GzDecoder::new(body).read_to_end(&mut out)?;
+        }
+        Some(Compression::Zstd) => {
+            zstd::stream::read::Decoder::new(body)?.read_to_end(&mut out)?;
+        }
+        None => out.extend_from_slice(body),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_compression_round_trips_and_says_what_it_is() {
+        let json = br#"{"records":[{"purpose":"update_identity"}]}"#.repeat(50);
+        for compression in [Compression::Zstd, Compression::Gzip] {
+            let body = compression.compress(&json);
+            assert_eq!(Compression::of(&body), Some(compression));
+            assert!(body.len() < json.len() / 4, "{compression}: {}", body.len());
+            assert_eq!(decompress(&body).unwrap(), json);
+        }
+        assert_eq!(decompress(b"{}").unwrap(), b"{}");
+        assert!(
+            decompress(&[0x1f, 0x8b, 0]).is_err(),
+            "a broken gzip stream"
+        );
+    }
+
+    #[test]
+    fn content_encodings_are_named_both_ways() {
+        for compression in [Compression::Zstd, Compression::Gzip] {
+            let name = compression.content_encoding();
+            assert_eq!(Compression::from_content_encoding(name), Some(compression));
+        }
+        assert_eq!(Compression::from_content_encoding("br"), None);
+    }
+}
