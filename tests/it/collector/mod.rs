@@ -6,7 +6,7 @@
 //! against what docs/fleet.md promises:
 //!
 //! - every record arrives once, with its consent proof, its dedup key and
-//!   its resource (gzip bodies, the only encoding the agent sends);
+//!   its resource, with zstd bodies (the default) and with gzip;
 //! - the Collector stopped for 30 s mid-drain: nothing lost, nothing
 //!   duplicated but under its own dedup key, the retries within the
 //!   backoff's bound;
@@ -28,6 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use consentry::catalogue::Catalogue;
 use consentry::upload::RetryPolicy;
+use consentry::upload::compression::Compression;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -159,21 +160,56 @@ fn assert_conserved(ledger: &Ledger, records: &[Exported]) -> Conservation {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_record_arrives_once_with_its_proof_and_resource_gzip() {
+async fn every_record_arrives_once_with_its_proof_and_resource_zstd() {
     every_record_arrives_once(
-        "every_record_arrives_once_with_its_proof_and_resource_gzip",
-        "",
+        "every_record_arrives_once_with_its_proof_and_resource_zstd",
+        Compression::Zstd,
     )
     .await;
 }
 
-async fn every_record_arrives_once(test: &str, compression: &str) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_arrives_once_with_its_proof_and_resource_gzip() {
+    every_record_arrives_once(
+        "every_record_arrives_once_with_its_proof_and_resource_gzip",
+        Compression::Gzip,
+    )
+    .await;
+}
+
+/// The bodies' compression of each upload in the audit trail.
+async fn compressions(world: &World) -> BTreeSet<String> {
+    let history: serde_json::Value = serde_json::from_str(
+        &world
+            .ok(&[
+                "history", "--kind", "uploaded", "--limit", "100000", "--json",
+            ])
+            .await,
+    )
+    .unwrap();
+    history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["facts"]["compression"]
+                .as_str()
+                .unwrap_or("none")
+                .to_owned()
+        })
+        .collect()
+}
+
+async fn every_record_arrives_once(test: &str, compression: Compression) {
     let Some(binary) = otelcol::binary(test) else {
         return;
     };
     let (world, mut collector) = world_for(
         binary,
-        &format!("batch_max_records = 40\n{compression}"),
+        &format!(
+            "batch_max_records = 40\ncompression = \"{}\"",
+            compression.content_encoding()
+        ),
         &POLICY,
         &["eula", "ksn", "marketing"],
     )
@@ -208,6 +244,12 @@ async fn every_record_arrives_once(test: &str, compression: &str) {
 
     let batches = uploaded(&world).await;
     let sent: u64 = batches.values().sum();
+    // Every body went as configured: the Collector took it (no 415, no
+    // fallback to gzip).
+    assert_eq!(
+        compressions(&world).await,
+        BTreeSet::from([compression.content_encoding().to_owned()])
+    );
     let records = collector.wait_for_records(sent as usize).await;
     let telemetry: Vec<&Exported> = records.iter().filter(|r| r.scope == "consentry").collect();
     assert_eq!(
@@ -298,11 +340,7 @@ async fn every_record_arrives_once(test: &str, compression: &str) {
         "collector: {} records in {} batches through the Collector (OTLP/HTTP, TLS, bearer token, {}), each once, proof and resource as documented",
         sent,
         batches.len(),
-        if compression.is_empty() {
-            "gzip"
-        } else {
-            compression
-        }
+        compression.content_encoding()
     );
     let (exit, log) = daemon.terminate().await;
     assert!(exit.success(), "{log}");
