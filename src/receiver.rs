@@ -61,6 +61,10 @@ pub struct LoopbackPki {
     /// The pin of the server's key (base64 SHA-256 of its SPKI), computed
     /// from the key itself, not from the certificate.
     pub server_pin: Pin,
+    /// The server's private key (PKCS#8 PEM), for a server the tests run
+    /// themselves with this certificate (the OpenTelemetry Collector of
+    /// `tests/it/collector`).
+    pub server_key_pem: String,
     chain: Vec<CertificateDer<'static>>,
     key_der: Vec<u8>,
 }
@@ -90,6 +94,7 @@ impl LoopbackPki {
             ca_pem: ca.pem(),
             server_pem: leaf.pem(),
             server_pin: Pin::of_spki(&leaf_key.subject_public_key_info()),
+            server_key_pem: leaf_key.serialize_pem(),
             chain: vec![leaf.der().clone(), ca.der().clone()],
             key_der: leaf_key.serialize_der(),
         })
@@ -111,6 +116,7 @@ impl LoopbackPki {
             ca_pem: certificate.pem(),
             server_pem: certificate.pem(),
             server_pin: Pin::of_spki(&key.subject_public_key_info()),
+            server_key_pem: key.serialize_pem(),
             chain: vec![certificate.der().clone()],
             key_der: key.serialize_der(),
         })

@@ -4,6 +4,7 @@
 mod activation;
 mod bad_input;
 mod cli;
+mod collector;
 mod compression;
 mod consent;
 mod consent_proof;

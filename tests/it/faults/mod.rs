@@ -8,9 +8,9 @@
 mod clock;
 mod database;
 mod disk;
-mod ledger;
+pub(crate) mod ledger;
 mod mount;
-mod outage;
+pub(crate) mod outage;
 mod state_dir;
 
 use std::collections::BTreeSet;

@@ -236,7 +236,13 @@ retry_max = "1s"
 
     /// [`World::spawn_daemon`], with `env` set (see [`World::start_daemon`]).
     pub async fn spawn_daemon_with(&self, env: &[(&str, &str)]) -> Daemon {
-        let daemon = self.start_daemon(env);
+        self.spawn_daemon_args(&[], env).await
+    }
+
+    /// [`World::spawn_daemon_with`], with global options (`--log-format
+    /// json`, say) before the verb.
+    pub async fn spawn_daemon_args(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let daemon = self.start_daemon_args(args, env);
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let status = self.status().await;
@@ -255,7 +261,13 @@ retry_max = "1s"
     /// A service manager's variables of the test run itself are never
     /// passed on: only `env` says whether the daemon is under one.
     pub fn start_daemon(&self, env: &[(&str, &str)]) -> Daemon {
+        self.start_daemon_args(&[], env)
+    }
+
+    /// [`World::start_daemon`], with global options before the verb.
+    pub fn start_daemon_args(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let child = Command::new(BIN)
+            .args(args)
             .args(["daemon", "--config"])
             .arg(&self.config)
             .env("CONSENTRY_LOG", "debug")
