@@ -79,12 +79,21 @@ pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::
         resume: false,
     };
     let mut eof = false;
+    // A read error ends the connection only once the acknowledger has
+    // answered what was already submitted: it is never left running alone.
+    let mut failed = None;
     loop {
         if !framing.resume {
             if framing.buffer.capacity() - framing.buffer.len() < READ_BUFFER / 2 {
                 framing.buffer.reserve(READ_BUFFER);
             }
-            eof = reader.read_buf(&mut framing.buffer).await? == 0;
+            match reader.read_buf(&mut framing.buffer).await {
+                Ok(read) => eof = read == 0,
+                Err(err) => {
+                    failed = Some(err);
+                    break;
+                }
+            }
         }
         let chunk = framing.chunk(&ingest, eof);
         if chunk.last_line >= chunk.first_line {
@@ -98,7 +107,11 @@ pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::
         }
     }
     drop(pending);
-    acknowledger.await.unwrap_or(Ok(()))
+    let acknowledged = acknowledger.await.unwrap_or(Ok(()));
+    match failed {
+        Some(err) => Err(err),
+        None => acknowledged,
+    }
 }
 
 impl Framing {

@@ -280,8 +280,7 @@ pub fn copy_to_dead_letter(
     each_range(
         connection,
         id,
-        "INSERT INTO dead_letter (at, purpose, clause, collected_at, fields, status, reason)
-         SELECT ?3, purpose, clause, collected_at, fields, ?4, ?5 FROM queue WHERE id BETWEEN ?1 AND ?2",
+        super::trail::DEAD_LETTER_RANGE,
         &[&at, &status, &reason],
     )
 }

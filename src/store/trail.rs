@@ -46,6 +46,13 @@ pub fn insert_audit_with(
     Ok(())
 }
 
+/// Copies the queue's rows `?1..=?2` into the dead-letter table, as they
+/// are stored, at `?3` with status `?4` and reason `?5` (a batch's ranges,
+/// `claim::copy_to_dead_letter`).
+pub(super) const DEAD_LETTER_RANGE: &str =
+    "INSERT INTO dead_letter (at, purpose, clause, collected_at, fields, status, reason)
+     SELECT ?3, purpose, clause, collected_at, fields, ?4, ?5 FROM queue WHERE id BETWEEN ?1 AND ?2";
+
 /// Moves each of `rows` from the queue to the dead-letter table, as it is
 /// stored, with why; one audit line for them all. Returns how many moved.
 pub fn dead_letter(connection: &Connection, rows: &[(i64, String)]) -> Result<u64, StoreError> {

@@ -9,6 +9,7 @@ mod compression;
 mod consent;
 mod consent_proof;
 mod consent_window;
+mod control;
 mod delivery;
 mod disclosure;
 mod faults;
