@@ -28,6 +28,7 @@ use crate::gate::Gate;
 use crate::store::{
     Batch, BatchLimits, Durable, SentBody, StoreError, Writer, WriterError, bounds, queue, receipts,
 };
+use answer::{Accepted, Numbers};
 use uuid::Uuid;
 
 /// What one call of [`Uploader::upload_pending`] did.
@@ -447,23 +448,13 @@ impl<S: Durable> Uploader<S> {
         cancel: CancellationToken,
         summary: &mut UploadSummary,
     ) -> Result<bool, UploadError> {
-        let count = batch.records.len() as u64;
         let Some(body) = self.body(&batch, summary).await? else {
             return Ok(true);
         };
-        let mut purposes = std::collections::BTreeMap::<&str, u64>::new();
-        for record in &batch.records {
-            *purposes.entry(&record.purpose).or_default() += 1;
-        }
-        let json_bytes = body
-            .json_len
-            .or_else(|| body.json().ok().map(|json| json.len()))
-            .unwrap_or(0);
-        let (wire_bytes, sha256) = (body.bytes.len(), body.sha256.clone());
-        let compression = body.compression;
+        let numbers = Numbers::of(&batch, &body);
         let started = Instant::now();
         let answer = tokio::select! {
-            answer = self.transport.send(batch.id, body.bytes.clone(), compression) => answer,
+            answer = self.transport.send(batch.id, body.bytes.clone(), body.compression) => answer,
             _ = cancel.cancelled() => {
                 // Consent for part of it was withdrawn mid-send: the request
                 // is abandoned, and the purge that follows removes it.
@@ -475,120 +466,42 @@ impl<S: Durable> Uploader<S> {
         let latency = started.elapsed();
         let id = batch.id.to_string();
         if self
-            .refused_zstd(&answer, compression, Some((&id, &body)))
+            .refused_zstd(&answer, body.compression, Some((&id, &body)))
             .await?
         {
             // The same batch goes again at once, gzip, under its own id.
             return Ok(true);
         }
         let result = self.paced(&answer);
-        let rejected = match &result {
-            UploadResult::Accepted {
-                rejected: Some(rejected),
-                ..
-            } => Some(rejected.clone()),
-            _ => None,
-        };
-        // What left, in numbers, beside the words (for `history`).
-        let facts = serde_json::json!({
-            "protocol": self.transport.protocol().as_str(),
-            "rejected": rejected.as_ref().map(|r| r.records),
-            "purposes": purposes,
-            "status": result.status(),
-            "json_bytes": json_bytes,
-            "wire_bytes": wire_bytes,
-            "compression": compression.content_encoding(),
-            "body_sha256": sha256,
-            "latency_ms": latency.as_millis() as u64,
-        });
+        let facts = numbers.facts(self.transport.protocol(), &result, latency);
         match &result {
-            UploadResult::Accepted { .. } => {
+            UploadResult::Accepted { rejected, .. } => {
                 let detail = format!(
-                    "{} in {} ms; {json_bytes} bytes, {wire_bytes} {compression}; body sha256 {sha256}",
+                    "{} in {} ms; {}",
                     result.detail(),
-                    latency.as_millis()
+                    latency.as_millis(),
+                    numbers.sizes()
                 );
-                let dead_letter = rejected.as_ref().map(|rejected| {
-                    (
-                        result.status().unwrap_or(200),
-                        format!(
-                            "the receiver rejected {} of the {count} records of batch {} without saying which; the whole batch is kept here, none of it is sent again: {}",
-                            rejected.records,
-                            batch.id,
-                            if rejected.message.is_empty() { "no reason given" } else { &rejected.message }
-                        ),
-                    )
-                });
-                match self
-                    .writer
-                    .complete_batch(
-                        batch.id,
-                        "uploaded",
-                        detail.clone(),
-                        Some(facts.clone()),
-                        dead_letter.clone(),
-                    )
-                    .await
-                {
-                    Ok(_) => {
-                        if let Some(rejected) = &rejected {
-                            tracing::warn!(batch = %batch.id, records = count, rejected = rejected.records, message = %rejected.message, "batch delivered, but the receiver rejected some of its records; the batch is copied to the dead-letter table");
-                            summary.rejected_by_receiver += rejected.records;
-                        } else {
-                            tracing::info!(batch = %batch.id, records = count, "batch delivered");
-                        }
-                        self.delivered(count, summary);
-                        // A `Retry-After` on a 2xx: nothing more until then.
-                        Ok(self.note_wait(summary).is_none())
-                    }
-                    Err(err) => {
-                        let why = format!(
-                            "batch {} was delivered but cannot be removed from the queue: {err}",
-                            batch.id
-                        );
-                        tracing::error!(batch = %batch.id, error = %err, "batch delivered but not removed from the queue; the removal is retried, the batch is not sent again");
-                        self.unremoved = Some(Delivered {
-                            id: batch.id,
-                            records: count,
-                            detail,
-                            facts,
-                            dead_letter,
-                        });
-                        self.back_off(why, summary);
-                        Ok(false)
-                    }
-                }
+                let accepted = Accepted {
+                    status: result.status().unwrap_or(200),
+                    rejected: rejected.clone(),
+                    detail,
+                    facts,
+                };
+                self.accepted(&batch, accepted, summary).await
             }
             UploadResult::Refused { status, detail }
                 if Refusal::of(*status, batch.records.len()) != Refusal::RetryLater =>
             {
-                if Refusal::of(*status, batch.records.len()) == Refusal::Split {
-                    // Send it again in halves, at once: a refusal of the
-                    // content is no reason to wait.
-                    self.split_limit = Some((batch.records.len() / 2).max(1));
-                    self.writer
-                        .audit(
-                            "refused",
-                            Some(batch.id),
-                            count,
-                            format!("{detail}; sending it again in halves"),
-                        )
-                        .await?;
-                    self.writer.release_batch(batch.id).await?;
-                } else {
-                    let moved = self
-                        .writer
-                        .dead_letter_batch(batch.id, Some(*status), detail.clone())
-                        .await?;
-                    tracing::warn!(batch = %batch.id, status, "record refused by the receiver; moved to the dead-letter table");
-                    summary.dead_lettered += moved;
-                }
+                self.refused_content(&batch, *status, detail, summary)
+                    .await?;
                 Ok(true)
             }
             UploadResult::Retryable { .. } | UploadResult::Refused { .. } => {
                 let wait = self.note_wait(summary);
                 let detail = result.detail();
                 summary.stopped = Some(detail.clone());
+                let count = batch.records.len() as u64;
                 self.writer
                     .audit_with("failed", Some(batch.id), count, detail.clone(), Some(facts))
                     .await?;
@@ -599,6 +512,7 @@ impl<S: Durable> Uploader<S> {
     }
 }
 
+mod answer;
 mod fallback;
 
 // These run against the loopback receiver, which only the `demo` feature
