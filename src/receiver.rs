@@ -470,51 +470,18 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
     let otlp = content_type.is_some_and(|t| t.starts_with(otlp::CONTENT_TYPE));
     let zstd_refused =
         state.gzip_only.load(Ordering::SeqCst) && content_encoding.as_deref() == Some("zstd");
-    let (envelope, body, json_bytes, otlp_deletion) = match body {
-        Ok(bytes) if otlp => match otlp_decode(&bytes) {
-            Ok((envelope, deletion, size)) => (envelope, bytes, size, deletion),
-            Err(err) => (Err(err), bytes, 0, None),
-        },
-        Ok(bytes) => match Envelope::decode_sized(&bytes) {
-            Ok((envelope, json_bytes)) => (Ok(envelope), bytes, json_bytes, None),
-            Err(err) => (Err(err.to_string()), bytes, 0, None),
-        },
-        Err(err) => (
-            Err(format!("body unreadable: {err}")),
-            Bytes::new(),
-            0,
-            None,
-        ),
-    };
-    let deletion = match &envelope {
-        Err(_) if otlp => otlp_deletion,
-        Err(_) => crate::upload::protocol::DeletionEnvelope::decode(&body),
-        Ok(_) => None,
-    };
-    let envelope = match (&deletion, envelope) {
-        (Some(_), Err(_)) => Err("a deletion request, not a batch".to_owned()),
-        (_, envelope) => envelope,
-    };
-    let status = lock(&state.scripted)
-        .pop_front()
-        .unwrap_or_else(|| state.status.load(Ordering::SeqCst));
-    let status = if envelope.is_err() && deletion.is_none() && (200..300).contains(&status) {
-        400
+    let Decoded {
+        envelope,
+        body,
+        json_bytes,
+        deletion,
+    } = Decoded::of(body, otlp);
+    let status = if token_refused {
+        401
+    } else if zstd_refused {
+        415
     } else {
-        status
-    };
-    let status = if token_refused { 401 } else { status };
-    let status = if zstd_refused { 415 } else { status };
-    let status = match (&*lock(&state.refuse_marker), &envelope) {
-        (Some((marker, refusal)), Ok(envelope))
-            if envelope
-                .records
-                .iter()
-                .any(|r| r.fields.get().contains(marker.as_str())) =>
-        {
-            *refusal
-        }
-        _ => status,
+        scripted_status(state, &envelope, deletion.is_some())
     };
     let accepted = (200..300).contains(&status);
     let rejecting = match (accepted && otlp, &envelope) {
@@ -524,46 +491,9 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         _ => None,
     };
     if let (true, Ok(envelope)) = (accepted, &envelope) {
-        state.batches.fetch_add(1, Ordering::SeqCst);
-        let records = envelope.records.len() as u64;
-        state.records.fetch_add(records, Ordering::SeqCst);
-        state
-            .wire_bytes
-            .fetch_add(body.len() as u64, Ordering::SeqCst);
-        state
-            .json_bytes
-            .fetch_add(json_bytes as u64, Ordering::SeqCst);
+        state.count(envelope, body.len(), json_bytes);
     }
-    let answer = |status| {
-        let mut response = match &rejecting {
-            Some((count, message)) => Response::builder()
-                .status(status)
-                .header(hyper::header::CONTENT_TYPE, otlp::CONTENT_TYPE)
-                .body(Full::new(Bytes::from(otlp::partial_success(
-                    *count, message,
-                ))))
-                .expect("a status code from a u16 in range builds a response"),
-            None => empty_response(status),
-        };
-        let pace = lock(&state.pace).clone();
-        let headers = response.headers_mut();
-        let retry_after = if (200..300).contains(&status) {
-            pace.0
-        } else {
-            lock(&state.retry_after).clone()
-        };
-        if let Some(value) = retry_after.and_then(|v| hyper::header::HeaderValue::from_str(&v).ok())
-        {
-            headers.insert(hyper::header::RETRY_AFTER, value);
-        }
-        if let Some(value) = pace
-            .1
-            .and_then(|v| hyper::header::HeaderValue::from_str(&v).ok())
-        {
-            headers.insert(UPLOAD_INTERVAL, value);
-        }
-        response
-    };
+    let answer = |status| respond(state, status, rejecting.as_ref());
     if state.forget.load(Ordering::SeqCst) {
         state.arrived.notify_waiters();
         return answer(status);
@@ -589,6 +519,122 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     answer(status)
+}
+
+/// A request body read back: the batch it holds (or why it holds none),
+/// the bytes as they arrived, the size of the document inside, and the
+/// deletion request it is instead, if so.
+struct Decoded {
+    envelope: Result<Envelope, String>,
+    body: Bytes,
+    json_bytes: usize,
+    deletion: Option<DeletionEnvelope>,
+}
+
+impl Decoded {
+    fn of<E: std::fmt::Display>(body: Result<Bytes, E>, otlp: bool) -> Self {
+        let (envelope, body, json_bytes, otlp_deletion) = match body {
+            Ok(bytes) if otlp => match otlp_decode(&bytes) {
+                Ok((envelope, deletion, size)) => (envelope, bytes, size, deletion),
+                Err(err) => (Err(err), bytes, 0, None),
+            },
+            Ok(bytes) => match Envelope::decode_sized(&bytes) {
+                Ok((envelope, json_bytes)) => (Ok(envelope), bytes, json_bytes, None),
+                Err(err) => (Err(err.to_string()), bytes, 0, None),
+            },
+            Err(err) => (
+                Err(format!("body unreadable: {err}")),
+                Bytes::new(),
+                0,
+                None,
+            ),
+        };
+        let deletion = match &envelope {
+            Err(_) if otlp => otlp_deletion,
+            Err(_) => DeletionEnvelope::decode(&body),
+            Ok(_) => None,
+        };
+        let envelope = match (&deletion, envelope) {
+            (Some(_), Err(_)) => Err("a deletion request, not a batch".to_owned()),
+            (_, envelope) => envelope,
+        };
+        Self {
+            envelope,
+            body,
+            json_bytes,
+            deletion,
+        }
+    }
+}
+
+/// The status the test asked for: the next scripted one, or the standing
+/// one; 400 for a body that is neither a batch nor a deletion request; the
+/// marker's status for a batch holding a record with the marker.
+fn scripted_status(state: &State, envelope: &Result<Envelope, String>, deletion: bool) -> u16 {
+    let status = lock(&state.scripted)
+        .pop_front()
+        .unwrap_or_else(|| state.status.load(Ordering::SeqCst));
+    let status = if envelope.is_err() && !deletion && (200..300).contains(&status) {
+        400
+    } else {
+        status
+    };
+    match (&*lock(&state.refuse_marker), envelope) {
+        (Some((marker, refusal)), Ok(envelope))
+            if envelope
+                .records
+                .iter()
+                .any(|r| r.fields.get().contains(marker.as_str())) =>
+        {
+            *refusal
+        }
+        _ => status,
+    }
+}
+
+impl State {
+    /// Adds an accepted batch to the totals.
+    fn count(&self, envelope: &Envelope, wire_bytes: usize, json_bytes: usize) {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        self.records
+            .fetch_add(envelope.records.len() as u64, Ordering::SeqCst);
+        self.wire_bytes
+            .fetch_add(wire_bytes as u64, Ordering::SeqCst);
+        self.json_bytes
+            .fetch_add(json_bytes as u64, Ordering::SeqCst);
+    }
+}
+
+/// The response with `status`: an OTLP partial success when `rejecting`,
+/// and the pacing headers the test set.
+fn respond(state: &State, status: u16, rejecting: Option<&(u64, String)>) -> Response<Full<Bytes>> {
+    let mut response = match rejecting {
+        Some((count, message)) => Response::builder()
+            .status(status)
+            .header(hyper::header::CONTENT_TYPE, otlp::CONTENT_TYPE)
+            .body(Full::new(Bytes::from(otlp::partial_success(
+                *count, message,
+            ))))
+            .expect("a status code from a u16 in range builds a response"),
+        None => empty_response(status),
+    };
+    let pace = lock(&state.pace).clone();
+    let headers = response.headers_mut();
+    let retry_after = if (200..300).contains(&status) {
+        pace.0
+    } else {
+        lock(&state.retry_after).clone()
+    };
+    if let Some(value) = retry_after.and_then(|v| hyper::header::HeaderValue::from_str(&v).ok()) {
+        headers.insert(hyper::header::RETRY_AFTER, value);
+    }
+    if let Some(value) = pace
+        .1
+        .and_then(|v| hyper::header::HeaderValue::from_str(&v).ok())
+    {
+        headers.insert(UPLOAD_INTERVAL, value);
+    }
+    response
 }
 
 /// An OTLP body read back into the envelope's shape (or the deletion
