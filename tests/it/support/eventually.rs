@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How often [`eventually`] looks again.
+/// How often a probe runs again.
 const EVERY: Duration = Duration::from_millis(50);
 
 /// Runs `probe` every 50 ms until it returns `Ok`, and returns what it
@@ -15,15 +15,25 @@ const EVERY: Duration = Duration::from_millis(50);
 pub async fn eventually<T, E: Display>(
     what: &str,
     patience: Duration,
-    mut probe: impl AsyncFnMut() -> Result<T, E>,
+    probe: impl AsyncFnMut() -> Result<T, E>,
 ) -> T {
+    match within(patience, probe).await {
+        Ok(found) => found,
+        Err(seen) => panic!("never {what} within {patience:?}; last seen: {seen}"),
+    }
+}
+
+/// [`eventually`] for a test with more to say when it fails (a daemon's
+/// log, say): the probe's last `Err` after `patience`, instead of a panic.
+pub async fn within<T, E>(
+    patience: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> Result<T, E> {
     let deadline = Instant::now() + patience;
     loop {
         match probe().await {
-            Ok(found) => return found,
-            Err(seen) if Instant::now() >= deadline => {
-                panic!("never {what} within {patience:?}; last seen: {seen}")
-            }
+            Ok(found) => return Ok(found),
+            Err(seen) if Instant::now() >= deadline => return Err(seen),
             Err(_) => tokio::time::sleep(EVERY).await,
         }
     }

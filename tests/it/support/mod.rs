@@ -11,7 +11,7 @@ use consentry::receiver::{LoopbackPki, Receiver};
 use tokio::process::{Child, Command};
 
 mod eventually;
-pub use eventually::eventually;
+pub use eventually::{eventually, within};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_consentry");
 
