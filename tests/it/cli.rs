@@ -3,7 +3,6 @@
 //! and the log format.
 
 use std::process::{Output, Stdio};
-use std::time::Duration;
 
 use tokio::process::Command;
 
@@ -207,11 +206,9 @@ async fn log_format_json_writes_one_json_object_per_stderr_line() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !world.status().await["daemon"].is_object() {
-        assert!(tokio::time::Instant::now() < deadline, "no daemon");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    world
+        .status_until("answered as a daemon", |s| s["daemon"].is_object())
+        .await;
     let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let output = tokio::time::timeout(PATIENCE, child.wait_with_output())

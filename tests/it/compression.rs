@@ -2,27 +2,21 @@
 //! gzip from then on (remembered across restarts) for a receiver that
 //! answers 415 to zstd; the refused batch is the one that goes again.
 
-use std::time::Duration;
-
 use consentry::upload::compression::{Compression, decompress};
 
-use crate::support::{PATIENCE, World};
+use crate::support::{PATIENCE, World, eventually};
 
 /// Waits until the receiver has accepted a request.
 async fn first_accepted(world: &World) -> consentry::receiver::ReceivedRequest {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(ok) = world
-            .receiver
-            .requests()
+    eventually("accepted a request", PATIENCE, async || {
+        let requests = world.receiver.requests();
+        let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
+        requests
             .into_iter()
             .find(|r| r.status == 200)
-        {
-            return ok;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "nothing accepted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .ok_or(format!("statuses {statuses:?}"))
+    })
+    .await
 }
 
 async fn a_gzip_only_receiver_gets_the_refused_batch_again_as_gzip(upload_extra: &str) {

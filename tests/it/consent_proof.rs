@@ -275,11 +275,10 @@ async fn grant_and_revoke_cycles_while_uploading_keep_the_snapshot_equal_to_the_
     }
     stop.cancel();
     let _ = feeder.await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while world.receiver.requests().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "nothing was sent");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        world.receiver.wait_for_requests(1, PATIENCE).await,
+        "nothing was sent"
+    );
     let leaked: Vec<_> = world
         .receiver
         .requests()

@@ -15,7 +15,7 @@ use consentry::collect::ksn::{DISCARD_REASON, STANDARD_ERROR};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::support::{Daemon, PATIENCE, Received, World};
+use crate::support::{Daemon, PATIENCE, Received, World, eventually};
 
 /// Scan verdicts put in the window before a consent change.
 const N: u64 = 40;
@@ -108,19 +108,16 @@ async fn window_discards(world: &World) -> Vec<Value> {
 /// Flushes until the receiver has accepted a `ksn_scan_aggregates` report;
 /// every such report delivered.
 async fn flush_until_ksn_report(world: &World) -> Vec<Received> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually("got a KSN report", PATIENCE, async || {
         world.run(&["flush"]).await;
         let reports = world.delivered("ksn_scan_aggregates");
-        if !reports.is_empty() {
-            return reports;
+        if reports.is_empty() {
+            Err("no report")
+        } else {
+            Ok(reports)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no KSN report ever arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// `purpose`'s decision in `status --json`: the command's own (`decisions`)
@@ -402,14 +399,15 @@ async fn a_revoke_during_a_slow_drain_answers_with_what_the_trail_records_as_pur
             .filter(|r| r.status == 200)
             .count()
     };
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while accepted(&world) < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the drain never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("started the drain", PATIENCE, async || {
+        let accepted = accepted(&world);
+        if accepted >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{accepted} accepted"))
+        }
+    })
+    .await;
     // From now on nothing is answered: the batch in flight (the last one
     // if its answer was still due, else the next) stays in flight, so the
     // depth stays put until the revoke.
@@ -452,8 +450,7 @@ async fn a_revoke_during_a_slow_drain_answers_with_what_the_trail_records_as_pur
     world.receiver.set_hang(false);
     world.receiver.set_delay(Duration::ZERO);
     change(&world, "grant", "eula").await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually("sent anything after the new grant", PATIENCE, async || {
         world.run(&["flush"]).await;
         let late: Vec<_> = world
             .receiver
@@ -467,15 +464,14 @@ async fn a_revoke_during_a_slow_drain_answers_with_what_the_trail_records_as_pur
             late.iter().all(|r| r.purpose != "installation_errors"),
             "queued records of the revoked eula arrived after the revoke returned"
         );
-        if late.iter().any(|r| r.purpose == "update_identity") {
-            break;
+        let purposes: Vec<_> = late.iter().map(|r| r.purpose.clone()).collect();
+        if purposes.iter().any(|p| p == "update_identity") {
+            Ok(())
+        } else {
+            Err(format!("late records of {purposes:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing was sent after the new grant"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let (exit, log) = daemon.terminate().await;
     assert!(exit.success(), "{log}");
     // The batch in flight was stopped by the revoke, not left to finish.
@@ -512,17 +508,20 @@ async fn a_grant_racing_a_starting_daemon_is_declared_once() {
             ["applied", "not_running"].contains(&outcome),
             "attempt {attempt}: {granted}"
         );
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !world.status().await["daemon"].is_object() {
-            if !daemon.is_running() {
-                let (exit, log) = daemon.wait().await;
-                panic!("attempt {attempt}: the daemon exited {exit}: {log}");
+        // Answering, or gone (its log is read below).
+        let answered = eventually("answered as a daemon", PATIENCE, async || {
+            if world.status().await["daemon"].is_object() {
+                Ok(true)
+            } else if !daemon.is_running() {
+                Ok(false)
+            } else {
+                Err(format!("attempt {attempt}: no answer yet"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "attempt {attempt}: the daemon never answered"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await;
+        if !answered {
+            let (exit, log) = daemon.wait().await;
+            panic!("attempt {attempt}: the daemon exited {exit}: {log}");
         }
         // The daemon has made its first look at the file; another look
         // (a flush asks for one) records nothing new either.

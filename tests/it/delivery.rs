@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use consentry::catalogue::Catalogue;
 
-use crate::support::{PATIENCE, World};
+use crate::support::{PATIENCE, World, eventually};
 
 fn update_identity_fields() -> BTreeSet<String> {
     let catalogue = Catalogue::embedded();
@@ -69,15 +69,21 @@ async fn with_only_eula_update_identity_arrives_with_catalogue_fields_only() {
 async fn with_nothing_accepted_the_receiver_gets_no_request_at_all() {
     let world = World::new().await;
     let daemon = world.spawn_daemon().await;
-    // Several upload intervals, and an explicit flush through the daemon.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The daemon's collection at start and one of its upload rounds, then
+    // an explicit flush through the daemon.
+    world
+        .status_until("collected and ran an upload round", |s| {
+            s["daemon"]["last_collect"].is_object() && s["daemon"]["last_upload_at"].is_string()
+        })
+        .await;
     let flushed = world.run(&["flush", "--json"]).await;
     let summary: serde_json::Value = serde_json::from_slice(&flushed.stdout).unwrap();
     assert_eq!(summary["collect"]["queued"], 0);
     let blocked = &summary["collect"]["blocked"][0];
     assert_eq!(blocked["purpose"], "update_identity", "{summary}");
     assert_eq!(blocked["reason"], "eula not accepted", "{summary}");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // And a scheduled round after the flush.
+    world.next_upload_round().await;
     assert!(
         world.receiver.requests().is_empty(),
         "something was sent without consent"
@@ -119,7 +125,8 @@ async fn after_revoke_nothing_more_arrives_and_the_queue_is_purged() {
     world.receiver.set_status(200);
     let seen = world.receiver.requests().len();
     world.run(&["flush"]).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The flush's round, and a scheduled one after it.
+    world.next_upload_round().await;
     assert_eq!(
         world.receiver.requests().len(),
         seen,
@@ -145,22 +152,15 @@ async fn a_500_keeps_the_batch_queued_and_it_arrives_after_recovery() {
     // At least two refused attempts: the batch is retried, not lost.
     assert!(world.receiver.wait_for_requests(2, PATIENCE).await);
     world.receiver.set_status(200);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let delivered = loop {
-        if let Some(ok) = world
-            .receiver
-            .requests()
+    let delivered = eventually("delivered after recovery", PATIENCE, async || {
+        let requests = world.receiver.requests();
+        let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
+        requests
             .into_iter()
             .find(|r| r.status == 200)
-        {
-            break ok;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never delivered after recovery"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+            .ok_or(format!("statuses {statuses:?}"))
+    })
+    .await;
     let refused = world.receiver.requests().remove(0);
     assert_eq!(refused.status, 500);
     assert_eq!(
@@ -184,7 +184,11 @@ async fn a_500_keeps_the_batch_queued_and_it_arrives_after_recovery() {
 async fn a_grant_reaches_a_running_daemon_without_restart() {
     let world = World::new().await;
     let daemon = world.spawn_daemon().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    world
+        .status_until("collected and ran an upload round", |s| {
+            s["daemon"]["last_collect"].is_object() && s["daemon"]["last_upload_at"].is_string()
+        })
+        .await;
     assert!(world.receiver.requests().is_empty());
 
     let granted = world.ok(&["consent", "grant", "eula"]).await;
@@ -237,7 +241,8 @@ async fn a_broken_consent_file_sends_nothing_and_loses_nothing() {
         !flushed.status.success(),
         "a held queue is not a successful flush"
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The flush's round, and a scheduled one after it.
+    world.next_upload_round().await;
     assert_eq!(
         world.receiver.requests().len(),
         seen,
@@ -326,7 +331,8 @@ async fn an_unrecognised_acceptance_holds_the_queue(edit: impl Fn(&str) -> Strin
     world.receiver.set_status(200);
     let seen = world.receiver.requests().len();
     world.run(&["flush"]).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The flush's round, and a scheduled one after it.
+    world.next_upload_round().await;
     assert_eq!(world.receiver.requests().len(), seen, "sent while held");
     let status = world.status().await;
     assert_eq!(
@@ -435,14 +441,15 @@ async fn revoke_mid_drain(upload_extra: &str) {
             })
             .collect::<Vec<_>>()
     };
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while ksn_batches(&world).len() < 5 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the drain never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("started the drain", PATIENCE, async || {
+        let batches = ksn_batches(&world).len();
+        if batches >= 5 {
+            Ok(())
+        } else {
+            Err(format!("{batches} ksn batch(es)"))
+        }
+    })
+    .await;
     world.ok(&["consent", "revoke", "ksn"]).await;
     let returned = std::time::Instant::now();
     let delivered_before = ksn_batches(&world).len();
@@ -451,7 +458,12 @@ async fn revoke_mid_drain(upload_extra: &str) {
         "the drain finished before the revoke"
     );
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Two upload rounds that ended after the revoke returned (in later
+    // seconds than the last one before): the second started after the
+    // first ended, so after the revoke. What the round in flight at the
+    // revoke and the next one would have sent has arrived by now.
+    world.next_upload_round().await;
+    world.next_upload_round().await;
     let late: Vec<_> = world
         .receiver
         .requests()
@@ -608,10 +620,18 @@ async fn a_full_batch_is_sent_at_once_without_waiting_for_the_delay() {
     let out = world.emit(&["-"], lines.as_bytes()).await;
     assert!(out.status.success(), "{out:?}");
     // No flush, and an hour's delay: only a full batch wakes the uploader.
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while world.delivered("installation_errors").len() < 100 {
-        assert!(std::time::Instant::now() < deadline, "full batches waited");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "sent the full batches without waiting",
+        PATIENCE,
+        async || {
+            let delivered = world.delivered("installation_errors").len();
+            if delivered >= 100 {
+                Ok(())
+            } else {
+                Err(format!("{delivered} delivered"))
+            }
+        },
+    )
+    .await;
     daemon.terminate().await;
 }

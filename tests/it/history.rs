@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use consentry::ingest::client;
 
-use crate::support::{PATIENCE, World};
+use crate::support::{PATIENCE, World, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_shows_failed_and_delivered_uploads() {
@@ -177,15 +177,14 @@ async fn a_capped_ksn_counter_is_logged_once_previewed_and_in_the_history() {
     let message = preview["previews"][0]["message"].as_str().unwrap();
     assert!(message.contains("bytes_sent (2 additions)"), "{message}");
 
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let report = loop {
+    let report = eventually("got a KSN report", PATIENCE, async || {
         world.run(&["flush"]).await;
-        if let Some(report) = world.delivered("ksn_scan_aggregates").pop() {
-            break report;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no KSN report");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+        world
+            .delivered("ksn_scan_aggregates")
+            .pop()
+            .ok_or("no report")
+    })
+    .await;
     assert_eq!(report.fields["bytes_sent"], i64::MAX);
     assert_eq!(report.fields["requests_succeeded"], 3);
     assert!(!report.fields.contains_key("capped"), "nothing undeclared");

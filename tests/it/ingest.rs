@@ -9,7 +9,7 @@ use consentry::catalogue::Catalogue;
 use consentry::ingest::client;
 use sha2::{Digest, Sha256};
 
-use crate::support::{PATIENCE, Received, World};
+use crate::support::{PATIENCE, Received, World, eventually};
 
 fn object(n: u64) -> String {
     hex::encode(Sha256::digest(n.to_le_bytes()))
@@ -28,20 +28,18 @@ async fn world_with(region: &str, clauses: &[&str]) -> (World, crate::support::D
 
 /// Flushes until the receiver holds a record of every purpose in `wanted`.
 async fn flush_until(world: &World, wanted: &[&str]) -> Vec<Received> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    let what = format!("received all of {wanted:?}");
+    eventually(&what, PATIENCE, async || {
         world.run(&["flush"]).await;
         let records = world.received_records();
-        let got: BTreeSet<&str> = records.iter().map(|r| r.purpose.as_str()).collect();
-        if wanted.iter().all(|p| got.contains(p)) {
-            return records;
+        let got: BTreeSet<String> = records.iter().map(|r| r.purpose.clone()).collect();
+        if wanted.iter().all(|p| got.contains(*p)) {
+            Ok(records)
+        } else {
+            Err(format!("got {got:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never received all of {wanted:?}; got {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// Every field of every record is one its purpose declares, and every

@@ -357,7 +357,17 @@ async fn the_receiver_slows_the_agent_with_its_interval_header_and_retry_after()
     // Full batches that would go at once now wait for the next slot.
     let out = world.emit(&["-"], install_tasks(0..600).as_bytes()).await;
     assert!(out.status.success(), "{out:?}");
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // Once they are queued, the store has signalled a full batch to the
+    // uploader...
+    world
+        .status_until("queued the full batches", |s| {
+            s["daemon"]["records_queued"].as_u64() >= Some(600)
+        })
+        .await;
+    // ...but its choice to let them wait shows nowhere (it only goes back
+    // to sleep until its slot): no event to wait for, so a short fixed
+    // wait, time enough to have sent them had it chosen to.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(
         world.receiver.requests().len(),
         first,

@@ -12,19 +12,16 @@ async fn receipts(world: &World) -> Vec<serde_json::Value> {
 }
 
 async fn receipts_until(world: &World, count: usize) -> Vec<serde_json::Value> {
-    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
-    loop {
+    let what = format!("had {count} receipts");
+    crate::support::eventually(&what, crate::support::PATIENCE, async || {
         let all = receipts(world).await;
         if all.len() >= count {
-            return all;
+            Ok(all)
+        } else {
+            Err(format!("only {} receipts: {all:?}", all.len()))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {} receipts: {all:?}",
-            all.len()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

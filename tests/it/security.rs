@@ -175,14 +175,18 @@ while True:
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the squatter never bound"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    crate::support::eventually(
+        "saw the squatter bind",
+        std::time::Duration::from_secs(10),
+        async || {
+            if socket.exists() {
+                Ok(())
+            } else {
+                Err("no socket")
+            }
+        },
+    )
+    .await;
     assert_eq!(std::fs::metadata(&socket).unwrap().uid(), NOBODY);
 
     let flush = world.run(&["flush"]).await;

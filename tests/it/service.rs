@@ -128,10 +128,20 @@ async fn a_watchdog_meant_for_another_process_is_not_fed() {
     ]);
     let first = manager.next().await;
     assert!(has_line(&first, "READY=1"), "{first:?}");
-    // Five ping intervals without a ping.
+    // A ping is periodic: its absence only shows over time, with no event
+    // to wait for (the status-only refresh is 15 s away). So five ping
+    // intervals without a ping, and the daemon's own word, below, that it
+    // runs without a watchdog.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (exit, log) = daemon.terminate().await;
     assert!(exit.success(), "{exit:?}\n{log}");
+    assert!(
+        log.lines().any(
+            |l| l.contains("told the service manager the daemon is ready")
+                && l.contains("watchdog=None")
+        ),
+        "{log}"
+    );
     let rest = manager.until("STOPPING=1").await;
     assert!(
         !rest.iter().any(|m| has_line(m, "WATCHDOG=1")),

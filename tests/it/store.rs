@@ -1,9 +1,7 @@
 //! The store under faults: concurrent first starts, records that cannot
 //! be read back, databases that fail their check, and the bounds.
 
-use std::time::Duration;
-
-use crate::support::{PATIENCE, World};
+use crate::support::{PATIENCE, World, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_and_a_flush_starting_together_on_a_new_state_dir_both_work() {
@@ -26,20 +24,23 @@ async fn a_daemon_and_a_flush_starting_together_on_a_new_state_dir_both_work() {
             String::from_utf8_lossy(&flush.stdout)
         );
         let mut daemon = daemon;
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !world.status().await["daemon"].is_object() {
-            if let Ok(Some(exit)) = daemon.try_wait() {
-                let output = daemon.wait_with_output().await.unwrap();
-                panic!(
-                    "attempt {attempt}: daemon exited {exit}: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
+        // Answering, or gone (with its exit status).
+        let exited = eventually("answered as a daemon", PATIENCE, async || {
+            if world.status().await["daemon"].is_object() {
+                Ok(None)
+            } else if let Ok(Some(exit)) = daemon.try_wait() {
+                Ok(Some(exit))
+            } else {
+                Err(format!("attempt {attempt}: no answer yet"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "attempt {attempt}: the daemon never answered"
+        })
+        .await;
+        if let Some(exit) = exited {
+            let output = daemon.wait_with_output().await.unwrap();
+            panic!(
+                "attempt {attempt}: daemon exited {exit}: {}",
+                String::from_utf8_lossy(&output.stderr)
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let pid = daemon.id().unwrap();
         rustix::process::kill_process(

@@ -4,11 +4,10 @@
 //! the endpoint.
 
 use std::process::Output;
-use std::time::Duration;
 
 use consentry::receiver::LoopbackPki;
 
-use crate::support::{PATIENCE, TRUST_CA_FILE, World};
+use crate::support::{PATIENCE, TRUST_CA_FILE, World, eventually};
 
 const CA_ADVICE: &str = "the server's certificate is a CA certificate (CA:TRUE) used as the server's own; issue a leaf certificate from it, or trust exactly this certificate with `server_certificate`";
 
@@ -29,7 +28,8 @@ async fn connect_fails(world: &World) -> String {
     stdout(&output)
 }
 
-/// Lets the daemon try a few upload intervals, then proves that nothing
+/// Waits for the daemon to try twice more once a record is queued (the
+/// receiver counts each refused handshake), then proves that nothing
 /// arrived and that what was queued is still queued.
 async fn nothing_delivered(world: &World) -> u64 {
     world
@@ -38,7 +38,16 @@ async fn nothing_delivered(world: &World) -> u64 {
         })
         .await;
     let before = world.records_queued().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tried = world.receiver.attempts().len();
+    eventually("tried twice more", PATIENCE, async || {
+        let attempts = world.receiver.attempts().len() - tried;
+        if attempts >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{attempts} attempt(s)"))
+        }
+    })
+    .await;
     assert!(
         world.receiver.requests().is_empty(),
         "a batch reached an untrusted server"

@@ -40,7 +40,7 @@ use self::attempts::Attempt;
 use self::otelcol::{Collector, Exported, ROOMY, STARVED};
 use crate::faults::ledger::Ledger;
 use crate::faults::outage::most_attempts;
-use crate::support::{PATIENCE, World};
+use crate::support::{PATIENCE, World, eventually};
 
 /// The retry policy of the world's config (`retry_initial`, `retry_max`).
 const POLICY: RetryPolicy = RetryPolicy {
@@ -400,19 +400,16 @@ async fn the_collector_down_30_s_mid_drain_loses_nothing_and_the_retries_keep_to
     }
     let backlog = ledger.acked.len() as u64;
     // Mid-drain: some delivered, most still queued.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually("started the drain", PATIENCE, async || {
         let queued = world.records_queued().await;
         assert!(queued > 0, "drained before the Collector could be stopped");
         if queued <= backlog * 9 / 10 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{queued} of {backlog} queued"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the drain never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     collector.stop().await;
     let down = SystemTime::now();
     let queued_at_stop = world.records_queued().await;
@@ -423,14 +420,9 @@ async fn the_collector_down_30_s_mid_drain_loses_nothing_and_the_retries_keep_to
     let backlog_at_restart = world.records_queued().await;
     collector.start(ROOMY).await;
     let up = SystemTime::now();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while world.records_queued().await > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the queue never drained"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    world
+        .status_until("drained the queue", |s| s["daemon"]["records_queued"] == 0)
+        .await;
     let drained = up.elapsed().unwrap();
     let records = collector.wait_for_records(ledger.acked.len()).await;
     let conservation = assert_conserved(&ledger, &records);
@@ -552,11 +544,11 @@ async fn the_memory_limiter_refusing_is_retried_with_backoff_and_everything_arri
     // A 2xx's answer: a partial_success with nothing rejected.
     let partial = accepted.partial_success.clone().expect("an answer body");
     assert_eq!(partial, (0, String::new()), "{accepted:?}");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while world.records_queued().await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "never delivered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    world
+        .status_until("delivered everything", |s| {
+            s["daemon"]["records_queued"] == 0
+        })
+        .await;
     let records = collector.wait_for_records(200).await;
     let conservation = assert_conserved(&ledger, &records);
     assert_eq!(conservation.duplicates, 0);

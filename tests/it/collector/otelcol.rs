@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::support::{BIN, PATIENCE, World};
+use crate::support::{BIN, PATIENCE, World, eventually};
 
 /// Names the Collector binary, instead of `<target dir>/otelcol-consentry`.
 pub const ENV: &str = "CONSENTRY_OTELCOL";
@@ -258,15 +258,12 @@ exporters:
 
     /// Waits until the running Collector's log says `what`.
     pub async fn wait_for_log(&self, what: &str) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !self.log(self.starts).contains(what) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the Collector never logged {what:?}: {}",
-                self.log(self.starts)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let logged = format!("saw the Collector log {what:?}");
+        eventually(&logged, PATIENCE, async || {
+            let log = self.log(self.starts);
+            if log.contains(what) { Ok(()) } else { Err(log) }
+        })
+        .await;
     }
 
     /// The log of start `n` (1, 2, …).
@@ -294,19 +291,17 @@ exporters:
     /// Waits until the file exporter has written at least `count` records
     /// of scope `consentry`, and returns everything written.
     pub async fn wait_for_records(&self, count: usize) -> Vec<Exported> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
+        let what = format!("saw the file exporter write {count} records");
+        eventually(&what, PATIENCE, async || {
             let records = self.exported();
             let telemetry = records.iter().filter(|r| r.scope == "consentry").count();
             if telemetry >= count {
-                return records;
+                Ok(records)
+            } else {
+                Err(format!("{telemetry} written"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the file exporter wrote {telemetry} of {count} records"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::ledger::{Ledger, assert_conserved};
 use super::mount::skip;
-use crate::support::{Daemon, World};
+use crate::support::{Daemon, World, within};
 
 /// Where distributions put libfaketime (or `CONSENTRY_LIBFAKETIME`): its
 /// multi-threaded build, as the daemon reads the clock from several
@@ -146,18 +146,19 @@ async fn a_jump_forward_past_max_record_age_drops_old_records_counted_never_sile
     // start): the 30-day bound drops what was queued, and says so.
     set_clock(&clock, "+40d");
     let daemon = daemon_on_a_clock(&world, &library, &clock).await;
-    let deadline = tokio::time::Instant::now() + crate::support::PATIENCE;
-    loop {
+    let counted = within(crate::support::PATIENCE, async || {
         let status = world.status().await;
         let dropped = &status["daemon"]["store"]["dropped"]["installation_errors"]["too_old"];
         if dropped.as_u64() >= Some(100) {
-            break;
+            Ok(())
+        } else {
+            Err(status)
         }
-        if tokio::time::Instant::now() > deadline {
-            let (_, log) = daemon.terminate().await;
-            panic!("never counted the old records as dropped: {status}\n{log}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    })
+    .await;
+    if let Err(status) = counted {
+        let (_, log) = daemon.terminate().await;
+        panic!("never counted the old records as dropped: {status}\n{log}");
     }
     world.receiver.set_status(200);
     world.ok(&["flush"]).await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::ledger::{Ledger, assert_conserved};
 use super::mount::{Mount, is_root, skip};
-use crate::support::World;
+use crate::support::{World, eventually};
 
 /// Install tasks per ingest connection while filling the disk.
 const CHUNK: u64 = 200;
@@ -66,15 +66,18 @@ async fn a_full_disk_refuses_what_it_cannot_store_and_delivers_everything_acknow
     // Space comes back: ingest is stored again, and everything that was
     // acknowledged goes out once the receiver answers.
     mount.remount("size=64m").unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !ledger.send(&socket, CHUNK).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still refused after space came back: {:?}",
-            ledger.first_refusal
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "stored ingest again after space came back",
+        Duration::from_secs(10),
+        async || {
+            if ledger.send(&socket, CHUNK).await {
+                Ok(())
+            } else {
+                Err(format!("{:?}", ledger.first_refusal))
+            }
+        },
+    )
+    .await;
     world.receiver.set_status(200);
     world.ok(&["flush"]).await;
     world

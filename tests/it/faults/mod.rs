@@ -16,7 +16,7 @@ mod state_dir;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::support::World;
+use crate::support::{PATIENCE, World, eventually};
 
 /// How the receiver fails.
 #[derive(Debug, Clone, Copy)]
@@ -55,8 +55,25 @@ async fn survives(fault: Fault) -> World {
         .collect();
     let out = world.emit(&["-"], lines.as_bytes()).await;
     assert!(out.status.success(), "{fault:?}: {out:?}");
-    // Some attempts fail meanwhile; nothing is lost or delivered.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tried = world.receiver.attempts().len();
+    // Attempts fail meanwhile (the receiver counts each, a reset one too):
+    // two begun after the records were queued, or for a hanging receiver
+    // one (the one before it hangs until the upload timeout); nothing is
+    // lost or delivered.
+    let failures = if matches!(fault, Fault::Hang) { 1 } else { 2 };
+    eventually(
+        "failed attempts after the records were queued",
+        PATIENCE,
+        async || {
+            let attempts = world.receiver.attempts().len() - tried;
+            if attempts >= failures {
+                Ok(())
+            } else {
+                Err(format!("{fault:?}: {attempts} attempt(s)"))
+            }
+        },
+    )
+    .await;
     let queued = world.status().await["daemon"]["records_queued"]
         .as_u64()
         .unwrap();

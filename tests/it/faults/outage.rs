@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use consentry::upload::RetryPolicy;
 
 use super::ledger::{Ledger, assert_conserved};
-use crate::support::World;
+use crate::support::{World, eventually};
 
 /// The policy the test configures (`retry_initial`, `retry_max`).
 const POLICY: RetryPolicy = RetryPolicy {
@@ -179,14 +179,15 @@ async fn a_mixed_outage_loses_nothing_and_keeps_to_the_backoff() {
     world.receiver.set_status(200);
     rss.push(rss_kib(pid));
 
-    let deadline = Instant::now() + Duration::from_secs(60) + length / 2;
-    loop {
-        if world.records_queued().await == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the queue never drained");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "drained the queue",
+        Duration::from_secs(60) + length / 2,
+        async || match world.records_queued().await {
+            0 => Ok(()),
+            queued => Err(format!("{queued} records queued")),
+        },
+    )
+    .await;
     let drained = recovered.elapsed();
     let conservation = assert_conserved(&world, &ledger, "mixed outage");
 

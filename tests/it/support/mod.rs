@@ -10,6 +10,9 @@ use std::time::Duration;
 use consentry::receiver::{LoopbackPki, Receiver};
 use tokio::process::{Child, Command};
 
+mod eventually;
+pub use eventually::{eventually, within};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_consentry");
 
 /// Long enough for a debug build on a loaded two-core machine.
@@ -139,26 +142,39 @@ retry_max = "1s"
         serde_json::from_str(&self.ok(&["status", "--json"]).await).unwrap()
     }
 
-    /// Polls `status --json` until `done` holds for it (the receiver sees a
-    /// batch a moment before the daemon has committed its deletion).
-    /// Polls `status --json` until `done` says so, and returns that status.
+    /// Polls `status --json` until `done` holds for it, and returns that
+    /// status (the receiver sees a batch a moment before the daemon has
+    /// committed its deletion).
     pub async fn status_until(
         &self,
         what: &str,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
+        eventually(what, PATIENCE, async || {
             let status = self.status().await;
             if done(&status) {
-                return status;
+                Ok(status)
+            } else {
+                Err(status)
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never {what}: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
+    }
+
+    /// Waits for the running daemon's uploader to end a round after this
+    /// call (a scheduled one, or a `flush`), and returns the status that
+    /// shows it: proof that the daemon had its chance to send. Rounds are
+    /// told apart by `last_upload_at`, to the second: this waits for one
+    /// that ended in a later second than the last one before the call.
+    pub async fn next_upload_round(&self) -> serde_json::Value {
+        let before = self.status().await["daemon"]["last_upload_at"].clone();
+        let before = before.as_str().unwrap_or("").to_owned();
+        self.status_until("ended another upload round", |s| {
+            s["daemon"]["last_upload_at"]
+                .as_str()
+                .is_some_and(|at| at > before.as_str())
+        })
+        .await
     }
 
     /// Sets `region = …` in the config.
@@ -243,18 +259,9 @@ retry_max = "1s"
     /// json`, say) before the verb.
     pub async fn spawn_daemon_args(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let daemon = self.start_daemon_args(args, env);
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let status = self.status().await;
-            if status["daemon"].is_object() {
-                return daemon;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the daemon never answered"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.status_until("answered as a daemon", |s| s["daemon"].is_object())
+            .await;
+        daemon
     }
 
     /// Starts `consentry daemon` with `env` set, without waiting for it.
