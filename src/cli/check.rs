@@ -121,66 +121,71 @@ pub async fn run(check_args: &CheckArgs, args: &OutputArgs) -> anyhow::Result<Ex
     if args.json {
         print_json("consentry.check/1", &report)?;
     } else {
-        say!("config     {}: ok", report.config);
-        say!(
-            "catalogue  {}: {} clauses, {} purposes",
-            report.catalogue.path.as_deref().unwrap_or("embedded"),
-            report.clauses,
-            report.purposes
-        );
-        let accepted = if report.accepted.is_empty() {
-            "nothing accepted".to_owned()
-        } else {
-            let accepted: Vec<String> = report
-                .accepted
-                .iter()
-                .map(|a| format!("{} v{}", a.clause, a.version))
-                .collect();
-            accepted.join(", ")
-        };
-        say!("consent    {}: {accepted}", report.consent_file);
-        match &report.connect {
-            None => say!(
-                "endpoint   {}: ok (not contacted; --connect does)",
-                report.endpoint
-            ),
-            Some(probe) if probe.ok => say!(
-                "endpoint   {}: ok (TLS handshake and probe answered {})",
-                report.endpoint,
-                probe.status.unwrap_or_default()
-            ),
-            Some(probe) => {
-                say!(
-                    "endpoint   {}: FAILED: {}",
-                    report.endpoint,
-                    probe.explanation.as_deref().unwrap_or("unknown error")
-                );
-                if let Some(detail) = &probe.detail {
-                    say!("           detail: {detail}");
-                }
-            }
-        }
-        for warning in &report.warnings {
-            say!("warning    {}", warning.message);
-        }
-        let created = if report.state_dir.exists {
-            "exists"
-        } else {
-            "will be created"
-        };
-        say!("state_dir  {} ({created})", report.state_dir.path);
-        if let Some(quarantine) = &report.state_dir.quarantine {
-            say!("store      a database failed its check and was quarantined {quarantine}");
-        }
-        if let Some(fault) = &report.state_dir.fault {
-            say!("store      cannot be read: {fault}");
-        }
+        say_report(&report);
     }
     Ok(if reached {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The report in words, one line per part.
+fn say_report(report: &CheckReport) {
+    say!("config     {}: ok", report.config);
+    say!(
+        "catalogue  {}: {} clauses, {} purposes",
+        report.catalogue.path.as_deref().unwrap_or("embedded"),
+        report.clauses,
+        report.purposes
+    );
+    let accepted = if report.accepted.is_empty() {
+        "nothing accepted".to_owned()
+    } else {
+        let accepted: Vec<String> = report
+            .accepted
+            .iter()
+            .map(|a| format!("{} v{}", a.clause, a.version))
+            .collect();
+        accepted.join(", ")
+    };
+    say!("consent    {}: {accepted}", report.consent_file);
+    match &report.connect {
+        None => say!(
+            "endpoint   {}: ok (not contacted; --connect does)",
+            report.endpoint
+        ),
+        Some(probe) if probe.ok => say!(
+            "endpoint   {}: ok (TLS handshake and probe answered {})",
+            report.endpoint,
+            probe.status.unwrap_or_default()
+        ),
+        Some(probe) => {
+            say!(
+                "endpoint   {}: FAILED: {}",
+                report.endpoint,
+                probe.explanation.as_deref().unwrap_or("unknown error")
+            );
+            if let Some(detail) = &probe.detail {
+                say!("           detail: {detail}");
+            }
+        }
+    }
+    for warning in &report.warnings {
+        say!("warning    {}", warning.message);
+    }
+    let created = if report.state_dir.exists {
+        "exists"
+    } else {
+        "will be created"
+    };
+    say!("state_dir  {} ({created})", report.state_dir.path);
+    if let Some(quarantine) = &report.state_dir.quarantine {
+        say!("store      a database failed its check and was quarantined {quarantine}");
+    }
+    if let Some(fault) = &report.state_dir.fault {
+        say!("store      cannot be read: {fault}");
+    }
 }
 
 /// `state_dir` as `check` reports it: whether it exists, and what the

@@ -408,15 +408,7 @@ pub async fn run(
         "daemon started"
     );
 
-    let (activations, activation_inbox) = mpsc::channel(16);
-    let ingest = Arc::new(Ingest {
-        gate: Arc::clone(&agent.gate),
-        context: agent.context.clone(),
-        writer: agent.writer.clone(),
-        discards: Arc::clone(&shared.discards),
-        activations,
-    });
-    tracker.spawn(ingest::serve(listeners.ingest, ingest, shutdown.clone()));
+    let activation_inbox = spawn_ingest(&agent, &shared, listeners.ingest, &tracker, &shutdown);
     tracker.spawn(scheduler::run(
         Arc::clone(&agent),
         Arc::clone(&shared),
@@ -475,7 +467,38 @@ pub async fn run(
         shutdown.clone(),
     ));
     tracker.close();
+    stop(agent, tracker, shutdown).await
+}
 
+/// Serves the ingest socket; returns where the activations it records
+/// are told (the consent task's inbox).
+fn spawn_ingest(
+    agent: &Arc<Agent>,
+    shared: &Shared,
+    listener: UnixListener,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> mpsc::Receiver<ingest::Activated> {
+    let (activations, activation_inbox) = mpsc::channel(16);
+    let ingest = Arc::new(Ingest {
+        gate: Arc::clone(&agent.gate),
+        context: agent.context.clone(),
+        writer: agent.writer.clone(),
+        discards: Arc::clone(&shared.discards),
+        activations,
+    });
+    tracker.spawn(ingest::serve(listener, ingest, shutdown.clone()));
+    activation_inbox
+}
+
+/// Runs until `shutdown` (or until the store is lost, which stops
+/// everything), then waits for the tasks within [`SHUTDOWN_GRACE`] and
+/// closes the agent.
+async fn stop(
+    agent: Arc<Agent>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let lost = agent.writer.lost();
     let stopped = tokio::select! {
         _ = shutdown.cancelled() => Ok(()),

@@ -175,116 +175,100 @@ impl Parser<'_> {
     /// Parses one line (without its newline). A `scan_verdict` or
     /// `ksn_request` is folded into `ksn` and reported as `Aggregated`.
     pub fn parse(&self, text: &[u8], ksn: &mut KsnDelta) -> Result<Outcome, LineError> {
-        // serde would also read a struct from an array; an event is an object.
-        if text.trim_ascii_start().first() != Some(&b'{') {
-            return Err(LineError::new(
-                "not_json",
-                "an event is one JSON object per line",
-            ));
-        }
-        let line: Line = serde_json::from_slice(text).map_err(json_error)?;
-        let kind = line
-            .kind
-            .as_deref()
-            .ok_or_else(|| LineError::new("missing_kind", "the line has no \"kind\""))?;
-        let Some((kind, allowed)) = KINDS.iter().find(|(name, _)| *name == kind) else {
-            return Err(LineError::new(
-                "unknown_kind",
-                format!(
-                    "unknown kind `{kind}`; the kinds are {}",
-                    KINDS.map(|(k, _)| k).join(", ")
-                ),
-            ));
-        };
-        if let Some(stray) = line.present().find(|name| !allowed.contains(name)) {
-            return Err(LineError::new(
-                "undeclared_field",
-                format!(
-                    "`{kind}` has no field `{stray}`; its fields are {}",
-                    allowed.join(", ")
-                ),
-            ));
-        }
-        match *kind {
+        let line: Line = serde_json::from_slice(checked_object(text)?).map_err(json_error)?;
+        let kind = kind_of(&line)?;
+        match kind {
             "update_task" => {
                 let task_id = uuid(&line.task_id, "task_id")?;
                 Ok(Outcome::Record(UpdateTask { task_id }.record(self.context)))
             }
-            "activation" => {
-                let method = required(&line.method, "method")?;
-                let method = activation::Method::parse(method)
-                    .ok_or_else(|| invalid("method", method, activation::Method::NAMES))?;
-                let activation = Activation {
-                    method,
-                    code: owned(&line.code),
-                    locale: owned(&line.locale),
-                    license_edition: owned(&line.license_edition),
-                    license_units_total: count(line.license_units_total, "license_units_total")?,
-                    license_units_used: count(line.license_units_used, "license_units_used")?,
-                    svm_id: uuid(&line.svm_id, "svm_id")?,
-                };
-                if method == activation::Method::Code && activation.code.is_none() {
-                    return Err(LineError::new(
-                        "missing_field",
-                        "an activation by `code` needs its `code`",
-                    ));
-                }
-                Ok(Outcome::Activated {
-                    method,
-                    record: activation.record(self.context, SystemTime::now()),
-                })
-            }
-            "install_task" => {
-                let task = one_of(&line.task, "task", &installation_errors::TASKS)?;
-                let status = one_of(&line.status, "status", &installation_errors::STATUSES)?;
-                let install = InstallTask {
-                    task: task.to_owned(),
-                    status: status.to_owned(),
-                    error_type: owned(&line.error_type),
-                    error_code: line.error_code,
-                    duration_ms: count(line.duration_ms, "duration_ms")?,
-                    campaign_id: owned(&line.campaign_id),
-                };
-                Ok(Outcome::Record(install.record(self.context)))
-            }
-            "scan_verdict" => {
-                let object = required(&line.object, "object")?;
-                let hash = ksn::object_hash(object)
-                    .ok_or_else(|| invalid("object", object, "a SHA-256 in hex (64 hex digits)"))?;
-                let verdict = required(&line.verdict, "verdict")?;
-                let verdict = Verdict::parse(verdict)
-                    .ok_or_else(|| invalid("verdict", verdict, Verdict::NAMES))?;
-                let reason = match line.trust_reason.as_deref() {
-                    None => TrustReason::None,
-                    Some(reason) => TrustReason::parse(reason)
-                        .ok_or_else(|| invalid("trust_reason", reason, TrustReason::NAMES))?,
-                };
-                if verdict != Verdict::Trusted && reason != TrustReason::None {
-                    return Err(LineError::new(
-                        "invalid_value",
-                        "only a `trusted` verdict has a trust_reason other than `none`",
-                    ));
-                }
-                ksn.verdict(hash, verdict, reason);
-                Ok(Outcome::Aggregated)
-            }
-            "ksn_request" => {
-                let ok = line
-                    .ok
-                    .ok_or_else(|| LineError::new("missing_field", "`ksn_request` needs `ok`"))?;
-                let number = |value: Option<i64>, name| {
-                    count(value, name).map(|v| v.unwrap_or(0).unsigned_abs())
-                };
-                ksn.request(
-                    ok,
-                    number(line.duration_ms, "duration_ms")?,
-                    number(line.bytes_sent, "bytes_sent")?,
-                    number(line.bytes_received, "bytes_received")?,
-                );
-                Ok(Outcome::Aggregated)
-            }
+            "activation" => self.activation(&line),
+            "install_task" => self.install_task(&line),
+            "scan_verdict" => Self::scan_verdict(&line, ksn),
+            "ksn_request" => Self::ksn_request(&line, ksn),
             _ => self.generic(&line).map(Outcome::Record),
         }
+    }
+
+    /// An `activation`: how the product was activated, and its record
+    /// when by code.
+    fn activation(&self, line: &Line) -> Result<Outcome, LineError> {
+        let method = required(&line.method, "method")?;
+        let method = activation::Method::parse(method)
+            .ok_or_else(|| invalid("method", method, activation::Method::NAMES))?;
+        let activation = Activation {
+            method,
+            code: owned(&line.code),
+            locale: owned(&line.locale),
+            license_edition: owned(&line.license_edition),
+            license_units_total: count(line.license_units_total, "license_units_total")?,
+            license_units_used: count(line.license_units_used, "license_units_used")?,
+            svm_id: uuid(&line.svm_id, "svm_id")?,
+        };
+        if method == activation::Method::Code && activation.code.is_none() {
+            return Err(LineError::new(
+                "missing_field",
+                "an activation by `code` needs its `code`",
+            ));
+        }
+        Ok(Outcome::Activated {
+            method,
+            record: activation.record(self.context, SystemTime::now()),
+        })
+    }
+
+    /// An `install_task`: one installation, uninstallation or update.
+    fn install_task(&self, line: &Line) -> Result<Outcome, LineError> {
+        let task = one_of(&line.task, "task", &installation_errors::TASKS)?;
+        let status = one_of(&line.status, "status", &installation_errors::STATUSES)?;
+        let install = InstallTask {
+            task: task.to_owned(),
+            status: status.to_owned(),
+            error_type: owned(&line.error_type),
+            error_code: line.error_code,
+            duration_ms: count(line.duration_ms, "duration_ms")?,
+            campaign_id: owned(&line.campaign_id),
+        };
+        Ok(Outcome::Record(install.record(self.context)))
+    }
+
+    /// A `scan_verdict`, folded into the KSN window's delta.
+    fn scan_verdict(line: &Line, ksn: &mut KsnDelta) -> Result<Outcome, LineError> {
+        let object = required(&line.object, "object")?;
+        let hash = ksn::object_hash(object)
+            .ok_or_else(|| invalid("object", object, "a SHA-256 in hex (64 hex digits)"))?;
+        let verdict = required(&line.verdict, "verdict")?;
+        let verdict =
+            Verdict::parse(verdict).ok_or_else(|| invalid("verdict", verdict, Verdict::NAMES))?;
+        let reason = match line.trust_reason.as_deref() {
+            None => TrustReason::None,
+            Some(reason) => TrustReason::parse(reason)
+                .ok_or_else(|| invalid("trust_reason", reason, TrustReason::NAMES))?,
+        };
+        if verdict != Verdict::Trusted && reason != TrustReason::None {
+            return Err(LineError::new(
+                "invalid_value",
+                "only a `trusted` verdict has a trust_reason other than `none`",
+            ));
+        }
+        ksn.verdict(hash, verdict, reason);
+        Ok(Outcome::Aggregated)
+    }
+
+    /// A `ksn_request`, folded into the KSN window's delta.
+    fn ksn_request(line: &Line, ksn: &mut KsnDelta) -> Result<Outcome, LineError> {
+        let ok = line
+            .ok
+            .ok_or_else(|| LineError::new("missing_field", "`ksn_request` needs `ok`"))?;
+        let number =
+            |value: Option<i64>, name| count(value, name).map(|v| v.unwrap_or(0).unsigned_abs());
+        ksn.request(
+            ok,
+            number(line.duration_ms, "duration_ms")?,
+            number(line.bytes_sent, "bytes_sent")?,
+            number(line.bytes_received, "bytes_received")?,
+        );
+        Ok(Outcome::Aggregated)
     }
 
     /// The `record` kind: a purpose without a collector of its own, its
@@ -349,6 +333,45 @@ impl Parser<'_> {
         }
         Ok(record)
     }
+}
+
+/// `text`, if it is a JSON object (serde would also read a struct from an
+/// array; an event is an object).
+fn checked_object(text: &[u8]) -> Result<&[u8], LineError> {
+    if text.trim_ascii_start().first() != Some(&b'{') {
+        return Err(LineError::new(
+            "not_json",
+            "an event is one JSON object per line",
+        ));
+    }
+    Ok(text)
+}
+
+/// The line's kind, checked: known, and carrying only its own fields.
+fn kind_of(line: &Line) -> Result<&'static str, LineError> {
+    let kind = line
+        .kind
+        .as_deref()
+        .ok_or_else(|| LineError::new("missing_kind", "the line has no \"kind\""))?;
+    let Some((kind, allowed)) = KINDS.iter().find(|(name, _)| *name == kind) else {
+        return Err(LineError::new(
+            "unknown_kind",
+            format!(
+                "unknown kind `{kind}`; the kinds are {}",
+                KINDS.map(|(k, _)| k).join(", ")
+            ),
+        ));
+    };
+    if let Some(stray) = line.present().find(|name| !allowed.contains(name)) {
+        return Err(LineError::new(
+            "undeclared_field",
+            format!(
+                "`{kind}` has no field `{stray}`; its fields are {}",
+                allowed.join(", ")
+            ),
+        ));
+    }
+    Ok(kind)
 }
 
 /// A JSON value as the catalogue's type says it must be.
