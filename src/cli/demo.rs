@@ -58,47 +58,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config_path)?;
     let catalogue = config.load_catalogue()?;
 
-    say!("consentry demo (everything stays on this machine)");
-    say!(
-        "  receiver   {} (TLS, certificate from a throwaway CA)",
-        receiver.url()
-    );
-    say!("  state      {}", config.state_dir.display());
-    say!("  region     {}", config.region);
-    say!(
-        "  catalogue  {} ({}; `consentry demo --catalogue {}` for another product)",
-        args.catalogue,
-        args.catalogue.product(),
-        BuiltIn::ALL
-            .into_iter()
-            .filter(|b| *b != args.catalogue)
-            .map(BuiltIn::id)
-            .collect::<Vec<_>>()
-            .join("|")
-    );
-    say!(
-        "  protocol   {}{}",
-        args.protocol,
-        if args.protocol == "otlp-http" {
-            " (OTLP logs, protobuf; the receiver reads them back into records below)"
-        } else {
-            " (`consentry demo --protocol otlp-http` for OTLP)"
-        }
-    );
-    consent::grant(
-        &config.consent_file,
-        &catalogue,
-        config.region,
-        "eula",
-        Method::Installer,
-    )?;
-    consent::grant(
-        &config.consent_file,
-        &catalogue,
-        config.region,
-        "ksn",
-        Method::Installer,
-    )?;
+    say_setup(args, &receiver.url(), &config);
+    grant_as_the_installer(&config, &catalogue)?;
     say!("  consent    eula and ksn accepted by the installer\n");
 
     let control_socket = config.control_socket();
@@ -113,21 +74,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         print_decision(decision);
     }
 
-    say!("\nRegional editions (clauses that apply, and the purposes they can allow):");
-    for region in consentry::catalogue::Region::ALL {
-        let clauses: Vec<&str> = catalogue
-            .clauses()
-            .filter(|c| c.applies_in(region))
-            .map(|c| c.id.as_str())
-            .collect();
-        let purposes: Vec<&str> = catalogue
-            .purposes()
-            .filter(|p| p.clauses.iter().any(|c| clauses.contains(&c.as_str())))
-            .map(|p| p.id.as_str())
-            .collect();
-        say!("  {:<7} {}", region.as_str(), clauses.join(", "));
-        say!("          {}", purposes.join(", "));
-    }
+    say_regions(&catalogue);
 
     say!(
         "\nComponents report through {} (`consentry emit`):",
@@ -162,8 +109,65 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no batch reached the receiver within {FIRST_BATCH_TIMEOUT:?}");
     }
 
+    let (before, after) = revoke_ksn_then_eula(&config, &catalogue, &receiver).await?;
+    // While the daemon runs: its door counts (the discarded verdicts) are
+    // in its memory only.
+    let report = write_report(&config).await;
+
+    shutdown.cancel();
+    daemon.await.context("the demo daemon panicked")??;
+    say_what_was_kept(&config, &receiver)?;
+    match report {
+        Ok(path) => say!(
+            "\nTransparency report (`consentry report`): {}\n  one page, no script, nothing fetched: open it in a browser",
+            path.display()
+        ),
+        Err(err) => anyhow::bail!("cannot write the transparency report: {err:#}"),
+    }
+    if args.keep {
+        let kept = dir.keep();
+        say!("\nKept {}", kept.display());
+    }
+    if after != before {
+        anyhow::bail!("something was sent after the revoke");
+    }
+    say!("\nDone: only catalogue fields of allowed purposes left the agent.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The installer's answers: eula and ksn accepted.
+fn grant_as_the_installer(
+    config: &Config,
+    catalogue: &consentry::catalogue::Catalogue,
+) -> anyhow::Result<()> {
+    consent::grant(
+        &config.consent_file,
+        catalogue,
+        config.region,
+        "eula",
+        Method::Installer,
+    )?;
+    consent::grant(
+        &config.consent_file,
+        catalogue,
+        config.region,
+        "ksn",
+        Method::Installer,
+    )?;
+    Ok(())
+}
+
+/// Revokes ksn (verdicts sent after it are discarded at the door), then
+/// eula (its queue purged); returns the receiver's request count before
+/// and after the eula's revoke, which must be the same.
+async fn revoke_ksn_then_eula(
+    config: &Config,
+    catalogue: &consentry::catalogue::Catalogue,
+    receiver: &Receiver,
+) -> anyhow::Result<(usize, usize)> {
+    let (control_socket, ingest_socket) = (config.control_socket(), config.ingest_socket());
     say!("\nRevoking ksn, then sending 1,000 more scan verdicts:");
-    revoke(&config, &catalogue, "ksn").await?;
+    revoke(config, catalogue, "ksn").await?;
     let summary = emit(&ingest_socket, &verdict_lines(1000)).await?;
     say!(
         "  {} accepted, {} discarded at the door (never stored)",
@@ -174,7 +178,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let before = receiver.requests().len();
 
     say!("\nRevoking eula (`consentry consent revoke eula`), then flushing:");
-    match revoke(&config, &catalogue, "eula").await? {
+    match revoke(config, catalogue, "eula").await? {
         Response::ConsentApplied(applied) => say!(
             "  purged {} queued record(s); installation id replaced: {}",
             applied.purged,
@@ -185,12 +189,62 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     control::request(&control_socket, &Request::Flush).await?;
     let after = receiver.requests().len();
     say!("  requests at the receiver: {before} before the revoke, {after} after");
-    // While the daemon runs: its door counts (the discarded verdicts) are
-    // in its memory only.
-    let report = write_report(&config).await;
+    Ok((before, after))
+}
 
-    shutdown.cancel();
-    daemon.await.context("the demo daemon panicked")??;
+/// Where the demo runs, and how to see the other products and protocols.
+fn say_setup(args: &DemoArgs, receiver_url: &str, config: &Config) {
+    say!("consentry demo (everything stays on this machine)");
+    say!(
+        "  receiver   {} (TLS, certificate from a throwaway CA)",
+        receiver_url
+    );
+    say!("  state      {}", config.state_dir.display());
+    say!("  region     {}", config.region);
+    say!(
+        "  catalogue  {} ({}; `consentry demo --catalogue {}` for another product)",
+        args.catalogue,
+        args.catalogue.product(),
+        BuiltIn::ALL
+            .into_iter()
+            .filter(|b| *b != args.catalogue)
+            .map(BuiltIn::id)
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    say!(
+        "  protocol   {}{}",
+        args.protocol,
+        if args.protocol == "otlp-http" {
+            " (OTLP logs, protobuf; the receiver reads them back into records below)"
+        } else {
+            " (`consentry demo --protocol otlp-http` for OTLP)"
+        }
+    );
+}
+
+/// Each region's clauses and the purposes they can allow.
+fn say_regions(catalogue: &consentry::catalogue::Catalogue) {
+    say!("\nRegional editions (clauses that apply, and the purposes they can allow):");
+    for region in consentry::catalogue::Region::ALL {
+        let clauses: Vec<&str> = catalogue
+            .clauses()
+            .filter(|c| c.applies_in(region))
+            .map(|c| c.id.as_str())
+            .collect();
+        let purposes: Vec<&str> = catalogue
+            .purposes()
+            .filter(|p| p.clauses.iter().any(|c| clauses.contains(&c.as_str())))
+            .map(|p| p.id.as_str())
+            .collect();
+        say!("  {:<7} {}", region.as_str(), clauses.join(", "));
+        say!("          {}", purposes.join(", "));
+    }
+}
+
+/// The receipts and the audit trail the demo left, and the proof that the
+/// body the receiver got is the one the trail recorded.
+fn say_what_was_kept(config: &Config, receiver: &Receiver) -> anyhow::Result<()> {
     let store = consentry::store::Store::open(&config.state_dir)?;
     say!("\nConsent receipts (`consentry consent history`):");
     for receipt in store.read(consentry::store::receipts::list)? {
@@ -233,22 +287,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("the kept body differs from the one received");
         }
     }
-    match report {
-        Ok(path) => say!(
-            "\nTransparency report (`consentry report`): {}\n  one page, no script, nothing fetched: open it in a browser",
-            path.display()
-        ),
-        Err(err) => anyhow::bail!("cannot write the transparency report: {err:#}"),
-    }
-    if args.keep {
-        let kept = dir.keep();
-        say!("\nKept {}", kept.display());
-    }
-    if after != before {
-        anyhow::bail!("something was sent after the revoke");
-    }
-    say!("\nDone: only catalogue fields of allowed purposes left the agent.");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The transparency report of the last week, as `consentry report`
