@@ -645,14 +645,16 @@ fn otlp_decode(
 ) -> Result<(Result<Envelope, String>, Option<DeletionEnvelope>, usize), String> {
     let request = otlp::decode_request(bytes).map_err(|e| e.to_string())?;
     let size = prost::Message::encoded_len(&request);
-    Ok(match otlp::to_envelope(&request)? {
-        otlp::Carried::Batch(envelope) => (Ok(envelope), None, size),
-        otlp::Carried::Deletion(request) => (
-            Err("a deletion request, not a batch".to_owned()),
-            Some(DeletionEnvelope::new(request)),
-            size,
-        ),
-    })
+    Ok(
+        match otlp::to_envelope(&request).map_err(|e| e.to_string())? {
+            otlp::Carried::Batch(envelope) => (Ok(envelope), None, size),
+            otlp::Carried::Deletion(request) => (
+                Err("a deletion request, not a batch".to_owned()),
+                Some(DeletionEnvelope::new(request)),
+                size,
+            ),
+        },
+    )
 }
 
 fn empty_response(status: u16) -> Response<Full<Bytes>> {

@@ -181,6 +181,38 @@ fn written_host(endpoint: &str) -> Option<&str> {
     }
 }
 
+/// Why `[upload] endpoint` is not one the agent sends to; each names the
+/// endpoint as it may be shown (no credentials, query or fragment).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadEndpoint {
+    #[error("upload endpoint `{shown}` is not a URL: {why}")]
+    NotAUrl { shown: String, why: String },
+    #[error(
+        "upload endpoint `{0}` carries credentials (user info before `@`); remove them: consentry never sends credentials taken from a URL"
+    )]
+    Credentials(String),
+    #[error(
+        "upload endpoint `{0}` has a query or fragment (after `?` or `#`); remove it: a URL the agent logs and shows must not carry a secret, so put a token in the file token_file names"
+    )]
+    QueryOrFragment(String),
+    #[error("upload endpoint `{0}` has port 0, which no server listens on")]
+    PortZero(String),
+    #[error("upload endpoint `{0}` has no host")]
+    NoHost(String),
+    #[error("upload endpoint's host is {0} characters long; a host name has at most 253")]
+    HostTooLong(usize),
+    #[error("upload endpoint `{shown}` has scheme `{scheme}`; use https://")]
+    Scheme { shown: String, scheme: String },
+    #[error(
+        "upload endpoint `{0}` must use https:// (plain http:// is allowed only to a loopback address written exactly as 127.0.0.1 or [::1])"
+    )]
+    PlainToNonLoopback(String),
+    #[error(
+        "upload endpoint `{0}` is plain http://; use https://, or set allow_plaintext_loopback = true for a loopback test receiver"
+    )]
+    PlainNotAllowed(String),
+}
+
 impl UploadConfig {
     /// The endpoint as it may be shown: without credentials, query or
     /// fragment ([`redacted`]).
@@ -188,61 +220,51 @@ impl UploadConfig {
         redacted(&self.endpoint)
     }
 
-    pub fn endpoint_url(&self) -> Result<reqwest::Url, String> {
+    /// The endpoint as a URL, or why it cannot be one the agent sends to.
+    pub fn endpoint_url(&self) -> Result<reqwest::Url, BadEndpoint> {
         let shown = self.endpoint_shown();
-        let url = reqwest::Url::parse(&self.endpoint)
-            .map_err(|err| format!("upload endpoint `{shown}` is not a URL: {err}"))?;
+        let url = reqwest::Url::parse(&self.endpoint).map_err(|err| BadEndpoint::NotAUrl {
+            shown: shown.clone(),
+            why: err.to_string(),
+        })?;
+        let refused = |why: fn(String) -> BadEndpoint| Err(why(shown.clone()));
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!(
-                "upload endpoint `{shown}` carries credentials (user info before `@`); remove them: consentry never sends credentials taken from a URL"
-            ));
+            return refused(BadEndpoint::Credentials);
         }
         // A token in the query (`?token=…`) would be logged and shown
         // wherever the endpoint is; no receiver needs one there.
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(format!(
-                "upload endpoint `{shown}` has a query or fragment (after `?` or `#`); remove it: a URL the agent logs and shows must not carry a secret, so put a token in the file token_file names"
-            ));
+            return refused(BadEndpoint::QueryOrFragment);
         }
         if url.port() == Some(0) {
-            return Err(format!(
-                "upload endpoint `{shown}` has port 0, which no server listens on"
-            ));
+            return refused(BadEndpoint::PortZero);
         }
         match url.host_str() {
-            None | Some("") => {
-                return Err(format!("upload endpoint `{shown}` has no host"));
-            }
+            None | Some("") => return refused(BadEndpoint::NoHost),
             Some(host) if host.len() > 253 => {
-                return Err(format!(
-                    "upload endpoint's host is {} characters long; a host name has at most 253",
-                    host.len()
-                ));
+                return Err(BadEndpoint::HostTooLong(host.len()));
             }
             Some(_) => {}
         }
         match url.scheme() {
             "https" => Ok(url),
-            "http" => self.plaintext(url, &shown),
-            other => Err(format!(
-                "upload endpoint `{shown}` has scheme `{other}`; use https://"
-            )),
+            "http" => self.plaintext(url, shown),
+            other => Err(BadEndpoint::Scheme {
+                shown,
+                scheme: other.to_owned(),
+            }),
         }
     }
 
     /// A plain http:// `url`, if allowed: to a host written exactly as
     /// 127.0.0.1 or [::1], with the flag set.
-    fn plaintext(&self, url: reqwest::Url, shown: &str) -> Result<reqwest::Url, String> {
+    fn plaintext(&self, url: reqwest::Url, shown: String) -> Result<reqwest::Url, BadEndpoint> {
         let host = written_host(&self.endpoint);
         if !host.is_some_and(|host| PLAINTEXT_HOSTS.contains(&host)) {
-            return Err(format!(
-                "upload endpoint `{shown}` must use https:// (plain http:// is allowed only to a loopback address written exactly as 127.0.0.1 or [::1])"
-            ));
+            return Err(BadEndpoint::PlainToNonLoopback(shown));
         }
         if !self.allow_plaintext_loopback {
-            return Err(format!(
-                "upload endpoint `{shown}` is plain http://; use https://, or set allow_plaintext_loopback = true for a loopback test receiver"
-            ));
+            return Err(BadEndpoint::PlainNotAllowed(shown));
         }
         Ok(url)
     }
@@ -267,7 +289,9 @@ impl UploadConfig {
 
     /// The endpoint, and the TLS settings that depend on it.
     fn check_endpoint(&self) -> Result<(), (&'static str, String)> {
-        let url = self.endpoint_url().map_err(|m| ("endpoint", m))?;
+        let url = self
+            .endpoint_url()
+            .map_err(|m| ("endpoint", m.to_string()))?;
         if self.ca_file.is_some() && self.server_certificate.is_some() {
             return Err(("server_certificate", "[upload] sets both ca_file and server_certificate; choose one: ca_file for the CA that issued the server's certificate, server_certificate for exactly the server's own (self-signed) certificate".into()));
         }

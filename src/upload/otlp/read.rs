@@ -150,8 +150,29 @@ pub enum Carried {
     Deletion(DeletionRequest),
 }
 
+/// Why an OTLP request is not one the agent sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("a log record in an unknown scope `{0}`")]
+    UnknownScope(String),
+    #[error("two batch ids in one request: {0} and {1}")]
+    TwoBatchIds(String, String),
+    #[error("a request without a single record")]
+    Empty,
+    #[error("batch id `{id}`: {why}")]
+    BatchId { id: String, why: String },
+    #[error("a record without its consent proof")]
+    NoProof,
+    #[error("clause version out of range")]
+    VersionRange,
+    #[error("`{value}` is not a uuid: {why}")]
+    NotAUuid { value: String, why: String },
+    #[error("a deletion request without its clause version")]
+    NoClauseVersion,
+}
+
 /// Undoes the mapping of [`super::request`] and [`super::deletion_request`].
-pub fn to_envelope(request: &ExportLogsServiceRequest) -> Result<Carried, String> {
+pub fn to_envelope(request: &ExportLogsServiceRequest) -> Result<Carried, ReadError> {
     let mut batch_id = None;
     let mut agent = None;
     let mut records = Vec::new();
@@ -183,24 +204,27 @@ pub fn to_envelope(request: &ExportLogsServiceRequest) -> Result<Carried, String
                     DELETION_SCOPE => {
                         return deletion(&resource, &attributes, log.time_unix_nano);
                     }
-                    other => return Err(format!("a log record in an unknown scope `{other}`")),
+                    other => return Err(ReadError::UnknownScope(other.to_owned())),
                 }
                 match &batch_id {
                     None => batch_id = Some(id),
                     Some(first) if *first != id => {
-                        return Err(format!("two batch ids in one request: {first} and {id}"));
+                        return Err(ReadError::TwoBatchIds(first.clone(), id));
                     }
                     Some(_) => {}
                 }
             }
         }
     }
-    let batch_id = batch_id.ok_or("a request without a single record")?;
+    let batch_id = batch_id.ok_or(ReadError::Empty)?;
     Ok(Carried::Batch(Envelope {
         schema: SCHEMA,
         batch_id: batch_id
             .parse()
-            .map_err(|err| format!("batch id `{batch_id}`: {err}"))?,
+            .map_err(|err: uuid::Error| ReadError::BatchId {
+                id: batch_id.clone(),
+                why: err.to_string(),
+            })?,
         agent: agent.unwrap_or(AgentInfo {
             name: String::new(),
             version: String::new(),
@@ -226,7 +250,7 @@ fn rfc3339_of(nanos: u64) -> String {
 }
 
 /// One telemetry record: the proof taken out, the rest is its fields.
-fn record(attributes: &mut Attributes, nanos: u64) -> Result<WireRecord, String> {
+fn record(attributes: &mut Attributes, nanos: u64) -> Result<WireRecord, ReadError> {
     let mut take = |key: &str| attributes.remove(key).unwrap_or_default();
     let purpose = take(keys::PURPOSE);
     let clause = take(keys::CLAUSE);
@@ -240,24 +264,29 @@ fn record(attributes: &mut Attributes, nanos: u64) -> Result<WireRecord, String>
         version.as_u64(),
         sha256.as_str(),
     ) else {
-        return Err("a record without its consent proof".into());
+        return Err(ReadError::NoProof);
     };
     let fields = serde_json::to_string(&*attributes).expect("a JSON map serializes");
     Ok(WireRecord {
         purpose: purpose.to_owned(),
         clause: clause.to_owned(),
-        clause_version: u32::try_from(version).map_err(|_| "clause version out of range")?,
+        clause_version: u32::try_from(version).map_err(|_| ReadError::VersionRange)?,
         clause_sha256: sha256.to_owned(),
         collected_at: rfc3339_of(nanos),
         fields: RawValue::from_string(fields).expect("serialized JSON is JSON"),
     })
 }
 
-fn deletion(resource: &Attributes, attributes: &Attributes, nanos: u64) -> Result<Carried, String> {
+fn deletion(
+    resource: &Attributes,
+    attributes: &Attributes,
+    nanos: u64,
+) -> Result<Carried, ReadError> {
     let uuid = |value: String| {
-        value
-            .parse::<Uuid>()
-            .map_err(|err| format!("`{value}` is not a uuid: {err}"))
+        value.parse::<Uuid>().map_err(|err| ReadError::NotAUuid {
+            why: err.to_string(),
+            value,
+        })
     };
     let optional = |attributes: &Attributes, key: &str| match attributes.get(key) {
         None => Ok(None),
@@ -271,7 +300,7 @@ fn deletion(resource: &Attributes, attributes: &Attributes, nanos: u64) -> Resul
             version: attributes[keys::CLAUSE_VERSION]
                 .as_u64()
                 .and_then(|v| u32::try_from(v).ok())
-                .ok_or("a deletion request without its clause version")?,
+                .ok_or(ReadError::NoClauseVersion)?,
             text_sha256: text(attributes, keys::CLAUSE_SHA256),
         },
         installation_id: optional(resource, keys::INSTALLATION_ID)?,
