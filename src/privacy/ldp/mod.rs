@@ -95,9 +95,22 @@ impl fmt::Display for Mechanism {
 /// The privacy parameter: a report is at most e^ε times as likely under
 /// one true value as under any other. Finite, above zero, at most
 /// [`Epsilon::MAX`].
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(into = "f64", try_from = "f64")]
 pub struct Epsilon(f64);
+
+impl TryFrom<f64> for Epsilon {
+    type Error = EpsilonError;
+    fn try_from(epsilon: f64) -> Result<Self, EpsilonError> {
+        Self::new(epsilon)
+    }
+}
+
+impl From<Epsilon> for f64 {
+    fn from(epsilon: Epsilon) -> f64 {
+        epsilon.0
+    }
+}
 
 // Only finite values are ever made, so equality is total.
 impl Eq for Epsilon {}
