@@ -138,6 +138,69 @@ pub struct DaemonStatus {
     /// The consent snapshot in force.
     #[serde(default)]
     pub consent: ConsentState,
+    /// Per purpose with randomised fields: its local differential
+    /// privacy and what today's reports spent of its budget.
+    #[serde(default)]
+    pub privacy_budget: BTreeMap<String, BudgetStatus>,
+}
+
+/// A purpose's privacy budget, and today's reports against it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetStatus {
+    /// Reports sent today (UTC) since the daemon started.
+    pub reports_today: u32,
+    pub reports_per_day: u32,
+    /// The sum of its randomised fields' ε: what each report spends.
+    pub epsilon_per_report: crate::privacy::ldp::Epsilon,
+    pub epsilon_per_day: crate::privacy::ldp::Epsilon,
+    /// Each randomised field: its mechanism and ε.
+    pub fields: BTreeMap<String, FieldPrivacy>,
+}
+
+/// One randomised field, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldPrivacy {
+    pub mechanism: crate::privacy::ldp::Mechanism,
+    pub epsilon: crate::privacy::ldp::Epsilon,
+}
+
+impl BudgetStatus {
+    /// Every purpose of `catalogue` with a budget, with `spent` (today's
+    /// reports per purpose; none when no daemon runs).
+    pub fn of(
+        catalogue: &crate::catalogue::Catalogue,
+        spent: &BTreeMap<String, u32>,
+    ) -> BTreeMap<String, BudgetStatus> {
+        catalogue
+            .purposes()
+            .filter_map(|purpose| {
+                let budget = purpose.privacy_budget?;
+                let fields = purpose
+                    .fields
+                    .iter()
+                    .filter_map(|f| {
+                        let ldp = f.ldp.as_ref()?;
+                        let privacy = FieldPrivacy {
+                            mechanism: ldp.mechanism,
+                            epsilon: ldp.epsilon,
+                        };
+                        Some((f.name.clone(), privacy))
+                    })
+                    .collect();
+                let status = BudgetStatus {
+                    reports_today: spent.get(&purpose.id).copied().unwrap_or(0),
+                    reports_per_day: budget.reports_per_day,
+                    epsilon_per_report: crate::privacy::ldp::Epsilon::new(
+                        purpose.epsilon_per_report(),
+                    )
+                    .ok()?,
+                    epsilon_per_day: budget.epsilon_per_day,
+                    fields,
+                };
+                Some((purpose.id.clone(), status))
+            })
+            .collect()
+    }
 }
 
 /// The consent snapshot in force, as its owner published it.

@@ -20,6 +20,7 @@ use crate::document::{Document, Problems};
 use crate::privacy::personal::Kind;
 
 mod erasure;
+mod ldp;
 
 use erasure::{deletion_requests_can_be_matched, erasure_key_serves_a_request};
 
@@ -71,6 +72,10 @@ struct RawPurpose {
     /// Sent only after the product is activated this way (`code`).
     #[serde(default)]
     after_activation: Option<Spanned<ActivationMethod>>,
+    /// ε a day and reports a day, for a purpose whose fields declare
+    /// local differential privacy (`ldp`).
+    #[serde(default)]
+    privacy_budget: Option<Spanned<ldp::RawBudget>>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +100,9 @@ struct RawField {
     /// `Option` only so that a missing one is reported at the field.
     #[serde(default)]
     personal: Option<Spanned<Personal>>,
+    /// Local differential privacy (`[purpose.field.ldp]`).
+    #[serde(default)]
+    ldp: Option<Spanned<ldp::RawLdp>>,
 }
 
 /// An identifier people type on the command line: `[a-z0-9_-]+`.
@@ -264,6 +272,19 @@ fn purpose(raw: &RawPurpose, clauses: &BTreeMap<String, Clause>, at: &mut At) ->
         at(raw.id.span(), format!("purpose `{id}` declares no field"));
     }
     erasure_key_serves_a_request(raw, clauses, at);
+    let fields = fields(id, &raw.fields, at);
+    let randomised: Vec<_> = raw
+        .fields
+        .iter()
+        .zip(&fields)
+        .filter_map(|(raw, field)| {
+            Some((
+                raw.ldp.as_ref()?.get_ref().epsilon_span(),
+                field.ldp.as_ref()?,
+            ))
+        })
+        .collect();
+    let privacy_budget = ldp::budget(id, raw.privacy_budget.as_ref(), &randomised, at);
     Purpose {
         id: id.clone(),
         title: raw.title.clone(),
@@ -277,8 +298,9 @@ fn purpose(raw: &RawPurpose, clauses: &BTreeMap<String, Clause>, at: &mut At) ->
             .iter()
             .map(|c| c.get_ref().clone())
             .collect(),
-        fields: fields(id, &raw.fields, at),
         after_activation: after_activation(id, raw.after_activation.as_ref(), at),
+        privacy_budget,
+        fields,
     }
 }
 
@@ -348,14 +370,19 @@ fn fields(id: &str, raw: &[RawField], at: &mut At) -> Vec<Field> {
             max_len: field.max_len.as_ref(),
             allows: field.allows.as_ref(),
         };
-        fields.push(Field {
+        let mut loaded = Field {
             name: name.clone(),
             ty: field.ty,
             description: field.description.get_ref().clone(),
             transform: field.transform.as_ref().map(|t| *t.get_ref()),
             personal: personal(&declared, field.personal.as_ref(), at),
             shape: declared.shape(at),
-        });
+            ldp: None,
+        };
+        if let Some(raw) = &field.ldp {
+            loaded.ldp = ldp::field_ldp(&declared.name, &loaded, raw, at);
+        }
+        fields.push(loaded);
     }
     fields
 }

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::HumanDuration;
 use crate::document::{Document, ReadError};
 pub use crate::privacy::Transform;
+pub use crate::privacy::ldp::{Budget, Ldp};
 use crate::privacy::personal::Kind;
 use crate::record::{FieldValue, Record};
 pub use personal::{Contradiction, MarkedField, NO_PERSONAL_DATA_CLAIMS, Personal};
@@ -167,6 +168,9 @@ pub struct Field {
     /// `allows`); the gate refuses a record whose value does not fit.
     #[serde(skip)]
     pub shape: Shape,
+    /// Local differential privacy: how the gate randomises the value
+    /// before anything of it is stored (`privacy::ldp`). `null` when none.
+    pub ldp: Option<Ldp>,
 }
 
 /// Which records go first when the queue is full: the oldest of the
@@ -237,11 +241,24 @@ pub struct Purpose {
     /// activation it sends nothing, and after an activation with a key
     /// file it is withdrawn. `None`: activation does not matter.
     pub after_activation: Option<ActivationMethod>,
+    /// ε a day and reports a day, for a purpose with randomised fields
+    /// (the loader requires it then, and refuses it otherwise).
+    pub privacy_budget: Option<Budget>,
 }
 
 impl Purpose {
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|field| field.name == name)
+    }
+
+    /// The ε one report spends: the sum of its randomised fields' ε
+    /// (sequential composition); 0 when none is randomised.
+    pub fn epsilon_per_report(&self) -> f64 {
+        self.fields
+            .iter()
+            .filter_map(|f| f.ldp.as_ref())
+            .map(|l| l.epsilon.get())
+            .sum()
     }
 }
 

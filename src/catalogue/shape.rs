@@ -167,8 +167,13 @@ pub struct Shape {
 /// How a value falls outside its field's declaration (never the value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unfit {
-    TooLong { max: usize },
+    TooLong {
+        max: usize,
+    },
     NotListed,
+    /// Outside the domain its local differential privacy declares, which
+    /// names no `other` to report it as.
+    OutsideDomain,
     NotOfFormat(Format),
 }
 
@@ -177,6 +182,9 @@ impl fmt::Display for Unfit {
         match self {
             Unfit::TooLong { max } => write!(f, "longer than its max_len of {max} bytes"),
             Unfit::NotListed => f.write_str("not one of the values the catalogue lists for it"),
+            Unfit::OutsideDomain => {
+                f.write_str("not one of the values its local differential privacy domain lists")
+            }
             Unfit::NotOfFormat(format) => write!(f, "not {}", format.in_words()),
         }
     }

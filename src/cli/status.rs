@@ -50,6 +50,7 @@ struct DaemonView {
     store: StoreHealth,
     reload: Option<consentry::control::ReloadReport>,
     consent: consentry::control::ConsentState,
+    privacy_budget: std::collections::BTreeMap<String, consentry::control::BudgetStatus>,
 }
 
 impl From<DaemonStatus> for DaemonView {
@@ -67,6 +68,7 @@ impl From<DaemonStatus> for DaemonView {
             store: status.store,
             reload: status.reload,
             consent: status.consent,
+            privacy_budget: status.privacy_budget,
         }
     }
 }
@@ -195,6 +197,40 @@ fn refused_lines(refused: &consentry::gate::RefusedValues) -> Vec<Entry> {
         .collect()
 }
 
+/// "geo_distribution: 2 of 8 reports today, epsilon 1 of 4", then one
+/// line per randomised field ("  country_code: hadamard, epsilon 0.5 a
+/// report"; spelt out: the text is ASCII outside a UTF-8 locale),
+/// for every purpose with randomised fields.
+fn budget_lines(
+    budgets: &std::collections::BTreeMap<String, consentry::control::BudgetStatus>,
+) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for (purpose, budget) in budgets {
+        let label = if entries.is_empty() { "local DP" } else { "" };
+        let spent = budget.epsilon_per_report.get() * f64::from(budget.reports_today);
+        entries.push(Entry::new(
+            label,
+            format!(
+                "{purpose}: {} of {} reports today, epsilon {} of {}",
+                budget.reports_today,
+                budget.reports_per_day,
+                consentry::privacy::ldp::round(spent),
+                budget.epsilon_per_day
+            ),
+        ));
+        for (name, field) in &budget.fields {
+            entries.push(Entry::new(
+                "",
+                format!(
+                    "  {name}: {}, epsilon {} a report",
+                    field.mechanism, field.epsilon
+                ),
+            ));
+        }
+    }
+    entries
+}
+
 /// The lines under the table: the daemon, its last upload and reload,
 /// then the store (as the daemon sees it, or as read here).
 fn state_block(status: &Status) -> Vec<Entry> {
@@ -219,6 +255,7 @@ fn state_block(status: &Status) -> Vec<Entry> {
                 ));
             }
             entries.extend(refused_lines(&daemon.refused));
+            entries.extend(budget_lines(&daemon.privacy_budget));
             if let Some(upload) = &daemon.last_upload {
                 let outcome = upload.stopped.as_deref().unwrap_or("ok");
                 let tone = match upload.stopped {

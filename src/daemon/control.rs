@@ -69,6 +69,10 @@ impl Handler {
             records_queued: self.agent.writer.depth(),
             discarded: self.shared.discards.snapshot(),
             refused: self.agent.gate.refused(),
+            privacy_budget: crate::control::BudgetStatus::of(
+                self.agent.gate.catalogue(),
+                &self.agent.gate.spent_today(),
+            ),
             decisions: self.agent.gate.registry().decisions().cloned().collect(),
             last_collect: self.shared.collect(),
             last_upload_at: self.shared.upload_at().map(|(at, _)| rfc3339(at)),

@@ -135,6 +135,10 @@ pub(super) async fn collect_periodic(agent: &Agent) -> CollectSummary {
         for record in records {
             match agent.gate.admit_with(&record, &decision) {
                 Ok(record) => gated.push(record),
+                // Allowed, but past its privacy budget for the day.
+                Err(Refusal::NotAllowed { purpose, reason }) => {
+                    summary.blocked.push(Blocked { purpose, reason })
+                }
                 Err(err) => summary.errors.push(format!("{purpose}: {err}")),
             }
         }

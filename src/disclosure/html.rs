@@ -151,6 +151,12 @@ fn purpose_section(out: &mut String, purpose: &PurposeDisclosure, level: u8) {
                 .as_ref()
                 .map(|when| ("Activation", rich(when))),
         )
+        .chain(
+            purpose
+                .privacy_budget
+                .as_ref()
+                .map(|budget| ("Privacy budget", escape(budget))),
+        )
         .collect::<Vec<_>>(),
     );
     out.push_str("<table>\n<thead><tr><th>field</th><th>type</th><th>what it is</th><th>personal data</th><th>before it is stored</th></tr></thead>\n<tbody>\n");

@@ -125,6 +125,9 @@ fn purpose_section(out: &mut String, purpose: &PurposeDisclosure, heading: &str)
     if let Some(when) = &purpose.after_activation {
         let _ = writeln!(out, "| Activation | {} |", cell(when));
     }
+    if let Some(budget) = &purpose.privacy_budget {
+        let _ = writeln!(out, "| Privacy budget | {} |", cell(budget));
+    }
     out.push_str(
         "\n| field | type | what it is | personal data | before it is stored |\n|---|---|---|---|---|\n",
     );

@@ -33,6 +33,7 @@ use sha2::Sha256;
 
 use crate::record::FieldValue;
 
+pub mod ldp;
 mod path;
 pub mod personal;
 

@@ -17,6 +17,7 @@ mod fuzz_corpus;
 mod history;
 mod ingest;
 mod installer;
+mod ldp;
 mod lifecycle;
 mod otlp;
 mod packaging;

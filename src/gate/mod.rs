@@ -7,6 +7,10 @@
 //! does not allow (counted per purpose, never kept, never logged: the
 //! refusal names the field and the kind, not the value), asks the current
 //! consent snapshot whether its purpose may send,
+//! randomises the fields that declare local differential privacy
+//! (`privacy::ldp`: the true value is gone before the record is built, so
+//! it never reaches the store), spends the purpose's privacy budget for
+//! the day (a report past it is not sent),
 //! and only then builds a [`GatedRecord`], tagged with the clause, version
 //! and text digest that allowed it. `GatedRecord` has private fields and no
 //! public constructor, so no other path can queue an ungated record.
@@ -30,6 +34,11 @@ use std::collections::BTreeMap;
 
 use crate::privacy::{self, HashKey};
 use crate::record::{FieldValue, Record};
+
+mod ldp;
+
+use ldp::Randomised;
+pub use ldp::{PRIVACY_BUDGET, Spent};
 
 /// A record that passed the catalogue check and an allowed decision, with
 /// its fields already in wire form. Only [`Gate::admit`] makes one.
@@ -93,8 +102,9 @@ pub enum Refusal {
     NotAllowed { purpose: String, reason: String },
 }
 
-/// Records refused for a value (`personal_data`, `out_of_shape`), per
-/// purpose and code: counts only, never what was refused.
+/// Records refused for a value (`personal_data`, `out_of_shape`), or
+/// past their purpose's privacy budget (`privacy_budget`), per purpose
+/// and code: counts only, never what was refused.
 pub type RefusedValues = BTreeMap<String, BTreeMap<String, u64>>;
 
 /// The catalogue and the current consent decisions.
@@ -111,6 +121,8 @@ pub struct Gate {
     /// Since this gate was made (the daemon's start). Locked only on the
     /// refusal path.
     refused: Mutex<RefusedValues>,
+    /// Reports sent today (UTC) per purpose with a privacy budget.
+    spent: Mutex<BTreeMap<String, Spent>>,
 }
 
 impl Gate {
@@ -122,6 +134,7 @@ impl Gate {
             hash_key: std::sync::OnceLock::new(),
             erasure_keys: ArcSwap::default(),
             refused: Mutex::default(),
+            spent: Mutex::default(),
         }
     }
 
@@ -214,25 +227,40 @@ impl Gate {
             .clone()
     }
 
+    fn count_refusal(&self, purpose: &str, code: &str) {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        *refused
+            .entry(purpose.to_owned())
+            .or_default()
+            .entry(code.to_owned())
+            .or_default() += 1;
+    }
+
     /// The record's fields as they may be stored: of the declared types,
-    /// minimised, and each fitting its field's declaration. A value that
-    /// does not is counted by kind and never kept.
+    /// minimised, each fitting its field's declaration, and randomised
+    /// where the field declares local differential privacy. A value that
+    /// does not fit is counted by kind and never kept.
     fn screened<'r>(
         &self,
         record: &'r Record,
     ) -> Result<Cow<'r, BTreeMap<String, FieldValue>>, Refusal> {
         self.catalogue.check(record)?;
         let fields = self.minimised(record);
-        if let Err(err) = self.catalogue.judge(&record.purpose, &fields) {
-            let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-            *refused
-                .entry(record.purpose.clone())
-                .or_default()
-                .entry(err.code().to_owned())
-                .or_default() += 1;
-            return Err(err.into());
-        }
-        Ok(fields)
+        let judged = self
+            .catalogue
+            .judge(&record.purpose, &fields)
+            .map_err(Randomised::from)
+            .and_then(|()| self.randomised(&record.purpose, fields));
+        judged.map_err(|err| match err {
+            Randomised::Unfit(err) => {
+                self.count_refusal(&record.purpose, err.code());
+                err.into()
+            }
+            Randomised::NoRandomness(err) => Refusal::NotAllowed {
+                purpose: record.purpose.clone(),
+                reason: err.to_string(),
+            },
+        })
     }
 
     fn admit_checked(
@@ -260,6 +288,11 @@ impl Gate {
         };
         if *purpose != record.purpose {
             return Err(not_allowed("the decision is for another purpose"));
+        }
+        if !self.spend(purpose) {
+            return Err(not_allowed(
+                "its privacy budget for today (UTC) is spent: the catalogue's reports_per_day were sent",
+            ));
         }
         let fields = self
             .with_erasure_key(&record.purpose, clause, fields)
