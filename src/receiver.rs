@@ -144,13 +144,36 @@ pub struct ReceivedRequest {
     /// The status the receiver answered with.
     pub status: u16,
     /// The decoded batch, or why it could not be decoded.
-    pub envelope: Result<Envelope, String>,
+    pub envelope: Result<Envelope, Undecodable>,
     /// The body as it arrived, still encoded.
     pub body: Bytes,
     /// The deletion request, when the body was one instead of a batch.
     pub deletion: Option<crate::upload::protocol::DeletionEnvelope>,
     /// When the whole body had arrived.
     pub received_at: std::time::Instant,
+}
+
+/// Why a request's body is not a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Undecodable {
+    #[error("body unreadable: {0}")]
+    Unreadable(String),
+    #[error("{0}")]
+    Otlp(OtlpUnreadable),
+    #[error("{0}")]
+    Envelope(String),
+    #[error("a deletion request, not a batch")]
+    DeletionRequest,
+}
+
+/// Why an OTLP body is not a request the agent sent: not protobuf (or not
+/// compressed as it says), or not the agent's mapping.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OtlpUnreadable {
+    #[error("{0}")]
+    Decode(String),
+    #[error(transparent)]
+    Mapping(#[from] otlp::ReadError),
 }
 
 /// What the receiver accepted (a 2xx answered), added up.
@@ -525,7 +548,7 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
 /// the bytes as they arrived, the size of the document inside, and the
 /// deletion request it is instead, if so.
 struct Decoded {
-    envelope: Result<Envelope, String>,
+    envelope: Result<Envelope, Undecodable>,
     body: Bytes,
     json_bytes: usize,
     deletion: Option<DeletionEnvelope>,
@@ -536,14 +559,14 @@ impl Decoded {
         let (envelope, body, json_bytes, otlp_deletion) = match body {
             Ok(bytes) if otlp => match otlp_decode(&bytes) {
                 Ok((envelope, deletion, size)) => (envelope, bytes, size, deletion),
-                Err(err) => (Err(err), bytes, 0, None),
+                Err(err) => (Err(Undecodable::Otlp(err)), bytes, 0, None),
             },
             Ok(bytes) => match Envelope::decode_sized(&bytes) {
                 Ok((envelope, json_bytes)) => (Ok(envelope), bytes, json_bytes, None),
-                Err(err) => (Err(err.to_string()), bytes, 0, None),
+                Err(err) => (Err(Undecodable::Envelope(err.to_string())), bytes, 0, None),
             },
             Err(err) => (
-                Err(format!("body unreadable: {err}")),
+                Err(Undecodable::Unreadable(err.to_string())),
                 Bytes::new(),
                 0,
                 None,
@@ -555,7 +578,7 @@ impl Decoded {
             Ok(_) => None,
         };
         let envelope = match (&deletion, envelope) {
-            (Some(_), Err(_)) => Err("a deletion request, not a batch".to_owned()),
+            (Some(_), Err(_)) => Err(Undecodable::DeletionRequest),
             (_, envelope) => envelope,
         };
         Self {
@@ -570,7 +593,7 @@ impl Decoded {
 /// The status the test asked for: the next scripted one, or the standing
 /// one; 400 for a body that is neither a batch nor a deletion request; the
 /// marker's status for a batch holding a record with the marker.
-fn scripted_status(state: &State, envelope: &Result<Envelope, String>, deletion: bool) -> u16 {
+fn scripted_status(state: &State, envelope: &Result<Envelope, Undecodable>, deletion: bool) -> u16 {
     let status = lock(&state.scripted)
         .pop_front()
         .unwrap_or_else(|| state.status.load(Ordering::SeqCst));
@@ -642,19 +665,24 @@ fn respond(state: &State, status: u16, rejecting: Option<&(u64, String)>) -> Res
 #[allow(clippy::type_complexity)]
 fn otlp_decode(
     bytes: &[u8],
-) -> Result<(Result<Envelope, String>, Option<DeletionEnvelope>, usize), String> {
-    let request = otlp::decode_request(bytes).map_err(|e| e.to_string())?;
+) -> Result<
+    (
+        Result<Envelope, Undecodable>,
+        Option<DeletionEnvelope>,
+        usize,
+    ),
+    OtlpUnreadable,
+> {
+    let request = otlp::decode_request(bytes).map_err(|e| OtlpUnreadable::Decode(e.to_string()))?;
     let size = prost::Message::encoded_len(&request);
-    Ok(
-        match otlp::to_envelope(&request).map_err(|e| e.to_string())? {
-            otlp::Carried::Batch(envelope) => (Ok(envelope), None, size),
-            otlp::Carried::Deletion(request) => (
-                Err("a deletion request, not a batch".to_owned()),
-                Some(DeletionEnvelope::new(request)),
-                size,
-            ),
-        },
-    )
+    Ok(match otlp::to_envelope(&request)? {
+        otlp::Carried::Batch(envelope) => (Ok(envelope), None, size),
+        otlp::Carried::Deletion(request) => (
+            Err(Undecodable::DeletionRequest),
+            Some(DeletionEnvelope::new(request)),
+            size,
+        ),
+    })
 }
 
 fn empty_response(status: u16) -> Response<Full<Bytes>> {

@@ -38,8 +38,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 pub use read::{
-    Carried, Rejected, attributes_json, decode_request, partial_success, rejected, rejected_json,
-    to_envelope, to_json, value_json,
+    Carried, ReadError, Rejected, attributes_json, decode_request, partial_success, rejected,
+    rejected_json, to_envelope, to_json, value_json,
 };
 use sha2::{Digest, Sha256};
 
