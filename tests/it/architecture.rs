@@ -234,3 +234,152 @@ fn library_code_installs_no_signal_handler_binds_no_fixed_path_and_spawns_only_t
     spawns.sort();
     assert_eq!(spawns, allowed, "untracked spawns in library code");
 }
+
+#[test]
+fn only_the_daemon_s_notifier_speaks_to_the_service_manager() {
+    for (relative, code) in library_sources() {
+        if code.contains("sd_notify::") {
+            assert_eq!(
+                relative, "daemon/notify.rs",
+                "{relative} talks to the service manager"
+            );
+        }
+        if code.contains("notify::run(") {
+            assert_eq!(
+                relative, "daemon/mod.rs",
+                "{relative} starts the notifier: only daemon::run may"
+            );
+        }
+    }
+    // The notifier's first act: nothing at all without NOTIFY_SOCKET.
+    let notify =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/daemon/notify.rs"))
+            .unwrap();
+    let run = notify
+        .split("pub(crate) async fn run(")
+        .nth(1)
+        .expect("notify::run");
+    let first_send = run.find("send(").expect("run sends");
+    let check = run
+        .find(r#"if std::env::var_os("NOTIFY_SOCKET").is_none() {"#)
+        .expect("run checks NOTIFY_SOCKET");
+    assert!(
+        check < first_send,
+        "notify::run sends before it checks NOTIFY_SOCKET"
+    );
+}
+
+#[test]
+fn only_consent_touches_the_consent_file_only_the_registry_decides_and_only_the_gate_makes_what_is_queued()
+ {
+    let io = [
+        "fs::read",
+        "read_to_string(",
+        "File::open(",
+        "File::create(",
+        "OpenOptions",
+        "fs::write(",
+        "fs::rename(",
+        "remove_file(",
+    ];
+    for (relative, code) in library_sources() {
+        // The consent file is opened only by `consent` (`Reading::of`, the
+        // file's acts, `ConsentLock`): elsewhere a statement naming it does
+        // no reading or writing (metadata and watching only).
+        if !relative.starts_with("consent/") {
+            for statement in code.split(';').filter(|s| s.contains("consent_file")) {
+                for call in io {
+                    assert!(
+                        !statement.contains(call),
+                        "{relative} opens the consent file itself ({call}):\n{statement}"
+                    );
+                }
+            }
+        }
+        // Whether a purpose may send is decided in `consent::Registry`.
+        for decider in ["fn decide(", "fn decide_purpose("] {
+            if code.contains(decider) {
+                assert_eq!(relative, "consent/registry.rs", "{relative}: {decider}");
+            }
+        }
+        // A `GatedRecord` is made by the gate alone ...
+        for made in ["-> GatedRecord", "<GatedRecord,", "Option<GatedRecord>"] {
+            if code.contains(made) {
+                assert_eq!(
+                    relative, "gate.rs",
+                    "{relative} makes a GatedRecord ({made})"
+                );
+            }
+        }
+        // ... and the queue takes rows from `enqueue(&[GatedRecord])` only,
+        // besides the store's own moves of rows it already held.
+        if code.contains("INSERT INTO queue") {
+            assert!(
+                ["store/queue.rs", "store/recover.rs", "store/schema.rs"]
+                    .contains(&relative.as_str()),
+                "{relative} inserts into the queue"
+            );
+        }
+    }
+}
+
+#[test]
+fn certificates_made_at_run_time_are_the_demo_s_and_nothing_weakens_the_uploader_s_tls() {
+    let lib = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    assert!(
+        lib.contains("#[cfg(feature = \"demo\")]\npub mod receiver;"),
+        "the loopback receiver is not behind the demo feature"
+    );
+    for (relative, code) in library_sources() {
+        if code.contains("rcgen") {
+            assert_eq!(relative, "receiver.rs", "{relative} makes certificates");
+        }
+        for weakening in [".dangerous()", "impl ServerCertVerifier for"] {
+            if code.contains(weakening) {
+                assert_eq!(relative, "upload/tls.rs", "{relative}: {weakening}");
+            }
+        }
+        // A verifier that waves a handshake signature through.
+        assert!(
+            !code.contains("HandshakeSignatureValid::assertion()"),
+            "{relative} accepts a handshake signature unverified"
+        );
+        assert!(
+            !code.contains("danger_accept_invalid") && !code.contains("accept_invalid_cert"),
+            "{relative} accepts invalid certificates"
+        );
+    }
+    let tls = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/upload/tls.rs"))
+        .unwrap();
+    assert!(
+        tls.contains("&[&rustls::version::TLS13, &rustls::version::TLS12];"),
+        "the uploader's protocol versions changed"
+    );
+    assert!(tls.contains(".with_protocol_versions(PROTOCOL_VERSIONS)"));
+}
+
+#[test]
+fn the_consent_owner_alone_reads_the_consent_file_for_the_daemon_and_publishes() {
+    for (relative, code) in library_sources() {
+        // `gate::evaluate` (behind `Config::evaluate_consent`) reads it for
+        // the CLI's views; the daemon's one read is the owner's.
+        if code.contains("Reading::of(") {
+            assert!(
+                ["daemon/consent.rs", "gate.rs", "consent/reading.rs"].contains(&relative.as_str()),
+                "{relative} reads the consent file"
+            );
+        }
+        if relative != "config.rs" {
+            assert!(
+                !code.contains("evaluate_consent(") && !code.contains("gate::evaluate("),
+                "{relative} evaluates the consent file itself"
+            );
+        }
+        if code.contains(".publish(") {
+            assert!(
+                ["daemon/consent.rs", "daemon/consent/activation.rs"].contains(&relative.as_str()),
+                "{relative} publishes consent decisions"
+            );
+        }
+    }
+}
