@@ -380,6 +380,9 @@ async fn personal_data_is_minimised_before_anything_is_stored() {
         "\n",
         r#"{"kind":"record","purpose":"promotions","fields":{"settings_id":"s1","service_user_id":"alice@example.com"}}"#,
         "\n",
+        // A bare file name: the path transform can keep nothing of it.
+        r#"{"kind":"record","purpose":"ksn_threat_reports","fields":{"threat_name":"EICAR-bare","file_path":"eicar.com"}}"#,
+        "\n",
     );
     let out = world.emit(&["-"], lines.as_bytes()).await;
     assert!(out.status.success(), "{out:?}");
@@ -393,9 +396,9 @@ async fn personal_data_is_minimised_before_anything_is_stored() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(stored.len(), 3, "{stored:?}");
     let all = stored.join("\n");
-    for secret in ["alice", ".77", "example.com"] {
+    for secret in ["alice", ".77", "example.com", "eicar.com"] {
         assert!(!all.contains(secret), "`{secret}` stored: {all}");
     }
 
@@ -404,8 +407,21 @@ async fn personal_data_is_minimised_before_anything_is_stored() {
     let records = world.received_records();
     let threat = records
         .iter()
-        .find(|r| r.purpose == "ksn_threat_reports")
+        .find(|r| r.purpose == "ksn_threat_reports" && r.fields["threat_name"] == "EICAR")
         .unwrap();
+    let bare = records
+        .iter()
+        .find(|r| {
+            r.fields
+                .get("threat_name")
+                .is_some_and(|n| n == "EICAR-bare")
+        })
+        .unwrap();
+    assert!(
+        bare.fields.get("file_path").is_none(),
+        "a value its transform cannot make safe is left out: {:?}",
+        bare.fields
+    );
     assert_eq!(threat.fields["file_path"], "~/Downloads", "no file name");
     assert_eq!(threat.fields["attacker_network"], "203.0.113.0");
     let promotion = records.iter().find(|r| r.purpose == "promotions").unwrap();

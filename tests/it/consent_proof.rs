@@ -311,3 +311,25 @@ async fn grant_and_revoke_cycles_while_uploading_keep_the_snapshot_equal_to_the_
         "{all:#?}"
     );
 }
+
+/// The gate keeps the newest generation it was given: a publication that
+/// arrives late (an older read) is refused and changes nothing.
+#[test]
+fn an_older_generation_never_replaces_a_newer_one() {
+    use consentry::catalogue::{Catalogue, Region};
+    use consentry::consent::{Consents, Registry};
+    use consentry::gate::Gate;
+
+    let catalogue = Catalogue::embedded();
+    let registry = |generation| {
+        Registry::evaluate(&catalogue, &Consents::default(), Region::Global)
+            .with_generation(generation)
+    };
+    let gate = Gate::with_registry(catalogue.clone(), registry(1));
+    assert!(gate.publish(registry(3)), "a newer generation is published");
+    assert_eq!(gate.registry().generation(), 3);
+    assert!(!gate.publish(registry(2)), "an older one is refused");
+    assert_eq!(gate.registry().generation(), 3, "and changes nothing");
+    assert!(gate.publish(registry(4)));
+    assert_eq!(gate.registry().generation(), 4);
+}

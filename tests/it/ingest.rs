@@ -174,6 +174,12 @@ async fn every_kind_arrives(region: &str) {
     assert_eq!(ksn[0].fields["requests_succeeded"], 1);
     assert_eq!(ksn[0].fields["bytes_sent"], 100);
     assert!(!ksn[0].fields.contains_key("object"));
+    // No object hash leaves the machine, in any record of any purpose.
+    let sent = format!("{records:?}").to_ascii_lowercase();
+    for n in 0..10 {
+        let hash = object(n).to_ascii_lowercase();
+        assert!(!sent.contains(&hash), "object {hash} was sent: {sent}");
+    }
     let (status, log) = daemon.terminate().await;
     assert!(status.success(), "{log}");
 }

@@ -2,6 +2,7 @@
 //! receiver on 127.0.0.1. One test binary, one link step.
 
 mod activation;
+mod architecture;
 mod bad_input;
 mod cli;
 mod collector;

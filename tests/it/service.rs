@@ -148,3 +148,31 @@ async fn a_watchdog_meant_for_another_process_is_not_fed() {
         "fed a watchdog that is not ours: {rest:?}"
     );
 }
+
+/// Without `NOTIFY_SOCKET` (a daemon started by hand, the demo) the
+/// notifier says nothing: no `READY=1`, no status line, no keep-alive even
+/// when a watchdog period is set, so no attempt to reach a manager at all.
+#[tokio::test]
+async fn without_notify_socket_nothing_is_sent_even_with_a_watchdog_asked_for() {
+    let world = World::new().await;
+    // WATCHDOG_USEC alone: a notifier that ignored the missing socket would
+    // try to ping every 200 ms and log each failure.
+    let daemon = world.start_daemon(&[("WATCHDOG_USEC", "400000")]);
+    // The positive event: the daemon serves; its notifier task was spawned
+    // before the control socket's, and would have said READY=1 by now.
+    world
+        .status_until("the daemon serves", |s| s["daemon"].is_object())
+        .await;
+    let (exit, log) = daemon.terminate().await;
+    assert!(exit.success(), "{exit:?}\n{log}");
+    for said in [
+        "told the service manager the daemon is ready",
+        "cannot notify the service manager",
+        "watchdog",
+    ] {
+        assert!(
+            !log.contains(said),
+            "without NOTIFY_SOCKET the daemon logged `{said}`:\n{log}"
+        );
+    }
+}

@@ -231,7 +231,8 @@ async fn the_bearer_token_comes_from_token_file_and_is_never_shown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_connect_says_ok_to_the_receiver_and_explains_a_closed_port() {
+async fn check_connect_says_ok_to_the_receiver_and_explains_a_closed_port_the_daemon_starts_anyway()
+{
     let world = World::new().await;
     let out = world.ok(&["check", "--connect"]).await;
     assert!(
@@ -271,4 +272,10 @@ async fn check_connect_says_ok_to_the_receiver_and_explains_a_closed_port() {
             .starts_with("connection refused"),
         "{json}"
     );
+    // Nor does an unreachable receiver stop the daemon from starting.
+    let daemon = world.spawn_daemon().await;
+    let status = world.status().await;
+    assert!(status["daemon"].is_object(), "{status}");
+    let (exit, log) = daemon.terminate().await;
+    assert!(exit.success(), "{exit:?}\n{log}");
 }

@@ -131,3 +131,59 @@ async fn a_full_store_is_a_fault_until_a_commit_goes_through() {
     drop(writer);
     thread.join().unwrap();
 }
+
+/// A durable counter whose checkpoint can be made to fail, as a full disk
+/// would fail the KSN window's.
+#[derive(Default)]
+struct Counter {
+    count: i64,
+    fail_checkpoint: bool,
+}
+
+impl Durable for Counter {
+    fn reload(&mut self, connection: &Connection) -> Result<(), StoreError> {
+        connection.execute("CREATE TABLE IF NOT EXISTS test_counter (n INTEGER)", [])?;
+        self.count = connection
+            .query_row("SELECT n FROM test_counter", [], |row| row.get(0))
+            .unwrap_or(0);
+        self.fail_checkpoint = false;
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, connection: &Connection) -> Result<(), StoreError> {
+        if self.fail_checkpoint {
+            return Err(StoreError::Corrupt {
+                what: "test counter",
+                message: "checkpoint refused".into(),
+            });
+        }
+        connection.execute("DELETE FROM test_counter", [])?;
+        connection.execute("INSERT INTO test_counter (n) VALUES (?1)", [self.count])?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failed_commit_reloads_the_durable_state_so_memory_never_runs_ahead_of_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, thread) = Writer::spawn(dir.path(), Counter::default()).unwrap();
+    writer
+        .call(|_, counter| {
+            counter.count += 1;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let failed = writer
+        .call(|_, counter| {
+            counter.count += 10;
+            counter.fail_checkpoint = true;
+            Ok(())
+        })
+        .await;
+    assert!(failed.is_err(), "the group's commit failed: {failed:?}");
+    let in_memory = writer.call(|_, counter| Ok(counter.count)).await.unwrap();
+    assert_eq!(in_memory, 1, "memory went back to what the disk holds");
+    drop(writer);
+    thread.join().unwrap();
+}
