@@ -174,6 +174,34 @@ pub struct ClauseRef {
 pub struct PurposeRef {
     pub purpose: String,
     pub basis: String,
+    /// Local differential privacy, as the catalogue declared it when the
+    /// receipt was made: each randomised field and what its ε means, then
+    /// the purpose's budget. Empty when no field of it is randomised (and
+    /// in receipts made before it was recorded).
+    #[serde(default)]
+    pub local_dp: Vec<String>,
+}
+
+/// What [`PurposeRef::local_dp`] says of `purpose`.
+fn local_dp(purpose: &crate::catalogue::Purpose) -> Vec<String> {
+    let mut said: Vec<String> = purpose
+        .fields
+        .iter()
+        .filter_map(|f| {
+            f.ldp
+                .as_ref()
+                .map(|ldp| format!("{}: {}", f.name, ldp.in_words()))
+        })
+        .collect();
+    if let Some(budget) = &purpose.privacy_budget {
+        said.push(format!(
+            "budget: at most {} report(s) a day, ε ≤ {} a day (ε {} a report)",
+            budget.reports_per_day,
+            budget.epsilon_per_day,
+            purpose.epsilon_per_report()
+        ));
+    }
+    said
 }
 
 /// One consent receipt.
@@ -371,18 +399,17 @@ impl Maker<'_> {
             .map(|p| PurposeRef {
                 purpose: p.id.clone(),
                 basis: p.basis.as_str().to_owned(),
+                local_dp: local_dp(p),
             })
             .collect()
     }
 
     fn purpose_ref(&self, purpose: &str) -> PurposeRef {
+        let declared = self.catalogue.purpose(purpose);
         PurposeRef {
             purpose: purpose.to_owned(),
-            basis: self
-                .catalogue
-                .purpose(purpose)
-                .map_or("unknown", |p| p.basis.as_str())
-                .to_owned(),
+            basis: declared.map_or("unknown", |p| p.basis.as_str()).to_owned(),
+            local_dp: declared.map(local_dp).unwrap_or_default(),
         }
     }
 }
@@ -627,5 +654,45 @@ mod tests {
         };
         assert_eq!(withdrawn.clone().after(&[receipt]), withdrawn);
         assert_eq!(after.accepted.len(), 2);
+    }
+
+    #[test]
+    fn a_receipt_says_which_fields_are_randomised_and_the_budget() {
+        let catalogue = Catalogue::embedded();
+        let ksn = catalogue.clause("ksn").unwrap();
+        let act = Act::decline(ksn, crate::consent::Method::Installer);
+        let receipt = declined(&act, &catalogue, "global").unwrap();
+        let aggregates = receipt
+            .purposes
+            .iter()
+            .find(|p| p.purpose == "ksn_scan_aggregates")
+            .expect("ksn allows the scan aggregates");
+        assert!(
+            aggregates
+                .local_dp
+                .iter()
+                .any(|l| l.starts_with("user_trusted: noise added")
+                    && l.contains("geometric mechanism")),
+            "{:?}",
+            aggregates.local_dp
+        );
+        assert!(
+            aggregates
+                .local_dp
+                .iter()
+                .any(|l| l.starts_with("budget: at most ")),
+            "{:?}",
+            aggregates.local_dp
+        );
+        // Nothing randomised, nothing said; a receipt made before the
+        // field existed reads as saying nothing.
+        let reports = receipt
+            .purposes
+            .iter()
+            .find(|p| p.purpose == "ksn_threat_reports")
+            .unwrap();
+        assert!(reports.local_dp.is_empty());
+        let old: PurposeRef = serde_json::from_str(r#"{"purpose":"p","basis":"consent"}"#).unwrap();
+        assert!(old.local_dp.is_empty());
     }
 }

@@ -65,6 +65,7 @@ fn receipt(at: &str, event: Event, clause: &str, purposes: &[&str]) -> Receipt {
             .map(|p| PurposeRef {
                 purpose: (*p).into(),
                 basis: "contract".into(),
+                local_dp: Vec::new(),
             })
             .collect(),
         previous_state: "accepted".into(),
