@@ -4,7 +4,9 @@
 //!
 //! Values the agent adds (installation id, OS, virtual environment,
 //! country, the open KSN window as committed) are real; values that only a
-//! component's event can carry are shown as `<from the … event>`.
+//! component's event can carry are shown as `<from the … event>`. A field
+//! the gate randomises (local differential privacy) is shown with its real
+//! value and the note that only its mechanism's report leaves.
 
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -67,7 +69,7 @@ pub fn run(args: &PreviewArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> 
                 allowed: decision.is_allowed(),
                 reason: decision.reason().to_owned(),
                 fields: record.map(|r| serde_json::to_value(&r.fields).expect("fields serialize")),
-                message: note,
+                message: with_randomised(note, purpose),
             }
         })
         .collect();
@@ -91,6 +93,29 @@ pub fn run(args: &PreviewArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `note`, and for each field the gate randomises (local differential
+/// privacy) that the value shown is the real one, which never leaves:
+/// only its mechanism's report does.
+fn with_randomised(note: String, purpose: &consentry::catalogue::Purpose) -> String {
+    let randomised: Vec<String> = purpose
+        .fields
+        .iter()
+        .filter_map(|f| {
+            f.ldp
+                .as_ref()
+                .map(|ldp| format!("`{}` {}", f.name, ldp.in_words()))
+        })
+        .collect();
+    if randomised.is_empty() {
+        return note;
+    }
+    let separator = if note.ends_with('.') { " " } else { ". " };
+    format!(
+        "{note}{separator}Randomised before anything is stored (a value shown here is the real one, which never leaves; only its report does): {}.",
+        randomised.join("; ")
+    )
 }
 
 /// What the agent knows now, read without changing anything.

@@ -105,3 +105,21 @@ async fn a_randomised_value_never_reaches_the_store_or_the_receiver() {
     }
     daemon.drain_log();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_says_which_fields_only_their_report_leaves() {
+    let world = World::new().await;
+    let out = world.ok(&["preview", "geo_distribution", "--json"]).await;
+    let preview: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let message = preview["previews"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Randomised before anything is stored")
+            && message.contains("`country_code` randomized before it is stored (Hadamard response"),
+        "{message}"
+    );
+    // A purpose with nothing randomised says nothing of it.
+    let out = world.ok(&["preview", "update_identity", "--json"]).await;
+    let preview: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let message = preview["previews"][0]["message"].as_str().unwrap();
+    assert!(!message.contains("Randomised"), "{message}");
+}
