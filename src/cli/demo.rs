@@ -103,6 +103,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     say!("\nReceived by the server:");
     let requests = receiver.requests();
     print_requests(&requests);
+    say_randomised(&catalogue, &requests);
     if !arrived {
         shutdown.cancel();
         let _ = daemon.await;
@@ -428,6 +429,56 @@ retry_max = "5s"
     );
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
+}
+
+/// Each field the gate randomised (local differential privacy) and what
+/// the receiver got for it: only the mechanism's report, never the value.
+fn say_randomised(catalogue: &consentry::catalogue::Catalogue, requests: &[ReceivedRequest]) {
+    let randomised: Vec<(&str, &str, String)> = catalogue
+        .purposes()
+        .flat_map(|p| {
+            p.fields.iter().filter_map(|f| {
+                let ldp = f.ldp.as_ref()?;
+                Some((
+                    p.id.as_str(),
+                    f.name.as_str(),
+                    format!("{}, ε = {} a report", ldp.mechanism.as_str(), ldp.epsilon),
+                ))
+            })
+        })
+        .collect();
+    if randomised.is_empty() {
+        return;
+    }
+    say!("\nRandomised before anything is stored (local differential privacy):");
+    for (purpose, field, how) in randomised {
+        let received: Vec<String> = requests
+            .iter()
+            .filter_map(|r| r.envelope.as_ref().ok())
+            .flat_map(|e| &e.records)
+            .filter(|r| r.purpose == purpose)
+            .filter_map(|r| {
+                let fields: serde_json::Value = serde_json::from_str(r.fields.get()).ok()?;
+                fields.get(field).map(|v| {
+                    let text = v.to_string();
+                    if text.len() > 24 {
+                        format!("{}…", &text[..24])
+                    } else {
+                        text
+                    }
+                })
+            })
+            .collect();
+        let got = if received.is_empty() {
+            "nothing of it was sent in this run".to_owned()
+        } else {
+            format!(
+                "the receiver got {}, a report; the real value never left",
+                received.join(", ")
+            )
+        };
+        say!("  {purpose}.{field} ({how}): {got}");
+    }
 }
 
 fn print_requests(requests: &[ReceivedRequest]) {

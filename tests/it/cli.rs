@@ -587,6 +587,12 @@ async fn the_demo_runs_end_to_end_in_both_protocols() {
             "{stdout}"
         );
         assert!(stdout.contains("Done: only catalogue fields"), "{stdout}");
+        assert!(
+            stdout.contains(
+                "ksn_scan_aggregates.user_trusted (geometric, ε = 0.1 a report): the receiver got "
+            ),
+            "the demo shows a randomised field: {stdout}"
+        );
         // The report it wrote, which outlives the demo: read, then removed.
         let report = stdout
             .lines()
