@@ -178,6 +178,12 @@ impl Agent {
         let reader = Arc::new(Store::open_reader(&config.state_dir)?);
         let send_lock = Some(SendLock::open(&config.state_dir)?);
         let installation_id = writer.call(|c, _| queue::installation_id(c)).await?;
+        // Today's randomised reports sent before this start still count.
+        gate.restore_spent(
+            writer
+                .call(|c, _| crate::store::ldp_budget::load(c))
+                .await?,
+        );
         gate.set_hash_key(writer.call(|c, _| queue::hash_key(c)).await?);
         let erasing = gate.catalogue().clauses_carrying(ERASURE_KEY);
         let keys = writer

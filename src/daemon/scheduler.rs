@@ -144,7 +144,11 @@ pub(super) async fn collect_periodic(agent: &Agent) -> CollectSummary {
         }
     }
     let count = gated.len() as u64;
-    match agent.writer.enqueue(gated).await {
+    match agent
+        .writer
+        .enqueue_counted(gated, agent.gate.spent())
+        .await
+    {
         Ok(()) => summary.queued = count,
         Err(err) => summary.errors.push(format!("cannot queue: {err}")),
     }
@@ -169,6 +173,7 @@ pub(super) async fn close_ksn_window(agent: &Agent, summary: &mut CollectSummary
             match gate.admit(&report) {
                 Ok(record) => {
                     tally.enqueue(connection, &[record])?;
+                    crate::store::ldp_budget::save(connection, &gate.spent())?;
                     ksn::audit_capped(aggregate, connection)?;
                     aggregate.reset();
                     Ok(Ok(1))

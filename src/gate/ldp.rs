@@ -5,9 +5,11 @@
 //! `reports_per_day` in a UTC day (sequential composition: the loader has
 //! checked that so many reports stay within its ε a day).
 //!
-//! The count of today's reports lives in the gate's memory: a restart
-//! starts the day's count afresh (`docs/consent.md` says what that means).
-//! This module never logs or keeps a true value.
+//! The count of today's reports is the gate's; the daemon loads it from
+//! the store at start (`Gate::restore_spent`) and writes it in the same
+//! transaction as the reports it counted (`store::ldp_budget`), so a
+//! restart or a crash loop never starts the day afresh. This module never
+//! logs or keeps a true value.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -17,8 +19,8 @@ use crate::catalogue::{CheckError, Unfit};
 use crate::privacy;
 use crate::record::FieldValue;
 
-/// A purpose's reports on one UTC day.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A purpose's reports on one UTC day (stored by `store::ldp_budget`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Spent {
     /// Days since the Unix epoch (UTC).
     pub day: u64,
@@ -48,6 +50,25 @@ impl From<CheckError> for Randomised {
 }
 
 impl Gate {
+    /// The count of reports per purpose and day, to be stored with the
+    /// reports it counts.
+    pub fn spent(&self) -> BTreeMap<String, Spent> {
+        self.spent.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Takes up the count stored before (at start): a purpose's reports
+    /// already sent today still count. The larger count wins where both
+    /// know the day.
+    pub fn restore_spent(&self, stored: BTreeMap<String, Spent>) {
+        let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+        for (purpose, old) in stored {
+            let entry = spent.entry(purpose).or_default();
+            if old.day > entry.day || (old.day == entry.day && old.reports > entry.reports) {
+                *entry = old;
+            }
+        }
+    }
+
     /// Reports sent today per purpose with a privacy budget (`status`).
     pub fn spent_today(&self) -> BTreeMap<String, u32> {
         let today = today();

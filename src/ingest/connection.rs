@@ -313,10 +313,22 @@ async fn submit(ingest: &Ingest, chunk: Chunk) -> Pending {
         return pending;
     }
     let tally = ingest.writer.tally();
+    // A chunk with randomised reports stores the day's count with them.
+    let catalogue = ingest.gate.catalogue();
+    let budgeted: Vec<&str> = catalogue
+        .purposes()
+        .filter(|p| p.privacy_budget.is_some())
+        .map(|p| p.id.as_str())
+        .collect();
+    let counted = (!budgeted.is_empty() && records.iter().any(|r| budgeted.contains(&r.purpose())))
+        .then(|| ingest.gate.spent());
     let submitted = ingest
         .writer
         .submit(move |connection, aggregate| {
             tally.enqueue(connection, &records)?;
+            if let Some(spent) = &counted {
+                store::ldp_budget::save(connection, spent)?;
+            }
             aggregate.fold(&ksn, SystemTime::now());
             if let Some(method) = activation {
                 store::activation::record(connection, method)?;

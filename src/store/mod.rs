@@ -12,6 +12,7 @@ pub mod bounds;
 mod claim;
 mod gauges;
 pub mod ksn_window;
+pub mod ldp_budget;
 mod open;
 pub mod queue;
 pub mod receipts;

@@ -123,3 +123,50 @@ async fn preview_says_which_fields_only_their_report_leaves() {
     let message = preview["previews"][0]["message"].as_str().unwrap();
     assert!(!message.contains("Randomised"), "{message}");
 }
+
+/// A restart does not start the day afresh: today's reports sent before it
+/// still count against `reports_per_day`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_reset_the_day_s_count_of_reports() {
+    let world = World::new().await;
+    world.receiver.set_status(503);
+    let text = catalogue_text().replace("reports_per_day = 1000", "reports_per_day = 3");
+    std::fs::write(world.path("catalogue.toml"), text).unwrap();
+    let config = std::fs::read_to_string(&world.config).unwrap();
+    world.write_config(&format!("catalogue = \"catalogue.toml\"\n{config}"));
+    world.ok(&["consent", "grant", "eula"]).await;
+    let line = format!(
+        "{{\"kind\":\"record\",\"purpose\":\"ldp_probe\",\"fields\":{{\"edition\":\"{TRUE_VALUE}\"}}}}\n"
+    );
+    let queued = || {
+        let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
+        db.query_row(
+            "SELECT COUNT(*) FROM queue WHERE purpose = 'ldp_probe'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .unwrap()
+    };
+
+    let mut daemon = world.spawn_daemon().await;
+    daemon.drain_log();
+    let out = world
+        .emit(&["-", "--json"], line.repeat(2).as_bytes())
+        .await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(queued(), 2);
+    daemon.terminate().await;
+
+    let mut daemon = world.spawn_daemon().await;
+    daemon.drain_log();
+    let _ = world
+        .emit(&["-", "--json"], line.repeat(2).as_bytes())
+        .await;
+    assert_eq!(queued(), 3, "the third report of the day, and no fourth");
+    let status = world.status().await;
+    assert!(
+        status.to_string().contains("privacy_budget"),
+        "the refusal is counted: {status}"
+    );
+    daemon.terminate().await;
+}

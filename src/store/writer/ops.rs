@@ -20,6 +20,22 @@ impl<S: Durable> Writer<S> {
         self.call(move |c, _| tally.enqueue(c, &records)).await
     }
 
+    /// Appends `records` and stores `spent`, the count of randomised
+    /// reports they were counted in, in one transaction: the count never
+    /// runs behind the reports on disk.
+    pub async fn enqueue_counted(
+        &self,
+        records: Vec<GatedRecord>,
+        spent: std::collections::BTreeMap<String, crate::store::ldp_budget::Spent>,
+    ) -> Result<(), WriterError> {
+        let tally = self.tally();
+        self.call(move |c, _| {
+            tally.enqueue(c, &records)?;
+            crate::store::ldp_budget::save(c, &spent)
+        })
+        .await
+    }
+
     /// Drops records past `max_record_age` and old audit lines (see
     /// [`bounds::housekeep`]); returns the records dropped.
     pub async fn housekeep(&self) -> Result<u64, WriterError> {

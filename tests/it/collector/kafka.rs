@@ -152,7 +152,11 @@ group.initial.rebalance.delay.ms=0
             .args(JVM)
             .arg("-cp")
             .arg(classpath(&libs))
-            .args(["kafka.tools.StorageTool", "format", "-t", &cluster, "-c"])
+            // `--cluster-id=…` in one argument: a base64url id may start with
+            // `-`, which would read as an option.
+            .args(["kafka.tools.StorageTool", "format"])
+            .arg(format!("--cluster-id={cluster}"))
+            .arg("-c")
             .arg(&properties)
             .stdin(Stdio::null())
             .output()
