@@ -114,6 +114,22 @@ fn parse(c: &mut Criterion) {
             }
         })
     });
+    // A regional edition reports installation tasks under
+    // `installation_quality`, with the country (read from the time zone
+    // and locale): parsing alone, in the EU.
+    let eu = CollectContext::new(config.product.clone(), uuid::Uuid::new_v4(), Region::Eu);
+    let eu_parser = Parser {
+        catalogue: &catalogue,
+        context: &eu,
+    };
+    group.bench_function("install_task_1000_lines_parse_eu", |b| {
+        b.iter(|| {
+            let mut delta = KsnDelta::default();
+            for line in installs.lines() {
+                black_box(eu_parser.parse(line.as_bytes(), &mut delta).unwrap());
+            }
+        })
+    });
     group.finish();
 }
 

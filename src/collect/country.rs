@@ -5,8 +5,41 @@
 //! The zone table is generated from tzdata's `zone.tab` (public domain).
 
 use std::fs;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::system::{non_empty, read_trimmed};
+
+/// How long a country read from the settings is used before they are read
+/// again.
+pub const COUNTRY_TTL: Duration = Duration::from_secs(60);
+
+/// The country, read from the settings at most once per [`COUNTRY_TTL`]: a
+/// regional installation record carries it, and reading the time zone and
+/// locale (the environment, `/etc/timezone`, `/etc/localtime`) for every
+/// ingest line would cost system calls per record. A changed time zone
+/// shows within a minute.
+#[derive(Debug, Default)]
+pub struct CountryCache(Mutex<Option<(Instant, Option<String>)>>);
+
+impl CountryCache {
+    /// [`country_code`], at most [`COUNTRY_TTL`] old.
+    pub fn get(&self) -> Option<String> {
+        self.get_with(Instant::now(), country_code)
+    }
+
+    fn get_with(&self, now: Instant, read: impl FnOnce() -> Option<String>) -> Option<String> {
+        let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, country)) = &*cached
+            && now.saturating_duration_since(*at) < COUNTRY_TTL
+        {
+            return country.clone();
+        }
+        let country = read();
+        *cached = Some((now, country.clone()));
+        country
+    }
+}
 
 /// The country this computer is in, as ISO 3166-1 alpha-2 ("DE"), derived
 /// from the time-zone setting and, failing that, from the locale's territory.
@@ -269,6 +302,24 @@ const ZONE_ALIASES: &[(&str, &str)] = &[
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_country_is_read_again_only_once_it_is_a_minute_old() {
+        let cache = CountryCache::default();
+        let start = Instant::now();
+        let reads = std::cell::Cell::new(0);
+        let read = |country: &str| {
+            reads.set(reads.get() + 1);
+            Some(country.to_owned())
+        };
+        assert_eq!(cache.get_with(start, || read("DE")).as_deref(), Some("DE"));
+        let later = start + COUNTRY_TTL - Duration::from_secs(1);
+        assert_eq!(cache.get_with(later, || read("FR")).as_deref(), Some("DE"));
+        assert_eq!(reads.get(), 1, "read once within the minute");
+        let stale = start + COUNTRY_TTL;
+        assert_eq!(cache.get_with(stale, || read("FR")).as_deref(), Some("FR"));
+        assert_eq!(reads.get(), 2);
+    }
+
     use super::*;
 
     /// `time zone | locale | expected`; "-" stands for `None`.

@@ -7,7 +7,7 @@
 //! reported under `installation_quality`, the regional EULA's narrower
 //! list: the task's own fields and the country, without product or OS.
 
-use super::{CollectContext, FieldValue, Record, country};
+use super::{CollectContext, FieldValue, Record};
 use crate::catalogue::Region;
 
 /// The catalogue purpose.
@@ -52,7 +52,7 @@ impl InstallTask {
             record
         } else {
             let mut record = Record::collected(REGIONAL_PURPOSE);
-            if let Some(country) = country::country_code() {
+            if let Some(country) = context.country_code() {
                 record.set("country_code", FieldValue::String(country));
             }
             record

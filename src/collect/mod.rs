@@ -194,9 +194,17 @@ pub struct CollectContext {
     /// The region whose edition of the clauses applies: a regional edition
     /// reports some events under its own, narrower purposes.
     pub region: Region,
+    /// The country from the settings, read at most once a minute.
+    country: std::sync::Arc<country::CountryCache>,
 }
 
 impl CollectContext {
+    /// The country this computer is in (`country::country_code`), read
+    /// from its settings at most once a minute.
+    pub fn country_code(&self) -> Option<String> {
+        self.country.get()
+    }
+
     /// Reads the system facts now.
     pub fn new(product: ProductConfig, installation_id: Uuid, region: Region) -> Self {
         Self {
@@ -205,6 +213,7 @@ impl CollectContext {
             os: system::os_facts(),
             virtual_environment: system::virtual_environment(),
             region,
+            country: Default::default(),
         }
     }
 
@@ -300,6 +309,7 @@ pub(crate) fn test_context(license_id: Option<&str>) -> CollectContext {
         },
         virtual_environment: "kvm".into(),
         region: Region::Global,
+        country: Default::default(),
     }
 }
 
