@@ -138,9 +138,19 @@ async fn a_jump_forward_past_max_record_age_drops_old_records_counted_never_sile
         return;
     };
     let daemon = daemon_on_a_clock(&world, &library, &clock).await;
+    // Hold the send lock as another sender would, so that the daemon
+    // queues the records but claims none of them for a batch: a batch in
+    // flight is never dropped (`store::bounds`), and whether the uploader
+    // claimed one before the stop below would be a race.
+    let sender = std::fs::OpenOptions::new()
+        .write(true)
+        .open(world.path("state/send.lock"))
+        .unwrap();
+    sender.lock().unwrap();
     let mut ledger = Ledger::default();
     assert!(ledger.send(&world.ingest_socket(), 100).await);
     daemon.terminate().await;
+    drop(sender);
 
     // Started again 40 days later by its clock (the housekeeping runs at
     // start): the 30-day bound drops what was queued, and says so.
