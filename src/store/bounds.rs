@@ -313,6 +313,9 @@ pub fn housekeep(
         .map(|(purpose, limit)| (purpose.as_str(), *limit))
         .collect();
     own.sort_unstable();
+    if let Some(id) = over_age_claim(connection, bounds, now)? {
+        super::queue::meta_set(connection, EXPIRE_CLAIM, &id.to_string())?;
+    }
     let mut expired = 0;
     for (purpose, limit) in &own {
         let why = format!("{purpose}'s retention");
@@ -341,6 +344,63 @@ pub fn housekeep(
         }
     }
     Ok(expired)
+}
+
+/// The `meta` key naming a batch in flight whose records housekeeping
+/// found past their age: the uploader releases it before its next claim.
+const EXPIRE_CLAIM: &str = "expire_claim";
+
+/// Whether a record of the batch in flight is past its age limit (its
+/// purpose's `retention`, or `max_record_age`) at `now`; its id if so.
+fn over_age_claim(
+    connection: &Connection,
+    bounds: &Bounds,
+    now: SystemTime,
+) -> Result<Option<uuid::Uuid>, StoreError> {
+    let Some(id) = super::claim::claimed(connection)? else {
+        return Ok(None);
+    };
+    let over_age = super::claim::oldest_per_purpose(connection, id)?
+        .iter()
+        .any(|(purpose, oldest)| {
+            let limit = bounds
+                .retention
+                .get(purpose)
+                .copied()
+                .filter(|limit| *limit < bounds.max_record_age)
+                .unwrap_or(bounds.max_record_age);
+            now.checked_sub(limit)
+                .is_some_and(|cutoff| oldest.as_str() < rfc3339(cutoff).as_str())
+        });
+    Ok(over_age.then_some(id))
+}
+
+/// Releases the batch in flight if housekeeping marked it as past its
+/// records' age, and drops what is too old, its records included: a batch
+/// a receiver keeps refusing does not keep records past the age the
+/// disclosures promise. Its kept body stays, as the history of what was
+/// attempted; what is left of it goes again under a new id. The uploader
+/// calls this before it claims, never while a batch is on the wire; the
+/// age itself is judged only when housekeeping runs (at start, hourly),
+/// like the queue's, so a wall clock that jumps for a moment does not
+/// drop a batch. Returns the records dropped.
+pub fn expire_in_flight(
+    connection: &Connection,
+    bounds: &Bounds,
+    now: SystemTime,
+) -> Result<u64, StoreError> {
+    let Some(marked) = super::queue::meta_get(connection, EXPIRE_CLAIM)? else {
+        return Ok(0);
+    };
+    connection.execute("DELETE FROM meta WHERE key = ?1", params![EXPIRE_CLAIM])?;
+    let claimed = super::claim::claimed(connection)?;
+    if claimed.map(|id| id.to_string()) != Some(marked) {
+        return Ok(0);
+    }
+    if let Some(id) = claimed {
+        super::claim::release_batch(connection, id)?;
+    }
+    housekeep(connection, bounds, now)
 }
 
 /// Drops the unclaimed records matching `filter` (over `purposes`, from

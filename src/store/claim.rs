@@ -142,8 +142,26 @@ fn claim_once(
     Ok(Some((Batch { id, records }, unreadable)))
 }
 
+/// The oldest `collected_at` of each purpose in batch `id`.
+pub(super) fn oldest_per_purpose(
+    connection: &Connection,
+    id: Uuid,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut query = connection.prepare_cached(
+        "SELECT purpose, MIN(collected_at) FROM queue WHERE id BETWEEN ?1 AND ?2 GROUP BY purpose",
+    )?;
+    let mut oldest = Vec::new();
+    for (first, last) in ranges(connection, id)? {
+        let rows = query.query_map(params![first, last], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        for row in rows {
+            oldest.push(row?);
+        }
+    }
+    Ok(oldest)
+}
+
 /// The claimed batch, if any.
-fn claimed(connection: &Connection) -> Result<Option<Uuid>, StoreError> {
+pub(super) fn claimed(connection: &Connection) -> Result<Option<Uuid>, StoreError> {
     let id: Option<String> = connection
         .prepare_cached("SELECT batch_id FROM claim LIMIT 1")?
         .query_row([], |row| row.get(0))

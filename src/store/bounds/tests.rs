@@ -225,3 +225,42 @@ fn a_batch_stops_at_its_byte_limit_but_takes_at_least_one_record() {
         .unwrap();
     assert_eq!(batch.records.len(), 1);
 }
+
+#[test]
+fn a_batch_in_flight_past_its_records_age_is_released_and_they_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut bounds) = store(dir.path(), &[("a", Priority::Normal)], 3);
+    let batch = store.claim_batch(3, &["a"]).unwrap().unwrap();
+    // test_record is collected at 2026-01-01.
+    let now = humantime::parse_rfc3339("2026-01-31T00:00:00Z").unwrap();
+    bounds.max_record_age = Duration::from_secs(40 * 86_400);
+    assert_eq!(store.write(|c| housekeep(c, &bounds, now)).unwrap(), 0);
+    assert_eq!(
+        store.write(|c| expire_in_flight(c, &bounds, now)).unwrap(),
+        0
+    );
+    assert_eq!(
+        store.claim_batch(3, &["a"]).unwrap().unwrap().id,
+        batch.id,
+        "within the age: the retry keeps its id"
+    );
+    // Past it, nothing happens before housekeeping has looked ...
+    bounds.max_record_age = Duration::from_secs(20 * 86_400);
+    assert_eq!(
+        store.write(|c| expire_in_flight(c, &bounds, now)).unwrap(),
+        0
+    );
+    assert_eq!(count(&store, "a"), 3);
+    // ... which leaves the batch in flight alone but marks it ...
+    assert_eq!(store.write(|c| housekeep(c, &bounds, now)).unwrap(), 0);
+    assert_eq!(count(&store, "a"), 3);
+    // ... and before the next claim it is released and dropped.
+    assert_eq!(
+        store.write(|c| expire_in_flight(c, &bounds, now)).unwrap(),
+        3
+    );
+    assert_eq!(count(&store, "a"), 0);
+    assert!(store.claim_batch(3, &["a"]).unwrap().is_none());
+    let drops = store.read(|c| drops(c, false, |_| true)).unwrap();
+    assert_eq!(drops["a"][TOO_OLD], 3);
+}

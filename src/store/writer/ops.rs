@@ -73,6 +73,10 @@ impl<S: Durable> Writer<S> {
         // A claim a power loss undoes is claimed again; nothing left yet
         // (the batch's body is kept, synced, before it leaves).
         self.call_unsynced(move |c, _| {
+            // A batch in flight past its records' age goes no further.
+            let expired =
+                bounds::expire_in_flight(c, &gauges.bounds, std::time::SystemTime::now())?;
+            gauges.removed_uncounted(expired);
             let sendable: Vec<&str> = sendable.iter().map(String::as_str).collect();
             let (batch, dead) = queue::claim_batch_counting(c, limits, &sendable)?;
             gauges.removed_uncounted(dead);

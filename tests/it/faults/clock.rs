@@ -185,3 +185,62 @@ async fn a_jump_forward_past_max_record_age_drops_old_records_counted_never_sile
     assert!(reported >= 100, "the drops were not reported: {reported}");
     daemon.terminate().await;
 }
+
+/// A batch the receiver keeps refusing does not keep its records past
+/// `max_record_age`: claimed and retried, it is released before the next
+/// claim once its records are too old, and they are dropped, counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_in_flight_past_max_record_age_is_dropped_too() {
+    let Some((world, library, clock)) =
+        faked("faults::clock::a_batch_in_flight_past_max_record_age").await
+    else {
+        return;
+    };
+    // The start-up collection is delivered first, so that the batch the
+    // receiver then keeps refusing is the one holding the records below.
+    world.receiver.set_status(200);
+    let mut daemon = daemon_on_a_clock(&world, &library, &clock).await;
+    daemon.drain_log();
+    assert!(
+        world
+            .receiver
+            .wait_for_requests(1, crate::support::PATIENCE)
+            .await,
+        "the start-up batch"
+    );
+    world.receiver.set_status(503);
+    let mut ledger = Ledger::default();
+    assert!(ledger.send(&world.ingest_socket(), 100).await);
+    // The receiver (503) has seen the installation records: they are in
+    // the batch in flight.
+    crate::support::eventually(
+        "the records' batch at the receiver",
+        crate::support::PATIENCE,
+        async || {
+            let seen = world
+                .receiver
+                .requests()
+                .iter()
+                .filter_map(|r| r.envelope.as_ref().ok())
+                .any(|e| e.records.iter().any(|r| r.purpose == "installation_errors"));
+            if seen { Ok(()) } else { Err("not yet") }
+        },
+    )
+    .await;
+    daemon.terminate().await;
+
+    set_clock(&clock, "+40d");
+    let mut daemon = daemon_on_a_clock(&world, &library, &clock).await;
+    daemon.drain_log();
+    let status = world
+        .status_until("the batch in flight dropped as too old", |s| {
+            s["daemon"]["store"]["dropped"]["installation_errors"]["too_old"].as_u64() >= Some(100)
+        })
+        .await;
+    assert_eq!(
+        status["daemon"]["store"]["queued"]["installation_errors"].as_u64(),
+        None,
+        "nothing of it is left: {status}"
+    );
+    daemon.terminate().await;
+}
