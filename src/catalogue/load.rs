@@ -419,7 +419,9 @@ mod tests {
     use super::*;
     use crate::document::Origin;
 
-    fn load(text: &str) -> Result<Catalogue, String> {
+    /// `text` loaded as the catalogue file `cat.toml` (its errors located
+    /// there); the loader's submodules' tests use it too.
+    pub(super) fn load(text: &str) -> Result<Catalogue, String> {
         let document = Document {
             origin: Origin::File("cat.toml".into()),
             text: text.into(),

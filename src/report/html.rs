@@ -261,11 +261,7 @@ fn losses(out: &mut String, report: &Report) {
         "<section id=\"losses\">\n<h2>What did not leave</h2>\n<p>{}</p>",
         escape(&words::door(report))
     );
-    let rows: Vec<(&str, &Loss)> = report
-        .purposes
-        .iter()
-        .flat_map(|p| p.losses.iter().map(move |l| (p.id.as_str(), l)))
-        .collect();
+    let rows = report.losses();
     if rows.is_empty() {
         out.push_str("<p>Nothing was dropped, dead-lettered, purged or refused.</p>\n</section>\n");
         return;

@@ -164,11 +164,7 @@ fn losses(out: &mut String, report: &Report) {
         "\n## What did not leave\n\n{}",
         inline(&words::door(report))
     );
-    let rows: Vec<(&str, &Loss)> = report
-        .purposes
-        .iter()
-        .flat_map(|p| p.losses.iter().map(move |l| (p.id.as_str(), l)))
-        .collect();
+    let rows = report.losses();
     if rows.is_empty() {
         out.push_str("\nNothing was dropped, dead-lettered, purged or refused.\n");
         return;

@@ -344,6 +344,15 @@ pub struct DaemonSeen {
 }
 
 impl Report {
+    /// Everything that did not leave, each with its purpose, purpose by
+    /// purpose (the one table both renderers draw).
+    pub fn losses(&self) -> Vec<(&str, &Loss)> {
+        self.purposes
+            .iter()
+            .flat_map(|p| p.losses.iter().map(move |l| (p.id.as_str(), l)))
+            .collect()
+    }
+
     /// The report of `sources` for `catalogue`.
     pub fn build(catalogue: &Catalogue, sources: Sources) -> Report {
         let period = aggregate::period(sources.since, sources.now, &sources.stored.trail);

@@ -294,6 +294,18 @@ pub fn rekeep_body(connection: &Connection, id: &str, bytes: &[u8]) -> Result<()
     Ok(())
 }
 
+/// A kept body from a row of `batch_id, at, records, sha256, body`.
+fn sent_body_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SentBody> {
+    Ok(SentBody {
+        batch_id: row.get(0)?,
+        at: row.get(1)?,
+        records: row.get::<_, i64>(2)? as u64,
+        sha256: row.get(3)?,
+        bytes: row.get(4)?,
+        drops: Default::default(),
+    })
+}
+
 /// The kept body of the batch whose id is `id`, or starts with it when
 /// exactly one does (people type prefixes).
 pub fn sent_body(connection: &Connection, id: &str) -> Result<Vec<SentBody>, StoreError> {
@@ -302,16 +314,7 @@ pub fn sent_body(connection: &Connection, id: &str) -> Result<Vec<SentBody>, Sto
          WHERE batch_id >= ?1 AND batch_id < ?1 || x'7f' ORDER BY batch_id LIMIT 2",
     )?;
     let bodies = query
-        .query_map(params![id], |row| {
-            Ok(SentBody {
-                batch_id: row.get(0)?,
-                at: row.get(1)?,
-                records: row.get::<_, i64>(2)? as u64,
-                sha256: row.get(3)?,
-                bytes: row.get(4)?,
-                drops: Default::default(),
-            })
-        })?
+        .query_map(params![id], sent_body_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(bodies)
 }
@@ -329,16 +332,10 @@ pub fn sent_bodies_since(
          WHERE at >= ?1 ORDER BY at DESC, batch_id LIMIT ?2",
     )?;
     let bodies = query
-        .query_map(params![since, limit.min(i64::MAX as usize) as i64], |row| {
-            Ok(SentBody {
-                batch_id: row.get(0)?,
-                at: row.get(1)?,
-                records: row.get::<_, i64>(2)? as u64,
-                sha256: row.get(3)?,
-                bytes: row.get(4)?,
-                drops: Default::default(),
-            })
-        })?
+        .query_map(
+            params![since, limit.min(i64::MAX as usize) as i64],
+            sent_body_row,
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(bodies)
 }

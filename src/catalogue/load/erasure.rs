@@ -95,16 +95,8 @@ pub(super) fn erasure_key_serves_a_request(
 
 #[cfg(test)]
 mod tests {
-    use crate::catalogue::Catalogue;
-    use crate::document::{Document, Origin};
 
-    fn load(text: &str) -> Result<Catalogue, String> {
-        let document = Document {
-            origin: Origin::File("cat.toml".into()),
-            text: text.into(),
-        };
-        Catalogue::from_document(&document).map_err(|e| e.to_string())
-    }
+    use super::super::tests::load;
 
     #[test]
     fn an_erasure_key_is_a_pseudonymous_uuid_that_serves_its_clause_s_deletion_request() {

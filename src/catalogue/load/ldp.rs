@@ -266,17 +266,9 @@ pub(super) fn budget(
 
 #[cfg(test)]
 mod tests {
-    use crate::catalogue::Catalogue;
-    use crate::document::{Document, Origin};
     use crate::privacy::ldp::Mechanism;
 
-    fn load(text: &str) -> Result<Catalogue, String> {
-        let document = Document {
-            origin: Origin::File("cat.toml".into()),
-            text: text.into(),
-        };
-        Catalogue::from_document(&document).map_err(|e| e.to_string())
-    }
+    use super::super::tests::load;
 
     /// Lines 1-7 the clause, 8-13 the purpose (its budget on 13), 14-19
     /// the country field, 20-24 its `ldp` table, then the count field,
