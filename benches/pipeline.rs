@@ -11,7 +11,7 @@ use consentry::consent::{Consents, Method, Registry, grant};
 use consentry::gate::{Gate, GatedRecord};
 use consentry::store::{Batch, QueuedRecord, Store};
 use consentry::upload::otlp;
-use consentry::upload::protocol::Envelope;
+use consentry::upload::protocol::{self, Envelope};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use uuid::Uuid;
 
@@ -200,18 +200,14 @@ fn store_and_encode(c: &mut Criterion) {
     });
     group.finish();
 
-    let batch = Batch {
-        id: Uuid::new_v4(),
-        records: records.iter().map(queued).collect(),
-    };
+    let batch = Batch::of_records(
+        Uuid::new_v4(),
+        &records.iter().map(queued).collect::<Vec<_>>(),
+    );
     let mut group = c.benchmark_group("protocol");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("envelope_encode_zstd_500", |b| {
-        b.iter(|| {
-            Envelope::from_batch(black_box(&batch))
-                .unwrap()
-                .encode(Compression::Zstd)
-        })
+        b.iter(|| protocol::encode_batch(black_box(&batch), &Default::default(), Compression::Zstd))
     });
     group.finish();
     wire(c, &gate);
@@ -259,11 +255,8 @@ fn mixed_batch(gate: &Gate) -> Batch {
             };
             queued(&gate.admit(&record).unwrap())
         })
-        .collect();
-    Batch {
-        id: Uuid::new_v4(),
-        records,
-    }
+        .collect::<Vec<_>>();
+    Batch::of_records(Uuid::new_v4(), &records)
 }
 
 /// The compression and its level, chosen by measurement: the cost of
@@ -315,9 +308,7 @@ fn wire(c: &mut Criterion, gate: &Gate) {
         &otlp::request(&batch, Region::Global, &Default::default()).unwrap(),
         Compression::Zstd,
     );
-    let envelope = Envelope::from_batch(&batch)
-        .unwrap()
-        .encode_body(Compression::Zstd);
+    let envelope = protocol::encode_batch(&batch, &Default::default(), Compression::Zstd);
     eprintln!(
         "wire: mixed batch of {BATCH}: consentry-json {} B zstd ({} B inside), otlp-http {} B zstd ({} B of protobuf inside)",
         envelope.bytes.len(),
@@ -326,11 +317,7 @@ fn wire(c: &mut Criterion, gate: &Gate) {
         otlp.json_len.unwrap_or(0)
     );
     group.bench_function("body_consentry_json_mixed_500", |b| {
-        b.iter(|| {
-            Envelope::from_batch(black_box(&batch))
-                .unwrap()
-                .encode_body(Compression::Zstd)
-        })
+        b.iter(|| protocol::encode_batch(black_box(&batch), &Default::default(), Compression::Zstd))
     });
     group.bench_function("body_otlp_http_mixed_500", |b| {
         b.iter(|| {

@@ -75,3 +75,49 @@ impl Record {
         self
     }
 }
+
+/// A gated record as the queue keeps it and the wire carries it: one line
+/// of JSON, `{"collected_at":"…","fields":{…}}`, beside its purpose and
+/// clause (`store::segment` keeps the lines, `upload::protocol` sends them
+/// after the clause's prefix), and the bytes it counts for in the queue's
+/// bounds.
+pub mod line {
+    /// The bytes a line adds around its record's `collected_at` and
+    /// fields: `{"collected_at":"` `","fields":` `}`.
+    const FRAME: usize = 29;
+
+    /// The length of the line a record with this `collected_at` and
+    /// `fields_json` is stored as (when its time needs no escaping).
+    pub fn len(collected_at: &str, fields_json: &str) -> usize {
+        collected_at.len() + fields_json.len() + FRAME
+    }
+
+    /// Bytes one record counts for in the queue's bounds
+    /// (`max_queue_bytes`, `batch_max_bytes`): its line, its purpose and
+    /// clause, and a fixed allowance for the rest of its wire form.
+    pub fn size(purpose: &str, clause: &str, line_len: usize) -> u64 {
+        (line_len + purpose.len() + clause.len() + 51) as u64
+    }
+
+    /// Appends one record's line to `lines` (after a `\n` when not the
+    /// first).
+    pub fn push(lines: &mut String, collected_at: &str, fields_json: &str) {
+        if !lines.is_empty() {
+            lines.push('\n');
+        }
+        lines.push_str("{\"collected_at\":");
+        if collected_at
+            .bytes()
+            .all(|b| b >= 0x20 && b != b'"' && b != b'\\')
+        {
+            lines.push('"');
+            lines.push_str(collected_at);
+            lines.push('"');
+        } else {
+            lines.push_str(&serde_json::to_string(collected_at).expect("a string serializes"));
+        }
+        lines.push_str(",\"fields\":");
+        lines.push_str(fields_json);
+        lines.push('}');
+    }
+}

@@ -72,9 +72,15 @@ impl GatedRecord {
     pub fn fields_json(&self) -> &str {
         &self.fields_json
     }
-    /// Bytes this record takes in the queue, roughly.
+    /// Bytes this record counts for in the queue's bounds
+    /// ([`crate::record::line::size`] of the line it is stored as).
     pub fn size(&self) -> usize {
-        self.fields_json.len() + self.purpose.len() + self.clause.len() + 100
+        use crate::record::line;
+        line::size(
+            &self.purpose,
+            &self.clause,
+            line::len(&self.collected_at, &self.fields_json),
+        ) as usize
     }
 }
 

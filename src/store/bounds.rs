@@ -236,64 +236,66 @@ pub fn enforce_size(
 }
 
 /// Drops the oldest unclaimed records of `purposes`, about `excess` bytes'
-/// worth (at most 10,000 per call), counting them. Returns (records,
-/// bytes) dropped.
+/// worth (from at most 10,000 segments per call), counting them: whole
+/// segments while they add up to less, then the first records of the next
+/// (`segment::trim`). Returns (records, bytes) dropped.
 fn drop_oldest(
     connection: &Connection,
     purposes: &[String],
     excess: u64,
 ) -> Result<(u64, u64), StoreError> {
-    let list = (2..purposes.len() + 2)
+    let list = (1..=purposes.len())
         .map(|n| format!("?{n}"))
         .collect::<Vec<_>>()
         .join(", ");
-    // The last row of the oldest run whose sizes add up to `excess`, or,
-    // when the first 10,000 do not add up to it, the last of those.
-    let last: Option<i64> = connection
-        .prepare_cached(&format!(
-            "SELECT COALESCE(MIN(CASE WHEN running >= ?1 THEN id END), MAX(id)) FROM
-               (SELECT id, SUM(size) OVER (ORDER BY id) AS running FROM
-                  (SELECT id, size FROM queue WHERE {UNCLAIMED} AND purpose IN ({list})
-                   ORDER BY id LIMIT 10000))"
-        ))?
-        .query_row(
-            rusqlite::params_from_iter(
-                std::iter::once(rusqlite::types::Value::Integer(
-                    excess.min(i64::MAX as u64) as i64
-                ))
-                .chain(purposes.iter().map(|p| p.clone().into())),
-            ),
-            |row| row.get(0),
-        )?;
-    let Some(last) = last else {
-        return Ok((0, 0));
-    };
-    let filter = format!("{UNCLAIMED} AND id <= ?1 AND purpose IN ({list})");
-    let args = || {
-        rusqlite::params_from_iter(
-            std::iter::once(rusqlite::types::Value::Integer(last))
-                .chain(purposes.iter().map(|p| p.clone().into())),
-        )
-    };
-    let mut records = 0;
-    let mut bytes = 0;
+    let mut whole: Vec<(i64, String, u64)> = Vec::new();
+    let mut head = None;
+    let mut freed = 0u64;
     {
-        let mut counts = connection.prepare_cached(&format!(
-            "SELECT purpose, COUNT(*), SUM(size) FROM queue WHERE {filter} GROUP BY purpose"
+        let mut oldest = connection.prepare_cached(&format!(
+            "SELECT id, purpose, records, size FROM queue WHERE {UNCLAIMED} AND purpose IN ({list})
+             ORDER BY id LIMIT 10000"
         ))?;
-        let mut rows = counts.query(args())?;
-        while let Some(row) = rows.next()? {
-            let purpose: String = row.get(0)?;
-            let count = row.get::<_, i64>(1)? as u64;
-            count_drop(connection, &purpose, QUEUE_FULL, count)?;
-            records += count;
-            bytes += row.get::<_, i64>(2)? as u64;
+        let mut rows = oldest.query(rusqlite::params_from_iter(purposes))?;
+        while freed < excess {
+            let Some(row) = rows.next()? else { break };
+            let (id, purpose, records, size): (i64, String, i64, i64) =
+                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            let size = size.max(0) as u64;
+            if freed + size <= excess || records <= 1 {
+                whole.push((id, purpose, records.max(0) as u64));
+                freed += size;
+            } else {
+                head = Some(id);
+                break;
+            }
         }
     }
-    connection
-        .prepare_cached(&format!("DELETE FROM queue WHERE {filter}"))?
-        .execute(args())?;
-    Ok((records, bytes))
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (id, purpose, records) in whole {
+        connection
+            .prepare_cached("DELETE FROM queue WHERE id = ?1")?
+            .execute(params![id])?;
+        *counts.entry(purpose).or_default() += records;
+    }
+    if let Some(id) = head {
+        let mut wanted = excess - freed;
+        let (removed, bytes) = super::segment::trim(connection, id, |_, _, size| {
+            let keep = wanted == 0;
+            wanted = wanted.saturating_sub(size);
+            keep
+        })?;
+        for record in removed {
+            *counts.entry(record.purpose).or_default() += 1;
+        }
+        freed += bytes;
+    }
+    let mut records = 0;
+    for (purpose, count) in &counts {
+        count_drop(connection, purpose, QUEUE_FULL, *count)?;
+        records += count;
+    }
+    Ok((records, freed))
 }
 
 /// Housekeeping: drops queued records older than their purpose's
@@ -405,7 +407,8 @@ pub fn expire_in_flight(
 
 /// Drops the unclaimed records matching `filter` (over `purposes`, from
 /// `?2`) collected more than `limit` before `now`, counted as too old and
-/// audited as older than `why`.
+/// audited as older than `why`. A segment whose oldest record is past it
+/// loses those records only (`segment::trim`), keeping its place.
 fn expire(
     connection: &Connection,
     filter: &str,
@@ -417,29 +420,30 @@ fn expire(
     let Some(cutoff) = now.checked_sub(limit) else {
         return Ok(0);
     };
-    let args = || {
-        rusqlite::params_from_iter(
-            std::iter::once(rfc3339(cutoff)).chain(purposes.iter().map(|p| (*p).to_owned())),
-        )
-    };
-    let filter = format!("{UNCLAIMED} AND collected_at < ?1 AND {filter}");
-    let counts: Vec<(String, u64)> = connection
+    let cutoff = rfc3339(cutoff);
+    let args = std::iter::once(cutoff.clone()).chain(purposes.iter().map(|p| (*p).to_owned()));
+    let old: Vec<i64> = connection
         .prepare_cached(&format!(
-            "SELECT purpose, COUNT(*) FROM queue WHERE {filter} GROUP BY purpose"
+            "SELECT id FROM queue WHERE {UNCLAIMED} AND collected_at < ?1 AND {filter} ORDER BY id"
         ))?
-        .query_map(args(), |row| {
-            Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
-        })?
+        .query_map(rusqlite::params_from_iter(args), |row| row.get(0))?
         .collect::<Result<_, _>>()?;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for rowid in old {
+        let (removed, _) = super::segment::trim(connection, rowid, |_, line, _| {
+            // A line that cannot be read is the claim's to dead-letter.
+            super::segment::Line::parse(line).map_or(true, |line| *line.collected_at >= *cutoff)
+        })?;
+        for record in removed {
+            *counts.entry(record.purpose).or_default() += 1;
+        }
+    }
     let mut expired = 0;
     for (purpose, count) in &counts {
         count_drop(connection, purpose, TOO_OLD, *count)?;
         expired += count;
     }
     if expired > 0 {
-        connection
-            .prepare_cached(&format!("DELETE FROM queue WHERE {filter}"))?
-            .execute(args())?;
         let age = humantime::format_duration(limit);
         insert_audit(
             connection,

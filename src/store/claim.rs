@@ -1,31 +1,29 @@
 //! The batch in flight: which queued records it holds, kept as ranges of
 //! rowids in the `claim` table, never by writing to the records.
 //!
-//! A claim takes the oldest sendable records (within the batch limits) and
-//! stores the runs of them that no other record sits between: usually one
-//! range. Rowids only grow (`AUTOINCREMENT`), so a range never gains a
-//! record after it is made; it loses the ones removed from the queue. At
-//! most one batch is claimed at a time. Claiming, reading, removing and
-//! dead-lettering a batch are rowid range scans; claiming writes one row per
-//! range instead of rewriting every record (and an index entry) as a
-//! `batch_id` column did.
-
+//! A claim takes the oldest sendable segments (`segment`) whole while they
+//! fit the batch limits, and the first records of the next one that fit
+//! (its `head`: a bisected batch, a segment larger than a batch). It
+//! stores the runs of whole segments that no other row sits between
+//! (usually one range) and the head's segment with its count. Rowids only
+//! grow (`AUTOINCREMENT`), so a range never gains a row after it is made;
+//! it loses the ones removed from the queue. At most one batch is claimed
+//! at a time. Delivering a batch deletes its whole segments and cuts the
+//! head off the last one, which keeps its place in the queue.
 use std::time::SystemTime;
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
+use super::segment::Unreadable;
 use super::trail::{dead_letter, insert_audit, insert_audit_with};
-use super::{Batch, BatchLimits, QueuedRecord, StoreError};
+use super::{Batch, BatchLimits, Segment, StoreError, segment};
 use crate::clock::rfc3339;
 
 /// SQL: the `queue` row is not part of the batch in flight.
 pub(super) const UNCLAIMED: &str =
     "NOT EXISTS (SELECT 1 FROM claim WHERE queue.id BETWEEN claim.first AND claim.last)";
-
-/// Rows that cannot be read back: their rowid, and why.
-type Unreadable = Vec<(i64, String)>;
 
 /// The batch to send next, of records whose purpose `sendable` accepts:
 /// the one already claimed (a retry keeps its id) when all of it is still
@@ -41,7 +39,8 @@ pub fn claim_batch(
 }
 
 /// [`claim_batch`], and how many unreadable records it moved to the
-/// dead-letter table on the way (each on its own: its neighbours go on).
+/// dead-letter table on the way (each on its own: its neighbours go on,
+/// in a batch claimed afresh).
 pub fn claim_batch_counting(
     connection: &Connection,
     limits: BatchLimits,
@@ -49,13 +48,15 @@ pub fn claim_batch_counting(
 ) -> Result<(Option<Batch>, u64), StoreError> {
     let mut dead = 0;
     loop {
-        let Some((batch, unreadable)) = claim_once(connection, limits, sendable)? else {
+        let Some(id) = claim_once(connection, limits, sendable)? else {
             return Ok((None, dead));
         };
-        dead += dead_letter(connection, &unreadable)?;
-        if !batch.records.is_empty() || unreadable.is_empty() {
+        let (batch, unreadable) = read_batch(connection, id)?;
+        if unreadable.is_empty() {
             return Ok((Some(batch), dead));
         }
+        dead += dead_letter(connection, &unreadable)?;
+        release_batch(connection, id)?;
     }
 }
 
@@ -71,75 +72,150 @@ fn texts<'a>(purposes: &'a [&str]) -> impl Iterator<Item = Value> + 'a {
     purposes.iter().map(|p| Value::Text((*p).to_owned()))
 }
 
-/// One claim: the batch, and the rows of it that cannot be read back.
+/// One claim: the batch already claimed when it may still go, else a new
+/// one; `None` when nothing sendable is queued.
 fn claim_once(
     connection: &Connection,
     limits: BatchLimits,
     sendable: &[&str],
-) -> Result<Option<(Batch, Unreadable)>, StoreError> {
+) -> Result<Option<Uuid>, StoreError> {
     if sendable.is_empty() {
         return Ok(None);
     }
-    if let Some(id) = claimed(connection)? {
-        let stranger: Option<String> = connection
-            .prepare_cached(&format!(
-                "SELECT q.purpose FROM claim c JOIN queue q ON q.id BETWEEN c.first AND c.last
-                 WHERE c.batch_id = ?1 AND q.purpose NOT IN ({}) LIMIT 1",
-                placeholders(1, sendable.len())
-            ))?
-            .query_row(
-                rusqlite::params_from_iter(
-                    std::iter::once(Value::Text(id.to_string())).chain(texts(sendable)),
-                ),
-                |row| row.get(0),
-            )
-            .optional()?;
-        if stranger.is_none() {
-            let (records, unreadable) = read_batch(connection, id)?;
-            if !records.is_empty() || !unreadable.is_empty() {
-                return Ok(Some((Batch { id, records }, unreadable)));
-            }
-        }
+    if let Some(id) = claimed(connection)?
+        && still_sendable(connection, id, sendable)?
+    {
+        return Ok(Some(id));
     }
     // Release a batch that is malformed, emptied, or no longer all
     // sendable: its records are claimed afresh below.
     connection.execute("DELETE FROM claim", [])?;
-    // The oldest records up to the record limit, cut where their sizes add
-    // up past the byte limit (keeping the first).
-    let ids: Vec<i64> = connection
-        .prepare_cached(&format!(
-            "SELECT id FROM
-               (SELECT id, SUM(size) OVER (ORDER BY id) AS running,
-                       ROW_NUMBER() OVER (ORDER BY id) AS n
-                FROM (SELECT id, size FROM queue NOT INDEXED WHERE purpose IN ({})
-                      ORDER BY id LIMIT ?1))
-             WHERE running <= ?2 OR n = 1
-             ORDER BY id",
-            placeholders(2, sendable.len())
-        ))?
-        .query_map(
-            rusqlite::params_from_iter(
-                [
-                    Value::Integer(limits.records as i64),
-                    Value::Integer(limits.bytes.min(i64::MAX as u64) as i64),
-                ]
-                .into_iter()
-                .chain(texts(sendable)),
-            ),
-            |row| row.get(0),
-        )?
-        .collect::<Result<_, _>>()?;
-    if ids.is_empty() {
+    let Some(taken) = choose(connection, limits, sendable)? else {
         return Ok(None);
-    }
+    };
     let id = Uuid::new_v4();
-    let mut insert = connection
-        .prepare_cached("INSERT INTO claim (batch_id, first, last) VALUES (?1, ?2, ?3)")?;
-    for (first, last) in runs(connection, &ids)? {
-        insert.execute(params![id.to_string(), first, last])?;
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO claim (batch_id, first, last, head, head_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (first, last) in runs(connection, &taken.whole)? {
+        insert.execute(params![
+            id.to_string(),
+            first,
+            last,
+            None::<i64>,
+            None::<i64>
+        ])?;
     }
-    let (records, unreadable) = read_batch(connection, id)?;
-    Ok(Some((Batch { id, records }, unreadable)))
+    if let Some((rowid, head, bytes)) = taken.head {
+        insert.execute(params![
+            id.to_string(),
+            rowid,
+            rowid,
+            head as i64,
+            bytes as i64
+        ])?;
+    }
+    Ok(Some(id))
+}
+
+/// Whether claimed batch `id` still holds records and all of them may be
+/// sent.
+fn still_sendable(
+    connection: &Connection,
+    id: Uuid,
+    sendable: &[&str],
+) -> Result<bool, StoreError> {
+    let (held, strangers): (i64, i64) = connection
+        .prepare_cached(&format!(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE q.purpose NOT IN ({}))
+             FROM claim c JOIN queue q ON q.id BETWEEN c.first AND c.last
+             WHERE c.batch_id = ?1",
+            placeholders(1, sendable.len())
+        ))?
+        .query_row(
+            rusqlite::params_from_iter(
+                std::iter::once(Value::Text(id.to_string())).chain(texts(sendable)),
+            ),
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+    Ok(held > 0 && strangers == 0)
+}
+
+/// The segments a new claim takes: whole ones, oldest first, while they
+/// fit the limits, then the first records of the next one that fit
+/// (`head`: rowid, records, bytes). At least one record, however large.
+struct Taken {
+    whole: Vec<i64>,
+    head: Option<(i64, usize, u64)>,
+}
+
+fn choose(
+    connection: &Connection,
+    limits: BatchLimits,
+    sendable: &[&str],
+) -> Result<Option<Taken>, StoreError> {
+    let mut query = connection.prepare_cached(&format!(
+        "SELECT id, records, size FROM queue NOT INDEXED WHERE purpose IN ({}) ORDER BY id",
+        placeholders(0, sendable.len())
+    ))?;
+    let mut rows = query.query(rusqlite::params_from_iter(texts(sendable)))?;
+    let mut taken = Taken {
+        whole: Vec::new(),
+        head: None,
+    };
+    let (mut records, mut bytes) = (0usize, 0u64);
+    while records < limits.records {
+        let Some(row) = rows.next()? else { break };
+        let (rowid, count, size): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let (count, size) = (count.max(0) as usize, size.max(0) as u64);
+        if records + count <= limits.records && bytes.saturating_add(size) <= limits.bytes {
+            taken.whole.push(rowid);
+            records += count;
+            bytes += size;
+            continue;
+        }
+        taken.head = head_that_fits(
+            connection,
+            rowid,
+            limits.records - records,
+            limits.bytes - bytes,
+            records == 0,
+        )?;
+        break;
+    }
+    Ok((!taken.whole.is_empty() || taken.head.is_some()).then_some(taken))
+}
+
+/// How many of segment `rowid`'s first records fit in `records` and
+/// `bytes` (at least one when `first`), and their bytes.
+fn head_that_fits(
+    connection: &Connection,
+    rowid: i64,
+    records: usize,
+    bytes: u64,
+    first: bool,
+) -> Result<Option<(i64, usize, u64)>, StoreError> {
+    let row: Option<(String, String, String)> = connection
+        .prepare_cached("SELECT purpose, clause, lines FROM queue WHERE id = ?1")?
+        .query_row(params![rowid], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()
+        .or_else(segment::unreadable_as_none)?;
+    let Some((purpose, clause, lines)) = row else {
+        // Unreadable: claimed whole, to be dead-lettered by the read.
+        return Ok(first.then_some((rowid, 1, 0)));
+    };
+    let (mut count, mut used) = (0usize, 0u64);
+    for line in segment::lines(&lines) {
+        let size = segment::record_size(&purpose, &clause, line.len());
+        if count == records || (used + size > bytes && !(first && count == 0)) {
+            break;
+        }
+        count += 1;
+        used += size;
+    }
+    Ok((count > 0).then_some((rowid, count, used)))
 }
 
 /// The oldest `collected_at` of each purpose in batch `id`.
@@ -169,7 +245,7 @@ pub(super) fn claimed(connection: &Connection) -> Result<Option<Uuid>, StoreErro
     Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
 }
 
-/// `ids` (ascending) as ranges that hold no other queued record: two
+/// `ids` (ascending) as ranges that hold no other queued row: two
 /// neighbours join when no row lies between them.
 fn runs(connection: &Connection, ids: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
     let mut between = connection
@@ -189,7 +265,7 @@ fn runs(connection: &Connection, ids: &[i64]) -> Result<Vec<(i64, i64)>, StoreEr
     Ok(runs)
 }
 
-/// Batch `id`'s rowid ranges.
+/// Batch `id`'s rowid ranges (a head's segment among them).
 fn ranges(connection: &Connection, id: Uuid) -> Result<Vec<(i64, i64)>, StoreError> {
     Ok(connection
         .prepare_cached("SELECT first, last FROM claim WHERE batch_id = ?1 ORDER BY first")?
@@ -199,62 +275,65 @@ fn ranges(connection: &Connection, id: Uuid) -> Result<Vec<(i64, i64)>, StoreErr
         .collect::<Result<_, _>>()?)
 }
 
-/// Runs `sql` once per range of batch `id` (`?1`, `?2`: the range's ends,
-/// then `extra`); returns the rows it changed, added up.
-fn each_range(
-    connection: &Connection,
-    id: Uuid,
-    sql: &str,
-    extra: &[&dyn rusqlite::ToSql],
-) -> Result<u64, StoreError> {
-    let mut statement = connection.prepare_cached(sql)?;
-    let mut changed = 0;
-    for (first, last) in ranges(connection, id)? {
-        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&first, &last];
-        args.extend_from_slice(extra);
-        changed += statement.execute(&args[..])? as u64;
-    }
-    Ok(changed)
-}
-
-/// The records of batch `id`, and the rows that cannot be read back (a
-/// column of the wrong type, fields that are not JSON) with why.
-fn read_batch(
-    connection: &Connection,
-    id: Uuid,
-) -> Result<(Vec<QueuedRecord>, Unreadable), StoreError> {
+/// The records of batch `id`, as segments (a head cut to its records), and
+/// what of them cannot be read back.
+fn read_batch(connection: &Connection, id: Uuid) -> Result<(Batch, Vec<Unreadable>), StoreError> {
     let mut query = connection.prepare_cached(
-        "SELECT q.id, q.purpose, q.clause, q.clause_version, q.clause_sha256, q.collected_at, q.fields
+        "SELECT q.id, q.purpose, q.clause, q.clause_version, q.clause_sha256, q.lines, c.head
          FROM claim c JOIN queue q ON q.id BETWEEN c.first AND c.last
          WHERE c.batch_id = ?1 ORDER BY q.id",
     )?;
     let mut rows = query.query(params![id.to_string()])?;
-    let (mut records, mut unreadable) = (Vec::new(), Vec::new());
+    let (mut segments, mut unreadable) = (Vec::new(), Vec::new());
     while let Some(row) = rows.next()? {
         let rowid: i64 = row.get(0)?;
-        let record = (|| {
-            Ok::<_, rusqlite::Error>(QueuedRecord {
+        let read = (|| {
+            let head: Option<i64> = row.get(6)?;
+            let lines: String = row.get(5)?;
+            Ok::<_, rusqlite::Error>(Segment {
                 purpose: row.get(1)?,
                 clause: row.get(2)?,
                 clause_version: row.get(3)?,
                 clause_sha256: row.get(4)?,
-                collected_at: row.get(5)?,
-                fields_json: row.get(6)?,
+                records: 0,
+                lines: match head {
+                    Some(head) => cut(lines, head.max(0) as usize),
+                    None => lines,
+                },
             })
         })();
-        match record {
-            Ok(record) => {
-                match serde_json::from_str::<&serde_json::value::RawValue>(&record.fields_json) {
-                    Ok(_) => records.push(record),
-                    Err(err) => {
-                        unreadable.push((rowid, format!("stored fields are not JSON: {err}")))
-                    }
-                }
+        let mut segment = match read {
+            Ok(segment) => segment,
+            Err(err) => {
+                unreadable.push(Unreadable {
+                    rowid,
+                    line: None,
+                    reason: format!("stored record unreadable: {err}"),
+                });
+                continue;
             }
-            Err(err) => unreadable.push((rowid, format!("stored record unreadable: {err}"))),
+        };
+        for (index, line) in segment::lines(&segment.lines).enumerate() {
+            segment.records += 1;
+            if let Err(reason) = segment::Line::parse(line) {
+                unreadable.push(Unreadable {
+                    rowid,
+                    line: Some(index),
+                    reason,
+                });
+            }
         }
+        segments.push(segment);
     }
-    Ok((records, unreadable))
+    Ok((Batch { id, segments }, unreadable))
+}
+
+/// The first `head` lines of `lines`.
+fn cut(mut lines: String, head: usize) -> String {
+    if let Some((end, _)) = lines.match_indices('\n').nth(head.saturating_sub(1)) {
+        lines.truncate(end);
+    }
+    lines
 }
 
 /// Releases the batch in flight when it holds records of `purpose` (before
@@ -286,31 +365,62 @@ pub fn dead_letter_batch(
     Ok(moved)
 }
 
-/// Copies every record of batch `id` into the dead-letter table (the batch
-/// stays as it is); returns how many.
+/// Copies every record of batch `id` into the dead-letter table, one row
+/// each (the batch stays as it is); returns how many.
 pub fn copy_to_dead_letter(
     connection: &Connection,
     id: Uuid,
     status: Option<u16>,
     reason: &str,
 ) -> Result<u64, StoreError> {
+    let (batch, _) = read_batch(connection, id)?;
     let at = rfc3339(SystemTime::now());
-    each_range(
-        connection,
-        id,
-        super::trail::DEAD_LETTER_RANGE,
-        &[&at, &status, &reason],
-    )
+    let mut copied = 0;
+    for segment in &batch.segments {
+        for line in segment::lines(&segment.lines) {
+            let removed = segment::Removed {
+                purpose: segment.purpose.clone(),
+                clause: segment.clause.clone(),
+                line: line.to_owned(),
+            };
+            super::trail::insert_dead_letter(connection, &at, &removed, status, reason)?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
 }
 
-/// Deletes batch `id`'s records and its claim; returns how many went.
+/// Deletes batch `id`'s records (whole segments, and the head of the last
+/// one) and its claim; returns how many records went.
 fn remove_batch(connection: &Connection, id: Uuid) -> Result<u64, StoreError> {
-    let removed = each_range(
-        connection,
-        id,
-        "DELETE FROM queue WHERE id BETWEEN ?1 AND ?2",
-        &[],
-    )?;
+    let parts: Vec<(i64, i64, Option<i64>)> = connection
+        .prepare_cached("SELECT first, last, head FROM claim WHERE batch_id = ?1")?
+        .query_map(params![id.to_string()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut removed = 0;
+    for (first, last, head) in parts {
+        match head {
+            Some(head) => {
+                let head = head.max(0) as usize;
+                removed += segment::trim(connection, first, |index, _, _| index >= head)?
+                    .0
+                    .len() as u64;
+            }
+            None => {
+                let records: i64 = connection
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(records), 0) FROM queue WHERE id BETWEEN ?1 AND ?2",
+                    )?
+                    .query_row(params![first, last], |row| row.get(0))?;
+                connection
+                    .prepare_cached("DELETE FROM queue WHERE id BETWEEN ?1 AND ?2")?
+                    .execute(params![first, last])?;
+                removed += records.max(0) as u64;
+            }
+        }
+    }
     release_batch(connection, id)?;
     Ok(removed)
 }
@@ -352,7 +462,8 @@ pub fn complete_batch_with(
 pub fn batch_bytes(connection: &Connection, id: Uuid) -> Result<u64, StoreError> {
     let bytes: i64 = connection
         .prepare_cached(
-            "SELECT COALESCE(SUM(q.size), 0) FROM claim c JOIN queue q ON q.id BETWEEN c.first AND c.last
+            "SELECT COALESCE(SUM(CASE WHEN c.head IS NULL THEN q.size ELSE c.head_bytes END), 0)
+             FROM claim c JOIN queue q ON q.id BETWEEN c.first AND c.last
              WHERE c.batch_id = ?1",
         )?
         .query_row(params![id.to_string()], |row| row.get(0))?;
@@ -386,7 +497,7 @@ mod tests {
             enqueue(&c, &[test_record(purpose, 1)]).unwrap();
         }
         let batch = claim_batch(&c, limits(10), &["a"]).unwrap().unwrap();
-        assert_eq!(batch.records.len(), 4);
+        assert_eq!(batch.len(), 4);
         assert_eq!(ranges(&c, batch.id).unwrap(), vec![(1, 1), (3, 4), (6, 6)]);
         // A record that arrives later is never part of it.
         enqueue(&c, &[test_record("a", 2)]).unwrap();
@@ -415,7 +526,7 @@ mod tests {
         c.execute("DELETE FROM queue WHERE id = 3", []).unwrap();
         let batch = claim_batch(&c, limits(10), &["a"]).unwrap().unwrap();
         assert_eq!(ranges(&c, batch.id).unwrap(), vec![(1, 5)]);
-        assert_eq!(batch.records.len(), 4);
+        assert_eq!(batch.len(), 4);
     }
 
     #[test]
@@ -430,7 +541,7 @@ mod tests {
         // `b` may no longer be sent: the batch is claimed afresh without it.
         let narrower = claim_batch(&c, limits(10), &["a"]).unwrap().unwrap();
         assert_ne!(narrower.id, first.id);
-        assert_eq!(narrower.records.len(), 2);
+        assert_eq!(narrower.len(), 2);
         // Its records purged from under it: nothing is left to claim.
         release_holding(&c, "a").unwrap();
         c.execute("DELETE FROM queue WHERE purpose = 'a'", [])
@@ -466,5 +577,55 @@ mod tests {
             .unwrap();
         assert_eq!(dead, 2);
         assert_eq!(claimed(&c).unwrap(), None);
+    }
+
+    #[test]
+    fn a_segment_larger_than_a_batch_goes_in_heads_and_keeps_its_place() {
+        let (_dir, c) = store();
+        enqueue(
+            &c,
+            &(0..10).map(|n| test_record("a", n)).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        enqueue(&c, &[test_record("a", 10)]).unwrap();
+        let numbers = |batch: &Batch| -> Vec<i64> {
+            batch
+                .record_vec()
+                .iter()
+                .map(|r| {
+                    serde_json::from_str::<serde_json::Value>(&r.fields_json).unwrap()["n"]
+                        .as_i64()
+                        .unwrap()
+                })
+                .collect()
+        };
+        let first = claim_batch(&c, limits(4), &["a"]).unwrap().unwrap();
+        assert_eq!(numbers(&first), [0, 1, 2, 3]);
+        assert_eq!(
+            batch_bytes(&c, first.id).unwrap(),
+            4 * test_record("a", 1).size() as u64
+        );
+        // A retry is the same four.
+        let again = claim_batch(&c, limits(4), &["a"]).unwrap().unwrap();
+        assert_eq!((again.id, numbers(&again)), (first.id, vec![0, 1, 2, 3]));
+        assert_eq!(complete_batch(&c, first.id, "uploaded", "ok").unwrap(), 4);
+        // The rest of the segment is still first in line, in its row.
+        let next = claim_batch(&c, limits(7), &["a"]).unwrap().unwrap();
+        assert_eq!(numbers(&next), [4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(ranges(&c, next.id).unwrap(), vec![(1, 2)]);
+        // Bytes limit: at least one record, however large.
+        release_batch(&c, next.id).unwrap();
+        let tiny = BatchLimits {
+            records: 100,
+            bytes: 1,
+        };
+        let one = claim_batch(&c, tiny, &["a"]).unwrap().unwrap();
+        assert_eq!(numbers(&one), [4]);
+        assert_eq!(
+            dead_letter_batch(&c, one.id, Some(400), "refused").unwrap(),
+            1
+        );
+        let rest = claim_batch(&c, limits(100), &["a"]).unwrap().unwrap();
+        assert_eq!(numbers(&rest), [5, 6, 7, 8, 9, 10]);
     }
 }

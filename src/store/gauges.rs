@@ -139,8 +139,7 @@ impl Tally {
         connection: &Connection,
         records: &[GatedRecord],
     ) -> Result<(), StoreError> {
-        queue::enqueue(connection, records)?;
-        let bytes = records.iter().map(|r| r.size() as u64).sum();
+        let bytes = queue::enqueue(connection, records)?;
         self.0.added(records.len() as u64, bytes);
         Ok(())
     }

@@ -18,6 +18,7 @@ pub mod queue;
 pub mod receipts;
 mod recover;
 mod schema;
+pub(crate) mod segment;
 mod trail;
 pub mod writer;
 
@@ -33,6 +34,7 @@ pub use bounds::{Bounds, Drops, StoreConfig};
 pub use gauges::Tally;
 pub use open::{QUARANTINE_DIR, Quarantine, last_quarantine};
 pub use queue::{meta_get, meta_set};
+pub use segment::record_size;
 pub use writer::{CommitError, Durable, Writer, WriterError};
 
 /// File name of the database inside `state_dir`.
@@ -54,12 +56,110 @@ pub struct QueuedRecord {
     pub fields_json: String,
 }
 
+/// Records of one purpose and clause in a batch, as the queue keeps them
+/// (`segment`): one JSON line each, `{"collected_at":…,"fields":…}`,
+/// joined by `\n`, every line checked when the batch was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub purpose: String,
+    pub clause: String,
+    pub clause_version: u32,
+    pub clause_sha256: String,
+    /// How many lines `lines` holds.
+    pub records: usize,
+    pub lines: String,
+}
+
+impl Segment {
+    /// Its lines, one per record.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        segment::lines(&self.lines).filter(|line| !line.is_empty())
+    }
+}
+
 /// Records claimed for one upload attempt. The id is the `Idempotency-Key`:
 /// a retry of the same batch carries the same id.
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub id: Uuid,
-    pub records: Vec<QueuedRecord>,
+    pub segments: Vec<Segment>,
+}
+
+impl Batch {
+    /// A batch of `records` (tests and benches), in segments of the
+    /// records next to each other that share a purpose and clause.
+    pub fn of_records(id: Uuid, records: &[QueuedRecord]) -> Self {
+        let mut segments: Vec<Segment> = Vec::new();
+        for record in records {
+            let joins = segments.last().is_some_and(|s| {
+                s.purpose == record.purpose
+                    && s.clause == record.clause
+                    && s.clause_version == record.clause_version
+                    && s.clause_sha256 == record.clause_sha256
+            });
+            if !joins {
+                segments.push(Segment {
+                    purpose: record.purpose.clone(),
+                    clause: record.clause.clone(),
+                    clause_version: record.clause_version,
+                    clause_sha256: record.clause_sha256.clone(),
+                    records: 0,
+                    lines: String::new(),
+                });
+            }
+            let segment = segments.last_mut().expect("one was pushed");
+            segment::push_line(
+                &mut segment.lines,
+                &record.collected_at,
+                &record.fields_json,
+            );
+            segment.records += 1;
+        }
+        Self { id, segments }
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.segments.iter().map(|s| s.records).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its records one by one, each read from its line (the OTLP encoder
+    /// and tests; the JSON body is built from the lines as they are).
+    pub fn records(&self) -> impl Iterator<Item = Result<QueuedRecord, String>> + '_ {
+        self.segments.iter().flat_map(|segment| {
+            segment.lines().map(move |line| {
+                let line = segment::Line::parse(line)
+                    .map_err(|why| format!("a queued record of `{}`: {why}", segment.purpose))?;
+                Ok(QueuedRecord {
+                    purpose: segment.purpose.clone(),
+                    clause: segment.clause.clone(),
+                    clause_version: segment.clause_version,
+                    clause_sha256: segment.clause_sha256.clone(),
+                    collected_at: line.collected_at.into_owned(),
+                    fields_json: line.fields.get().to_owned(),
+                })
+            })
+        })
+    }
+
+    /// Its records, each read (tests: a line that cannot be read panics).
+    #[cfg(test)]
+    pub(crate) fn record_vec(&self) -> Vec<QueuedRecord> {
+        self.records().map(|r| r.unwrap()).collect()
+    }
+
+    /// Records per purpose.
+    pub fn purposes(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut purposes = std::collections::BTreeMap::new();
+        for segment in &self.segments {
+            *purposes.entry(segment.purpose.clone()).or_default() += segment.records as u64;
+        }
+        purposes
+    }
 }
 
 /// A batch's request body as first sent, kept for `history --show`.
@@ -279,7 +379,7 @@ impl Store {
 
     /// Appends records in one transaction: all are durable, or none.
     pub fn enqueue(&self, records: &[GatedRecord]) -> Result<(), StoreError> {
-        self.write(|c| queue::enqueue(c, records))
+        self.write(|c| queue::enqueue(c, records).map(drop))
     }
 
     /// Deletes queued records whose purpose `is_allowed` refuses, returning
@@ -447,7 +547,7 @@ fn health(connection: &Connection) -> Result<StoreHealth, StoreError> {
         max_queue_bytes: None,
         dropped: bounds::drops(connection, false, |_| true)?,
         queued: connection
-            .prepare("SELECT purpose, COUNT(*) FROM queue GROUP BY purpose")?
+            .prepare("SELECT purpose, SUM(records) FROM queue GROUP BY purpose")?
             .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?
             .collect::<Result<_, _>>()?,
     })

@@ -116,7 +116,7 @@ impl Model {
 
 fn numbers_of(batch: &super::Batch) -> Vec<i64> {
     batch
-        .records
+        .record_vec()
         .iter()
         .map(|r| {
             let fields: serde_json::Value = serde_json::from_str(&r.fields_json).unwrap();

@@ -369,10 +369,23 @@ struct Salvage {
 /// named), without changing the file.
 fn salvage(path: &Path) -> Option<Salvage> {
     let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    // Segments count their records; a file from before them, its rows.
+    let segments = connection
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('queue') WHERE name = 'records'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .is_ok_and(|n| n > 0);
+    let count = if segments {
+        "SELECT SUM(records) FROM queue"
+    } else {
+        "SELECT COUNT(*) FROM queue"
+    };
     let records = connection
-        .query_row("SELECT COUNT(*) FROM queue", [], |row| row.get::<_, i64>(0))
+        .query_row(count, [], |row| row.get::<_, Option<i64>>(0))
         .ok()
-        .map(|n| n as u64);
+        .map(|n| n.unwrap_or(0) as u64);
     let mut meta = Vec::new();
     for key in ["installation_id", "hash_key", super::activation::KEY] {
         if let Ok(Some(value)) = queue::meta_get(&connection, key) {

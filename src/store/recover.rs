@@ -18,7 +18,10 @@ use super::schema;
 const CHUNK: i64 = 1024;
 
 const QUEUE_COLUMNS: &str =
-    "id, purpose, clause, clause_version, clause_sha256, collected_at, fields, size";
+    "id, purpose, clause, clause_version, clause_sha256, collected_at, lines, size, records";
+
+/// A claim row: batch, first and last rowid; head and its bytes.
+type Claim = ((String, i64, i64), (Option<i64>, Option<i64>));
 
 /// What was copied into the fresh store.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -66,16 +69,21 @@ pub(super) fn recover(from: &Path, into: &Connection) -> Result<Recovered, Recov
         read_or_split(&old, start, end, &mut rows);
         start = end + 1;
     }
-    let claims: Vec<(String, i64, i64)> = old
-        .prepare("SELECT batch_id, first, last FROM claim")
+    let claims: Vec<Claim> = old
+        .prepare("SELECT batch_id, first, last, head, head_bytes FROM claim")
         .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect()
+            s.query_map([], |r| {
+                Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?)))
+            })?
+            .collect()
         })
         .unwrap_or_default();
     let bodies: Vec<Vec<Value>> = claims
         .iter()
-        .filter_map(|(batch, _, _)| {
+        .map(|((batch, _, _), _)| batch)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|batch| {
             old.query_row(
                 "SELECT batch_id, at, records, sha256, body, drops FROM sent_body WHERE batch_id = ?1",
                 params![batch],
@@ -85,9 +93,16 @@ pub(super) fn recover(from: &Path, into: &Connection) -> Result<Recovered, Recov
         })
         .collect();
     write(into, &rows, &claims, &bodies).map_err(RecoverError::Write)?;
+    let records = rows
+        .iter()
+        .map(|row| match row.get(8) {
+            Some(Value::Integer(n)) => (*n).max(1) as u64,
+            _ => 1,
+        })
+        .sum();
     Ok(Recovered {
-        records: rows.len() as u64,
-        batches: claims.len() as u64,
+        records,
+        batches: bodies.len() as u64,
     })
 }
 
@@ -120,7 +135,7 @@ fn read_or_split(old: &Connection, first: i64, last: i64, out: &mut Vec<Vec<Valu
         ))
         .and_then(|mut s| {
             s.query_map(params![first, last], |r| {
-                (0..8).map(|i| r.get::<_, Value>(i)).collect()
+                (0..9).map(|i| r.get::<_, Value>(i)).collect()
             })?
             .collect::<Result<Vec<Vec<Value>>, _>>()
         });
@@ -138,21 +153,21 @@ fn read_or_split(old: &Connection, first: i64, last: i64, out: &mut Vec<Vec<Valu
 fn write(
     into: &Connection,
     rows: &[Vec<Value>],
-    claims: &[(String, i64, i64)],
+    claims: &[Claim],
     bodies: &[Vec<Value>],
 ) -> rusqlite::Result<()> {
     into.execute_batch("BEGIN IMMEDIATE")?;
     let written = (|| {
         let mut insert = into.prepare(&format!(
-            "INSERT INTO queue ({QUEUE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            "INSERT INTO queue ({QUEUE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
         ))?;
         for row in rows {
             insert.execute(params_from_iter(row))?;
         }
-        for (batch, first, last) in claims {
+        for ((batch, first, last), (head, head_bytes)) in claims {
             into.execute(
-                "INSERT INTO claim (batch_id, first, last) VALUES (?1, ?2, ?3)",
-                params![batch, first, last],
+                "INSERT INTO claim (batch_id, first, last, head, head_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![batch, first, last, head, head_bytes],
             )?;
         }
         for body in bodies {

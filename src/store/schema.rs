@@ -114,6 +114,18 @@ const MIGRATIONS: &[&str] = &[
        GROUP BY batch_id, run;
      DROP INDEX queue_claimed;
      ALTER TABLE queue DROP COLUMN batch_id;",
+    // 9 → 10: segments (`segment`): a queue row holds the records of one
+    // purpose and clause that arrived together, one JSON line each
+    // (`{"collected_at":…,"fields":…}`), with their count; `collected_at`
+    // is the oldest of them. A row from before becomes a segment of one
+    // (its fields copied as they are: unreadable ones stay unreadable and
+    // are dead-lettered at the claim). A claim may hold the first `head`
+    // records of its last segment (`head_bytes`: their sizes added up).
+    "ALTER TABLE queue ADD COLUMN records INTEGER NOT NULL DEFAULT 1;
+     UPDATE queue SET fields = '{\"collected_at\":' || json_quote(collected_at) || ',\"fields\":' || fields || '}';
+     ALTER TABLE queue RENAME COLUMN fields TO lines;
+     ALTER TABLE claim ADD COLUMN head INTEGER;
+     ALTER TABLE claim ADD COLUMN head_bytes INTEGER;",
 ];
 
 /// The schema version this build writes.
@@ -227,5 +239,54 @@ mod tests {
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
         assert_eq!(version, SUPPORTED);
+    }
+
+    #[test]
+    fn rows_from_before_segments_become_segments_of_one_and_stay_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite");
+        let connection = Connection::open(&path).unwrap();
+        for migration in &MIGRATIONS[..9] {
+            connection.execute_batch(migration).unwrap();
+        }
+        connection.execute_batch("PRAGMA user_version = 9").unwrap();
+        for (n, fields) in [(1, r#"{"n":1}"#), (2, r#"{"n":2"#), (3, r#"{"n":3}"#)] {
+            connection
+                .execute(
+                    "INSERT INTO queue (id, purpose, clause, clause_version, clause_sha256, collected_at, fields, size)
+                     VALUES (?1, 'p', 'eula', 1, '', '2026-01-01T00:00:00Z', ?2, 2)",
+                    rusqlite::params![n, fields],
+                )
+                .unwrap();
+        }
+        connection
+            .execute(
+                "INSERT INTO claim (batch_id, first, last) VALUES ('X', 1, 1)",
+                [],
+            )
+            .unwrap();
+        migrate(&connection, &path).unwrap();
+        let lines: Vec<(String, i64)> = connection
+            .prepare("SELECT lines, records FROM queue ORDER BY id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let line = super::super::segment::Line::parse(&lines[0].0).unwrap();
+        assert_eq!(
+            (&*line.collected_at, line.fields.get(), lines[0].1),
+            ("2026-01-01T00:00:00Z", r#"{"n":1}"#, 1)
+        );
+        assert!(
+            super::super::segment::Line::parse(&lines[1].0).is_err(),
+            "still unreadable"
+        );
+        let head: Option<i64> = connection
+            .query_row("SELECT head FROM claim WHERE batch_id = 'X'", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(head, None, "still claimed whole");
     }
 }

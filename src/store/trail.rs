@@ -4,10 +4,13 @@
 
 use std::time::SystemTime;
 
-use rusqlite::{Connection, params};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::segment::{Removed, Unreadable};
 use crate::clock::rfc3339;
 
 /// Appends one line to the audit trail.
@@ -46,30 +49,78 @@ pub fn insert_audit_with(
     Ok(())
 }
 
-/// Copies the queue's rows `?1..=?2` into the dead-letter table, as they
-/// are stored, at `?3` with status `?4` and reason `?5` (a batch's ranges,
-/// `claim::copy_to_dead_letter`).
-pub(super) const DEAD_LETTER_RANGE: &str =
-    "INSERT INTO dead_letter (at, purpose, clause, collected_at, fields, status, reason)
-     SELECT ?3, purpose, clause, collected_at, fields, ?4, ?5 FROM queue WHERE id BETWEEN ?1 AND ?2";
+/// Inserts one record taken out of the queue into the dead-letter table,
+/// as it was stored, at `at` with the receiver's `status` and why.
+pub(super) fn insert_dead_letter(
+    connection: &Connection,
+    at: &str,
+    removed: &Removed,
+    status: Option<u16>,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let (collected_at, fields) = removed.dead_letter_columns();
+    connection
+        .prepare_cached(
+            "INSERT INTO dead_letter (at, purpose, clause, collected_at, fields, status, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            at,
+            removed.purpose,
+            removed.clause,
+            collected_at,
+            fields,
+            status,
+            reason
+        ])?;
+    Ok(())
+}
 
-/// Moves each of `rows` from the queue to the dead-letter table, as it is
-/// stored, with why; one audit line for them all. Returns how many moved.
-pub fn dead_letter(connection: &Connection, rows: &[(i64, String)]) -> Result<u64, StoreError> {
+/// Moves what of the queue cannot be read back to the dead-letter table,
+/// each record on its own (its segment keeps the others), or a whole row
+/// as it is stored when its columns cannot be read; one audit line for
+/// them all. Returns how many records moved.
+pub(super) fn dead_letter(
+    connection: &Connection,
+    unreadable: &[Unreadable],
+) -> Result<u64, StoreError> {
     let at = rfc3339(SystemTime::now());
     let mut moved = 0u64;
-    for (rowid, reason) in rows {
-        connection.execute(
-            "INSERT INTO dead_letter (at, purpose, clause, collected_at, fields, status, reason)
-             SELECT ?1, purpose, clause, collected_at, fields, NULL, ?2 FROM queue WHERE id = ?3",
-            params![at, reason, rowid],
-        )?;
-        moved += connection.execute("DELETE FROM queue WHERE id = ?1", params![rowid])? as u64;
+    for rowid in unreadable.iter().map(|u| u.rowid).collect::<BTreeSet<_>>() {
+        let of_row: Vec<&Unreadable> = unreadable.iter().filter(|u| u.rowid == rowid).collect();
+        if let Some(whole) = of_row.iter().find(|u| u.line.is_none()) {
+            connection.execute(
+                "INSERT INTO dead_letter (at, purpose, clause, collected_at, fields, status, reason)
+                 SELECT ?1, purpose, clause, collected_at, lines, NULL, ?2 FROM queue WHERE id = ?3",
+                params![at, whole.reason, rowid],
+            )?;
+            let records: Option<i64> = connection
+                .query_row(
+                    "SELECT records FROM queue WHERE id = ?1",
+                    params![rowid],
+                    |r| r.get(0),
+                )
+                .optional()
+                .or_else(super::segment::unreadable_as_none)?;
+            moved += connection.execute("DELETE FROM queue WHERE id = ?1", params![rowid])? as u64
+                * records.unwrap_or(1).max(1) as u64;
+            continue;
+        }
+        let lines: BTreeMap<usize, &str> = of_row
+            .iter()
+            .filter_map(|u| Some((u.line?, u.reason.as_str())))
+            .collect();
+        let (removed, _) =
+            super::segment::trim(connection, rowid, |index, _, _| !lines.contains_key(&index))?;
+        for (record, reason) in removed.iter().zip(lines.values()) {
+            insert_dead_letter(connection, &at, record, None, reason)?;
+            moved += 1;
+        }
     }
     if moved > 0 {
-        let why = rows
+        let why = unreadable
             .first()
-            .map(|(_, why)| why.as_str())
+            .map(|u| u.reason.as_str())
             .unwrap_or_default();
         insert_audit(connection, "dead-lettered", None, moved, why)?;
     }

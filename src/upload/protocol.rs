@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::clock::rfc3339;
 use crate::consent::receipt::DeletionRequest;
-use crate::store::{Batch, Drops};
+use crate::store::{Batch, Drops, Segment};
 use crate::upload::compression::{Compression, Encoder, decompress};
 
 /// Version of the envelope; a receiver refuses what it does not know.
@@ -167,6 +167,8 @@ pub enum ProtocolError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{0}")]
+    Unreadable(String),
     #[error("body cannot be decompressed: {0}")]
     Decompress(#[source] std::io::Error),
     #[error("body is not a batch envelope: {0}")]
@@ -175,40 +177,119 @@ pub enum ProtocolError {
     Protobuf(#[source] prost::DecodeError),
 }
 
+/// The JSON body of `batch`, written straight from its segments: the
+/// envelope's head, each record as its segment's clause prefix and its
+/// stored line (`store::segment`), and the envelope's tail with the drop
+/// counts. The bytes are those `serde_json` writes for the same
+/// [`Envelope`] (a test keeps them so); no record is parsed or copied on
+/// the way.
+pub fn encode_batch(batch: &Batch, dropped: &Drops, compression: Compression) -> Body {
+    let head = Envelope::empty(batch.id);
+    let mut out = Streaming {
+        compressed: compression.encoder(batch.len() * 32 + 256),
+        sha256: Sha256::new(),
+        json_len: 0,
+    };
+    write_batch(&mut out, &head, batch, dropped).expect("writing to memory cannot fail");
+    Body {
+        bytes: out.compressed.finish(),
+        compression,
+        sha256: hex::encode(out.sha256.finalize()),
+        json_len: Some(out.json_len),
+    }
+}
+
+/// Writes `head` (an envelope without records) with `batch`'s records and
+/// the `dropped` counts into `out`.
+fn write_batch(
+    out: &mut impl Write,
+    head: &Envelope,
+    batch: &Batch,
+    dropped: &Drops,
+) -> std::io::Result<()> {
+    let mut buffered = std::io::BufWriter::with_capacity(32 << 10, out);
+    // `{"schema":1,…,"records":[]}` without its last two bytes.
+    let empty = serde_json::to_vec(head)?;
+    buffered.write_all(&empty[..empty.len() - 2])?;
+    let mut first = true;
+    for segment in &batch.segments {
+        let prefix = record_prefix(segment);
+        for line in segment.lines() {
+            if !first {
+                buffered.write_all(b",")?;
+            }
+            first = false;
+            buffered.write_all(&prefix)?;
+            buffered.write_all(&line.as_bytes()[1..])?;
+        }
+    }
+    buffered.write_all(b"]")?;
+    if !dropped.is_empty() {
+        buffered.write_all(b",\"dropped\":")?;
+        serde_json::to_writer(&mut buffered, dropped)?;
+    }
+    buffered.write_all(b"}")?;
+    buffered.flush()
+}
+
+/// What every record of `segment` starts with on the wire:
+/// `{"purpose":…,"clause":…,"clause_version":…,"clause_sha256":…,` (its
+/// line, less its own `{`, follows).
+fn record_prefix(segment: &Segment) -> Vec<u8> {
+    let text = |value: &str| serde_json::to_string(value).expect("a string serializes");
+    format!(
+        "{{\"purpose\":{},\"clause\":{},\"clause_version\":{},\"clause_sha256\":{},",
+        text(&segment.purpose),
+        text(&segment.clause),
+        segment.clause_version,
+        text(&segment.clause_sha256),
+    )
+    .into_bytes()
+}
+
 impl Envelope {
+    /// The envelope of `batch`, each record read from its line (tests and
+    /// tools; the uploader writes bodies with [`encode_batch`]).
     pub fn from_batch(batch: &Batch) -> Result<Self, ProtocolError> {
         let records = batch
-            .records
-            .iter()
+            .records()
             .map(|record| {
-                let fields =
-                    RawValue::from_string(record.fields_json.clone()).map_err(|source| {
-                        ProtocolError::CorruptRecord {
-                            purpose: record.purpose.clone(),
-                            source,
-                        }
-                    })?;
+                let record = record.map_err(ProtocolError::Unreadable)?;
+                let fields = RawValue::from_string(record.fields_json).map_err(|source| {
+                    ProtocolError::CorruptRecord {
+                        purpose: record.purpose.clone(),
+                        source,
+                    }
+                })?;
                 Ok(WireRecord {
-                    purpose: record.purpose.clone(),
-                    clause: record.clause.clone(),
+                    purpose: record.purpose,
+                    clause: record.clause,
                     clause_version: record.clause_version,
-                    clause_sha256: record.clause_sha256.clone(),
-                    collected_at: record.collected_at.clone(),
+                    clause_sha256: record.clause_sha256,
+                    collected_at: record.collected_at,
                     fields,
                 })
             })
             .collect::<Result<_, ProtocolError>>()?;
         Ok(Self {
+            records,
+            ..Self::empty(batch.id)
+        })
+    }
+
+    /// Batch `id`'s envelope with no records yet, sent now.
+    fn empty(id: Uuid) -> Self {
+        Self {
             schema: SCHEMA,
-            batch_id: batch.id,
+            batch_id: id,
             agent: AgentInfo {
                 name: env!("CARGO_PKG_NAME").into(),
                 version: env!("CARGO_PKG_VERSION").into(),
             },
             sent_at: rfc3339(SystemTime::now()),
-            records,
+            records: Vec::new(),
             dropped: Drops::new(),
-        })
+        }
     }
 
     /// The request body: JSON, compressed with `compression`.
@@ -259,9 +340,9 @@ mod tests {
 
     #[test]
     fn envelope_round_trips_through_either_compression() {
-        let batch = Batch {
-            id: Uuid::new_v4(),
-            records: vec![QueuedRecord {
+        let batch = Batch::of_records(
+            Uuid::new_v4(),
+            &[QueuedRecord {
                 purpose: "update_identity".into(),
                 clause: "eula".into(),
                 clause_version: 1,
@@ -269,7 +350,7 @@ mod tests {
                 collected_at: "2026-01-01T00:00:00Z".into(),
                 fields_json: r#"{"product_id":"p"}"#.into(),
             }],
-        };
+        );
         for compression in [Compression::Zstd, Compression::Gzip] {
             let body = Envelope::from_batch(&batch).unwrap().encode(compression);
             assert_eq!(Compression::of(&body), Some(compression));
@@ -292,10 +373,7 @@ mod tests {
                 collected_at: "2026-01-01T00:00:00Z".into(),
                 fields_json: r#"{"product_id":"p"}"#.into(),
             };
-            let batch = Batch {
-                id: Uuid::new_v4(),
-                records: vec![record; count],
-            };
+            let batch = Batch::of_records(Uuid::new_v4(), &vec![record; count]);
             let body = Envelope::from_batch(&batch)
                 .unwrap()
                 .encode_body(Compression::Zstd);
@@ -310,9 +388,9 @@ mod tests {
 
     #[test]
     fn corrupt_fields_are_an_error_not_a_panic() {
-        let batch = Batch {
-            id: Uuid::new_v4(),
-            records: vec![QueuedRecord {
+        let batch = Batch::of_records(
+            Uuid::new_v4(),
+            &[QueuedRecord {
                 purpose: "p".into(),
                 clause: "eula".into(),
                 clause_version: 1,
@@ -320,10 +398,59 @@ mod tests {
                 collected_at: String::new(),
                 fields_json: "{not json".into(),
             }],
-        };
+        );
         assert!(matches!(
             Envelope::from_batch(&batch),
-            Err(ProtocolError::CorruptRecord { .. })
+            Err(ProtocolError::Unreadable(_))
         ));
+    }
+
+    #[test]
+    fn a_body_built_from_lines_is_what_serde_writes_for_its_envelope() {
+        let record = |purpose: &str, clause: &str, n: u32| QueuedRecord {
+            purpose: purpose.into(),
+            clause: clause.into(),
+            clause_version: 3,
+            clause_sha256: "ab".repeat(32),
+            collected_at: format!("2026-01-01T00:00:0{n}Z"),
+            fields_json: format!(r#"{{"n":{n},"s":"a\"b\u00e9"}}"#),
+        };
+        let batch = Batch::of_records(
+            Uuid::new_v4(),
+            &[
+                record("a", "eula", 1),
+                record("a", "eula", 2),
+                record("b", "ksn", 3),
+                record("a", "eula", 4),
+            ],
+        );
+        assert_eq!(batch.segments.len(), 3);
+        let mut drops = Drops::new();
+        drops
+            .entry("a".into())
+            .or_default()
+            .insert("queue_full".into(), 2);
+        for dropped in [Drops::new(), drops] {
+            let body = encode_batch(&batch, &dropped, Compression::Zstd);
+            let json = body.json().unwrap();
+            let decoded: Envelope = serde_json::from_slice(&json).unwrap();
+            assert_eq!(decoded.records.len(), 4);
+            assert_eq!(decoded.dropped, dropped);
+            let expected = Envelope {
+                sent_at: decoded.sent_at.clone(),
+                dropped: dropped.clone(),
+                ..Envelope::from_batch(&batch).unwrap()
+            };
+            assert_eq!(json, serde_json::to_vec(&expected).unwrap());
+            assert_eq!(body.sha256, hex::encode(Sha256::digest(&json)));
+            assert_eq!(body.json_len, Some(json.len()));
+        }
+        let empty = encode_batch(
+            &Batch::of_records(Uuid::new_v4(), &[]),
+            &Drops::new(),
+            Compression::Gzip,
+        );
+        let decoded = Envelope::decode(&empty.bytes).unwrap();
+        assert!(decoded.records.is_empty());
     }
 }

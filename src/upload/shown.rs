@@ -102,10 +102,7 @@ mod tests {
 
     #[test]
     fn a_json_body_is_shown_as_sent_and_a_damaged_one_is_refused() {
-        let batch = crate::store::Batch {
-            id: uuid::Uuid::new_v4(),
-            records: Vec::new(),
-        };
+        let batch = crate::store::Batch::of_records(uuid::Uuid::new_v4(), &Vec::new());
         let body = Envelope::from_batch(&batch)
             .unwrap()
             .encode_body(crate::upload::compression::Compression::Zstd);

@@ -315,7 +315,7 @@ fn only_consent_touches_the_consent_file_only_the_registry_decides_and_only_the_
         // besides the store's own moves of rows it already held.
         if code.contains("INSERT INTO queue") {
             assert!(
-                ["store/queue.rs", "store/recover.rs", "store/schema.rs"]
+                ["store/segment.rs", "store/recover.rs", "store/schema.rs"]
                     .contains(&relative.as_str()),
                 "{relative} inserts into the queue"
             );

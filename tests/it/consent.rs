@@ -1,7 +1,7 @@
 //! The consent model as a person meets it: legal basis, bundling, opt-out
 //! signals.
 
-use crate::support::{World, stderr_line};
+use crate::support::{World, queued_records, stderr_line};
 
 /// `status --json` decisions, by purpose: (allowed, basis, reason).
 async fn decisions(world: &World, env: &[(&str, &str)]) -> Vec<(String, bool, String, String)> {
@@ -388,14 +388,12 @@ async fn personal_data_is_minimised_before_anything_is_stored() {
     assert!(out.status.success(), "{out:?}");
 
     // What the store holds is already minimised.
-    let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
-    let stored: Vec<String> = db
-        .prepare("SELECT fields FROM queue WHERE purpose IN ('ksn_threat_reports', 'promotions')")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let stored: Vec<String> = queued_records(&world.path("state/consentry.sqlite3"), |p| {
+        ["ksn_threat_reports", "promotions"].contains(&p)
+    })
+    .into_iter()
+    .map(|(_, fields)| fields)
+    .collect();
     assert_eq!(stored.len(), 3, "{stored:?}");
     let all = stored.join("\n");
     for secret in ["alice", ".77", "example.com", "eicar.com"] {

@@ -351,7 +351,7 @@ async fn events_of_a_purpose_not_allowed_are_counted_and_leave_no_trace() {
         .ok();
     let queued: i64 = db
         .query_row(
-            "SELECT COUNT(*) FROM queue WHERE purpose = 'ksn_scan_aggregates'",
+            "SELECT COALESCE(SUM(records), 0) FROM queue WHERE purpose = 'ksn_scan_aggregates'",
             [],
             |r| r.get(0),
         )

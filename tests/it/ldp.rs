@@ -7,7 +7,7 @@ use consentry::catalogue::Catalogue;
 use consentry::document::{Document, Origin};
 use consentry::privacy::ldp::Frequencies;
 
-use crate::support::World;
+use crate::support::{World, queued_records};
 
 /// Values no other byte of the state directory could hold by chance.
 const DOMAIN: [&str; 3] = ["amethyst-edition-7", "beryl-edition-7", "citrine-edition-7"];
@@ -49,15 +49,11 @@ async fn a_randomised_value_never_reaches_the_store_or_the_receiver() {
     assert_eq!(summary["accepted"], REPORTS, "{summary}");
 
     // Queued: one report each, none of them a domain value.
-    let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
-    let stored: Vec<String> = db
-        .prepare("SELECT fields FROM queue WHERE purpose = 'ldp_probe'")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    drop(db);
+    let stored: Vec<String> =
+        queued_records(&world.path("state/consentry.sqlite3"), |p| p == "ldp_probe")
+            .into_iter()
+            .map(|(_, fields)| fields)
+            .collect();
     assert_eq!(stored.len(), REPORTS);
     let document = Document {
         origin: Origin::File("catalogue.toml".into()),
@@ -141,7 +137,7 @@ async fn a_restart_does_not_reset_the_day_s_count_of_reports() {
     let queued = || {
         let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
         db.query_row(
-            "SELECT COUNT(*) FROM queue WHERE purpose = 'ldp_probe'",
+            "SELECT COALESCE(SUM(records), 0) FROM queue WHERE purpose = 'ldp_probe'",
             [],
             |row| row.get::<_, i64>(0),
         )

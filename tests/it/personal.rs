@@ -4,7 +4,7 @@
 //! the real daemon, in every field they went out in, and nothing of them
 //! reaches the store, the log or the receiver; well-shaped values still go.
 
-use crate::support::World;
+use crate::support::{World, queued_records};
 
 /// The examples.
 const SECRETS: [&str; 5] = [
@@ -214,15 +214,7 @@ async fn refused_in(product: &str, grants: &[&str]) {
     assert!(text.contains("personal_data (values never kept)"), "{text}");
 
     // Nothing of them in the store, not even in freed pages or the WAL.
-    let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
-    let stored: Vec<(String, String)> = db
-        .prepare("SELECT purpose, fields FROM queue")
-        .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    drop(db);
+    let stored = queued_records(&world.path("state/consentry.sqlite3"), |_| true);
     for purpose in &purposes {
         let kept = stored.iter().filter(|(p, _)| p == purpose).count();
         assert_eq!(kept, 1, "{purpose}: {stored:?}");

@@ -83,7 +83,10 @@ async fn one_corrupt_record_is_dead_lettered_and_its_neighbours_arrive() {
 
     let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
     db.execute(
-        "UPDATE queue SET fields = '{\"broken' WHERE id = (SELECT id FROM queue WHERE purpose = 'installation_errors' ORDER BY id LIMIT 1 OFFSET 250)",
+        // The first line of a segment in the middle loses its end.
+        "UPDATE queue SET lines = '{\"broken' || substr(lines, instr(lines, char(10)))
+         WHERE id = (SELECT id FROM queue WHERE purpose = 'installation_errors' AND records > 1
+                     ORDER BY id LIMIT 1 OFFSET (SELECT COUNT(*) / 2 FROM queue WHERE records > 1))",
         [],
     )
     .unwrap();

@@ -102,8 +102,9 @@ pub fn request(
     let batch_id = batch.id.to_string();
     // Identity (the lifted fields' values) → its records, in queue order.
     let mut groups: BTreeMap<Identity, Vec<LogRecord>> = BTreeMap::new();
-    for (index, record) in batch.records.iter().enumerate() {
-        let (identity, log) = log_record(record, &batch_id, index)?;
+    for (index, record) in batch.records().enumerate() {
+        let record = record.map_err(ProtocolError::Unreadable)?;
+        let (identity, log) = log_record(&record, &batch_id, index)?;
         groups.entry(identity).or_default().push(log);
     }
     if !drops.is_empty() {
@@ -344,9 +345,9 @@ mod tests {
     #[test]
     fn records_become_log_records_grouped_by_the_identity_they_carry() {
         let id = Uuid::new_v4();
-        let batch = Batch {
+        let batch = Batch::of_records(
             id,
-            records: vec![
+            &[
                 record(
                     "update_identity",
                     r#"{"product_id":"p","product_version":"1.0","installation_id":"i-1","update_task_id":"t"}"#,
@@ -360,7 +361,7 @@ mod tests {
                     r#"{"product_id":"p","product_version":"1.0","installation_id":"i-1","update_task_id":"u"}"#,
                 ),
             ],
-        };
+        );
         let mut drops = Drops::new();
         drops
             .entry("installation_errors".into())
@@ -419,13 +420,10 @@ mod tests {
 
     #[test]
     fn corrupt_fields_are_an_error_and_answers_are_read() {
-        let batch = Batch {
-            id: Uuid::new_v4(),
-            records: vec![record("p", "{not json")],
-        };
+        let batch = Batch::of_records(Uuid::new_v4(), &[record("p", "{not json")]);
         assert!(matches!(
             request(&batch, Region::Global, &Drops::new()),
-            Err(ProtocolError::CorruptRecord { .. })
+            Err(ProtocolError::Unreadable(_))
         ));
         assert_eq!(rejected(b"").unwrap(), None);
         assert_eq!(

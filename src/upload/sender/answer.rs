@@ -22,7 +22,7 @@ impl<S: Durable> Uploader<S> {
         accepted: Accepted,
         summary: &mut UploadSummary,
     ) -> Result<bool, UploadError> {
-        let count = batch.records.len() as u64;
+        let count = batch.len() as u64;
         let Accepted {
             status,
             rejected,
@@ -86,10 +86,10 @@ impl<S: Durable> Uploader<S> {
         detail: &str,
         summary: &mut UploadSummary,
     ) -> Result<(), UploadError> {
-        let count = batch.records.len() as u64;
-        if Refusal::of(status, batch.records.len()) == Refusal::Split {
+        let count = batch.len() as u64;
+        if Refusal::of(status, batch.len()) == Refusal::Split {
             // A refusal of the content is no reason to wait.
-            self.split_limit = Some((batch.records.len() / 2).max(1));
+            self.split_limit = Some((batch.len() / 2).max(1));
             self.writer
                 .audit(
                     "refused",
@@ -130,12 +130,8 @@ pub(super) struct Numbers {
 
 impl Numbers {
     pub(super) fn of(batch: &Batch, body: &Body) -> Self {
-        let mut purposes = std::collections::BTreeMap::<String, u64>::new();
-        for record in &batch.records {
-            *purposes.entry(record.purpose.clone()).or_default() += 1;
-        }
         Self {
-            purposes,
+            purposes: batch.purposes(),
             json_bytes: body
                 .json_len
                 .or_else(|| body.json().ok().map(|json| json.len()))

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::compression::Compression;
 use super::in_flight::InFlight;
 use super::policy::{Protocol, Refusal, UploadResult};
-use super::protocol::{Body, DeletionEnvelope, Envelope};
+use super::protocol::{self, Body, DeletionEnvelope};
 use super::schedule::{Pace, next_attempt};
 use super::send_lock::{ANOTHER_SENDER, SendLock};
 use super::transport::Answer;
@@ -240,10 +240,7 @@ impl<S: Durable> Uploader<S> {
             let Some(batch) = self.writer.claim_batch(self.limits(), sendable).await? else {
                 break;
             };
-            let mut purposes: Vec<String> =
-                batch.records.iter().map(|r| r.purpose.clone()).collect();
-            purposes.sort();
-            purposes.dedup();
+            let purposes: Vec<String> = batch.purposes().into_keys().collect();
             // Registered first, then the last look at the consent: see
             // `InFlight`.
             let cancel = self.in_flight.start(purposes.clone());
@@ -404,13 +401,7 @@ impl<S: Durable> Uploader<S> {
         }
         let compression = self.compression().await?;
         let encoded = match self.transport.protocol() {
-            Protocol::ConsentryJson => Envelope::from_batch(batch).map(|envelope| {
-                Envelope {
-                    dropped: drops.clone(),
-                    ..envelope
-                }
-                .encode_body(compression)
-            }),
+            Protocol::ConsentryJson => Ok(protocol::encode_batch(batch, &drops, compression)),
             Protocol::OtlpHttp => otlp::request(batch, self.identity.region, &drops)
                 .map(|request| otlp::encode(&request, compression)),
         };
@@ -429,7 +420,7 @@ impl<S: Durable> Uploader<S> {
         let kept = SentBody {
             batch_id: id,
             at: rfc3339(SystemTime::now()),
-            records: batch.records.len() as u64,
+            records: batch.len() as u64,
             sha256: body.sha256.clone(),
             bytes: body.bytes.clone(),
             drops,
@@ -491,7 +482,7 @@ impl<S: Durable> Uploader<S> {
                 self.accepted(&batch, accepted, summary).await
             }
             UploadResult::Refused { status, detail }
-                if Refusal::of(*status, batch.records.len()) != Refusal::RetryLater =>
+                if Refusal::of(*status, batch.len()) != Refusal::RetryLater =>
             {
                 self.refused_content(&batch, *status, detail, summary)
                     .await?;
@@ -501,7 +492,7 @@ impl<S: Durable> Uploader<S> {
                 let wait = self.note_wait(summary);
                 let detail = result.detail();
                 summary.stopped = Some(detail.clone());
-                let count = batch.records.len() as u64;
+                let count = batch.len() as u64;
                 self.writer
                     .audit_with("failed", Some(batch.id), count, detail.clone(), Some(facts))
                     .await?;

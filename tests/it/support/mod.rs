@@ -11,7 +11,9 @@ use consentry::receiver::{LoopbackPki, Receiver};
 use tokio::process::{Child, Command};
 
 mod eventually;
+mod queue;
 pub use eventually::{eventually, within};
+pub use queue::queued_records;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_consentry");
 

@@ -1,0 +1,358 @@
+//! Segments: how records sit in the queue. One `queue` row holds the
+//! records of one purpose and clause that arrived together (an ingest
+//! chunk, a collector's round), each as one line of JSON,
+//! `{"collected_at":"…","fields":{…}}`, the lines joined by `\n`. A
+//! record's wire form is its segment's clause prefix followed by its line
+//! from the second byte on (`upload::protocol`), so a batch body is built
+//! by concatenation, and SQLite does one row's work for a whole chunk.
+//!
+//! The row keeps its records' count (`records`), their sizes added up
+//! (`size`) and the oldest `collected_at` (what age expiry looks at
+//! first). An operation on some records of a segment (a claim that takes
+//! its first lines, expiry by age, dead-lettering one unreadable record)
+//! rewrites the row without them: its rowid, and so its place in the
+//! queue, stays.
+
+use std::borrow::Cow;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::StoreError;
+use crate::gate::GatedRecord;
+
+/// A segment takes no more records once its lines reach this size: a
+/// row of at most a few pages, so that a damaged page (`store::recover`)
+/// costs tens of records, not a whole chunk, while SQLite still does one
+/// row's work for fifty install-task records or so.
+pub(super) const MAX_SEGMENT_BYTES: usize = 16 * 1024;
+
+#[cfg(test)]
+use crate::record::line::len as line_len;
+pub use crate::record::line::{push as push_line, size as record_size};
+
+/// One record's line, read back: borrowed from the segment's text.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line<'a> {
+    #[serde(borrow)]
+    pub collected_at: Cow<'a, str>,
+    #[serde(borrow)]
+    pub fields: &'a RawValue,
+}
+
+impl<'a> Line<'a> {
+    /// Reads one line; an error says why it cannot be sent. A line must be
+    /// a JSON object from its first byte (the wire form cuts that byte).
+    pub fn parse(line: &'a str) -> Result<Self, String> {
+        if !line.starts_with('{') {
+            return Err("stored record is not a JSON object".to_owned());
+        }
+        serde_json::from_str(line).map_err(|err| format!("stored record is not JSON: {err}"))
+    }
+}
+
+/// The records of one purpose and clause that go into one row.
+struct Pending<'r> {
+    first: &'r GatedRecord,
+    lines: String,
+    records: i64,
+    size: u64,
+    oldest: &'r str,
+    /// Full: the purpose's next records start a new segment.
+    closed: bool,
+}
+
+/// Appends `records` as segments, one per purpose and clause (in the order
+/// each first appears; a purpose's records keep their order) and
+/// [`MAX_SEGMENT_BYTES`] of lines, inside the caller's transaction. Returns the bytes they count for.
+pub(super) fn insert(connection: &Connection, records: &[GatedRecord]) -> Result<u64, StoreError> {
+    let mut pending: Vec<Pending<'_>> = Vec::new();
+    for record in records {
+        let same = |p: &Pending<'_>| {
+            p.first.purpose() == record.purpose()
+                && p.first.clause() == record.clause()
+                && p.first.clause_version() == record.clause_version()
+                && p.first.clause_sha256() == record.clause_sha256()
+        };
+        let mut open = pending.iter_mut().find(|p| !p.closed && same(p));
+        if let Some(full) = open.take_if(|p| p.lines.len() >= MAX_SEGMENT_BYTES) {
+            full.closed = true;
+        }
+        let segment = match open {
+            Some(segment) => segment,
+            None => {
+                pending.push(Pending {
+                    first: record,
+                    lines: String::with_capacity(
+                        (records.len() * 64).min(MAX_SEGMENT_BYTES + 1024),
+                    ),
+                    records: 0,
+                    size: 0,
+                    oldest: record.collected_at(),
+                    closed: false,
+                });
+                pending.last_mut().expect("just pushed")
+            }
+        };
+        push_line(
+            &mut segment.lines,
+            record.collected_at(),
+            record.fields_json(),
+        );
+        segment.records += 1;
+        segment.size += record.size() as u64;
+        segment.oldest = segment.oldest.min(record.collected_at());
+    }
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO queue (purpose, clause, clause_version, clause_sha256, collected_at, lines, records, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut bytes = 0;
+    for segment in &pending {
+        let first = segment.first;
+        insert.execute(params![
+            first.purpose(),
+            first.clause(),
+            first.clause_version(),
+            first.clause_sha256(),
+            segment.oldest,
+            segment.lines,
+            segment.records,
+            segment.size as i64,
+        ])?;
+        bytes += segment.size;
+    }
+    Ok(bytes)
+}
+
+/// What of a claimed batch cannot be read back: a whole row (`line`
+/// `None`: a column of the wrong type) or one line of it, and why.
+#[derive(Debug)]
+pub(super) struct Unreadable {
+    pub rowid: i64,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+/// A line taken out of a segment, as it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Removed {
+    pub purpose: String,
+    pub clause: String,
+    pub line: String,
+}
+
+impl Removed {
+    /// Its `collected_at` and fields as the dead-letter table keeps them
+    /// (the raw line as the fields when it cannot be read).
+    pub(super) fn dead_letter_columns(&self) -> (Option<String>, String) {
+        match Line::parse(&self.line) {
+            Ok(line) => (
+                Some(line.collected_at.into_owned()),
+                line.fields.get().to_owned(),
+            ),
+            Err(_) => (None, self.line.clone()),
+        }
+    }
+}
+
+/// Rewrites segment `rowid` keeping only the lines `keep` accepts (by
+/// position, text and the bytes the record counts for), or deletes it when none is kept; returns the lines
+/// taken out, in order, and the bytes they counted for. A row that
+/// cannot be read is left as it is (the claim dead-letters it).
+pub(super) fn trim(
+    connection: &Connection,
+    rowid: i64,
+    mut keep: impl FnMut(usize, &str, u64) -> bool,
+) -> Result<(Vec<Removed>, u64), StoreError> {
+    let row: Option<(String, String, String)> = connection
+        .prepare_cached("SELECT purpose, clause, lines FROM queue WHERE id = ?1")?
+        .query_row(params![rowid], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()
+        .or_else(unreadable_as_none)?;
+    let Some((purpose, clause, lines)) = row else {
+        return Ok((Vec::new(), 0));
+    };
+    let mut kept = String::with_capacity(lines.len());
+    let (mut records, mut size, mut freed) = (0i64, 0u64, 0u64);
+    let mut oldest: Option<String> = None;
+    let mut removed = Vec::new();
+    for (index, line) in lines.split('\n').enumerate() {
+        let line_size = record_size(&purpose, &clause, line.len());
+        if keep(index, line, line_size) {
+            if !kept.is_empty() {
+                kept.push('\n');
+            }
+            kept.push_str(line);
+            records += 1;
+            size += line_size;
+            if let Ok(parsed) = Line::parse(line)
+                && oldest.as_deref().is_none_or(|o| *parsed.collected_at < *o)
+            {
+                oldest = Some(parsed.collected_at.into_owned());
+            }
+        } else {
+            freed += line_size;
+            removed.push(Removed {
+                purpose: purpose.clone(),
+                clause: clause.clone(),
+                line: line.to_owned(),
+            });
+        }
+    }
+    if removed.is_empty() {
+        return Ok((removed, 0));
+    }
+    if records == 0 {
+        connection
+            .prepare_cached("DELETE FROM queue WHERE id = ?1")?
+            .execute(params![rowid])?;
+    } else {
+        connection
+            .prepare_cached(
+                "UPDATE queue SET lines = ?2, records = ?3, size = ?4,
+                   collected_at = COALESCE(?5, collected_at) WHERE id = ?1",
+            )?
+            .execute(params![rowid, kept, records, size as i64, oldest])?;
+    }
+    Ok((removed, freed))
+}
+
+/// A row whose columns cannot be read as their types, as `None` (other
+/// errors stay errors).
+pub(super) fn unreadable_as_none<T>(err: rusqlite::Error) -> rusqlite::Result<Option<T>> {
+    match err {
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            Ok(None)
+        }
+        err => Err(err),
+    }
+}
+
+/// Splits a segment's text into its lines.
+pub(super) fn lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::test_record;
+
+    #[test]
+    fn a_line_is_the_record_s_time_and_fields_and_reads_back() {
+        let mut lines = String::new();
+        push_line(&mut lines, "2026-01-01T00:00:00Z", r#"{"n":1}"#);
+        push_line(&mut lines, "odd \"time\"", r#"{"n":2}"#);
+        let read: Vec<Line<'_>> = super::lines(&lines)
+            .map(|l| Line::parse(l).unwrap())
+            .collect();
+        assert_eq!(read[0].collected_at, "2026-01-01T00:00:00Z");
+        assert_eq!(read[0].fields.get(), r#"{"n":1}"#);
+        assert_eq!(read[1].collected_at, "odd \"time\"");
+        let first = lines.split('\n').next().unwrap();
+        assert_eq!(first.len(), line_len("2026-01-01T00:00:00Z", r#"{"n":1}"#));
+        let record = test_record("a", 1);
+        assert_eq!(
+            record.size() as u64,
+            record_size(
+                "a",
+                "eula",
+                line_len(record.collected_at(), record.fields_json())
+            )
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_record_is_refused() {
+        for bad in [
+            "",
+            "{\"n\":2",
+            " {\"collected_at\":\"t\",\"fields\":{}}",
+            "{\"collected_at\":\"t\"}",
+            "{\"collected_at\":\"t\",\"fields\":{},\"x\":1}",
+        ] {
+            assert!(Line::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn records_become_one_row_per_purpose_and_a_trim_keeps_the_row_s_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::store::open_connection(dir.path())
+            .unwrap()
+            .connection;
+        let records: Vec<_> = [("a", 1), ("b", 2), ("a", 3), ("a", 4)]
+            .iter()
+            .map(|(p, n)| test_record(p, *n))
+            .collect();
+        let bytes = insert(&c, &records).unwrap();
+        assert_eq!(bytes, records.iter().map(|r| r.size() as u64).sum::<u64>());
+        let rows: Vec<(i64, String, i64, String)> = c
+            .prepare("SELECT id, purpose, records, lines FROM queue ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].1.as_str(), rows[0].2), ("a", 3));
+        assert_eq!(rows[0].3.lines().count(), 3);
+        let (removed, freed) = trim(&c, rows[0].0, |index, _, _| index != 1).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert!(removed[0].line.contains("\"n\":3"));
+        assert_eq!(freed, records[2].size() as u64);
+        let (count, lines): (i64, String) = c
+            .query_row(
+                "SELECT records, lines FROM queue WHERE id = ?1",
+                [rows[0].0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(count, 2);
+        assert!(lines.contains("\"n\":1") && lines.contains("\"n\":4"));
+        let (removed, _) = trim(&c, rows[0].0, |_, _, _| false).unwrap();
+        assert_eq!(removed.len(), 2);
+        let left: i64 = c
+            .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1);
+    }
+
+    #[test]
+    fn a_segment_stops_taking_records_at_its_size_so_damage_costs_little() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::store::open_connection(dir.path())
+            .unwrap()
+            .connection;
+        let records: Vec<_> = (0..2000).map(|n| test_record("a", n)).collect();
+        insert(&c, &records).unwrap();
+        let rows: Vec<(i64, i64)> = c
+            .prepare("SELECT records, length(lines) FROM queue ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(rows.len() > 1, "{rows:?}");
+        assert_eq!(rows.iter().map(|r| r.0).sum::<i64>(), 2000);
+        assert!(
+            rows.iter()
+                .all(|r| (r.1 as usize) < MAX_SEGMENT_BYTES + 100),
+            "{rows:?}"
+        );
+        // In order: the first row holds the first records.
+        let first: String = c
+            .query_row("SELECT lines FROM queue ORDER BY id LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(
+            first.starts_with("{\"collected_at\":\"2026-01-01T00:00:00Z\",\"fields\":{\"n\":0}}")
+        );
+    }
+}
