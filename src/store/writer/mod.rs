@@ -563,6 +563,8 @@ fn commit_group<S: Durable>(
 }
 
 mod ops;
+mod upload_ops;
+pub use upload_ops::NextBatch;
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{Durable, Writer, WriterError};
 use crate::gate::GatedRecord;
-use crate::store::{Batch, BatchLimits, bounds, queue};
+use crate::store::{bounds, queue};
 
 impl<S: Durable> Writer<S> {
     /// Queues gated records; answers once they are durable.
@@ -59,28 +59,6 @@ impl<S: Durable> Writer<S> {
             let purged = queue::purge_blocked(c, keep, &why)?;
             gauges.removed_uncounted(purged);
             Ok(purged)
-        })
-        .await
-    }
-
-    /// See [`queue::claim_batch`].
-    pub async fn claim_batch(
-        &self,
-        limits: BatchLimits,
-        sendable: Vec<String>,
-    ) -> Result<Option<Batch>, WriterError> {
-        let gauges = Arc::clone(&self.gauges);
-        // A claim a power loss undoes is claimed again; nothing left yet
-        // (the batch's body is kept, synced, before it leaves).
-        self.call_unsynced(move |c, _| {
-            // A batch in flight past its records' age goes no further.
-            let expired =
-                bounds::expire_in_flight(c, &gauges.bounds, std::time::SystemTime::now())?;
-            gauges.removed_uncounted(expired);
-            let sendable: Vec<&str> = sendable.iter().map(String::as_str).collect();
-            let (batch, dead) = queue::claim_batch_counting(c, limits, &sendable)?;
-            gauges.removed_uncounted(dead);
-            Ok(batch)
         })
         .await
     }

@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Uploader;
-use crate::store::{Durable, queue};
+use crate::store::Durable;
 use crate::upload::UploadError;
 use crate::upload::compression::Compression;
 use crate::upload::protocol::Body;
@@ -49,10 +49,7 @@ impl<S: Durable> Uploader<S> {
     pub(super) async fn compression(&mut self) -> Result<Compression, UploadError> {
         if self.compression == Compression::Zstd && !self.compression_known {
             let key = meta_key(&crate::upload::redacted(self.transport.endpoint().as_str()));
-            let refused = self
-                .writer
-                .call(move |c, _| queue::meta_get(c, &key))
-                .await?;
+            let refused = self.writer.meta(key).await?;
             if refused.is_some_and(|at| still_refused(&at, unix_now())) {
                 self.compression = Compression::Gzip;
             }
@@ -87,13 +84,7 @@ impl<S: Durable> Uploader<S> {
         let key = meta_key(&endpoint);
         let detail = format!("{endpoint} answered 415 to a zstd body; gzip from now on");
         self.writer
-            .call(move |c, _| {
-                queue::meta_set(c, &key, &unix_now().to_string())?;
-                if let Some((id, bytes)) = &rekept {
-                    queue::rekeep_body(c, id, bytes)?;
-                }
-                queue::insert_audit(c, "compression", None, 0, &detail)
-            })
+            .compression_refused(key, unix_now().to_string(), rekept, detail)
             .await?;
         Ok(true)
     }

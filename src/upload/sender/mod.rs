@@ -26,7 +26,7 @@ use super::{AgentIdentity, Transport, UploadConfig, otlp};
 use crate::clock::rfc3339;
 use crate::gate::Gate;
 use crate::store::{
-    Batch, BatchLimits, Durable, SentBody, StoreError, Writer, WriterError, bounds, queue, receipts,
+    Batch, BatchLimits, Drops, Durable, NextBatch, SentBody, StoreError, Writer, WriterError,
 };
 use answer::{Accepted, Numbers};
 use uuid::Uuid;
@@ -237,9 +237,10 @@ impl<S: Durable> Uploader<S> {
                 .filter(|d| d.is_allowed())
                 .map(|d| d.purpose().to_owned())
                 .collect();
-            let Some(batch) = self.writer.claim_batch(self.limits(), sendable).await? else {
+            let Some(next) = self.writer.next_batch(self.limits(), sendable).await? else {
                 break;
             };
+            let batch = &next.batch;
             let purposes: Vec<String> = batch.purposes().into_keys().collect();
             // Registered first, then the last look at the consent: see
             // `InFlight`.
@@ -250,7 +251,7 @@ impl<S: Durable> Uploader<S> {
                 self.in_flight.finish();
                 continue;
             }
-            let sent = self.send(batch, cancel, &mut summary).await;
+            let sent = self.send(next, cancel, &mut summary).await;
             self.in_flight.finish();
             if !sent? {
                 break;
@@ -299,10 +300,7 @@ impl<S: Durable> Uploader<S> {
     /// dropped; each is sent until a receiver acknowledges it. False (with
     /// a backoff) when one is not acknowledged.
     async fn send_deletions(&mut self, summary: &mut UploadSummary) -> Result<bool, UploadError> {
-        let pending = self
-            .writer
-            .call(|c, _| receipts::pending_deletions(c))
-            .await?;
+        let pending = self.writer.pending_deletions().await?;
         for request in pending {
             let id = request.request_id;
             let clause = request.clause.id.clone();
@@ -324,9 +322,7 @@ impl<S: Durable> Uploader<S> {
             let result = self.paced(&answer);
             if let UploadResult::Accepted { .. } = result {
                 let detail = format!("{clause}: {}", result.detail());
-                self.writer
-                    .call(move |c, _| receipts::deletion_sent(c, id, &detail))
-                    .await?;
+                self.writer.deletion_sent(id, detail).await?;
                 tracing::info!(request = %id, clause, "deletion request delivered");
             } else {
                 let why = format!("deletion request {id} not delivered: {}", result.detail());
@@ -383,20 +379,11 @@ impl<S: Durable> Uploader<S> {
     async fn body(
         &mut self,
         batch: &Batch,
+        kept: Option<SentBody>,
+        drops: Drops,
         summary: &mut UploadSummary,
     ) -> Result<Option<Body>, UploadError> {
-        let id = batch.id.to_string();
-        let (kept, drops) = {
-            let id = id.clone();
-            let registry = self.gate.registry();
-            self.writer
-                .call(move |c, _| {
-                    let drops = bounds::drops(c, true, |p| registry.is_allowed(p))?;
-                    Ok((queue::sent_body(c, &id)?, drops))
-                })
-                .await?
-        };
-        if let Some(kept) = kept.into_iter().find(|b| b.batch_id == id) {
+        if let Some(kept) = kept {
             return Ok(Some(Body::kept(kept.bytes, kept.sha256)));
         }
         let compression = self.compression().await?;
@@ -417,16 +404,15 @@ impl<S: Durable> Uploader<S> {
                 return Ok(None);
             }
         };
-        let kept = SentBody {
-            batch_id: id,
-            at: rfc3339(SystemTime::now()),
-            records: batch.len() as u64,
-            sha256: body.sha256.clone(),
-            bytes: body.bytes.clone(),
-            drops,
-        };
         self.writer
-            .call(move |c, _| queue::keep_body(c, &kept))
+            .keep_body(SentBody {
+                batch_id: batch.id.to_string(),
+                at: rfc3339(SystemTime::now()),
+                records: batch.len() as u64,
+                sha256: body.sha256.clone(),
+                bytes: body.bytes.clone(),
+                drops,
+            })
             .await?;
         Ok(Some(body))
     }
@@ -435,11 +421,12 @@ impl<S: Durable> Uploader<S> {
     /// stop for now.
     async fn send(
         &mut self,
-        batch: Batch,
+        next: NextBatch,
         cancel: CancellationToken,
         summary: &mut UploadSummary,
     ) -> Result<bool, UploadError> {
-        let Some(body) = self.body(&batch, summary).await? else {
+        let NextBatch { batch, kept, drops } = next;
+        let Some(body) = self.body(&batch, kept, drops, summary).await? else {
             return Ok(true);
         };
         let numbers = Numbers::of(&batch, &body);

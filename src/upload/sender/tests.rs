@@ -160,7 +160,7 @@ async fn a_delivered_batch_that_cannot_be_removed_is_removed_later_not_resent() 
     assert_eq!(done.records_queued, 0);
     assert_eq!(bench.receiver.requests().len(), 1, "the batch was resent");
     let trail = writer
-        .call(|c, _| queue::recent_audit(c, 10))
+        .call(|c, _| crate::store::queue::recent_audit(c, 10))
         .await
         .unwrap();
     assert_eq!(

@@ -1,0 +1,98 @@
+//! The uploader's operations as named writer jobs: what it reads and
+//! writes around each request, each in one round trip to the writer
+//! thread (the uploader waits behind ingest's group commits for each).
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{Durable, Writer, WriterError};
+use crate::consent::receipt::DeletionRequest;
+use crate::store::{Batch, BatchLimits, Drops, SentBody, bounds, queue, receipts};
+
+/// The next batch to send, with what its body needs.
+#[derive(Debug)]
+pub struct NextBatch {
+    pub batch: Batch,
+    /// Its body as first sent, when it was sent before (a retry sends the
+    /// same bytes).
+    pub kept: Option<SentBody>,
+    /// The drop counts not yet reported, of the purposes that may send
+    /// (what a new body's envelope carries).
+    pub drops: Drops,
+}
+
+impl<S: Durable> Writer<S> {
+    /// Claims the next batch of the `sendable` purposes (see
+    /// [`queue::claim_batch`]; first releasing a batch housekeeping found
+    /// past its records' age) and reads its kept body and the drops to
+    /// report, in one unsynced job: a claim a power loss undoes is claimed
+    /// again, and nothing has left yet.
+    pub async fn next_batch(
+        &self,
+        limits: BatchLimits,
+        sendable: Vec<String>,
+    ) -> Result<Option<NextBatch>, WriterError> {
+        let gauges = Arc::clone(&self.gauges);
+        self.call_unsynced(move |c, _| {
+            let expired =
+                bounds::expire_in_flight(c, &gauges.bounds, std::time::SystemTime::now())?;
+            gauges.removed_uncounted(expired);
+            let purposes: Vec<&str> = sendable.iter().map(String::as_str).collect();
+            let (batch, dead) = queue::claim_batch_counting(c, limits, &purposes)?;
+            gauges.removed_uncounted(dead);
+            let Some(batch) = batch else {
+                return Ok(None);
+            };
+            let id = batch.id.to_string();
+            let kept = queue::sent_body(c, &id)?
+                .into_iter()
+                .find(|body| body.batch_id == id);
+            let drops = bounds::drops(c, true, |p| purposes.contains(&p))?;
+            Ok(Some(NextBatch { batch, kept, drops }))
+        })
+        .await
+    }
+
+    /// Keeps a batch's body as first sent, synced before it leaves: a
+    /// retry after a power loss sends the same bytes under the same id.
+    pub async fn keep_body(&self, body: SentBody) -> Result<(), WriterError> {
+        self.call(move |c, _| queue::keep_body(c, &body)).await
+    }
+
+    /// The deletion requests no receiver has acknowledged yet.
+    pub async fn pending_deletions(&self) -> Result<Vec<DeletionRequest>, WriterError> {
+        self.call(|c, _| receipts::pending_deletions(c)).await
+    }
+
+    /// Deletion request `id` was acknowledged (`detail`: by what).
+    pub async fn deletion_sent(&self, id: Uuid, detail: String) -> Result<(), WriterError> {
+        self.call(move |c, _| receipts::deletion_sent(c, id, &detail))
+            .await
+    }
+
+    /// One value of the store's `meta` table.
+    pub async fn meta(&self, key: String) -> Result<Option<String>, WriterError> {
+        self.call(move |c, _| queue::meta_get(c, &key)).await
+    }
+
+    /// A receiver refused a compression: remembers it under `key` (at
+    /// `value`), keeps `rekept` (a batch id and its body in the other
+    /// compression) when there is one, and audits `detail`.
+    pub async fn compression_refused(
+        &self,
+        key: String,
+        value: String,
+        rekept: Option<(String, Vec<u8>)>,
+        detail: String,
+    ) -> Result<(), WriterError> {
+        self.call(move |c, _| {
+            queue::meta_set(c, &key, &value)?;
+            if let Some((id, bytes)) = &rekept {
+                queue::rekeep_body(c, id, bytes)?;
+            }
+            queue::insert_audit(c, "compression", None, 0, &detail)
+        })
+        .await
+    }
+}
