@@ -339,22 +339,24 @@ impl Gate {
         let Some(purpose) = self.catalogue.purpose(&record.purpose) else {
             return Cow::Borrowed(&record.fields);
         };
-        if purpose.fields.iter().all(|f| f.transform.is_none()) {
+        let transform = |name: &str| purpose.field(name).and_then(|f| f.transform);
+        if record.fields.keys().all(|name| transform(name).is_none()) {
             return Cow::Borrowed(&record.fields);
         }
         let key = self.hash_key.get();
-        let fields = record
-            .fields
-            .iter()
-            .filter_map(
-                |(name, value)| match purpose.field(name).and_then(|f| f.transform) {
-                    None => Some((name.clone(), value.clone())),
-                    Some(transform) => {
-                        privacy::apply(transform, value, key).map(|kept| (name.clone(), kept))
-                    }
-                },
-            )
-            .collect();
+        // A copy of the tree (no sort, no rebuild), each transformed value
+        // replaced in place or, when its transform keeps nothing, removed.
+        let mut fields = record.fields.clone();
+        fields.retain(|name, value| match transform(name) {
+            None => true,
+            Some(transform) => match privacy::apply(transform, value, key) {
+                Some(kept) => {
+                    *value = kept;
+                    true
+                }
+                None => false,
+            },
+        });
         Cow::Owned(fields)
     }
 }

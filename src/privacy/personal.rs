@@ -144,10 +144,45 @@ pub enum Reading {
 /// The first kind of personal data `text` looks like that `allowed` does
 /// not allow, or `None`.
 pub fn find(text: &str, allowed: Kinds, reading: Reading) -> Option<Kind> {
+    let possible = possible(text.as_bytes());
     Kind::ALL
         .into_iter()
-        .filter(|kind| !allowed.contains(*kind))
+        .filter(|kind| possible.contains(*kind) && !allowed.contains(*kind))
         .find(|kind| kind.found_in(text, reading))
+}
+
+/// The kinds `text` could hold at all, from one pass over its bytes: each
+/// needs a byte the others may do without (`@` an e-mail address, a slash
+/// or `~` a path, a dot or two colons an IP address, a separator a MAC
+/// address, nine digits a long number). Most values (versions, names,
+/// codes) rule out all but one or two, whose full reading is skipped.
+fn possible(bytes: &[u8]) -> Kinds {
+    let (mut at, mut path, mut dot, mut dash) = (false, false, false, false);
+    let (mut colons, mut digits) = (0usize, 0usize);
+    for &byte in bytes {
+        match byte {
+            b'@' => at = true,
+            b'/' | b'\\' | b'~' => path = true,
+            b'.' => dot = true,
+            b'-' => dash = true,
+            b':' => colons += 1,
+            b'0'..=b'9' => digits += 1,
+            _ => {}
+        }
+    }
+    let mut kinds = Kinds::NONE;
+    for (kind, may) in [
+        (Kind::EmailAddress, at),
+        (Kind::HomePath, path),
+        (Kind::IpAddress, (dot && digits > 0) || colons >= 2),
+        (Kind::MacAddress, dot || dash || colons > 0),
+        (Kind::LongNumber, digits >= LONG_NUMBER_DIGITS),
+    ] {
+        if may {
+            kinds = kinds.with(kind);
+        }
+    }
+    kinds
 }
 
 /// `value` for a message: itself (cut to `max` characters) when it looks

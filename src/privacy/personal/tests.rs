@@ -167,3 +167,17 @@ fn a_long_value_is_read_in_linear_time() {
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+proptest::proptest! {
+    /// The one-pass filter only skips readings that could not match: with
+    /// or without it, every text reads the same.
+    #[test]
+    fn the_filter_never_hides_what_a_full_reading_finds(
+        text in "[a-f0-9@./:~\\\\ \\-()%_A-Z\u{e9}]{0,40}",
+        version in proptest::bool::ANY,
+    ) {
+        let reading = if version { Reading::Version } else { Reading::Text };
+        let full = Kind::ALL.into_iter().find(|kind| kind.found_in(&text, reading));
+        proptest::prop_assert_eq!(find(&text, Kinds::NONE, reading), full);
+    }
+}
