@@ -279,7 +279,7 @@ fn ranges(connection: &Connection, id: Uuid) -> Result<Vec<(i64, i64)>, StoreErr
 /// what of them cannot be read back.
 fn read_batch(connection: &Connection, id: Uuid) -> Result<(Batch, Vec<Unreadable>), StoreError> {
     let mut query = connection.prepare_cached(
-        "SELECT q.id, q.purpose, q.clause, q.clause_version, q.clause_sha256, q.lines, c.head
+        "SELECT q.id, q.purpose, q.clause, q.clause_version, q.clause_sha256, q.lines, c.head, q.crc
          FROM claim c JOIN queue q ON q.id BETWEEN c.first AND c.last
          WHERE c.batch_id = ?1 ORDER BY q.id",
     )?;
@@ -287,9 +287,11 @@ fn read_batch(connection: &Connection, id: Uuid) -> Result<(Batch, Vec<Unreadabl
     let (mut segments, mut unreadable) = (Vec::new(), Vec::new());
     while let Some(row) = rows.next()? {
         let rowid: i64 = row.get(0)?;
+        let mut intact = false;
         let read = (|| {
             let head: Option<i64> = row.get(6)?;
             let lines: String = row.get(5)?;
+            intact = row.get::<_, Option<i64>>(7)? == Some(segment::crc(&lines));
             Ok::<_, rusqlite::Error>(Segment {
                 purpose: row.get(1)?,
                 clause: row.get(2)?,
@@ -315,6 +317,9 @@ fn read_batch(connection: &Connection, id: Uuid) -> Result<(Batch, Vec<Unreadabl
         };
         for (index, line) in segment::lines(&segment.lines).enumerate() {
             segment.records += 1;
+            if intact {
+                continue;
+            }
             if let Err(reason) = segment::Line::parse(line) {
                 unreadable.push(Unreadable {
                     rowid,

@@ -18,7 +18,7 @@ use super::schema;
 const CHUNK: i64 = 1024;
 
 const QUEUE_COLUMNS: &str =
-    "id, purpose, clause, clause_version, clause_sha256, collected_at, lines, size, records";
+    "id, purpose, clause, clause_version, clause_sha256, collected_at, lines, size, records, crc";
 
 /// A claim row: batch, first and last rowid; head and its bytes.
 type Claim = ((String, i64, i64), (Option<i64>, Option<i64>));
@@ -135,7 +135,7 @@ fn read_or_split(old: &Connection, first: i64, last: i64, out: &mut Vec<Vec<Valu
         ))
         .and_then(|mut s| {
             s.query_map(params![first, last], |r| {
-                (0..9).map(|i| r.get::<_, Value>(i)).collect()
+                (0..10).map(|i| r.get::<_, Value>(i)).collect()
             })?
             .collect::<Result<Vec<Vec<Value>>, _>>()
         });
@@ -159,7 +159,7 @@ fn write(
     into.execute_batch("BEGIN IMMEDIATE")?;
     let written = (|| {
         let mut insert = into.prepare(&format!(
-            "INSERT INTO queue ({QUEUE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            "INSERT INTO queue ({QUEUE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
         ))?;
         for row in rows {
             insert.execute(params_from_iter(row))?;

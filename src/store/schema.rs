@@ -126,6 +126,9 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE queue RENAME COLUMN fields TO lines;
      ALTER TABLE claim ADD COLUMN head INTEGER;
      ALTER TABLE claim ADD COLUMN head_bytes INTEGER;",
+    // 10 → 11: a segment's CRC-32 of its lines, as written (absent: read
+    // every line, as for the rows from before segments).
+    "ALTER TABLE queue ADD COLUMN crc INTEGER;",
 ];
 
 /// The schema version this build writes.

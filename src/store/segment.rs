@@ -106,8 +106,8 @@ pub(super) fn insert(connection: &Connection, records: &[GatedRecord]) -> Result
         segment.oldest = segment.oldest.min(record.collected_at());
     }
     let mut insert = connection.prepare_cached(
-        "INSERT INTO queue (purpose, clause, clause_version, clause_sha256, collected_at, lines, records, size)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO queue (purpose, clause, clause_version, clause_sha256, collected_at, lines, records, size, crc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     let mut bytes = 0;
     for segment in &pending {
@@ -121,6 +121,7 @@ pub(super) fn insert(connection: &Connection, records: &[GatedRecord]) -> Result
             segment.lines,
             segment.records,
             segment.size as i64,
+            crc(&segment.lines),
         ])?;
         bytes += segment.size;
     }
@@ -215,11 +216,26 @@ pub(super) fn trim(
         connection
             .prepare_cached(
                 "UPDATE queue SET lines = ?2, records = ?3, size = ?4,
-                   collected_at = COALESCE(?5, collected_at) WHERE id = ?1",
+                   collected_at = COALESCE(?5, collected_at), crc = ?6 WHERE id = ?1",
             )?
-            .execute(params![rowid, kept, records, size as i64, oldest])?;
+            .execute(params![
+                rowid,
+                kept,
+                records,
+                size as i64,
+                oldest,
+                crc(&kept)
+            ])?;
     }
     Ok((removed, freed))
+}
+
+/// The checksum a segment's `lines` are stored with (`crc`): lines that
+/// still match it are the bytes this store wrote, each a record's JSON
+/// line, and need no reading again when claimed. A row without one, or
+/// whose lines no longer match it, has each line read.
+pub(super) fn crc(lines: &str) -> i64 {
+    i64::from(crc32fast::hash(lines.as_bytes()))
 }
 
 /// A row whose columns cannot be read as their types, as `None` (other
@@ -315,6 +331,13 @@ mod tests {
             .unwrap();
         assert_eq!(count, 2);
         assert!(lines.contains("\"n\":1") && lines.contains("\"n\":4"));
+        // Rewritten with the checksum of what it holds now.
+        let stored: i64 = c
+            .query_row("SELECT crc FROM queue WHERE id = ?1", [rows[0].0], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, crc(&lines));
         let (removed, _) = trim(&c, rows[0].0, |_, _, _| false).unwrap();
         assert_eq!(removed.len(), 2);
         let left: i64 = c
