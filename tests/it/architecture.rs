@@ -384,3 +384,20 @@ fn the_consent_owner_alone_reads_the_consent_file_for_the_daemon_and_publishes()
         }
     }
 }
+
+#[test]
+fn the_uploader_reaches_the_store_through_named_operations_only() {
+    // `store::writer::upload_ops` names every job the uploader runs on the
+    // writer thread: no closure over a raw connection in `upload/`.
+    for (relative, code) in library_sources() {
+        if !relative.starts_with("upload/") {
+            continue;
+        }
+        for raw in [".call(", ".call_unsynced(", "rusqlite::"] {
+            assert!(
+                !code.contains(raw),
+                "{relative} reaches the store through `{raw}`"
+            );
+        }
+    }
+}
