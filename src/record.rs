@@ -33,13 +33,19 @@ impl Serialize for FieldValue {
     }
 }
 
+/// A field's name: the collectors' are static, a component's are its own.
+pub type FieldName = std::borrow::Cow<'static, str>;
+
+/// A record's fields by name.
+pub type Fields = BTreeMap<FieldName, FieldValue>;
+
 /// What one collector produced for one purpose at one time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Record {
     pub purpose: String,
     #[serde(serialize_with = "serialize_time")]
     pub collected_at: SystemTime,
-    pub fields: BTreeMap<String, FieldValue>,
+    pub fields: Fields,
     /// Made by a built-in collector, which knows more facts than a
     /// product's catalogue may declare for the purpose: the gate keeps the
     /// declared fields only (`Catalogue::declared`). A component's record
@@ -70,8 +76,8 @@ impl Record {
         }
     }
 
-    pub fn set(&mut self, name: &str, value: FieldValue) -> &mut Self {
-        self.fields.insert(name.to_owned(), value);
+    pub fn set(&mut self, name: impl Into<FieldName>, value: FieldValue) -> &mut Self {
+        self.fields.insert(name.into(), value);
         self
     }
 }

@@ -434,13 +434,13 @@ impl Catalogue {
                 .field(name)
                 .ok_or_else(|| CheckError::UndeclaredField {
                     purpose: purpose.id.clone(),
-                    field: name.clone(),
+                    field: name.to_string(),
                 })?;
             let found = value.field_type();
             if found != field.ty {
                 return Err(CheckError::WrongType {
                     purpose: purpose.id.clone(),
-                    field: name.clone(),
+                    field: name.to_string(),
                     expected: field.ty,
                     found,
                 });
@@ -452,11 +452,7 @@ impl Catalogue {
     /// Refuses a record whose string value, as it would be stored (after
     /// its field's transform), does not fit its field's declaration or
     /// looks like personal data the declaration does not allow.
-    pub fn judge(
-        &self,
-        purpose: &str,
-        fields: &BTreeMap<String, FieldValue>,
-    ) -> Result<(), CheckError> {
+    pub fn judge(&self, purpose: &str, fields: &crate::record::Fields) -> Result<(), CheckError> {
         let Some(declared) = self.purpose(purpose) else {
             return Err(CheckError::UnknownPurpose(purpose.to_owned()));
         };
@@ -465,7 +461,7 @@ impl Catalogue {
                 continue;
             };
             field.admits(text).map_err(|misfit| {
-                let (purpose, field) = (purpose.to_owned(), name.clone());
+                let (purpose, field) = (purpose.to_owned(), name.to_string());
                 match misfit {
                     Misfit::Personal(kind) => CheckError::PersonalData {
                         purpose,

@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use super::Gate;
 use crate::catalogue::{CheckError, Unfit};
 use crate::privacy;
-use crate::record::FieldValue;
 
 /// A purpose's reports on one UTC day (stored by `store::ldp_budget`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -87,8 +86,8 @@ impl Gate {
     pub(super) fn randomised<'f>(
         &self,
         purpose: &str,
-        fields: Cow<'f, BTreeMap<String, FieldValue>>,
-    ) -> Result<Cow<'f, BTreeMap<String, FieldValue>>, Randomised> {
+        fields: Cow<'f, crate::record::Fields>,
+    ) -> Result<Cow<'f, crate::record::Fields>, Randomised> {
         let Some(declared) = self.catalogue.purpose(purpose) else {
             return Ok(fields);
         };
@@ -104,7 +103,7 @@ impl Gate {
             *value = ldp.randomise(value, &mut rng).ok_or_else(|| {
                 Randomised::Unfit(CheckError::OutOfShape {
                     purpose: purpose.to_owned(),
-                    field: name.clone(),
+                    field: name.to_string(),
                     why: Unfit::OutsideDomain,
                 })
             })?;
@@ -151,6 +150,7 @@ mod tests {
     use crate::document::{Document, Origin};
     use crate::gate::Refusal;
     use crate::privacy::ldp::Frequencies;
+    use crate::record::FieldValue;
     use crate::record::Record;
 
     fn gate(reports_per_day: u32, other: bool, accept: bool) -> Gate {

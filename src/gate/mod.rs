@@ -246,10 +246,7 @@ impl Gate {
     /// minimised, each fitting its field's declaration, and randomised
     /// where the field declares local differential privacy. A value that
     /// does not fit is counted by kind and never kept.
-    fn screened<'r>(
-        &self,
-        record: &'r Record,
-    ) -> Result<Cow<'r, BTreeMap<String, FieldValue>>, Refusal> {
+    fn screened<'r>(&self, record: &'r Record) -> Result<Cow<'r, crate::record::Fields>, Refusal> {
         self.catalogue.check(record)?;
         let fields = self.minimised(record);
         let judged = self
@@ -272,7 +269,7 @@ impl Gate {
     fn admit_checked(
         &self,
         record: &Record,
-        fields: &BTreeMap<String, FieldValue>,
+        fields: &crate::record::Fields,
         decision: Option<&Decision>,
     ) -> Result<GatedRecord, Refusal> {
         let not_allowed = |reason: &str| Refusal::NotAllowed {
@@ -321,21 +318,21 @@ impl Gate {
         &self,
         purpose: &str,
         clause: &str,
-        fields: &'f BTreeMap<String, FieldValue>,
-    ) -> Option<Cow<'f, BTreeMap<String, FieldValue>>> {
+        fields: &'f crate::record::Fields,
+    ) -> Option<Cow<'f, crate::record::Fields>> {
         let declared = self.catalogue.purpose(purpose);
         if declared.is_none_or(|p| p.field(ERASURE_KEY).is_none()) {
             return Some(Cow::Borrowed(fields));
         }
         let key = *self.erasure_keys.load().get(clause)?;
         let mut fields = fields.clone();
-        fields.insert(ERASURE_KEY.to_owned(), FieldValue::Uuid(key));
+        fields.insert(ERASURE_KEY.into(), FieldValue::Uuid(key));
         Some(Cow::Owned(fields))
     }
 
     /// The record's fields after every transform the catalogue declares:
     /// what may be stored. A value a transform cannot make safe is left out.
-    fn minimised<'r>(&self, record: &'r Record) -> Cow<'r, BTreeMap<String, FieldValue>> {
+    fn minimised<'r>(&self, record: &'r Record) -> Cow<'r, crate::record::Fields> {
         let Some(purpose) = self.catalogue.purpose(&record.purpose) else {
             return Cow::Borrowed(&record.fields);
         };

@@ -321,7 +321,7 @@ impl Parser<'_> {
                     ),
                 )
             })?;
-            record.set(&name, typed);
+            record.set(name.to_string(), typed);
         }
         // The id a withdrawal's deletion request names and replaces: this
         // installation's, whatever the component knows.
