@@ -1,0 +1,157 @@
+//! Tests of the claim: ranges, heads, retries, dead-lettering.
+use super::*;
+use crate::gate::test_record;
+use crate::store::queue::enqueue;
+
+fn store() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = crate::store::open_connection(dir.path()).unwrap();
+    (dir, opened.connection)
+}
+
+fn limits(records: usize) -> BatchLimits {
+    BatchLimits {
+        records,
+        bytes: u64::MAX,
+    }
+}
+
+#[test]
+fn a_claim_is_ranges_that_hold_its_records_and_nothing_else() {
+    let (_dir, c) = store();
+    // a b a a b a: claiming `a` makes three ranges, [1], [3, 4], [6].
+    for purpose in ["a", "b", "a", "a", "b", "a"] {
+        enqueue(&c, &[test_record(purpose, 1)]).unwrap();
+    }
+    let batch = claim_batch(&c, limits(10), &["a"]).unwrap().unwrap();
+    assert_eq!(batch.len(), 4);
+    assert_eq!(ranges(&c, batch.id).unwrap(), vec![(1, 1), (3, 4), (6, 6)]);
+    // A record that arrives later is never part of it.
+    enqueue(&c, &[test_record("a", 2)]).unwrap();
+    assert_eq!(
+        batch_bytes(&c, batch.id).unwrap(),
+        4 * test_record("a", 1).size() as u64
+    );
+    assert_eq!(complete_batch(&c, batch.id, "uploaded", "ok").unwrap(), 4);
+    let left: Vec<String> = c
+        .prepare("SELECT purpose FROM queue ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(left, ["b", "b", "a"]);
+    assert_eq!(claimed(&c).unwrap(), None);
+}
+
+#[test]
+fn a_gap_left_by_a_removed_record_does_not_split_a_range() {
+    let (_dir, c) = store();
+    for n in 0..5 {
+        enqueue(&c, &[test_record("a", n)]).unwrap();
+    }
+    c.execute("DELETE FROM queue WHERE id = 3", []).unwrap();
+    let batch = claim_batch(&c, limits(10), &["a"]).unwrap().unwrap();
+    assert_eq!(ranges(&c, batch.id).unwrap(), vec![(1, 5)]);
+    assert_eq!(batch.len(), 4);
+}
+
+#[test]
+fn a_retry_keeps_its_id_until_its_records_are_gone_or_not_sendable() {
+    let (_dir, c) = store();
+    for purpose in ["a", "b", "a"] {
+        enqueue(&c, &[test_record(purpose, 1)]).unwrap();
+    }
+    let first = claim_batch(&c, limits(10), &["a", "b"]).unwrap().unwrap();
+    let again = claim_batch(&c, limits(10), &["a", "b"]).unwrap().unwrap();
+    assert_eq!(first.id, again.id);
+    // `b` may no longer be sent: the batch is claimed afresh without it.
+    let narrower = claim_batch(&c, limits(10), &["a"]).unwrap().unwrap();
+    assert_ne!(narrower.id, first.id);
+    assert_eq!(narrower.len(), 2);
+    // Its records purged from under it: nothing is left to claim.
+    release_holding(&c, "a").unwrap();
+    c.execute("DELETE FROM queue WHERE purpose = 'a'", [])
+        .unwrap();
+    assert!(claim_batch(&c, limits(10), &["a"]).unwrap().is_none());
+}
+
+#[test]
+fn the_batch_in_flight_is_never_evicted_and_dead_letters_as_a_whole() {
+    let (_dir, c) = store();
+    for n in 0..4 {
+        enqueue(&c, &[test_record("a", n)]).unwrap();
+    }
+    let batch = claim_batch(&c, limits(2), &["a"]).unwrap().unwrap();
+    let unclaimed: i64 = c
+        .query_row(
+            &format!("SELECT COUNT(*) FROM queue WHERE {UNCLAIMED}"),
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(unclaimed, 2);
+    assert_eq!(
+        dead_letter_batch(&c, batch.id, Some(422), "refused").unwrap(),
+        2
+    );
+    let dead: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM dead_letter WHERE status = 422",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(dead, 2);
+    assert_eq!(claimed(&c).unwrap(), None);
+}
+
+#[test]
+fn a_segment_larger_than_a_batch_goes_in_heads_and_keeps_its_place() {
+    let (_dir, c) = store();
+    enqueue(
+        &c,
+        &(0..10).map(|n| test_record("a", n)).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    enqueue(&c, &[test_record("a", 10)]).unwrap();
+    let numbers = |batch: &Batch| -> Vec<i64> {
+        batch
+            .record_vec()
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(&r.fields_json).unwrap()["n"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let first = claim_batch(&c, limits(4), &["a"]).unwrap().unwrap();
+    assert_eq!(numbers(&first), [0, 1, 2, 3]);
+    assert_eq!(
+        batch_bytes(&c, first.id).unwrap(),
+        4 * test_record("a", 1).size() as u64
+    );
+    // A retry is the same four.
+    let again = claim_batch(&c, limits(4), &["a"]).unwrap().unwrap();
+    assert_eq!((again.id, numbers(&again)), (first.id, vec![0, 1, 2, 3]));
+    assert_eq!(complete_batch(&c, first.id, "uploaded", "ok").unwrap(), 4);
+    // The rest of the segment is still first in line, in its row.
+    let next = claim_batch(&c, limits(7), &["a"]).unwrap().unwrap();
+    assert_eq!(numbers(&next), [4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(ranges(&c, next.id).unwrap(), vec![(1, 2)]);
+    // Bytes limit: at least one record, however large.
+    release_batch(&c, next.id).unwrap();
+    let tiny = BatchLimits {
+        records: 100,
+        bytes: 1,
+    };
+    let one = claim_batch(&c, tiny, &["a"]).unwrap().unwrap();
+    assert_eq!(numbers(&one), [4]);
+    assert_eq!(
+        dead_letter_batch(&c, one.id, Some(400), "refused").unwrap(),
+        1
+    );
+    let rest = claim_batch(&c, limits(100), &["a"]).unwrap().unwrap();
+    assert_eq!(numbers(&rest), [5, 6, 7, 8, 9, 10]);
+}
