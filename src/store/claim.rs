@@ -89,7 +89,9 @@ fn claim_once(
     }
     // Release a batch that is malformed, emptied, or no longer all
     // sendable: its records are claimed afresh below.
-    connection.execute("DELETE FROM claim", [])?;
+    connection
+        .prepare_cached("DELETE FROM claim")?
+        .execute([])?;
     let Some(taken) = choose(connection, limits, sendable)? else {
         return Ok(None);
     };

@@ -429,8 +429,13 @@ fn run<S: Durable>(
         let synced = group.iter().any(|job| job.synced());
         if synced != full {
             let level = if synced { "FULL" } else { "NORMAL" };
-            match connection.pragma_update(None, "synchronous", level) {
-                Ok(()) => full = synced,
+            // Switched between ingest's groups and the uploader's, often:
+            // a cached statement each way instead of parsing it each time.
+            let set = connection
+                .prepare_cached(&format!("PRAGMA synchronous = {level}"))
+                .and_then(|mut set| set.execute([]));
+            match set {
+                Ok(_) => full = synced,
                 // Stay at FULL: stronger than asked, never weaker.
                 Err(err) => tracing::warn!(error = %err, "cannot set synchronous={level}"),
             }
