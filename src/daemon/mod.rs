@@ -47,7 +47,7 @@ use crate::gate::Gate;
 use crate::ingest::{self, Discards, Ingest};
 use crate::preflight::{self, Preflight, PreflightError};
 use crate::socket::AccessPolicy;
-use crate::store::{Bounds, Store, StoreError, Writer, WriterError, queue};
+use crate::store::{Bounds, Store, StoreError, Writer, WriterError};
 use crate::upload::AgentIdentity;
 use crate::upload::{SendLock, Transport, TransportError, UploadError, UploadSummary, Uploader};
 use instance::Role;
@@ -177,24 +177,13 @@ impl Agent {
             Writer::spawn_bounded(&config.state_dir, KsnAggregate::new(), bounds)?;
         let reader = Arc::new(Store::open_reader(&config.state_dir)?);
         let send_lock = Some(SendLock::open(&config.state_dir)?);
-        let installation_id = writer.call(|c, _| queue::installation_id(c)).await?;
-        // Today's randomised reports sent before this start still count.
-        gate.restore_spent(
-            writer
-                .call(|c, _| crate::store::ldp_budget::load(c))
-                .await?,
-        );
-        gate.set_hash_key(writer.call(|c, _| queue::hash_key(c)).await?);
         let erasing = gate.catalogue().clauses_carrying(ERASURE_KEY);
-        let keys = writer
-            .call(move |c, _| {
-                erasing
-                    .into_iter()
-                    .map(|clause| Ok((queue::erasure_key(c, &clause)?, clause)))
-                    .collect::<Result<Vec<_>, StoreError>>()
-            })
-            .await?;
-        for (key, clause) in keys {
+        let stored = writer.identity(erasing).await?;
+        let installation_id = stored.installation_id;
+        // Today's randomised reports sent before this start still count.
+        gate.restore_spent(stored.spent);
+        gate.set_hash_key(stored.hash_key);
+        for (key, clause) in stored.erasure_keys {
             gate.set_erasure_key(&clause, key);
         }
         let context = CollectContext::new(config.product.clone(), installation_id, config.region);

@@ -10,7 +10,38 @@ use super::{Durable, Writer, WriterError};
 use crate::gate::GatedRecord;
 use crate::store::{bounds, queue};
 
+/// What the daemon reads from the store once, at start, for its gate and
+/// collectors ([`Writer::identity`]).
+#[derive(Debug)]
+pub struct StoredIdentity {
+    /// Created on first use and never changed (`queue::installation_id`).
+    pub installation_id: Uuid,
+    /// The key of `keyed_hash` fields (`queue::hash_key`).
+    pub hash_key: [u8; 32],
+    /// Today's randomised reports already counted (`ldp_budget`).
+    pub spent: std::collections::BTreeMap<String, crate::store::ldp_budget::Spent>,
+    /// The erasure key each clause asked for carries now, with the clause.
+    pub erasure_keys: Vec<(Uuid, String)>,
+}
+
 impl<S: Durable> Writer<S> {
+    /// The installation's identity as stored, made on first use, with the
+    /// erasure keys of the clauses in `erasing`: one job at start.
+    pub async fn identity(&self, erasing: Vec<String>) -> Result<StoredIdentity, WriterError> {
+        self.call(move |c, _| {
+            Ok(StoredIdentity {
+                installation_id: queue::installation_id(c)?,
+                hash_key: queue::hash_key(c)?,
+                spent: crate::store::ldp_budget::load(c)?,
+                erasure_keys: erasing
+                    .into_iter()
+                    .map(|clause| Ok((queue::erasure_key(c, &clause)?, clause)))
+                    .collect::<Result<_, crate::store::StoreError>>()?,
+            })
+        })
+        .await
+    }
+
     /// Queues gated records; answers once they are durable.
     pub async fn enqueue(&self, records: Vec<GatedRecord>) -> Result<(), WriterError> {
         if records.is_empty() {
