@@ -35,8 +35,9 @@ pub struct InstallTask {
 }
 
 impl InstallTask {
-    /// The record for this task, under the purpose of the region's edition.
-    pub fn record(&self, context: &CollectContext) -> Record {
+    /// The record for this task, under the purpose of the region's edition
+    /// (its values moved into the record, not copied).
+    pub fn record(self, context: &CollectContext) -> Record {
         let mut record = if context.region == Region::Global {
             let mut record = Record::collected(PURPOSE);
             context.product_fields(&mut record);
@@ -58,13 +59,13 @@ impl InstallTask {
             record
         };
         record
-            .set("task_type", FieldValue::String(self.task.clone()))
-            .set("task_status", FieldValue::String(self.status.clone()));
-        if let Some(error_type) = &self.error_type {
-            record.set("error_type", FieldValue::String(error_type.clone()));
+            .set("task_type", FieldValue::String(self.task))
+            .set("task_status", FieldValue::String(self.status));
+        if let Some(error_type) = self.error_type {
+            record.set("error_type", FieldValue::String(error_type));
         }
-        if let Some(campaign) = &self.campaign_id {
-            record.set("upgrade_campaign_id", FieldValue::String(campaign.clone()));
+        if let Some(campaign) = self.campaign_id {
+            record.set("upgrade_campaign_id", FieldValue::String(campaign));
         }
         if let Some(code) = self.error_code {
             record.set("error_code", FieldValue::Integer(code));
@@ -92,7 +93,7 @@ mod tests {
             duration_ms: Some(5400),
             campaign_id: Some("spring-2026".into()),
         };
-        let record = task.record(&test_context(None));
+        let record = task.clone().record(&test_context(None));
         Catalogue::embedded().check(&record).unwrap();
         assert_eq!(
             record.fields["os_edition"],
