@@ -71,9 +71,10 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Its lines, one per record.
+    /// Its lines, one per record (as many as `records`: a batch holds no
+    /// empty segment).
     pub fn lines(&self) -> impl Iterator<Item = &str> {
-        segment::lines(&self.lines).filter(|line| !line.is_empty())
+        segment::lines(&self.lines)
     }
 }
 

@@ -259,6 +259,15 @@ mod tests {
     use super::*;
     use crate::gate::test_record;
 
+    /// A new store's connection (and the directory that holds it).
+    fn fresh() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = crate::store::open_connection(dir.path())
+            .unwrap()
+            .connection;
+        (dir, connection)
+    }
+
     #[test]
     fn a_line_is_the_record_s_time_and_fields_and_reads_back() {
         let mut lines = String::new();
@@ -298,10 +307,7 @@ mod tests {
 
     #[test]
     fn records_become_one_row_per_purpose_and_a_trim_keeps_the_row_s_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = crate::store::open_connection(dir.path())
-            .unwrap()
-            .connection;
+        let (_dir, c) = fresh();
         let records: Vec<_> = [("a", 1), ("b", 2), ("a", 3), ("a", 4)]
             .iter()
             .map(|(p, n)| test_record(p, *n))
@@ -348,10 +354,7 @@ mod tests {
 
     #[test]
     fn a_segment_stops_taking_records_at_its_size_so_damage_costs_little() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = crate::store::open_connection(dir.path())
-            .unwrap()
-            .connection;
+        let (_dir, c) = fresh();
         let records: Vec<_> = (0..2000).map(|n| test_record("a", n)).collect();
         insert(&c, &records).unwrap();
         let rows: Vec<(i64, i64)> = c
