@@ -315,8 +315,10 @@ pub fn housekeep(
         .map(|(purpose, limit)| (purpose.as_str(), *limit))
         .collect();
     own.sort_unstable();
-    if let Some(id) = over_age_claim(connection, bounds, now)? {
-        super::queue::meta_set(connection, EXPIRE_CLAIM, &id.to_string())?;
+    let over_age = over_age_claims(connection, bounds, now)?;
+    if !over_age.is_empty() {
+        let ids: Vec<String> = over_age.iter().map(uuid::Uuid::to_string).collect();
+        super::queue::meta_set(connection, EXPIRE_CLAIM, &ids.join(" "))?;
     }
     let mut expired = 0;
     for (purpose, limit) in &own {
@@ -348,59 +350,78 @@ pub fn housekeep(
     Ok(expired)
 }
 
-/// The `meta` key naming a batch in flight whose records housekeeping
-/// found past their age: the uploader releases it before its next claim.
+/// The `meta` key naming the batches in flight (space-separated ids)
+/// whose records housekeeping found past their age: the uploader releases
+/// them before its next claim.
 const EXPIRE_CLAIM: &str = "expire_claim";
 
-/// Whether a record of the batch in flight is past its age limit (its
-/// purpose's `retention`, or `max_record_age`) at `now`; its id if so.
-fn over_age_claim(
+/// The batches in flight holding a record past its age limit (its
+/// purpose's `retention`, or `max_record_age`) at `now`.
+fn over_age_claims(
     connection: &Connection,
     bounds: &Bounds,
     now: SystemTime,
-) -> Result<Option<uuid::Uuid>, StoreError> {
-    let Some(id) = super::claim::claimed(connection)? else {
-        return Ok(None);
-    };
-    let over_age = super::claim::oldest_per_purpose(connection, id)?
-        .iter()
-        .any(|(purpose, oldest)| {
-            let limit = bounds
-                .retention
-                .get(purpose)
-                .copied()
-                .filter(|limit| *limit < bounds.max_record_age)
-                .unwrap_or(bounds.max_record_age);
-            now.checked_sub(limit)
-                .is_some_and(|cutoff| oldest.as_str() < rfc3339(cutoff).as_str())
-        });
-    Ok(over_age.then_some(id))
+) -> Result<Vec<uuid::Uuid>, StoreError> {
+    let mut over = Vec::new();
+    for id in super::claim::claims(connection)? {
+        let over_age = super::claim::oldest_per_purpose(connection, id)?
+            .iter()
+            .any(|(purpose, oldest)| {
+                let limit = bounds
+                    .retention
+                    .get(purpose)
+                    .copied()
+                    .filter(|limit| *limit < bounds.max_record_age)
+                    .unwrap_or(bounds.max_record_age);
+                now.checked_sub(limit)
+                    .is_some_and(|cutoff| oldest.as_str() < rfc3339(cutoff).as_str())
+            });
+        if over_age {
+            over.push(id);
+        }
+    }
+    Ok(over)
 }
 
-/// Releases the batch in flight if housekeeping marked it as past its
-/// records' age, and drops what is too old, its records included: a batch
+/// Releases the batches in flight housekeeping marked as past their
+/// records' age, except `held` (on the wire now: it stays marked, for the
+/// next call), and drops what is too old, their records included: a batch
 /// a receiver keeps refusing does not keep records past the age the
-/// disclosures promise. Its kept body stays, as the history of what was
-/// attempted; what is left of it goes again under a new id. The uploader
-/// calls this before it claims, never while a batch is on the wire; the
-/// age itself is judged only when housekeeping runs (at start, hourly),
-/// like the queue's, so a wall clock that jumps for a moment does not
-/// drop a batch. Returns the records dropped.
+/// disclosures promise. Their kept bodies stay, as the history of what was
+/// attempted; what is left of them goes again under new ids. The uploader
+/// calls this before it claims, never on a batch on the wire; the age
+/// itself is judged only when housekeeping runs (at start, hourly), like
+/// the queue's, so a wall clock that jumps for a moment does not drop a
+/// batch. Returns the records dropped.
 pub fn expire_in_flight(
     connection: &Connection,
     bounds: &Bounds,
     now: SystemTime,
+    held: Option<uuid::Uuid>,
 ) -> Result<u64, StoreError> {
     let Some(marked) = super::queue::meta_get(connection, EXPIRE_CLAIM)? else {
         return Ok(0);
     };
-    connection.execute("DELETE FROM meta WHERE key = ?1", params![EXPIRE_CLAIM])?;
-    let claimed = super::claim::claimed(connection)?;
-    if claimed.map(|id| id.to_string()) != Some(marked) {
-        return Ok(0);
+    let held = held.map(|id| id.to_string());
+    let (wait, due): (Vec<&str>, Vec<&str>) = marked
+        .split(' ')
+        .partition(|id| held.as_deref() == Some(*id));
+    if wait.is_empty() {
+        connection.execute("DELETE FROM meta WHERE key = ?1", params![EXPIRE_CLAIM])?;
+    } else {
+        super::queue::meta_set(connection, EXPIRE_CLAIM, &wait.join(" "))?;
     }
-    if let Some(id) = claimed {
+    let claims = super::claim::claims(connection)?;
+    let mut released = false;
+    for id in claims
+        .into_iter()
+        .filter(|id| due.contains(&id.to_string().as_str()))
+    {
         super::claim::release_batch(connection, id)?;
+        released = true;
+    }
+    if !released {
+        return Ok(0);
     }
     housekeep(connection, bounds, now)
 }
@@ -511,20 +532,55 @@ pub fn mark_reported(connection: &Connection, reported: &Drops) -> Result<(), St
     Ok(())
 }
 
-/// The drops that batch `id`'s kept body reported are reported now (its
-/// delivery was acknowledged).
-pub fn mark_reported_by(connection: &Connection, id: uuid::Uuid) -> Result<(), StoreError> {
+/// The drops that batch `id`'s kept body reports (none when it has no
+/// kept body).
+fn reported_by(connection: &Connection, id: uuid::Uuid) -> Result<Option<Drops>, StoreError> {
     let drops: Option<Option<String>> = connection
         .prepare_cached("SELECT drops FROM sent_body WHERE batch_id = ?1")?
         .query_row(params![id.to_string()], |row| row.get(0))
         .optional()?;
-    if let Some(reported) = drops
+    Ok(drops
         .flatten()
-        .and_then(|json| serde_json::from_str::<Drops>(&json).ok())
-    {
+        .and_then(|json| serde_json::from_str::<Drops>(&json).ok()))
+}
+
+/// The drops that batch `id`'s kept body reported are reported now (its
+/// delivery was acknowledged).
+pub fn mark_reported_by(connection: &Connection, id: uuid::Uuid) -> Result<(), StoreError> {
+    if let Some(reported) = reported_by(connection, id)? {
         mark_reported(connection, &reported)?;
     }
     Ok(())
+}
+
+/// The unreported drops of purposes `include` accepts, less what batch
+/// `held`'s kept body already reports (it is on the wire: a body prepared
+/// beside it must not report the same counts again).
+pub fn drops_beside(
+    connection: &Connection,
+    include: impl Fn(&str) -> bool,
+    held: Option<uuid::Uuid>,
+) -> Result<Drops, StoreError> {
+    let mut unreported = drops(connection, true, include)?;
+    let Some(reported) = held
+        .map(|id| reported_by(connection, id))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(unreported);
+    };
+    for (purpose, reasons) in &reported {
+        if let Some(counts) = unreported.get_mut(purpose) {
+            for (reason, count) in reasons {
+                if let Some(left) = counts.get_mut(reason) {
+                    *left = left.saturating_sub(*count);
+                }
+            }
+            counts.retain(|_, count| *count > 0);
+        }
+    }
+    unreported.retain(|_, counts| !counts.is_empty());
+    Ok(unreported)
 }
 
 #[cfg(test)]

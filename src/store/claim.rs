@@ -7,9 +7,15 @@
 //! stores the runs of whole segments that no other row sits between
 //! (usually one range) and the head's segment with its count. Rowids only
 //! grow (`AUTOINCREMENT`), so a range never gains a row after it is made;
-//! it loses the ones removed from the queue. At most one batch is claimed
-//! at a time. Delivering a batch deletes its whole segments and cuts the
-//! head off the last one, which keeps its place in the queue.
+//! it loses the ones removed from the queue. Delivering a batch deletes
+//! its whole segments and cuts the head off the last one, which keeps its
+//! place in the queue.
+//!
+//! Two batches may be claimed at once: the one on the wire (`held`) and
+//! the next, claimed and encoded while the first is sent (the pipelined
+//! uploader). A new claim takes no segment any claim touches, so a
+//! segment whose head is held waits, whole, for the next claim after it.
+//! Claims are retried oldest first (by their first rowid).
 use std::time::SystemTime;
 
 use rusqlite::types::Value;
@@ -35,20 +41,23 @@ pub fn claim_batch(
     limits: BatchLimits,
     sendable: &[&str],
 ) -> Result<Option<Batch>, StoreError> {
-    Ok(claim_batch_counting(connection, limits, sendable)?.0)
+    Ok(claim_batch_counting(connection, limits, sendable, None)?.0)
 }
 
-/// [`claim_batch`], and how many unreadable records it moved to the
+/// [`claim_batch`] beside batch `held` (on the wire, left as it is): the
+/// oldest other claimed batch that may still go, or else records no claim
+/// touches. Returns how many unreadable records it moved to the
 /// dead-letter table on the way (each on its own: its neighbours go on,
 /// in a batch claimed afresh).
 pub fn claim_batch_counting(
     connection: &Connection,
     limits: BatchLimits,
     sendable: &[&str],
+    held: Option<Uuid>,
 ) -> Result<(Option<Batch>, u64), StoreError> {
     let mut dead = 0;
     loop {
-        let Some(id) = claim_once(connection, limits, sendable)? else {
+        let Some(id) = claim_once(connection, limits, sendable, held)? else {
             return Ok((None, dead));
         };
         let (batch, unreadable) = read_batch(connection, id)?;
@@ -72,26 +81,28 @@ fn texts<'a>(purposes: &'a [&str]) -> impl Iterator<Item = Value> + 'a {
     purposes.iter().map(|p| Value::Text((*p).to_owned()))
 }
 
-/// One claim: the batch already claimed when it may still go, else a new
-/// one; `None` when nothing sendable is queued.
+/// One claim beside `held`: the oldest batch already claimed that may
+/// still go, else a new one; `None` when nothing sendable is queued.
 fn claim_once(
     connection: &Connection,
     limits: BatchLimits,
     sendable: &[&str],
+    held: Option<Uuid>,
 ) -> Result<Option<Uuid>, StoreError> {
     if sendable.is_empty() {
         return Ok(None);
     }
-    if let Some(id) = claimed(connection)?
-        && still_sendable(connection, id, sendable)?
-    {
-        return Ok(Some(id));
+    for id in claims(connection)? {
+        if Some(id) == held {
+            continue;
+        }
+        if still_sendable(connection, id, sendable)? {
+            return Ok(Some(id));
+        }
+        // Release a batch that is emptied or no longer all sendable: its
+        // records are claimed afresh below.
+        release_batch(connection, id)?;
     }
-    // Release a batch that is malformed, emptied, or no longer all
-    // sendable: its records are claimed afresh below.
-    connection
-        .prepare_cached("DELETE FROM claim")?
-        .execute([])?;
     let Some(taken) = choose(connection, limits, sendable)? else {
         return Ok(None);
     };
@@ -157,7 +168,8 @@ fn choose(
     sendable: &[&str],
 ) -> Result<Option<Taken>, StoreError> {
     let mut query = connection.prepare_cached(&format!(
-        "SELECT id, records, size FROM queue NOT INDEXED WHERE purpose IN ({}) ORDER BY id",
+        "SELECT id, records, size FROM queue NOT INDEXED WHERE purpose IN ({}) AND {UNCLAIMED}
+         ORDER BY id",
         placeholders(0, sendable.len())
     ))?;
     let mut rows = query.query(rusqlite::params_from_iter(texts(sendable)))?;
@@ -238,13 +250,36 @@ pub(super) fn oldest_per_purpose(
     Ok(oldest)
 }
 
-/// The claimed batch, if any.
-pub(super) fn claimed(connection: &Connection) -> Result<Option<Uuid>, StoreError> {
-    let id: Option<String> = connection
-        .prepare_cached("SELECT batch_id FROM claim LIMIT 1")?
-        .query_row([], |row| row.get(0))
-        .optional()?;
-    Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
+/// The claimed batches, oldest (lowest first rowid) first. A claim whose
+/// id is not a UUID (never written by this code) is released.
+pub(super) fn claims(connection: &Connection) -> Result<Vec<Uuid>, StoreError> {
+    let ids: Vec<String> = connection
+        .prepare_cached("SELECT batch_id FROM claim GROUP BY batch_id ORDER BY MIN(first)")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut claims = Vec::with_capacity(ids.len());
+    for id in ids {
+        match Uuid::parse_str(&id) {
+            Ok(uuid) => claims.push(uuid),
+            Err(_) => {
+                connection
+                    .prepare_cached("DELETE FROM claim WHERE batch_id = ?1")?
+                    .execute(params![id])?;
+            }
+        }
+    }
+    Ok(claims)
+}
+
+/// Whether batch `id` is claimed (never released, delivered or purged
+/// since its claim).
+pub fn claimed_now(connection: &Connection, id: Option<Uuid>) -> Result<bool, StoreError> {
+    let Some(id) = id else {
+        return Ok(false);
+    };
+    Ok(connection
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM claim WHERE batch_id = ?1)")?
+        .query_row(params![id.to_string()], |row| row.get(0))?)
 }
 
 /// `ids` (ascending) as ranges that hold no other queued row: two

@@ -1,9 +1,11 @@
-//! Model-based test of the queue: random sequences of enqueue, claim,
-//! complete, a failed attempt (the batch kept for a retry), release,
-//! purge, dead-letter, reopen and a crash in the middle of a transaction,
-//! run against the real store and against a plain in-memory model; after
-//! every step the two must agree on what is queued, what is claimed and
-//! under which id, and what was dead-lettered.
+//! Model-based test of the queue: random sequences of enqueue, claim (on
+//! its own, or beside a batch on the wire, as the pipelined uploader
+//! claims: two batches claimed at once), complete, a failed attempt (the
+//! batch kept for a retry), release, purge, dead-letter, reopen and a
+//! crash in the middle of a transaction, run against the real store and
+//! against a plain in-memory model; after every step the two must agree
+//! on what is queued, what is claimed and under which id, and what was
+//! dead-lettered.
 
 use std::collections::BTreeSet;
 
@@ -26,15 +28,23 @@ enum Op {
         limit: usize,
         sendable: u8,
     },
-    Complete,
+    /// The same, beside claimed batch `which` (the one on the wire).
+    ClaimBeside {
+        limit: usize,
+        sendable: u8,
+        which: usize,
+    },
+    /// Ops on claimed batch `which` (modulo how many are claimed, oldest
+    /// first).
+    Complete(usize),
     /// The send failed: the batch stays claimed for its retry.
-    Fail,
-    Release,
+    Fail(usize),
+    Release(usize),
     /// Purge every purpose whose bit is clear in `keep`.
     Purge {
         keep: u8,
     },
-    DeadLetter,
+    DeadLetter(usize),
     Reopen,
     /// A transaction that enqueues and claims, then dies uncommitted.
     Crash,
@@ -44,11 +54,13 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..3usize, 1..6i64).prop_map(|(purpose, count)| Op::Enqueue { purpose, count }),
         4 => (1..8usize, 1..8u8).prop_map(|(limit, sendable)| Op::Claim { limit, sendable }),
-        2 => Just(Op::Complete),
-        1 => Just(Op::Fail),
-        1 => Just(Op::Release),
+        3 => (1..8usize, 1..8u8, 0..2usize)
+            .prop_map(|(limit, sendable, which)| Op::ClaimBeside { limit, sendable, which }),
+        2 => (0..2usize).prop_map(Op::Complete),
+        1 => (0..2usize).prop_map(Op::Fail),
+        1 => (0..2usize).prop_map(Op::Release),
         1 => (0..8u8).prop_map(|keep| Op::Purge { keep }),
-        1 => Just(Op::DeadLetter),
+        1 => (0..2usize).prop_map(Op::DeadLetter),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
     ]
@@ -61,55 +73,93 @@ fn chosen(mask: u8) -> Vec<&'static str> {
         .collect()
 }
 
-/// The model: records by number, oldest first, and the claimed batch.
+/// The model: records by number (with the enqueue that made their
+/// segment), oldest first, and the claimed batches.
 #[derive(Default)]
 struct Model {
-    queued: Vec<(i64, &'static str)>,
-    claimed: Option<(uuid::Uuid, Vec<i64>)>,
+    queued: Vec<(i64, &'static str, i64)>,
+    claims: Vec<(uuid::Uuid, Vec<i64>)>,
     dead: BTreeSet<i64>,
     next: i64,
+    segments: i64,
 }
 
 impl Model {
-    fn claim(&mut self, limit: usize, sendable: &[&str], got: Option<uuid::Uuid>) -> Vec<i64> {
-        // The batch already claimed, when every record left in it may
-        // still be sent and some are left, is claimed again as it is.
-        if let Some((id, numbers)) = &self.claimed {
+    /// The claimed batches, oldest (lowest record) first.
+    fn sorted(&mut self) {
+        self.claims
+            .sort_by_key(|(_, numbers)| numbers.iter().min().copied());
+    }
+
+    fn which(&mut self, which: usize) -> Option<uuid::Uuid> {
+        self.sorted();
+        let count = self.claims.len();
+        (count > 0).then(|| self.claims[which % count].0)
+    }
+
+    fn claim(
+        &mut self,
+        limit: usize,
+        sendable: &[&str],
+        held: Option<uuid::Uuid>,
+        got: Option<uuid::Uuid>,
+    ) -> Vec<i64> {
+        self.sorted();
+        // The oldest batch already claimed beside `held`, when every record
+        // left in it may still be sent and some are left, is claimed again
+        // as it is; one that may not is released.
+        let mut index = 0;
+        while index < self.claims.len() {
+            let (id, numbers) = self.claims[index].clone();
+            if Some(id) == held {
+                index += 1;
+                continue;
+            }
             let left: Vec<i64> = numbers
                 .iter()
                 .copied()
-                .filter(|n| self.queued.iter().any(|(q, _)| q == n))
+                .filter(|n| self.queued.iter().any(|(q, _, _)| q == n))
                 .collect();
             let all_sendable = left.iter().all(|n| {
                 self.queued
                     .iter()
-                    .any(|(q, p)| q == n && sendable.contains(p))
+                    .any(|(q, p, _)| q == n && sendable.contains(p))
             });
             if !left.is_empty() && all_sendable {
-                assert_eq!(got, Some(*id), "a retry keeps its batch id");
-                self.claimed = Some((*id, left.clone()));
+                assert_eq!(got, Some(id), "a retry keeps its batch id");
+                self.claims[index].1 = left.clone();
                 return left;
             }
+            self.claims.remove(index);
         }
+        // A new claim takes no segment a claim (the held one) touches.
+        let touched: BTreeSet<i64> = self
+            .claims
+            .iter()
+            .flat_map(|(_, numbers)| numbers)
+            .filter_map(|n| self.queued.iter().find(|(q, _, _)| q == n))
+            .map(|(_, _, segment)| *segment)
+            .collect();
         let numbers: Vec<i64> = self
             .queued
             .iter()
-            .filter(|(_, p)| sendable.contains(p))
+            .filter(|(_, p, segment)| sendable.contains(p) && !touched.contains(segment))
             .take(limit)
-            .map(|(n, _)| *n)
+            .map(|(n, _, _)| *n)
             .collect();
-        self.claimed = match got {
-            Some(id) if !numbers.is_empty() => Some((id, numbers.clone())),
-            _ => None,
-        };
+        match got {
+            Some(id) if !numbers.is_empty() => self.claims.push((id, numbers.clone())),
+            _ => assert!(numbers.is_empty(), "the store claimed nothing"),
+        }
         numbers
     }
 
-    fn remove_claimed(&mut self) -> Vec<i64> {
-        let Some((_, numbers)) = self.claimed.take() else {
+    fn remove_claimed(&mut self, id: uuid::Uuid) -> Vec<i64> {
+        let Some(index) = self.claims.iter().position(|(claim, _)| *claim == id) else {
             return Vec::new();
         };
-        self.queued.retain(|(n, _)| !numbers.contains(n));
+        let (_, numbers) = self.claims.remove(index);
+        self.queued.retain(|(n, _, _)| !numbers.contains(n));
         numbers
     }
 }
@@ -137,33 +187,55 @@ fn run(ops: Vec<Op>) {
                     .collect();
                 store.enqueue(&records).unwrap();
                 for i in 0..count {
-                    model.queued.push((model.next + i, PURPOSES[purpose]));
+                    model
+                        .queued
+                        .push((model.next + i, PURPOSES[purpose], model.segments));
                 }
                 model.next += count;
+                model.segments += 1;
             }
             Op::Claim { limit, sendable } => {
                 let sendable = chosen(sendable);
                 let batch = store.claim_batch(limit, &sendable).unwrap();
-                let expected = model.claim(limit, &sendable, batch.as_ref().map(|b| b.id));
+                let expected = model.claim(limit, &sendable, None, batch.as_ref().map(|b| b.id));
                 let got = batch.as_ref().map(numbers_of).unwrap_or_default();
                 assert_eq!(got, expected, "claim of {limit} from {sendable:?}");
             }
-            Op::Complete => {
-                if let Some((id, _)) = model.claimed {
-                    let removed = model.remove_claimed();
+            Op::ClaimBeside {
+                limit,
+                sendable,
+                which,
+            } => {
+                let sendable = chosen(sendable);
+                let held = model.which(which);
+                let limits = super::BatchLimits::records(limit);
+                let (batch, _) = store
+                    .write(|c| queue::claim_batch_counting(c, limits, &sendable, held))
+                    .unwrap();
+                let expected = model.claim(limit, &sendable, held, batch.as_ref().map(|b| b.id));
+                let got = batch.as_ref().map(numbers_of).unwrap_or_default();
+                assert_eq!(
+                    got, expected,
+                    "claim of {limit} from {sendable:?} beside {held:?}"
+                );
+            }
+            Op::Complete(which) => {
+                if let Some(id) = model.which(which) {
+                    let removed = model.remove_claimed(id);
                     let deleted = store.complete_batch(id, "uploaded", "model").unwrap();
                     assert_eq!(deleted, removed.len() as u64);
                 }
             }
-            Op::Fail => {
-                if let Some((id, _)) = model.claimed {
+            Op::Fail(which) => {
+                if let Some(id) = model.which(which) {
                     store
                         .write(|c| queue::insert_audit(c, "failed", Some(id), 0, "model"))
                         .unwrap();
                 }
             }
-            Op::Release => {
-                if let Some((id, _)) = model.claimed.take() {
+            Op::Release(which) => {
+                if let Some(id) = model.which(which) {
+                    model.claims.retain(|(claim, _)| *claim != id);
                     store.write(|c| queue::release_batch(c, id)).unwrap();
                 }
             }
@@ -174,23 +246,19 @@ fn run(ops: Vec<Op>) {
                 let doomed: BTreeSet<i64> = model
                     .queued
                     .iter()
-                    .filter(|(_, p)| !keep.contains(p))
-                    .map(|(n, _)| *n)
+                    .filter(|(_, p, _)| !keep.contains(p))
+                    .map(|(n, _, _)| *n)
                     .collect();
-                model.queued.retain(|(n, _)| !doomed.contains(n));
+                model.queued.retain(|(n, _, _)| !doomed.contains(n));
                 assert_eq!(purged, (before - model.queued.len()) as u64);
                 // A batch that lost records to the purge is released.
-                if model
-                    .claimed
-                    .as_ref()
-                    .is_some_and(|(_, numbers)| numbers.iter().any(|n| doomed.contains(n)))
-                {
-                    model.claimed = None;
-                }
+                model
+                    .claims
+                    .retain(|(_, numbers)| !numbers.iter().any(|n| doomed.contains(n)));
             }
-            Op::DeadLetter => {
-                if let Some((id, _)) = model.claimed {
-                    let removed = model.remove_claimed();
+            Op::DeadLetter(which) => {
+                if let Some(id) = model.which(which) {
+                    let removed = model.remove_claimed(id);
                     let moved = store
                         .write(|c| queue::dead_letter_batch(c, id, Some(422), "model"))
                         .unwrap();
@@ -230,12 +298,14 @@ fn run(ops: Vec<Op>) {
         drained.extend(numbers_of(&batch));
         store.complete_batch(batch.id, "uploaded", "drain").unwrap();
     }
-    let mut expected: Vec<i64> = match &model.claimed {
-        // A batch still claimed goes first, as a retry.
-        Some((_, numbers)) => numbers.clone(),
-        None => Vec::new(),
-    };
-    for (n, _) in &model.queued {
+    // The batches still claimed go first, oldest first, as retries.
+    model.sorted();
+    let mut expected: Vec<i64> = model
+        .claims
+        .iter()
+        .flat_map(|(_, numbers)| numbers.clone())
+        .collect();
+    for (n, _, _) in &model.queued {
         if !expected.contains(n) {
             expected.push(*n);
         }

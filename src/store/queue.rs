@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 pub use super::claim::{
-    batch_bytes, claim_batch, claim_batch_counting, complete_batch, complete_batch_with,
-    copy_to_dead_letter, dead_letter_batch, release_batch,
+    batch_bytes, claim_batch, claim_batch_counting, claimed_now, complete_batch,
+    complete_batch_with, copy_to_dead_letter, dead_letter_batch, release_batch,
 };
 pub use super::trail::{DeadLetterCount, dead_letter_counts, insert_audit, insert_audit_with};
 use super::{AuditEntry, SentBody, StoreError, claim};

@@ -241,7 +241,9 @@ fn a_batch_in_flight_past_its_records_age_is_released_and_they_are_dropped() {
     bounds.max_record_age = Duration::from_secs(40 * 86_400);
     assert_eq!(store.write(|c| housekeep(c, &bounds, now)).unwrap(), 0);
     assert_eq!(
-        store.write(|c| expire_in_flight(c, &bounds, now)).unwrap(),
+        store
+            .write(|c| expire_in_flight(c, &bounds, now, None))
+            .unwrap(),
         0
     );
     assert_eq!(
@@ -252,7 +254,9 @@ fn a_batch_in_flight_past_its_records_age_is_released_and_they_are_dropped() {
     // Past it, nothing happens before housekeeping has looked ...
     bounds.max_record_age = Duration::from_secs(20 * 86_400);
     assert_eq!(
-        store.write(|c| expire_in_flight(c, &bounds, now)).unwrap(),
+        store
+            .write(|c| expire_in_flight(c, &bounds, now, None))
+            .unwrap(),
         0
     );
     assert_eq!(count(&store, "a"), 3);
@@ -261,11 +265,58 @@ fn a_batch_in_flight_past_its_records_age_is_released_and_they_are_dropped() {
     assert_eq!(count(&store, "a"), 3);
     // ... and before the next claim it is released and dropped.
     assert_eq!(
-        store.write(|c| expire_in_flight(c, &bounds, now)).unwrap(),
+        store
+            .write(|c| expire_in_flight(c, &bounds, now, None))
+            .unwrap(),
         3
     );
     assert_eq!(count(&store, "a"), 0);
     assert!(store.claim_batch(3, &["a"]).unwrap().is_none());
     let drops = store.read(|c| drops(c, false, |_| true)).unwrap();
     assert_eq!(drops["a"][TOO_OLD], 3);
+}
+
+#[test]
+fn a_batch_on_the_wire_past_its_age_is_released_only_once_it_is_no_longer_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut bounds) = store(dir.path(), &[("a", Priority::Normal)], 3);
+    store
+        .enqueue(&(3..6).map(|i| test_record("a", i)).collect::<Vec<_>>())
+        .unwrap();
+    let now = humantime::parse_rfc3339("2026-01-31T00:00:00Z").unwrap();
+    bounds.max_record_age = Duration::from_secs(20 * 86_400);
+    let held = store.claim_batch(3, &["a"]).unwrap().unwrap();
+    let (ahead, _) = store
+        .write(|c| queue::claim_batch_counting(c, BatchLimits::records(3), &["a"], Some(held.id)))
+        .unwrap();
+    let ahead = ahead.unwrap();
+    // Housekeeping marks both; the claim beside `held` releases the other
+    // one only, and `held` stays marked.
+    assert_eq!(store.write(|c| housekeep(c, &bounds, now)).unwrap(), 0);
+    assert_eq!(
+        store
+            .write(|c| expire_in_flight(c, &bounds, now, Some(held.id)))
+            .unwrap(),
+        3,
+        "the batch beside it is released and its records dropped"
+    );
+    assert!(
+        !store
+            .read(|c| queue::claimed_now(c, Some(ahead.id)))
+            .unwrap()
+    );
+    assert!(
+        store
+            .read(|c| queue::claimed_now(c, Some(held.id)))
+            .unwrap()
+    );
+    assert_eq!(count(&store, "a"), 3);
+    // Once it is no longer on the wire, it goes too.
+    assert_eq!(
+        store
+            .write(|c| expire_in_flight(c, &bounds, now, None))
+            .unwrap(),
+        3
+    );
+    assert_eq!(count(&store, "a"), 0);
 }

@@ -41,7 +41,7 @@ fn a_claim_is_ranges_that_hold_its_records_and_nothing_else() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(left, ["b", "b", "a"]);
-    assert_eq!(claimed(&c).unwrap(), None);
+    assert!(claims(&c).unwrap().is_empty());
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn the_batch_in_flight_is_never_evicted_and_dead_letters_as_a_whole() {
         )
         .unwrap();
     assert_eq!(dead, 2);
-    assert_eq!(claimed(&c).unwrap(), None);
+    assert!(claims(&c).unwrap().is_empty());
 }
 
 #[test]
@@ -154,4 +154,45 @@ fn a_segment_larger_than_a_batch_goes_in_heads_and_keeps_its_place() {
     );
     let rest = claim_batch(&c, limits(100), &["a"]).unwrap().unwrap();
     assert_eq!(numbers(&rest), [5, 6, 7, 8, 9, 10]);
+}
+
+#[test]
+fn a_claim_beside_a_held_one_takes_no_segment_it_touches_and_retries_go_oldest_first() {
+    let (_dir, c) = store();
+    // Three segments of three records each.
+    for chunk in 0..3 {
+        let records: Vec<_> = (0..3).map(|n| test_record("a", 3 * chunk + n)).collect();
+        enqueue(&c, &records).unwrap();
+    }
+    // The batch on the wire: the first segment whole and the head of the
+    // second.
+    let held = claim_batch(&c, limits(5), &["a"]).unwrap().unwrap();
+    assert_eq!(held.len(), 5);
+    // Beside it: not the rest of the second segment (its head is held),
+    // the third.
+    let (ahead, _) = claim_batch_counting(&c, limits(5), &["a"], Some(held.id)).unwrap();
+    let ahead = ahead.unwrap();
+    assert_eq!(ahead.len(), 3);
+    assert_eq!(claims(&c).unwrap(), vec![held.id, ahead.id]);
+    // Beside the held one again: the same batch, as a retry.
+    let (again, _) = claim_batch_counting(&c, limits(5), &["a"], Some(held.id)).unwrap();
+    assert_eq!(again.unwrap().id, ahead.id);
+    // On its own (after a restart): the oldest claim first, then the next.
+    assert_eq!(
+        claim_batch(&c, limits(5), &["a"]).unwrap().unwrap().id,
+        held.id
+    );
+    complete_batch(&c, held.id, "uploaded", "ok").unwrap();
+    assert_eq!(
+        claim_batch(&c, limits(5), &["a"]).unwrap().unwrap().id,
+        ahead.id
+    );
+    complete_batch(&c, ahead.id, "uploaded", "ok").unwrap();
+    // What the held head left of its segment goes last.
+    let rest = claim_batch(&c, limits(5), &["a"]).unwrap().unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(claimed_now(&c, Some(rest.id)).unwrap());
+    // A purge releases a claim: a body built for it must not be kept.
+    crate::store::queue::purge_blocked(&c, |_| false, "test").unwrap();
+    assert!(!claimed_now(&c, Some(rest.id)).unwrap());
 }

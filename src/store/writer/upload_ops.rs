@@ -23,23 +23,26 @@ pub struct NextBatch {
 }
 
 impl<S: Durable> Writer<S> {
-    /// Claims the next batch of the `sendable` purposes (see
-    /// [`queue::claim_batch`]; first releasing a batch housekeeping found
-    /// past its records' age) and reads its kept body and the drops to
-    /// report, in one unsynced job: a claim a power loss undoes is claimed
-    /// again, and nothing has left yet.
+    /// Claims the next batch of the `sendable` purposes beside batch
+    /// `held`, the one on the wire if any (see
+    /// [`queue::claim_batch_counting`]; first releasing a batch
+    /// housekeeping found past its records' age) and reads its kept body
+    /// and the drops to report (less those `held`'s body reports), in one
+    /// unsynced job: a claim a power loss undoes is claimed again, and
+    /// nothing has left yet.
     pub async fn next_batch(
         &self,
         limits: BatchLimits,
         sendable: Vec<String>,
+        held: Option<Uuid>,
     ) -> Result<Option<NextBatch>, WriterError> {
         let gauges = Arc::clone(&self.gauges);
         self.call_unsynced(move |c, _| {
-            let expired =
-                bounds::expire_in_flight(c, &gauges.bounds, std::time::SystemTime::now())?;
+            let now = std::time::SystemTime::now();
+            let expired = bounds::expire_in_flight(c, &gauges.bounds, now, held)?;
             gauges.removed_uncounted(expired);
             let purposes: Vec<&str> = sendable.iter().map(String::as_str).collect();
-            let (batch, dead) = queue::claim_batch_counting(c, limits, &purposes)?;
+            let (batch, dead) = queue::claim_batch_counting(c, limits, &purposes, held)?;
             gauges.removed_uncounted(dead);
             let Some(batch) = batch else {
                 return Ok(None);
@@ -48,7 +51,7 @@ impl<S: Durable> Writer<S> {
             let kept = queue::sent_body(c, &id)?
                 .into_iter()
                 .find(|body| body.batch_id == id);
-            let drops = bounds::drops(c, true, |p| purposes.contains(&p))?;
+            let drops = bounds::drops_beside(c, |p| purposes.contains(&p), held)?;
             Ok(Some(NextBatch { batch, kept, drops }))
         })
         .await
@@ -56,8 +59,20 @@ impl<S: Durable> Writer<S> {
 
     /// Keeps a batch's body as first sent, synced before it leaves: a
     /// retry after a power loss sends the same bytes under the same id.
-    pub async fn keep_body(&self, body: SentBody) -> Result<(), WriterError> {
-        self.call(move |c, _| queue::keep_body(c, &body)).await
+    /// Only while the batch is still claimed (its records as they were
+    /// when the body was built): false, and nothing kept, when a purge or
+    /// an expiry released it meanwhile (a body built ahead, while another
+    /// batch was on the wire, must then never leave).
+    pub async fn keep_body(&self, body: SentBody) -> Result<bool, WriterError> {
+        self.call(move |c, _| {
+            let id = Uuid::parse_str(&body.batch_id).ok();
+            if !queue::claimed_now(c, id)? {
+                return Ok(false);
+            }
+            queue::keep_body(c, &body)?;
+            Ok(true)
+        })
+        .await
     }
 
     /// The deletion requests no receiver has acknowledged yet.

@@ -18,17 +18,16 @@ use tokio_util::sync::CancellationToken;
 use super::compression::Compression;
 use super::in_flight::InFlight;
 use super::policy::{Protocol, Refusal, UploadResult};
-use super::protocol::{self, Body, DeletionEnvelope};
+use super::protocol::{Body, DeletionEnvelope};
 use super::schedule::{Pace, next_attempt};
 use super::send_lock::{ANOTHER_SENDER, SendLock};
 use super::transport::Answer;
 use super::{AgentIdentity, Transport, UploadConfig, otlp};
 use crate::clock::rfc3339;
 use crate::gate::Gate;
-use crate::store::{
-    Batch, BatchLimits, Drops, Durable, NextBatch, SentBody, StoreError, Writer, WriterError,
-};
+use crate::store::{Batch, BatchLimits, Durable, SentBody, StoreError, Writer, WriterError};
 use answer::{Accepted, Numbers};
+use pipeline::{Ahead, Prepared};
 use uuid::Uuid;
 
 /// What one call of [`Uploader::upload_pending`] did.
@@ -92,6 +91,18 @@ pub struct Uploader<S> {
     compression: Compression,
     /// Whether the store has been asked about such a refusal yet.
     compression_known: bool,
+}
+
+/// What comes after an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// The next batch (the one prepared ahead, if any).
+    Go,
+    /// The same records, first: the batch recompressed as gzip after a 415,
+    /// or in halves after a refusal of its content.
+    Again,
+    /// Nothing more for now (a failure, a wait).
+    Stop,
 }
 
 /// A delivered batch still to be removed from the queue.
@@ -225,23 +236,28 @@ impl<S: Durable> Uploader<S> {
             summary.records_queued = self.writer.depth();
             return Ok(summary);
         }
+        // New bodies are built ahead, while another is on the wire: their
+        // compression is settled first.
+        self.compression().await?;
+        // The batch prepared while the one before it was on the wire.
+        let mut ready: Option<Prepared> = None;
         loop {
-            let registry = self.gate.registry();
-            if let Some(why) = registry.unreadable() {
-                // Fail closed without destroying anything: hold the queue.
-                summary.stopped = Some(format!("holding the queue: {why}"));
-                break;
-            }
-            let sendable: Vec<String> = registry
-                .decisions()
-                .filter(|d| d.is_allowed())
-                .map(|d| d.purpose().to_owned())
-                .collect();
-            let Some(next) = self.writer.next_batch(self.limits(), sendable).await? else {
-                break;
+            let prepared = match ready.take() {
+                Some(prepared) => prepared,
+                None => match self.prepare(None).await? {
+                    Ahead::Batch(prepared) => prepared,
+                    Ahead::DeadLettered(moved) => {
+                        summary.dead_lettered += moved;
+                        continue;
+                    }
+                    Ahead::Hold(why) => {
+                        summary.stopped = Some(why);
+                        break;
+                    }
+                    Ahead::Empty => break,
+                },
             };
-            let batch = &next.batch;
-            let purposes: Vec<String> = batch.purposes().into_keys().collect();
+            let purposes: Vec<String> = prepared.batch.purposes().into_keys().collect();
             // Registered first, then the last look at the consent: see
             // `InFlight`.
             let cancel = self.in_flight.start(purposes.clone());
@@ -251,11 +267,14 @@ impl<S: Durable> Uploader<S> {
                 self.in_flight.finish();
                 continue;
             }
-            let sent = self.send(next, cancel, &mut summary).await;
+            let sent = self.send(prepared, cancel, &mut summary).await;
             self.in_flight.finish();
-            if !sent? {
+            let (go_on, ahead) = sent?;
+            if !go_on {
+                self.let_go(ahead).await?;
                 break;
             }
+            ready = ahead;
         }
         summary.records_queued = self.writer.depth();
         Ok(summary)
@@ -372,83 +391,142 @@ impl<S: Durable> Uploader<S> {
         Some(wait)
     }
 
-    /// The body to send for `batch`: the one kept from its first attempt
-    /// (a retry sends the same bytes under the same key), or a new one,
-    /// kept before it leaves. `None`: the batch cannot be encoded and went
-    /// to the dead-letter table.
+    /// The body to send for `prepared`: the one kept from its first
+    /// attempt (a retry sends the same bytes under the same key), or its
+    /// new one (built again if the compression changed since), kept before
+    /// it leaves. `None`: its batch was released meanwhile (a purge), or it
+    /// cannot be encoded now and went to the dead-letter table.
     async fn body(
         &mut self,
-        batch: &Batch,
-        kept: Option<SentBody>,
-        drops: Drops,
+        prepared: &Prepared,
         summary: &mut UploadSummary,
     ) -> Result<Option<Body>, UploadError> {
-        if let Some(kept) = kept {
-            return Ok(Some(Body::kept(kept.bytes, kept.sha256)));
+        let Prepared {
+            batch,
+            body,
+            kept,
+            drops,
+        } = prepared;
+        if *kept {
+            return Ok(Some(body.clone()));
         }
-        let compression = self.compression().await?;
-        let encoded = match self.transport.protocol() {
-            Protocol::ConsentryJson => Ok(protocol::encode_batch(batch, &drops, compression)),
-            Protocol::OtlpHttp => otlp::request(batch, self.identity.region, &drops)
-                .map(|request| otlp::encode(&request, compression)),
-        };
-        let body = match encoded {
-            Ok(body) => body,
-            Err(err) => {
-                // Unsendable rows must not block the queue, nor be lost.
-                tracing::error!(batch = %batch.id, error = %err, "a batch cannot be encoded; it moves to the dead-letter table");
-                summary.dead_lettered += self
-                    .writer
-                    .dead_letter_batch(batch.id, None, err.to_string())
-                    .await?;
-                return Ok(None);
+        let body = if body.compression == self.compression {
+            body.clone()
+        } else {
+            match self.encode(batch, drops) {
+                Ok(body) => body,
+                Err(err) => {
+                    tracing::error!(batch = %batch.id, error = %err, "a batch cannot be encoded; it moves to the dead-letter table");
+                    summary.dead_lettered += self
+                        .writer
+                        .dead_letter_batch(batch.id, None, err.to_string())
+                        .await?;
+                    return Ok(None);
+                }
             }
         };
-        self.writer
+        let still_claimed = self
+            .writer
             .keep_body(SentBody {
                 batch_id: batch.id.to_string(),
                 at: rfc3339(SystemTime::now()),
                 records: batch.len() as u64,
                 sha256: body.sha256.clone(),
                 bytes: body.bytes.clone(),
-                drops,
+                drops: drops.clone(),
             })
             .await?;
+        if !still_claimed {
+            tracing::info!(batch = %batch.id, "a batch prepared ahead was released before it left; what is left of it is claimed afresh");
+            return Ok(None);
+        }
         Ok(Some(body))
     }
 
-    /// Sends one batch and applies the outcome; false when sending should
-    /// stop for now.
+    /// Sends one batch and, while it is on the wire, prepares the next
+    /// (`pipeline`); applies the outcome. Returns false when sending should
+    /// stop for now, and the batch prepared ahead, if any.
     async fn send(
         &mut self,
-        next: NextBatch,
+        prepared: Prepared,
         cancel: CancellationToken,
         summary: &mut UploadSummary,
-    ) -> Result<bool, UploadError> {
-        let NextBatch { batch, kept, drops } = next;
-        let Some(body) = self.body(&batch, kept, drops, summary).await? else {
-            return Ok(true);
+    ) -> Result<(bool, Option<Prepared>), UploadError> {
+        let Some(body) = self.body(&prepared, summary).await? else {
+            return Ok((true, None));
         };
+        let batch = prepared.batch;
         let numbers = Numbers::of(&batch, &body);
-        let started = Instant::now();
-        let answer = tokio::select! {
-            answer = self.transport.send(batch.id, body.bytes.clone(), body.compression) => answer,
+        let wire = async {
+            let started = Instant::now();
+            let answer = self
+                .transport
+                .send(batch.id, body.bytes.clone(), body.compression)
+                .await;
+            (answer, started.elapsed())
+        };
+        let ((answer, latency), ahead) = tokio::select! {
+            both = async { tokio::join!(wire, self.prepare(Some(batch.id))) } => both,
             _ = cancel.cancelled() => {
                 // Consent for part of it was withdrawn mid-send: the request
-                // is abandoned, and the purge that follows removes it.
+                // is abandoned, and the purge that follows removes it. A
+                // batch being prepared beside it stays claimed, unsent, and
+                // is judged again by the next claim.
                 tracing::info!(batch = %batch.id, "upload stopped: consent withdrawn");
                 summary.stopped = Some("stopped: consent withdrawn during the upload".into());
-                return Ok(true);
+                return Ok((true, None));
             }
         };
-        let latency = started.elapsed();
+        // The answer is applied first: a failure to prepare the next batch
+        // (the store) does not leave a delivered batch queued.
+        let go_on = self
+            .answered(&batch, body, numbers, answer, latency, summary)
+            .await;
+        let ahead = match ahead {
+            Ok(Ahead::Batch(prepared)) => Some(prepared),
+            Ok(Ahead::DeadLettered(moved)) => {
+                summary.dead_lettered += moved;
+                None
+            }
+            Ok(Ahead::Empty | Ahead::Hold(_)) => None,
+            Err(err) => {
+                go_on?;
+                return Err(err);
+            }
+        };
+        match go_on {
+            Ok(Next::Go) => Ok((true, ahead)),
+            Ok(next) => {
+                // The same records go again first (gzip, or in halves), or
+                // nothing more goes now: what was prepared ahead waits.
+                self.let_go(ahead).await?;
+                Ok((next == Next::Again, None))
+            }
+            Err(err) => {
+                self.let_go(ahead).await?;
+                Err(err)
+            }
+        }
+    }
+
+    /// Applies the receiver's `answer` to `batch` (sent as `body`), and
+    /// says what comes next.
+    async fn answered(
+        &mut self,
+        batch: &Batch,
+        body: Body,
+        numbers: Numbers,
+        answer: Answer,
+        latency: Duration,
+        summary: &mut UploadSummary,
+    ) -> Result<Next, UploadError> {
         let id = batch.id.to_string();
         if self
             .refused_zstd(&answer, body.compression, Some((&id, &body)))
             .await?
         {
             // The same batch goes again at once, gzip, under its own id.
-            return Ok(true);
+            return Ok(Next::Again);
         }
         let result = self.paced(&answer);
         let facts = numbers.facts(self.transport.protocol(), &result, latency);
@@ -466,14 +544,15 @@ impl<S: Durable> Uploader<S> {
                     detail,
                     facts,
                 };
-                self.accepted(&batch, accepted, summary).await
+                let go_on = self.accepted(batch, accepted, summary).await?;
+                Ok(if go_on { Next::Go } else { Next::Stop })
             }
             UploadResult::Refused { status, detail }
                 if Refusal::of(*status, batch.len()) != Refusal::RetryLater =>
             {
-                self.refused_content(&batch, *status, detail, summary)
+                self.refused_content(batch, *status, detail, summary)
                     .await?;
-                Ok(true)
+                Ok(Next::Again)
             }
             UploadResult::Retryable { .. } | UploadResult::Refused { .. } => {
                 let wait = self.note_wait(summary);
@@ -484,7 +563,7 @@ impl<S: Durable> Uploader<S> {
                     .audit_with("failed", Some(batch.id), count, detail.clone(), Some(facts))
                     .await?;
                 tracing::warn!(batch = %batch.id, records = count, error = %detail, retry_in = ?wait, "batch not delivered; it stays queued");
-                Ok(false)
+                Ok(Next::Stop)
             }
         }
     }
@@ -492,6 +571,7 @@ impl<S: Durable> Uploader<S> {
 
 mod answer;
 mod fallback;
+mod pipeline;
 
 // These run against the loopback receiver, which only the `demo` feature
 // builds.

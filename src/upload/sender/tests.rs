@@ -1,5 +1,6 @@
 //! The uploader against the loopback receiver and a real store.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::*;
@@ -19,13 +20,18 @@ struct Bench {
 }
 
 async fn bench(records: i64) -> Bench {
+    bench_with(records, "").await
+}
+
+/// [`bench`], with more `[upload]` settings (TOML lines).
+async fn bench_with(records: i64, settings: &str) -> Bench {
     let dir = tempfile::tempdir().unwrap();
     let pki = LoopbackPki::generate().unwrap();
     let receiver = Receiver::start(&pki).await.unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
     let config: UploadConfig = toml::from_str(&format!(
-        "endpoint = \"{}\"\nca_file = \"{}\"",
+        "endpoint = \"{}\"\nca_file = \"{}\"\n{settings}",
         receiver.url(),
         ca.display()
     ))
@@ -62,6 +68,35 @@ async fn bench(records: i64) -> Bench {
 }
 
 impl Bench {
+    /// Queues `chunks` ingest chunks (segments) of two records each,
+    /// numbered from 0.
+    async fn enqueue_chunks(&self, chunks: i64) {
+        for chunk in 0..chunks {
+            let records = (2 * chunk..2 * chunk + 2)
+                .map(|n| test_record("update_identity", n))
+                .collect();
+            self.writer.enqueue(records).await.unwrap();
+        }
+    }
+
+    /// The ids of the batches claimed now, and of those with a kept body.
+    async fn claims_and_kept(&self) -> (Vec<String>, Vec<String>) {
+        self.writer
+            .call(|c, _| {
+                let ids = |sql: &str| -> Result<Vec<String>, StoreError> {
+                    Ok(c.prepare(sql)?
+                        .query_map([], |row| row.get(0))?
+                        .collect::<Result<_, _>>()?)
+                };
+                Ok((
+                    ids("SELECT DISTINCT batch_id FROM claim ORDER BY batch_id")?,
+                    ids("SELECT batch_id FROM sent_body ORDER BY batch_id")?,
+                ))
+            })
+            .await
+            .unwrap()
+    }
+
     fn uploader(&self) -> Uploader<()> {
         Uploader::new(
             self.writer.clone(),
@@ -168,4 +203,142 @@ async fn a_delivered_batch_that_cannot_be_removed_is_removed_later_not_resent() 
         1,
         "{trail:?}"
     );
+}
+
+/// Waits (up to ten seconds) until `bench` holds `count` claims.
+async fn until_claims(bench: &Bench, count: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (claims, _) = bench.claims_and_kept().await;
+        if claims.len() == count || tokio::time::Instant::now() > deadline {
+            return claims;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_batch_is_claimed_and_built_while_one_is_on_the_wire_and_each_goes_once() {
+    // Five segments of two records (five ingest chunks), two per batch.
+    let bench = bench_with(0, "batch_max_records = 2").await;
+    bench.enqueue_chunks(5).await;
+    bench.receiver.set_delay(Duration::from_millis(400));
+    let mut uploader = bench.uploader();
+    let sending = tokio::spawn(async move { uploader.upload_pending(true).await });
+    assert!(
+        bench
+            .receiver
+            .wait_for_requests(1, Duration::from_secs(10))
+            .await
+    );
+    // The first batch is on the wire (the receiver holds its answer): the
+    // second is claimed beside it, its body built but not kept.
+    let claims = until_claims(&bench, 2).await;
+    assert_eq!(claims.len(), 2, "{claims:?}");
+    let (_, kept) = bench.claims_and_kept().await;
+    assert_eq!(
+        kept.len(),
+        1,
+        "only the batch on the wire is kept: {kept:?}"
+    );
+
+    let summary = sending.await.unwrap().unwrap();
+    assert_eq!(summary.records_sent, 10, "{summary:?}");
+    assert_eq!(summary.batches_sent, 5, "{summary:?}");
+    let requests = bench.receiver.requests();
+    let keys: BTreeSet<_> = requests.iter().map(|r| r.idempotency_key.clone()).collect();
+    assert_eq!(
+        (requests.len(), keys.len()),
+        (5, 5),
+        "one request per batch, each its own key"
+    );
+    let mut numbers: Vec<i64> = requests
+        .iter()
+        .flat_map(|r| r.envelope.as_ref().unwrap().records.clone())
+        .map(|record| {
+            let fields: serde_json::Value = serde_json::from_str(record.fields.get()).unwrap();
+            fields["n"].as_i64().unwrap()
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(
+        numbers,
+        (0..10).collect::<Vec<_>>(),
+        "each record exactly once"
+    );
+    let (claims, kept) = bench.claims_and_kept().await;
+    assert!(claims.is_empty(), "{claims:?}");
+    assert_eq!(kept.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_prepared_ahead_is_let_go_unsent_and_unkept_when_the_one_on_the_wire_fails() {
+    let bench = bench_with(2, "batch_max_records = 2").await;
+    let more = (2..4).map(|n| test_record("update_identity", n)).collect();
+    bench.writer.enqueue(more).await.unwrap();
+    bench.receiver.set_delay(Duration::from_millis(200));
+    bench.receiver.script(&[503]);
+    let mut uploader = bench.uploader();
+    let failed = uploader.upload_pending(true).await.unwrap();
+    assert_eq!(failed.records_sent, 0, "{failed:?}");
+    assert_eq!(bench.receiver.requests().len(), 1);
+    let first = bench.receiver.requests()[0]
+        .idempotency_key
+        .clone()
+        .unwrap();
+    // Only the batch that went is kept (history shows what was sent) and
+    // still claimed (its retry keeps its id); the one prepared beside it
+    // was let go.
+    let (claims, kept) = bench.claims_and_kept().await;
+    assert_eq!(claims, vec![first.clone()]);
+    assert_eq!(kept, vec![first.clone()]);
+
+    bench.receiver.set_delay(Duration::ZERO);
+    let done = uploader.upload_pending(true).await.unwrap();
+    assert_eq!(done.records_sent, 4, "{done:?}");
+    let keys: Vec<String> = bench
+        .receiver
+        .requests()
+        .iter()
+        .map(|r| r.idempotency_key.clone().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(
+        keys[1], first,
+        "the failed batch goes again first, under its key"
+    );
+    assert_ne!(keys[2], first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_built_beside_another_does_not_report_its_drops_again() {
+    let bench = bench_with(0, "batch_max_records = 2").await;
+    bench.enqueue_chunks(3).await;
+    bench
+        .writer
+        .call(|c, _| {
+            Ok(c.execute_batch(
+                "INSERT INTO dropped (purpose, reason, total, unreported)
+                 VALUES ('update_identity', 'queue_full', 5, 5)",
+            )?)
+        })
+        .await
+        .unwrap();
+    bench.receiver.set_delay(Duration::from_millis(200));
+    let summary = bench.uploader().upload_pending(true).await.unwrap();
+    assert_eq!(summary.records_sent, 6, "{summary:?}");
+    let reported: Vec<u64> = bench
+        .receiver
+        .requests()
+        .iter()
+        .map(|r| {
+            let dropped = &r.envelope.as_ref().unwrap().dropped;
+            dropped
+                .get("update_identity")
+                .and_then(|reasons| reasons.get("queue_full"))
+                .copied()
+                .unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(reported, vec![5, 0, 0], "reported once, by the first body");
 }

@@ -1,0 +1,117 @@
+//! The pipeline: the next batch is claimed and its body built while the
+//! one before it is on the wire, so the receiver's round trip and the
+//! encoding overlap. At most two batches are in flight: one on the wire,
+//! one prepared. Each has its own id (its `Idempotency-Key`).
+//!
+//! A prepared body is kept (`Writer::keep_body`) only just before it
+//! leaves, and only while its batch is still claimed as it was when the
+//! body was built: a batch released unsent (a revoke's purge, a refusal of
+//! the one before it, a failed attempt) never shows in `history` as sent.
+//! Before it leaves it passes the same consent check as any batch
+//! (`Uploader::upload_pending`). Its envelope's drop counts leave out
+//! those the body on the wire reports (`bounds::drops_beside`), so that no
+//! count is reported twice.
+
+use uuid::Uuid;
+
+use super::Uploader;
+use crate::store::{Batch, Drops, Durable, NextBatch};
+use crate::upload::UploadError;
+use crate::upload::policy::Protocol;
+use crate::upload::protocol::{self, Body};
+use crate::upload::{otlp, protocol::ProtocolError};
+
+/// A batch claimed, with the body it goes in.
+pub(super) struct Prepared {
+    pub batch: Batch,
+    pub body: Body,
+    /// Whether `body` is the one kept at its first attempt (a retry sends
+    /// the same bytes); else it is new, kept just before it leaves.
+    pub kept: bool,
+    /// The drop counts `body`'s envelope reports.
+    pub drops: Drops,
+}
+
+/// What preparing the next batch came to.
+pub(super) enum Ahead {
+    Batch(Prepared),
+    /// Nothing sendable is queued.
+    Empty,
+    /// The consent cannot be read: the queue is held (why).
+    Hold(String),
+    /// The batch claimed could not be encoded: its records (this many)
+    /// went to the dead-letter table. Prepare again.
+    DeadLettered(u64),
+}
+
+impl<S: Durable> Uploader<S> {
+    /// Claims the next batch the consent snapshot allows, beside batch
+    /// `held` (on the wire), and builds its body unless it has a kept one.
+    /// Takes `&self`: it runs while `held` is being sent.
+    pub(super) async fn prepare(&self, held: Option<Uuid>) -> Result<Ahead, UploadError> {
+        let registry = self.gate.registry();
+        if let Some(why) = registry.unreadable() {
+            // Fail closed without destroying anything: hold the queue.
+            return Ok(Ahead::Hold(format!("holding the queue: {why}")));
+        }
+        let sendable: Vec<String> = registry
+            .decisions()
+            .filter(|d| d.is_allowed())
+            .map(|d| d.purpose().to_owned())
+            .collect();
+        let Some(NextBatch { batch, kept, drops }) = self
+            .writer
+            .next_batch(self.limits(), sendable, held)
+            .await?
+        else {
+            return Ok(Ahead::Empty);
+        };
+        if let Some(kept) = kept {
+            let body = Body::kept(kept.bytes, kept.sha256);
+            return Ok(Ahead::Batch(Prepared {
+                batch,
+                body,
+                kept: true,
+                drops,
+            }));
+        }
+        match self.encode(&batch, &drops) {
+            Ok(body) => Ok(Ahead::Batch(Prepared {
+                batch,
+                body,
+                kept: false,
+                drops,
+            })),
+            Err(err) => {
+                // Unsendable rows must not block the queue, nor be lost.
+                tracing::error!(batch = %batch.id, error = %err, "a batch cannot be encoded; it moves to the dead-letter table");
+                let moved = self
+                    .writer
+                    .dead_letter_batch(batch.id, None, err.to_string())
+                    .await?;
+                Ok(Ahead::DeadLettered(moved))
+            }
+        }
+    }
+
+    /// `batch`'s body in the receiver's protocol, compressed as new bodies
+    /// are now.
+    pub(super) fn encode(&self, batch: &Batch, drops: &Drops) -> Result<Body, ProtocolError> {
+        match self.transport.protocol() {
+            Protocol::ConsentryJson => Ok(protocol::encode_batch(batch, drops, self.compression)),
+            Protocol::OtlpHttp => otlp::request(batch, self.identity.region, drops)
+                .map(|request| otlp::encode(&request, self.compression)),
+        }
+    }
+
+    /// Lets go of a prepared batch that will not be sent now: its records
+    /// are claimed afresh later (it has no kept body, nothing of it left).
+    pub(super) async fn let_go(&self, ahead: Option<Prepared>) -> Result<(), UploadError> {
+        if let Some(prepared) = ahead
+            && !prepared.kept
+        {
+            self.writer.release_batch(prepared.batch.id).await?;
+        }
+        Ok(())
+    }
+}
