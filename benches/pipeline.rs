@@ -216,9 +216,15 @@ fn store_and_encode(c: &mut Criterion) {
 /// A mixed batch: installer tasks (what a busy machine sends most) and
 /// update identities, one in five.
 fn mixed_batch(gate: &Gate) -> Batch {
+    task_batch(gate, true)
+}
+
+/// A batch of installer tasks (`load`'s workload, the one compared with
+/// Glean), with update identities one in five when `mixed`.
+fn task_batch(gate: &Gate, mixed: bool) -> Batch {
     let records = (0..BATCH)
         .map(|n| {
-            let record = if n % 5 == 0 {
+            let record = if mixed && n % 5 == 0 {
                 update_identity_record()
             } else {
                 let mut record = Record::new("installation_errors");
@@ -266,6 +272,8 @@ fn wire(c: &mut Criterion, gate: &Gate) {
     use flate2::write::GzEncoder;
     use std::io::Write;
     let json = serde_json::to_vec(&Envelope::from_batch(&mixed_batch(gate)).unwrap()).unwrap();
+    let tasks =
+        serde_json::to_vec(&Envelope::from_batch(&task_batch(gate, false)).unwrap()).unwrap();
     let gzip = |level: u32| {
         let mut encoder = GzEncoder::new(
             Vec::with_capacity(json.len() / 8),
@@ -275,18 +283,40 @@ fn wire(c: &mut Criterion, gate: &Gate) {
         encoder.finish().unwrap()
     };
     let zstd = |level: i32| zstd::stream::encode_all(&json[..], level).unwrap();
-    let sizes: Vec<(String, usize)> = [1, 2, 3]
-        .map(|level| (format!("zstd level {level}"), zstd(level).len()))
+    let zstd_tasks = |level: i32| zstd::stream::encode_all(&tasks[..], level).unwrap();
+    let sizes: Vec<(&str, usize, String, usize)> = [1, 2, 3]
+        .map(|level| {
+            (
+                "mixed",
+                json.len(),
+                format!("zstd level {level}"),
+                zstd(level).len(),
+            )
+        })
         .into_iter()
-        .chain([1, 6, 9].map(|level| (format!("gzip level {level}"), gzip(level).len())))
+        .chain([1, 6, 9].map(|level| {
+            (
+                "mixed",
+                json.len(),
+                format!("gzip level {level}"),
+                gzip(level).len(),
+            )
+        }))
+        .chain([1, 2, 3].map(|level| {
+            (
+                "install-task",
+                tasks.len(),
+                format!("zstd level {level}"),
+                zstd_tasks(level).len(),
+            )
+        }))
         .collect();
-    for (name, size) in sizes {
+    for (kind, json, name, size) in sizes {
         eprintln!(
-            "wire: mixed batch of {BATCH}: JSON {} B ({} B/record), {name} {size} B ({:.1} B/record, {:.1} % of the JSON)",
-            json.len(),
-            json.len() / BATCH,
+            "wire: {kind} batch of {BATCH}: JSON {json} B ({} B/record), {name} {size} B ({:.1} B/record, {:.1} % of the JSON)",
+            json / BATCH,
             size as f64 / BATCH as f64,
-            size as f64 * 100.0 / json.len() as f64
+            size as f64 * 100.0 / json as f64
         );
     }
     let mut group = c.benchmark_group("wire");
@@ -294,6 +324,11 @@ fn wire(c: &mut Criterion, gate: &Gate) {
     for level in [1, 2, 3] {
         group.bench_function(format!("zstd_level_{level}_mixed_500"), |b| {
             b.iter(|| zstd(black_box(level)))
+        });
+    }
+    for level in [1, 2, 3] {
+        group.bench_function(format!("zstd_level_{level}_install_task_500"), |b| {
+            b.iter(|| zstd_tasks(black_box(level)))
         });
     }
     for level in [1, 6] {
