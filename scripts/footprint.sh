@@ -57,19 +57,30 @@ switches() {
 }
 hz=$(getconf CLK_TCK)
 t0=$(ticks); s0=$(switches); start=$(date +%s%N)
-sleep "$seconds"
+# RSS once a second (reading /proc wakes nothing in the daemon): it lets
+# go of its code pages ten seconds after start and whenever its RSS has
+# grown by a MiB since (src/daemon/footprint.rs), so one value would
+# not tell the whole story.
+samples=()
+for _ in $(seq "$seconds"); do
+    sleep 1
+    samples+=("$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")")
+done
 t1=$(ticks); s1=$(switches); end=$(date +%s%N)
+read -r rss_median rss_max < <(printf '%s\n' "${samples[@]}" | sort -n |
+    awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)], v[NR]}')
 
 rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
 hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
 threads=$(ls "/proc/$pid/task" | wc -l)
 awk -v bin="$bin" -v size="$(stat -c %s "$bin")" -v ns="$((end - start))" \
     -v t="$((t1 - t0))" -v hz="$hz" -v s="$((s1 - s0))" \
-    -v rss="$rss" -v hwm="$hwm" -v threads="$threads" 'BEGIN {
+    -v rss="$rss" -v hwm="$hwm" -v threads="$threads" \
+    -v median="$rss_median" -v max="$rss_max" 'BEGIN {
     secs = ns / 1e9; cpu = t / hz
     printf "binary          %s (%d bytes)\n", bin, size
     printf "idle for        %.1f s\n", secs
-    printf "rss_kib         %d (peak %d)\n", rss, hwm
+    printf "rss_kib         %d at the end; %d median, %d max of one a second (peak %d)\n", rss, median, max, hwm
     printf "threads         %d\n", threads
     printf "cpu             %.3f s = %.4f %%\n", cpu, cpu * 100 / secs
     printf "wakeups_per_s   %.2f (context switches of all threads)\n", s / secs

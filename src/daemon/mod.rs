@@ -19,6 +19,7 @@
 
 pub mod consent;
 mod control;
+mod footprint;
 pub mod instance;
 pub mod listener;
 mod notify;
@@ -427,6 +428,8 @@ pub async fn run(
         flush_inbox,
         shutdown.clone(),
     ));
+    // Start-up's code pages let go once it is over (the idle footprint).
+    tracker.spawn(footprint::run(shutdown.clone()));
     // READY=1, STATUS= and watchdog keep-alives for systemd; nothing without NOTIFY_SOCKET.
     tracker.spawn(notify::run(
         Arc::clone(&agent),
