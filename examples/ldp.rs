@@ -131,7 +131,7 @@ fn main() {
     let mut tally = Frequencies::new(&ldp).expect("categorical");
     let started = std::time::Instant::now();
     for &(country, count) in &holders {
-        let value = FieldValue::String(country.to_owned());
+        let value = FieldValue::String(country.into());
         for _ in 0..count {
             let mut fresh;
             let rng = match seeded.as_mut() {

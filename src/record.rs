@@ -11,10 +11,66 @@ use uuid::Uuid;
 
 use crate::clock::rfc3339;
 
+/// A string value: owned, or shared by many records (the product's and
+/// the OS's facts, set on every record an installer task makes: cloning
+/// one is a reference count, not an allocation and a copy). Read it as a
+/// `&str`; two are equal when their text is.
+#[derive(Debug, Clone)]
+pub enum Text {
+    Owned(String),
+    Shared(std::sync::Arc<str>),
+}
+
+impl Text {
+    /// The text as an owned `String` (a copy when shared).
+    pub fn into_string(self) -> String {
+        match self {
+            Text::Owned(text) => text,
+            Text::Shared(text) => text.to_string(),
+        }
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Text::Owned(text) => text,
+            Text::Shared(text) => text,
+        }
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Text {}
+
+impl From<String> for Text {
+    fn from(text: String) -> Self {
+        Text::Owned(text)
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Self {
+        Text::Owned(text.to_owned())
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
 /// One typed value of a record's field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldValue {
-    String(String),
+    String(Text),
     Integer(i64),
     Boolean(bool),
     Uuid(Uuid),
@@ -125,5 +181,26 @@ pub mod line {
         lines.push_str(",\"fields\":");
         lines.push_str(fields_json);
         lines.push('}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_string_is_the_same_value_as_an_owned_one_and_is_written_the_same() {
+        let owned = FieldValue::String(Text::from("Debian GNU/Linux"));
+        let shared = FieldValue::String(Text::Shared(std::sync::Arc::from("Debian GNU/Linux")));
+        assert_eq!(owned, shared);
+        assert_ne!(owned, FieldValue::String(Text::from("Debian")));
+        assert_eq!(
+            serde_json::to_string(&owned).unwrap(),
+            serde_json::to_string(&shared).unwrap()
+        );
+        let FieldValue::String(text) = shared.clone() else {
+            unreachable!()
+        };
+        assert_eq!(text.into_string(), "Debian GNU/Linux");
     }
 }

@@ -49,15 +49,18 @@ impl Activation {
                 FieldValue::Uuid(context.installation_id()),
             )
             .set("activated_at", FieldValue::Timestamp(at))
-            .set("os_type", FieldValue::String(context.os.os_type.clone()))
+            .set(
+                "os_type",
+                FieldValue::String(context.os.os_type.clone().into()),
+            )
             .set(
                 "os_version",
-                FieldValue::String(context.os.os_version.clone()),
+                FieldValue::String(context.os.os_version.clone().into()),
             )
             .set("os_bitness", FieldValue::Integer(context.os.os_bitness))
             .set(
                 "virtual_environment",
-                FieldValue::String(context.virtual_environment.clone()),
+                FieldValue::String(context.virtual_environment.clone().into()),
             );
         let locale = self.locale.as_ref().or(context.product.locale.as_ref());
         let strings = [
@@ -67,7 +70,7 @@ impl Activation {
         ];
         for (name, value) in strings {
             if let Some(value) = value {
-                record.set(name, FieldValue::String(value.clone()));
+                record.set(name, FieldValue::String(value.clone().into()));
             }
         }
         for (name, value) in [

@@ -20,9 +20,9 @@ impl GeoDistribution {
         let country = country?;
         let mut record = Record::collected(PURPOSE);
         context.product_fields(&mut record);
-        record.set("country_code", FieldValue::String(country));
+        record.set("country_code", FieldValue::String(country.into()));
         if let Some(locale) = &context.product.locale {
-            record.set("product_locale", FieldValue::String(locale.clone()));
+            record.set("product_locale", FieldValue::String(locale.clone().into()));
         }
         Some(record)
     }

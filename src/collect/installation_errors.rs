@@ -41,31 +41,29 @@ impl InstallTask {
         let mut record = if context.region == Region::Global {
             let mut record = Record::collected(PURPOSE);
             context.product_fields(&mut record);
+            let facts = context.shared();
             record
-                .set("os_type", FieldValue::String(context.os.os_type.clone()))
-                .set(
-                    "os_version",
-                    FieldValue::String(context.os.os_version.clone()),
-                );
-            if let Some(edition) = &context.os.os_edition {
+                .set("os_type", FieldValue::String(facts.os_type.clone()))
+                .set("os_version", FieldValue::String(facts.os_version.clone()));
+            if let Some(edition) = &facts.os_edition {
                 record.set("os_edition", FieldValue::String(edition.clone()));
             }
             record
         } else {
             let mut record = Record::collected(REGIONAL_PURPOSE);
             if let Some(country) = context.country_code() {
-                record.set("country_code", FieldValue::String(country));
+                record.set("country_code", FieldValue::String(country.into()));
             }
             record
         };
         record
-            .set("task_type", FieldValue::String(self.task))
-            .set("task_status", FieldValue::String(self.status));
+            .set("task_type", FieldValue::String(self.task.into()))
+            .set("task_status", FieldValue::String(self.status.into()));
         if let Some(error_type) = self.error_type {
-            record.set("error_type", FieldValue::String(error_type));
+            record.set("error_type", FieldValue::String(error_type.into()));
         }
         if let Some(campaign) = self.campaign_id {
-            record.set("upgrade_campaign_id", FieldValue::String(campaign));
+            record.set("upgrade_campaign_id", FieldValue::String(campaign.into()));
         }
         if let Some(code) = self.error_code {
             record.set("error_code", FieldValue::Integer(code));

@@ -305,7 +305,7 @@ impl KsnAggregate {
             record.set(name, FieldValue::Integer(saturating_i64(value)));
         }
         for (name, value) in extra {
-            record.set((*name).to_owned(), FieldValue::String(value.clone()));
+            record.set((*name).to_owned(), FieldValue::String(value.clone().into()));
         }
         record
             .set("collection_started_at", FieldValue::Timestamp(started))

@@ -36,7 +36,7 @@ pub use update_identity::{UpdateIdentity, UpdateTask};
 use crate::catalogue::Region;
 use crate::clock::HumanDuration;
 use crate::ranges;
-pub use crate::record::{FieldValue, Record};
+pub use crate::record::{FieldValue, Record, Text};
 
 /// The product this agent reports for, from the agent config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -196,6 +196,33 @@ pub struct CollectContext {
     pub region: Region,
     /// The country from the settings, read at most once a minute.
     country: std::sync::Arc<country::CountryCache>,
+    /// `product` and `os` as the shared strings every record carries
+    /// (made once with the context, which nothing changes after).
+    shared: SharedFacts,
+}
+
+/// The product's and the OS's facts as shared strings: a record gets a
+/// reference count, not a copy.
+#[derive(Debug, Clone)]
+pub struct SharedFacts {
+    pub product_id: Text,
+    pub product_version: Text,
+    pub os_type: Text,
+    pub os_version: Text,
+    pub os_edition: Option<Text>,
+}
+
+impl SharedFacts {
+    fn of(product: &ProductConfig, os: &OsFacts) -> Self {
+        let shared = |text: &str| Text::Shared(std::sync::Arc::from(text));
+        Self {
+            product_id: shared(&product.id),
+            product_version: shared(&product.version),
+            os_type: shared(&os.os_type),
+            os_version: shared(&os.os_version),
+            os_edition: os.os_edition.as_deref().map(shared),
+        }
+    }
 }
 
 impl CollectContext {
@@ -207,14 +234,21 @@ impl CollectContext {
 
     /// Reads the system facts now.
     pub fn new(product: ProductConfig, installation_id: Uuid, region: Region) -> Self {
+        let os = system::os_facts();
         Self {
+            shared: SharedFacts::of(&product, &os),
             product,
             installation_id: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(installation_id)),
-            os: system::os_facts(),
+            os,
             virtual_environment: system::virtual_environment(),
             region,
             country: Default::default(),
         }
+    }
+
+    /// The product's and the OS's facts as shared strings.
+    pub fn shared(&self) -> &SharedFacts {
+        &self.shared
     }
 
     /// The installation id records carry now.
@@ -234,13 +268,17 @@ impl CollectContext {
         self.installation_id.store(std::sync::Arc::new(id));
     }
 
-    /// Sets `product_id` and `product_version` on `record`.
+    /// Sets `product_id` and `product_version` on `record` (shared, not
+    /// copied).
     pub fn product_fields(&self, record: &mut Record) {
         record
-            .set("product_id", FieldValue::String(self.product.id.clone()))
+            .set(
+                "product_id",
+                FieldValue::String(self.shared.product_id.clone()),
+            )
             .set(
                 "product_version",
-                FieldValue::String(self.product.version.clone()),
+                FieldValue::String(self.shared.product_version.clone()),
             );
     }
 }
@@ -291,22 +329,25 @@ pub fn has_collector(purpose: &str) -> bool {
 /// A context with fixed facts, for unit tests.
 #[cfg(test)]
 pub(crate) fn test_context(license_id: Option<&str>) -> CollectContext {
+    let product = ProductConfig {
+        id: "ksec".into(),
+        version: "12.1.0.505".into(),
+        license_id: license_id.map(str::to_owned),
+        locale: Some("en-US".into()),
+        db_settings_id: None,
+        private_db_version: None,
+    };
+    let os = OsFacts {
+        os_type: "linux".into(),
+        os_version: "12".into(),
+        os_edition: Some("Debian GNU/Linux".into()),
+        os_bitness: 64,
+    };
     CollectContext {
-        product: ProductConfig {
-            id: "ksec".into(),
-            version: "12.1.0.505".into(),
-            license_id: license_id.map(str::to_owned),
-            locale: Some("en-US".into()),
-            db_settings_id: None,
-            private_db_version: None,
-        },
+        shared: SharedFacts::of(&product, &os),
+        product,
         installation_id: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(Uuid::new_v4())),
-        os: OsFacts {
-            os_type: "linux".into(),
-            os_version: "12".into(),
-            os_edition: Some("Debian GNU/Linux".into()),
-            os_bitness: 64,
-        },
+        os,
         virtual_environment: "kvm".into(),
         region: Region::Global,
         country: Default::default(),

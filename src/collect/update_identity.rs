@@ -35,7 +35,7 @@ impl UpdateTask {
                 FieldValue::Uuid(self.task_id.unwrap_or_else(Uuid::new_v4)),
             );
         if let Some(license_id) = &context.product.license_id {
-            record.set("license_id", FieldValue::String(license_id.clone()));
+            record.set("license_id", FieldValue::String(license_id.clone().into()));
         }
         record
     }

@@ -378,7 +378,7 @@ fn kind_of(line: &Line) -> Result<&'static str, LineError> {
 fn typed(ty: FieldType, value: &serde_json::Value) -> Option<FieldValue> {
     use serde_json::Value;
     match (ty, value) {
-        (FieldType::String, Value::String(s)) => Some(FieldValue::String(s.clone())),
+        (FieldType::String, Value::String(s)) => Some(FieldValue::String(s.clone().into())),
         (FieldType::Integer, Value::Number(n)) => n.as_i64().map(FieldValue::Integer),
         (FieldType::Boolean, Value::Bool(b)) => Some(FieldValue::Boolean(*b)),
         (FieldType::Uuid, Value::String(s)) => Uuid::parse_str(s).ok().map(FieldValue::Uuid),

@@ -82,7 +82,7 @@ pub fn apply(
         Transform::ScrubPath => scrub_path(text),
         Transform::KeyedHash => key.map(|key| keyed_hash(key, text)),
     };
-    kept.map(FieldValue::String)
+    kept.map(|text| FieldValue::String(text.into()))
 }
 
 fn truncate_ip(text: &str) -> Option<String> {
@@ -152,7 +152,7 @@ mod tests {
 
     fn run(transform: Transform, text: &str) -> Option<String> {
         match apply(transform, &string(text), Some(&[7; 32]))? {
-            FieldValue::String(s) => Some(s),
+            FieldValue::String(s) => Some(s.into_string()),
             _ => None,
         }
     }

@@ -207,7 +207,7 @@ impl Ldp {
                     Mechanism::Hadamard => hadamard::randomise(index, k, epsilon, rng).encode(),
                     Mechanism::Geometric => unreachable!("matched above"),
                 };
-                Some(FieldValue::String(report))
+                Some(FieldValue::String(report.into()))
             }
             _ => None,
         }

@@ -183,7 +183,7 @@ fn a_declaration_randomises_into_its_wire_form_only() {
             let mut tally = Frequencies::new(&declared).unwrap();
             tally.add(&report).unwrap();
             if mechanism != Mechanism::KRr {
-                assert_ne!(report, "v7");
+                assert_ne!(&*report, "v7");
             }
         }
         // Outside the domain: nothing, unless `other` names a value.
@@ -300,7 +300,7 @@ fn estimators_recover_a_known_distribution_within_their_bounds() {
         let mut rng = rng(seed);
         let mut tally = Frequencies::new(&declared).unwrap();
         for (index, &count) in truth.iter().enumerate() {
-            let value = FieldValue::String(declared.domain[index].clone());
+            let value = FieldValue::String(declared.domain[index].clone().into());
             for _ in 0..count {
                 let FieldValue::String(report) = declared.randomise(&value, &mut rng).unwrap()
                 else {
