@@ -99,7 +99,7 @@ pub(crate) async fn run(agent: Arc<Agent>, shared: Arc<Shared>, shutdown: Cancel
 /// bug) and that its queue drains.
 pub(crate) async fn writer_answers<S: Durable>(writer: &Writer<S>, within: Duration) -> bool {
     matches!(
-        tokio::time::timeout(within, writer.call(|_, _| Ok(()))).await,
+        tokio::time::timeout(within, writer.ping()).await,
         Ok(Ok(()))
     )
 }

@@ -359,9 +359,11 @@ impl Store {
         self.connection.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `op` in one transaction of its own (the CLI's writes when no
-    /// daemon runs).
-    pub fn write<T>(
+    /// Runs `op` in one transaction of its own: the store's own named
+    /// operations ([`Store::enqueue`], [`Store::purge_blocked`], …) and
+    /// tests. Not public: the CLI reads through [`Store::read`] and writes,
+    /// when no daemon runs, through the writer's named operations.
+    pub(crate) fn write<T>(
         &self,
         op: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {

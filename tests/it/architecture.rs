@@ -445,3 +445,41 @@ fn unsafe_code_lives_in_the_footprint_module_alone() {
         "{found:?}"
     );
 }
+
+#[test]
+fn only_the_consent_owner_and_the_scheduler_run_closures_on_the_writer_and_the_cli_none() {
+    // Everything else reaches the store through named operations
+    // (`store::writer::ops`, `upload_ops`, `Store`'s own). The consent
+    // owner's transactions (a read's receipts, its purge and the KSN
+    // window's discard, in one commit) and the scheduler's window close
+    // still run as closures over the connection and the KSN window.
+    let allowed = [
+        "daemon/consent.rs",
+        "daemon/consent/activation.rs",
+        "daemon/scheduler.rs",
+    ];
+    for (relative, code) in library_sources() {
+        if relative.starts_with("store/") || allowed.contains(&relative.as_str()) {
+            continue;
+        }
+        for raw in [".call(", ".call_unsynced("] {
+            assert!(
+                !code.contains(raw),
+                "{relative} runs a closure on the writer (`{raw}`): name the operation in store::writer"
+            );
+        }
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut cli = vec![src.join("main.rs")];
+    collect_rs(&src.join("cli"), &mut cli);
+    for file in cli {
+        let code = production_code(&fs::read_to_string(&file).unwrap());
+        for raw in [".call(", ".call_unsynced(", ".write(|", ".execute("] {
+            assert!(
+                !code.contains(raw),
+                "{} writes the store directly (`{raw}`)",
+                file.display()
+            );
+        }
+    }
+}

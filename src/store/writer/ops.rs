@@ -25,6 +25,13 @@ pub struct StoredIdentity {
 }
 
 impl<S: Durable> Writer<S> {
+    /// A job that does nothing: it answers once every job queued before
+    /// it has run and been committed (the watchdog's proof that the writer
+    /// thread is not stuck).
+    pub async fn ping(&self) -> Result<(), WriterError> {
+        self.call(|_, _| Ok(())).await
+    }
+
     /// The installation's identity as stored, made on first use, with the
     /// erasure keys of the clauses in `erasing`: one job at start.
     pub async fn identity(&self, erasing: Vec<String>) -> Result<StoredIdentity, WriterError> {
