@@ -9,9 +9,17 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The last second RFC 3339's four-digit year can write:
+/// 9999-12-31T23:59:59Z.
+const LAST_WRITABLE: Duration = Duration::from_secs(253_402_300_799);
+
 /// RFC 3339 UTC with second precision: what every timestamp on the wire
-/// and in the consent file looks like.
+/// and in the consent file looks like. A time outside 1970–9999 (a clock
+/// set far wrong) is written as the nearest end of that range: it cannot
+/// be written otherwise, and a wrong clock must not stop the daemon.
 pub fn rfc3339(time: SystemTime) -> String {
+    let last = SystemTime::UNIX_EPOCH + LAST_WRITABLE;
+    let time = time.clamp(SystemTime::UNIX_EPOCH, last);
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
@@ -79,6 +87,16 @@ mod tests {
     fn timestamps_are_utc_seconds() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_900);
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn a_clock_set_outside_1970_to_9999_is_written_as_the_nearest_end_not_a_panic() {
+        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(86_400);
+        assert_eq!(rfc3339(before), "1970-01-01T00:00:00Z");
+        let after = SystemTime::UNIX_EPOCH + Duration::from_secs(300_000_000_000);
+        assert_eq!(rfc3339(after), "9999-12-31T23:59:59Z");
+        let last = SystemTime::UNIX_EPOCH + LAST_WRITABLE;
+        assert_eq!(rfc3339(last), "9999-12-31T23:59:59Z");
     }
 
     #[test]
