@@ -271,7 +271,7 @@ impl<S: Durable> Uploader<S> {
             self.in_flight.finish();
             let (go_on, ahead) = sent?;
             if !go_on {
-                self.let_go(ahead).await?;
+                self.let_go(ahead).await;
                 break;
             }
             ready = ahead;
@@ -499,11 +499,11 @@ impl<S: Durable> Uploader<S> {
             Ok(next) => {
                 // The same records go again first (gzip, or in halves), or
                 // nothing more goes now: what was prepared ahead waits.
-                self.let_go(ahead).await?;
+                self.let_go(ahead).await;
                 Ok((next == Next::Again, None))
             }
             Err(err) => {
-                self.let_go(ahead).await?;
+                self.let_go(ahead).await;
                 Err(err)
             }
         }

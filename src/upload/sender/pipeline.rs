@@ -106,12 +106,15 @@ impl<S: Durable> Uploader<S> {
 
     /// Lets go of a prepared batch that will not be sent now: its records
     /// are claimed afresh later (it has no kept body, nothing of it left).
-    pub(super) async fn let_go(&self, ahead: Option<Prepared>) -> Result<(), UploadError> {
+    /// Best effort: should the store refuse (a full disk), the claim
+    /// stays, and the next claim retries or releases it; the failure that
+    /// stopped the round is what the caller reports.
+    pub(super) async fn let_go(&self, ahead: Option<Prepared>) {
         if let Some(prepared) = ahead
             && !prepared.kept
+            && let Err(err) = self.writer.release_batch(prepared.batch.id).await
         {
-            self.writer.release_batch(prepared.batch.id).await?;
+            tracing::warn!(batch = %prepared.batch.id, error = %err, "a batch prepared ahead stays claimed; the next claim takes it up");
         }
-        Ok(())
     }
 }
