@@ -273,13 +273,10 @@ pub(super) fn claims(connection: &Connection) -> Result<Vec<Uuid>, StoreError> {
 
 /// Whether batch `id` is claimed (never released, delivered or purged
 /// since its claim).
-pub fn claimed_now(connection: &Connection, id: Option<Uuid>) -> Result<bool, StoreError> {
-    let Some(id) = id else {
-        return Ok(false);
-    };
+pub fn claimed_now(connection: &Connection, id: &str) -> Result<bool, StoreError> {
     Ok(connection
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM claim WHERE batch_id = ?1)")?
-        .query_row(params![id.to_string()], |row| row.get(0))?)
+        .query_row(params![id], |row| row.get(0))?)
 }
 
 /// `ids` (ascending) as ranges that hold no other queued row: two

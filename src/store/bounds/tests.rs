@@ -22,6 +22,13 @@ fn store(dir: &std::path::Path, purposes: &[(&str, Priority)], n: i64) -> (Store
     (store, bounds)
 }
 
+/// `expire_in_flight` at `now`, beside batch `held`.
+fn expire(store: &Store, bounds: &Bounds, now: SystemTime, held: Option<uuid::Uuid>) -> u64 {
+    store
+        .write(|c| expire_in_flight(c, bounds, now, held))
+        .unwrap()
+}
+
 fn count(store: &Store, purpose: &str) -> i64 {
     store
         .read(|c| {
@@ -240,12 +247,7 @@ fn a_batch_in_flight_past_its_records_age_is_released_and_they_are_dropped() {
     let now = humantime::parse_rfc3339("2026-01-31T00:00:00Z").unwrap();
     bounds.max_record_age = Duration::from_secs(40 * 86_400);
     assert_eq!(store.write(|c| housekeep(c, &bounds, now)).unwrap(), 0);
-    assert_eq!(
-        store
-            .write(|c| expire_in_flight(c, &bounds, now, None))
-            .unwrap(),
-        0
-    );
+    assert_eq!(expire(&store, &bounds, now, None), 0);
     assert_eq!(
         store.claim_batch(3, &["a"]).unwrap().unwrap().id,
         batch.id,
@@ -253,23 +255,13 @@ fn a_batch_in_flight_past_its_records_age_is_released_and_they_are_dropped() {
     );
     // Past it, nothing happens before housekeeping has looked ...
     bounds.max_record_age = Duration::from_secs(20 * 86_400);
-    assert_eq!(
-        store
-            .write(|c| expire_in_flight(c, &bounds, now, None))
-            .unwrap(),
-        0
-    );
+    assert_eq!(expire(&store, &bounds, now, None), 0);
     assert_eq!(count(&store, "a"), 3);
     // ... which leaves the batch in flight alone but marks it ...
     assert_eq!(store.write(|c| housekeep(c, &bounds, now)).unwrap(), 0);
     assert_eq!(count(&store, "a"), 3);
     // ... and before the next claim it is released and dropped.
-    assert_eq!(
-        store
-            .write(|c| expire_in_flight(c, &bounds, now, None))
-            .unwrap(),
-        3
-    );
+    assert_eq!(expire(&store, &bounds, now, None), 3);
     assert_eq!(count(&store, "a"), 0);
     assert!(store.claim_batch(3, &["a"]).unwrap().is_none());
     let drops = store.read(|c| drops(c, false, |_| true)).unwrap();
@@ -294,29 +286,22 @@ fn a_batch_on_the_wire_past_its_age_is_released_only_once_it_is_no_longer_held()
     // one only, and `held` stays marked.
     assert_eq!(store.write(|c| housekeep(c, &bounds, now)).unwrap(), 0);
     assert_eq!(
-        store
-            .write(|c| expire_in_flight(c, &bounds, now, Some(held.id)))
-            .unwrap(),
+        expire(&store, &bounds, now, Some(held.id)),
         3,
         "the batch beside it is released and its records dropped"
     );
     assert!(
         !store
-            .read(|c| queue::claimed_now(c, Some(ahead.id)))
+            .read(|c| queue::claimed_now(c, &ahead.id.to_string()))
             .unwrap()
     );
     assert!(
         store
-            .read(|c| queue::claimed_now(c, Some(held.id)))
+            .read(|c| queue::claimed_now(c, &held.id.to_string()))
             .unwrap()
     );
     assert_eq!(count(&store, "a"), 3);
     // Once it is no longer on the wire, it goes too.
-    assert_eq!(
-        store
-            .write(|c| expire_in_flight(c, &bounds, now, None))
-            .unwrap(),
-        3
-    );
+    assert_eq!(expire(&store, &bounds, now, None), 3);
     assert_eq!(count(&store, "a"), 0);
 }

@@ -191,8 +191,8 @@ fn a_claim_beside_a_held_one_takes_no_segment_it_touches_and_retries_go_oldest_f
     // What the held head left of its segment goes last.
     let rest = claim_batch(&c, limits(5), &["a"]).unwrap().unwrap();
     assert_eq!(rest.len(), 1);
-    assert!(claimed_now(&c, Some(rest.id)).unwrap());
+    assert!(claimed_now(&c, &rest.id.to_string()).unwrap());
     // A purge releases a claim: a body built for it must not be kept.
     crate::store::queue::purge_blocked(&c, |_| false, "test").unwrap();
-    assert!(!claimed_now(&c, Some(rest.id)).unwrap());
+    assert!(!claimed_now(&c, &rest.id.to_string()).unwrap());
 }

@@ -65,8 +65,7 @@ impl<S: Durable> Writer<S> {
     /// batch was on the wire, must then never leave).
     pub async fn keep_body(&self, body: SentBody) -> Result<bool, WriterError> {
         self.call(move |c, _| {
-            let id = Uuid::parse_str(&body.batch_id).ok();
-            if !queue::claimed_now(c, id)? {
+            if !queue::claimed_now(c, &body.batch_id)? {
                 return Ok(false);
             }
             queue::keep_body(c, &body)?;

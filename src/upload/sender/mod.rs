@@ -416,11 +416,7 @@ impl<S: Durable> Uploader<S> {
             match self.encode(batch, drops) {
                 Ok(body) => body,
                 Err(err) => {
-                    tracing::error!(batch = %batch.id, error = %err, "a batch cannot be encoded; it moves to the dead-letter table");
-                    summary.dead_lettered += self
-                        .writer
-                        .dead_letter_batch(batch.id, None, err.to_string())
-                        .await?;
+                    summary.dead_lettered += self.unencodable(batch, err).await?;
                     return Ok(None);
                 }
             }

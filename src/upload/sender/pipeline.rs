@@ -82,16 +82,23 @@ impl<S: Durable> Uploader<S> {
                 kept: false,
                 drops,
             })),
-            Err(err) => {
-                // Unsendable rows must not block the queue, nor be lost.
-                tracing::error!(batch = %batch.id, error = %err, "a batch cannot be encoded; it moves to the dead-letter table");
-                let moved = self
-                    .writer
-                    .dead_letter_batch(batch.id, None, err.to_string())
-                    .await?;
-                Ok(Ahead::DeadLettered(moved))
-            }
+            Err(err) => Ok(Ahead::DeadLettered(self.unencodable(&batch, err).await?)),
         }
+    }
+
+    /// `batch` cannot be encoded: its records move to the dead-letter
+    /// table (unsendable rows must not block the queue, nor be lost).
+    /// Returns how many moved.
+    pub(super) async fn unencodable(
+        &self,
+        batch: &Batch,
+        err: ProtocolError,
+    ) -> Result<u64, UploadError> {
+        tracing::error!(batch = %batch.id, error = %err, "a batch cannot be encoded; it moves to the dead-letter table");
+        Ok(self
+            .writer
+            .dead_letter_batch(batch.id, None, err.to_string())
+            .await?)
     }
 
     /// `batch`'s body in the receiver's protocol, compressed as new bodies
