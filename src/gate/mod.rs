@@ -97,6 +97,15 @@ pub(crate) fn test_record(purpose: &str, n: i64) -> GatedRecord {
     }
 }
 
+#[cfg(test)]
+impl GatedRecord {
+    /// This record with `fields_json` as its fields instead.
+    pub(crate) fn with_fields(mut self, fields_json: String) -> Self {
+        self.fields_json = fields_json;
+        self
+    }
+}
+
 /// Why a record did not pass the gate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {

@@ -209,14 +209,14 @@ fn head_that_fits(
     bytes: u64,
     first: bool,
 ) -> Result<Option<(i64, usize, u64)>, StoreError> {
-    let row: Option<(String, String, String)> = connection
+    let row: Option<(String, String, segment::Stored)> = connection
         .prepare_cached("SELECT purpose, clause, lines FROM queue WHERE id = ?1")?
         .query_row(params![rowid], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
         .optional()
         .or_else(segment::unreadable_as_none)?;
-    let Some((purpose, clause, lines)) = row else {
+    let Some((purpose, clause, segment::Stored(lines))) = row else {
         // Unreadable: claimed whole, to be dead-lettered by the read.
         return Ok(first.then_some((rowid, 1, 0)));
     };
@@ -324,7 +324,7 @@ fn read_batch(connection: &Connection, id: Uuid) -> Result<(Batch, Vec<Unreadabl
         let mut intact = false;
         let read = (|| {
             let head: Option<i64> = row.get(6)?;
-            let lines: String = row.get(5)?;
+            let segment::Stored(lines) = row.get(5)?;
             intact = row.get::<_, Option<i64>>(7)? == Some(segment::crc(&lines));
             Ok::<_, rusqlite::Error>(Segment {
                 purpose: row.get(1)?,

@@ -58,7 +58,7 @@ async fn a_daemon_and_a_flush_starting_together_on_a_new_state_dir_both_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_corrupt_record_is_dead_lettered_and_its_neighbours_arrive() {
+async fn a_corrupt_record_or_segment_is_dead_lettered_and_its_neighbours_arrive() {
     let world = World::with_eula_answering(503).await;
     let upload_extra = "batch_max_records = 500";
     let text = world.config_text(upload_extra);
@@ -82,12 +82,41 @@ async fn one_corrupt_record_is_dead_lettered_and_its_neighbours_arrive() {
     daemon.terminate().await;
 
     let db = rusqlite::Connection::open(world.path("state/consentry.sqlite3")).unwrap();
+    let segments: Vec<(i64, i64)> = db
+        .prepare(
+            "SELECT id, records FROM queue WHERE purpose = 'installation_errors' AND records > 1
+             ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(segments.len() >= 2, "{segments:?}");
+    // The first line of a segment in the middle loses its end (written
+    // back as text, which keeps its other lines readable) ...
+    let (broken, _) = segments[segments.len() / 2];
+    let lines = crate::support::segment_text(&db, broken);
+    let (_, rest) = lines.split_once('\n').unwrap();
     db.execute(
-        // The first line of a segment in the middle loses its end.
-        "UPDATE queue SET lines = '{\"broken' || substr(lines, instr(lines, char(10)))
-         WHERE id = (SELECT id FROM queue WHERE purpose = 'installation_errors' AND records > 1
-                     ORDER BY id LIMIT 1 OFFSET (SELECT COUNT(*) / 2 FROM queue WHERE records > 1))",
-        [],
+        "UPDATE queue SET lines = ?2 WHERE id = ?1",
+        rusqlite::params![broken, format!("{{\"broken\n{rest}")],
+    )
+    .unwrap();
+    // ... and a packed segment gets one byte wrong: its frame's checksum
+    // fails, so all of its records are dead-lettered, none sent as other
+    // text.
+    let (damaged, damaged_records) = segments[0];
+    let mut frame: Vec<u8> = db
+        .query_row("SELECT lines FROM queue WHERE id = ?1", [damaged], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let middle = frame.len() / 2;
+    frame[middle] ^= 0x55;
+    db.execute(
+        "UPDATE queue SET lines = ?2 WHERE id = ?1",
+        rusqlite::params![damaged, frame],
     )
     .unwrap();
     drop(db);
@@ -99,13 +128,15 @@ async fn one_corrupt_record_is_dead_lettered_and_its_neighbours_arrive() {
         .status_until("emptied the queue", |s| s["daemon"]["records_queued"] == 0)
         .await;
     assert!(total >= 500);
-    let delivered = world.delivered("installation_errors").len();
-    assert_eq!(delivered, 498, "neighbours of the corrupt record were lost");
-    let history = world.ok(&["history"]).await;
-    assert!(
-        history.contains("dead-lettered     1 record(s)"),
-        "{history}"
+    let delivered = world.delivered("installation_errors").len() as i64;
+    assert_eq!(
+        delivered,
+        498 - damaged_records,
+        "neighbours of the corrupt records were lost"
     );
+    let history = world.ok(&["history"]).await;
+    let dead = format!("dead-lettered {:>5} record(s)", damaged_records + 1);
+    assert!(history.contains(&dead), "{dead}: {history}");
     daemon.terminate().await;
 }
 
@@ -176,8 +207,9 @@ async fn a_scribbled_database_is_quarantined_and_its_readable_records_queued_aga
     let total = queued(&world, 2000).await;
     let db = world.path("state/consentry.sqlite3");
     let mut bytes = std::fs::read(&db).unwrap();
-    assert!(bytes.len() > 64 * 1024, "{} bytes", bytes.len());
-    let middle = bytes.len() / 2 / 4096 * 4096;
+    // A page in the middle of the queue's packed segments.
+    let middle = crate::support::page_among_packed_segments(&bytes, 20)
+        .expect("the queue's segments are in the file") as usize;
     bytes[middle..middle + 4096].fill(0xa5);
     std::fs::write(&db, bytes).unwrap();
 

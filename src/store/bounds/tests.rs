@@ -65,7 +65,7 @@ fn a_full_queue_drops_the_oldest_of_the_lowest_priority_first() {
     let normal = count(&store, "normal");
     assert!(0 < normal && normal < 50, "{normal}");
     // The oldest of `normal` went: what is left is its newest.
-    let oldest_left: String = store
+    let crate::store::segment::Stored(oldest_left) = store
         .read(|c| {
             Ok(c.query_row(
                 "SELECT lines FROM queue WHERE purpose = 'normal' ORDER BY id LIMIT 1",

@@ -116,7 +116,8 @@ async fn a_full_store_is_a_fault_until_a_commit_goes_through() {
         })
         .await
         .unwrap();
-    let many = (0..2000).map(|n| test_record("a", n)).collect();
+    // (Many: segments are stored packed, about a tenth of their text.)
+    let many = (0..20_000).map(|n| test_record("a", n)).collect();
     assert!(writer.enqueue(many).await.is_err());
     let fault = writer.fault().expect("the trouble is shown");
     assert!(fault.message.contains("full"), "{fault:?}");

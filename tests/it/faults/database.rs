@@ -1,5 +1,5 @@
 //! The database damaged under a running daemon: a page in the middle of
-//! the file overwritten while the daemon has it open (a disk or a program
+//! the queue's segments overwritten while the daemon has it open (a disk or a program
 //! writing where it must not). SQLite notices when it reads the page;
 //! the daemon must run on, say so in `status`, and at the next start
 //! move the file aside (quarantine, `store::open`) with what it held
@@ -31,9 +31,9 @@ async fn a_database_damaged_under_the_daemon_is_reported_then_quarantined() {
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
     drop(reader);
-    let length = std::fs::metadata(&db).unwrap().len();
-    assert!(length > 256 * 1024, "{length} bytes");
-    let middle = length / 2 / 4096 * 4096;
+    // A page in the middle of the queue's packed segments.
+    let middle = crate::support::page_among_packed_segments(&std::fs::read(&db).unwrap(), 20)
+        .expect("the queue's segments are in the file");
     let mut file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
     file.seek(SeekFrom::Start(middle)).unwrap();
     file.write_all(&[0xa5; 4096]).unwrap();

@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 mod eventually;
 mod queue;
 pub use eventually::{eventually, within};
-pub use queue::queued_records;
+pub use queue::{page_among_packed_segments, queued_records, segment_text};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_consentry");
 

@@ -1,6 +1,7 @@
 //! Reading the agent's queue straight from its database, as a test that
 //! checks what was stored (never what was sent) needs: each queued record
-//! as its purpose and its fields, out of the segments (`store::segment`).
+//! as its purpose and its fields, out of the segments (`store::segment`),
+//! whether stored as text or packed (one zstd frame of it).
 
 use std::path::Path;
 
@@ -11,7 +12,7 @@ pub fn queued_records(path: &Path, wanted: impl Fn(&str) -> bool) -> Vec<(String
     let segments: Vec<(String, String)> = db
         .prepare("SELECT purpose, lines FROM queue ORDER BY id")
         .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_map([], |row| Ok((row.get(0)?, text(row.get_ref(1)?))))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -28,4 +29,37 @@ pub fn queued_records(path: &Path, wanted: impl Fn(&str) -> bool) -> Vec<(String
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Segment `id`'s lines, as text.
+pub fn segment_text(db: &rusqlite::Connection, id: i64) -> String {
+    db.query_row("SELECT lines FROM queue WHERE id = ?1", [id], |row| {
+        Ok(text(row.get_ref(0)?))
+    })
+    .unwrap()
+}
+
+/// A segment's lines, as text whichever way they are stored.
+fn text(stored: rusqlite::types::ValueRef<'_>) -> String {
+    match stored {
+        rusqlite::types::ValueRef::Text(text) => String::from_utf8(text.to_vec()).unwrap(),
+        rusqlite::types::ValueRef::Blob(frame) => {
+            String::from_utf8(zstd::decode_all(frame).unwrap()).unwrap()
+        }
+        other => panic!("a segment's lines are {other:?}"),
+    }
+}
+
+/// The offset of a 4 KiB page in the middle of the packed segments of the
+/// database file `bytes` (each a zstd frame, which starts with its magic
+/// number), for a test that damages the queue; `None` when it holds fewer
+/// than `at_least` frames.
+pub fn page_among_packed_segments(bytes: &[u8], at_least: usize) -> Option<u64> {
+    let frames: Vec<usize> = bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == [0x28, 0xb5, 0x2f, 0xfd])
+        .map(|(at, _)| at)
+        .collect();
+    (frames.len() >= at_least).then(|| (frames[frames.len() / 2] / 4096 * 4096) as u64)
 }

@@ -6,6 +6,8 @@
 //! from the second byte on (`upload::protocol`), so a batch body is built
 //! by concatenation, and SQLite does one row's work for a whole chunk.
 //!
+//! The lines are stored packed when that is smaller ([`at_rest`]).
+//!
 //! The row keeps its records' count (`records`), their sizes added up
 //! (`size`) and the oldest `collected_at` (what age expiry looks at
 //! first). An operation on some records of a segment (a claim that takes
@@ -21,6 +23,9 @@ use serde_json::value::RawValue;
 
 use super::StoreError;
 use crate::gate::GatedRecord;
+
+mod at_rest;
+pub(super) use at_rest::Stored;
 
 /// A segment takes no more records once its lines reach this size: a
 /// row of at most a few pages, so that a damaged page (`store::recover`)
@@ -118,7 +123,7 @@ pub(super) fn insert(connection: &Connection, records: &[GatedRecord]) -> Result
             first.clause_version(),
             first.clause_sha256(),
             segment.oldest,
-            segment.lines,
+            at_rest::pack(&segment.lines),
             segment.records,
             segment.size as i64,
             crc(&segment.lines),
@@ -168,14 +173,14 @@ pub(super) fn trim(
     rowid: i64,
     mut keep: impl FnMut(usize, &str, u64) -> bool,
 ) -> Result<(Vec<Removed>, u64), StoreError> {
-    let row: Option<(String, String, String)> = connection
+    let row: Option<(String, String, Stored)> = connection
         .prepare_cached("SELECT purpose, clause, lines FROM queue WHERE id = ?1")?
         .query_row(params![rowid], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
         .optional()
         .or_else(unreadable_as_none)?;
-    let Some((purpose, clause, lines)) = row else {
+    let Some((purpose, clause, Stored(lines))) = row else {
         return Ok((Vec::new(), 0));
     };
     let mut kept = String::with_capacity(lines.len());
@@ -220,7 +225,7 @@ pub(super) fn trim(
             )?
             .execute(params![
                 rowid,
-                kept,
+                at_rest::pack(&kept),
                 records,
                 size as i64,
                 oldest,
@@ -314,7 +319,7 @@ mod tests {
             .collect();
         let bytes = insert(&c, &records).unwrap();
         assert_eq!(bytes, records.iter().map(|r| r.size() as u64).sum::<u64>());
-        let rows: Vec<(i64, String, i64, String)> = c
+        let rows: Vec<(i64, String, i64, Stored)> = c
             .prepare("SELECT id, purpose, records, lines FROM queue ORDER BY id")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
@@ -323,12 +328,12 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].1.as_str(), rows[0].2), ("a", 3));
-        assert_eq!(rows[0].3.lines().count(), 3);
+        assert_eq!(rows[0].3.0.lines().count(), 3);
         let (removed, freed) = trim(&c, rows[0].0, |index, _, _| index != 1).unwrap();
         assert_eq!(removed.len(), 1);
         assert!(removed[0].line.contains("\"n\":3"));
         assert_eq!(freed, records[2].size() as u64);
-        let (count, lines): (i64, String) = c
+        let (count, Stored(lines)): (i64, Stored) = c
             .query_row(
                 "SELECT records, lines FROM queue WHERE id = ?1",
                 [rows[0].0],
@@ -357,22 +362,21 @@ mod tests {
         let (_dir, c) = fresh();
         let records: Vec<_> = (0..2000).map(|n| test_record("a", n)).collect();
         insert(&c, &records).unwrap();
-        let rows: Vec<(i64, i64)> = c
-            .prepare("SELECT records, length(lines) FROM queue ORDER BY id")
+        let rows: Vec<(i64, usize)> = c
+            .prepare("SELECT records, lines FROM queue ORDER BY id")
             .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, Stored>(1)?.0.len())))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
         assert!(rows.len() > 1, "{rows:?}");
         assert_eq!(rows.iter().map(|r| r.0).sum::<i64>(), 2000);
         assert!(
-            rows.iter()
-                .all(|r| (r.1 as usize) < MAX_SEGMENT_BYTES + 100),
+            rows.iter().all(|r| r.1 < MAX_SEGMENT_BYTES + 100),
             "{rows:?}"
         );
         // In order: the first row holds the first records.
-        let first: String = c
+        let Stored(first) = c
             .query_row("SELECT lines FROM queue ORDER BY id LIMIT 1", [], |r| {
                 r.get(0)
             })
