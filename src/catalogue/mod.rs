@@ -407,39 +407,61 @@ impl Catalogue {
             .any(|p| p.field(field).is_some())
     }
 
-    /// `record` with only the fields its purpose declares, when a built-in
-    /// collector made it (`Record::collected`): a product's catalogue names
-    /// what its seed names, and the collector's other facts stay here. Any
-    /// other record is returned as it is, for [`Catalogue::check`] to hold
-    /// to exactly what it declares.
+    /// `record` with only the fields its purpose declares (see
+    /// [`Purpose::declared`]); any record of a purpose not here as it is.
     pub fn declared<'r>(&self, record: &'r Record) -> std::borrow::Cow<'r, Record> {
-        let Some(purpose) = self.purpose(&record.purpose) else {
-            return std::borrow::Cow::Borrowed(record);
-        };
-        if !record.collected || record.fields.keys().all(|f| purpose.field(f).is_some()) {
-            return std::borrow::Cow::Borrowed(record);
+        match self.purpose(&record.purpose) {
+            Some(purpose) => purpose.declared(record),
+            None => std::borrow::Cow::Borrowed(record),
         }
-        let mut kept = record.clone();
-        kept.fields.retain(|name, _| purpose.field(name).is_some());
-        std::borrow::Cow::Owned(kept)
     }
 
     /// Refuses a record that carries anything the catalogue does not declare.
     pub fn check(&self, record: &Record) -> Result<(), CheckError> {
-        let purpose = self
-            .purpose(&record.purpose)
-            .ok_or_else(|| CheckError::UnknownPurpose(record.purpose.clone()))?;
+        self.purpose(&record.purpose)
+            .ok_or_else(|| CheckError::UnknownPurpose(record.purpose.clone()))?
+            .check(record)
+    }
+
+    /// See [`Purpose::judge`].
+    pub fn judge(&self, purpose: &str, fields: &crate::record::Fields) -> Result<(), CheckError> {
+        self.purpose(purpose)
+            .ok_or_else(|| CheckError::UnknownPurpose(purpose.to_owned()))?
+            .judge(fields)
+    }
+}
+
+/// The checks of one record, for a caller that found its purpose once
+/// (the gate, for every record).
+impl Purpose {
+    /// `record` with only the fields this purpose declares, when a
+    /// built-in collector made it (`Record::collected`): a product's
+    /// catalogue names what its seed names, and the collector's other facts
+    /// stay here. Any other record is returned as it is, for
+    /// [`Purpose::check`] to hold to exactly what it declares.
+    pub fn declared<'r>(&self, record: &'r Record) -> std::borrow::Cow<'r, Record> {
+        if !record.collected || record.fields.keys().all(|f| self.field(f).is_some()) {
+            return std::borrow::Cow::Borrowed(record);
+        }
+        let mut kept = record.clone();
+        kept.fields.retain(|name, _| self.field(name).is_some());
+        std::borrow::Cow::Owned(kept)
+    }
+
+    /// Refuses a record that carries anything this purpose does not
+    /// declare, or a value of another type than its field's.
+    pub fn check(&self, record: &Record) -> Result<(), CheckError> {
         for (name, value) in &record.fields {
-            let field = purpose
+            let field = self
                 .field(name)
                 .ok_or_else(|| CheckError::UndeclaredField {
-                    purpose: purpose.id.clone(),
+                    purpose: self.id.clone(),
                     field: name.to_string(),
                 })?;
             let found = value.field_type();
             if found != field.ty {
                 return Err(CheckError::WrongType {
-                    purpose: purpose.id.clone(),
+                    purpose: self.id.clone(),
                     field: name.to_string(),
                     expected: field.ty,
                     found,
@@ -449,19 +471,16 @@ impl Catalogue {
         Ok(())
     }
 
-    /// Refuses a record whose string value, as it would be stored (after
+    /// Refuses fields whose string value, as it would be stored (after
     /// its field's transform), does not fit its field's declaration or
     /// looks like personal data the declaration does not allow.
-    pub fn judge(&self, purpose: &str, fields: &crate::record::Fields) -> Result<(), CheckError> {
-        let Some(declared) = self.purpose(purpose) else {
-            return Err(CheckError::UnknownPurpose(purpose.to_owned()));
-        };
+    pub fn judge(&self, fields: &crate::record::Fields) -> Result<(), CheckError> {
         for (name, value) in fields {
-            let (FieldValue::String(text), Some(field)) = (value, declared.field(name)) else {
+            let (FieldValue::String(text), Some(field)) = (value, self.field(name)) else {
                 continue;
             };
             field.admits(text).map_err(|misfit| {
-                let (purpose, field) = (purpose.to_owned(), name.to_string());
+                let (purpose, field) = (self.id.clone(), name.to_string());
                 match misfit {
                     Misfit::Personal(kind) => CheckError::PersonalData {
                         purpose,

@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::Gate;
-use crate::catalogue::{CheckError, Unfit};
+use crate::catalogue::{CheckError, Purpose, Unfit};
 use crate::privacy;
 
 /// A purpose's reports on one UTC day (stored by `store::ldp_budget`).
@@ -85,12 +85,9 @@ impl Gate {
     /// cryptographic source. The true value is dropped with `fields`.
     pub(super) fn randomised<'f>(
         &self,
-        purpose: &str,
+        declared: &Purpose,
         fields: Cow<'f, crate::record::Fields>,
     ) -> Result<Cow<'f, crate::record::Fields>, Randomised> {
-        let Some(declared) = self.catalogue.purpose(purpose) else {
-            return Ok(fields);
-        };
         if declared.privacy_budget.is_none() {
             return Ok(fields);
         }
@@ -102,7 +99,7 @@ impl Gate {
             };
             *value = ldp.randomise(value, &mut rng).ok_or_else(|| {
                 Randomised::Unfit(CheckError::OutOfShape {
-                    purpose: purpose.to_owned(),
+                    purpose: declared.id.clone(),
                     field: name.to_string(),
                     why: Unfit::OutsideDomain,
                 })
@@ -113,14 +110,11 @@ impl Gate {
 
     /// Takes one of today's reports of `purpose`, if it has a privacy
     /// budget; `false` when today's are all sent (counted as a refusal).
-    pub(super) fn spend(&self, purpose: &str) -> bool {
-        let Some(budget) = self
-            .catalogue
-            .purpose(purpose)
-            .and_then(|p| p.privacy_budget)
-        else {
+    pub(super) fn spend(&self, declared: &Purpose) -> bool {
+        let Some(budget) = declared.privacy_budget else {
             return true;
         };
+        let purpose = declared.id.as_str();
         let today = today();
         let allowed = {
             let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());

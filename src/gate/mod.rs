@@ -26,7 +26,7 @@ use arc_swap::ArcSwap;
 
 use std::path::Path;
 
-use crate::catalogue::{Catalogue, CheckError, ERASURE_KEY};
+use crate::catalogue::{Catalogue, CheckError, ERASURE_KEY, Purpose};
 use crate::clock::rfc3339;
 use crate::consent::{Decision, Jurisdiction, Registry};
 use std::borrow::Cow;
@@ -203,19 +203,21 @@ impl Gate {
     /// against the consent snapshot. A catalogue problem is reported before
     /// consent: a sender's bug shows even while its purpose is blocked.
     pub fn admit(&self, record: &Record) -> Result<GatedRecord, Refusal> {
-        let record = self.catalogue.declared(record);
-        let fields = self.screened(&record)?;
+        let purpose = self.purpose_of(record)?;
+        let record = purpose.declared(record);
+        let fields = self.screened(purpose, &record)?;
         let registry = self.decisions.load();
         let decision = registry.decision(&record.purpose);
-        self.admit_checked(&record, &fields, decision)
+        self.admit_checked(purpose, &record, &fields, decision)
     }
 
     /// As [`Gate::admit`] under a decision the caller already holds (one
     /// snapshot for a whole collection run).
     pub fn admit_with(&self, record: &Record, decision: &Decision) -> Result<GatedRecord, Refusal> {
-        let record = self.catalogue.declared(record);
-        let fields = self.screened(&record)?;
-        self.admit_checked(&record, &fields, Some(decision))
+        let purpose = self.purpose_of(record)?;
+        let record = purpose.declared(record);
+        let fields = self.screened(purpose, &record)?;
+        self.admit_checked(purpose, &record, &fields, Some(decision))
     }
 
     /// As [`Gate::admit`] under `registry` instead of the published
@@ -228,9 +230,23 @@ impl Gate {
         record: &Record,
         registry: &Registry,
     ) -> Result<GatedRecord, Refusal> {
-        let record = self.catalogue.declared(record);
-        let fields = self.screened(&record)?;
-        self.admit_checked(&record, &fields, registry.decision(&record.purpose))
+        let purpose = self.purpose_of(record)?;
+        let record = purpose.declared(record);
+        let fields = self.screened(purpose, &record)?;
+        self.admit_checked(
+            purpose,
+            &record,
+            &fields,
+            registry.decision(&record.purpose),
+        )
+    }
+
+    /// The catalogue's declaration of `record`'s purpose, looked up once
+    /// for every check of the record.
+    fn purpose_of(&self, record: &Record) -> Result<&Purpose, Refusal> {
+        self.catalogue
+            .purpose(&record.purpose)
+            .ok_or_else(|| CheckError::UnknownPurpose(record.purpose.clone()).into())
     }
 
     /// Records refused for a value since this gate was made, per purpose
@@ -255,14 +271,17 @@ impl Gate {
     /// minimised, each fitting its field's declaration, and randomised
     /// where the field declares local differential privacy. A value that
     /// does not fit is counted by kind and never kept.
-    fn screened<'r>(&self, record: &'r Record) -> Result<Cow<'r, crate::record::Fields>, Refusal> {
-        self.catalogue.check(record)?;
-        let fields = self.minimised(record);
-        let judged = self
-            .catalogue
-            .judge(&record.purpose, &fields)
+    fn screened<'r>(
+        &self,
+        purpose: &Purpose,
+        record: &'r Record,
+    ) -> Result<Cow<'r, crate::record::Fields>, Refusal> {
+        purpose.check(record)?;
+        let fields = self.minimised(purpose, record);
+        let judged = purpose
+            .judge(&fields)
             .map_err(Randomised::from)
-            .and_then(|()| self.randomised(&record.purpose, fields));
+            .and_then(|()| self.randomised(purpose, fields));
         judged.map_err(|err| match err {
             Randomised::Unfit(err) => {
                 self.count_refusal(&record.purpose, err.code());
@@ -277,6 +296,7 @@ impl Gate {
 
     fn admit_checked(
         &self,
+        declared: &Purpose,
         record: &Record,
         fields: &crate::record::Fields,
         decision: Option<&Decision>,
@@ -301,13 +321,13 @@ impl Gate {
         if *purpose != record.purpose {
             return Err(not_allowed("the decision is for another purpose"));
         }
-        if !self.spend(purpose) {
+        if !self.spend(declared) {
             return Err(not_allowed(
                 "its privacy budget for today (UTC) is spent: the catalogue's reports_per_day were sent",
             ));
         }
         let fields = self
-            .with_erasure_key(&record.purpose, clause, fields)
+            .with_erasure_key(declared, clause, fields)
             .ok_or_else(|| not_allowed("its clause's erasure key is not known yet"))?;
         Ok(GatedRecord {
             purpose: record.purpose.clone(),
@@ -325,12 +345,11 @@ impl Gate {
     /// leaves without what its deletion request will name.
     fn with_erasure_key<'f>(
         &self,
-        purpose: &str,
+        purpose: &Purpose,
         clause: &str,
         fields: &'f crate::record::Fields,
     ) -> Option<Cow<'f, crate::record::Fields>> {
-        let declared = self.catalogue.purpose(purpose);
-        if declared.is_none_or(|p| p.field(ERASURE_KEY).is_none()) {
+        if purpose.field(ERASURE_KEY).is_none() {
             return Some(Cow::Borrowed(fields));
         }
         let key = *self.erasure_keys.load().get(clause)?;
@@ -341,10 +360,11 @@ impl Gate {
 
     /// The record's fields after every transform the catalogue declares:
     /// what may be stored. A value a transform cannot make safe is left out.
-    fn minimised<'r>(&self, record: &'r Record) -> Cow<'r, crate::record::Fields> {
-        let Some(purpose) = self.catalogue.purpose(&record.purpose) else {
-            return Cow::Borrowed(&record.fields);
-        };
+    fn minimised<'r>(
+        &self,
+        purpose: &Purpose,
+        record: &'r Record,
+    ) -> Cow<'r, crate::record::Fields> {
         let transform = |name: &str| purpose.field(name).and_then(|f| f.transform);
         if record.fields.keys().all(|name| transform(name).is_none()) {
             return Cow::Borrowed(&record.fields);
@@ -521,11 +541,12 @@ mod tests {
         let mut record = Record::new("ksn_threat_reports");
         let path = |p: &str| FieldValue::String(p.into());
         record.set("file_path", path("/home/alice/Downloads/a.exe"));
-        let stored = gate.screened(&record).unwrap();
+        let purpose = gate.purpose_of(&record).unwrap();
+        let stored = gate.screened(purpose, &record).unwrap();
         assert_eq!(stored["file_path"], path("~/Downloads"));
         record.set("file_path", path("/var/mail/alice@example.com/a.eml"));
         assert!(matches!(
-            gate.screened(&record),
+            gate.screened(purpose, &record),
             Err(Refusal::Check(CheckError::PersonalData {
                 kind: Kind::EmailAddress,
                 ..
