@@ -322,10 +322,14 @@ async fn submit(ingest: &Ingest, chunk: Chunk) -> Pending {
         .collect();
     let counted = (!budgeted.is_empty() && records.iter().any(|r| budgeted.contains(&r.purpose())))
         .then(|| ingest.gate.spent());
+    // Built and packed here, and the records freed here, where they were
+    // made: the writer thread only inserts the rows.
+    let segments = store::Segments::of(&records);
+    drop(records);
     let submitted = ingest
         .writer
         .submit(move |connection, aggregate| {
-            tally.enqueue(connection, &records)?;
+            tally.enqueue_segments(connection, &segments)?;
             if let Some(spent) = &counted {
                 store::ldp_budget::save(connection, spent)?;
             }

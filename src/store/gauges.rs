@@ -144,6 +144,18 @@ impl Tally {
         Ok(())
     }
 
+    /// Inserts `segments` (built by the caller, off the writer thread),
+    /// counted.
+    pub fn enqueue_segments(
+        &self,
+        connection: &Connection,
+        segments: &crate::store::Segments,
+    ) -> Result<(), StoreError> {
+        let bytes = segments.insert(connection)?;
+        self.0.added(segments.records(), bytes);
+        Ok(())
+    }
+
     /// [`queue::purge_blocked`], counted.
     pub fn purge_blocked(
         &self,

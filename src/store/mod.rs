@@ -19,6 +19,7 @@ pub mod receipts;
 mod recover;
 mod schema;
 pub(crate) mod segment;
+pub use segment::Segments;
 mod trail;
 pub mod writer;
 

@@ -320,12 +320,13 @@ fn only_consent_touches_the_consent_file_only_the_registry_decides_and_only_the_
                 "{relative} rewrites a segment"
             );
         }
-        // ... and the queue takes rows from `enqueue(&[GatedRecord])` only,
-        // besides the store's own moves of rows it already held.
+        // ... and the queue takes rows from `Segments::of(&[GatedRecord])`
+        // only (what `enqueue` inserts), besides the store's own moves of
+        // rows it already held.
         if code.contains("INSERT INTO queue") {
             assert!(
                 [
-                    "store/segment/mod.rs",
+                    "store/segment/rows.rs",
                     "store/recover.rs",
                     "store/schema.rs"
                 ]

@@ -19,6 +19,7 @@
 
 use std::cell::RefCell;
 
+use rusqlite::ToSql;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Value, ValueRef};
 
 /// zstd's fastest level: at rest, the bytes SQLite handles are what cost,
@@ -43,26 +44,56 @@ thread_local! {
 /// `lines` as they are stored: a zstd frame when that is smaller, else the
 /// text (also when zstd fails, which only a lack of memory makes it do).
 pub(in crate::store) fn pack(lines: &str) -> ToSqlOutput<'_> {
-    let packed = COMPRESSOR.with_borrow_mut(|compressor| {
-        let compressor = match compressor {
-            Some(compressor) => compressor,
-            None => {
-                let mut made = zstd::bulk::Compressor::new(LEVEL).ok()?;
-                made.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
-                    .ok()?;
-                compressor.insert(made)
-            }
-        };
-        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(lines.len()));
-        compressor
-            .compress_to_buffer(lines.as_bytes(), &mut out)
-            .ok()?;
-        Some(out)
-    });
-    match packed {
-        Some(frame) if frame.len() < lines.len() => ToSqlOutput::Owned(Value::Blob(frame)),
-        _ => ToSqlOutput::Borrowed(ValueRef::Text(lines.as_bytes())),
+    match frame(lines) {
+        Some(frame) => ToSqlOutput::Owned(Value::Blob(frame)),
+        None => ToSqlOutput::Borrowed(ValueRef::Text(lines.as_bytes())),
     }
+}
+
+/// [`pack`], keeping what it makes (a segment built before its insert).
+pub(in crate::store) fn packed(lines: String) -> Packed {
+    match frame(&lines) {
+        Some(frame) => Packed::Frame(frame),
+        None => Packed::Text(lines),
+    }
+}
+
+/// Lines as they will be stored.
+#[derive(Debug)]
+pub(in crate::store) enum Packed {
+    Text(String),
+    Frame(Vec<u8>),
+}
+
+impl ToSql for Packed {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Packed::Text(text) => ValueRef::Text(text.as_bytes()),
+            Packed::Frame(frame) => ValueRef::Blob(frame),
+        }))
+    }
+}
+
+/// `lines` as one zstd frame, when that is smaller.
+fn frame(lines: &str) -> Option<Vec<u8>> {
+    COMPRESSOR
+        .with_borrow_mut(|compressor| {
+            let compressor = match compressor {
+                Some(compressor) => compressor,
+                None => {
+                    let mut made = zstd::bulk::Compressor::new(LEVEL).ok()?;
+                    made.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+                        .ok()?;
+                    compressor.insert(made)
+                }
+            };
+            let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(lines.len()));
+            compressor
+                .compress_to_buffer(lines.as_bytes(), &mut out)
+                .ok()?;
+            Some(out)
+        })
+        .filter(|frame| frame.len() < lines.len())
 }
 
 /// A segment's lines read from their column, whichever way they were

@@ -25,7 +25,9 @@ use super::StoreError;
 use crate::gate::GatedRecord;
 
 mod at_rest;
+mod rows;
 pub(super) use at_rest::Stored;
+pub use rows::Segments;
 
 /// A segment takes no more records once its lines reach this size: a
 /// row of at most a few pages, so that a damaged page (`store::recover`)
@@ -58,79 +60,10 @@ impl<'a> Line<'a> {
     }
 }
 
-/// The records of one purpose and clause that go into one row.
-struct Pending<'r> {
-    first: &'r GatedRecord,
-    lines: String,
-    records: i64,
-    size: u64,
-    oldest: &'r str,
-    /// Full: the purpose's next records start a new segment.
-    closed: bool,
-}
-
-/// Appends `records` as segments, one per purpose and clause (in the order
-/// each first appears; a purpose's records keep their order) and
-/// [`MAX_SEGMENT_BYTES`] of lines, inside the caller's transaction. Returns the bytes they count for.
+/// Appends `records` as segments (see [`Segments::of`]) inside the
+/// caller's transaction. Returns the bytes they count for.
 pub(super) fn insert(connection: &Connection, records: &[GatedRecord]) -> Result<u64, StoreError> {
-    let mut pending: Vec<Pending<'_>> = Vec::new();
-    for record in records {
-        let same = |p: &Pending<'_>| {
-            p.first.purpose() == record.purpose()
-                && p.first.clause() == record.clause()
-                && p.first.clause_version() == record.clause_version()
-                && p.first.clause_sha256() == record.clause_sha256()
-        };
-        let mut open = pending.iter_mut().find(|p| !p.closed && same(p));
-        if let Some(full) = open.take_if(|p| p.lines.len() >= MAX_SEGMENT_BYTES) {
-            full.closed = true;
-        }
-        let segment = match open {
-            Some(segment) => segment,
-            None => {
-                pending.push(Pending {
-                    first: record,
-                    lines: String::with_capacity(
-                        (records.len() * 64).min(MAX_SEGMENT_BYTES + 1024),
-                    ),
-                    records: 0,
-                    size: 0,
-                    oldest: record.collected_at(),
-                    closed: false,
-                });
-                pending.last_mut().expect("just pushed")
-            }
-        };
-        push_line(
-            &mut segment.lines,
-            record.collected_at(),
-            record.fields_json(),
-        );
-        segment.records += 1;
-        segment.size += record.size() as u64;
-        segment.oldest = segment.oldest.min(record.collected_at());
-    }
-    let mut insert = connection.prepare_cached(
-        "INSERT INTO queue (purpose, clause, clause_version, clause_sha256, collected_at, lines, records, size, crc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    let mut bytes = 0;
-    for segment in &pending {
-        let first = segment.first;
-        insert.execute(params![
-            first.purpose(),
-            first.clause(),
-            first.clause_version(),
-            first.clause_sha256(),
-            segment.oldest,
-            at_rest::pack(&segment.lines),
-            segment.records,
-            segment.size as i64,
-            crc(&segment.lines),
-        ])?;
-        bytes += segment.size;
-    }
-    Ok(bytes)
+    Segments::of(records).insert(connection)
 }
 
 /// What of a claimed batch cannot be read back: a whole row (`line`

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{Durable, Writer, WriterError};
 use crate::gate::GatedRecord;
-use crate::store::{bounds, queue};
+use crate::store::{Segments, bounds, queue};
 
 /// What the daemon reads from the store once, at start, for its gate and
 /// collectors ([`Writer::identity`]).
@@ -55,7 +55,11 @@ impl<S: Durable> Writer<S> {
             return Ok(());
         }
         let tally = self.tally();
-        self.call(move |c, _| tally.enqueue(c, &records)).await
+        // Built here: the writer thread only inserts the rows.
+        let segments = Segments::of(&records);
+        drop(records);
+        self.call(move |c, _| tally.enqueue_segments(c, &segments))
+            .await
     }
 
     /// Appends `records` and stores `spent`, the count of randomised
@@ -67,8 +71,10 @@ impl<S: Durable> Writer<S> {
         spent: std::collections::BTreeMap<String, crate::store::ldp_budget::Spent>,
     ) -> Result<(), WriterError> {
         let tally = self.tally();
+        let segments = Segments::of(&records);
+        drop(records);
         self.call(move |c, _| {
-            tally.enqueue(c, &records)?;
+            tally.enqueue_segments(c, &segments)?;
             crate::store::ldp_budget::save(c, &spent)
         })
         .await
