@@ -378,6 +378,7 @@ fn fields(id: &str, raw: &[RawField], at: &mut At) -> Vec<Field> {
             personal: personal(&declared, field.personal.as_ref(), at),
             shape: declared.shape(at),
             ldp: None,
+            admitted: Default::default(),
         };
         if let Some(raw) = &field.ldp {
             loaded.ldp = ldp::field_ldp(&declared.name, &loaded, raw, at);

@@ -31,7 +31,7 @@ pub use crate::privacy::ldp::{Budget, Ldp};
 use crate::privacy::personal::Kind;
 use crate::record::{FieldValue, Record};
 pub use personal::{Contradiction, MarkedField, NO_PERSONAL_DATA_CLAIMS, Personal};
-pub use shape::{Format, LOCALE_MAX_BYTES, Misfit, Shape, Unfit};
+pub use shape::{Admitted, Format, LOCALE_MAX_BYTES, Misfit, Shape, Unfit};
 
 pub use activation::ActivationMethod;
 pub use builtin::BuiltIn;
@@ -171,6 +171,9 @@ pub struct Field {
     /// Local differential privacy: how the gate randomises the value
     /// before anything of it is stored (`privacy::ldp`). `null` when none.
     pub ldp: Option<Ldp>,
+    /// The shared value this field last admitted (see [`Admitted`]).
+    #[serde(skip)]
+    pub admitted: Admitted,
 }
 
 /// Which records go first when the queue is full: the oldest of the
@@ -479,6 +482,9 @@ impl Purpose {
             let (FieldValue::String(text), Some(field)) = (value, self.field(name)) else {
                 continue;
             };
+            if field.admitted.holds(text) {
+                continue;
+            }
             field.admits(text).map_err(|misfit| {
                 let (purpose, field) = (self.id.clone(), name.to_string());
                 match misfit {
@@ -494,6 +500,7 @@ impl Purpose {
                     },
                 }
             })?;
+            field.admitted.remember(text);
         }
         Ok(())
     }

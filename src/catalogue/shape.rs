@@ -26,8 +26,11 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::record::Text;
 use toml::Spanned;
 
 use super::{Field, FieldType, Transform};
@@ -226,6 +229,61 @@ impl Field {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The shared value a field last admitted: a fact every record of a run
+/// carries, one `record::Text::Shared` (the product's and the OS's), is
+/// read for personal data and its shape once, not once per record. What
+/// [`Field::admits`] answers depends on the field and the text alone, and
+/// this is kept with its field, so it never answers for another
+/// declaration; it holds the value it admitted, so that value's address
+/// cannot be taken by another text while it is kept. A value it refused
+/// is never kept: it is judged again, and refused again, each time.
+#[derive(Default)]
+pub struct Admitted(arc_swap::ArcSwapOption<Arc<str>>);
+
+impl Admitted {
+    /// Whether `text` is the very shared value admitted last.
+    pub fn holds(&self, text: &Text) -> bool {
+        let Text::Shared(shared) = text else {
+            return false;
+        };
+        self.0
+            .load()
+            .as_deref()
+            .is_some_and(|kept| Arc::ptr_eq(kept, shared))
+    }
+
+    /// Keeps `text`, just admitted, when it is shared.
+    pub fn remember(&self, text: &Text) {
+        if let Text::Shared(shared) = text
+            && !self.holds(text)
+        {
+            self.0.store(Some(Arc::new(Arc::clone(shared))));
+        }
+    }
+}
+
+/// A copy of a field starts with nothing admitted.
+impl Clone for Admitted {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// Not part of what a field declares: any two are alike.
+impl PartialEq for Admitted {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Admitted {}
+
+impl fmt::Debug for Admitted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Admitted")
     }
 }
 

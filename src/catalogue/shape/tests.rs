@@ -293,3 +293,54 @@ fn every_string_field_of_the_embedded_catalogue_says_what_it_holds() {
         }
     }
 }
+
+#[test]
+fn a_shared_value_is_judged_once_per_field_and_a_refused_one_every_time() {
+    use crate::catalogue::CheckError;
+    use crate::record::{FieldValue, Fields};
+    let versioned = catalogue("string", "format = \"version\"\nmax_len = 40\n").unwrap();
+    let listed = catalogue("string", "values = [\"a\", \"b\"]\n").unwrap();
+    let (versioned, listed) = (
+        versioned.purpose("p").unwrap(),
+        listed.purpose("p").unwrap(),
+    );
+    let fields =
+        |text: &Text| -> Fields { [("f".into(), FieldValue::String(text.clone()))].into() };
+    let fact = Text::Shared("12.1.0".into());
+    assert!(!versioned.field("f").unwrap().admitted.holds(&fact));
+    versioned.judge(&fields(&fact)).unwrap();
+    assert!(versioned.field("f").unwrap().admitted.holds(&fact));
+    // The same text elsewhere (another allocation, or owned) is judged
+    // as any value is.
+    assert!(
+        !versioned
+            .field("f")
+            .unwrap()
+            .admitted
+            .holds(&Text::Shared("12.1.0".into()))
+    );
+    assert!(
+        !versioned
+            .field("f")
+            .unwrap()
+            .admitted
+            .holds(&Text::Owned("12.1.0".into()))
+    );
+    // Kept with its field: another field's declaration judges it afresh.
+    assert!(listed.judge(&fields(&fact)).is_err());
+    assert!(!listed.field("f").unwrap().admitted.holds(&fact));
+    // A value refused is never kept, so it is refused each time.
+    let email = Text::Shared("alice@example.com".into());
+    for _ in 0..2 {
+        assert!(matches!(
+            versioned.judge(&fields(&email)),
+            Err(CheckError::PersonalData { .. }) | Err(CheckError::OutOfShape { .. })
+        ));
+        assert!(!versioned.field("f").unwrap().admitted.holds(&email));
+    }
+    // A copy of the catalogue starts with nothing admitted, and compares
+    // equal all the same.
+    let copy = versioned.clone();
+    assert!(!copy.field("f").unwrap().admitted.holds(&fact));
+    assert_eq!(&copy, versioned);
+}
