@@ -14,6 +14,7 @@
 
 mod activation;
 mod builtin;
+mod check;
 mod load;
 mod personal;
 mod shape;
@@ -431,78 +432,6 @@ impl Catalogue {
         self.purpose(purpose)
             .ok_or_else(|| CheckError::UnknownPurpose(purpose.to_owned()))?
             .judge(fields)
-    }
-}
-
-/// The checks of one record, for a caller that found its purpose once
-/// (the gate, for every record).
-impl Purpose {
-    /// `record` with only the fields this purpose declares, when a
-    /// built-in collector made it (`Record::collected`): a product's
-    /// catalogue names what its seed names, and the collector's other facts
-    /// stay here. Any other record is returned as it is, for
-    /// [`Purpose::check`] to hold to exactly what it declares.
-    pub fn declared<'r>(&self, record: &'r Record) -> std::borrow::Cow<'r, Record> {
-        if !record.collected || record.fields.keys().all(|f| self.field(f).is_some()) {
-            return std::borrow::Cow::Borrowed(record);
-        }
-        let mut kept = record.clone();
-        kept.fields.retain(|name, _| self.field(name).is_some());
-        std::borrow::Cow::Owned(kept)
-    }
-
-    /// Refuses a record that carries anything this purpose does not
-    /// declare, or a value of another type than its field's.
-    pub fn check(&self, record: &Record) -> Result<(), CheckError> {
-        for (name, value) in &record.fields {
-            let field = self
-                .field(name)
-                .ok_or_else(|| CheckError::UndeclaredField {
-                    purpose: self.id.clone(),
-                    field: name.to_string(),
-                })?;
-            let found = value.field_type();
-            if found != field.ty {
-                return Err(CheckError::WrongType {
-                    purpose: self.id.clone(),
-                    field: name.to_string(),
-                    expected: field.ty,
-                    found,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Refuses fields whose string value, as it would be stored (after
-    /// its field's transform), does not fit its field's declaration or
-    /// looks like personal data the declaration does not allow.
-    pub fn judge(&self, fields: &crate::record::Fields) -> Result<(), CheckError> {
-        for (name, value) in fields {
-            let (FieldValue::String(text), Some(field)) = (value, self.field(name)) else {
-                continue;
-            };
-            if field.admitted.holds(text) {
-                continue;
-            }
-            field.admits(text).map_err(|misfit| {
-                let (purpose, field) = (self.id.clone(), name.to_string());
-                match misfit {
-                    Misfit::Personal(kind) => CheckError::PersonalData {
-                        purpose,
-                        field,
-                        kind,
-                    },
-                    Misfit::Unfit(why) => CheckError::OutOfShape {
-                        purpose,
-                        field,
-                        why,
-                    },
-                }
-            })?;
-            field.admitted.remember(text);
-        }
-        Ok(())
     }
 }
 

@@ -204,7 +204,7 @@ impl Gate {
     /// consent: a sender's bug shows even while its purpose is blocked.
     pub fn admit(&self, record: &Record) -> Result<GatedRecord, Refusal> {
         let purpose = self.purpose_of(record)?;
-        let record = purpose.declared(record);
+        let record = purpose.admissible(record)?;
         let fields = self.screened(purpose, &record)?;
         let registry = self.decisions.load();
         let decision = registry.decision(&record.purpose);
@@ -215,7 +215,7 @@ impl Gate {
     /// snapshot for a whole collection run).
     pub fn admit_with(&self, record: &Record, decision: &Decision) -> Result<GatedRecord, Refusal> {
         let purpose = self.purpose_of(record)?;
-        let record = purpose.declared(record);
+        let record = purpose.admissible(record)?;
         let fields = self.screened(purpose, &record)?;
         self.admit_checked(purpose, &record, &fields, Some(decision))
     }
@@ -231,7 +231,7 @@ impl Gate {
         registry: &Registry,
     ) -> Result<GatedRecord, Refusal> {
         let purpose = self.purpose_of(record)?;
-        let record = purpose.declared(record);
+        let record = purpose.admissible(record)?;
         let fields = self.screened(purpose, &record)?;
         self.admit_checked(
             purpose,
@@ -267,8 +267,9 @@ impl Gate {
             .or_default() += 1;
     }
 
-    /// The record's fields as they may be stored: of the declared types,
-    /// minimised, each fitting its field's declaration, and randomised
+    /// The fields of a record [`Purpose::admissible`] passed (declared,
+    /// of their declared types) as they may be stored: minimised, each
+    /// fitting its field's declaration, and randomised
     /// where the field declares local differential privacy. A value that
     /// does not fit is counted by kind and never kept.
     fn screened<'r>(
@@ -276,7 +277,6 @@ impl Gate {
         purpose: &Purpose,
         record: &'r Record,
     ) -> Result<Cow<'r, crate::record::Fields>, Refusal> {
-        purpose.check(record)?;
         let fields = self.minimised(purpose, record);
         let judged = purpose
             .judge(&fields)
@@ -366,7 +366,7 @@ impl Gate {
         record: &'r Record,
     ) -> Cow<'r, crate::record::Fields> {
         let transform = |name: &str| purpose.field(name).and_then(|f| f.transform);
-        if record.fields.keys().all(|name| transform(name).is_none()) {
+        if !purpose.transforms() || record.fields.keys().all(|name| transform(name).is_none()) {
             return Cow::Borrowed(&record.fields);
         }
         let key = self.hash_key.get();
