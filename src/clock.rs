@@ -20,7 +20,24 @@ const LAST_WRITABLE: Duration = Duration::from_secs(253_402_300_799);
 pub fn rfc3339(time: SystemTime) -> String {
     let last = SystemTime::UNIX_EPOCH + LAST_WRITABLE;
     let time = time.clamp(SystemTime::UNIX_EPOCH, last);
-    humantime::format_rfc3339_seconds(time).to_string()
+    let second = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    // Every record is stamped: those of one second (thousands of them in
+    // an ingest chunk) take a copy of the text written for the first.
+    LAST_WRITTEN.with_borrow_mut(|(written, text)| {
+        if *written != Some(second) {
+            *text = humantime::format_rfc3339_seconds(time).to_string();
+            *written = Some(second);
+        }
+        text.clone()
+    })
+}
+
+thread_local! {
+    /// The second [`rfc3339`] wrote last on this thread, and its text.
+    static LAST_WRITTEN: std::cell::RefCell<(Option<u64>, String)> =
+        const { std::cell::RefCell::new((None, String::new())) };
 }
 
 /// A duration written the human way in config files: `"90s"`, `"6h"`,
@@ -87,6 +104,27 @@ mod tests {
     fn timestamps_are_utc_seconds() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_900);
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn each_second_is_written_as_itself_however_the_calls_alternate() {
+        let at = |s: u64, ms: u64| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(s) + Duration::from_millis(ms)
+        };
+        for (time, text) in [
+            (at(1_700_000_000, 0), "2023-11-14T22:13:20Z"),
+            (at(1_700_000_000, 999), "2023-11-14T22:13:20Z"),
+            (at(1_700_000_001, 0), "2023-11-14T22:13:21Z"),
+            (at(1_700_000_000, 500), "2023-11-14T22:13:20Z"),
+            (at(0, 0), "1970-01-01T00:00:00Z"),
+            (
+                SystemTime::UNIX_EPOCH - Duration::from_secs(1),
+                "1970-01-01T00:00:00Z",
+            ),
+            (at(1_700_000_001, 0), "2023-11-14T22:13:21Z"),
+        ] {
+            assert_eq!(rfc3339(time), text);
+        }
     }
 
     #[test]
