@@ -108,4 +108,57 @@ mod tests {
         assert!(!record.fields.contains_key("os_type"));
         assert_eq!(record.fields["task_duration_ms"], FieldValue::Integer(5400));
     }
+
+    #[test]
+    fn a_task_carries_exactly_its_own_fields_and_the_editions_facts() {
+        let names = |record: &Record| {
+            record
+                .fields
+                .keys()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+        };
+        let bare = InstallTask {
+            task: "install".into(),
+            status: "succeeded".into(),
+            error_type: None,
+            error_code: None,
+            duration_ms: None,
+            campaign_id: None,
+        };
+        let record = bare.clone().record(&test_context(None));
+        assert!(record.collected);
+        assert_eq!(record.purpose, PURPOSE);
+        assert_eq!(
+            names(&record),
+            [
+                "os_edition",
+                "os_type",
+                "os_version",
+                "product_id",
+                "product_version",
+                "task_status",
+                "task_type"
+            ]
+        );
+        assert_eq!(
+            record.fields["task_type"],
+            FieldValue::String("install".into())
+        );
+        assert_eq!(
+            record.fields["task_status"],
+            FieldValue::String("succeeded".into())
+        );
+
+        let mut regional = test_context(None);
+        regional.region = Region::Br;
+        let country = regional.country_code();
+        let record = bare.record(&regional);
+        assert!(record.collected);
+        let mut expected = vec!["task_status", "task_type"];
+        if country.is_some() {
+            expected.insert(0, "country_code");
+        }
+        assert_eq!(names(&record), expected);
+    }
 }
