@@ -106,7 +106,7 @@ impl DeletionEnvelope {
 }
 
 /// Where a body is serialized: into the compressor, hashing and counting
-/// the JSON on its way (no copy of the whole document is made).
+/// the JSON on its way.
 struct Streaming {
     compressed: Encoder,
     sha256: Sha256,
@@ -186,7 +186,7 @@ pub enum ProtocolError {
 pub fn encode_batch(batch: &Batch, dropped: &Drops, compression: Compression) -> Body {
     let head = Envelope::empty(batch.id);
     let mut out = Streaming {
-        compressed: compression.encoder(batch.len() * 32 + 256),
+        compressed: compression.encoder(document_len(batch)),
         sha256: Sha256::new(),
         json_len: 0,
     };
@@ -197,6 +197,14 @@ pub fn encode_batch(batch: &Batch, dropped: &Drops, compression: Compression) ->
         sha256: hex::encode(out.sha256.finalize()),
         json_len: Some(out.json_len),
     }
+}
+
+/// About how long `batch`'s JSON is: its lines, each record's clause
+/// prefix, and the envelope's head and tail.
+fn document_len(batch: &Batch) -> usize {
+    let records: usize = batch.segments.iter().map(|s| s.records).sum();
+    let lines: usize = batch.segments.iter().map(|s| s.lines.len()).sum();
+    lines + records * 160 + 512
 }
 
 /// Writes `head` (an envelope without records) with `batch`'s records and
@@ -301,7 +309,7 @@ impl Envelope {
     /// audit trail records and `history --show` reproduces.
     pub fn encode_body(&self, compression: Compression) -> Body {
         let mut out = Streaming {
-            compressed: compression.encoder(self.records.len() * 32 + 256),
+            compressed: compression.encoder(self.records.len() * 512 + 256),
             sha256: Sha256::new(),
             json_len: 0,
         };
