@@ -23,20 +23,20 @@ use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, PublicKeyData,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::upload::otlp;
-use crate::upload::protocol::{DeletionEnvelope, Envelope};
-use crate::upload::tls::Pin;
+use crate::upload::protocol::Envelope;
 use crate::upload::transport::{IDEMPOTENCY_KEY, PROBE_HEADER, UPLOAD_INTERVAL};
+
+mod decode;
+mod pki;
+
+use decode::Decoded;
+pub use pki::LoopbackPki;
 
 /// Largest request body the receiver reads.
 const MAX_BODY_BYTES: usize = 16 << 20;
@@ -50,86 +50,6 @@ pub enum ReceiverError {
     Tls(#[from] rustls::Error),
     #[error("cannot bind 127.0.0.1: {0}")]
     Bind(#[source] std::io::Error),
-}
-
-/// A throwaway CA and a server certificate it signed for 127.0.0.1, ::1 and
-/// localhost. The CA's PEM is what the agent's `ca_file` points to.
-pub struct LoopbackPki {
-    pub ca_pem: String,
-    /// The server's own certificate, what `server_certificate` points to.
-    pub server_pem: String,
-    /// The pin of the server's key (base64 SHA-256 of its SPKI), computed
-    /// from the key itself, not from the certificate.
-    pub server_pin: Pin,
-    /// The server's private key (PKCS#8 PEM), for a server the tests run
-    /// themselves with this certificate (the OpenTelemetry Collector of
-    /// `tests/it/collector`).
-    pub server_key_pem: String,
-    chain: Vec<CertificateDer<'static>>,
-    key_der: Vec<u8>,
-}
-
-impl LoopbackPki {
-    pub fn generate() -> Result<Self, ReceiverError> {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "consentry loopback test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-
-        let leaf_key = KeyPair::generate()?;
-        let mut leaf_params = CertificateParams::new(vec![
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-            "localhost".to_owned(),
-        ])?;
-        leaf_params
-            .distinguished_name
-            .push(DnType::CommonName, "consentry loopback receiver");
-        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
-        Ok(Self {
-            ca_pem: ca.pem(),
-            server_pem: leaf.pem(),
-            server_pin: Pin::of_spki(&leaf_key.subject_public_key_info()),
-            server_key_pem: leaf_key.serialize_pem(),
-            chain: vec![leaf.der().clone(), ca.der().clone()],
-            key_der: leaf_key.serialize_der(),
-        })
-    }
-
-    /// One self-signed certificate for 127.0.0.1 that says `CA:TRUE`, as
-    /// `openssl req -x509` makes by default: webpki refuses it as a
-    /// server's own certificate (`CaUsedAsEndEntity`) even when it is
-    /// trusted as a CA. `ca_pem` and `server_pem` are both that certificate.
-    pub fn self_signed_ca() -> Result<Self, ReceiverError> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()])?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "127.0.0.1");
-        let certificate = params.self_signed(&key)?;
-        Ok(Self {
-            ca_pem: certificate.pem(),
-            server_pem: certificate.pem(),
-            server_pin: Pin::of_spki(&key.subject_public_key_info()),
-            server_key_pem: key.serialize_pem(),
-            chain: vec![certificate.der().clone()],
-            key_der: key.serialize_der(),
-        })
-    }
-
-    fn server_config(&self) -> Result<rustls::ServerConfig, ReceiverError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));
-        Ok(rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), key)?)
-    }
 }
 
 /// One request as the receiver saw it.
@@ -544,52 +464,6 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
     answer(status)
 }
 
-/// A request body read back: the batch it holds (or why it holds none),
-/// the bytes as they arrived, the size of the document inside, and the
-/// deletion request it is instead, if so.
-struct Decoded {
-    envelope: Result<Envelope, Undecodable>,
-    body: Bytes,
-    json_bytes: usize,
-    deletion: Option<DeletionEnvelope>,
-}
-
-impl Decoded {
-    fn of<E: std::fmt::Display>(body: Result<Bytes, E>, otlp: bool) -> Self {
-        let (envelope, body, json_bytes, otlp_deletion) = match body {
-            Ok(bytes) if otlp => match otlp_decode(&bytes) {
-                Ok((envelope, deletion, size)) => (envelope, bytes, size, deletion),
-                Err(err) => (Err(Undecodable::Otlp(err)), bytes, 0, None),
-            },
-            Ok(bytes) => match Envelope::decode_sized(&bytes) {
-                Ok((envelope, json_bytes)) => (Ok(envelope), bytes, json_bytes, None),
-                Err(err) => (Err(Undecodable::Envelope(err.to_string())), bytes, 0, None),
-            },
-            Err(err) => (
-                Err(Undecodable::Unreadable(err.to_string())),
-                Bytes::new(),
-                0,
-                None,
-            ),
-        };
-        let deletion = match &envelope {
-            Err(_) if otlp => otlp_deletion,
-            Err(_) => DeletionEnvelope::decode(&body),
-            Ok(_) => None,
-        };
-        let envelope = match (&deletion, envelope) {
-            (Some(_), Err(_)) => Err(Undecodable::DeletionRequest),
-            (_, envelope) => envelope,
-        };
-        Self {
-            envelope,
-            body,
-            json_bytes,
-            deletion,
-        }
-    }
-}
-
 /// The status the test asked for: the next scripted one, or the standing
 /// one; 400 for a body that is neither a batch nor a deletion request; the
 /// marker's status for a batch holding a record with the marker.
@@ -658,31 +532,6 @@ fn respond(state: &State, status: u16, rejecting: Option<&(u64, String)>) -> Res
         headers.insert(UPLOAD_INTERVAL, value);
     }
     response
-}
-
-/// An OTLP body read back into the envelope's shape (or the deletion
-/// request it is), and the size of its protobuf bytes.
-#[allow(clippy::type_complexity)]
-fn otlp_decode(
-    bytes: &[u8],
-) -> Result<
-    (
-        Result<Envelope, Undecodable>,
-        Option<DeletionEnvelope>,
-        usize,
-    ),
-    OtlpUnreadable,
-> {
-    let request = otlp::decode_request(bytes).map_err(|e| OtlpUnreadable::Decode(e.to_string()))?;
-    let size = prost::Message::encoded_len(&request);
-    Ok(match otlp::to_envelope(&request)? {
-        otlp::Carried::Batch(envelope) => (Ok(envelope), None, size),
-        otlp::Carried::Deletion(request) => (
-            Err(Undecodable::DeletionRequest),
-            Some(DeletionEnvelope::new(request)),
-            size,
-        ),
-    })
 }
 
 fn empty_response(status: u16) -> Response<Full<Bytes>> {
