@@ -19,7 +19,7 @@
 use std::time::SystemTime;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::segment::Unreadable;
@@ -209,14 +209,7 @@ fn head_that_fits(
     bytes: u64,
     first: bool,
 ) -> Result<Option<(i64, usize, u64)>, StoreError> {
-    let row: Option<(String, String, segment::Stored)> = connection
-        .prepare_cached("SELECT purpose, clause, lines FROM queue WHERE id = ?1")?
-        .query_row(params![rowid], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
-        .optional()
-        .or_else(segment::unreadable_as_none)?;
-    let Some((purpose, clause, segment::Stored(lines))) = row else {
+    let Some((purpose, clause, lines)) = segment::read(connection, rowid)? else {
         // Unreadable: claimed whole, to be dead-lettered by the read.
         return Ok(first.then_some((rowid, 1, 0)));
     };

@@ -78,6 +78,9 @@ impl Compression {
 
     /// `bytes`, compressed.
     pub fn compress(self, bytes: &[u8]) -> Vec<u8> {
+        if self == Compression::Zstd {
+            return zstd_whole(bytes);
+        }
         let mut encoder = self.encoder(bytes.len());
         encoder
             .write_all(bytes)
@@ -112,17 +115,22 @@ impl Encoder {
     pub fn finish(self) -> Vec<u8> {
         match self.0 {
             Inner::Gzip(gzip) => gzip.finish().expect("writing to a Vec cannot fail"),
-            Inner::Zstd(document) => ZSTD.with_borrow_mut(|context| {
-                let context = context.get_or_insert_with(|| {
-                    zstd::bulk::Compressor::new(ZSTD_LEVEL)
-                        .expect("a zstd level in range always makes a compressor")
-                });
-                context
-                    .compress(&document)
-                    .expect("compressing into memory cannot fail")
-            }),
+            Inner::Zstd(document) => zstd_whole(&document),
         }
     }
+}
+
+/// `document` as one zstd frame, made with this thread's context.
+fn zstd_whole(document: &[u8]) -> Vec<u8> {
+    ZSTD.with_borrow_mut(|context| {
+        let context = context.get_or_insert_with(|| {
+            zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                .expect("a zstd level in range always makes a compressor")
+        });
+        context
+            .compress(document)
+            .expect("compressing into memory cannot fail")
+    })
 }
 
 impl Write for Encoder {

@@ -202,9 +202,8 @@ pub fn encode_batch(batch: &Batch, dropped: &Drops, compression: Compression) ->
 /// About how long `batch`'s JSON is: its lines, each record's clause
 /// prefix, and the envelope's head and tail.
 fn document_len(batch: &Batch) -> usize {
-    let records: usize = batch.segments.iter().map(|s| s.records).sum();
     let lines: usize = batch.segments.iter().map(|s| s.lines.len()).sum();
-    lines + records * 160 + 512
+    lines + batch.len() * 160 + 512
 }
 
 /// Writes `head` (an envelope without records) with `batch`'s records and

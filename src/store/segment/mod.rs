@@ -97,6 +97,22 @@ impl Removed {
     }
 }
 
+/// Segment `rowid`'s purpose, clause and lines (unpacked); `None` when
+/// there is no such row or it cannot be read.
+pub(super) fn read(
+    connection: &Connection,
+    rowid: i64,
+) -> Result<Option<(String, String, String)>, StoreError> {
+    let row: Option<(String, String, Stored)> = connection
+        .prepare_cached("SELECT purpose, clause, lines FROM queue WHERE id = ?1")?
+        .query_row(params![rowid], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()
+        .or_else(unreadable_as_none)?;
+    Ok(row.map(|(purpose, clause, Stored(lines))| (purpose, clause, lines)))
+}
+
 /// Rewrites segment `rowid` keeping only the lines `keep` accepts (by
 /// position, text and the bytes the record counts for), or deletes it when none is kept; returns the lines
 /// taken out, in order, and the bytes they counted for. A row that
@@ -106,21 +122,14 @@ pub(super) fn trim(
     rowid: i64,
     mut keep: impl FnMut(usize, &str, u64) -> bool,
 ) -> Result<(Vec<Removed>, u64), StoreError> {
-    let row: Option<(String, String, Stored)> = connection
-        .prepare_cached("SELECT purpose, clause, lines FROM queue WHERE id = ?1")?
-        .query_row(params![rowid], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
-        .optional()
-        .or_else(unreadable_as_none)?;
-    let Some((purpose, clause, Stored(lines))) = row else {
+    let Some((purpose, clause, lines)) = read(connection, rowid)? else {
         return Ok((Vec::new(), 0));
     };
     let mut kept = String::with_capacity(lines.len());
     let (mut records, mut size, mut freed) = (0i64, 0u64, 0u64);
     let mut oldest: Option<String> = None;
     let mut removed = Vec::new();
-    for (index, line) in lines.split('\n').enumerate() {
+    for (index, line) in self::lines(&lines).enumerate() {
         let line_size = record_size(&purpose, &clause, line.len());
         if keep(index, line, line_size) {
             if !kept.is_empty() {
