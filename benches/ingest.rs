@@ -10,6 +10,7 @@
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use consentry::catalogue::{Catalogue, Region};
 use consentry::collect::CollectContext;
@@ -20,6 +21,7 @@ use consentry::daemon::{self, Agent, Listeners};
 use consentry::gate::Gate;
 use consentry::ingest::client;
 use consentry::ingest::event::{Outcome, Parser};
+use consentry::store::Filling;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -103,15 +105,39 @@ fn parse(c: &mut Criterion) {
             }
         })
     });
+    // What an ingest connection does for each installer task: parse the
+    // line, and gate its draft straight to its line.
+    let mut scratch = String::new();
     group.bench_function("install_task_1000_lines_parse_and_gate", |b| {
         b.iter(|| {
             let mut delta = KsnDelta::default();
             for line in installs.lines() {
-                if let Outcome::Record(record) = parser.parse(line.as_bytes(), &mut delta).unwrap()
-                {
-                    black_box(gate.admit(&record).unwrap());
+                if let Outcome::Install(task) = parser.parse(line.as_bytes(), &mut delta).unwrap() {
+                    let draft = task.draft(&context, None);
+                    gate.admit_draft(&draft, SystemTime::now(), &mut scratch, |line| {
+                        black_box(line.size());
+                    })
+                    .unwrap();
                 }
             }
+        })
+    });
+    // The same, and the lines grouped into segments and packed as the
+    // store will keep them.
+    group.bench_function("install_task_1000_lines_to_segments", |b| {
+        b.iter(|| {
+            let mut delta = KsnDelta::default();
+            let mut filling = Filling::default();
+            for line in installs.lines() {
+                if let Outcome::Install(task) = parser.parse(line.as_bytes(), &mut delta).unwrap() {
+                    let draft = task.draft(&context, None);
+                    gate.admit_draft(&draft, SystemTime::now(), &mut scratch, |line| {
+                        filling.push(line)
+                    })
+                    .unwrap();
+                }
+            }
+            black_box(filling.finish())
         })
     });
     // A regional edition reports installation tasks under

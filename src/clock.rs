@@ -18,19 +18,29 @@ const LAST_WRITABLE: Duration = Duration::from_secs(253_402_300_799);
 /// set far wrong) is written as the nearest end of that range: it cannot
 /// be written otherwise, and a wrong clock must not stop the daemon.
 pub fn rfc3339(time: SystemTime) -> String {
+    with_rfc3339(time, str::to_owned)
+}
+
+/// [`rfc3339`] appended to `out`, without a `String` of its own.
+pub fn push_rfc3339(out: &mut String, time: SystemTime) {
+    with_rfc3339(time, |text| out.push_str(text));
+}
+
+/// Calls `f` with `time` written as [`rfc3339`] does.
+fn with_rfc3339<T>(time: SystemTime, f: impl FnOnce(&str) -> T) -> T {
     let last = SystemTime::UNIX_EPOCH + LAST_WRITABLE;
     let time = time.clamp(SystemTime::UNIX_EPOCH, last);
     let second = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
     // Every record is stamped: those of one second (thousands of them in
-    // an ingest chunk) take a copy of the text written for the first.
+    // an ingest chunk) share the text written for the first.
     LAST_WRITTEN.with_borrow_mut(|(written, text)| {
         if *written != Some(second) {
             *text = humantime::format_rfc3339_seconds(time).to_string();
             *written = Some(second);
         }
-        text.clone()
+        f(text)
     })
 }
 
@@ -124,6 +134,9 @@ mod tests {
             (at(1_700_000_001, 0), "2023-11-14T22:13:21Z"),
         ] {
             assert_eq!(rfc3339(time), text);
+            let mut out = String::from("at ");
+            push_rfc3339(&mut out, time);
+            assert_eq!(out, format!("at {text}"));
         }
     }
 

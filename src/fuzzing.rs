@@ -111,15 +111,20 @@ pub fn ingest_line(data: &[u8]) {
         context,
     };
     let mut delta = KsnDelta::default();
-    if let Ok(
-        Outcome::Record(record)
-        | Outcome::Activated {
-            record: Some(record),
-            ..
-        },
-    ) = parser.parse(data, &mut delta)
-    {
-        let _ = embedded().check(&record);
+    match parser.parse(data, &mut delta) {
+        Ok(
+            Outcome::Record(record)
+            | Outcome::Activated {
+                record: Some(record),
+                ..
+            },
+        ) => {
+            let _ = embedded().check(&record);
+        }
+        Ok(Outcome::Install(task)) => {
+            let _ = embedded().check(&task.record(context));
+        }
+        _ => {}
     }
 }
 

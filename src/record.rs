@@ -11,6 +11,8 @@ use uuid::Uuid;
 
 use crate::clock::rfc3339;
 
+pub mod draft;
+
 /// A string value: owned, or shared by many records (the product's and
 /// the OS's facts, set on every record an installer task makes: cloning
 /// one is a reference count, not an allocation and a copy). Read it as a

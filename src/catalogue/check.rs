@@ -6,8 +6,9 @@
 
 use std::borrow::Cow;
 
-use super::{CheckError, Field, Misfit, Purpose};
-use crate::record::{FieldValue, Fields, Record};
+use super::{CheckError, ERASURE_KEY, Field, FieldType, Misfit, Purpose};
+use crate::record::draft::{MAX_FIELDS, Value};
+use crate::record::{FieldValue, Fields, Record, Text};
 
 /// The checks of one record, for a caller that found its purpose once
 /// (the gate, for every record).
@@ -65,14 +66,18 @@ impl Purpose {
     fn typed(&self, name: &str, value: &FieldValue, field: &Field) -> Result<(), CheckError> {
         let found = value.field_type();
         if found != field.ty {
-            return Err(CheckError::WrongType {
-                purpose: self.id.clone(),
-                field: name.to_owned(),
-                expected: field.ty,
-                found,
-            });
+            return Err(self.wrong_type(name, field, found));
         }
         Ok(())
+    }
+
+    fn wrong_type(&self, name: &str, field: &Field, found: FieldType) -> CheckError {
+        CheckError::WrongType {
+            purpose: self.id.clone(),
+            field: name.to_owned(),
+            expected: field.ty,
+            found,
+        }
     }
 
     /// Whether any field declares a transform (most purposes: none, and
@@ -89,25 +94,92 @@ impl Purpose {
             let (FieldValue::String(text), Some(field)) = (value, self.field(name)) else {
                 continue;
             };
-            if field.admitted.holds(text) {
-                continue;
-            }
-            field.admits(text).map_err(|misfit| {
-                let (purpose, field) = (self.id.clone(), name.to_string());
-                match misfit {
-                    Misfit::Personal(kind) => CheckError::PersonalData {
-                        purpose,
-                        field,
-                        kind,
-                    },
-                    Misfit::Unfit(why) => CheckError::OutOfShape {
-                        purpose,
-                        field,
-                        why,
-                    },
+            self.judge_text(name, field, text, Some(text))?;
+        }
+        Ok(())
+    }
+
+    /// Whether this purpose's records are stored as their fields are: no
+    /// field transformed or randomised, no privacy budget to spend, no
+    /// erasure key to add. The gate writes such a purpose's drafts
+    /// straight to their lines (`Gate::admit_draft`).
+    pub fn plain(&self) -> bool {
+        self.privacy_budget.is_none()
+            && self
+                .fields
+                .iter()
+                .all(|f| f.transform.is_none() && f.ldp.is_none() && f.name != ERASURE_KEY)
+    }
+
+    /// [`Purpose::admissible`] for a built-in collector's draft: the
+    /// declaration of each of its fields in `declared` (`None` for a fact
+    /// this purpose does not declare, which is left out), or the first
+    /// field of another type than its declaration's.
+    pub fn admissible_draft<'p>(
+        &'p self,
+        fields: &[(&'static str, Value<'_>)],
+        declared: &mut [Option<&'p Field>; MAX_FIELDS],
+    ) -> Result<(), CheckError> {
+        for ((name, value), slot) in fields.iter().zip(declared.iter_mut()) {
+            *slot = self.field(name);
+            if let Some(field) = slot {
+                let found = value.field_type();
+                if found != field.ty {
+                    return Err(self.wrong_type(name, field, found));
                 }
-            })?;
-            field.admitted.remember(text);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Purpose::judge`] for a draft's fields, as
+    /// [`Purpose::admissible_draft`] found their declarations.
+    pub fn judge_draft(
+        &self,
+        fields: &[(&'static str, Value<'_>)],
+        declared: &[Option<&Field>; MAX_FIELDS],
+    ) -> Result<(), CheckError> {
+        for ((name, value), field) in fields.iter().zip(declared) {
+            let Some(field) = field else { continue };
+            match value {
+                Value::Shared(text) => self.judge_text(name, field, text, Some(text))?,
+                Value::Text(text) => self.judge_text(name, field, text, None)?,
+                Value::Integer(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses `text`, field `name`'s value, when it does not fit `field`
+    /// or looks like personal data it does not allow. A `shared` fact is
+    /// read once (`Admitted`).
+    fn judge_text(
+        &self,
+        name: &str,
+        field: &Field,
+        text: &str,
+        shared: Option<&Text>,
+    ) -> Result<(), CheckError> {
+        if shared.is_some_and(|shared| field.admitted.holds(shared)) {
+            return Ok(());
+        }
+        field.admits(text).map_err(|misfit| {
+            let (purpose, field) = (self.id.clone(), name.to_owned());
+            match misfit {
+                Misfit::Personal(kind) => CheckError::PersonalData {
+                    purpose,
+                    field,
+                    kind,
+                },
+                Misfit::Unfit(why) => CheckError::OutOfShape {
+                    purpose,
+                    field,
+                    why,
+                },
+            }
+        })?;
+        if let Some(shared) = shared {
+            field.admitted.remember(shared);
         }
         Ok(())
     }

@@ -30,7 +30,7 @@ use crate::document::{Document, ReadError};
 pub use crate::privacy::Transform;
 pub use crate::privacy::ldp::{Budget, Ldp};
 use crate::privacy::personal::Kind;
-use crate::record::{FieldValue, Record};
+use crate::record::{FieldValue, Record, draft};
 pub use personal::{Contradiction, MarkedField, NO_PERSONAL_DATA_CLAIMS, Personal};
 pub use shape::{Admitted, Format, LOCALE_MAX_BYTES, Misfit, Shape, Unfit};
 
@@ -447,6 +447,15 @@ impl FieldValue {
             FieldValue::Boolean(_) => FieldType::Boolean,
             FieldValue::Uuid(_) => FieldType::Uuid,
             FieldValue::Timestamp(_) => FieldType::Timestamp,
+        }
+    }
+}
+
+impl draft::Value<'_> {
+    pub fn field_type(&self) -> FieldType {
+        match self {
+            draft::Value::Text(_) | draft::Value::Shared(_) => FieldType::String,
+            draft::Value::Integer(_) => FieldType::Integer,
         }
     }
 }

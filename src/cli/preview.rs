@@ -191,8 +191,8 @@ impl State {
             }
             "installation_errors" | "installation_quality" => {
                 let task = InstallTask {
-                    task: event("install_task"),
-                    status: event("install_task"),
+                    task: event("install_task").into(),
+                    status: event("install_task").into(),
                     error_type: None,
                     error_code: None,
                     duration_ms: None,

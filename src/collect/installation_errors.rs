@@ -7,8 +7,12 @@
 //! reported under `installation_quality`, the regional EULA's narrower
 //! list: the task's own fields and the country, without product or OS.
 
-use super::{CollectContext, FieldValue, Record};
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use super::{CollectContext, Record};
 use crate::catalogue::Region;
+use crate::record::draft::{Draft, Value};
 
 /// The catalogue purpose.
 pub const PURPOSE: &str = "installation_errors";
@@ -23,55 +27,59 @@ pub const TASKS: [&str; 4] = ["install", "uninstall", "update", "upgrade"];
 pub const STATUSES: [&str; 3] = ["succeeded", "failed", "cancelled"];
 
 /// One installer task, as the installer reports it (already validated:
-/// `task` is one of [`TASKS`], `status` one of [`STATUSES`]).
+/// `task` is one of [`TASKS`], `status` one of [`STATUSES`]), its text
+/// borrowed from the event line where it can be.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstallTask {
-    pub task: String,
-    pub status: String,
-    pub error_type: Option<String>,
+pub struct InstallTask<'a> {
+    pub task: Cow<'a, str>,
+    pub status: Cow<'a, str>,
+    pub error_type: Option<Cow<'a, str>>,
     pub error_code: Option<i64>,
     pub duration_ms: Option<i64>,
-    pub campaign_id: Option<String>,
+    pub campaign_id: Option<Cow<'a, str>>,
 }
 
-impl InstallTask {
-    /// The record for this task, under the purpose of the region's edition
-    /// (its values moved into the record, not copied).
-    pub fn record(self, context: &CollectContext) -> Record {
-        let mut record = if context.region == Region::Global {
-            let mut record = Record::collected(PURPOSE);
-            context.product_fields(&mut record);
+impl<'a> InstallTask<'a> {
+    /// The task's record under the purpose of the region's edition, as a
+    /// draft (fields in name order): in the global edition the product's
+    /// and the OS's facts; in a regional one `country`, when known.
+    pub fn draft(&'a self, context: &'a CollectContext, country: Option<&'a str>) -> Draft<'a> {
+        let text = |value: &'a Option<Cow<'a, str>>| value.as_deref().map(Value::Text);
+        let integer = |value: Option<i64>| value.map(Value::Integer);
+        let global = context.region == Region::Global;
+        let mut draft = Draft::new(if global { PURPOSE } else { REGIONAL_PURPOSE });
+        if !global {
+            draft.push_some("country_code", country.map(Value::Text));
+        }
+        draft
+            .push_some("error_code", integer(self.error_code))
+            .push_some("error_type", text(&self.error_type));
+        if global {
             let facts = context.shared();
-            record
-                .set("os_type", FieldValue::String(facts.os_type.clone()))
-                .set("os_version", FieldValue::String(facts.os_version.clone()));
-            if let Some(edition) = &facts.os_edition {
-                record.set("os_edition", FieldValue::String(edition.clone()));
-            }
-            record
-        } else {
-            let mut record = Record::collected(REGIONAL_PURPOSE);
-            if let Some(country) = context.country_code() {
-                record.set("country_code", FieldValue::String(country.into()));
-            }
-            record
+            draft
+                .push_some("os_edition", facts.os_edition.as_ref().map(Value::Shared))
+                .push("os_type", Value::Shared(&facts.os_type))
+                .push("os_version", Value::Shared(&facts.os_version))
+                .push("product_id", Value::Shared(&facts.product_id))
+                .push("product_version", Value::Shared(&facts.product_version));
+        }
+        draft
+            .push_some("task_duration_ms", integer(self.duration_ms))
+            .push("task_status", Value::Text(&self.status))
+            .push("task_type", Value::Text(&self.task))
+            .push_some("upgrade_campaign_id", text(&self.campaign_id));
+        draft
+    }
+
+    /// The record for this task, under the purpose of the region's
+    /// edition, made now.
+    pub fn record(&self, context: &CollectContext) -> Record {
+        let country = match context.region {
+            Region::Global => None,
+            _ => context.country_code(),
         };
-        record
-            .set("task_type", FieldValue::String(self.task.into()))
-            .set("task_status", FieldValue::String(self.status.into()));
-        if let Some(error_type) = self.error_type {
-            record.set("error_type", FieldValue::String(error_type.into()));
-        }
-        if let Some(campaign) = self.campaign_id {
-            record.set("upgrade_campaign_id", FieldValue::String(campaign.into()));
-        }
-        if let Some(code) = self.error_code {
-            record.set("error_code", FieldValue::Integer(code));
-        }
-        if let Some(duration) = self.duration_ms {
-            record.set("task_duration_ms", FieldValue::Integer(duration));
-        }
-        record
+        self.draft(context, country.as_deref())
+            .record(SystemTime::now())
     }
 }
 
@@ -80,6 +88,7 @@ mod tests {
     use super::*;
     use crate::catalogue::Catalogue;
     use crate::collect::test_context;
+    use crate::record::FieldValue;
 
     #[test]
     fn a_failed_upgrade_passes_the_catalogue_with_os_facts() {

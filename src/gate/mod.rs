@@ -35,7 +35,10 @@ use std::collections::BTreeMap;
 use crate::privacy::{self, HashKey};
 use crate::record::{FieldValue, Record};
 
+mod direct;
 mod ldp;
+
+pub use direct::GatedLine;
 
 use ldp::Randomised;
 pub use ldp::{PRIVACY_BUDGET, Spent};

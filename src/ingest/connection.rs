@@ -14,9 +14,10 @@ use super::event::{LineError, Outcome, Parser};
 use super::protocol::{NOT_STORED, Reply};
 use super::{Ingest, MAX_IN_FLIGHT, MAX_LINE_BYTES, READ_BUFFER};
 use crate::catalogue::ActivationMethod;
+use crate::catalogue::Region;
 use crate::collect::ksn::{self, KsnDelta};
 use crate::consent::Registry;
-use crate::gate::{GatedRecord, Refusal};
+use crate::gate::Refusal;
 use crate::record::Record;
 use crate::store::{self, WriterError};
 
@@ -26,7 +27,7 @@ struct Chunk {
     first_line: u64,
     last_line: u64,
     errors: Vec<(u64, LineError)>,
-    records: Vec<GatedRecord>,
+    records: store::Filling,
     ksn: KsnDelta,
     /// Key-file activations: nothing to send, but recorded with the chunk.
     activations: u64,
@@ -66,6 +67,9 @@ struct Framing {
     /// The last chunk ended at an activation line: the buffer may hold
     /// complete lines still, to be parsed before anything is read.
     resume: bool,
+    /// Where the gate writes each installer task's line (kept, so that
+    /// its allocation is made once).
+    scratch: String,
 }
 
 pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::Result<()> {
@@ -77,6 +81,7 @@ pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::
         next_line: 1,
         skipping: false,
         resume: false,
+        scratch: String::new(),
     };
     let mut eof = false;
     // A read error ends the connection only once the acknowledger has
@@ -199,6 +204,22 @@ impl Framing {
             Ok(Outcome::Record(record)) => {
                 chunk.gate(ingest, number, &record, None);
             }
+            Ok(Outcome::Install(task)) => {
+                let context = &ingest.context;
+                let country = match context.region {
+                    Region::Global => None,
+                    _ => context.country_code(),
+                };
+                let draft = task.draft(context, country.as_deref());
+                let records = &mut chunk.records;
+                let admitted =
+                    ingest
+                        .gate
+                        .admit_draft(&draft, SystemTime::now(), &mut self.scratch, |line| {
+                            records.push(line)
+                        });
+                chunk.file(ingest, number, admitted);
+            }
         }
     }
 
@@ -226,11 +247,16 @@ impl Chunk {
             Some(view) => ingest.gate.admit_under(record, view),
             None => ingest.gate.admit(record),
         };
+        let records = &mut self.records;
+        let admitted = admitted.map(|gated| records.push(gated.line()));
+        self.file(ingest, number, admitted)
+    }
+
+    /// Files what the gate made of the record of line `number`: queued
+    /// already, or discarded, or refused.
+    fn file(&mut self, ingest: &Ingest, number: u64, admitted: Result<(), Refusal>) -> Gated {
         match admitted {
-            Ok(gated) => {
-                self.records.push(gated);
-                Gated::Queued
-            }
+            Ok(()) => Gated::Queued,
             Err(Refusal::NotAllowed { purpose, .. }) => {
                 ingest.discards.add(&purpose, 1);
                 self.discarded += 1;
@@ -303,7 +329,7 @@ async fn submit(ingest: &Ingest, chunk: Chunk) -> Pending {
         first_line,
         last_line,
         errors,
-        records: records.len() as u64,
+        records: records.records(),
         aggregated: ksn.events(),
         activations,
         discarded,
@@ -320,12 +346,11 @@ async fn submit(ingest: &Ingest, chunk: Chunk) -> Pending {
         .filter(|p| p.privacy_budget.is_some())
         .map(|p| p.id.as_str())
         .collect();
-    let counted = (!budgeted.is_empty() && records.iter().any(|r| budgeted.contains(&r.purpose())))
+    let counted = (!budgeted.is_empty() && records.purposes().any(|p| budgeted.contains(&p)))
         .then(|| ingest.gate.spent());
     // Built and packed here, and the records freed here, where they were
     // made: the writer thread only inserts the rows.
-    let segments = store::Segments::of(&records);
-    drop(records);
+    let segments = records.finish();
     let submitted = ingest
         .writer
         .submit(move |connection, aggregate| {

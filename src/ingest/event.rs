@@ -40,9 +40,13 @@ impl LineError {
 
 /// What a valid line amounts to.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum Outcome<'l> {
     /// A record for the gate.
     Record(Record),
+    /// An installer's task, its text borrowed from the line: the gate
+    /// writes its record straight to its line (`InstallTask::draft`,
+    /// `Gate::admit_draft`).
+    Install(InstallTask<'l>),
     /// Folded into the caller's KSN delta already.
     Aggregated,
     /// The product was activated: the agent keeps how (purposes may wait
@@ -174,7 +178,7 @@ pub struct Parser<'c> {
 impl Parser<'_> {
     /// Parses one line (without its newline). A `scan_verdict` or
     /// `ksn_request` is folded into `ksn` and reported as `Aggregated`.
-    pub fn parse(&self, text: &[u8], ksn: &mut KsnDelta) -> Result<Outcome, LineError> {
+    pub fn parse<'l>(&self, text: &'l [u8], ksn: &mut KsnDelta) -> Result<Outcome<'l>, LineError> {
         let line: Line = serde_json::from_slice(checked_object(text)?).map_err(json_error)?;
         let kind = kind_of(&line)?;
         match kind {
@@ -183,7 +187,7 @@ impl Parser<'_> {
                 Ok(Outcome::Record(UpdateTask { task_id }.record(self.context)))
             }
             "activation" => self.activation(&line),
-            "install_task" => self.install_task(&line),
+            "install_task" => Self::install_task(line),
             "scan_verdict" => Self::scan_verdict(&line, ksn),
             "ksn_request" => Self::ksn_request(&line, ksn),
             _ => self.generic(&line).map(Outcome::Record),
@@ -192,7 +196,7 @@ impl Parser<'_> {
 
     /// An `activation`: how the product was activated, and its record
     /// when by code.
-    fn activation(&self, line: &Line) -> Result<Outcome, LineError> {
+    fn activation(&self, line: &Line) -> Result<Outcome<'static>, LineError> {
         let method = required(&line.method, "method")?;
         let method = activation::Method::parse(method)
             .ok_or_else(|| invalid("method", method, activation::Method::NAMES))?;
@@ -218,22 +222,21 @@ impl Parser<'_> {
     }
 
     /// An `install_task`: one installation, uninstallation or update.
-    fn install_task(&self, line: &Line) -> Result<Outcome, LineError> {
-        let task = one_of(&line.task, "task", &installation_errors::TASKS)?;
-        let status = one_of(&line.status, "status", &installation_errors::STATUSES)?;
-        let install = InstallTask {
-            task: task.to_owned(),
-            status: status.to_owned(),
-            error_type: owned(&line.error_type),
-            error_code: line.error_code,
+    fn install_task(line: Line<'_>) -> Result<Outcome<'_>, LineError> {
+        one_of(&line.task, "task", &installation_errors::TASKS)?;
+        one_of(&line.status, "status", &installation_errors::STATUSES)?;
+        Ok(Outcome::Install(InstallTask {
             duration_ms: count(line.duration_ms, "duration_ms")?,
-            campaign_id: owned(&line.campaign_id),
-        };
-        Ok(Outcome::Record(install.record(self.context)))
+            task: line.task.expect("checked"),
+            status: line.status.expect("checked"),
+            error_type: line.error_type,
+            error_code: line.error_code,
+            campaign_id: line.campaign_id,
+        }))
     }
 
     /// A `scan_verdict`, folded into the KSN window's delta.
-    fn scan_verdict(line: &Line, ksn: &mut KsnDelta) -> Result<Outcome, LineError> {
+    fn scan_verdict(line: &Line, ksn: &mut KsnDelta) -> Result<Outcome<'static>, LineError> {
         let object = required(&line.object, "object")?;
         let hash = ksn::object_hash(object)
             .ok_or_else(|| invalid("object", object, "a SHA-256 in hex (64 hex digits)"))?;
@@ -256,7 +259,7 @@ impl Parser<'_> {
     }
 
     /// A `ksn_request`, folded into the KSN window's delta.
-    fn ksn_request(line: &Line, ksn: &mut KsnDelta) -> Result<Outcome, LineError> {
+    fn ksn_request(line: &Line, ksn: &mut KsnDelta) -> Result<Outcome<'static>, LineError> {
         let ok = line
             .ok
             .ok_or_else(|| LineError::new("missing_field", "`ksn_request` needs `ok`"))?;

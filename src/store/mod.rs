@@ -19,7 +19,7 @@ pub mod receipts;
 mod recover;
 mod schema;
 pub(crate) mod segment;
-pub use segment::Segments;
+pub use segment::{Filling, Segments};
 mod trail;
 pub mod writer;
 

@@ -302,12 +302,18 @@ fn only_consent_touches_the_consent_file_only_the_registry_decides_and_only_the_
                 assert_eq!(relative, "consent/registry.rs", "{relative}: {decider}");
             }
         }
-        // A `GatedRecord` is made by the gate alone ...
-        for made in ["-> GatedRecord", "<GatedRecord,", "Option<GatedRecord>"] {
+        // A `GatedRecord`, or the `GatedLine` a draft is admitted as, is
+        // made by the gate alone ...
+        for made in [
+            "-> GatedRecord",
+            "<GatedRecord,",
+            "Option<GatedRecord>",
+            "GatedLine {",
+        ] {
             if code.contains(made) {
                 assert!(
                     relative.starts_with("gate/"),
-                    "{relative} makes a GatedRecord ({made})"
+                    "{relative} makes a gated record ({made})"
                 );
             }
         }
@@ -320,9 +326,9 @@ fn only_consent_touches_the_consent_file_only_the_registry_decides_and_only_the_
                 "{relative} rewrites a segment"
             );
         }
-        // ... and the queue takes rows from `Segments::of(&[GatedRecord])`
-        // only (what `enqueue` inserts), besides the store's own moves of
-        // rows it already held.
+        // ... and the queue takes rows from `Filling::push(GatedLine)`
+        // (`Segments::of(&[GatedRecord])` included) only (what `enqueue`
+        // inserts), besides the store's own moves of rows it already held.
         if code.contains("INSERT INTO queue") {
             assert!(
                 [

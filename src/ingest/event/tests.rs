@@ -1,7 +1,7 @@
 use super::*;
 use crate::collect::test_context;
 
-fn parse(line: &str) -> (Result<Outcome, LineError>, KsnDelta) {
+fn parse(line: &str) -> (Result<Outcome<'_>, LineError>, KsnDelta) {
     let catalogue = Catalogue::embedded();
     let context = test_context(Some("LIC-1"));
     let parser = Parser {
@@ -19,6 +19,7 @@ fn code(line: &str) -> &'static str {
 
 fn record(line: &str) -> Record {
     match parse(line).0 {
+        Ok(Outcome::Install(task)) => task.record(&test_context(Some("LIC-1"))),
         Ok(Outcome::Record(record))
         | Ok(Outcome::Activated {
             record: Some(record),
@@ -57,9 +58,10 @@ fn every_kind_makes_a_record_the_catalogue_accepts() {
 
 #[test]
 fn verdicts_and_requests_are_folded_not_recorded() {
-    let (outcome, delta) = parse(&format!(
+    let line = format!(
         r#"{{"kind":"scan_verdict","object":"{OBJECT}","verdict":"trusted","trust_reason":"certificate"}}"#
-    ));
+    );
+    let (outcome, delta) = parse(&line);
     assert!(matches!(outcome, Ok(Outcome::Aggregated)));
     assert_eq!(delta.events(), 1);
     let (outcome, delta) =
@@ -200,7 +202,8 @@ fn a_request_count_is_whole_and_from_zero_to_the_largest_signed_64_bit_integer()
         assert_eq!(code(&line("9223372036854775808")), "invalid_value");
         assert_eq!(code(&line("1.5")), "wrong_type", "{field}");
         assert_eq!(code(&line("\"12\"")), "wrong_type", "{field}");
-        let (outcome, delta) = parse(&line("9223372036854775807"));
+        let text = line("9223372036854775807");
+        let (outcome, delta) = parse(&text);
         assert!(matches!(outcome, Ok(Outcome::Aggregated)), "{field}");
         let mut window = ksn::KsnAggregate::new();
         window.fold(&delta, SystemTime::now());
@@ -259,7 +262,10 @@ fn the_installation_id_and_the_erasure_key_are_the_agent_s_to_fill() {
         catalogue: &catalogue,
         context: &context,
     };
-    let parse = |line: &str| parser.parse(line.as_bytes(), &mut KsnDelta::default());
+    fn parse<'l>(parser: &Parser, line: &'l str) -> Result<Outcome<'l>, LineError> {
+        parser.parse(line.as_bytes(), &mut KsnDelta::default())
+    }
+    let parse = |line: &'static str| parse(&parser, line);
     let counted = r#"{"kind":"record","purpose":"third_party_user_count","fields":{"product_name":"Suite","os_version":"12"}}"#;
     let Ok(Outcome::Record(record)) = parse(counted) else {
         panic!("{counted}")
@@ -270,7 +276,7 @@ fn the_installation_id_and_the_erasure_key_are_the_agent_s_to_fill() {
     );
     assert_eq!(catalogue.check(&record), Ok(()));
 
-    let refused = |line: &str| {
+    let refused = |line: &'static str| {
         let err = parse(line).expect_err(line);
         assert_eq!(err.code, "agent_field", "{line}");
         assert!(

@@ -27,7 +27,7 @@ use crate::gate::GatedRecord;
 mod at_rest;
 mod rows;
 pub(super) use at_rest::Stored;
-pub use rows::Segments;
+pub use rows::{Filling, Segments};
 
 /// A segment takes no more records once its lines reach this size: a
 /// row of at most a few pages, so that a damaged page (`store::recover`)

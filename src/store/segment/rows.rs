@@ -7,7 +7,7 @@ use rusqlite::{Connection, params};
 
 use super::at_rest::{self, Packed};
 use super::{MAX_SEGMENT_BYTES, crc, push_line};
-use crate::gate::GatedRecord;
+use crate::gate::{GatedLine, GatedRecord};
 use crate::store::StoreError;
 
 /// One segment, ready to be inserted.
@@ -30,75 +30,124 @@ pub struct Segments {
     rows: Vec<Row>,
 }
 
+/// Gated records being grouped into segments, one by one: one per
+/// purpose and clause (in the order each first appears; a purpose's
+/// records keep their order) and [`MAX_SEGMENT_BYTES`] of lines.
+#[derive(Debug, Default)]
+pub struct Filling {
+    open: Vec<Open>,
+    /// The segment the last record went to (most often the next's).
+    last: usize,
+    records: u64,
+}
+
 /// The records of one purpose and clause that go into one row, while it
 /// is being filled.
-struct Open<'r> {
-    first: &'r GatedRecord,
+#[derive(Debug)]
+struct Open {
+    purpose: String,
+    clause: String,
+    clause_version: u32,
+    clause_sha256: String,
     lines: String,
     records: i64,
     size: u64,
-    oldest: &'r str,
+    oldest: String,
     /// Full: the purpose's next records start a new segment.
     closed: bool,
 }
 
-impl Segments {
-    /// `records` as segments, one per purpose and clause (in the order
-    /// each first appears; a purpose's records keep their order) and
-    /// [`MAX_SEGMENT_BYTES`] of lines, each packed (`at_rest`).
-    pub fn of(records: &[GatedRecord]) -> Self {
-        let mut open: Vec<Open<'_>> = Vec::new();
-        for record in records {
-            let same = |p: &Open<'_>| {
-                p.first.purpose() == record.purpose()
-                    && p.first.clause() == record.clause()
-                    && p.first.clause_version() == record.clause_version()
-                    && p.first.clause_sha256() == record.clause_sha256()
-            };
-            let mut filling = open.iter_mut().find(|p| !p.closed && same(p));
-            if let Some(full) = filling.take_if(|p| p.lines.len() >= MAX_SEGMENT_BYTES) {
-                full.closed = true;
-            }
-            let segment = match filling {
-                Some(segment) => segment,
-                None => {
-                    open.push(Open {
-                        first: record,
-                        lines: String::with_capacity(
-                            (records.len() * 64).min(MAX_SEGMENT_BYTES + 1024),
-                        ),
-                        records: 0,
-                        size: 0,
-                        oldest: record.collected_at(),
-                        closed: false,
-                    });
-                    open.last_mut().expect("just pushed")
-                }
-            };
-            push_line(
-                &mut segment.lines,
-                record.collected_at(),
-                record.fields_json(),
-            );
-            segment.records += 1;
-            segment.size += record.size() as u64;
-            segment.oldest = segment.oldest.min(record.collected_at());
+impl Open {
+    fn holds(&self, line: &GatedLine<'_>) -> bool {
+        !self.closed
+            && self.purpose == line.purpose()
+            && self.clause == line.clause()
+            && self.clause_version == line.clause_version()
+            && self.clause_sha256 == line.clause_sha256()
+    }
+}
+
+impl Filling {
+    /// Adds one record after those added before.
+    pub fn push(&mut self, line: GatedLine<'_>) {
+        let found = match self.open.get(self.last) {
+            Some(open) if open.holds(&line) => Some(self.last),
+            _ => self.open.iter().position(|open| open.holds(&line)),
+        };
+        if let Some(full) = found.filter(|&i| self.open[i].lines.len() >= MAX_SEGMENT_BYTES) {
+            self.open[full].closed = true;
         }
-        let rows = open
+        let index = match found.filter(|&i| !self.open[i].closed) {
+            Some(index) => index,
+            None => {
+                self.open.push(Open {
+                    purpose: line.purpose().to_owned(),
+                    clause: line.clause().to_owned(),
+                    clause_version: line.clause_version(),
+                    clause_sha256: line.clause_sha256().to_owned(),
+                    lines: String::with_capacity(4096),
+                    records: 0,
+                    size: 0,
+                    oldest: line.collected_at().to_owned(),
+                    closed: false,
+                });
+                self.open.len() - 1
+            }
+        };
+        self.last = index;
+        let segment = &mut self.open[index];
+        push_line(&mut segment.lines, line.collected_at(), line.fields_json());
+        segment.records += 1;
+        segment.size += line.size();
+        if line.collected_at() < segment.oldest.as_str() {
+            line.collected_at().clone_into(&mut segment.oldest);
+        }
+        self.records += 1;
+    }
+
+    /// How many records were added.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// The purposes of the records added, once each or more.
+    pub fn purposes(&self) -> impl Iterator<Item = &str> {
+        self.open.iter().map(|open| open.purpose.as_str())
+    }
+
+    /// The segments, each packed (`at_rest`).
+    pub fn finish(self) -> Segments {
+        let rows = self
+            .open
             .into_iter()
             .map(|segment| Row {
-                purpose: segment.first.purpose().to_owned(),
-                clause: segment.first.clause().to_owned(),
-                clause_version: segment.first.clause_version(),
-                clause_sha256: segment.first.clause_sha256().to_owned(),
-                oldest: segment.oldest.to_owned(),
                 crc: crc(&segment.lines),
                 lines: at_rest::packed(segment.lines),
+                purpose: segment.purpose,
+                clause: segment.clause,
+                clause_version: segment.clause_version,
+                clause_sha256: segment.clause_sha256,
+                oldest: segment.oldest,
                 records: segment.records,
                 size: segment.size,
             })
             .collect();
-        Self { rows }
+        Segments { rows }
+    }
+}
+
+impl Segments {
+    /// `records` as segments (see [`Filling`]), each packed (`at_rest`).
+    pub fn of(records: &[GatedRecord]) -> Self {
+        let mut filling = Filling::default();
+        for record in records {
+            filling.push(record.line());
+        }
+        filling.finish()
     }
 
     /// How many records they hold.
