@@ -197,7 +197,10 @@ fn migrated(path: &Path) -> Result<Connection, StoreError> {
             .busy_timeout(super::BUSY_TIMEOUT)
             .map_err(open_error)?;
         match schema::migrate(&connection, path) {
-            Ok(()) => return Ok(connection),
+            Ok(()) => {
+                connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                return Ok(connection);
+            }
             Err(err) if err.is_busy() && attempt < OPEN_ATTEMPTS => {
                 attempt += 1;
                 drop(connection);
@@ -207,6 +210,11 @@ fn migrated(path: &Path) -> Result<Connection, StoreError> {
         }
     }
 }
+
+/// Statements a store connection keeps prepared: more than the store's
+/// `prepare_cached` statements (rusqlite's default keeps 16, and the
+/// writer would compile the others again each time they come round).
+pub(super) const STATEMENT_CACHE: usize = 64;
 
 /// Tries to open a database another process is setting up, before giving
 /// up (about 2 s in all).

@@ -208,3 +208,33 @@ fn a_first_start_is_not_a_loss() {
     let store = Store::open(dir.path()).unwrap();
     assert!(store.last_quarantine().unwrap().is_none());
 }
+
+#[test]
+fn every_cached_statement_of_the_store_stays_prepared() {
+    // The distinct statements the store prepares through the cache: the
+    // writer runs most of them again and again, so none may be pushed out
+    // by the others.
+    let mut statements = std::collections::BTreeSet::new();
+    let store = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
+    let mut dirs = vec![store];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let code = std::fs::read_to_string(&path).unwrap();
+                for (at, _) in code.match_indices("prepare_cached(") {
+                    let call: String = code[at..].chars().take(160).collect();
+                    statements.insert(call);
+                }
+            }
+        }
+    }
+    assert!(statements.len() > 16, "{}", statements.len());
+    assert!(
+        statements.len() <= STATEMENT_CACHE,
+        "{} statements, a cache of {STATEMENT_CACHE}",
+        statements.len()
+    );
+}
