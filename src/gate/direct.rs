@@ -148,7 +148,8 @@ fn allowed<'d>(
 }
 
 /// The declared `fields` as a JSON object, as serde writes the record's
-/// map of them: in name order, no spaces.
+/// map of them: in name order, no spaces. A draft's names are plain
+/// identifiers (`Draft::push`), written as they are.
 fn write_fields(out: &mut String, fields: &[(&str, Value<'_>)], declared: &[Option<&Field>]) {
     out.push('{');
     let mut first = true;
@@ -157,12 +158,10 @@ fn write_fields(out: &mut String, fields: &[(&str, Value<'_>)], declared: &[Opti
         .zip(declared)
         .filter(|(_, field)| field.is_some())
     {
-        if !first {
-            out.push(',');
-        }
+        out.push_str(if first { "\"" } else { ",\"" });
         first = false;
-        json_string(out, name);
-        out.push(':');
+        out.push_str(name);
+        out.push_str("\":");
         match value {
             Value::Text(text) => json_string(out, text),
             Value::Shared(text) => json_string(out, text),
@@ -174,12 +173,16 @@ fn write_fields(out: &mut String, fields: &[(&str, Value<'_>)], declared: &[Opti
 
 /// `text` as a JSON string, escaped as serde_json escapes it.
 fn json_string(out: &mut String, text: &str) {
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // Every byte looked at (no early exit): the loop vectorises.
+    let escaped = text.bytes().fold(false, |escaped, b| {
+        escaped | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if escaped {
+        out.push_str(&serde_json::to_string(text).expect("a string serializes"));
+    } else {
         out.push('"');
         out.push_str(text);
         out.push('"');
-    } else {
-        out.push_str(&serde_json::to_string(text).expect("a string serializes"));
     }
 }
 

@@ -61,10 +61,18 @@ impl<'a> Draft<'a> {
         }
     }
 
-    /// Adds a field after the ones already set. Names come in ascending
+    /// Adds a field after the ones already set. Names are plain
+    /// identifiers (written into the line as they are), come in ascending
     /// order, each once, and at most [`MAX_FIELDS`] of them: a collector's
     /// fixed list, so a mistake is a bug that panics in tests.
     pub fn push(&mut self, name: &'static str, value: Value<'a>) -> &mut Self {
+        debug_assert!(
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "draft field name `{name}` is not a plain identifier"
+        );
         debug_assert!(
             self.len == 0 || self.fields[self.len - 1].0 < name,
             "draft fields out of order: `{name}` after `{}`",
@@ -130,6 +138,13 @@ mod tests {
             FieldValue::String("install".into())
         );
         assert_eq!(Value::Text("x").text(), Some("x"));
+    }
+
+    #[test]
+    #[should_panic(expected = "not a plain identifier")]
+    #[cfg(debug_assertions)]
+    fn a_name_that_needs_escaping_is_a_bug() {
+        Draft::new("p").push("say \"hi\"", Value::Integer(1));
     }
 
     #[test]

@@ -362,7 +362,7 @@ fn read_batch(connection: &Connection, id: Uuid) -> Result<(Batch, Vec<Unreadabl
 
 /// The first `head` lines of `lines`.
 fn cut(mut lines: String, head: usize) -> String {
-    if let Some((end, _)) = lines.match_indices('\n').nth(head.saturating_sub(1)) {
+    if let Some(end) = memchr::memchr_iter(b'\n', lines.as_bytes()).nth(head.saturating_sub(1)) {
         lines.truncate(end);
     }
     lines
