@@ -179,7 +179,18 @@ impl Parser<'_> {
     /// Parses one line (without its newline). A `scan_verdict` or
     /// `ksn_request` is folded into `ksn` and reported as `Aggregated`.
     pub fn parse<'l>(&self, text: &'l [u8], ksn: &mut KsnDelta) -> Result<Outcome<'l>, LineError> {
-        let line: Line = serde_json::from_slice(checked_object(text)?).map_err(json_error)?;
+        // Checked as UTF-8 once, whole (fast on ASCII), rather than string
+        // by string while parsing.
+        let text = std::str::from_utf8(checked_object(text)?).map_err(|err| {
+            LineError::new(
+                "not_json",
+                format!(
+                    "not a JSON object: byte {} is not UTF-8",
+                    err.valid_up_to() + 1
+                ),
+            )
+        })?;
+        let line: Line = serde_json::from_str(text).map_err(json_error)?;
         let kind = kind_of(&line)?;
         match kind {
             "update_task" => {

@@ -281,7 +281,15 @@ async fn bad_lines_get_their_own_errors_and_their_neighbours_arrive() {
         r#"{"kind":"install_task","task":"uninstall","status":"succeeded","error_code":2}"#,
     ]
     .join("\n");
-    let summary = client::send(&world.ingest_socket(), lines.as_bytes())
+    // Not UTF-8 (a byte of Latin-1 in a value), then a good line.
+    let mut lines = lines.into_bytes();
+    lines.extend_from_slice(
+        b"\n{\"kind\":\"install_task\",\"task\":\"in\xe9stall\",\"status\":\"failed\"}",
+    );
+    lines.extend_from_slice(
+        b"\n{\"kind\":\"install_task\",\"task\":\"update\",\"status\":\"succeeded\",\"error_code\":3}",
+    );
+    let summary = client::send(&world.ingest_socket(), lines.as_slice())
         .await
         .unwrap();
     let errors: Vec<(u64, &str)> = summary
@@ -297,18 +305,26 @@ async fn bad_lines_get_their_own_errors_and_their_neighbours_arrive() {
             (4, "unknown_kind"),
             (5, "undeclared_field"),
             (6, "undeclared_field"),
+            (9, "not_json"),
         ]
     );
     assert_eq!(
         (summary.lines, summary.accepted, summary.rejected),
-        (8, 2, 5)
+        (10, 3, 6)
     );
     // `emit -` reports the same, and exits non-zero.
-    let output = world.emit(&["-"], lines.as_bytes()).await;
+    let output = world.emit(&["-"], &lines).await;
     assert_eq!(output.status.code(), Some(1));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("8 line(s): 2 accepted, 5 rejected"), "{text}");
+    assert!(
+        text.contains("10 line(s): 3 accepted, 6 rejected"),
+        "{text}"
+    );
     assert!(text.contains("line 4: unknown kind `teleport`"), "{text}");
+    assert!(
+        text.contains("line 9: not a JSON object: byte 34 is not UTF-8"),
+        "{text}"
+    );
 
     let records = flush_until(&world, &["installation_errors"]).await;
     let codes: BTreeSet<i64> = records
@@ -316,7 +332,7 @@ async fn bad_lines_get_their_own_errors_and_their_neighbours_arrive() {
         .filter(|r| r.purpose == "installation_errors")
         .map(|r| r.fields["error_code"].as_i64().unwrap())
         .collect();
-    assert_eq!(codes, BTreeSet::from([1, 2]));
+    assert_eq!(codes, BTreeSet::from([1, 2, 3]));
     assert_catalogue_fields_only(&records);
     daemon.terminate().await;
 }

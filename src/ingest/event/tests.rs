@@ -131,6 +131,19 @@ fn each_kind_of_bad_line_has_its_code() {
     );
     assert_eq!(code(r#"["update_task"]"#), "not_json");
     assert_eq!(code("42"), "not_json");
+    // Not UTF-8, in a value: said where, and nothing of it shown.
+    let catalogue = Catalogue::embedded();
+    let context = test_context(None);
+    let parser = Parser {
+        catalogue: &catalogue,
+        context: &context,
+    };
+    let bad = b"{\"kind\":\"install_task\",\"task\":\"in\xffstall\",\"status\":\"failed\"}";
+    let err = parser
+        .parse(bad, &mut KsnDelta::default())
+        .expect_err("not UTF-8");
+    assert_eq!(err.code, "not_json");
+    assert_eq!(err.message, "not a JSON object: byte 34 is not UTF-8");
     assert_eq!(
         code(&format!(
             r#"{{"kind":"scan_verdict","object":"{OBJECT}","verdict":"untrusted","trust_reason":"user"}}"#
