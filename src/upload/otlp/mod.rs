@@ -41,7 +41,6 @@ pub use read::{
     Carried, ReadError, Rejected, attributes_json, decode_request, partial_success, rejected,
     rejected_json, to_envelope, to_json, value_json,
 };
-use sha2::{Digest, Sha256};
 
 use super::compression::Compression;
 use super::protocol::{Body, ProtocolError};
@@ -184,13 +183,7 @@ pub fn deletion_request(request: &DeletionRequest, region: Region) -> ExportLogs
 /// The request body: protobuf, compressed with `compression`; the digest
 /// and size are those of the protobuf bytes.
 pub fn encode(request: &ExportLogsServiceRequest, compression: Compression) -> Body {
-    let bytes = request.encode_to_vec();
-    Body {
-        bytes: compression.compress(&bytes),
-        compression,
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        json_len: Some(bytes.len()),
-    }
+    Body::of_document(&request.encode_to_vec(), compression)
 }
 
 fn scope_logs_of(name: &str, log_records: Vec<LogRecord>) -> ScopeLogs {
@@ -329,6 +322,7 @@ fn int(key: &str, value: i64) -> KeyValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
     use uuid::Uuid;
 
     fn record(purpose: &str, fields: &str) -> QueuedRecord {
