@@ -6,7 +6,7 @@
 //! started and stopped as a process, and its file exporter's JSON lines
 //! read back as records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -291,14 +291,21 @@ exporters:
     /// Waits until the file exporter has written at least `count` records
     /// of scope `consentry`, and returns everything written.
     pub async fn wait_for_records(&self, count: usize) -> Vec<Exported> {
-        let what = format!("saw the file exporter write {count} records");
+        let what = format!("saw the file exporter write {count} distinct records");
         eventually(&what, PATIENCE, async || {
             let records = self.exported();
-            let telemetry = records.iter().filter(|r| r.scope == "consentry").count();
-            if telemetry >= count {
+            // Distinct by dedup key: a batch sent again (its answer lost
+            // to a stop) is written twice, and its copies must not stand
+            // in for records still on their way to the file.
+            let telemetry: BTreeSet<(String, i64)> = records
+                .iter()
+                .filter(|r| r.scope == "consentry")
+                .map(Exported::dedup_key)
+                .collect();
+            if telemetry.len() >= count {
                 Ok(records)
             } else {
-                Err(format!("{telemetry} written"))
+                Err(format!("{} distinct records written", telemetry.len()))
             }
         })
         .await
