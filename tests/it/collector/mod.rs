@@ -119,6 +119,33 @@ fn arrivals(records: &[Exported]) -> BTreeMap<i64, Vec<(String, i64)>> {
     codes
 }
 
+/// What the file exporter wrote, once it holds every install task
+/// `ledger` had acknowledged (some perhaps twice). A count would not do:
+/// the records the agent collects itself, and a batch written twice, would
+/// stand in for tasks still on their way. A task truly lost fails here,
+/// after `PATIENCE`.
+async fn wait_for_acked(collector: &Collector, ledger: &Ledger) -> Vec<Exported> {
+    let what = format!(
+        "saw the file exporter write all {} acknowledged tasks",
+        ledger.acked.len()
+    );
+    eventually(&what, PATIENCE, async || {
+        let records = collector.exported();
+        let codes = arrivals(&records);
+        let missing = ledger
+            .acked
+            .iter()
+            .filter(|code| !codes.contains_key(&(**code as i64)))
+            .count();
+        if missing == 0 {
+            Ok(records)
+        } else {
+            Err(format!("{missing} not written yet"))
+        }
+    })
+    .await
+}
+
 /// What a conservation check over the Collector's output found.
 #[derive(Debug)]
 struct Conservation {
@@ -427,7 +454,7 @@ async fn the_collector_down_30_s_mid_drain_loses_nothing_and_the_retries_keep_to
         .status_until("drained the queue", |s| s["daemon"]["records_queued"] == 0)
         .await;
     let drained = up.elapsed().unwrap();
-    let records = collector.wait_for_records(ledger.acked.len()).await;
+    let records = wait_for_acked(&collector, &ledger).await;
     let conservation = assert_conserved(&ledger, &records);
     let (exit, log) = daemon.terminate().await;
     assert!(exit.success(), "{log}");
@@ -552,7 +579,7 @@ async fn the_memory_limiter_refusing_is_retried_with_backoff_and_everything_arri
             s["daemon"]["records_queued"] == 0
         })
         .await;
-    let records = collector.wait_for_records(200).await;
+    let records = wait_for_acked(&collector, &ledger).await;
     let conservation = assert_conserved(&ledger, &records);
     assert_eq!(conservation.duplicates, 0);
     let (exit, log) = daemon.terminate().await;
