@@ -163,6 +163,22 @@ pub mod line {
         (line_len + purpose.len() + clause.len() + 51) as u64
     }
 
+    /// Appends `text` as a JSON string, escaped as serde_json escapes it
+    /// (most text needs nothing escaped, and is copied as it is).
+    pub fn push_json_string(out: &mut String, text: &str) {
+        // Every byte looked at (no early exit): the loop vectorises.
+        let escaped = text.bytes().fold(false, |escaped, b| {
+            escaped | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
+        if escaped {
+            out.push_str(&serde_json::to_string(text).expect("a string serializes"));
+        } else {
+            out.push('"');
+            out.push_str(text);
+            out.push('"');
+        }
+    }
+
     /// Appends one record's line to `lines` (after a `\n` when not the
     /// first).
     pub fn push(lines: &mut String, collected_at: &str, fields_json: &str) {
@@ -170,16 +186,7 @@ pub mod line {
             lines.push('\n');
         }
         lines.push_str("{\"collected_at\":");
-        if collected_at
-            .bytes()
-            .all(|b| b >= 0x20 && b != b'"' && b != b'\\')
-        {
-            lines.push('"');
-            lines.push_str(collected_at);
-            lines.push('"');
-        } else {
-            lines.push_str(&serde_json::to_string(collected_at).expect("a string serializes"));
-        }
+        push_json_string(lines, collected_at);
         lines.push_str(",\"fields\":");
         lines.push_str(fields_json);
         lines.push('}');

@@ -26,6 +26,15 @@ pub const TASKS: [&str; 4] = ["install", "uninstall", "update", "upgrade"];
 /// Task outcomes the installer reports.
 pub const STATUSES: [&str; 3] = ["succeeded", "failed", "cancelled"];
 
+/// The country a task's record carries in `context`'s edition: a
+/// regional edition names it (when known), the global one does not.
+pub fn country(context: &CollectContext) -> Option<String> {
+    match context.region {
+        Region::Global => None,
+        _ => context.country_code(),
+    }
+}
+
 /// One installer task, as the installer reports it (already validated:
 /// `task` is one of [`TASKS`], `status` one of [`STATUSES`]), its text
 /// borrowed from the event line where it can be.
@@ -74,11 +83,7 @@ impl<'a> InstallTask<'a> {
     /// The record for this task, under the purpose of the region's
     /// edition, made now.
     pub fn record(&self, context: &CollectContext) -> Record {
-        let country = match context.region {
-            Region::Global => None,
-            _ => context.country_code(),
-        };
-        self.draft(context, country.as_deref())
+        self.draft(context, country(context).as_deref())
             .record(SystemTime::now())
     }
 }

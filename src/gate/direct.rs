@@ -13,11 +13,11 @@
 
 use std::time::SystemTime;
 
-use super::{Gate, GatedRecord, Refusal};
-use crate::catalogue::{CheckError, Field, Purpose};
+use super::{Gate, GatedRecord, Refusal, allowed};
+use crate::catalogue::{CheckError, Field};
 use crate::clock::push_rfc3339;
-use crate::consent::Decision;
 use crate::record::draft::{Draft, MAX_FIELDS, Value};
+use crate::record::line::push_json_string;
 
 /// A record the gate admitted, as the line it is stored as and the clause
 /// that allowed it, borrowed. Only the gate makes one.
@@ -123,30 +123,6 @@ impl Gate {
     }
 }
 
-/// The clause, version and digest of `decision` when it allows `purpose`;
-/// otherwise the refusal `Gate::admit` gives.
-fn allowed<'d>(
-    purpose: &Purpose,
-    decision: Option<&'d Decision>,
-) -> Result<(&'d str, u32, &'d str), Refusal> {
-    let not_allowed = |reason: &str| Refusal::NotAllowed {
-        purpose: purpose.id.clone(),
-        reason: reason.to_owned(),
-    };
-    match decision {
-        None => Err(not_allowed("purpose is not in the catalogue")),
-        Some(Decision::Allowed {
-            purpose: allowed,
-            clause,
-            version,
-            digest,
-            ..
-        }) if *allowed == purpose.id => Ok((clause, *version, digest)),
-        Some(Decision::Allowed { .. }) => Err(not_allowed("the decision is for another purpose")),
-        Some(blocked) => Err(not_allowed(blocked.reason())),
-    }
-}
-
 /// The declared `fields` as a JSON object, as serde writes the record's
 /// map of them: in name order, no spaces. A draft's names are plain
 /// identifiers (`Draft::push`), written as they are.
@@ -163,27 +139,12 @@ fn write_fields(out: &mut String, fields: &[(&str, Value<'_>)], declared: &[Opti
         out.push_str(name);
         out.push_str("\":");
         match value {
-            Value::Text(text) => json_string(out, text),
-            Value::Shared(text) => json_string(out, text),
+            Value::Text(text) => push_json_string(out, text),
+            Value::Shared(text) => push_json_string(out, text),
             Value::Integer(n) => out.push_str(itoa::Buffer::new().format(*n)),
         }
     }
     out.push('}');
-}
-
-/// `text` as a JSON string, escaped as serde_json escapes it.
-fn json_string(out: &mut String, text: &str) {
-    // Every byte looked at (no early exit): the loop vectorises.
-    let escaped = text.bytes().fold(false, |escaped, b| {
-        escaped | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if escaped {
-        out.push_str(&serde_json::to_string(text).expect("a string serializes"));
-    } else {
-        out.push('"');
-        out.push_str(text);
-        out.push('"');
-    }
 }
 
 #[cfg(test)]

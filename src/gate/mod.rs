@@ -308,22 +308,7 @@ impl Gate {
             purpose: record.purpose.clone(),
             reason: reason.to_owned(),
         };
-        let Some(decision) = decision else {
-            return Err(not_allowed("purpose is not in the catalogue"));
-        };
-        let Decision::Allowed {
-            purpose,
-            clause,
-            version,
-            digest: sha,
-            ..
-        } = decision
-        else {
-            return Err(not_allowed(decision.reason()));
-        };
-        if *purpose != record.purpose {
-            return Err(not_allowed("the decision is for another purpose"));
-        }
+        let (clause, version, sha) = allowed(declared, decision)?;
         if !self.spend(declared) {
             return Err(not_allowed(
                 "its privacy budget for today (UTC) is spent: the catalogue's reports_per_day were sent",
@@ -334,9 +319,9 @@ impl Gate {
             .ok_or_else(|| not_allowed("its clause's erasure key is not known yet"))?;
         Ok(GatedRecord {
             purpose: record.purpose.clone(),
-            clause: clause.clone(),
-            clause_version: *version,
-            clause_sha256: sha.clone(),
+            clause: clause.to_owned(),
+            clause_version: version,
+            clause_sha256: sha.to_owned(),
             collected_at: rfc3339(record.collected_at),
             fields_json: serde_json::to_string(&*fields).expect("fields always serialize"),
         })
@@ -387,6 +372,31 @@ impl Gate {
             },
         });
         Cow::Owned(fields)
+    }
+}
+
+/// The clause, version and digest of `decision` when it allows `purpose`;
+/// otherwise why the record is not allowed (`Gate::admit` and
+/// `Gate::admit_draft` alike).
+fn allowed<'d>(
+    purpose: &Purpose,
+    decision: Option<&'d Decision>,
+) -> Result<(&'d str, u32, &'d str), Refusal> {
+    let not_allowed = |reason: &str| Refusal::NotAllowed {
+        purpose: purpose.id.clone(),
+        reason: reason.to_owned(),
+    };
+    match decision {
+        None => Err(not_allowed("purpose is not in the catalogue")),
+        Some(Decision::Allowed {
+            purpose: allowed,
+            clause,
+            version,
+            digest,
+            ..
+        }) if *allowed == purpose.id => Ok((clause, *version, digest)),
+        Some(Decision::Allowed { .. }) => Err(not_allowed("the decision is for another purpose")),
+        Some(blocked) => Err(not_allowed(blocked.reason())),
     }
 }
 

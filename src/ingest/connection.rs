@@ -14,7 +14,7 @@ use super::event::{LineError, Outcome, Parser};
 use super::protocol::{NOT_STORED, Reply};
 use super::{Ingest, MAX_IN_FLIGHT, MAX_LINE_BYTES, READ_BUFFER};
 use crate::catalogue::ActivationMethod;
-use crate::catalogue::Region;
+use crate::collect::installation_errors;
 use crate::collect::ksn::{self, KsnDelta};
 use crate::consent::Registry;
 use crate::gate::Refusal;
@@ -206,10 +206,7 @@ impl Framing {
             }
             Ok(Outcome::Install(task)) => {
                 let context = &ingest.context;
-                let country = match context.region {
-                    Region::Global => None,
-                    _ => context.country_code(),
-                };
+                let country = installation_errors::country(context);
                 let draft = task.draft(context, country.as_deref());
                 let records = &mut chunk.records;
                 let admitted =

@@ -25,15 +25,6 @@ pub enum Value<'a> {
 }
 
 impl Value<'_> {
-    /// The text, for a string value.
-    pub fn text(&self) -> Option<&str> {
-        match self {
-            Value::Text(text) => Some(text),
-            Value::Shared(text) => Some(text),
-            Value::Integer(_) => None,
-        }
-    }
-
     fn owned(&self) -> FieldValue {
         match self {
             Value::Text(text) => FieldValue::String((*text).into()),
@@ -137,7 +128,6 @@ mod tests {
             record.fields["task_type"],
             FieldValue::String("install".into())
         );
-        assert_eq!(Value::Text("x").text(), Some("x"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::catalogue::{Catalogue, Region};
-use crate::collect::installation_errors::{InstallTask, STATUSES, TASKS};
+use crate::collect::installation_errors::{self, InstallTask, STATUSES, TASKS};
 use crate::collect::{CollectContext, test_context};
 use crate::consent::{Consents, Registry};
 use crate::document::Document;
@@ -40,19 +40,13 @@ fn edited(from: &str, to: &str) -> Catalogue {
 type Answer = Result<(String, String, u32, String, String, String), Refusal>;
 
 fn general(gate: &Gate, task: &InstallTask, context: &CollectContext, at: SystemTime) -> Answer {
-    let country = context.country_code();
-    let country = (context.region != Region::Global)
-        .then_some(country)
-        .flatten();
+    let country = installation_errors::country(context);
     let record = task.draft(context, country.as_deref()).record(at);
     gate.admit(&record).map(|gated| parts(gated.line()))
 }
 
 fn direct(gate: &Gate, task: &InstallTask, context: &CollectContext, at: SystemTime) -> Answer {
-    let country = context.country_code();
-    let country = (context.region != Region::Global)
-        .then_some(country)
-        .flatten();
+    let country = installation_errors::country(context);
     let draft = task.draft(context, country.as_deref());
     let mut scratch = String::from("left over from the last call");
     gate.admit_draft(&draft, at, &mut scratch, parts)
