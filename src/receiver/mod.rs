@@ -281,7 +281,9 @@ impl Receiver {
 
     /// From now on, only add accepted batches up ([`Receiver::totals`]) and
     /// keep no request: for load runs, whose requests would not fit in
-    /// memory.
+    /// memory. A consentry envelope is then counted without making its
+    /// records (still read whole as JSON): the receiver shares the machine
+    /// with the agent a load run measures.
     pub fn count_only(&self) {
         self.state.forget.store(true, Ordering::SeqCst);
     }
@@ -413,6 +415,9 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
     let otlp = content_type.is_some_and(|t| t.starts_with(otlp::CONTENT_TYPE));
     let zstd_refused =
         state.gzip_only.load(Ordering::SeqCst) && content_encoding.as_deref() == Some("zstd");
+    if let Some(response) = counted_only(state, &body, otlp || token_refused || zstd_refused) {
+        return response;
+    }
     let Decoded {
         envelope,
         body,
@@ -464,6 +469,30 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
     answer(status)
 }
 
+/// In [`Receiver::count_only`] mode, a consentry envelope is answered
+/// from its count alone (`decode::tally`), unless it is `special` (OTLP, a
+/// refused token or encoding) or a refusal marker is set: those, and a
+/// body that is not an envelope, take the full path.
+fn counted_only(
+    state: &State,
+    body: &Result<Bytes, impl std::fmt::Display>,
+    special: bool,
+) -> Option<Response<Full<Bytes>>> {
+    if special || !state.forget.load(Ordering::SeqCst) || lock(&state.refuse_marker).is_some() {
+        return None;
+    }
+    let bytes = body.as_ref().ok()?;
+    let (records, json_bytes) = decode::tally(bytes)?;
+    let status = lock(&state.scripted)
+        .pop_front()
+        .unwrap_or_else(|| state.status.load(Ordering::SeqCst));
+    if (200..300).contains(&status) {
+        state.add(records, bytes.len(), json_bytes);
+    }
+    state.arrived.notify_waiters();
+    Some(respond(state, status, None))
+}
+
 /// The status the test asked for: the next scripted one, or the standing
 /// one; 400 for a body that is neither a batch nor a deletion request; the
 /// marker's status for a batch holding a record with the marker.
@@ -492,9 +521,13 @@ fn scripted_status(state: &State, envelope: &Result<Envelope, Undecodable>, dele
 impl State {
     /// Adds an accepted batch to the totals.
     fn count(&self, envelope: &Envelope, wire_bytes: usize, json_bytes: usize) {
+        self.add(envelope.records.len() as u64, wire_bytes, json_bytes);
+    }
+
+    /// Adds an accepted batch of `records` to the totals.
+    fn add(&self, records: u64, wire_bytes: usize, json_bytes: usize) {
         self.batches.fetch_add(1, Ordering::SeqCst);
-        self.records
-            .fetch_add(envelope.records.len() as u64, Ordering::SeqCst);
+        self.records.fetch_add(records, Ordering::SeqCst);
         self.wire_bytes
             .fetch_add(wire_bytes as u64, Ordering::SeqCst);
         self.json_bytes
