@@ -271,11 +271,10 @@ fn say_what_was_kept(config: &Config, receiver: &Receiver) -> anyhow::Result<()>
         && let Some(key) = &first.idempotency_key
     {
         let kept = store.read(|c| consentry::store::queue::sent_body(c, key))?;
-        let wire = consentry::upload::protocol::Body::kept(first.body.to_vec(), String::new());
-        let received = hex::encode(sha2::Sha256::digest(wire.json()?));
+        let received = hex::encode(sha2::Sha256::digest(&first.body));
         let recorded = kept.first().map(|k| k.sha256.as_str()).unwrap_or("none");
         say!(
-            "\n`consentry history --show {}` prints the body the receiver got: sha256 {} (recorded at send time: {})",
+            "\n`consentry history --show {} --wire` prints the bytes the receiver got: sha256 {} (recorded at send time: {})",
             &key[..8],
             received,
             if received == recorded {

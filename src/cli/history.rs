@@ -20,15 +20,20 @@ const DEFAULT_LIMIT: usize = 50;
   consentry history
   consentry history --kind uploaded --since 24h
   consentry history --purpose update_identity --limit 500 --json
-  consentry history --show 3f2a91 > sent-body.json")]
+  consentry history --show 3f2a91 > sent-body.json
+  consentry history --show 3f2a91 --wire | sha256sum")]
 pub struct HistoryArgs {
     /// Show at most this many of the newest lines.
     #[arg(long, default_value_t = DEFAULT_LIMIT)]
     pub limit: usize,
     /// Print the exact JSON body sent for this batch (its id, or the start
-    /// of it) on stdout; its SHA-256 is the one the trail recorded.
+    /// of it) on stdout, decompressed.
     #[arg(long, value_name = "BATCH")]
     pub show: Option<String>,
+    /// With --show: print the body's bytes as they went on the wire
+    /// (compressed) instead; their SHA-256 is the one the trail recorded.
+    #[arg(long, requires = "show")]
+    pub wire: bool,
     /// Only lines of this kind: uploaded, failed, refused, purged, dropped,
     /// dead-lettered, consent, quarantined, rotated, capped, activated.
     #[arg(long, value_name = "KIND")]
@@ -66,7 +71,11 @@ pub(super) fn since_time(value: &str) -> anyhow::Result<std::time::SystemTime> {
 pub fn run(args: &HistoryArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let config = output.config.load()?;
     if let Some(batch) = &args.show {
-        return show(&config, batch, output.json);
+        anyhow::ensure!(
+            !(args.wire && output.json),
+            "--wire prints the compressed bytes sent; it cannot be combined with --json"
+        );
+        return show(&config, batch, output.json, args.wire);
     }
     let filter = queue::AuditFilter {
         kind: args.kind.clone(),
@@ -117,8 +126,9 @@ struct Shown {
     body: Box<serde_json::value::RawValue>,
 }
 
-/// `history --show BATCH`: the body as sent, byte for byte.
-fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
+/// `history --show BATCH`: the body as sent, byte for byte (decompressed,
+/// or as on the wire with `wire`).
+fn show(config: &Config, batch: &str, json: bool, wire: bool) -> anyhow::Result<ExitCode> {
     let batch = batch.trim().to_ascii_lowercase();
     anyhow::ensure!(!batch.is_empty(), "--show needs a batch id");
     let found = if database_exists(&config.state_dir)? {
@@ -147,19 +157,24 @@ fn show(config: &Config, batch: &str, json: bool) -> anyhow::Result<ExitCode> {
         )?;
     } else {
         eprintln!(
-            "batch {}: {} record(s), first sent {}, sha256 {}{}",
+            "batch {}: {} record(s), first sent {}, sha256 {} (of the {} bytes sent, {}){}",
             kept.batch_id,
             kept.records,
             kept.at,
             kept.sha256,
-            if shown.otlp {
-                " (of the OTLP protobuf sent; shown here as OTLP/JSON)"
+            kept.bytes.len(),
+            if wire {
+                "printed here"
             } else {
-                ""
+                "printed with --wire"
+            },
+            match (wire, shown.otlp) {
+                (false, true) => "; the OTLP protobuf inside is shown here as OTLP/JSON",
+                _ => "",
             }
         );
         let mut out = std::io::stdout().lock();
-        out.write_all(&shown.document)
+        out.write_all(if wire { &kept.bytes } else { &shown.document })
             .and_then(|()| out.flush())
             .unwrap_or_else(|err| super::stdout_failed(err));
     }

@@ -303,7 +303,7 @@ fn batch_section(out: &mut String, batch: &BatchReport) {
         .collect();
     let _ = writeln!(
         out,
-        "<article>\n<h3>Batch <code>{}</code></h3>\n<div class=\"scroll\"><table>\n<tbody>\n<tr><th scope=\"row\">first sent</th><td>{}</td></tr>\n<tr><th scope=\"row\">answer</th><td>{}</td></tr>\n<tr><th scope=\"row\">records</th><td>{} ({})</td></tr>\n<tr><th scope=\"row\">size</th><td>{} sent, {} compressed</td></tr>\n<tr><th scope=\"row\">SHA-256</th><td><code>{}</code></td></tr>\n</tbody>\n</table></div>",
+        "<article>\n<h3>Batch <code>{}</code></h3>\n<div class=\"scroll\"><table>\n<tbody>\n<tr><th scope=\"row\">first sent</th><td>{}</td></tr>\n<tr><th scope=\"row\">answer</th><td>{}</td></tr>\n<tr><th scope=\"row\">records</th><td>{} ({})</td></tr>\n<tr><th scope=\"row\">size</th><td>{} sent, {} compressed</td></tr>\n<tr><th scope=\"row\">SHA-256 of the bytes sent</th><td><code>{}</code></td></tr>\n</tbody>\n</table></div>",
         escape(&batch.batch_id),
         escape(&batch.sent_at),
         escape(&answer_line(batch)),

@@ -195,7 +195,7 @@ fn batch_section(out: &mut String, batch: &BatchReport) {
     let answer = &batch.answer;
     let _ = writeln!(
         out,
-        "\n### Batch `{}`\n\n| | |\n|---|---|\n| first sent | {} |\n| answer | {}{} {} |\n| attempts | {} |\n| records | {} ({}) |\n| size | {} sent, {} compressed |\n| SHA-256 | `{}` |",
+        "\n### Batch `{}`\n\n| | |\n|---|---|\n| first sent | {} |\n| answer | {}{} {} |\n| attempts | {} |\n| records | {} ({}) |\n| size | {} sent, {} compressed |\n| SHA-256 of the bytes sent | `{}` |",
         batch.batch_id,
         batch.sent_at,
         answer.event,

@@ -302,7 +302,7 @@ pub struct BatchReport {
     pub records: u64,
     /// purpose → records, as the trail recorded them.
     pub purposes: BTreeMap<String, u64>,
-    /// SHA-256 of the document sent (before compression), as recorded.
+    /// SHA-256 of the body as sent (compressed), as recorded.
     pub sha256: String,
     /// The body's size on the wire, compressed.
     pub compressed_bytes: u64,

@@ -36,7 +36,7 @@ pub use gauges::Tally;
 pub use open::{QUARANTINE_DIR, Quarantine, last_quarantine};
 pub use queue::{meta_get, meta_set};
 pub use segment::record_size;
-pub use writer::{CommitError, Durable, NextBatch, Writer, WriterError};
+pub use writer::{CommitError, Durable, NextBatch, Rekept, Writer, WriterError};
 
 /// File name of the database inside `state_dir`.
 pub const DATABASE_FILE: &str = "consentry.sqlite3";

@@ -277,10 +277,15 @@ pub fn keep_body(connection: &Connection, body: &SentBody) -> Result<(), StoreEr
 /// Replaces the kept body of batch `id` by the same document in other
 /// bytes (recompressed for a receiver that refused the first compression):
 /// what is kept is always what was last sent.
-pub fn rekeep_body(connection: &Connection, id: &str, bytes: &[u8]) -> Result<(), StoreError> {
+pub fn rekeep_body(
+    connection: &Connection,
+    id: &str,
+    bytes: &[u8],
+    sha256: &str,
+) -> Result<(), StoreError> {
     connection
-        .prepare_cached("UPDATE sent_body SET body = ?2 WHERE batch_id = ?1")?
-        .execute(params![id, bytes])?;
+        .prepare_cached("UPDATE sent_body SET body = ?2, sha256 = ?3 WHERE batch_id = ?1")?
+        .execute(params![id, bytes, sha256])?;
     Ok(())
 }
 

@@ -111,8 +111,12 @@ pub struct Body {
     pub bytes: Vec<u8>,
     /// How they are compressed (`Content-Encoding`).
     pub compression: Compression,
-    /// SHA-256 (hex) of the document the compressed stream holds (the JSON
-    /// envelope, or the OTLP request's protobuf bytes).
+    /// SHA-256 (hex) of `bytes`: the body exactly as it goes on the wire,
+    /// compressed, which is what a receiver gets (and can hash without
+    /// decompressing). Hashing the wire bytes instead of the document
+    /// inside costs a hundredth as much (about 6 bytes a record instead of
+    /// 370); `history` records it, and `history --show --wire` prints the
+    /// bytes it is the digest of.
     pub sha256: String,
     /// The document's size, when known without decompressing (a body just
     /// encoded; not one read back from the store).
@@ -123,10 +127,11 @@ impl Body {
     /// The body holding `document` (a JSON envelope, an OTLP request's
     /// protobuf bytes) compressed with `compression`, with its SHA-256.
     pub fn of_document(document: &[u8], compression: Compression) -> Self {
+        let bytes = compression.compress(document);
         Self {
-            bytes: compression.compress(document),
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            bytes,
             compression,
-            sha256: hex::encode(Sha256::digest(document)),
             json_len: Some(document.len()),
         }
     }
@@ -285,8 +290,8 @@ impl Envelope {
         self.encode_body(compression).bytes
     }
 
-    /// The request body, with the SHA-256 of the JSON inside it: what the
-    /// audit trail records and `history --show` reproduces.
+    /// The request body, with its SHA-256: what the audit trail records
+    /// and `history --show` reproduces.
     pub fn encode_body(&self, compression: Compression) -> Body {
         let document = serde_json::to_vec(self).expect("an envelope always serializes into memory");
         Body::of_document(&document, compression)
@@ -352,7 +357,7 @@ mod tests {
                 .unwrap()
                 .encode_body(Compression::Zstd);
             let json = body.json().unwrap();
-            assert_eq!(body.sha256, hex::encode(Sha256::digest(&json)));
+            assert_eq!(body.sha256, hex::encode(Sha256::digest(&body.bytes)));
             assert_eq!(body.json_len, Some(json.len()));
             let decoded: Envelope = serde_json::from_slice(&json).unwrap();
             assert_eq!(decoded.batch_id, batch.id);
@@ -416,7 +421,7 @@ mod tests {
                 ..Envelope::from_batch(&batch).unwrap()
             };
             assert_eq!(json, serde_json::to_vec(&expected).unwrap());
-            assert_eq!(body.sha256, hex::encode(Sha256::digest(&json)));
+            assert_eq!(body.sha256, hex::encode(Sha256::digest(&body.bytes)));
             assert_eq!(body.json_len, Some(json.len()));
         }
         let empty = encode_batch(

@@ -2,9 +2,9 @@
 //! envelope byte for byte as it was sent, or an OTLP request (protobuf)
 //! in the specification's JSON mapping. `history --show` prints it and
 //! the transparency report (`report`) embeds it, so both show the same
-//! bytes. Its digest is checked against the one recorded at send time
-//! before anything is shown: a damaged store never shows a body that was
-//! not the one sent.
+//! bytes. Its digest (of the bytes sent, compressed) is checked against
+//! the one recorded at send time before anything is shown: a damaged store
+//! never shows a body that was not the one sent.
 
 use sha2::{Digest, Sha256};
 
@@ -51,9 +51,11 @@ pub enum ShowError {
 /// readable.
 pub fn readable(kept: &SentBody) -> Result<Shown, ShowError> {
     let body = Body::kept(kept.bytes.clone(), kept.sha256.clone());
+    let actual = hex::encode(Sha256::digest(&kept.bytes));
     let document = body.json()?;
-    let actual = hex::encode(Sha256::digest(&document));
-    if actual != kept.sha256 {
+    // Bodies kept before 2026-12-05 recorded the digest of the document
+    // inside instead: either proves the bytes are the ones sent.
+    if actual != kept.sha256 && hex::encode(Sha256::digest(&document)) != kept.sha256 {
         return Err(ShowError::Digest {
             batch_id: kept.batch_id.clone(),
             actual,
@@ -114,6 +116,16 @@ mod tests {
         let mut damaged = kept(&body);
         damaged.sha256 = "00".repeat(32);
         let err = readable(&damaged).unwrap_err().to_string();
+        assert!(err.contains("the state database is damaged"), "{err}");
+
+        // A body kept before the digest was of the bytes sent.
+        let mut older = kept(&body);
+        older.sha256 = hex::encode(Sha256::digest(body.json().unwrap()));
+        assert_eq!(readable(&older).unwrap(), shown);
+        // The same document, compressed otherwise, is not the body sent.
+        let mut other = kept(&body);
+        other.bytes = crate::upload::compression::Compression::Gzip.compress(&body.json().unwrap());
+        let err = readable(&other).unwrap_err().to_string();
         assert!(err.contains("the state database is damaged"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 //! answers 415 to zstd; the refused batch is the one that goes again.
 
 use consentry::upload::compression::{Compression, decompress};
+use sha2::Digest as _;
 
 use crate::support::{PATIENCE, World, eventually};
 
@@ -52,7 +53,19 @@ async fn a_gzip_only_receiver_gets_the_refused_batch_again_as_gzip(upload_extra:
     let key = accepted.idempotency_key.clone().unwrap();
     let shown = world.run(&["history", "--show", &key]).await;
     assert!(shown.status.success(), "{shown:?}");
+    let wire = world.run(&["history", "--show", &key, "--wire"]).await;
+    assert!(wire.status.success(), "{wire:?}");
+    assert_eq!(
+        wire.stdout,
+        accepted.body.to_vec(),
+        "the gzip bytes are kept"
+    );
     let history = world.ok(&["history", "--json"]).await;
+    let digest = hex::encode(sha2::Sha256::digest(&accepted.body));
+    assert!(
+        history.contains(&format!("body sha256 {digest}")),
+        "the delivery names the digest of the gzip bytes: {history}"
+    );
     assert!(
         history.contains("answered 415 to a zstd body; gzip from now on"),
         "the switch is in the audit trail: {history}"

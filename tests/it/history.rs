@@ -80,10 +80,29 @@ async fn history_show_reproduces_the_sent_body_and_a_retry_sends_the_same_bytes(
     // A prefix of the id is enough, as people type them.
     let shown = world.run(&["history", "--show", &batch[..8]]).await;
     assert!(shown.status.success(), "{shown:?}");
-    assert_eq!(hex::encode(Sha256::digest(&shown.stdout)), recorded);
     let wire = Body::kept(retry.body.to_vec(), String::new());
     assert_eq!(shown.stdout, wire.json().unwrap(), "not the body sent");
     assert!(String::from_utf8_lossy(&shown.stderr).contains(&recorded));
+    // The digest recorded is of the bytes the receiver got, which
+    // `--wire` prints.
+    assert_eq!(hex::encode(Sha256::digest(&retry.body)), recorded);
+    let raw = world
+        .run(&["history", "--show", &batch[..8], "--wire"])
+        .await;
+    assert!(raw.status.success(), "{raw:?}");
+    assert_eq!(
+        raw.stdout,
+        retry.body.to_vec(),
+        "--wire is not the bytes sent"
+    );
+    let both = world
+        .run(&["history", "--show", &batch, "--wire", "--json"])
+        .await;
+    assert!(!both.status.success());
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("cannot be combined with --json"),
+        "{both:?}"
+    );
 
     let json: serde_json::Value =
         serde_json::from_str(&world.ok(&["history", "--show", &batch, "--json"]).await).unwrap();

@@ -570,7 +570,7 @@ fn commit_group<S: Durable>(
 mod ops;
 pub use ops::StoredIdentity;
 mod upload_ops;
-pub use upload_ops::NextBatch;
+pub use upload_ops::{NextBatch, Rekept};
 
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,15 @@ pub struct NextBatch {
     pub drops: Drops,
 }
 
+/// A kept body sent again in other bytes (recompressed for a receiver
+/// that refused the first compression), with their SHA-256.
+#[derive(Debug, Clone)]
+pub struct Rekept {
+    pub batch_id: String,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+}
+
 impl<S: Durable> Writer<S> {
     /// Claims the next batch of the `sendable` purposes beside batch
     /// `held`, the one on the wire if any (see
@@ -97,13 +106,13 @@ impl<S: Durable> Writer<S> {
         &self,
         key: String,
         value: String,
-        rekept: Option<(String, Vec<u8>)>,
+        rekept: Option<Rekept>,
         detail: String,
     ) -> Result<(), WriterError> {
         self.call(move |c, _| {
             queue::meta_set(c, &key, &value)?;
-            if let Some((id, bytes)) = &rekept {
-                queue::rekeep_body(c, id, bytes)?;
+            if let Some(body) = &rekept {
+                queue::rekeep_body(c, &body.batch_id, &body.bytes, &body.sha256)?;
             }
             queue::insert_audit(c, "compression", None, 0, &detail)
         })

@@ -367,10 +367,7 @@ mod tests {
         );
         assert_eq!(Compression::of(&body.bytes), Some(Compression::Zstd));
         let decoded = decode_request(&body.bytes).unwrap();
-        assert_eq!(
-            body.sha256,
-            hex::encode(Sha256::digest(decoded.encode_to_vec()))
-        );
+        assert_eq!(body.sha256, hex::encode(Sha256::digest(&body.bytes)));
 
         assert_eq!(decoded.resource_logs.len(), 2, "{decoded:#?}");
         // No identity: the KSN aggregate and the drop counts.

@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Uploader;
-use crate::store::Durable;
+use crate::store::{Durable, Rekept};
 use crate::upload::UploadError;
 use crate::upload::compression::Compression;
 use crate::upload::protocol::Body;
@@ -76,8 +76,12 @@ impl<S: Durable> Uploader<S> {
         self.compression_known = true;
         let rekept = match body {
             Some((id, body)) => {
-                let json = body.json()?;
-                Some((id.to_owned(), Compression::Gzip.compress(&json)))
+                let gzip = Body::of_document(&body.json()?, Compression::Gzip);
+                Some(Rekept {
+                    batch_id: id.to_owned(),
+                    bytes: gzip.bytes,
+                    sha256: gzip.sha256,
+                })
             }
             None => None,
         };
