@@ -170,7 +170,8 @@ pub struct SentBody {
     pub batch_id: String,
     pub at: String,
     pub records: u64,
-    /// SHA-256 (hex) of the document inside `bytes`.
+    /// SHA-256 (hex) of `bytes` (of the document inside them for bodies
+    /// kept before 2026-12-05).
     pub sha256: String,
     /// The bytes sent, compressed (the compression told by their magic
     /// number: `upload::compression`).
