@@ -1,31 +1,45 @@
-//! How a segment's lines sit in their column: one zstd frame of the text,
-//! a BLOB, when that is smaller, else the text itself. Install tasks of
-//! one product differ in a few values, so a 16 KiB segment packs into
-//! about a kilobyte: SQLite writes, checksums, checkpoints and frees a
-//! tenth of the pages per record (the WAL, the database file and the
-//! page cache all see the packed bytes). A text column (every row from
-//! before this, and a segment that does not shrink) reads as it always
-//! did.
+//! How a segment's lines sit in their column: a packed BLOB of the text
+//! when that is smaller, else the text itself. Install tasks of one
+//! product differ in a few values, so a 16 KiB segment packs into about
+//! a tenth: SQLite writes, checksums, checkpoints and frees a tenth of the
+//! pages per record (the WAL, the database file and the page cache all
+//! see the packed bytes). A text column (every row from before packing,
+//! and a segment that does not shrink) reads as it always did.
+//!
+//! Segments are packed as one LZ4 block (`lz4_flex`) behind a 12-byte
+//! head: the tag `cLz4`, the text's length and its CRC-32 (both
+//! little-endian u32). LZ4 packs a segment of install tasks in about a
+//! third of the time zstd level 1 took, and unpacks it in about a third,
+//! to about twice zstd's bytes (still a tenth of the text): every record
+//! is packed once at ingest and unpacked once at its claim, and the body
+//! that leaves is compressed again, whole, by the uploader (BENCHMARKS.md).
+//! Rows packed before as zstd frames (level 1, with zstd's checksum) are
+//! read as they always were.
 //!
 //! What is counted and sent is the text: a record's `size`, the queue's
 //! bounds, the segment's CRC-32 and the wire form all stay those of its
-//! line. Each frame carries zstd's checksum of its text, so damage to it
-//! is found when it is unpacked, never sent as other text. A frame that
-//! cannot be unpacked, fails its checksum, claims a size past
-//! [`MAX_TEXT`], or unpacks to something other than UTF-8 makes the row
-//! unreadable, like any column of the wrong type: the claim dead-letters
-//! it whole (a damaged text row loses only its damaged lines, but no
-//! segment written now is text unless packing would not shrink it).
+//! line. Each packed row carries a checksum of its text (the head's
+//! CRC-32, or zstd's), so damage to it is found when it is unpacked, never
+//! sent as other text. A row that cannot be unpacked, fails its checksum,
+//! claims a size past [`MAX_TEXT`], or unpacks to something other than
+//! UTF-8 is unreadable, like any column of the wrong type: the claim
+//! dead-letters it whole (a damaged text row loses only its damaged lines,
+//! but no segment written now is text unless packing would not shrink
+//! it).
 
 use std::cell::RefCell;
 
 use rusqlite::ToSql;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Value, ValueRef};
 
-/// zstd's fastest level: at rest, the bytes SQLite handles are what cost,
-/// and level 1 already takes a segment of install tasks to a tenth or
-/// less (its wire body is compressed again, whole, by the uploader).
-const LEVEL: i32 = 1;
+/// The first bytes of a segment packed as an LZ4 block.
+const LZ4_TAG: &[u8; 4] = b"cLz4";
+
+/// The tag, the text's length and its CRC-32.
+const LZ4_HEAD: usize = 12;
+
+/// The first bytes of every zstd frame (rows packed before LZ4).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// The most text one stored frame may unpack to. A segment holds
 /// [`super::MAX_SEGMENT_BYTES`] and one record more, and a record is
@@ -33,16 +47,13 @@ const LEVEL: i32 = 1;
 pub(in crate::store) const MAX_TEXT: u64 = 64 << 20;
 
 thread_local! {
-    /// A context kept per thread (the writer thread packs and unpacks
-    /// every segment): making one costs more than packing a segment.
-    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { RefCell::new(None) };
+    /// A context kept per thread for rows packed as zstd frames (before
+    /// LZ4): making one costs more than unpacking a segment.
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
 }
 
-/// `lines` as they are stored: a zstd frame when that is smaller, else the
-/// text (also when zstd fails, which only a lack of memory makes it do).
+/// `lines` as they are stored: packed when that is smaller, else the text.
 pub(in crate::store) fn pack(lines: &str) -> ToSqlOutput<'_> {
     match frame(lines) {
         Some(frame) => ToSqlOutput::Owned(Value::Blob(frame)),
@@ -74,26 +85,17 @@ impl ToSql for Packed {
     }
 }
 
-/// `lines` as one zstd frame, when that is smaller.
+/// `lines` packed (the head, then one LZ4 block), when that is smaller.
 fn frame(lines: &str) -> Option<Vec<u8>> {
-    COMPRESSOR
-        .with_borrow_mut(|compressor| {
-            let compressor = match compressor {
-                Some(compressor) => compressor,
-                None => {
-                    let mut made = zstd::bulk::Compressor::new(LEVEL).ok()?;
-                    made.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
-                        .ok()?;
-                    compressor.insert(made)
-                }
-            };
-            let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(lines.len()));
-            compressor
-                .compress_to_buffer(lines.as_bytes(), &mut out)
-                .ok()?;
-            Some(out)
-        })
-        .filter(|frame| frame.len() < lines.len())
+    let text = lines.as_bytes();
+    let length = u32::try_from(text.len()).ok()?;
+    let mut out = vec![0; LZ4_HEAD + lz4_flex::block::get_maximum_output_size(text.len())];
+    out[..4].copy_from_slice(LZ4_TAG);
+    out[4..8].copy_from_slice(&length.to_le_bytes());
+    out[8..12].copy_from_slice(&crc32fast::hash(text).to_le_bytes());
+    let packed = lz4_flex::block::compress_into(text, &mut out[LZ4_HEAD..]).ok()?;
+    out.truncate(LZ4_HEAD + packed);
+    (out.len() < text.len()).then_some(out)
 }
 
 /// A segment's lines read from their column, whichever way they were
@@ -117,6 +119,44 @@ impl FromSql for Stored {
 
 /// The text a stored frame holds, or why it cannot be read.
 fn unpack(frame: &[u8]) -> Result<String, String> {
+    let text = match frame.get(..4) {
+        Some(tag) if tag == LZ4_TAG => unpack_lz4(frame)?,
+        Some(magic) if magic == ZSTD_MAGIC => unpack_zstd(frame)?,
+        _ => return Err("stored segment is neither an LZ4 block nor a zstd frame".into()),
+    };
+    String::from_utf8(text).map_err(|err| format!("stored segment is not UTF-8: {err}"))
+}
+
+/// The text of a segment packed as an LZ4 block, checked against the
+/// length and CRC-32 its head gives.
+fn unpack_lz4(frame: &[u8]) -> Result<Vec<u8>, String> {
+    let head = |at: usize| {
+        frame
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("four bytes")))
+            .ok_or_else(|| "stored segment is cut short".to_owned())
+    };
+    let (size, crc) = (head(4)?, head(8)?);
+    if u64::from(size) > MAX_TEXT {
+        return Err(format!("stored segment claims {size} bytes of text"));
+    }
+    let mut text = vec![0; size as usize];
+    let unpacked = lz4_flex::block::decompress_into(&frame[LZ4_HEAD..], &mut text)
+        .map_err(|err| format!("stored segment does not unpack: {err}"))?;
+    if unpacked != text.len() {
+        return Err(format!(
+            "stored segment unpacks to {unpacked} bytes, not the {size} it claims"
+        ));
+    }
+    if crc32fast::hash(&text) != crc {
+        return Err("stored segment fails its checksum".into());
+    }
+    Ok(text)
+}
+
+/// The text of a segment packed as a zstd frame (before LZ4), checked by
+/// zstd's own checksum.
+fn unpack_zstd(frame: &[u8]) -> Result<Vec<u8>, String> {
     let size = match zstd::zstd_safe::get_frame_content_size(frame) {
         Ok(Some(size)) if size <= MAX_TEXT => size as usize,
         Ok(Some(size)) => return Err(format!("stored segment claims {size} bytes of text")),
@@ -140,7 +180,7 @@ fn unpack(frame: &[u8]) -> Result<String, String> {
             text.len()
         ));
     }
-    String::from_utf8(text).map_err(|err| format!("stored segment is not UTF-8: {err}"))
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -177,6 +217,31 @@ mod tests {
         );
     }
 
+    /// `bytes` packed as a segment is, whatever they are.
+    fn frame_of(bytes: &[u8]) -> Vec<u8> {
+        let mut out = LZ4_TAG.to_vec();
+        out.extend((bytes.len() as u32).to_le_bytes());
+        out.extend(crc32fast::hash(bytes).to_le_bytes());
+        out.extend(lz4_flex::block::compress(bytes));
+        out
+    }
+
+    #[test]
+    fn a_segment_packed_as_a_zstd_frame_before_reads_as_it_was() {
+        let line = r#"{"collected_at":"2026-01-01T00:00:00Z","fields":{"task":"install"}}"#;
+        let lines = vec![line; 100].join("\n");
+        let mut compressor = zstd::bulk::Compressor::new(1).unwrap();
+        compressor.include_checksum(true).unwrap();
+        let old = compressor.compress(lines.as_bytes()).unwrap();
+        let read = Stored::column_result(ValueRef::Blob(&old)).unwrap();
+        assert_eq!(read.0, lines);
+        let ToSqlOutput::Owned(Value::Blob(new)) = pack(&lines) else {
+            panic!("not packed");
+        };
+        assert_eq!(&new[..4], LZ4_TAG, "new segments are LZ4 blocks");
+        assert_eq!(frame_of(lines.as_bytes()), new);
+    }
+
     #[test]
     fn text_that_does_not_shrink_stays_text() {
         let (kind, read) = round_trip("{}");
@@ -203,12 +268,24 @@ mod tests {
             b"junk".to_vec(),
             not_utf8,
         ];
-        for bad in bad {
+        let mut lying = frame.clone();
+        lying[4] ^= 0x01;
+        let mut wrong_sum = frame.clone();
+        wrong_sum[8] ^= 0x01;
+        let not_utf8 = frame_of(&[0xff; 64]);
+        for bad in bad
+            .into_iter()
+            .chain([lying, wrong_sum, not_utf8, LZ4_TAG.to_vec()])
+        {
             let read = Stored::column_result(ValueRef::Blob(&bad));
             assert!(read.is_err(), "{bad:?}");
         }
         // A frame of more text than any segment holds is not unpacked.
         let huge = zstd::bulk::compress(&vec![b' '; MAX_TEXT as usize + 1], 1).unwrap();
+        let refused = Stored::column_result(ValueRef::Blob(&huge)).unwrap_err();
+        assert!(refused.to_string().contains("claims"), "{refused}");
+        let mut huge = frame.clone();
+        huge[4..8].copy_from_slice(&(MAX_TEXT as u32 + 1).to_le_bytes());
         let refused = Stored::column_result(ValueRef::Blob(&huge)).unwrap_err();
         assert!(refused.to_string().contains("claims"), "{refused}");
         assert!(matches!(

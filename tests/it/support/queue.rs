@@ -1,7 +1,8 @@
 //! Reading the agent's queue straight from its database, as a test that
 //! checks what was stored (never what was sent) needs: each queued record
 //! as its purpose and its fields, out of the segments (`store::segment`),
-//! whether stored as text or packed (one zstd frame of it).
+//! whether stored as text or packed (an LZ4 block behind a 12-byte head:
+//! `cLz4`, the text's length, its CRC-32; or, before, one zstd frame).
 
 use std::path::Path;
 
@@ -43,6 +44,16 @@ pub fn segment_text(db: &rusqlite::Connection, id: i64) -> String {
 fn text(stored: rusqlite::types::ValueRef<'_>) -> String {
     match stored {
         rusqlite::types::ValueRef::Text(text) => String::from_utf8(text.to_vec()).unwrap(),
+        rusqlite::types::ValueRef::Blob(frame) if frame.starts_with(LZ4_TAG) => {
+            let size = u32::from_le_bytes(frame[4..8].try_into().unwrap()) as usize;
+            let text = lz4_flex::block::decompress(&frame[12..], size).unwrap();
+            assert_eq!(
+                crc32fast::hash(&text).to_le_bytes(),
+                frame[8..12],
+                "checksum"
+            );
+            String::from_utf8(text).unwrap()
+        }
         rusqlite::types::ValueRef::Blob(frame) => {
             String::from_utf8(zstd::decode_all(frame).unwrap()).unwrap()
         }
@@ -50,15 +61,17 @@ fn text(stored: rusqlite::types::ValueRef<'_>) -> String {
     }
 }
 
+/// The first bytes of a segment packed as an LZ4 block.
+const LZ4_TAG: &[u8; 4] = b"cLz4";
+
 /// The offset of a 4 KiB page in the middle of the packed segments of the
-/// database file `bytes` (each a zstd frame, which starts with its magic
-/// number), for a test that damages the queue; `None` when it holds fewer
-/// than `at_least` frames.
+/// database file `bytes` (each starts with its tag), for a test that
+/// damages the queue; `None` when it holds fewer than `at_least` of them.
 pub fn page_among_packed_segments(bytes: &[u8], at_least: usize) -> Option<u64> {
     let frames: Vec<usize> = bytes
         .windows(4)
         .enumerate()
-        .filter(|(_, w)| *w == [0x28, 0xb5, 0x2f, 0xfd])
+        .filter(|(_, w)| *w == LZ4_TAG)
         .map(|(at, _)| at)
         .collect();
     (frames.len() >= at_least).then(|| (frames[frames.len() / 2] / 4096 * 4096) as u64)
