@@ -106,9 +106,22 @@ fn zstd_whole(document: &[u8]) -> Vec<u8> {
     })
 }
 
+/// The largest document a zstd body is decompressed into at once, in one
+/// allocation of the size its frame declares; a larger one (or a body of
+/// several frames) is streamed.
+const WHOLE_AT_ONCE: u64 = 64 << 20;
+
 /// The document inside `body`, whichever of the two compressions it is in
 /// (or `body` itself when it is neither: a receiver may be sent plain).
 pub fn decompress(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    if Compression::of(body) == Some(Compression::Zstd)
+        && let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(body)
+        && size <= WHOLE_AT_ONCE
+        && let Ok(document) = zstd::bulk::decompress(body, size as usize)
+    {
+        // A body made by `compress`: one frame that says its size.
+        return Ok(document);
+    }
     let mut out = Vec::with_capacity(body.len() * 4);
     match Compression::of(body) {
         Some(Compression::Gzip) => {
@@ -125,6 +138,17 @@ pub fn decompress(body: &[u8]) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zstd_body_of_two_frames_or_a_cut_one_is_read_whole_or_refused() {
+        let json = br#"{"records":[{"purpose":"update_identity"}]}"#.repeat(50);
+        let mut two = Compression::Zstd.compress(&json[..700]);
+        two.extend(Compression::Zstd.compress(&json[700..]));
+        assert_eq!(decompress(&two).unwrap(), json, "both frames");
+        let mut cut = Compression::Zstd.compress(&json);
+        cut.truncate(cut.len() - 4);
+        assert!(decompress(&cut).is_err());
+    }
 
     #[test]
     fn each_compression_round_trips_and_says_what_it_is() {
