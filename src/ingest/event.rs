@@ -6,7 +6,10 @@
 //! Lines are parsed with borrowed strings into one flat struct (no map, no
 //! allocation for the common `scan_verdict`), then checked against the
 //! fields of their kind, so a field that belongs to another kind is as much
-//! an error as one that belongs to none.
+//! an error as one that belongs to none. An `install_task`, the line most
+//! products send most, is first read by a struct of its own fields
+//! ([`InstallLine`]); any line that struct does not take is read the
+//! general way, which takes the same install tasks to the same tasks.
 
 use std::borrow::Cow;
 use std::time::SystemTime;
@@ -90,6 +93,40 @@ pub const KINDS: [(&str, &[&str]); 6] = [
     ),
     ("record", &["purpose", "fields"]),
 ];
+
+/// Finds the kind's name in a line: made once, not for every line.
+static INSTALL_TASK: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"install_task\""));
+
+/// Whether `text` may be an `install_task` line, worth reading as an
+/// [`InstallLine`] first: only a hint (the kind is what that reads), told
+/// at once when the line starts with its kind, as clients write them.
+fn may_be_install_task(text: &[u8]) -> bool {
+    match text.strip_prefix(b"{\"kind\":\"") {
+        Some(rest) => rest.starts_with(b"install_task\""),
+        None => INSTALL_TASK.find(text).is_some(),
+    }
+}
+
+/// An `install_task` line: `kind` and the fields [`KINDS`] gives that
+/// kind, no other. What it takes, [`Line`] takes to the same task; what it
+/// refuses goes to [`Line`] for its error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallLine<'a> {
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    task: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    error_type: Option<Cow<'a, str>>,
+    error_code: Option<i64>,
+    duration_ms: Option<i64>,
+    #[serde(borrow)]
+    campaign_id: Option<Cow<'a, str>>,
+}
 
 /// The union of every kind's fields; which ones a kind may use is checked
 /// after parsing.
@@ -190,6 +227,29 @@ impl Parser<'_> {
                 ),
             )
         })?;
+        if may_be_install_task(text.as_bytes())
+            && let Ok(line) = serde_json::from_str::<InstallLine>(text)
+            && line.kind == "install_task"
+        {
+            return Self::install_task(Line {
+                task: line.task,
+                status: line.status,
+                error_type: line.error_type,
+                error_code: line.error_code,
+                duration_ms: line.duration_ms,
+                campaign_id: line.campaign_id,
+                ..Line::default()
+            });
+        }
+        self.parse_general(text, ksn)
+    }
+
+    /// [`Parser::parse`] of a line checked as UTF-8, read as [`Line`].
+    fn parse_general<'l>(
+        &self,
+        text: &'l str,
+        ksn: &mut KsnDelta,
+    ) -> Result<Outcome<'l>, LineError> {
         let line: Line = serde_json::from_str(text).map_err(json_error)?;
         let kind = kind_of(&line)?;
         match kind {

@@ -311,3 +311,75 @@ fn the_installation_id_and_the_erasure_key_are_the_agent_s_to_fill() {
     };
     assert!(!record.fields.contains_key("installation_id"));
 }
+
+/// What a line comes to, as something to compare: the task, the error
+/// code, or what else it was.
+fn outcome_of(outcome: Result<Outcome<'_>, LineError>) -> String {
+    match outcome {
+        Ok(Outcome::Install(task)) => format!("{task:?}"),
+        Ok(Outcome::Record(record)) => format!("record {}", record.purpose),
+        Ok(Outcome::Aggregated) => "aggregated".into(),
+        Ok(Outcome::Activated { method, .. }) => format!("activated {method:?}"),
+        Err(err) => format!("error {}: {}", err.code, err.message),
+    }
+}
+
+/// `line` read the general way only (`Line`), as it was before
+/// `InstallLine`.
+fn general(line: &str) -> String {
+    let catalogue = Catalogue::embedded();
+    let context = test_context(Some("LIC-1"));
+    let parser = Parser {
+        catalogue: &catalogue,
+        context: &context,
+    };
+    outcome_of(parser.parse_general(line, &mut KsnDelta::default()))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// Any line made of install-task fields, other kinds' fields, unknown
+    /// ones, values of any type, repeated or missing keys, comes to the
+    /// same task or the same error whichever way it is read.
+    #[test]
+    fn an_install_task_is_read_the_same_by_its_own_struct_and_the_general_one(
+        keys in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "kind", "task", "status", "error_type", "error_code", "duration_ms",
+                "campaign_id", "object", "ok", "purpose", "nonsense",
+            ]),
+            0..9,
+        ),
+        values in proptest::collection::vec(
+            proptest::sample::select(vec![
+                r#""install_task""#, r#""install""#, r#""upgrade""#, r#""failed""#,
+                r#""succeeded""#, r#""io""#, r#""a\"b\\n""#, "1603", "-5", "1.5", "null",
+                "true", r#"["x"]"#, r#"{"a":1}"#, r#""scan_verdict""#,
+            ]),
+            9,
+        ),
+        kind_first in proptest::bool::ANY,
+    ) {
+        let mut pairs: Vec<String> = keys
+            .iter()
+            .zip(&values)
+            .map(|(key, value)| format!("\"{key}\":{value}"))
+            .collect();
+        if kind_first {
+            pairs.insert(0, r#""kind":"install_task""#.into());
+        }
+        let line = format!("{{{}}}", pairs.join(","));
+        let (fast, _) = parse(&line);
+        proptest::prop_assert_eq!(outcome_of(fast), general(&line), "{}", line);
+    }
+}
+
+#[test]
+fn an_install_task_with_every_field_is_read_by_its_own_struct_as_the_general_one_reads_it() {
+    let line = r#"{"kind":"install_task","task":"upgrade","status":"failed","error_type":"disk_full","error_code":1603,"duration_ms":5400,"campaign_id":"spring-2026"}"#;
+    let (fast, _) = parse(line);
+    let fast = outcome_of(fast);
+    assert!(fast.contains("disk_full"), "{fast}");
+    assert_eq!(fast, general(line));
+}
