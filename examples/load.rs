@@ -31,7 +31,7 @@
 //! The lines are written to a file first, so making them is not timed.
 //!
 //! Glean's figures are its own process (it records, batches, persists,
-//! compresses and hands pings to an uploader that counts them, in one
+//! compresses and hands pings to an uploader that decodes and counts them, in one
 //! process), from the line it prints.
 
 use std::io::Write as _;

@@ -85,7 +85,9 @@ fn otlp_decode(
 /// the size of its JSON; `None` when the body is not one. The whole
 /// document is still read as JSON (a malformed one is not counted), but no
 /// record is made: a load run's receiver shares the machine with the
-/// agent it measures, and Glean's peer only counts its pings.
+/// agent it measures. (Glean's peer, `--compare-glean`, reads each ping
+/// whole into a `serde_json::Value` in its own process, on its own CPU
+/// time: more work per event than this, counted against Glean.)
 pub(super) fn tally(body: &[u8]) -> Option<(u64, usize)> {
     #[derive(Deserialize)]
     struct Counted {
