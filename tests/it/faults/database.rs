@@ -16,7 +16,10 @@ use crate::support::World;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_damaged_under_the_daemon_is_reported_then_quarantined() {
-    let world = World::with_eula_answering(503).await;
+    // Batches of 1,000, as this test counts them below.
+    let world = World::with_upload_extra("batch_max_records = 1000").await;
+    world.receiver.set_status(503);
+    world.ok(&["consent", "grant", "eula"]).await;
     let daemon = world.spawn_daemon().await;
     let socket = world.ingest_socket();
     let mut ledger = Ledger::default();
