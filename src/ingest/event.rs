@@ -231,15 +231,7 @@ impl Parser<'_> {
             && let Ok(line) = serde_json::from_str::<InstallLine>(text)
             && line.kind == "install_task"
         {
-            return Self::install_task(Line {
-                task: line.task,
-                status: line.status,
-                error_type: line.error_type,
-                error_code: line.error_code,
-                duration_ms: line.duration_ms,
-                campaign_id: line.campaign_id,
-                ..Line::default()
-            });
+            return Self::install_task(line);
         }
         self.parse_general(text, ksn)
     }
@@ -258,7 +250,15 @@ impl Parser<'_> {
                 Ok(Outcome::Record(UpdateTask { task_id }.record(self.context)))
             }
             "activation" => self.activation(&line),
-            "install_task" => Self::install_task(line),
+            "install_task" => Self::install_task(InstallLine {
+                kind: Cow::Borrowed("install_task"),
+                task: line.task,
+                status: line.status,
+                error_type: line.error_type,
+                error_code: line.error_code,
+                duration_ms: line.duration_ms,
+                campaign_id: line.campaign_id,
+            }),
             "scan_verdict" => Self::scan_verdict(&line, ksn),
             "ksn_request" => Self::ksn_request(&line, ksn),
             _ => self.generic(&line).map(Outcome::Record),
@@ -293,7 +293,9 @@ impl Parser<'_> {
     }
 
     /// An `install_task`: one installation, uninstallation or update.
-    fn install_task(line: Line<'_>) -> Result<Outcome<'_>, LineError> {
+    /// Whichever way its line was read (`InstallLine`, or `Line` checked
+    /// by `kind_of`).
+    fn install_task(line: InstallLine<'_>) -> Result<Outcome<'_>, LineError> {
         one_of(&line.task, "task", &installation_errors::TASKS)?;
         one_of(&line.status, "status", &installation_errors::STATUSES)?;
         Ok(Outcome::Install(InstallTask {

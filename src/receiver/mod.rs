@@ -469,6 +469,14 @@ async fn handle(request: Request<Incoming>, state: &State) -> Response<Full<Byte
     answer(status)
 }
 
+/// The status for the next request: the next scripted one, or the
+/// standing one.
+fn next_status(state: &State) -> u16 {
+    lock(&state.scripted)
+        .pop_front()
+        .unwrap_or_else(|| state.status.load(Ordering::SeqCst))
+}
+
 /// In [`Receiver::count_only`] mode, a consentry envelope is answered
 /// from its count alone (`decode::tally`), unless it is `special` (OTLP, a
 /// refused token or encoding) or a refusal marker is set: those, and a
@@ -483,9 +491,7 @@ fn counted_only(
     }
     let bytes = body.as_ref().ok()?;
     let (records, json_bytes) = decode::tally(bytes)?;
-    let status = lock(&state.scripted)
-        .pop_front()
-        .unwrap_or_else(|| state.status.load(Ordering::SeqCst));
+    let status = next_status(state);
     if (200..300).contains(&status) {
         state.add(records, bytes.len(), json_bytes);
     }
@@ -497,9 +503,7 @@ fn counted_only(
 /// one; 400 for a body that is neither a batch nor a deletion request; the
 /// marker's status for a batch holding a record with the marker.
 fn scripted_status(state: &State, envelope: &Result<Envelope, Undecodable>, deletion: bool) -> u16 {
-    let status = lock(&state.scripted)
-        .pop_front()
-        .unwrap_or_else(|| state.status.load(Ordering::SeqCst));
+    let status = next_status(state);
     let status = if envelope.is_err() && !deletion && (200..300).contains(&status) {
         400
     } else {
