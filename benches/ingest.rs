@@ -107,17 +107,18 @@ fn parse(c: &mut Criterion) {
     });
     // What an ingest connection does for each installer task: parse the
     // line, and gate its draft straight to its line.
-    let mut scratch = String::new();
+    let mut drafts = gate.drafts();
     group.bench_function("install_task_1000_lines_parse_and_gate", |b| {
         b.iter(|| {
             let mut delta = KsnDelta::default();
             for line in installs.lines() {
                 if let Outcome::Install(task) = parser.parse(line.as_bytes(), &mut delta).unwrap() {
                     let draft = task.draft(&context, None);
-                    gate.admit_draft(&draft, SystemTime::now(), &mut scratch, |line| {
-                        black_box(line.size());
-                    })
-                    .unwrap();
+                    drafts
+                        .admit(&draft, SystemTime::now(), |line| {
+                            black_box(line.size());
+                        })
+                        .unwrap();
                 }
             }
         })
@@ -131,10 +132,9 @@ fn parse(c: &mut Criterion) {
             for line in installs.lines() {
                 if let Outcome::Install(task) = parser.parse(line.as_bytes(), &mut delta).unwrap() {
                     let draft = task.draft(&context, None);
-                    gate.admit_draft(&draft, SystemTime::now(), &mut scratch, |line| {
-                        filling.push(line)
-                    })
-                    .unwrap();
+                    drafts
+                        .admit(&draft, SystemTime::now(), |line| filling.push(line))
+                        .unwrap();
                 }
             }
             black_box(filling.finish())

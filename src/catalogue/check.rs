@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use super::{CheckError, ERASURE_KEY, Field, FieldType, Misfit, Purpose};
-use crate::record::draft::{MAX_FIELDS, Value};
+use crate::record::draft::Value;
 use crate::record::{FieldValue, Fields, Record, Text};
 
 /// The checks of one record, for a caller that found its purpose once
@@ -102,7 +102,7 @@ impl Purpose {
     /// Whether this purpose's records are stored as their fields are: no
     /// field transformed or randomised, no privacy budget to spend, no
     /// erasure key to add. The gate writes such a purpose's drafts
-    /// straight to their lines (`Gate::admit_draft`).
+    /// straight to their lines (`gate::Drafts`).
     pub fn plain(&self) -> bool {
         self.privacy_budget.is_none()
             && self
@@ -111,43 +111,34 @@ impl Purpose {
                 .all(|f| f.transform.is_none() && f.ldp.is_none() && f.name != ERASURE_KEY)
     }
 
-    /// [`Purpose::admissible`] for a built-in collector's draft: the
-    /// declaration of each of its fields in `declared` (`None` for a fact
-    /// this purpose does not declare, which is left out), or the first
-    /// field of another type than its declaration's.
-    pub fn admissible_draft<'p>(
-        &'p self,
-        fields: &[(&'static str, Value<'_>)],
-        declared: &mut [Option<&'p Field>; MAX_FIELDS],
+    /// [`Purpose::check`] of one value of a built-in collector's draft,
+    /// `field` being its declaration: refuses a value of another type.
+    pub fn typed_draft_value(
+        &self,
+        name: &str,
+        field: &Field,
+        value: &Value<'_>,
     ) -> Result<(), CheckError> {
-        for ((name, value), slot) in fields.iter().zip(declared.iter_mut()) {
-            *slot = self.field(name);
-            if let Some(field) = slot {
-                let found = value.field_type();
-                if found != field.ty {
-                    return Err(self.wrong_type(name, field, found));
-                }
-            }
+        let found = value.field_type();
+        if found != field.ty {
+            return Err(self.wrong_type(name, field, found));
         }
         Ok(())
     }
 
-    /// [`Purpose::judge`] for a draft's fields, as
-    /// [`Purpose::admissible_draft`] found their declarations.
-    pub fn judge_draft(
+    /// [`Purpose::judge`] of one value of a draft, `field` being its
+    /// declaration (an integer has nothing to judge).
+    pub fn judge_draft_value(
         &self,
-        fields: &[(&'static str, Value<'_>)],
-        declared: &[Option<&Field>; MAX_FIELDS],
+        name: &str,
+        field: &Field,
+        value: &Value<'_>,
     ) -> Result<(), CheckError> {
-        for ((name, value), field) in fields.iter().zip(declared) {
-            let Some(field) = field else { continue };
-            match value {
-                Value::Shared(text) => self.judge_text(name, field, text, Some(text))?,
-                Value::Text(text) => self.judge_text(name, field, text, None)?,
-                Value::Integer(_) => {}
-            }
+        match value {
+            Value::Shared(text) => self.judge_text(name, field, text, Some(text)),
+            Value::Text(text) => self.judge_text(name, field, text, None),
+            Value::Integer(_) => Ok(()),
         }
-        Ok(())
     }
 
     /// Refuses `text`, field `name`'s value, when it does not fit `field`

@@ -8,13 +8,18 @@
 //! are (`Purpose::plain`: a transform, randomisation, a budget, an erasure
 //! key) takes the general path.
 //!
+//! Each caller has its own [`Drafts`], which keeps what one draft repeats
+//! of the last (the declarations of its purpose and fields, and each
+//! field's last admitted text), so that a run of installer tasks is not
+//! looked up and judged again, text by text.
+//!
 //! What comes out is a [`GatedLine`]: like a `GatedRecord`, only the gate
 //! makes one, so the store is handed nothing ungated.
 
 use std::time::SystemTime;
 
 use super::{Gate, GatedRecord, Refusal, allowed};
-use crate::catalogue::{CheckError, Field};
+use crate::catalogue::{CheckError, Field, Purpose};
 use crate::clock::push_rfc3339;
 use crate::record::draft::{Draft, MAX_FIELDS, Value};
 use crate::record::line::push_json_string;
@@ -77,71 +82,247 @@ impl GatedRecord {
     }
 }
 
+/// The longest text a [`Drafts`] keeps as admitted in a field: a longer
+/// one is judged each time (each kept text costs its length, per
+/// connection and field).
+const KEPT_TEXT_MAX: usize = 128;
+
+/// One caller's way to the gate for built-in collectors' drafts (each
+/// ingest connection has one, for its installer tasks): the answers
+/// [`Gate::admit`] gives for the records the drafts make, the same lines,
+/// the same refusals and refusal counts, with what one draft repeats of
+/// the last not found again:
+///
+/// - the purpose, and each field's declaration, while the drafts have the
+///   same purpose and field names (a collector's fixed list: names are
+///   told apart by address, and another address only means looking
+///   again);
+/// - per field, the last text admitted and its JSON: the same text in the
+///   same field is admitted again without being judged (what a field
+///   admits depends on the field and the text alone) and written as it
+///   was. A refused text is never kept.
+///
+/// The consent snapshot is read for every draft, as `Gate::admit` reads
+/// it.
+pub struct Drafts<'g> {
+    gate: &'g Gate,
+    plan: Option<Plan<'g>>,
+    /// Per field of the plan, in draft order.
+    kept: [Kept; MAX_FIELDS],
+    /// The line being written (kept, so that its allocation is made once).
+    line: String,
+}
+
+/// What a draft's purpose and field names come to under the catalogue.
+struct Plan<'g> {
+    purpose_name: &'static str,
+    names: [&'static str; MAX_FIELDS],
+    len: usize,
+    purpose: &'g Purpose,
+    plain: bool,
+    declared: [Option<&'g Field>; MAX_FIELDS],
+}
+
+/// The last text one field admitted, and its `"name":value` JSON.
+#[derive(Default)]
+struct Kept {
+    held: bool,
+    text: String,
+    json: String,
+}
+
 impl Gate {
+    /// A way to this gate for one caller's drafts.
+    pub fn drafts(&self) -> Drafts<'_> {
+        Drafts {
+            gate: self,
+            plan: None,
+            kept: Default::default(),
+            line: String::new(),
+        }
+    }
+}
+
+impl<'g> Drafts<'g> {
     /// Admits `draft`, made at `collected_at`, under the published
     /// consent snapshot, and hands its line to `sink`: the same answer
     /// [`Gate::admit`] gives for `draft.record(collected_at)`, the same
-    /// line, the same refusal (and refusal count). `scratch` holds the
-    /// line's text while `sink` runs; keep it between calls.
-    pub fn admit_draft<T>(
-        &self,
+    /// line, the same refusal (and refusal count).
+    pub fn admit<T>(
+        &mut self,
         draft: &Draft<'_>,
         collected_at: SystemTime,
-        scratch: &mut String,
         sink: impl FnOnce(GatedLine<'_>) -> T,
     ) -> Result<T, Refusal> {
-        let purpose = self
-            .catalogue
-            .purpose(draft.purpose())
-            .ok_or_else(|| CheckError::UnknownPurpose(draft.purpose().to_owned()))?;
-        if !purpose.plain() {
-            let gated = self.admit(&draft.record(collected_at))?;
+        let gate = self.gate;
+        let (purpose, plain, declared) = self.plan(draft)?;
+        if !plain {
+            let gated = gate.admit(&draft.record(collected_at))?;
             return Ok(sink(gated.line()));
         }
         let fields = draft.fields();
-        let mut declared = [None; MAX_FIELDS];
-        purpose.admissible_draft(fields, &mut declared)?;
-        purpose.judge_draft(fields, &declared).map_err(|err| {
-            self.count_refusal(&purpose.id, err.code());
-            Refusal::from(err)
-        })?;
-        let registry = self.decisions.load();
+        for ((name, value), field) in fields.iter().zip(&declared) {
+            if let Some(field) = field {
+                purpose.typed_draft_value(name, field, value)?;
+            }
+        }
+        for (((name, value), field), kept) in fields.iter().zip(&declared).zip(&mut self.kept) {
+            let (Some(field), Some(text)) = (field, text_of(value)) else {
+                continue;
+            };
+            if kept.holds(text) {
+                continue;
+            }
+            purpose
+                .judge_draft_value(name, field, value)
+                .map_err(|err| {
+                    gate.count_refusal(&purpose.id, err.code());
+                    Refusal::from(err)
+                })?;
+            kept.keep(name, text);
+        }
+        let registry = gate.decisions.load();
         let (clause, clause_version, clause_sha256) =
             allowed(purpose, registry.decision(&purpose.id))?;
-        scratch.clear();
-        push_rfc3339(scratch, collected_at);
-        let stamp = scratch.len();
-        write_fields(scratch, fields, &declared);
+        let line = &mut self.line;
+        line.clear();
+        push_rfc3339(line, collected_at);
+        let stamp = line.len();
+        write_fields(line, fields, &declared, &self.kept);
         Ok(sink(GatedLine {
             purpose: &purpose.id,
             clause,
             clause_version,
             clause_sha256,
-            collected_at: &scratch[..stamp],
-            fields_json: &scratch[stamp..],
+            collected_at: &line[..stamp],
+            fields_json: &line[stamp..],
         }))
+    }
+
+    /// `draft`'s purpose, whether it is plain, and its fields'
+    /// declarations: the last plan's, or a new plan's (and nothing kept
+    /// from the last).
+    #[allow(clippy::type_complexity)]
+    fn plan(
+        &mut self,
+        draft: &Draft<'_>,
+    ) -> Result<(&'g Purpose, bool, [Option<&'g Field>; MAX_FIELDS]), Refusal> {
+        if !self.plan.as_ref().is_some_and(|plan| plan.fits(draft)) {
+            self.plan = None;
+            self.kept.iter_mut().for_each(|kept| kept.held = false);
+            let purpose = self
+                .gate
+                .catalogue
+                .purpose(draft.purpose())
+                .ok_or_else(|| CheckError::UnknownPurpose(draft.purpose().to_owned()))?;
+            self.plan = Some(Plan::new(purpose, draft));
+        }
+        let plan = self.plan.as_ref().expect("planned");
+        Ok((plan.purpose, plan.plain, plan.declared))
     }
 }
 
+impl<'g> Plan<'g> {
+    fn new(purpose: &'g Purpose, draft: &Draft<'_>) -> Self {
+        let mut plan = Plan {
+            purpose_name: draft.purpose(),
+            names: [""; MAX_FIELDS],
+            len: draft.fields().len(),
+            purpose,
+            plain: purpose.plain(),
+            declared: [None; MAX_FIELDS],
+        };
+        for (i, (name, _)) in draft.fields().iter().enumerate() {
+            plan.names[i] = name;
+            plan.declared[i] = purpose.field(name);
+        }
+        plan
+    }
+
+    /// Whether `draft` has this plan's purpose and names, told apart by
+    /// address (the same address and length: the same text).
+    fn fits(&self, draft: &Draft<'_>) -> bool {
+        let same = |a: &str, b: &str| a.len() == b.len() && std::ptr::eq(a.as_ptr(), b.as_ptr());
+        let fields = draft.fields();
+        same(self.purpose_name, draft.purpose())
+            && fields.len() == self.len
+            && fields
+                .iter()
+                .zip(&self.names)
+                .all(|((name, _), planned)| same(name, planned))
+    }
+}
+
+impl Kept {
+    fn holds(&self, text: &str) -> bool {
+        self.held && self.text == text
+    }
+
+    /// Keeps `text`, just admitted as field `name`'s value, and its JSON
+    /// (unless it is too long to keep).
+    fn keep(&mut self, name: &str, text: &str) {
+        self.held = text.len() <= KEPT_TEXT_MAX;
+        if self.held {
+            text.clone_into(&mut self.text);
+            self.json.clear();
+            push_member(&mut self.json, name);
+            push_json_string(&mut self.json, text);
+        }
+    }
+}
+
+/// A draft value's text, if it is one.
+fn text_of<'v>(value: &'v Value<'_>) -> Option<&'v str> {
+    match value {
+        Value::Text(text) => Some(text),
+        Value::Shared(text) => Some(text),
+        Value::Integer(_) => None,
+    }
+}
+
+/// `"name":`. A draft's names are plain identifiers (`Draft::push`),
+/// written as they are.
+fn push_member(out: &mut String, name: &str) {
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":");
+}
+
 /// The declared `fields` as a JSON object, as serde writes the record's
-/// map of them: in name order, no spaces. A draft's names are plain
-/// identifiers (`Draft::push`), written as they are.
-fn write_fields(out: &mut String, fields: &[(&str, Value<'_>)], declared: &[Option<&Field>]) {
+/// map of them: in name order, no spaces. A text `kept` holds is written
+/// as it was.
+fn write_fields(
+    out: &mut String,
+    fields: &[(&str, Value<'_>)],
+    declared: &[Option<&Field>],
+    kept: &[Kept],
+) {
     out.push('{');
     let mut first = true;
-    for ((name, value), _) in fields
+    for (((name, value), _), kept) in fields
         .iter()
         .zip(declared)
-        .filter(|(_, field)| field.is_some())
+        .zip(kept)
+        .filter(|((_, field), _)| field.is_some())
     {
-        out.push_str(if first { "\"" } else { ",\"" });
+        if !first {
+            out.push(',');
+        }
         first = false;
-        out.push_str(name);
-        out.push_str("\":");
         match value {
-            Value::Text(text) => push_json_string(out, text),
-            Value::Shared(text) => push_json_string(out, text),
-            Value::Integer(n) => out.push_str(itoa::Buffer::new().format(*n)),
+            Value::Integer(n) => {
+                push_member(out, name);
+                out.push_str(itoa::Buffer::new().format(*n));
+            }
+            Value::Text(_) | Value::Shared(_) => {
+                let text = text_of(value).unwrap_or_default();
+                if kept.holds(text) {
+                    out.push_str(&kept.json);
+                } else {
+                    push_member(out, name);
+                    push_json_string(out, text);
+                }
+            }
         }
     }
     out.push('}');

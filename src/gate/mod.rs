@@ -38,7 +38,7 @@ use crate::record::{FieldValue, Record};
 mod direct;
 mod ldp;
 
-pub use direct::GatedLine;
+pub use direct::{Drafts, GatedLine};
 
 use ldp::Randomised;
 pub use ldp::{PRIVACY_BUDGET, Spent};
@@ -377,7 +377,7 @@ impl Gate {
 
 /// The clause, version and digest of `decision` when it allows `purpose`;
 /// otherwise why the record is not allowed (`Gate::admit` and
-/// `Gate::admit_draft` alike).
+/// `Drafts::admit` alike).
 fn allowed<'d>(
     purpose: &Purpose,
     decision: Option<&'d Decision>,

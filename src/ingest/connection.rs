@@ -17,7 +17,7 @@ use crate::catalogue::ActivationMethod;
 use crate::collect::installation_errors;
 use crate::collect::ksn::{self, KsnDelta};
 use crate::consent::Registry;
-use crate::gate::Refusal;
+use crate::gate::{Drafts, Refusal};
 use crate::record::Record;
 use crate::store::{self, WriterError};
 
@@ -59,7 +59,7 @@ struct Pending {
 }
 
 /// Where the reader is in the byte stream.
-struct Framing {
+struct Framing<'g> {
     buffer: Vec<u8>,
     next_line: u64,
     /// Inside a line longer than [`MAX_LINE_BYTES`]: skip to its newline.
@@ -67,9 +67,9 @@ struct Framing {
     /// The last chunk ended at an activation line: the buffer may hold
     /// complete lines still, to be parsed before anything is read.
     resume: bool,
-    /// Where the gate writes each installer task's line (kept, so that
-    /// its allocation is made once).
-    scratch: String,
+    /// The gate, for installer tasks (what they repeat is kept from one
+    /// to the next).
+    drafts: Drafts<'g>,
 }
 
 pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::Result<()> {
@@ -81,7 +81,7 @@ pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::
         next_line: 1,
         skipping: false,
         resume: false,
-        scratch: String::new(),
+        drafts: ingest.gate.drafts(),
     };
     let mut eof = false;
     // A read error ends the connection only once the acknowledger has
@@ -119,7 +119,7 @@ pub(super) async fn handle(stream: UnixStream, ingest: Arc<Ingest>) -> std::io::
     }
 }
 
-impl Framing {
+impl Framing<'_> {
     /// Parses every complete line in the buffer (and, at end of stream, the
     /// unterminated last one) into a chunk, keeping any partial line; or
     /// the lines up to the first that reports an activation, keeping the
@@ -209,12 +209,9 @@ impl Framing {
                 let country = installation_errors::country(context);
                 let draft = task.draft(context, country.as_deref());
                 let records = &mut chunk.records;
-                let admitted =
-                    ingest
-                        .gate
-                        .admit_draft(&draft, SystemTime::now(), &mut self.scratch, |line| {
-                            records.push(line)
-                        });
+                let admitted = self
+                    .drafts
+                    .admit(&draft, SystemTime::now(), |line| records.push(line));
                 chunk.file(ingest, number, admitted);
             }
         }

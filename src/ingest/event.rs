@@ -48,7 +48,7 @@ pub enum Outcome<'l> {
     Record(Record),
     /// An installer's task, its text borrowed from the line: the gate
     /// writes its record straight to its line (`InstallTask::draft`,
-    /// `Gate::admit_draft`).
+    /// `gate::Drafts`).
     Install(InstallTask<'l>),
     /// Folded into the caller's KSN delta already.
     Aggregated,

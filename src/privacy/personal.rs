@@ -153,20 +153,22 @@ pub fn find(text: &str, allowed: Kinds, reading: Reading) -> Option<Kind> {
 
 /// The kinds `text` could hold at all, from one pass over its bytes: each
 /// needs a byte the others may do without (`@` an e-mail address, a slash
-/// or `~` a path, a dot or two colons an IP address, a separator a MAC
-/// address, nine digits a long number). Most values (versions, names,
-/// codes) rule out all but one or two, whose full reading is skipped.
+/// or `~` a path, a dot or two colons an IP address, nine digits a long
+/// number), and a MAC address twelve hex digits and five `:` or five `-`
+/// or two `.` between them. Most values (versions, names, codes) rule out
+/// all but one or two, whose full reading is skipped.
 fn possible(bytes: &[u8]) -> Kinds {
-    let (mut at, mut path, mut dot, mut dash) = (false, false, false, false);
-    let (mut colons, mut digits) = (0usize, 0usize);
+    let (mut at, mut path) = (false, false);
+    let (mut dots, mut dashes, mut colons, mut digits, mut hex) = (0usize, 0usize, 0usize, 0, 0);
     for &byte in bytes {
         match byte {
             b'@' => at = true,
             b'/' | b'\\' | b'~' => path = true,
-            b'.' => dot = true,
-            b'-' => dash = true,
+            b'.' => dots += 1,
+            b'-' => dashes += 1,
             b':' => colons += 1,
             b'0'..=b'9' => digits += 1,
+            b'a'..=b'f' | b'A'..=b'F' => hex += 1,
             _ => {}
         }
     }
@@ -174,8 +176,11 @@ fn possible(bytes: &[u8]) -> Kinds {
     for (kind, may) in [
         (Kind::EmailAddress, at),
         (Kind::HomePath, path),
-        (Kind::IpAddress, (dot && digits > 0) || colons >= 2),
-        (Kind::MacAddress, dot || dash || colons > 0),
+        (Kind::IpAddress, (dots > 0 && digits > 0) || colons >= 2),
+        (
+            Kind::MacAddress,
+            digits + hex >= 12 && (colons >= 5 || dashes >= 5 || dots >= 2),
+        ),
         (Kind::LongNumber, digits >= LONG_NUMBER_DIGITS),
     ] {
         if may {

@@ -1,6 +1,6 @@
 //! A draft: a built-in collector's record as borrowed values in field-name
 //! order, for the gate to write straight to its stored line
-//! (`Gate::admit_draft`) with no map of owned names and values. The same
+//! (`gate::Drafts`) with no map of owned names and values. The same
 //! draft becomes a [`Record`] ([`Draft::record`]) for a purpose the
 //! general path must take (a transform, randomisation, a budget, an
 //! erasure key), so both paths start from the same fields.

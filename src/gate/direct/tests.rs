@@ -1,5 +1,5 @@
 //! The direct path is held to the general one: for any installer task, in
-//! any edition, under any catalogue, `admit_draft` answers what `admit`
+//! any edition, under any catalogue, `Drafts::admit` answers what `admit`
 //! answers for the record the draft makes, and writes the same line.
 
 use std::borrow::Cow;
@@ -48,8 +48,7 @@ fn general(gate: &Gate, task: &InstallTask, context: &CollectContext, at: System
 fn direct(gate: &Gate, task: &InstallTask, context: &CollectContext, at: SystemTime) -> Answer {
     let country = installation_errors::country(context);
     let draft = task.draft(context, country.as_deref());
-    let mut scratch = String::from("left over from the last call");
-    gate.admit_draft(&draft, at, &mut scratch, parts)
+    gate.drafts().admit(&draft, at, parts)
 }
 
 fn parts(line: GatedLine<'_>) -> (String, String, u32, String, String, String) {
@@ -218,8 +217,115 @@ fn another_catalogue_s_declarations_are_followed_or_the_general_path_is_taken() 
     );
 }
 
+/// A long text is judged each time, never kept: refused the second time
+/// in a catalogue that refuses it, as the first.
+#[test]
+fn what_one_draft_repeats_of_the_last_is_admitted_as_the_last_was() {
+    let context = context(Region::Global);
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let (a, b) = (
+        gate(Catalogue::embedded(), Region::Global, true),
+        gate(Catalogue::embedded(), Region::Global, true),
+    );
+    let mut drafts = b.drafts();
+    let mut through = |task: &InstallTask| {
+        let general = general(&a, task, &context, at);
+        let country = installation_errors::country(&context);
+        let direct = drafts.admit(&task.draft(&context, country.as_deref()), at, parts);
+        assert_eq!(direct, general, "{task:?}");
+        assert_eq!(b.refused(), a.refused());
+        direct
+    };
+    assert!(through(&task(Some("disk_full"), Some("spring-2026"))).is_ok());
+    // The same texts again, then others, then a refused one in a field
+    // that admitted another: refused, and counted, each time.
+    assert!(through(&task(Some("disk_full"), Some("spring-2026"))).is_ok());
+    assert!(through(&task(Some("io"), None)).is_ok());
+    for _ in 0..2 {
+        assert!(through(&task(Some("alice@example.com"), Some("spring-2026"))).is_err());
+    }
+    assert!(through(&task(Some("io"), Some("spring-2026"))).is_ok());
+    assert_eq!(b.refused()["installation_errors"].values().sum::<u64>(), 2);
+    // A regional edition's draft (another purpose, other names) through
+    // the same way: its fourth field is `task_status`, the global one's
+    // was `os_type`, which admitted "linux"; as a task's status that text
+    // is not listed.
+    let uk = self::context(Region::Uk);
+    let mut task_uk = task(Some("io"), None);
+    task_uk.status = "linux".into();
+    let country = installation_errors::country(&uk);
+    let direct = drafts.admit(&task_uk.draft(&uk, country.as_deref()), at, parts);
+    assert!(
+        matches!(&direct, Err(Refusal::Check(CheckError::OutOfShape { field, .. })) if field == "task_status"),
+        "{direct:?}"
+    );
+    assert_eq!(direct, general(&a, &task_uk, &uk, at));
+    // Another edition's drafts through the same way to another gate.
+    let eu = self::context(Region::Eu);
+    let (c, d) = (
+        gate(Catalogue::embedded(), Region::Eu, true),
+        gate(Catalogue::embedded(), Region::Eu, true),
+    );
+    let mut drafts = d.drafts();
+    for task in [task(Some("io"), None), task(Some("io"), Some("x"))] {
+        let country = installation_errors::country(&eu);
+        let direct = drafts.admit(&task.draft(&eu, country.as_deref()), at, parts);
+        assert_eq!(direct, self::general(&c, &task, &eu, at));
+    }
+}
+
+/// A field's text, from a small pool so that drafts repeat each other's
+/// values (and the global edition's facts: "ksec" is its product), and
+/// now and then one that is refused or must be escaped.
+fn pooled_text() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(prop_oneof![
+        6 => proptest::sample::select(vec!["io", "disk_full", "spring-2026", "a\"b", "ksec"])
+            .prop_map(str::to_owned),
+        1 => "[a-z]+@[a-z]+\\.com|[a-z_-]{0,140}|\\PC{0,8}",
+    ])
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A run of tasks through one `Drafts`, whose values repeat or not,
+    /// and whose edition changes: each the same line or the same refusal
+    /// as the general path's, with the same counts.
+    #[test]
+    fn a_run_of_tasks_through_one_way_takes_the_general_path_s_answers(
+        tasks in proptest::collection::vec(
+            (
+                pooled_text(),
+                pooled_text(),
+                proptest::sample::select(vec!["failed", "succeeded", "linux"]),
+                0..3usize,
+            ),
+            1..24,
+        ),
+    ) {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        let (a, b) = (
+            gate(Catalogue::embedded(), Region::Global, true),
+            gate(Catalogue::embedded(), Region::Global, true),
+        );
+        let contexts = [context(Region::Global), context(Region::Global), context(Region::Uk)];
+        let mut drafts = b.drafts();
+        for (error_type, campaign, status, which) in tasks {
+            let task = InstallTask {
+                task: "upgrade".into(),
+                status: status.into(),
+                error_type: error_type.map(Cow::Owned),
+                error_code: Some(1603),
+                duration_ms: Some(12),
+                campaign_id: campaign.map(Cow::Owned),
+            };
+            let context = &contexts[which];
+            let country = installation_errors::country(context);
+            let direct = drafts.admit(&task.draft(context, country.as_deref()), at, parts);
+            prop_assert_eq!(direct, general(&a, &task, context, at));
+            prop_assert_eq!(b.refused(), a.refused());
+        }
+    }
 
     /// Any text a component may send in a task's free fields, in any
     /// edition: the same line or the same refusal.

@@ -180,4 +180,25 @@ proptest::proptest! {
         let full = Kind::ALL.into_iter().find(|kind| kind.found_in(&text, reading));
         proptest::prop_assert_eq!(find(&text, Kinds::NONE, reading), full);
     }
+
+    /// Texts made of hex groups of one width joined by one separator,
+    /// where MAC addresses (and near misses) are common: the filter hides
+    /// none.
+    #[test]
+    fn the_filter_never_hides_a_mac_address(
+        hex in "[0-9a-fA-F]{40}",
+        width in proptest::sample::select(vec![2, 2, 2, 4, 4, 3]),
+        count in proptest::sample::select(vec![3, 5, 6, 6, 7, 8, 8, 9]),
+        broken in proptest::option::of(0..9usize),
+        sep in proptest::sample::select(vec![":", "-", ".", " ", ""]),
+        around in proptest::sample::select(vec![("", ""), ("id=", ";"), ("x", "")]),
+    ) {
+        let mut groups: Vec<&str> = (0..count).map(|i| &hex[i * width..(i + 1) * width]).collect();
+        if let Some(slot) = broken.and_then(|i| groups.get_mut(i)) {
+            *slot = "g";
+        }
+        let text = format!("{}{}{}", around.0, groups.join(sep), around.1);
+        let full = Kind::ALL.into_iter().find(|kind| kind.found_in(&text, Reading::Text));
+        proptest::prop_assert_eq!(find(&text, Kinds::NONE, Reading::Text), full);
+    }
 }

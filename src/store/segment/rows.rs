@@ -85,7 +85,10 @@ impl Filling {
                     clause: line.clause().to_owned(),
                     clause_version: line.clause_version(),
                     clause_sha256: line.clause_sha256().to_owned(),
-                    lines: String::with_capacity(4096),
+                    // Room for a full segment's lines and the one more
+                    // that most often ends it: grown, it would be copied
+                    // two or three times, and end twice that size.
+                    lines: String::with_capacity(MAX_SEGMENT_BYTES + 1024),
                     records: 0,
                     size: 0,
                     oldest: line.collected_at().to_owned(),
