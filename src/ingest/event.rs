@@ -116,15 +116,15 @@ fn may_be_install_task(text: &[u8]) -> bool {
 struct InstallLine<'a> {
     #[serde(borrow)]
     kind: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     task: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     status: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     error_type: Option<Cow<'a, str>>,
     error_code: Option<i64>,
     duration_ms: Option<i64>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     campaign_id: Option<Cow<'a, str>>,
 }
 
@@ -133,42 +133,42 @@ struct InstallLine<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Line<'a> {
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     task_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     method: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     code: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     locale: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     license_edition: Option<Cow<'a, str>>,
     license_units_total: Option<i64>,
     license_units_used: Option<i64>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     svm_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     task: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     status: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     error_type: Option<Cow<'a, str>>,
     error_code: Option<i64>,
     duration_ms: Option<i64>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     campaign_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     object: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     verdict: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     trust_reason: Option<Cow<'a, str>>,
     ok: Option<bool>,
     bytes_sent: Option<i64>,
     bytes_received: Option<i64>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text::optional")]
     purpose: Option<Cow<'a, str>>,
     #[serde(borrow)]
     fields: Option<&'a RawValue>,
@@ -544,6 +544,8 @@ fn invalid(name: &str, value: &str, expected: &str) -> LineError {
         ),
     )
 }
+
+mod text;
 
 #[cfg(test)]
 mod tests;
