@@ -355,6 +355,17 @@ pub(crate) fn test_context(license_id: Option<&str>) -> CollectContext {
 }
 
 #[cfg(test)]
+impl CollectContext {
+    /// This context on another edition of the OS (its shared facts made
+    /// again).
+    pub(crate) fn with_os_edition(mut self, edition: &str) -> Self {
+        self.os.os_edition = Some(edition.into());
+        self.shared = SharedFacts::of(&self.product, &self.os);
+        self
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -16,11 +16,13 @@
 //! What comes out is a [`GatedLine`]: like a `GatedRecord`, only the gate
 //! makes one, so the store is handed nothing ungated.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{Gate, GatedRecord, Refusal, allowed};
 use crate::catalogue::{CheckError, Field, Purpose};
 use crate::clock::push_rfc3339;
+use crate::record::Text;
 use crate::record::draft::{Draft, MAX_FIELDS, Value};
 use crate::record::line::push_json_string;
 
@@ -128,6 +130,9 @@ struct Plan<'g> {
 struct Kept {
     held: bool,
     text: String,
+    /// The text's shared value, when it was one: the same value again is
+    /// told by its address (held here, so that no other text can take it).
+    shared: Option<Arc<str>>,
     json: String,
 }
 
@@ -166,20 +171,24 @@ impl<'g> Drafts<'g> {
                 purpose.typed_draft_value(name, field, value)?;
             }
         }
-        for (((name, value), field), kept) in fields.iter().zip(&declared).zip(&mut self.kept) {
-            let (Some(field), Some(text)) = (field, text_of(value)) else {
-                continue;
-            };
-            if kept.holds(text) {
+        // The fields whose kept JSON is this draft's value.
+        let mut as_kept = [false; MAX_FIELDS];
+        let judged = fields.iter().zip(&declared).zip(&mut self.kept);
+        for ((((name, value), field), kept), as_kept) in judged.zip(&mut as_kept) {
+            let Some(field) = field else { continue };
+            if matches!(value, Value::Integer(_)) {
                 continue;
             }
-            purpose
-                .judge_draft_value(name, field, value)
-                .map_err(|err| {
-                    gate.count_refusal(&purpose.id, err.code());
-                    Refusal::from(err)
-                })?;
-            kept.keep(name, text);
+            if !kept.holds(value) {
+                purpose
+                    .judge_draft_value(name, field, value)
+                    .map_err(|err| {
+                        gate.count_refusal(&purpose.id, err.code());
+                        Refusal::from(err)
+                    })?;
+                kept.keep(name, value);
+            }
+            *as_kept = kept.held;
         }
         let registry = gate.decisions.load();
         let (clause, clause_version, clause_sha256) =
@@ -188,7 +197,7 @@ impl<'g> Drafts<'g> {
         line.clear();
         push_rfc3339(line, collected_at);
         let stamp = line.len();
-        write_fields(line, fields, &declared, &self.kept);
+        write_fields(line, fields, &declared, &self.kept, &as_kept);
         Ok(sink(GatedLine {
             purpose: &purpose.id,
             clause,
@@ -254,16 +263,30 @@ impl<'g> Plan<'g> {
 }
 
 impl Kept {
-    fn holds(&self, text: &str) -> bool {
-        self.held && self.text == text
+    /// Whether `value` is the text kept.
+    fn holds(&self, value: &Value<'_>) -> bool {
+        self.held
+            && match value {
+                Value::Shared(Text::Shared(shared))
+                    if self.shared.as_ref().is_some_and(|s| Arc::ptr_eq(s, shared)) =>
+                {
+                    true
+                }
+                _ => text_of(value).is_some_and(|text| self.text == text),
+            }
     }
 
-    /// Keeps `text`, just admitted as field `name`'s value, and its JSON
+    /// Keeps `value`, just admitted as field `name`'s, and its JSON
     /// (unless it is too long to keep).
-    fn keep(&mut self, name: &str, text: &str) {
+    fn keep(&mut self, name: &str, value: &Value<'_>) {
+        let text = text_of(value).unwrap_or_default();
         self.held = text.len() <= KEPT_TEXT_MAX;
+        self.shared = None;
         if self.held {
             text.clone_into(&mut self.text);
+            if let Value::Shared(Text::Shared(shared)) = value {
+                self.shared = Some(Arc::clone(shared));
+            }
             self.json.clear();
             push_member(&mut self.json, name);
             push_json_string(&mut self.json, text);
@@ -289,40 +312,36 @@ fn push_member(out: &mut String, name: &str) {
 }
 
 /// The declared `fields` as a JSON object, as serde writes the record's
-/// map of them: in name order, no spaces. A text `kept` holds is written
-/// as it was.
+/// map of them: in name order, no spaces. The value of a field marked
+/// `as_kept` is the one its `kept` holds, written as it was.
 fn write_fields(
     out: &mut String,
     fields: &[(&str, Value<'_>)],
     declared: &[Option<&Field>],
     kept: &[Kept],
+    as_kept: &[bool],
 ) {
     out.push('{');
     let mut first = true;
-    for (((name, value), _), kept) in fields
+    for (((name, value), _), (kept, as_kept)) in fields
         .iter()
         .zip(declared)
-        .zip(kept)
+        .zip(kept.iter().zip(as_kept))
         .filter(|((_, field), _)| field.is_some())
     {
         if !first {
             out.push(',');
         }
         first = false;
+        if *as_kept {
+            out.push_str(&kept.json);
+            continue;
+        }
+        push_member(out, name);
         match value {
-            Value::Integer(n) => {
-                push_member(out, name);
-                out.push_str(itoa::Buffer::new().format(*n));
-            }
-            Value::Text(_) | Value::Shared(_) => {
-                let text = text_of(value).unwrap_or_default();
-                if kept.holds(text) {
-                    out.push_str(&kept.json);
-                } else {
-                    push_member(out, name);
-                    push_json_string(out, text);
-                }
-            }
+            Value::Integer(n) => out.push_str(itoa::Buffer::new().format(*n)),
+            Value::Text(text) => push_json_string(out, text),
+            Value::Shared(text) => push_json_string(out, text),
         }
     }
     out.push('}');

@@ -308,7 +308,11 @@ proptest! {
             gate(Catalogue::embedded(), Region::Global, true),
             gate(Catalogue::embedded(), Region::Global, true),
         );
-        let contexts = [context(Region::Global), context(Region::Global), context(Region::Uk)];
+        let contexts = [
+            context(Region::Global),
+            context(Region::Global).with_os_edition("Ubuntu 24.04"),
+            context(Region::Uk),
+        ];
         let mut drafts = b.drafts();
         for (error_type, campaign, status, which) in tasks {
             let task = InstallTask {
