@@ -317,8 +317,10 @@ fn read_batch(connection: &Connection, id: Uuid) -> Result<(Batch, Vec<Unreadabl
         let mut intact = false;
         let read = (|| {
             let head: Option<i64> = row.get(6)?;
-            let segment::Stored(lines) = row.get(5)?;
-            intact = row.get::<_, Option<i64>>(7)? == Some(segment::crc(&lines));
+            let segment::Checked { lines, crc } = row.get(5)?;
+            // Checked against its head's CRC-32 when unpacked already.
+            let crc = crc.map_or_else(|| segment::crc(&lines), i64::from);
+            intact = row.get::<_, Option<i64>>(7)? == Some(crc);
             Ok::<_, rusqlite::Error>(Segment {
                 purpose: row.get(1)?,
                 clause: row.get(2)?,

@@ -53,17 +53,19 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// `lines` as they are stored: packed when that is smaller, else the text.
-pub(in crate::store) fn pack(lines: &str) -> ToSqlOutput<'_> {
-    match frame(lines) {
+/// `lines`, whose CRC-32 is `crc` (`segment::crc`, computed once for the
+/// row and its head), as they are stored: packed when that is smaller,
+/// else the text.
+pub(in crate::store) fn pack(lines: &str, crc: u32) -> ToSqlOutput<'_> {
+    match frame(lines, crc) {
         Some(frame) => ToSqlOutput::Owned(Value::Blob(frame)),
         None => ToSqlOutput::Borrowed(ValueRef::Text(lines.as_bytes())),
     }
 }
 
 /// [`pack`], keeping what it makes (a segment built before its insert).
-pub(in crate::store) fn packed(lines: String) -> Packed {
-    match frame(&lines) {
+pub(in crate::store) fn packed(lines: String, crc: u32) -> Packed {
+    match frame(&lines, crc) {
         Some(frame) => Packed::Frame(frame),
         None => Packed::Text(lines),
     }
@@ -86,13 +88,14 @@ impl ToSql for Packed {
 }
 
 /// `lines` packed (the head, then one LZ4 block), when that is smaller.
-fn frame(lines: &str) -> Option<Vec<u8>> {
+fn frame(lines: &str, crc: u32) -> Option<Vec<u8>> {
     let text = lines.as_bytes();
     let length = u32::try_from(text.len()).ok()?;
     let mut out = vec![0; LZ4_HEAD + lz4_flex::block::get_maximum_output_size(text.len())];
     out[..4].copy_from_slice(LZ4_TAG);
     out[4..8].copy_from_slice(&length.to_le_bytes());
-    out[8..12].copy_from_slice(&crc32fast::hash(text).to_le_bytes());
+    debug_assert_eq!(crc, crc32fast::hash(text), "the CRC-32 of the lines");
+    out[8..12].copy_from_slice(&crc.to_le_bytes());
     let packed = lz4_flex::block::compress_into(text, &mut out[LZ4_HEAD..]).ok()?;
     out.truncate(LZ4_HEAD + packed);
     (out.len() < text.len()).then_some(out)
@@ -105,31 +108,50 @@ pub(in crate::store) struct Stored(pub String);
 
 impl FromSql for Stored {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        Checked::column_result(value).map(|checked| Stored(checked.lines))
+    }
+}
+
+/// A segment's lines read from their column, with the CRC-32 they were
+/// checked against when they were packed with one (an LZ4 block's head):
+/// the claim compares it with the row's `crc` rather than reading the
+/// lines for it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(in crate::store) struct Checked {
+    pub lines: String,
+    pub crc: Option<u32>,
+}
+
+impl FromSql for Checked {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
         match value {
             ValueRef::Text(text) => std::str::from_utf8(text)
-                .map(|text| Stored(text.to_owned()))
+                .map(|text| Checked {
+                    lines: text.to_owned(),
+                    crc: None,
+                })
                 .map_err(|err| FromSqlError::Other(Box::new(err))),
-            ValueRef::Blob(frame) => unpack(frame)
-                .map(Stored)
-                .map_err(|why| FromSqlError::Other(why.into())),
+            ValueRef::Blob(frame) => unpack(frame).map_err(|why| FromSqlError::Other(why.into())),
             _ => Err(FromSqlError::InvalidType),
         }
     }
 }
 
 /// The text a stored frame holds, or why it cannot be read.
-fn unpack(frame: &[u8]) -> Result<String, String> {
-    let text = match frame.get(..4) {
-        Some(tag) if tag == LZ4_TAG => unpack_lz4(frame)?,
-        Some(magic) if magic == ZSTD_MAGIC => unpack_zstd(frame)?,
+fn unpack(frame: &[u8]) -> Result<Checked, String> {
+    let (text, crc) = match frame.get(..4) {
+        Some(tag) if tag == LZ4_TAG => unpack_lz4(frame).map(|(text, crc)| (text, Some(crc)))?,
+        Some(magic) if magic == ZSTD_MAGIC => (unpack_zstd(frame)?, None),
         _ => return Err("stored segment is neither an LZ4 block nor a zstd frame".into()),
     };
-    String::from_utf8(text).map_err(|err| format!("stored segment is not UTF-8: {err}"))
+    let lines =
+        String::from_utf8(text).map_err(|err| format!("stored segment is not UTF-8: {err}"))?;
+    Ok(Checked { lines, crc })
 }
 
 /// The text of a segment packed as an LZ4 block, checked against the
-/// length and CRC-32 its head gives.
-fn unpack_lz4(frame: &[u8]) -> Result<Vec<u8>, String> {
+/// length and CRC-32 its head gives, and that CRC-32.
+fn unpack_lz4(frame: &[u8]) -> Result<(Vec<u8>, u32), String> {
     let head = |at: usize| {
         frame
             .get(at..at + 4)
@@ -151,7 +173,7 @@ fn unpack_lz4(frame: &[u8]) -> Result<Vec<u8>, String> {
     if crc32fast::hash(&text) != crc {
         return Err("stored segment fails its checksum".into());
     }
-    Ok(text)
+    Ok((text, crc))
 }
 
 /// The text of a segment packed as a zstd frame (before LZ4), checked by
@@ -191,8 +213,11 @@ mod tests {
     fn round_trip(lines: &str) -> (String, Stored) {
         let c = Connection::open_in_memory().unwrap();
         c.execute("CREATE TABLE t (lines)", []).unwrap();
-        c.execute("INSERT INTO t VALUES (?1)", [pack(lines)])
-            .unwrap();
+        c.execute(
+            "INSERT INTO t VALUES (?1)",
+            [pack(lines, crc32fast::hash(lines.as_bytes()))],
+        )
+        .unwrap();
         c.query_row("SELECT typeof(lines), lines FROM t", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
@@ -208,7 +233,11 @@ mod tests {
         assert_eq!(read.0, lines);
         let c = Connection::open_in_memory().unwrap();
         let stored: i64 = c
-            .query_row("SELECT length(?1)", [pack(&lines)], |r| r.get(0))
+            .query_row(
+                "SELECT length(?1)",
+                [pack(&lines, crc32fast::hash(lines.as_bytes()))],
+                |r| r.get(0),
+            )
             .unwrap();
         assert!(
             stored as usize * 10 < lines.len(),
@@ -235,7 +264,8 @@ mod tests {
         let old = compressor.compress(lines.as_bytes()).unwrap();
         let read = Stored::column_result(ValueRef::Blob(&old)).unwrap();
         assert_eq!(read.0, lines);
-        let ToSqlOutput::Owned(Value::Blob(new)) = pack(&lines) else {
+        let ToSqlOutput::Owned(Value::Blob(new)) = pack(&lines, crc32fast::hash(lines.as_bytes()))
+        else {
             panic!("not packed");
         };
         assert_eq!(&new[..4], LZ4_TAG, "new segments are LZ4 blocks");
@@ -252,7 +282,9 @@ mod tests {
     #[test]
     fn a_frame_that_is_damaged_or_lies_about_its_size_is_refused() {
         let lines = vec!["{\"collected_at\":\"t\",\"fields\":{}}"; 100].join("\n");
-        let ToSqlOutput::Owned(Value::Blob(frame)) = pack(&lines) else {
+        let ToSqlOutput::Owned(Value::Blob(frame)) =
+            pack(&lines, crc32fast::hash(lines.as_bytes()))
+        else {
             panic!("not packed");
         };
         let mut cut = frame.clone();

@@ -26,7 +26,7 @@ use crate::gate::GatedRecord;
 
 mod at_rest;
 mod rows;
-pub(super) use at_rest::Stored;
+pub(super) use at_rest::{Checked, Stored};
 pub use rows::{Filling, Segments};
 
 /// A segment takes no more records once its lines reach this size: a
@@ -160,6 +160,7 @@ pub(super) fn trim(
             .prepare_cached("DELETE FROM queue WHERE id = ?1")?
             .execute(params![rowid])?;
     } else {
+        let kept_crc = crc32(&kept);
         connection
             .prepare_cached(
                 "UPDATE queue SET lines = ?2, records = ?3, size = ?4,
@@ -167,11 +168,11 @@ pub(super) fn trim(
             )?
             .execute(params![
                 rowid,
-                at_rest::pack(&kept),
+                at_rest::pack(&kept, kept_crc),
                 records,
                 size as i64,
                 oldest,
-                crc(&kept)
+                i64::from(kept_crc)
             ])?;
     }
     Ok((removed, freed))
@@ -182,7 +183,13 @@ pub(super) fn trim(
 /// line, and need no reading again when claimed. A row without one, or
 /// whose lines no longer match it, has each line read.
 pub(super) fn crc(lines: &str) -> i64 {
-    i64::from(crc32fast::hash(lines.as_bytes()))
+    i64::from(crc32(lines))
+}
+
+/// [`crc`] as it is computed, for a caller that also packs the lines
+/// (`at_rest` heads a packed segment with the same CRC-32).
+pub(super) fn crc32(lines: &str) -> u32 {
+    crc32fast::hash(lines.as_bytes())
 }
 
 /// A row whose columns cannot be read as their types, as `None` (other

@@ -6,7 +6,7 @@
 use rusqlite::{Connection, params};
 
 use super::at_rest::{self, Packed};
-use super::{MAX_SEGMENT_BYTES, crc, push_line};
+use super::{MAX_SEGMENT_BYTES, crc32, push_line};
 use crate::gate::{GatedLine, GatedRecord};
 use crate::store::StoreError;
 
@@ -127,16 +127,19 @@ impl Filling {
         let rows = self
             .open
             .into_iter()
-            .map(|segment| Row {
-                crc: crc(&segment.lines),
-                lines: at_rest::packed(segment.lines),
-                purpose: segment.purpose,
-                clause: segment.clause,
-                clause_version: segment.clause_version,
-                clause_sha256: segment.clause_sha256,
-                oldest: segment.oldest,
-                records: segment.records,
-                size: segment.size,
+            .map(|segment| {
+                let crc = crc32(&segment.lines);
+                Row {
+                    crc: i64::from(crc),
+                    lines: at_rest::packed(segment.lines, crc),
+                    purpose: segment.purpose,
+                    clause: segment.clause,
+                    clause_version: segment.clause_version,
+                    clause_sha256: segment.clause_sha256,
+                    oldest: segment.oldest,
+                    records: segment.records,
+                    size: segment.size,
+                }
             })
             .collect();
         Segments { rows }
