@@ -21,8 +21,9 @@
 //! - wire bytes per event, and the wire size as a share of the JSON.
 //!
 //! With `--backlog` the receiver first answers 503 while every event is
-//! queued (and acknowledged) on disk, then 200: the drain is timed, and the
-//! peak RSS covers both phases.
+//! queued (and acknowledged) on disk, then 200, and a flush is asked for
+//! over the control socket: the drain is timed from there, and the peak
+//! RSS covers both phases.
 //!
 //! With `--verdicts N` the load is N `scan_verdict` events over
 //! `--objects M` distinct objects (default N), folded into the KSN
@@ -250,6 +251,16 @@ async fn consentry_run(lines: &str, events: u64, backlog: bool) -> anyhow::Resul
     if backlog {
         receiver.set_status(200);
         drain_started = Some(Instant::now());
+        // As an operator would: a flush starts the drain now, rather than
+        // when the uploader's wait after the last 503 runs out (up to
+        // `retry_max`, which the drain time would otherwise include).
+        let control = socket.with_file_name("control.sock");
+        tokio::spawn(async move {
+            let flush = consentry::control::Request::Flush;
+            if let Err(err) = consentry::control::request(&control, &flush).await {
+                eprintln!("flush: {err}");
+            }
+        });
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
