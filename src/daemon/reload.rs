@@ -210,7 +210,7 @@ mod tests {
         let base = crate::config::EMBEDDED_EXAMPLE;
         let old = config(base);
         assert!(restart_needed(&old, &config(base)).is_empty());
-        let live = base.replace("batch_max_records = 2000", "batch_max_records = 100");
+        let live = base.replace("batch_max_records = 4000", "batch_max_records = 100");
         assert!(restart_needed(&old, &config(&live)).is_empty());
         let moved = base.replace("ksn_window = \"1h\"", "ksn_window = \"2h\"");
         assert_eq!(restart_needed(&old, &config(&moved)), ["[collect]"]);

@@ -107,14 +107,16 @@ mod defaults {
     pub fn batch_max_delay() -> HumanDuration {
         HumanDuration(Duration::from_secs(60))
     }
-    /// 2,000: each batch's fixed costs (a synced commit to keep its
-    /// body, a round trip, its removal) are what bounds a drain, and
-    /// halving them per record took end-to-end events/s up by about a
-    /// fifth and the CPU per event down by a tenth against 1,000, at
-    /// 5.8 instead of 6.0 wire bytes an event (BENCHMARKS.md); a retry
-    /// still resends only about 12 KB of install tasks.
+    /// 4,000: each batch's fixed costs (a synced commit to keep its
+    /// body, a round trip, its removal) are what bounds a drain. Against
+    /// 2,000, once ingest was cheaper, 4,000 took end-to-end events/s up
+    /// by about a fifth and the CPU per event down by a tenth, for 2-4
+    /// MiB more peak RSS; 8,000 gained nothing more for 12 MiB more
+    /// (BENCHMARKS.md). A batch of install tasks is about 800 KB of JSON,
+    /// 23 KB on the wire (what a retry resends), well under
+    /// `batch_max_bytes`.
     pub fn batch_max_records() -> usize {
-        2000
+        4000
     }
     pub fn timeout() -> HumanDuration {
         HumanDuration(Duration::from_secs(30))

@@ -371,8 +371,9 @@ const SLOW: Duration = Duration::from_millis(1000);
 async fn a_revoke_during_a_slow_drain_answers_with_what_the_trail_records_as_purged() {
     let world = World::with_eula_answering(503).await;
     // A hanging request is not given up on during the test.
+    // Batches of 500, so that the drain takes several.
     let text = world
-        .config_text("")
+        .config_text("batch_max_records = 500")
         .replace("timeout = \"5s\"", "timeout = \"2m\"");
     world.write_config(&text);
     let mut daemon = world.spawn_daemon().await;
