@@ -4,6 +4,7 @@
 //! splits it or dead-letters its one record; and the numbers each attempt
 //! leaves in the audit trail.
 
+use super::pipeline::Prepared;
 use super::{Delivered, Uploader};
 use crate::store::{Batch, Durable};
 use crate::upload::UploadError;
@@ -15,11 +16,14 @@ use crate::upload::protocol::Body;
 impl<S: Durable> Uploader<S> {
     /// A 2xx: the batch leaves the queue (copied to the dead-letter table
     /// too when the receiver rejected part of it without saying which).
-    /// False when nothing more may go now.
+    /// False when nothing more may go now. With nothing rejected and no
+    /// wait asked, `next`'s body is kept in the commit that removes it
+    /// (`Uploader::remove_and_keep`).
     pub(super) async fn accepted(
         &mut self,
         batch: &Batch,
         accepted: Accepted,
+        next: &mut Option<Prepared>,
         summary: &mut UploadSummary,
     ) -> Result<bool, UploadError> {
         let count = batch.len() as u64;
@@ -40,16 +44,24 @@ impl<S: Durable> Uploader<S> {
                 ),
             )
         });
-        let completed = self
-            .writer
-            .complete_batch(
-                batch.id,
-                "uploaded",
-                detail.clone(),
-                Some(facts.clone()),
-                dead_letter.clone(),
-            )
-            .await;
+        let together = match (&dead_letter, self.not_before) {
+            (None, None) => self.remove_and_keep(batch, &detail, &facts, next).await,
+            _ => None,
+        };
+        let completed = match together {
+            Some(completed) => completed,
+            None => {
+                self.writer
+                    .complete_batch(
+                        batch.id,
+                        "uploaded",
+                        detail.clone(),
+                        Some(facts.clone()),
+                        dead_letter.clone(),
+                    )
+                    .await
+            }
+        };
         if let Err(err) = completed {
             let why = format!(
                 "batch {} was delivered but cannot be removed from the queue: {err}",

@@ -23,9 +23,8 @@ use super::schedule::{Pace, next_attempt};
 use super::send_lock::{ANOTHER_SENDER, SendLock};
 use super::transport::Answer;
 use super::{AgentIdentity, Transport, UploadConfig, otlp};
-use crate::clock::rfc3339;
 use crate::gate::Gate;
-use crate::store::{Batch, BatchLimits, Durable, SentBody, StoreError, Writer, WriterError};
+use crate::store::{Batch, BatchLimits, Durable, StoreError, Writer, WriterError};
 use answer::{Accepted, Numbers};
 use pipeline::{Ahead, Prepared};
 use uuid::Uuid;
@@ -242,7 +241,7 @@ impl<S: Durable> Uploader<S> {
         // The batch prepared while the one before it was on the wire.
         let mut ready: Option<Prepared> = None;
         loop {
-            let prepared = match ready.take() {
+            let mut prepared = match ready.take() {
                 Some(prepared) => prepared,
                 None => match self.prepare(None).await? {
                     Ahead::Batch(prepared) => prepared,
@@ -259,16 +258,21 @@ impl<S: Durable> Uploader<S> {
             };
             let purposes: Vec<String> = prepared.batch.purposes().into_keys().collect();
             // Registered first, then the last look at the consent: see
-            // `InFlight`.
-            let cancel = self.in_flight.start(purposes.clone());
+            // `InFlight`. A batch whose body was kept in the commit that
+            // removed the one before it was registered then, and is looked
+            // at again.
+            let registration = match prepared.registration.take() {
+                Some(registration) => registration,
+                None => self.in_flight.start(purposes.clone()),
+            };
             if purposes.iter().any(|p| !self.gate.is_allowed(p)) {
                 // Consent changed since the claim: claim again, under the
                 // decisions in force now, before anything of it can leave.
-                self.in_flight.finish();
                 continue;
             }
+            let cancel = registration.token().clone();
             let sent = self.send(prepared, cancel, &mut summary).await;
-            self.in_flight.finish();
+            drop(registration);
             let (go_on, ahead) = sent?;
             if !go_on {
                 self.let_go(ahead).await;
@@ -392,9 +396,10 @@ impl<S: Durable> Uploader<S> {
     }
 
     /// The body to send for `prepared`: the one kept from its first
-    /// attempt (a retry sends the same bytes under the same key), or its
-    /// new one (built again if the compression changed since), kept before
-    /// it leaves. `None`: its batch was released meanwhile (a purge), or it
+    /// attempt (a retry sends the same bytes under the same key; a body
+    /// kept in the commit that removed the batch before it is sent as
+    /// kept), or its new one (built again if the compression changed
+    /// since), kept before it leaves. `None`: its batch was released meanwhile (a purge), or it
     /// cannot be encoded now and went to the dead-letter table.
     async fn body(
         &mut self,
@@ -406,6 +411,7 @@ impl<S: Durable> Uploader<S> {
             body,
             kept,
             drops,
+            ..
         } = prepared;
         if *kept {
             return Ok(Some(body.clone()));
@@ -423,14 +429,7 @@ impl<S: Durable> Uploader<S> {
         };
         let still_claimed = self
             .writer
-            .keep_body(SentBody {
-                batch_id: batch.id.to_string(),
-                at: rfc3339(SystemTime::now()),
-                records: batch.len() as u64,
-                sha256: body.sha256.clone(),
-                bytes: body.bytes.clone(),
-                drops: drops.clone(),
-            })
+            .keep_body(pipeline::to_keep(batch, &body, drops))
             .await?;
         if !still_claimed {
             tracing::info!(batch = %batch.id, "a batch prepared ahead was released before it left; what is left of it is claimed afresh");
@@ -473,23 +472,31 @@ impl<S: Durable> Uploader<S> {
                 return Ok((true, None));
             }
         };
+        let (mut ahead, unprepared) = match ahead {
+            Ok(Ahead::Batch(prepared)) => (Some(prepared), None),
+            Ok(Ahead::DeadLettered(moved)) => {
+                summary.dead_lettered += moved;
+                (None, None)
+            }
+            Ok(Ahead::Empty | Ahead::Hold(_)) => (None, None),
+            Err(err) => (None, Some(err)),
+        };
         // The answer is applied first: a failure to prepare the next batch
         // (the store) does not leave a delivered batch queued.
         let go_on = self
-            .answered(&batch, body, numbers, answer, latency, summary)
+            .answered(
+                &batch,
+                body,
+                numbers,
+                (answer, latency),
+                &mut ahead,
+                summary,
+            )
             .await;
-        let ahead = match ahead {
-            Ok(Ahead::Batch(prepared)) => Some(prepared),
-            Ok(Ahead::DeadLettered(moved)) => {
-                summary.dead_lettered += moved;
-                None
-            }
-            Ok(Ahead::Empty | Ahead::Hold(_)) => None,
-            Err(err) => {
-                go_on?;
-                return Err(err);
-            }
-        };
+        if let Some(err) = unprepared {
+            go_on?;
+            return Err(err);
+        }
         match go_on {
             Ok(Next::Go) => Ok((true, ahead)),
             Ok(next) => {
@@ -505,15 +512,16 @@ impl<S: Durable> Uploader<S> {
         }
     }
 
-    /// Applies the receiver's `answer` to `batch` (sent as `body`), and
-    /// says what comes next.
+    /// Applies the receiver's `answer` (after `latency`) to `batch` (sent
+    /// as `body`), and says what comes next. A delivery may keep `next`'s
+    /// body in the commit that removes `batch` (`Uploader::accepted`).
     async fn answered(
         &mut self,
         batch: &Batch,
         body: Body,
         numbers: Numbers,
-        answer: Answer,
-        latency: Duration,
+        (answer, latency): (Answer, Duration),
+        next: &mut Option<Prepared>,
         summary: &mut UploadSummary,
     ) -> Result<Next, UploadError> {
         let id = batch.id.to_string();
@@ -540,7 +548,7 @@ impl<S: Durable> Uploader<S> {
                     detail,
                     facts,
                 };
-                let go_on = self.accepted(batch, accepted, summary).await?;
+                let go_on = self.accepted(batch, accepted, next, summary).await?;
                 Ok(if go_on { Next::Go } else { Next::Stop })
             }
             UploadResult::Refused { status, detail }

@@ -7,16 +7,24 @@
 //! leaves, and only while its batch is still claimed as it was when the
 //! body was built: a batch released unsent (a revoke's purge, a refusal of
 //! the one before it, a failed attempt) never shows in `history` as sent.
+//! When the batch before it was delivered, that is the moment its removal
+//! commits: both go in one commit ([`Uploader::remove_and_keep`]), once
+//! the next batch is registered in `InFlight` and its consent looked at,
+//! so the wait between two batches on the wire is one commit, not two.
 //! Before it leaves it passes the same consent check as any batch
 //! (`Uploader::upload_pending`). Its envelope's drop counts leave out
 //! those the body on the wire reports (`bounds::drops_beside`), so that no
 //! count is reported twice.
 
+use std::time::SystemTime;
+
 use uuid::Uuid;
 
 use super::Uploader;
-use crate::store::{Batch, Drops, Durable, NextBatch};
+use crate::clock::rfc3339;
+use crate::store::{Batch, Drops, Durable, NextBatch, SentBody, WriterError};
 use crate::upload::UploadError;
+use crate::upload::in_flight::Registration;
 use crate::upload::policy::Protocol;
 use crate::upload::protocol::{self, Body};
 use crate::upload::{otlp, protocol::ProtocolError};
@@ -30,6 +38,21 @@ pub(super) struct Prepared {
     pub kept: bool,
     /// The drop counts `body`'s envelope reports.
     pub drops: Drops,
+    /// Its place in `InFlight`, when it was registered there while the
+    /// batch before it was removed (its body kept in that commit).
+    pub registration: Option<Registration>,
+}
+
+/// What keeping `body`, the body of `batch` reporting `drops`, stores.
+pub(super) fn to_keep(batch: &Batch, body: &Body, drops: &Drops) -> SentBody {
+    SentBody {
+        batch_id: batch.id.to_string(),
+        at: rfc3339(SystemTime::now()),
+        records: batch.len() as u64,
+        sha256: body.sha256.clone(),
+        bytes: body.bytes.clone(),
+        drops: drops.clone(),
+    }
 }
 
 /// What preparing the next batch came to.
@@ -73,6 +96,7 @@ impl<S: Durable> Uploader<S> {
                 body,
                 kept: true,
                 drops,
+                registration: None,
             }));
         }
         match self.encode(&batch, &drops) {
@@ -81,6 +105,7 @@ impl<S: Durable> Uploader<S> {
                 body,
                 kept: false,
                 drops,
+                registration: None,
             })),
             Err(err) => Ok(Ahead::DeadLettered(self.unencodable(&batch, err).await?)),
         }
@@ -122,6 +147,52 @@ impl<S: Durable> Uploader<S> {
             && let Err(err) = self.writer.release_batch(prepared.batch.id).await
         {
             tracing::warn!(batch = %prepared.batch.id, error = %err, "a batch prepared ahead stays claimed; the next claim takes it up");
+        }
+    }
+}
+
+impl<S: Durable> Uploader<S> {
+    /// Removes `delivered` (answered 2xx, nothing rejected, no wait asked)
+    /// and keeps `next`'s new body in one commit, once `next` is
+    /// registered in `InFlight` and the consent allows all it carries.
+    /// `None` when `next` cannot go that way now (none, kept already,
+    /// compressed otherwise than new bodies are now, or not allowed): the
+    /// caller removes `delivered` alone, and `next` goes the usual way.
+    /// On success `next` is kept and registered, or gone when its batch
+    /// was released meanwhile (a purge); on an error neither happened.
+    pub(super) async fn remove_and_keep(
+        &self,
+        delivered: &Batch,
+        detail: &str,
+        facts: &serde_json::Value,
+        next: &mut Option<Prepared>,
+    ) -> Option<Result<u64, WriterError>> {
+        let prepared = next
+            .as_mut()
+            .filter(|n| !n.kept && n.body.compression == self.compression)?;
+        let purposes: Vec<String> = prepared.batch.purposes().into_keys().collect();
+        // Registered first, then the look at the consent: see `InFlight`.
+        let registration = self.in_flight.start(purposes.clone());
+        if purposes.iter().any(|p| !self.gate.is_allowed(p)) {
+            return None;
+        }
+        let kept = to_keep(&prepared.batch, &prepared.body, &prepared.drops);
+        let done = self
+            .writer
+            .complete_and_keep(delivered.id, detail.to_owned(), facts.clone(), kept)
+            .await;
+        match done {
+            Ok((removed, true)) => {
+                prepared.kept = true;
+                prepared.registration = Some(registration);
+                Some(Ok(removed))
+            }
+            Ok((removed, false)) => {
+                tracing::info!(batch = %prepared.batch.id, "a batch prepared ahead was released before it left; what is left of it is claimed afresh");
+                *next = None;
+                Some(Ok(removed))
+            }
+            Err(err) => Some(Err(err)),
         }
     }
 }
