@@ -262,16 +262,17 @@ async fn consentry_run(lines: &str, events: u64, backlog: bool) -> anyhow::Resul
             }
         });
     }
+    // Woken as each batch is counted, so the end is timed to the batch;
+    // every 50 ms the daemon is checked for having died.
     let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        if receiver.totals().records - before.records >= events {
-            break;
-        }
+    while !receiver
+        .wait_for_records(before.records + events, Duration::from_millis(50))
+        .await
+    {
         if Instant::now() > deadline {
             bail!("not every event arrived within 600 s");
         }
         child.check()?;
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let drain_s = drain_started.map(|t| t.elapsed().as_secs_f64());

@@ -317,6 +317,23 @@ impl Receiver {
             }
         }
     }
+
+    /// Waits until at least `count` records were accepted in all (in
+    /// [`Receiver::count_only`] mode too); false on timeout. It wakes as
+    /// each batch is counted, so a load run's end is timed to the batch,
+    /// not to a polling interval.
+    pub async fn wait_for_records(&self, count: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let arrived = self.state.arrived.notified();
+            if self.totals().records >= count {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return self.totals().records >= count;
+            }
+        }
+    }
 }
 
 impl Drop for Receiver {

@@ -342,3 +342,23 @@ async fn a_body_built_beside_another_does_not_report_its_drops_again() {
         .collect();
     assert_eq!(reported, vec![5, 0, 0], "reported once, by the first body");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_on_the_receivers_record_count_ends_when_the_batch_is_counted() {
+    let bench = bench(3).await;
+    bench.receiver.count_only();
+    let patience = Duration::from_millis(50);
+    assert!(
+        !bench.receiver.wait_for_records(1, patience).await,
+        "nothing was sent yet"
+    );
+    let mut uploader = bench.uploader();
+    let (counted, summary) = tokio::join!(
+        bench.receiver.wait_for_records(3, Duration::from_secs(10)),
+        uploader.upload_pending(true)
+    );
+    assert!(counted);
+    assert_eq!(summary.unwrap().records_sent, 3);
+    assert_eq!(bench.receiver.totals().records, 3);
+    assert!(!bench.receiver.wait_for_records(4, patience).await);
+}
