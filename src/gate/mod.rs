@@ -87,15 +87,6 @@ impl GatedRecord {
     }
 }
 
-/// [`test_record`] collected now (a claim drops records past their age).
-#[cfg(test)]
-pub(crate) fn test_record_now(purpose: &str, n: i64) -> GatedRecord {
-    GatedRecord {
-        collected_at: crate::clock::rfc3339(std::time::SystemTime::now()),
-        ..test_record(purpose, n)
-    }
-}
-
 /// A gated record made up for unit tests of the store.
 #[cfg(test)]
 pub(crate) fn test_record(purpose: &str, n: i64) -> GatedRecord {

@@ -123,14 +123,15 @@ impl<S: Durable> Writer<S> {
         let gauges = Arc::clone(&self.gauges);
         let rejected_is_some = rejected.is_some();
         let complete = move |c: &rusqlite::Connection| {
-            let removal = Removal {
+            remove(
+                c,
+                &gauges,
                 id,
                 event,
-                detail: &detail,
-                facts: facts.as_ref(),
-                rejected: rejected.as_ref(),
-            };
-            removal.run(c, &gauges)
+                &detail,
+                facts.as_ref(),
+                rejected.as_ref(),
+            )
         };
         if rejected_is_some {
             // Dead letters are kept through a power loss.
@@ -191,38 +192,29 @@ impl<S: Durable> Writer<S> {
     }
 }
 
-/// A batch leaving the queue, as [`Writer::complete_batch`] removes it (and
-/// as [`Writer::complete_and_keep`] does beside the next batch's body).
-pub(super) struct Removal<'a> {
-    pub id: Uuid,
-    /// Its audit event: `uploaded`, say.
-    pub event: &'static str,
-    pub detail: &'a str,
-    pub facts: Option<&'a serde_json::Value>,
-    /// Copied to the dead-letter table first, with this status and why.
-    pub rejected: Option<&'a (u16, String)>,
-}
-
-impl Removal<'_> {
-    /// Removes the batch (once delivered, the drops its envelope reported
-    /// count as reported), audits it, and counts it out of the gauges.
-    /// Returns how many records left.
-    pub fn run(
-        &self,
-        c: &rusqlite::Connection,
-        gauges: &crate::store::gauges::Gauges,
-    ) -> Result<u64, crate::store::StoreError> {
-        let id = self.id;
-        let bytes = queue::batch_bytes(c, id)?;
-        if self.event == "uploaded" {
-            bounds::mark_reported_by(c, id)?;
-        }
-        if let Some((status, reason)) = self.rejected {
-            let copied = queue::copy_to_dead_letter(c, id, Some(*status), reason)?;
-            queue::insert_audit(c, "dead-lettered", Some(id), copied, reason)?;
-        }
-        let deleted = queue::complete_batch_with(c, id, self.event, self.detail, self.facts)?;
-        gauges.removed(deleted, bytes);
-        Ok(deleted)
+/// Removes batch `id` from the queue, as [`Writer::complete_batch`] does,
+/// on the writer thread: once delivered (`uploaded`), the drops its
+/// envelope reported count as reported; with `rejected`, it is copied to
+/// the dead-letter table first. Audits it, counts it out of the gauges,
+/// and returns how many records left.
+pub(super) fn remove(
+    c: &rusqlite::Connection,
+    gauges: &crate::store::gauges::Gauges,
+    id: Uuid,
+    event: &'static str,
+    detail: &str,
+    facts: Option<&serde_json::Value>,
+    rejected: Option<&(u16, String)>,
+) -> Result<u64, crate::store::StoreError> {
+    let bytes = queue::batch_bytes(c, id)?;
+    if event == "uploaded" {
+        bounds::mark_reported_by(c, id)?;
     }
+    if let Some((status, reason)) = rejected {
+        let copied = queue::copy_to_dead_letter(c, id, Some(*status), reason)?;
+        queue::insert_audit(c, "dead-lettered", Some(id), copied, reason)?;
+    }
+    let deleted = queue::complete_batch_with(c, id, event, detail, facts)?;
+    gauges.removed(deleted, bytes);
+    Ok(deleted)
 }

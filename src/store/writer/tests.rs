@@ -1,7 +1,6 @@
 use super::*;
-use crate::gate::{test_record, test_record_now};
-use crate::store::{BatchLimits, SentBody, queue};
-use uuid::Uuid;
+use crate::gate::test_record;
+use crate::store::queue;
 
 #[tokio::test]
 async fn only_a_group_without_synced_jobs_commits_without_fsync() {
@@ -186,86 +185,6 @@ async fn a_failed_commit_reloads_the_durable_state_so_memory_never_runs_ahead_of
     assert!(failed.is_err(), "the group's commit failed: {failed:?}");
     let in_memory = writer.call(|_, counter| Ok(counter.count)).await.unwrap();
     assert_eq!(in_memory, 1, "memory went back to what the disk holds");
-    drop(writer);
-    thread.join().unwrap();
-}
-
-#[tokio::test]
-async fn a_delivered_batch_is_removed_in_the_commit_that_keeps_the_next_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let (writer, thread) = Writer::spawn(dir.path(), ()).unwrap();
-    // Two chunks: a claim's last segment is not shared with the next.
-    for chunk in [1..=2, 3..=4] {
-        writer
-            .enqueue(chunk.map(|n| test_record_now("a", n)).collect())
-            .await
-            .unwrap();
-    }
-    let claim = |held| {
-        let writer = &writer;
-        async move {
-            writer
-                .next_batch(BatchLimits::records(2), vec!["a".into()], held)
-                .await
-                .unwrap()
-                .unwrap()
-                .batch
-        }
-    };
-    let first = claim(None).await;
-    let second = claim(Some(first.id)).await;
-    let kept = |id: Uuid| SentBody {
-        batch_id: id.to_string(),
-        at: "2026-12-05T13:00:00Z".into(),
-        records: 2,
-        sha256: "ab".repeat(32),
-        bytes: vec![1, 2, 3],
-        drops: Default::default(),
-    };
-    let bodies_of = |id: Uuid| {
-        let writer = &writer;
-        async move {
-            writer
-                .call(move |c, _| queue::sent_body(c, &id.to_string()))
-                .await
-                .unwrap()
-                .len()
-        }
-    };
-    let facts = serde_json::json!({"status": 200});
-    let (removed, still_claimed) = writer
-        .complete_and_keep(first.id, "accepted".into(), facts.clone(), kept(second.id))
-        .await
-        .unwrap();
-    assert_eq!((removed, still_claimed), (2, true));
-    assert_eq!(writer.depth(), 2);
-    assert_eq!(bodies_of(second.id).await, 1, "the next body is kept");
-
-    // A next batch no longer claimed (released, purged) is not kept; the
-    // removal stands.
-    let gone = Uuid::new_v4();
-    let (removed, still_claimed) = writer
-        .complete_and_keep(second.id, "accepted".into(), facts, kept(gone))
-        .await
-        .unwrap();
-    assert_eq!((removed, still_claimed), (2, false));
-    assert_eq!(writer.depth(), 0);
-    assert_eq!(
-        bodies_of(gone).await,
-        0,
-        "an unclaimed batch's body is not kept"
-    );
-    let uploaded = writer
-        .call(|c, _| {
-            Ok(c.query_row(
-                "SELECT count(*) FROM audit WHERE event = 'uploaded'",
-                [],
-                |row| row.get::<_, i64>(0),
-            )?)
-        })
-        .await
-        .unwrap();
-    assert_eq!(uploaded, 2, "each removal is audited");
     drop(writer);
     thread.join().unwrap();
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::ops::Removal;
 use super::{Durable, Writer, WriterError};
 use crate::consent::receipt::DeletionRequest;
 use crate::store::{Batch, BatchLimits, Drops, SentBody, bounds, queue, receipts};
@@ -47,22 +46,38 @@ impl<S: Durable> Writer<S> {
         held: Option<Uuid>,
     ) -> Result<Option<NextBatch>, WriterError> {
         let gauges = Arc::clone(&self.gauges);
+        self.call_unsynced(move |c, _| claim_next(c, &gauges, limits, &sendable, held))
+            .await
+    }
+
+    /// Removes batch `delivered` (answered 2xx with nothing rejected;
+    /// `detail` and `facts` as for [`Writer::complete_batch`]) and claims
+    /// the next batch as [`Writer::next_batch`] does, in one unsynced job:
+    /// one wait behind ingest's group commits between an answer and the
+    /// next claim, not two. The removal comes first, so the claim cannot
+    /// take the delivered batch for one to send again. On an error neither
+    /// happened.
+    pub async fn complete_and_claim(
+        &self,
+        delivered: Uuid,
+        (detail, facts): (String, serde_json::Value),
+        limits: BatchLimits,
+        sendable: Vec<String>,
+        held: Option<Uuid>,
+    ) -> Result<(u64, Option<NextBatch>), WriterError> {
+        let gauges = Arc::clone(&self.gauges);
         self.call_unsynced(move |c, _| {
-            let now = std::time::SystemTime::now();
-            let expired = bounds::expire_in_flight(c, &gauges.bounds, now, held)?;
-            gauges.removed_uncounted(expired);
-            let purposes: Vec<&str> = sendable.iter().map(String::as_str).collect();
-            let (batch, dead) = queue::claim_batch_counting(c, limits, &purposes, held)?;
-            gauges.removed_uncounted(dead);
-            let Some(batch) = batch else {
-                return Ok(None);
-            };
-            let id = batch.id.to_string();
-            let kept = queue::sent_body(c, &id)?
-                .into_iter()
-                .find(|body| body.batch_id == id);
-            let drops = bounds::drops_beside(c, |p| purposes.contains(&p), held)?;
-            Ok(Some(NextBatch { batch, kept, drops }))
+            let removed = super::ops::remove(
+                c,
+                &gauges,
+                delivered,
+                "uploaded",
+                &detail,
+                Some(&facts),
+                None,
+            )?;
+            let next = claim_next(c, &gauges, limits, &sendable, held)?;
+            Ok((removed, next))
         })
         .await
     }
@@ -80,40 +95,6 @@ impl<S: Durable> Writer<S> {
             }
             queue::keep_body(c, &body)?;
             Ok(true)
-        })
-        .await
-    }
-
-    /// Removes batch `delivered` (answered 2xx with nothing rejected;
-    /// `detail` and `facts` as for [`Writer::complete_batch`]) and keeps
-    /// `next`'s body as [`Writer::keep_body`] does, in one synced commit:
-    /// the next body is kept just before it leaves, which is just after
-    /// the answer to the one before it, and one commit between two
-    /// batches on the wire is a shorter wait than two. Returns the records
-    /// removed and whether `next` was still claimed (false: nothing of it
-    /// is kept; the removal stands). On an error neither happened.
-    pub async fn complete_and_keep(
-        &self,
-        delivered: Uuid,
-        detail: String,
-        facts: serde_json::Value,
-        next: SentBody,
-    ) -> Result<(u64, bool), WriterError> {
-        let gauges = Arc::clone(&self.gauges);
-        self.call(move |c, _| {
-            let removal = Removal {
-                id: delivered,
-                event: "uploaded",
-                detail: &detail,
-                facts: Some(&facts),
-                rejected: None,
-            };
-            let removed = removal.run(c, &gauges)?;
-            if !queue::claimed_now(c, &next.batch_id)? {
-                return Ok((removed, false));
-            }
-            queue::keep_body(c, &next)?;
-            Ok((removed, true))
         })
         .await
     }
@@ -153,4 +134,29 @@ impl<S: Durable> Writer<S> {
         })
         .await
     }
+}
+
+/// [`Writer::next_batch`] on the writer thread.
+fn claim_next(
+    c: &rusqlite::Connection,
+    gauges: &crate::store::gauges::Gauges,
+    limits: BatchLimits,
+    sendable: &[String],
+    held: Option<Uuid>,
+) -> Result<Option<NextBatch>, crate::store::StoreError> {
+    let now = std::time::SystemTime::now();
+    let expired = bounds::expire_in_flight(c, &gauges.bounds, now, held)?;
+    gauges.removed_uncounted(expired);
+    let purposes: Vec<&str> = sendable.iter().map(String::as_str).collect();
+    let (batch, dead) = queue::claim_batch_counting(c, limits, &purposes, held)?;
+    gauges.removed_uncounted(dead);
+    let Some(batch) = batch else {
+        return Ok(None);
+    };
+    let id = batch.id.to_string();
+    let kept = queue::sent_body(c, &id)?
+        .into_iter()
+        .find(|body| body.batch_id == id);
+    let drops = bounds::drops_beside(c, |p| purposes.contains(&p), held)?;
+    Ok(Some(NextBatch { batch, kept, drops }))
 }

@@ -4,7 +4,6 @@
 //! splits it or dead-letters its one record; and the numbers each attempt
 //! leaves in the audit trail.
 
-use super::pipeline::Prepared;
 use super::{Delivered, Uploader};
 use crate::store::{Batch, Durable};
 use crate::upload::UploadError;
@@ -12,18 +11,20 @@ use crate::upload::UploadSummary;
 use crate::upload::compression::Compression;
 use crate::upload::policy::{Protocol, Refusal, UploadResult};
 use crate::upload::protocol::Body;
+use uuid::Uuid;
 
 impl<S: Durable> Uploader<S> {
     /// A 2xx: the batch leaves the queue (copied to the dead-letter table
     /// too when the receiver rejected part of it without saying which).
-    /// False when nothing more may go now. With nothing rejected and no
-    /// wait asked, `next`'s body is kept in the commit that removes it
-    /// (`Uploader::remove_and_keep`).
+    /// False when nothing more may go now. With `claim_next` (beside the
+    /// batch still on the wire, if any), nothing rejected and no wait
+    /// asked, the next batch is claimed in the job that removes this one
+    /// (`Writer::complete_and_claim`), for `Uploader::prepare`.
     pub(super) async fn accepted(
         &mut self,
         batch: &Batch,
         accepted: Accepted,
-        next: &mut Option<Prepared>,
+        claim_next: Option<Option<Uuid>>,
         summary: &mut UploadSummary,
     ) -> Result<bool, UploadError> {
         let count = batch.len() as u64;
@@ -44,13 +45,20 @@ impl<S: Durable> Uploader<S> {
                 ),
             )
         });
-        let together = match (&dead_letter, self.not_before) {
-            (None, None) => self.remove_and_keep(batch, &detail, &facts, next).await,
-            _ => None,
-        };
-        let completed = match together {
-            Some(completed) => completed,
-            None => {
+        let sendable = self.sendable().ok();
+        let completed = match (claim_next, sendable, &dead_letter, self.not_before) {
+            (Some(held), Some(sendable), None, None) => {
+                let limits = self.limits();
+                let done = (detail.clone(), facts.clone());
+                self.writer
+                    .complete_and_claim(batch.id, done, limits, sendable, held)
+                    .await
+                    .map(|(removed, next)| {
+                        self.claimed = next;
+                        removed
+                    })
+            }
+            _ => {
                 self.writer
                     .complete_batch(
                         batch.id,
@@ -68,7 +76,7 @@ impl<S: Durable> Uploader<S> {
                 batch.id
             );
             tracing::error!(batch = %batch.id, error = %err, "batch delivered but not removed from the queue; the removal is retried, the batch is not sent again");
-            self.unremoved = Some(Delivered {
+            self.unremoved.push_back(Delivered {
                 id: batch.id,
                 records: count,
                 detail,

@@ -8,12 +8,12 @@
 //! it asks the gate, and it never deletes on consent's account (that is
 //! the consent owner's, `daemon::consent`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::compression::Compression;
 use super::in_flight::InFlight;
@@ -24,10 +24,11 @@ use super::send_lock::{ANOTHER_SENDER, SendLock};
 use super::transport::Answer;
 use super::{AgentIdentity, Transport, UploadConfig, otlp};
 use crate::gate::Gate;
-use crate::store::{Batch, BatchLimits, Durable, StoreError, Writer, WriterError};
+use crate::store::{Batch, BatchLimits, Durable, NextBatch, StoreError, Writer, WriterError};
 use answer::{Accepted, Numbers};
-use pipeline::{Ahead, Prepared};
+use pipeline::Prepared;
 use uuid::Uuid;
+use window::Filled;
 
 /// What one call of [`Uploader::upload_pending`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,14 +83,18 @@ pub struct Uploader<S> {
     not_before: Option<Instant>,
     /// Held while sending: one sender per `state_dir`.
     lock: SendLock,
-    /// A batch the receiver accepted whose removal from the queue failed
-    /// (a full disk, say): the removal is retried, the batch never resent.
-    unremoved: Option<Delivered>,
+    /// Batches the receiver accepted whose removal from the queue failed
+    /// (a full disk, say; two when both on the wire were), oldest first:
+    /// the removal is retried, the batch never resent.
+    unremoved: VecDeque<Delivered>,
     /// The compression of new bodies: `[upload] compression`, or gzip
     /// for an endpoint that refused zstd with 415 (`compression`).
     compression: Compression,
     /// Whether the store has been asked about such a refusal yet.
     compression_known: bool,
+    /// The next batch, claimed in the job that removed the one answered
+    /// last, for `prepare`.
+    claimed: Option<NextBatch>,
 }
 
 /// What comes after an answer.
@@ -134,9 +139,10 @@ impl<S: Durable> Uploader<S> {
             split_limit: None,
             not_before: None,
             lock,
-            unremoved: None,
+            unremoved: VecDeque::new(),
             compression: config.compression,
             compression_known: false,
+            claimed: None,
         }
     }
 
@@ -235,61 +241,60 @@ impl<S: Durable> Uploader<S> {
             summary.records_queued = self.writer.depth();
             return Ok(summary);
         }
-        // New bodies are built ahead, while another is on the wire: their
+        // New bodies are built while another is on the wire: their
         // compression is settled first.
         self.compression().await?;
-        // The batch prepared while the one before it was on the wire.
-        let mut ready: Option<Prepared> = None;
+        // A claim made ahead in a round that ended in an error goes back.
+        self.let_go().await;
+        let mut wire = VecDeque::with_capacity(window::WIDTH);
         loop {
-            let mut prepared = match ready.take() {
-                Some(prepared) => prepared,
-                None => match self.prepare(None).await? {
-                    Ahead::Batch(prepared) => prepared,
-                    Ahead::DeadLettered(moved) => {
-                        summary.dead_lettered += moved;
-                        continue;
-                    }
-                    Ahead::Hold(why) => {
-                        summary.stopped = Some(why);
-                        break;
-                    }
-                    Ahead::Empty => break,
-                },
-            };
-            let purposes: Vec<String> = prepared.batch.purposes().into_keys().collect();
-            // Registered first, then the last look at the consent: see
-            // `InFlight`. A batch whose body was kept in the commit that
-            // removed the one before it was registered then, and is looked
-            // at again.
-            let registration = match prepared.registration.take() {
-                Some(registration) => registration,
-                None => self.in_flight.start(purposes.clone()),
-            };
-            if purposes.iter().any(|p| !self.gate.is_allowed(p)) {
-                // Consent changed since the claim: claim again, under the
-                // decisions in force now, before anything of it can leave.
-                continue;
-            }
-            let cancel = registration.token().clone();
-            let sent = self.send(prepared, cancel, &mut summary).await;
-            drop(registration);
-            let (go_on, ahead) = sent?;
-            if !go_on {
-                self.let_go(ahead).await;
+            if let Filled::Hold(why) = self.fill(&mut wire, &mut summary).await? {
+                summary.stopped = Some(why);
+                self.settle_rest(&mut wire, &mut summary).await?;
                 break;
             }
-            ready = ahead;
+            if wire.is_empty() {
+                break;
+            }
+            match self.settle(&mut wire, true, &mut summary).await? {
+                Next::Go => {}
+                Next::Again => {
+                    // The same records go again first (gzip, or in
+                    // halves), once what left beside them is answered; a
+                    // delivery beside a bisection does not end it.
+                    let split = self.split_limit;
+                    if self.settle_rest(&mut wire, &mut summary).await? == Next::Stop {
+                        break;
+                    }
+                    self.split_limit = match (split, self.split_limit) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                Next::Stop => {
+                    self.settle_rest(&mut wire, &mut summary).await?;
+                    break;
+                }
+            }
         }
+        self.let_go().await;
         summary.records_queued = self.writer.depth();
         Ok(summary)
     }
 
-    /// Removes a delivered batch whose removal failed before; false (with
-    /// a backoff) while it still fails. Never sends anything.
+    /// Removes the delivered batches whose removal failed before; false
+    /// (with a backoff) while one still fails. Never sends anything.
     async fn remove_delivered(&mut self, summary: &mut UploadSummary) -> bool {
-        let Some(delivered) = self.unremoved.take() else {
-            return true;
-        };
+        while let Some(delivered) = self.unremoved.pop_front() {
+            if !self.remove_one(delivered, summary).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// [`Uploader::remove_delivered`] of one batch.
+    async fn remove_one(&mut self, delivered: Delivered, summary: &mut UploadSummary) -> bool {
         match self
             .writer
             .complete_batch(
@@ -311,7 +316,7 @@ impl<S: Durable> Uploader<S> {
                     "batch {} was delivered but cannot be removed from the queue: {err}",
                     delivered.id
                 );
-                self.unremoved = Some(delivered);
+                self.unremoved.push_front(delivered);
                 self.back_off(why, summary);
                 false
             }
@@ -438,90 +443,17 @@ impl<S: Durable> Uploader<S> {
         Ok(Some(body))
     }
 
-    /// Sends one batch and, while it is on the wire, prepares the next
-    /// (`pipeline`); applies the outcome. Returns false when sending should
-    /// stop for now, and the batch prepared ahead, if any.
-    async fn send(
-        &mut self,
-        prepared: Prepared,
-        cancel: CancellationToken,
-        summary: &mut UploadSummary,
-    ) -> Result<(bool, Option<Prepared>), UploadError> {
-        let Some(body) = self.body(&prepared, summary).await? else {
-            return Ok((true, None));
-        };
-        let batch = prepared.batch;
-        let numbers = Numbers::of(&batch, &body);
-        let wire = async {
-            let started = Instant::now();
-            let answer = self
-                .transport
-                .send(batch.id, body.bytes.clone(), body.compression)
-                .await;
-            (answer, started.elapsed())
-        };
-        let ((answer, latency), ahead) = tokio::select! {
-            both = async { tokio::join!(wire, self.prepare(Some(batch.id))) } => both,
-            _ = cancel.cancelled() => {
-                // Consent for part of it was withdrawn mid-send: the request
-                // is abandoned, and the purge that follows removes it. A
-                // batch being prepared beside it stays claimed, unsent, and
-                // is judged again by the next claim.
-                tracing::info!(batch = %batch.id, "upload stopped: consent withdrawn");
-                summary.stopped = Some("stopped: consent withdrawn during the upload".into());
-                return Ok((true, None));
-            }
-        };
-        let (mut ahead, unprepared) = match ahead {
-            Ok(Ahead::Batch(prepared)) => (Some(prepared), None),
-            Ok(Ahead::DeadLettered(moved)) => {
-                summary.dead_lettered += moved;
-                (None, None)
-            }
-            Ok(Ahead::Empty | Ahead::Hold(_)) => (None, None),
-            Err(err) => (None, Some(err)),
-        };
-        // The answer is applied first: a failure to prepare the next batch
-        // (the store) does not leave a delivered batch queued.
-        let go_on = self
-            .answered(
-                &batch,
-                body,
-                numbers,
-                (answer, latency),
-                &mut ahead,
-                summary,
-            )
-            .await;
-        if let Some(err) = unprepared {
-            go_on?;
-            return Err(err);
-        }
-        match go_on {
-            Ok(Next::Go) => Ok((true, ahead)),
-            Ok(next) => {
-                // The same records go again first (gzip, or in halves), or
-                // nothing more goes now: what was prepared ahead waits.
-                self.let_go(ahead).await;
-                Ok((next == Next::Again, None))
-            }
-            Err(err) => {
-                self.let_go(ahead).await;
-                Err(err)
-            }
-        }
-    }
-
     /// Applies the receiver's `answer` (after `latency`) to `batch` (sent
-    /// as `body`), and says what comes next. A delivery may keep `next`'s
-    /// body in the commit that removes `batch` (`Uploader::accepted`).
+    /// as `body`), and says what comes next. `claim_next`: a delivery
+    /// claims the next batch beside this batch on the wire
+    /// (`Uploader::accepted`).
     async fn answered(
         &mut self,
         batch: &Batch,
         body: Body,
         numbers: Numbers,
         (answer, latency): (Answer, Duration),
-        next: &mut Option<Prepared>,
+        claim_next: Option<Option<Uuid>>,
         summary: &mut UploadSummary,
     ) -> Result<Next, UploadError> {
         let id = batch.id.to_string();
@@ -548,7 +480,7 @@ impl<S: Durable> Uploader<S> {
                     detail,
                     facts,
                 };
-                let go_on = self.accepted(batch, accepted, next, summary).await?;
+                let go_on = self.accepted(batch, accepted, claim_next, summary).await?;
                 Ok(if go_on { Next::Go } else { Next::Stop })
             }
             UploadResult::Refused { status, detail }
@@ -576,6 +508,7 @@ impl<S: Durable> Uploader<S> {
 mod answer;
 mod fallback;
 mod pipeline;
+mod window;
 
 // These run against the loopback receiver, which only the `demo` feature
 // builds.

@@ -1,20 +1,15 @@
-//! The pipeline: the next batch is claimed and its body built while the
-//! one before it is on the wire, so the receiver's round trip and the
-//! encoding overlap. At most two batches are in flight: one on the wire,
-//! one prepared. Each has its own id (its `Idempotency-Key`).
+//! The pipeline: up to two batches are on the wire at once, each under its
+//! own id (its `Idempotency-Key`). While one is on the wire the next is
+//! claimed beside it, its body built, kept and sent (`window`), so the
+//! receiver's round trip overlaps the store's work and the encoding.
 //!
-//! A prepared body is kept (`Writer::keep_body`) only just before it
-//! leaves, and only while its batch is still claimed as it was when the
-//! body was built: a batch released unsent (a revoke's purge, a refusal of
-//! the one before it, a failed attempt) never shows in `history` as sent.
-//! When the batch before it was delivered, that is the moment its removal
-//! commits: both go in one commit ([`Uploader::remove_and_keep`]), once
-//! the next batch is registered in `InFlight` and its consent looked at,
-//! so the wait between two batches on the wire is one commit, not two.
-//! Before it leaves it passes the same consent check as any batch
-//! (`Uploader::upload_pending`). Its envelope's drop counts leave out
-//! those the body on the wire reports (`bounds::drops_beside`), so that no
-//! count is reported twice.
+//! A body is kept (`Writer::keep_body`) only just before it leaves, and
+//! only while its batch is still claimed as it was when the body was
+//! built: a batch released unsent (a revoke's purge, a failed attempt)
+//! never shows in `history` as sent. Before it leaves it passes the same
+//! consent check as any batch. Its envelope's drop counts leave out those
+//! the body on the wire reports (`bounds::drops_beside`), so that no count
+//! is reported twice.
 
 use std::time::SystemTime;
 
@@ -22,9 +17,8 @@ use uuid::Uuid;
 
 use super::Uploader;
 use crate::clock::rfc3339;
-use crate::store::{Batch, Drops, Durable, NextBatch, SentBody, WriterError};
+use crate::store::{Batch, Drops, Durable, NextBatch, SentBody};
 use crate::upload::UploadError;
-use crate::upload::in_flight::Registration;
 use crate::upload::policy::Protocol;
 use crate::upload::protocol::{self, Body};
 use crate::upload::{otlp, protocol::ProtocolError};
@@ -38,9 +32,6 @@ pub(super) struct Prepared {
     pub kept: bool,
     /// The drop counts `body`'s envelope reports.
     pub drops: Drops,
-    /// Its place in `InFlight`, when it was registered there while the
-    /// batch before it was removed (its body kept in that commit).
-    pub registration: Option<Registration>,
 }
 
 /// What keeping `body`, the body of `batch` reporting `drops`, stores.
@@ -68,25 +59,39 @@ pub(super) enum Ahead {
 }
 
 impl<S: Durable> Uploader<S> {
-    /// Claims the next batch the consent snapshot allows, beside batch
-    /// `held` (on the wire), and builds its body unless it has a kept one.
-    /// Takes `&self`: it runs while `held` is being sent.
-    pub(super) async fn prepare(&self, held: Option<Uuid>) -> Result<Ahead, UploadError> {
+    /// The purposes the consent snapshot lets send now, or why the queue
+    /// is held (the consent cannot be read: fail closed without
+    /// destroying anything).
+    pub(super) fn sendable(&self) -> Result<Vec<String>, String> {
         let registry = self.gate.registry();
         if let Some(why) = registry.unreadable() {
-            // Fail closed without destroying anything: hold the queue.
-            return Ok(Ahead::Hold(format!("holding the queue: {why}")));
+            return Err(format!("holding the queue: {why}"));
         }
-        let sendable: Vec<String> = registry
+        Ok(registry
             .decisions()
             .filter(|d| d.is_allowed())
             .map(|d| d.purpose().to_owned())
-            .collect();
-        let Some(NextBatch { batch, kept, drops }) = self
-            .writer
-            .next_batch(self.limits(), sendable, held)
-            .await?
-        else {
+            .collect())
+    }
+
+    /// Claims the next batch the consent snapshot allows, beside batch
+    /// `held` (on the wire), unless the removal of the batch answered last
+    /// claimed it already (`Uploader::accepted`), and builds its body
+    /// unless it has a kept one.
+    pub(super) async fn prepare(&mut self, held: Option<Uuid>) -> Result<Ahead, UploadError> {
+        let sendable = match self.sendable() {
+            Ok(sendable) => sendable,
+            Err(why) => return Ok(Ahead::Hold(why)),
+        };
+        let next = match self.claimed.take() {
+            Some(next) => Some(next),
+            None => {
+                self.writer
+                    .next_batch(self.limits(), sendable, held)
+                    .await?
+            }
+        };
+        let Some(NextBatch { batch, kept, drops }) = next else {
             return Ok(Ahead::Empty);
         };
         if let Some(kept) = kept {
@@ -96,7 +101,6 @@ impl<S: Durable> Uploader<S> {
                 body,
                 kept: true,
                 drops,
-                registration: None,
             }));
         }
         match self.encode(&batch, &drops) {
@@ -105,9 +109,21 @@ impl<S: Durable> Uploader<S> {
                 body,
                 kept: false,
                 drops,
-                registration: None,
             })),
             Err(err) => Ok(Ahead::DeadLettered(self.unencodable(&batch, err).await?)),
+        }
+    }
+
+    /// Lets go of a batch claimed ahead that will not be sent now (sending
+    /// stopped): its records are claimed afresh later. Best effort: should
+    /// the store refuse (a full disk), the claim stays, and the next claim
+    /// retries or releases it.
+    pub(super) async fn let_go(&mut self) {
+        if let Some(next) = self.claimed.take()
+            && next.kept.is_none()
+            && let Err(err) = self.writer.release_batch(next.batch.id).await
+        {
+            tracing::warn!(batch = %next.batch.id, error = %err, "a batch claimed ahead stays claimed; the next claim takes it up");
         }
     }
 
@@ -133,66 +149,6 @@ impl<S: Durable> Uploader<S> {
             Protocol::ConsentryJson => Ok(protocol::encode_batch(batch, drops, self.compression)),
             Protocol::OtlpHttp => otlp::request(batch, self.identity.region, drops)
                 .map(|request| otlp::encode(&request, self.compression)),
-        }
-    }
-
-    /// Lets go of a prepared batch that will not be sent now: its records
-    /// are claimed afresh later (it has no kept body, nothing of it left).
-    /// Best effort: should the store refuse (a full disk), the claim
-    /// stays, and the next claim retries or releases it; the failure that
-    /// stopped the round is what the caller reports.
-    pub(super) async fn let_go(&self, ahead: Option<Prepared>) {
-        if let Some(prepared) = ahead
-            && !prepared.kept
-            && let Err(err) = self.writer.release_batch(prepared.batch.id).await
-        {
-            tracing::warn!(batch = %prepared.batch.id, error = %err, "a batch prepared ahead stays claimed; the next claim takes it up");
-        }
-    }
-}
-
-impl<S: Durable> Uploader<S> {
-    /// Removes `delivered` (answered 2xx, nothing rejected, no wait asked)
-    /// and keeps `next`'s new body in one commit, once `next` is
-    /// registered in `InFlight` and the consent allows all it carries.
-    /// `None` when `next` cannot go that way now (none, kept already,
-    /// compressed otherwise than new bodies are now, or not allowed): the
-    /// caller removes `delivered` alone, and `next` goes the usual way.
-    /// On success `next` is kept and registered, or gone when its batch
-    /// was released meanwhile (a purge); on an error neither happened.
-    pub(super) async fn remove_and_keep(
-        &self,
-        delivered: &Batch,
-        detail: &str,
-        facts: &serde_json::Value,
-        next: &mut Option<Prepared>,
-    ) -> Option<Result<u64, WriterError>> {
-        let prepared = next
-            .as_mut()
-            .filter(|n| !n.kept && n.body.compression == self.compression)?;
-        let purposes: Vec<String> = prepared.batch.purposes().into_keys().collect();
-        // Registered first, then the look at the consent: see `InFlight`.
-        let registration = self.in_flight.start(purposes.clone());
-        if purposes.iter().any(|p| !self.gate.is_allowed(p)) {
-            return None;
-        }
-        let kept = to_keep(&prepared.batch, &prepared.body, &prepared.drops);
-        let done = self
-            .writer
-            .complete_and_keep(delivered.id, detail.to_owned(), facts.clone(), kept)
-            .await;
-        match done {
-            Ok((removed, true)) => {
-                prepared.kept = true;
-                prepared.registration = Some(registration);
-                Some(Ok(removed))
-            }
-            Ok((removed, false)) => {
-                tracing::info!(batch = %prepared.batch.id, "a batch prepared ahead was released before it left; what is left of it is claimed afresh");
-                *next = None;
-                Some(Ok(removed))
-            }
-            Err(err) => Some(Err(err)),
         }
     }
 }
