@@ -33,6 +33,7 @@ impl<S: Durable> Uploader<S> {
             rejected,
             detail,
             facts,
+            launched,
         } = accepted;
         let dead_letter = rejected.as_ref().map(|rejected| {
             (
@@ -90,7 +91,8 @@ impl<S: Durable> Uploader<S> {
             tracing::warn!(batch = %batch.id, records = count, rejected = rejected.records, message = %rejected.message, "batch delivered, but the receiver rejected some of its records; the batch is copied to the dead-letter table");
             summary.rejected_by_receiver += rejected.records;
         } else {
-            tracing::info!(batch = %batch.id, records = count, "batch delivered");
+            let sent_us_ago = launched.elapsed().as_micros() as u64;
+            tracing::info!(batch = %batch.id, records = count, sent_us_ago, "batch delivered");
         }
         self.delivered(count, summary);
         // A `Retry-After` on a 2xx: nothing more until then.
@@ -137,6 +139,8 @@ pub(super) struct Accepted {
     pub rejected: Option<crate::upload::otlp::Rejected>,
     pub detail: String,
     pub facts: serde_json::Value,
+    /// When the batch was put on the wire.
+    pub launched: tokio::time::Instant,
 }
 
 /// What one body carried, in numbers (for `history`).

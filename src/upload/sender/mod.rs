@@ -444,7 +444,7 @@ impl<S: Durable> Uploader<S> {
     }
 
     /// Applies the receiver's `answer` (after `latency`) to `batch` (sent
-    /// as `body`), and says what comes next. `claim_next`: a delivery
+    /// as `body`, put on the wire at `launched`), and says what comes next. `claim_next`: a delivery
     /// claims the next batch beside this batch on the wire
     /// (`Uploader::accepted`).
     async fn answered(
@@ -452,7 +452,7 @@ impl<S: Durable> Uploader<S> {
         batch: &Batch,
         body: Body,
         numbers: Numbers,
-        (answer, latency): (Answer, Duration),
+        (answer, latency, launched): (Answer, Duration, Instant),
         claim_next: Option<Option<Uuid>>,
         summary: &mut UploadSummary,
     ) -> Result<Next, UploadError> {
@@ -479,6 +479,7 @@ impl<S: Durable> Uploader<S> {
                     rejected: rejected.clone(),
                     detail,
                     facts,
+                    launched,
                 };
                 let go_on = self.accepted(batch, accepted, claim_next, summary).await?;
                 Ok(if go_on { Next::Go } else { Next::Stop })
@@ -498,7 +499,8 @@ impl<S: Durable> Uploader<S> {
                 self.writer
                     .audit_with("failed", Some(batch.id), count, detail.clone(), Some(facts))
                     .await?;
-                tracing::warn!(batch = %batch.id, records = count, error = %detail, retry_in = ?wait, "batch not delivered; it stays queued");
+                let sent_us_ago = launched.elapsed().as_micros() as u64;
+                tracing::warn!(batch = %batch.id, records = count, sent_us_ago, error = %detail, retry_in = ?wait, "batch not delivered; it stays queued");
                 Ok(Next::Stop)
             }
         }

@@ -31,6 +31,8 @@ pub(super) struct OnWire {
     registration: Registration,
     /// The request; dropping it abandons the request.
     answer: AbortOnDropHandle<(Answer, Duration)>,
+    /// When it was put on the wire (what the log says of its answer).
+    launched: Instant,
 }
 
 /// What came first while waiting on the oldest batch on the wire.
@@ -111,6 +113,7 @@ impl<S: Durable> Uploader<S> {
         let numbers = Numbers::of(&batch, &body);
         let transport = self.transport.clone();
         let (id, bytes, compression) = (batch.id, body.bytes.clone(), body.compression);
+        let launched = Instant::now();
         let answer = AbortOnDropHandle::new(tokio::spawn(async move {
             let started = Instant::now();
             let answer = transport.send(id, bytes, compression).await;
@@ -122,6 +125,7 @@ impl<S: Durable> Uploader<S> {
             numbers,
             registration,
             answer,
+            launched,
         }))
     }
 
@@ -184,6 +188,7 @@ impl<S: Durable> Uploader<S> {
                     numbers,
                     registration,
                     answer: _,
+                    launched,
                 } = wire.pop_front().expect("the batch answered");
                 let claim_next =
                     (claim && wire.len() < self.width()).then(|| wire.back().map(|on| on.batch.id));
@@ -192,7 +197,7 @@ impl<S: Durable> Uploader<S> {
                         &batch,
                         body,
                         numbers,
-                        (answer, latency),
+                        (answer, latency, launched),
                         claim_next,
                         summary,
                     )
