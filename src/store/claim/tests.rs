@@ -196,3 +196,27 @@ fn a_claim_beside_a_held_one_takes_no_segment_it_touches_and_retries_go_oldest_f
     crate::store::queue::purge_blocked(&c, |_| false, "test").unwrap();
     assert!(!claimed_now(&c, &rest.id.to_string()).unwrap());
 }
+
+#[test]
+fn the_claims_statements_are_compiled_once_whatever_batch_they_are_bound_to() {
+    let (_dir, c) = store();
+    for n in 0..20 {
+        enqueue(&c, &[test_record("a", n)]).unwrap();
+    }
+    // One of the joins of `claim` to `queue` on a batch id.
+    const BYTES: &str =
+        "SELECT COALESCE(SUM(CASE WHEN c.head IS NULL THEN q.size ELSE c.head_bytes END), 0)
+             FROM claim c JOIN queue q ON q.id BETWEEN c.first AND c.last
+             WHERE c.batch_id = ?1";
+    for _ in 0..4 {
+        let batch = claim_batch(&c, limits(5), &["a"]).unwrap().unwrap();
+        batch_bytes(&c, batch.id).unwrap();
+        batch_bytes(&c, uuid::Uuid::new_v4()).unwrap();
+        complete_batch(&c, batch.id, "uploaded", "ok").unwrap();
+    }
+    let compiled_again = c
+        .prepare_cached(BYTES)
+        .unwrap()
+        .get_status(rusqlite::StatementStatus::RePrepare);
+    assert_eq!(compiled_again, 0);
+}
