@@ -109,16 +109,19 @@ fn store_and_encode(c: &mut Criterion) {
     });
     // The enqueue bench above left a deep backlog behind: claiming from the
     // head of it is what an agent does after an outage.
-    let backlog = store.depth().unwrap();
-    group.bench_function(format!("claim_and_complete_500_behind_{backlog}"), |b| {
-        b.iter(|| {
-            let batch = store
-                .claim_batch(BATCH, &["update_identity"])
-                .unwrap()
-                .unwrap();
-            store.complete_batch(batch.id, "uploaded", "test").unwrap()
-        })
-    });
+    // (Filtered out, it left none: this one is skipped too. Its name does
+    // not carry the backlog's size, so that a saved baseline matches.)
+    if store.depth().unwrap() > 0 {
+        group.bench_function("claim_and_complete_500_behind_a_backlog", |b| {
+            b.iter(|| {
+                let batch = store
+                    .claim_batch(BATCH, &["update_identity"])
+                    .unwrap()
+                    .unwrap();
+                store.complete_batch(batch.id, "uploaded", "test").unwrap()
+            })
+        });
+    }
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     group.bench_function("claim_and_complete_500", |b| {
