@@ -1,4 +1,5 @@
-//! Delivery: from the queue to the receiver, one batch at a time.
+//! Delivery: from the queue to the receiver, batch by batch, up to two on
+//! the wire at once.
 //!
 //! `UploadConfig` (the `[upload]` section) lives here; `sender` owns the
 //! [`Uploader`] (claim, send, apply the outcome), `policy` the pure

@@ -1,4 +1,5 @@
-//! The uploader: from the queue to the receiver, one batch at a time.
+//! The uploader: from the queue to the receiver, up to two batches on the
+//! wire at once (`window`).
 //!
 //! [`Uploader::upload_pending`] reads the consent snapshot (the gate's, read
 //! again before every batch), claims batches of what it allows through the
@@ -100,7 +101,7 @@ pub struct Uploader<S> {
 /// What comes after an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
-    /// The next batch (the one prepared ahead, if any).
+    /// The next batch.
     Go,
     /// The same records, first: the batch recompressed as gzip after a 415,
     /// or in halves after a refusal of its content.
@@ -437,7 +438,7 @@ impl<S: Durable> Uploader<S> {
             .keep_body(pipeline::to_keep(batch, &body, drops))
             .await?;
         if !still_claimed {
-            tracing::info!(batch = %batch.id, "a batch prepared ahead was released before it left; what is left of it is claimed afresh");
+            tracing::info!(batch = %batch.id, "a batch claimed was released before it left; what is left of it is claimed afresh");
             return Ok(None);
         }
         Ok(Some(body))
