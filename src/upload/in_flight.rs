@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-/// The batches being sent right now (at most two: one whose answer is
-/// being applied, and the next one, kept in the same commit that removes
-/// the first), so that a withdrawal can stop them: the control handler
+/// The batches being sent right now (at most two, both on the wire:
+/// `sender::window`), so that a withdrawal can stop them: the control handler
 /// publishes the new consent, then cancels each batch in flight that
 /// carries a purpose it no longer allows, and waits until the uploader has
 /// let go of them. The uploader registers a batch *before* its last look

@@ -46,9 +46,13 @@ impl<S: Durable> Uploader<S> {
                 ),
             )
         });
-        let sendable = self.sendable().ok();
-        let completed = match (claim_next, sendable, &dead_letter, self.not_before) {
-            (Some(held), Some(sendable), None, None) => {
+        // Only a plain delivery claims the next batch, and only while the
+        // consent can be read.
+        let claim = claim_next
+            .filter(|_| dead_letter.is_none() && self.not_before.is_none())
+            .and_then(|held| Some((held, self.sendable().ok()?)));
+        let completed = match claim {
+            Some((held, sendable)) => {
                 let limits = self.limits();
                 let done = (detail.clone(), facts.clone());
                 self.writer

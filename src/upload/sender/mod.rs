@@ -24,8 +24,11 @@ use super::schedule::{Pace, next_attempt};
 use super::send_lock::{ANOTHER_SENDER, SendLock};
 use super::transport::Answer;
 use super::{AgentIdentity, Transport, UploadConfig, otlp};
+use crate::clock::rfc3339;
 use crate::gate::Gate;
-use crate::store::{Batch, BatchLimits, Durable, NextBatch, StoreError, Writer, WriterError};
+use crate::store::{
+    Batch, BatchLimits, Durable, NextBatch, SentBody, StoreError, Writer, WriterError,
+};
 use answer::{Accepted, Numbers};
 use pipeline::Prepared;
 use uuid::Uuid;
@@ -402,10 +405,9 @@ impl<S: Durable> Uploader<S> {
     }
 
     /// The body to send for `prepared`: the one kept from its first
-    /// attempt (a retry sends the same bytes under the same key; a body
-    /// kept in the commit that removed the batch before it is sent as
-    /// kept), or its new one (built again if the compression changed
-    /// since), kept before it leaves. `None`: its batch was released meanwhile (a purge), or it
+    /// attempt (a retry sends the same bytes under the same key), or its
+    /// new one (built again if the compression changed since), kept before
+    /// it leaves. `None`: its batch was released meanwhile (a purge), or it
     /// cannot be encoded now and went to the dead-letter table.
     async fn body(
         &mut self,
@@ -417,7 +419,6 @@ impl<S: Durable> Uploader<S> {
             body,
             kept,
             drops,
-            ..
         } = prepared;
         if *kept {
             return Ok(Some(body.clone()));
@@ -435,7 +436,14 @@ impl<S: Durable> Uploader<S> {
         };
         let still_claimed = self
             .writer
-            .keep_body(pipeline::to_keep(batch, &body, drops))
+            .keep_body(SentBody {
+                batch_id: batch.id.to_string(),
+                at: rfc3339(SystemTime::now()),
+                records: batch.len() as u64,
+                sha256: body.sha256.clone(),
+                bytes: body.bytes.clone(),
+                drops: drops.clone(),
+            })
             .await?;
         if !still_claimed {
             tracing::info!(batch = %batch.id, "a batch claimed was released before it left; what is left of it is claimed afresh");

@@ -11,13 +11,10 @@
 //! the body on the wire reports (`bounds::drops_beside`), so that no count
 //! is reported twice.
 
-use std::time::SystemTime;
-
 use uuid::Uuid;
 
 use super::Uploader;
-use crate::clock::rfc3339;
-use crate::store::{Batch, Drops, Durable, NextBatch, SentBody};
+use crate::store::{Batch, Drops, Durable, NextBatch};
 use crate::upload::UploadError;
 use crate::upload::policy::Protocol;
 use crate::upload::protocol::{self, Body};
@@ -32,18 +29,6 @@ pub(super) struct Prepared {
     pub kept: bool,
     /// The drop counts `body`'s envelope reports.
     pub drops: Drops,
-}
-
-/// What keeping `body`, the body of `batch` reporting `drops`, stores.
-pub(super) fn to_keep(batch: &Batch, body: &Body, drops: &Drops) -> SentBody {
-    SentBody {
-        batch_id: batch.id.to_string(),
-        at: rfc3339(SystemTime::now()),
-        records: batch.len() as u64,
-        sha256: body.sha256.clone(),
-        bytes: body.bytes.clone(),
-        drops: drops.clone(),
-    }
 }
 
 /// What preparing the next batch came to.
