@@ -400,12 +400,16 @@ async fn a_revoke_during_a_slow_drain_answers_with_what_the_trail_records_as_pur
             .filter(|r| r.status == 200)
             .count()
     };
+    // Started: batches accepted, and at least one of them answered and
+    // removed (two may be on the wire at once, so a third request can
+    // come before either of the two before it was answered).
     eventually("started the drain", PATIENCE, async || {
         let accepted = accepted(&world);
-        if accepted >= 3 {
+        let queued = world.records_queued().await;
+        if accepted >= 3 && queued < QUEUED {
             Ok(())
         } else {
-            Err(format!("{accepted} accepted"))
+            Err(format!("{accepted} accepted, {queued} queued"))
         }
     })
     .await;
