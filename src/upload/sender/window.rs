@@ -29,8 +29,9 @@ pub(super) struct OnWire {
     numbers: Numbers,
     /// Dropped once its answer is applied (or it is stopped).
     registration: Registration,
-    /// The request; dropping it abandons the request.
-    answer: AbortOnDropHandle<(Answer, Duration)>,
+    /// The request; dropping it abandons the request. `None`: stopped by
+    /// a withdrawal.
+    answer: AbortOnDropHandle<Option<(Answer, Duration)>>,
     /// When it was put on the wire (what the log says of its answer).
     launched: Instant,
 }
@@ -109,15 +110,26 @@ impl<S: Durable> Uploader<S> {
         let Some(body) = self.body(&prepared, summary).await? else {
             return Ok(None);
         };
+        if registration.token().is_cancelled() {
+            // Withdrawn while its body was being kept: it does not leave.
+            tracing::info!(batch = %prepared.batch.id, "upload stopped: consent withdrawn");
+            summary.stopped = Some("stopped: consent withdrawn during the upload".into());
+            return Ok(None);
+        }
         let batch = prepared.batch;
         let numbers = Numbers::of(&batch, &body);
         let transport = self.transport.clone();
         let (id, bytes, compression) = (batch.id, body.bytes.clone(), body.compression);
         let launched = Instant::now();
+        let withdrawn = registration.token().clone();
         let answer = AbortOnDropHandle::new(tokio::spawn(async move {
             let started = Instant::now();
-            let answer = transport.send(id, bytes, compression).await;
-            (answer, started.elapsed())
+            // A withdrawal before the task first runs sends nothing.
+            tokio::select! {
+                biased;
+                _ = withdrawn.cancelled() => None,
+                answer = transport.send(id, bytes, compression) => Some((answer, started.elapsed())),
+            }
         }));
         Ok(Some(OnWire {
             batch,
@@ -159,7 +171,8 @@ impl<S: Durable> Uploader<S> {
                 // withdrawal: the batch was delivered.
                 biased;
                 joined = &mut first.answer => match joined {
-                    Ok((answer, latency)) => Heard::Answer(answer, latency),
+                    Ok(Some((answer, latency))) => Heard::Answer(answer, latency),
+                    Ok(None) => Heard::Stopped(0),
                     Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
                     // The runtime is shutting down.
                     Err(_) => Heard::Abandoned,
